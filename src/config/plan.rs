@@ -1,0 +1,522 @@
+//! The compiled, typed, immutable plan: what every part past `compile` sees instead of raw config.
+//!
+//! Values here are already validated: a `View` cannot hold a timeout at or above its interval, an
+//! unknown scheme, or an unparsable header. Secrets are held in [`Secret`], whose `Debug` and
+//! `Display` print `<redacted>`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Serialize, Serializer};
+
+use super::profiles::ProfileName;
+
+/// The whole compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Targets in configuration order.
+    pub targets: Vec<Target>,
+    /// Admin server settings.
+    pub admin: AdminSettings,
+    /// Export settings.
+    pub export: ExportSettings,
+    /// The files the plan was compiled from, in merge order.
+    pub files: Vec<PathBuf>,
+}
+
+impl Plan {
+    /// Every view of every target, client first within each target.
+    pub fn views(&self) -> impl Iterator<Item = &View> {
+        self.targets.iter().flat_map(|t| std::iter::once(&t.client).chain(t.checkers.iter()))
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Listen address of the admin server (default `127.0.0.1:9464`).
+    pub listen: SocketAddr,
+}
+
+/// `[export]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportSettings {
+    /// `[export.otlp]`, when configured.
+    pub otlp: Option<OtlpSettings>,
+}
+
+/// `[export.otlp]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// Collector endpoint URL.
+    pub endpoint: String,
+    /// Wire protocol.
+    pub protocol: OtlpProtocol,
+    /// Fraction of plain successes whose spans are exported (failures always are).
+    pub success_sample_ratio: f64,
+}
+
+/// OTLP wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OtlpProtocol {
+    /// gRPC (default port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// HTTP with protobuf bodies (default port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// One thing users reach, with its client view and its checker views.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Unique target name.
+    pub name: Arc<str>,
+    /// The LB's source allowlist, audited against checker sources (empty: no audit).
+    pub allow_sources: Vec<IpNet>,
+    /// How users reach it.
+    pub client: View,
+    /// How each health checker reaches it.
+    pub checkers: Vec<View>,
+}
+
+/// Whether a view is the users' view or a health checker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The client view.
+    Client,
+    /// A checker view.
+    Checker,
+}
+
+impl Role {
+    /// `client` or `checker`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Checker => "checker",
+        }
+    }
+}
+
+/// The URL scheme of a view, which decides the layers a probe runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    /// HTTP over TCP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+    /// TCP connect only (plus PROXY header when set).
+    Tcp,
+    /// TCP + TLS handshake only.
+    Tls,
+    /// gRPC health over cleartext HTTP/2.
+    Grpc,
+    /// gRPC health over TLS.
+    Grpcs,
+}
+
+impl Scheme {
+    /// The scheme as written in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+            Scheme::Tcp => "tcp",
+            Scheme::Tls => "tls",
+            Scheme::Grpc => "grpc",
+            Scheme::Grpcs => "grpcs",
+        }
+    }
+
+    /// Whether a TLS handshake is part of the probe.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Scheme::Https | Scheme::Tls | Scheme::Grpcs)
+    }
+
+    /// Whether an HTTP exchange is part of the probe.
+    pub fn uses_http(self) -> bool {
+        matches!(self, Scheme::Http | Scheme::Https)
+    }
+
+    /// Whether a gRPC health call is part of the probe.
+    pub fn uses_grpc(self) -> bool {
+        matches!(self, Scheme::Grpc | Scheme::Grpcs)
+    }
+
+    /// The scheme with TLS switched on or off (`http` <-> `https`, `tcp` <-> `tls`...).
+    pub fn with_tls(self, on: bool) -> Scheme {
+        match (self, on) {
+            (Scheme::Http | Scheme::Https, true) => Scheme::Https,
+            (Scheme::Http | Scheme::Https, false) => Scheme::Http,
+            (Scheme::Tcp | Scheme::Tls, true) => Scheme::Tls,
+            (Scheme::Tcp | Scheme::Tls, false) => Scheme::Tcp,
+            (Scheme::Grpc | Scheme::Grpcs, true) => Scheme::Grpcs,
+            (Scheme::Grpc | Scheme::Grpcs, false) => Scheme::Grpc,
+        }
+    }
+}
+
+/// The host part of a URL or `connect_to`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A DNS name, resolved at probe time.
+    Name(String),
+    /// An IP literal, dialed as is.
+    Ip(IpAddr),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// Where a probe dials: a host (name or IP) and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Name or IP.
+    pub host: Host,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// The local address a probe binds before connecting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Exactly this address.
+    Addr(IpAddr),
+    /// A local address inside this network (picked at compile time, or, with `freebind`, any
+    /// address of it).
+    Net(IpNet),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Addr(a) => write!(f, "{a}"),
+            Source::Net(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// The resolved source to bind, as compiled: the address actually bound, and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceBind {
+    /// What the config asked for.
+    pub requested: Source,
+    /// The address bound (for a network: a local address inside it, or its first host address
+    /// with `freebind`).
+    pub addr: IpAddr,
+}
+
+/// Address family restriction for resolution and dialing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpVersion {
+    /// Whatever DNS answers (IPv4 first when both).
+    #[default]
+    Any,
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+/// PROXY protocol header version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyVersion {
+    /// Text header (`PROXY TCP4 ...`).
+    V1,
+    /// Binary header.
+    V2,
+}
+
+/// Which PROXY header a view sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProxyHeader {
+    /// Version.
+    pub version: ProxyVersion,
+    /// `LOCAL` command with no addresses (what an AWS NLB health check sends) instead of `PROXY`
+    /// with the connection's real addresses.
+    pub local: bool,
+}
+
+/// The SNI rule of a TLS view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Sni {
+    /// The URL's host, when it is a DNS name (an IP literal sends no SNI, as browsers do).
+    FromUrl,
+    /// This name.
+    Name(String),
+    /// No SNI extension at all.
+    None,
+}
+
+/// TLS settings of a view (used only when the scheme uses TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    /// SNI rule.
+    pub sni: Sni,
+    /// Verify the chain and the name. When off, the chain is still recorded.
+    pub verify: bool,
+    /// Extra trust anchors (PEM). With `ca_file`, only these roots are trusted.
+    pub ca_file: Option<PathBuf>,
+    /// ALPN protocols offered, in order (`h2`, `http/1.1`).
+    pub alpn: Vec<String>,
+}
+
+/// The Host header rule of an HTTP view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostHeader {
+    /// The URL's authority (host, and port when not the scheme's default).
+    FromUrl,
+    /// The dialed `ip:port` (what AWS and GCP checkers send).
+    DialedAddress,
+    /// This value.
+    Value(String),
+    /// No Host header at all (HAProxy's HTTP/1.0 check).
+    None,
+}
+
+/// HTTP protocol version of a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum HttpVersion {
+    /// HTTP/1.0 (HAProxy's default check).
+    #[serde(rename = "HTTP/1.0")]
+    Http10,
+    /// HTTP/1.1.
+    #[serde(rename = "HTTP/1.1")]
+    Http11,
+    /// HTTP/2 when ALPN selects `h2` (or prior knowledge on cleartext), else HTTP/1.1.
+    #[serde(rename = "auto")]
+    Auto,
+    /// HTTP/2 only (prior knowledge over cleartext, `h2` over TLS).
+    #[serde(rename = "HTTP/2")]
+    Http2,
+}
+
+/// A string that must never be printed: `Debug`/`Display`/`Serialize` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The real value, for putting on the wire only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// A configured value that may be secret (it came from `${env:..}`/`${file:..}`, or is an
+/// `authorization`/`cookie` header). Displays as `<redacted>` when secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MaybeSecret {
+    /// Safe to print.
+    Plain(String),
+    /// Never printed.
+    Secret(Secret),
+}
+
+impl MaybeSecret {
+    /// The real value, for the wire.
+    pub fn expose(&self) -> &str {
+        match self {
+            MaybeSecret::Plain(s) => s,
+            MaybeSecret::Secret(s) => s.expose(),
+        }
+    }
+
+    /// Whether the value must be redacted.
+    pub fn is_secret(&self) -> bool {
+        matches!(self, MaybeSecret::Secret(_))
+    }
+}
+
+impl fmt::Display for MaybeSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaybeSecret::Plain(s) => f.write_str(s),
+            MaybeSecret::Secret(s) => fmt::Display::fmt(s, f),
+        }
+    }
+}
+
+/// HTTP settings of a view (used for `http`/`https`; gRPC uses `host` and `user_agent`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpSettings {
+    /// Request method.
+    pub method: http::Method,
+    /// Host header rule.
+    pub host: HostHeader,
+    /// Extra headers in order; names lowercase. Values may be secret.
+    pub headers: Vec<(http::HeaderName, MaybeSecret)>,
+    /// User-Agent, or none.
+    pub user_agent: Option<String>,
+    /// Request body.
+    pub body: Option<MaybeSecret>,
+    /// Protocol version.
+    pub version: HttpVersion,
+    /// Send `Connection: close` (HTTP/1.1 checkers that close after each check).
+    pub connection_close: bool,
+}
+
+/// What a response must look like to count as a success.
+#[derive(Debug, Clone)]
+pub struct Expect {
+    /// Accepted status ranges (inclusive).
+    pub status: Vec<RangeInclusive<u16>>,
+    /// The body must contain this string.
+    pub body_contains: Option<String>,
+    /// The body must match this regex.
+    pub body_regex: Option<regex::Regex>,
+    /// Read kube-proxy's `localEndpoints` from the JSON body; `0` is `no_local_endpoints`.
+    pub kube_proxy_endpoints: bool,
+    /// gRPC health: the service name asked about (empty: the whole server).
+    pub grpc_service: String,
+}
+
+impl Expect {
+    /// Whether `status` is accepted.
+    pub fn status_ok(&self, status: u16) -> bool {
+        self.status.iter().any(|r| r.contains(&status))
+    }
+}
+
+impl PartialEq for Expect {
+    fn eq(&self, other: &Expect) -> bool {
+        self.status == other.status
+            && self.body_contains == other.body_contains
+            && self.body_regex.as_ref().map(|r| r.as_str())
+                == other.body_regex.as_ref().map(|r| r.as_str())
+            && self.kube_proxy_endpoints == other.kube_proxy_endpoints
+            && self.grpc_service == other.grpc_service
+    }
+}
+
+/// A verdict's starting state, per profile (some LBs start healthy, some must see `rise`
+/// successes first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialHealth {
+    /// Healthy until `fall` failures.
+    Healthy,
+    /// Unhealthy until `rise` successes.
+    Unhealthy,
+    /// Decided by the first probe (kubelet, Envoy: one success at startup is enough).
+    FirstProbe,
+}
+
+/// One complete request recipe (DESIGN §2). Immutable once compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    /// The target this view belongs to.
+    pub target: Arc<str>,
+    /// `client` or the checker's name.
+    pub name: Arc<str>,
+    /// Client or checker.
+    pub role: Role,
+    /// Checker profile, if any.
+    pub profile: Option<ProfileName>,
+    /// Scheme (decides the layers).
+    pub scheme: Scheme,
+    /// The URL host and port (name or IP): what SNI and Host derive from.
+    pub url_endpoint: Endpoint,
+    /// Path and query sent (always starts with `/`; gRPC: ignored).
+    pub path: String,
+    /// The URL for display, with secret substitutions shown as `<redacted>`.
+    pub url_display: String,
+    /// Dial this instead of the URL's host:port.
+    pub connect_to: Option<Endpoint>,
+    /// Local source address to bind.
+    pub source: Option<SourceBind>,
+    /// Set `IP_FREEBIND` (bind addresses not on this host).
+    pub freebind: bool,
+    /// Address family.
+    pub ip_version: IpVersion,
+    /// PROXY header sent after connecting.
+    pub proxy_protocol: Option<ProxyHeader>,
+    /// TLS settings (meaningful when `scheme.uses_tls()`).
+    pub tls: TlsSettings,
+    /// HTTP settings.
+    pub http: HttpSettings,
+    /// Success matcher.
+    pub expect: Expect,
+    /// Probe interval.
+    pub interval: Duration,
+    /// Per-probe deadline (always below `interval`).
+    pub timeout: Duration,
+    /// Consecutive successes to become healthy.
+    pub rise: u32,
+    /// Consecutive failures to become unhealthy.
+    pub fall: u32,
+    /// Verdict starting state.
+    pub initial: InitialHealth,
+    /// Response body read limit; more is `http_body_too_large`.
+    pub max_body_bytes: usize,
+    /// Nameserver to ask instead of the system's.
+    pub resolver: Option<SocketAddr>,
+    /// Probe every address DNS answers, one outcome each.
+    pub each_address: bool,
+    /// DNS must answer with (a subset of) these addresses.
+    pub expect_addresses: Vec<IpAddr>,
+}
+
+impl View {
+    /// `target/view`, for logs and errors.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.target, self.name)
+    }
+
+    /// The endpoint actually dialed (`connect_to` or the URL's).
+    pub fn dial_endpoint(&self) -> &Endpoint {
+        self.connect_to.as_ref().unwrap_or(&self.url_endpoint)
+    }
+}
+
+/// Default response body limit (bytes).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default limit on response header bytes.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default `[admin] listen`.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";

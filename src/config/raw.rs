@@ -1,0 +1,1 @@
+//! Raw serde types of `probes.d/` files (unknown keys rejected).

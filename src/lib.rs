@@ -1,0 +1,16 @@
+//! parallax probes every target twice — as its users reach it and as its load balancer's health
+//! checker reaches it — and names why the two views disagree.
+//!
+//! # Layout
+//!
+//! - [`config`]: `probes.d/` files (serde types, unknown keys rejected) compiled into an immutable
+//!   [`config::Plan`]; checker profiles; `${..}` substitution and secret redaction.
+//! - [`probe`]: the probe engine — dns, tcp (source bind), PROXY header, tls, http, grpc layers —
+//!   and the [`probe::Outcome`] record with its closed error taxonomy.
+//! - [`report`]: `parallax probe` output (JSON lines and the table).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod probe;
+pub mod report;

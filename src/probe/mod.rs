@@ -1,0 +1,278 @@
+//! The probe engine: one execution of a [`View`] over fresh connections, layer by layer
+//! (dns -> tcp -> PROXY header -> tls -> http | grpc | nothing), yielding [`Outcome`]s.
+//!
+//! Every layer takes the probe's deadline and reports a classified [`Failure`]; phase timings are
+//! taken from tokio's monotonic clock at the I/O edges.
+
+pub mod dns;
+pub mod expect;
+pub mod grpc;
+pub mod http;
+pub mod outcome;
+pub mod proxy_protocol;
+pub mod tcp;
+pub mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+pub use outcome::{ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary};
+
+use crate::config::{Host, Sni, View};
+
+/// Runs probes. Holds what is worth building once: resolvers and TLS client configs.
+#[derive(Debug, Default)]
+pub struct Prober {
+    resolvers: dns::Resolvers,
+    tls: tls::TlsConfigs,
+}
+
+impl Prober {
+    /// A prober with the system clock.
+    pub fn new() -> Prober {
+        Prober::default()
+    }
+
+    /// A prober whose certificate checks read the time from `time` (tests move it).
+    pub fn with_time(time: Arc<dyn rustls::time_provider::TimeProvider>) -> Prober {
+        Prober { resolvers: dns::Resolvers::new(), tls: tls::TlsConfigs::with_time(time) }
+    }
+
+    /// Probes `view` once, within `view.timeout`. One outcome, or one per DNS answer with
+    /// `each_address`.
+    pub async fn probe(&self, view: &View) -> Vec<Outcome> {
+        let start = Instant::now();
+        let deadline = start + view.timeout;
+        let mut base = Attempt::new(view, start);
+
+        let addresses = match self.addresses(view, deadline, &mut base).await {
+            Ok(addresses) => addresses,
+            Err(failure) => return vec![base.fail(failure)],
+        };
+        base.outcome.resolved = addresses.clone();
+        let port = view.dial_endpoint().port;
+        if view.each_address && addresses.len() > 1 {
+            let runs = addresses.iter().map(|ip| {
+                let attempt = base.clone();
+                self.probe_address(view, attempt, SocketAddr::new(*ip, port), deadline)
+            });
+            futures_util::future::join_all(runs).await
+        } else {
+            // `addresses` is never empty: resolution fails with `dns_no_answer` instead.
+            let ip = addresses[0];
+            vec![self.probe_address(view, base, SocketAddr::new(ip, port), deadline).await]
+        }
+    }
+
+    /// The addresses to dial, after resolution and the `expect_addresses` check.
+    async fn addresses(
+        &self,
+        view: &View,
+        deadline: Instant,
+        attempt: &mut Attempt,
+    ) -> Result<Vec<IpAddr>, Failure> {
+        let dial = view.dial_endpoint();
+        let dns_start = Instant::now();
+        let mut resolved_any = false;
+        let addresses = match &dial.host {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(name) => {
+                resolved_any = true;
+                let r = self.resolvers.resolve(name, view.resolver, view.ip_version, deadline).await;
+                attempt.outcome.timings.dns = Some(dns_start.elapsed());
+                r?
+            }
+        };
+        if !view.expect_addresses.is_empty() {
+            // The check is about where the URL's name points, even when `connect_to` dials
+            // somewhere else.
+            let named = match (&view.url_endpoint.host, view.connect_to.is_some()) {
+                (Host::Name(_), false) => Some(addresses.clone()),
+                (Host::Name(name), true) => {
+                    let r = self.resolvers.resolve(name, view.resolver, view.ip_version, deadline).await;
+                    if !resolved_any {
+                        attempt.outcome.timings.dns = Some(dns_start.elapsed());
+                    }
+                    Some(r?)
+                }
+                (Host::Ip(_), _) => None,
+            };
+            if let Some(named) = named {
+                attempt.outcome.resolved = named.clone();
+                dns::check_expected(&named, &view.expect_addresses)?;
+            }
+        }
+        Ok(addresses)
+    }
+
+    async fn probe_address(
+        &self,
+        view: &View,
+        mut attempt: Attempt,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> Outcome {
+        attempt.outcome.request.address = Some(peer);
+        let connected = match tcp::connect(peer, view.source.as_ref(), view.freebind, deadline).await {
+            Ok(c) => c,
+            Err(f) => return attempt.fail(f),
+        };
+        attempt.outcome.timings.connect = Some(connected.elapsed);
+        attempt.outcome.peer = Some(connected.peer);
+        attempt.outcome.local = Some(connected.local);
+        if view.source.is_some() {
+            attempt.outcome.request.source = Some(connected.local.ip());
+        }
+        let mut stream = connected.stream;
+
+        if let Some(header) = view.proxy_protocol {
+            let bytes = proxy_protocol::encode(header, connected.local, connected.peer);
+            if let Err(f) = proxy_protocol::send(&mut stream, &bytes, deadline).await {
+                return attempt.fail(f);
+            }
+        }
+
+        if !view.scheme.uses_tls() {
+            return self.application(view, attempt, stream, peer, false, deadline).await;
+        }
+        let sni = match &view.tls.sni {
+            Sni::FromUrl => match &view.url_endpoint.host {
+                Host::Name(name) => Some(name.as_str()),
+                Host::Ip(_) => None,
+            },
+            Sni::Name(name) => Some(name.as_str()),
+            Sni::None => None,
+        };
+        attempt.outcome.request.sni = sni.map(str::to_owned);
+        let tls_start = Instant::now();
+        match tls::handshake(&self.tls, stream, &view.tls, sni, deadline).await {
+            Ok(done) => {
+                attempt.outcome.timings.tls = Some(tls_start.elapsed());
+                let h2 = done.summary.alpn.as_deref() == Some("h2");
+                attempt.outcome.tls = Some(done.summary);
+                self.application(view, attempt, done.stream, peer, h2, deadline).await
+            }
+            Err((failure, summary)) => {
+                attempt.outcome.tls = summary;
+                attempt.fail(failure)
+            }
+        }
+    }
+
+    /// The layer above the transport: HTTP, gRPC, or nothing for `tcp://` and `tls://`.
+    async fn application<S>(
+        &self,
+        view: &View,
+        mut attempt: Attempt,
+        io: S,
+        peer: SocketAddr,
+        alpn_h2: bool,
+        deadline: Instant,
+    ) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if view.scheme.uses_http() {
+            let h2 = alpn_h2 || (!view.scheme.uses_tls() && view.http.version == crate::config::HttpVersion::Http2);
+            let (sent, result) = http::exchange(io, view, peer, h2, deadline).await;
+            attempt.record_sent(view, sent);
+            let response = match result {
+                Ok(r) => r,
+                Err(f) => return attempt.fail(f),
+            };
+            attempt.outcome.status = Some(response.status);
+            attempt.outcome.timings.ttfb = Some(response.ttfb);
+            attempt.outcome.body_bytes = Some(response.body.len() as u64);
+            let (judged, verdict) = expect::judge(&view.expect, response.status, &response.body);
+            attempt.outcome.local_endpoints = judged.local_endpoints;
+            match verdict {
+                Ok(()) => attempt.succeed(),
+                Err(f) => attempt.fail(f),
+            }
+        } else if view.scheme.uses_grpc() {
+            let (sent, result) = grpc::check(io, view, peer, deadline).await;
+            attempt.record_sent(view, sent);
+            attempt.outcome.request.path = Some("/grpc.health.v1.Health/Check".to_owned());
+            match result {
+                Ok(answer) => {
+                    attempt.outcome.grpc_status = Some(answer.status.to_owned());
+                    attempt.outcome.timings.ttfb = Some(answer.ttfb);
+                    attempt.succeed()
+                }
+                Err(f) => attempt.fail(f),
+            }
+        } else {
+            drop(io);
+            attempt.succeed()
+        }
+    }
+}
+
+/// An outcome being filled in as the layers run.
+#[derive(Debug, Clone)]
+struct Attempt {
+    start: Instant,
+    outcome: Outcome,
+}
+
+impl Attempt {
+    fn new(view: &View, start: Instant) -> Attempt {
+        let request = RequestSummary {
+            scheme: view.scheme.as_str(),
+            verify: view.scheme.uses_tls() && view.tls.verify,
+            proxy_protocol: view.proxy_protocol.map(|p| p.version),
+            path: (view.scheme.uses_http()).then(|| view.path.clone()),
+            method: (view.scheme.uses_http()).then(|| view.http.method.to_string()),
+            ..RequestSummary::default()
+        };
+        Attempt {
+            start,
+            outcome: Outcome {
+                target: view.target.clone(),
+                view: view.name.clone(),
+                role: view.role,
+                profile: view.profile,
+                ok: false,
+                phase: None,
+                error: None,
+                detail: None,
+                status: None,
+                grpc_status: None,
+                local_endpoints: None,
+                timings: Timings::default(),
+                peer: None,
+                local: None,
+                request,
+                tls: None,
+                resolved: Vec::new(),
+                body_bytes: None,
+            },
+        }
+    }
+
+    fn record_sent(&mut self, _view: &View, sent: http::Sent) {
+        self.outcome.request.host = sent.host;
+        self.outcome.request.user_agent = sent.user_agent;
+        if !sent.version.is_empty() {
+            self.outcome.request.http_version = Some(sent.version);
+        }
+    }
+
+    fn fail(mut self, failure: Failure) -> Outcome {
+        self.outcome.ok = false;
+        self.outcome.phase = Some(failure.phase);
+        self.outcome.error = Some(failure.code);
+        self.outcome.detail = Some(failure.detail);
+        self.outcome.timings.total = self.start.elapsed();
+        self.outcome
+    }
+
+    fn succeed(mut self) -> Outcome {
+        self.outcome.ok = true;
+        self.outcome.timings.total = self.start.elapsed();
+        self.outcome
+    }
+}
