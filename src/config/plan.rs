@@ -399,7 +399,13 @@ pub struct HttpSettings {
     pub version: HttpVersion,
     /// Send `Connection: close` (HTTP/1.1 checkers that close after each check).
     pub connection_close: bool,
+    /// Write HTTP/1 header names in Title-Case (what Go-based checkers put on the wire).
+    pub title_case_headers: bool,
 }
+
+// Wire order of an HTTP/1 request head: request line, Host (unless none), User-Agent (unless
+// none), `headers` in order (profile headers first, then the view's), `Connection: close` when
+// set, then the body's `content-length` when there is a body.
 
 /// What a response must look like to count as a success.
 #[derive(Debug, Clone)]

@@ -105,6 +105,10 @@ pub struct ProfileDefaults {
     pub http_version: HttpVersion,
     /// Send `Connection: close`.
     pub connection_close: bool,
+    /// Extra headers the checker sends after Host and User-Agent, in wire order.
+    pub headers: &'static [(&'static str, &'static str)],
+    /// Write header names in Title-Case (Go-based checkers) instead of lowercase.
+    pub title_case_headers: bool,
     /// SNI rule on TLS checks.
     pub sni: Sni,
     /// Whether the checker verifies the server certificate.
