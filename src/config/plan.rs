@@ -32,7 +32,9 @@ pub struct Plan {
 impl Plan {
     /// Every view of every target, client first within each target.
     pub fn views(&self) -> impl Iterator<Item = &View> {
-        self.targets.iter().flat_map(|t| std::iter::once(&t.client).chain(t.checkers.iter()))
+        self.targets
+            .iter()
+            .flat_map(|t| std::iter::once(&t.client).chain(t.checkers.iter()))
     }
 }
 

@@ -175,13 +175,21 @@ pub struct Failure {
 impl Failure {
     /// A failure in the code's own phase.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Failure {
-        Failure { phase: code.phase(), code, detail: detail.into() }
+        Failure {
+            phase: code.phase(),
+            code,
+            detail: detail.into(),
+        }
     }
 
     /// A failure attributed to a phase other than the code's own (e.g. a reset while
     /// writing the PROXY header).
     pub fn in_phase(phase: Phase, code: ErrorCode, detail: impl Into<String>) -> Failure {
-        Failure { phase, code, detail: detail.into() }
+        Failure {
+            phase,
+            code,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -214,7 +222,12 @@ impl Serialize for Timings {
         use serde::ser::SerializeMap;
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         let mut m = s.serialize_map(None)?;
-        for (k, v) in [("dns", self.dns), ("connect", self.connect), ("tls", self.tls), ("ttfb", self.ttfb)] {
+        for (k, v) in [
+            ("dns", self.dns),
+            ("connect", self.connect),
+            ("tls", self.tls),
+            ("ttfb", self.ttfb),
+        ] {
             if let Some(v) = v {
                 m.serialize_entry(k, &ms(v))?;
             }
