@@ -32,9 +32,7 @@ pub struct Plan {
 impl Plan {
     /// Every view of every target, client first within each target.
     pub fn views(&self) -> impl Iterator<Item = &View> {
-        self.targets
-            .iter()
-            .flat_map(|t| std::iter::once(&t.client).chain(t.checkers.iter()))
+        self.targets.iter().flat_map(|t| std::iter::once(&t.client).chain(t.checkers.iter()))
     }
 }
 
@@ -435,8 +433,7 @@ impl PartialEq for Expect {
     fn eq(&self, other: &Expect) -> bool {
         self.status == other.status
             && self.body_contains == other.body_contains
-            && self.body_regex.as_ref().map(|r| r.as_str())
-                == other.body_regex.as_ref().map(|r| r.as_str())
+            && self.body_regex.as_ref().map(|r| r.as_str()) == other.body_regex.as_ref().map(|r| r.as_str())
             && self.kube_proxy_endpoints == other.kube_proxy_endpoints
             && self.grpc_service == other.grpc_service
     }

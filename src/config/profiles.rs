@@ -76,10 +76,7 @@ impl ProfileName {
 
     /// Parses a config name.
     pub fn from_name(name: &str) -> Option<ProfileName> {
-        ProfileName::ALL
-            .iter()
-            .copied()
-            .find(|p| p.as_str() == name)
+        ProfileName::ALL.iter().copied().find(|p| p.as_str() == name)
     }
 }
 
@@ -200,13 +197,7 @@ pub fn defaults(profile: ProfileName) -> ProfileDefaults {
 /// A checker with parallax's own defaults: `GET`, the URL's Host and SNI, certificates verified,
 /// 200-399, rise 2 / fall 2.
 fn generic() -> ProfileDefaults {
-    ProfileDefaults {
-        http_version: HttpVersion::Http11,
-        alpn: &[],
-        rise: 2,
-        fall: 2,
-        ..client_defaults()
-    }
+    ProfileDefaults { http_version: HttpVersion::Http11, alpn: &[], rise: 2, fall: 2, ..client_defaults() }
 }
 
 /// CHECKERS.md §1 "AWS ALB target group": `GET` over HTTP/1.1 on a new connection that the node
@@ -244,12 +235,7 @@ fn aws_alb() -> ProfileDefaults {
 /// `LOCAL` command. User-Agent and SNI are undocumented: we send the ELB health checker's agent
 /// and no SNI (the stricter choice); override both in config when you know better.
 fn aws_nlb() -> ProfileDefaults {
-    ProfileDefaults {
-        status: OK_2XX_3XX,
-        timeout: secs(6),
-        proxy_local: true,
-        ..aws_alb()
-    }
+    ProfileDefaults { status: OK_2XX_3XX, timeout: secs(6), proxy_local: true, ..aws_alb() }
 }
 
 /// CHECKERS.md §1 "AWS Classic ELB": HTTP 200 only, 30 s / 5 s, healthy 10 / unhealthy 2,
@@ -299,10 +285,7 @@ fn gcp() -> ProfileDefaults {
 /// public IP the check is for, 200, 2 / 2, 5 s, and the legacy source ranges 35.191.0.0/16,
 /// 209.85.152.0/22, 209.85.204.0/22.
 fn gcp_legacy() -> ProfileDefaults {
-    ProfileDefaults {
-        source_ranges: &["35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"],
-        ..gcp()
-    }
+    ProfileDefaults { source_ranges: &["35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"], ..gcp() }
 }
 
 /// CHECKERS.md §1 "Azure Load Balancer probe": HTTP 200 only, `Host` = the backend `ip:port`
@@ -494,12 +477,7 @@ mod tests {
     fn every_profile_timeout_is_below_its_interval_and_thresholds_are_positive() {
         for p in ProfileName::ALL {
             let d = defaults(*p);
-            assert!(
-                d.timeout < d.interval,
-                "{p}: {:?} !< {:?}",
-                d.timeout,
-                d.interval
-            );
+            assert!(d.timeout < d.interval, "{p}: {:?} !< {:?}", d.timeout, d.interval);
             assert!(d.rise >= 1 && d.fall >= 1, "{p}");
             assert!(!d.status.is_empty(), "{p}");
         }
@@ -529,27 +507,11 @@ mod tests {
     #[test]
     fn gcp_and_clb_accept_only_200_while_nlb_and_kubelet_accept_3xx() {
         let accepts = |p: ProfileName, s: u16| defaults(p).status.iter().any(|r| r.contains(&s));
-        for p in [
-            ProfileName::Gcp,
-            ProfileName::AwsClb,
-            ProfileName::AwsAlb,
-            ProfileName::AzureLb,
-        ] {
-            assert!(
-                accepts(p, 200) && !accepts(p, 204) && !accepts(p, 301),
-                "{p}"
-            );
+        for p in [ProfileName::Gcp, ProfileName::AwsClb, ProfileName::AwsAlb, ProfileName::AzureLb] {
+            assert!(accepts(p, 200) && !accepts(p, 204) && !accepts(p, 301), "{p}");
         }
-        for p in [
-            ProfileName::AwsNlb,
-            ProfileName::Kubelet,
-            ProfileName::AzureAppgw,
-            ProfileName::Haproxy,
-        ] {
-            assert!(
-                accepts(p, 204) && accepts(p, 302) && !accepts(p, 404),
-                "{p}"
-            );
+        for p in [ProfileName::AwsNlb, ProfileName::Kubelet, ProfileName::AzureAppgw, ProfileName::Haproxy] {
+            assert!(accepts(p, 204) && accepts(p, 302) && !accepts(p, 404), "{p}");
         }
     }
 

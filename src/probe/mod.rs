@@ -38,10 +38,7 @@ impl Prober {
 
     /// A prober whose certificate checks read the time from `time` (tests move it).
     pub fn with_time(time: Arc<dyn rustls::time_provider::TimeProvider>) -> Prober {
-        Prober {
-            resolvers: dns::Resolvers::new(),
-            tls: tls::TlsConfigs::with_time(time),
-        }
+        Prober { resolvers: dns::Resolvers::new(), tls: tls::TlsConfigs::with_time(time) }
     }
 
     /// Probes `view` once, within `view.timeout`. One outcome, or one per DNS answer with
@@ -66,10 +63,7 @@ impl Prober {
         } else {
             // `addresses` is never empty: resolution fails with `dns_no_answer` instead.
             let ip = addresses[0];
-            vec![
-                self.probe_address(view, base, SocketAddr::new(ip, port), deadline)
-                    .await,
-            ]
+            vec![self.probe_address(view, base, SocketAddr::new(ip, port), deadline).await]
         }
     }
 
@@ -87,10 +81,7 @@ impl Prober {
             Host::Ip(ip) => vec![*ip],
             Host::Name(name) => {
                 resolved_any = true;
-                let r = self
-                    .resolvers
-                    .resolve(name, view.resolver, view.ip_version, deadline)
-                    .await;
+                let r = self.resolvers.resolve(name, view.resolver, view.ip_version, deadline).await;
                 attempt.outcome.timings.dns = Some(dns_start.elapsed());
                 r?
             }
@@ -101,10 +92,7 @@ impl Prober {
             let named = match (&view.url_endpoint.host, view.connect_to.is_some()) {
                 (Host::Name(_), false) => Some(addresses.clone()),
                 (Host::Name(name), true) => {
-                    let r = self
-                        .resolvers
-                        .resolve(name, view.resolver, view.ip_version, deadline)
-                        .await;
+                    let r = self.resolvers.resolve(name, view.resolver, view.ip_version, deadline).await;
                     if !resolved_any {
                         attempt.outcome.timings.dns = Some(dns_start.elapsed());
                     }
@@ -128,11 +116,10 @@ impl Prober {
         deadline: Instant,
     ) -> Outcome {
         attempt.outcome.request.address = Some(peer);
-        let connected =
-            match tcp::connect(peer, view.source.as_ref(), view.freebind, deadline).await {
-                Ok(c) => c,
-                Err(f) => return attempt.fail(f),
-            };
+        let connected = match tcp::connect(peer, view.source.as_ref(), view.freebind, deadline).await {
+            Ok(c) => c,
+            Err(f) => return attempt.fail(f),
+        };
         attempt.outcome.timings.connect = Some(connected.elapsed);
         attempt.outcome.peer = Some(connected.peer);
         attempt.outcome.local = Some(connected.local);
@@ -149,9 +136,7 @@ impl Prober {
         }
 
         if !view.scheme.uses_tls() {
-            return self
-                .application(view, attempt, stream, peer, false, deadline)
-                .await;
+            return self.application(view, attempt, stream, peer, false, deadline).await;
         }
         let sni = match &view.tls.sni {
             Sni::FromUrl => match &view.url_endpoint.host {
@@ -168,8 +153,7 @@ impl Prober {
                 attempt.outcome.timings.tls = Some(tls_start.elapsed());
                 let h2 = done.summary.alpn.as_deref() == Some("h2");
                 attempt.outcome.tls = Some(done.summary);
-                self.application(view, attempt, done.stream, peer, h2, deadline)
-                    .await
+                self.application(view, attempt, done.stream, peer, h2, deadline).await
             }
             Err((failure, summary)) => {
                 attempt.outcome.tls = summary;
@@ -193,8 +177,7 @@ impl Prober {
     {
         if view.scheme.uses_http() {
             let h2 = alpn_h2
-                || (!view.scheme.uses_tls()
-                    && view.http.version == crate::config::HttpVersion::Http2);
+                || (!view.scheme.uses_tls() && view.http.version == crate::config::HttpVersion::Http2);
             let (sent, result) = http::exchange(io, view, peer, h2, deadline).await;
             attempt.record_sent(view, sent);
             let response = match result {

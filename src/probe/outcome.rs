@@ -175,21 +175,13 @@ pub struct Failure {
 impl Failure {
     /// A failure in the code's own phase.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Failure {
-        Failure {
-            phase: code.phase(),
-            code,
-            detail: detail.into(),
-        }
+        Failure { phase: code.phase(), code, detail: detail.into() }
     }
 
     /// A failure attributed to a phase other than the code's own (e.g. a reset while
     /// writing the PROXY header).
     pub fn in_phase(phase: Phase, code: ErrorCode, detail: impl Into<String>) -> Failure {
-        Failure {
-            phase,
-            code,
-            detail: detail.into(),
-        }
+        Failure { phase, code, detail: detail.into() }
     }
 }
 
@@ -222,12 +214,7 @@ impl Serialize for Timings {
         use serde::ser::SerializeMap;
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         let mut m = s.serialize_map(None)?;
-        for (k, v) in [
-            ("dns", self.dns),
-            ("connect", self.connect),
-            ("tls", self.tls),
-            ("ttfb", self.ttfb),
-        ] {
+        for (k, v) in [("dns", self.dns), ("connect", self.connect), ("tls", self.tls), ("ttfb", self.ttfb)] {
             if let Some(v) = v {
                 m.serialize_entry(k, &ms(v))?;
             }
@@ -333,11 +320,9 @@ impl Outcome {
     /// The failure, if any, as a [`Failure`].
     pub fn failure(&self) -> Option<Failure> {
         match (self.phase, self.error) {
-            (Some(phase), Some(code)) => Some(Failure {
-                phase,
-                code,
-                detail: self.detail.clone().unwrap_or_default(),
-            }),
+            (Some(phase), Some(code)) => {
+                Some(Failure { phase, code, detail: self.detail.clone().unwrap_or_default() })
+            }
             _ => None,
         }
     }

@@ -16,11 +16,7 @@ pub fn encode(header: ProxyHeader, local: SocketAddr, peer: SocketAddr) -> Vec<u
 }
 
 /// Writes `bytes` before `deadline`. Errors are reported in phase `proxy`.
-pub async fn send<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    bytes: &[u8],
-    deadline: Instant,
-) -> Result<(), Failure> {
+pub async fn send<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8], deadline: Instant) -> Result<(), Failure> {
     let _ = (io, bytes, deadline);
     todo!("proxy send")
 }
