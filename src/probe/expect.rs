@@ -28,10 +28,7 @@ pub fn judge(expect: &Expect, status: u16, body: &[u8]) -> (Judged, Result<(), F
             judged.local_endpoints = Some(health.local_endpoints);
             if health.local_endpoints == 0 {
                 let detail = format!("localEndpoints: 0 (status {status})");
-                return (
-                    judged,
-                    Err(Failure::new(ErrorCode::NoLocalEndpoints, detail)),
-                );
+                return (judged, Err(Failure::new(ErrorCode::NoLocalEndpoints, detail)));
             }
             proxy_unhealthy = health.service_proxy_healthy == Some(false);
         }
@@ -130,14 +127,13 @@ mod tests {
     }
 
     fn kube() -> Expect {
-        Expect {
-            kube_proxy_endpoints: true,
-            ..expect(vec![200..=200])
-        }
+        Expect { kube_proxy_endpoints: true, ..expect(vec![200..=200]) }
     }
 
-    const KUBE_EMPTY: &str = r#"{"service":{"namespace":"shop","name":"web"},"localEndpoints":0,"serviceProxyHealthy":true}"#;
-    const KUBE_TWO: &str = r#"{"service":{"namespace":"shop","name":"web"},"localEndpoints":2,"serviceProxyHealthy":true}"#;
+    const KUBE_EMPTY: &str =
+        r#"{"service":{"namespace":"shop","name":"web"},"localEndpoints":0,"serviceProxyHealthy":true}"#;
+    const KUBE_TWO: &str =
+        r#"{"service":{"namespace":"shop","name":"web"},"localEndpoints":2,"serviceProxyHealthy":true}"#;
 
     #[test]
     fn accepted_status_passes() {
@@ -158,10 +154,7 @@ mod tests {
     #[test]
     fn several_ranges_and_single_codes_are_listed() {
         let (_, verdict) = judge(&expect(vec![200..=200, 300..=399]), 204, b"");
-        assert_eq!(
-            verdict.unwrap_err().detail,
-            "status 204, expected 200, 300-399"
-        );
+        assert_eq!(verdict.unwrap_err().detail, "status 204, expected 200, 300-399");
     }
 
     #[test]
@@ -191,15 +184,13 @@ mod tests {
 
     #[test]
     fn kube_proxy_unhealthy_proxy_with_endpoints_is_http_status() {
-        let body = r#"{"service":{"namespace":"a","name":"b"},"localEndpoints":3,"serviceProxyHealthy":false}"#;
+        let body =
+            r#"{"service":{"namespace":"a","name":"b"},"localEndpoints":3,"serviceProxyHealthy":false}"#;
         let (judged, verdict) = judge(&kube(), 503, body.as_bytes());
         assert_eq!(judged.local_endpoints, Some(3));
         let failure = verdict.unwrap_err();
         assert_eq!(failure.code, ErrorCode::HttpStatus);
-        assert_eq!(
-            failure.detail,
-            "status 503, expected 200 (kube-proxy: serviceProxyHealthy false)"
-        );
+        assert_eq!(failure.detail, "status 503, expected 200 (kube-proxy: serviceProxyHealthy false)");
     }
 
     #[test]
@@ -226,10 +217,7 @@ mod tests {
 
     #[test]
     fn body_contains_passes_and_fails() {
-        let e = Expect {
-            body_contains: Some("cart".into()),
-            ..expect(vec![200..=299])
-        };
+        let e = Expect { body_contains: Some("cart".into()), ..expect(vec![200..=299]) };
         assert_eq!(judge(&e, 200, b"<h1>your cart</h1>").1, Ok(()));
         let failure = judge(&e, 200, b"<h1>login</h1>").1.unwrap_err();
         assert_eq!(failure.code, ErrorCode::BodyMismatch);
@@ -239,40 +227,24 @@ mod tests {
 
     #[test]
     fn body_contains_works_on_binary_bodies() {
-        let e = Expect {
-            body_contains: Some("ok".into()),
-            ..expect(vec![200..=299])
-        };
+        let e = Expect { body_contains: Some("ok".into()), ..expect(vec![200..=299]) };
         assert_eq!(judge(&e, 200, b"\xff\xfeok\x00").1, Ok(()));
     }
 
     #[test]
     fn status_is_judged_before_the_body() {
-        let e = Expect {
-            body_contains: Some("cart".into()),
-            ..expect(vec![200..=299])
-        };
-        assert_eq!(
-            judge(&e, 500, b"oops").1.unwrap_err().code,
-            ErrorCode::HttpStatus
-        );
+        let e = Expect { body_contains: Some("cart".into()), ..expect(vec![200..=299]) };
+        assert_eq!(judge(&e, 500, b"oops").1.unwrap_err().code, ErrorCode::HttpStatus);
     }
 
     #[test]
     fn body_regex_passes_and_fails() {
         let re = regex::Regex::new(r#""status":\s*"(UP|ok)""#).unwrap();
-        let e = Expect {
-            body_regex: Some(re),
-            ..expect(vec![200..=299])
-        };
+        let e = Expect { body_regex: Some(re), ..expect(vec![200..=299]) };
         assert_eq!(judge(&e, 200, br#"{"status": "UP"}"#).1, Ok(()));
         let failure = judge(&e, 200, br#"{"status": "DOWN"}"#).1.unwrap_err();
         assert_eq!(failure.code, ErrorCode::BodyMismatch);
-        assert!(
-            failure.detail.starts_with("body does not match /"),
-            "{}",
-            failure.detail
-        );
+        assert!(failure.detail.starts_with("body does not match /"), "{}", failure.detail);
     }
 
     #[test]
@@ -291,10 +263,7 @@ mod tests {
     #[test]
     fn long_matchers_are_shortened_in_details() {
         let needle = "x".repeat(500);
-        let e = Expect {
-            body_contains: Some(needle),
-            ..expect(vec![200..=299])
-        };
+        let e = Expect { body_contains: Some(needle), ..expect(vec![200..=299]) };
         let failure = judge(&e, 200, b"").1.unwrap_err();
         assert!(failure.detail.chars().count() < 120, "{}", failure.detail);
     }

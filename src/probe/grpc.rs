@@ -43,11 +43,7 @@ pub async fn check<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut sent = Sent {
-        host: None,
-        user_agent: view.http.user_agent.clone(),
-        version: "HTTP/2",
-    };
+    let mut sent = Sent { host: None, user_agent: view.http.user_agent.clone(), version: "HTTP/2" };
     let request = match build_request(view, dialed) {
         Ok(r) => r,
         Err(f) => return (sent, Err(f)),
@@ -55,11 +51,7 @@ where
     sent.host = request.uri().authority().map(|a| a.to_string());
 
     let (timed, edges) = TimedIo::new(io, true);
-    let exchange = Exchange {
-        edges,
-        phase: Phase::Grpc,
-        max_body_bytes: MAX_MESSAGE_BYTES,
-    };
+    let exchange = Exchange { edges, phase: Phase::Grpc, max_body_bytes: MAX_MESSAGE_BYTES };
     let result = match tokio::time::timeout_at(deadline, call(&exchange, timed, request)).await {
         Ok(r) => r,
         Err(_) => Err(exchange.timeout()),
@@ -85,40 +77,24 @@ struct HealthCheckResponse {
 }
 
 fn build_request(view: &View, dialed: SocketAddr) -> Result<Request<Full<Bytes>>, Failure> {
-    let scheme = if view.scheme == Scheme::Grpcs {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if view.scheme == Scheme::Grpcs { "https" } else { "http" };
     // `:authority` follows the Host rule; "no Host" and values that are no authority fall back
     // to the URL's (HTTP/2 has no request without one).
     let authority = host_header(view, dialed)
         .and_then(|h| h.parse::<http::uri::Authority>().ok())
         .map(|a| a.to_string())
         .unwrap_or_else(|| super::http::url_authority(view));
-    let uri: Uri = format!("{scheme}://{authority}{CHECK_PATH}")
-        .parse()
-        .map_err(|_| {
-            Failure::in_phase(
-                Phase::Grpc,
-                ErrorCode::HttpMalformed,
-                "the authority is not valid",
-            )
-        })?;
+    let uri: Uri = format!("{scheme}://{authority}{CHECK_PATH}").parse().map_err(|_| {
+        Failure::in_phase(Phase::Grpc, ErrorCode::HttpMalformed, "the authority is not valid")
+    })?;
 
-    let message = HealthCheckRequest {
-        service: view.expect.grpc_service.clone(),
-    };
+    let message = HealthCheckRequest { service: view.expect.grpc_service.clone() };
     let mut body = BytesMut::with_capacity(5 + message.encoded_len());
     body.put_u8(0); // not compressed
     body.put_u32(message.encoded_len() as u32);
-    message.encode(&mut body).map_err(|_| {
-        Failure::in_phase(
-            Phase::Grpc,
-            ErrorCode::HttpMalformed,
-            "cannot encode the request",
-        )
-    })?;
+    message
+        .encode(&mut body)
+        .map_err(|_| Failure::in_phase(Phase::Grpc, ErrorCode::HttpMalformed, "cannot encode the request"))?;
 
     let mut request = Request::new(Full::new(body.freeze()));
     *request.method_mut() = Method::POST;
@@ -129,11 +105,7 @@ fn build_request(view: &View, dialed: SocketAddr) -> Result<Request<Full<Bytes>>
     headers.insert(TE, HeaderValue::from_static("trailers"));
     if let Some(ua) = &view.http.user_agent {
         let value = HeaderValue::from_str(ua).map_err(|_| {
-            Failure::in_phase(
-                Phase::Grpc,
-                ErrorCode::HttpMalformed,
-                "the User-Agent is not valid",
-            )
+            Failure::in_phase(Phase::Grpc, ErrorCode::HttpMalformed, "the User-Agent is not valid")
         })?;
         headers.insert(USER_AGENT, value);
     }
@@ -162,11 +134,7 @@ where
     }
     if http_status != 200 {
         let detail = format!("HTTP status {http_status} (expected 200)");
-        return Err(Failure::in_phase(
-            Phase::Grpc,
-            ErrorCode::GrpcStatus,
-            detail,
-        ));
+        return Err(Failure::in_phase(Phase::Grpc, ErrorCode::GrpcStatus, detail));
     }
 
     let mut data = BytesMut::new();
@@ -188,27 +156,16 @@ where
             }
         }
     }
-    let status = trailers
-        .as_ref()
-        .and_then(GrpcStatus::from_headers)
-        .or(head_status)
-        .ok_or_else(|| {
-            Failure::in_phase(
-                Phase::Grpc,
-                ErrorCode::GrpcStatus,
-                "no grpc-status in the answer",
-            )
-        })?;
+    let status = trailers.as_ref().and_then(GrpcStatus::from_headers).or(head_status).ok_or_else(|| {
+        Failure::in_phase(Phase::Grpc, ErrorCode::GrpcStatus, "no grpc-status in the answer")
+    })?;
     if status.code != 0 {
         return Err(status.failure(http_status));
     }
 
     let serving = decode_response(data.freeze())?;
     match serving {
-        1 => Ok(HealthAnswer {
-            status: "SERVING",
-            ttfb,
-        }),
+        1 => Ok(HealthAnswer { status: "SERVING", ttfb }),
         0 => Err(not_serving("UNKNOWN")),
         2 => Err(not_serving("NOT_SERVING")),
         3 => Err(not_serving("SERVICE_UNKNOWN")),
@@ -222,27 +179,18 @@ fn not_serving(status: &str) -> Failure {
 
 /// One length-prefixed, uncompressed `HealthCheckResponse`, and nothing after it.
 fn decode_response(mut data: Bytes) -> Result<i32, Failure> {
-    let malformed =
-        |detail: String| Failure::in_phase(Phase::Grpc, ErrorCode::HttpMalformed, detail);
+    let malformed = |detail: String| Failure::in_phase(Phase::Grpc, ErrorCode::HttpMalformed, detail);
     if data.len() < 5 {
-        return Err(malformed(format!(
-            "gRPC message frame of {} bytes",
-            data.len()
-        )));
+        return Err(malformed(format!("gRPC message frame of {} bytes", data.len())));
     }
     let compressed = data.get_u8();
     let len = data.get_u32() as usize;
     if compressed != 0 {
         // We offered no `grpc-accept-encoding`, so a compressed answer is a protocol error.
-        return Err(malformed(
-            "compressed gRPC message that was not asked for".to_owned(),
-        ));
+        return Err(malformed("compressed gRPC message that was not asked for".to_owned()));
     }
     if len != data.len() {
-        return Err(malformed(format!(
-            "gRPC message frame says {len} bytes, {} follow",
-            data.len()
-        )));
+        return Err(malformed(format!("gRPC message frame says {len} bytes, {} follow", data.len())));
     }
     let message = HealthCheckResponse::decode(data)
         .map_err(|e| malformed(format!("HealthCheckResponse does not decode: {e}")))?;
@@ -260,24 +208,14 @@ impl GrpcStatus {
     fn from_headers(headers: &HeaderMap) -> Option<GrpcStatus> {
         let code = headers.get("grpc-status")?;
         // An unparsable status is the client's UNKNOWN (2), as gRPC libraries treat it.
-        let code = code
-            .to_str()
-            .ok()
-            .and_then(|c| c.trim().parse().ok())
-            .unwrap_or(2);
-        let message = headers
-            .get("grpc-message")
-            .map(|m| percent_decode(m.as_bytes()))
-            .filter(|m| !m.is_empty());
+        let code = code.to_str().ok().and_then(|c| c.trim().parse().ok()).unwrap_or(2);
+        let message =
+            headers.get("grpc-message").map(|m| percent_decode(m.as_bytes())).filter(|m| !m.is_empty());
         Some(GrpcStatus { code, message })
     }
 
     fn failure(&self, http_status: u16) -> Failure {
-        let code = if self.code == 12 {
-            ErrorCode::GrpcUnimplemented
-        } else {
-            ErrorCode::GrpcStatus
-        };
+        let code = if self.code == 12 { ErrorCode::GrpcUnimplemented } else { ErrorCode::GrpcStatus };
         let mut detail = format!("grpc-status {} ({})", self.code, code_name(self.code));
         if let Some(message) = &self.message {
             detail.push_str(": ");
@@ -310,10 +248,7 @@ fn code_name(code: u32) -> &'static str {
         "DATA_LOSS",
         "UNAUTHENTICATED",
     ];
-    NAMES
-        .get(code as usize)
-        .copied()
-        .unwrap_or("not a gRPC code")
+    NAMES.get(code as usize).copied().unwrap_or("not a gRPC code")
 }
 
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec); bad escapes are kept as they are.
@@ -322,11 +257,7 @@ fn percent_decode(raw: &[u8]) -> String {
     let mut i = 0;
     while i < raw.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            raw[i],
-            raw.get(i + 1).copied().and_then(hex),
-            raw.get(i + 2).copied().and_then(hex),
-        ) {
+        match (raw[i], raw.get(i + 1).copied().and_then(hex), raw.get(i + 2).copied().and_then(hex)) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push((hi * 16 + lo) as u8);
                 i += 3;
@@ -391,15 +322,10 @@ mod tests {
 
     /// A normal answer: headers, one DATA frame, trailers.
     fn answer(data: Bytes, trailer: HeaderMap) -> Answer {
-        let frames = vec![
-            Ok::<_, Infallible>(Frame::data(data)),
-            Ok(Frame::trailers(trailer)),
-        ];
+        let frames = vec![Ok::<_, Infallible>(Frame::data(data)), Ok(Frame::trailers(trailer))];
         http::Response::builder()
             .header("content-type", "application/grpc")
-            .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
-                frames,
-            ))))
+            .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames))))
             .unwrap()
     }
 
@@ -413,36 +339,17 @@ mod tests {
     }
 
     async fn health(req: http::Request<Incoming>, seen: Seen) -> Result<Answer, Infallible> {
-        let header = |n: &str| {
-            req.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let authority = req.uri().authority().map(|a| a.to_string()).unwrap_or_default();
         let (ua, ct, te) = (header("user-agent"), header("content-type"), header("te"));
         let path_ok = req.uri().path() == CHECK_PATH && req.method() == Method::POST;
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let service = if body.len() >= 5 && body[0] == 0 {
-            HealthCheckRequest::decode(&body[5..])
-                .map(|r| r.service)
-                .unwrap_or_else(|_| "?".into())
+            HealthCheckRequest::decode(&body[5..]).map(|r| r.service).unwrap_or_else(|_| "?".into())
         } else {
             "?".into()
         };
-        seen.lock()
-            .unwrap()
-            .push([authority, ua, ct, te, service.clone()]);
+        seen.lock().unwrap().push([authority, ua, ct, te, service.clone()]);
         if !path_ok {
             return Ok(trailers_only("12"));
         }
@@ -453,14 +360,8 @@ mod tests {
             "unknown" => answer(status(0), trailers("0", None)),
             "nosuch" => answer(status(3), trailers("0", None)),
             "unimplemented" => trailers_only("12"),
-            "boom" => answer(
-                Bytes::new(),
-                trailers("14", Some("backend%20gone%3A%20no%20pods")),
-            ),
-            "garbage" => answer(
-                Bytes::from_static(b"\x00\x00\x00\x00\x09\x08"),
-                trailers("0", None),
-            ),
+            "boom" => answer(Bytes::new(), trailers("14", Some("backend%20gone%3A%20no%20pods"))),
+            "garbage" => answer(Bytes::from_static(b"\x00\x00\x00\x00\x09\x08"), trailers("0", None)),
             "no-status" => answer(status(1), HeaderMap::new()),
             "http503" => http::Response::builder()
                 .status(503)
@@ -536,11 +437,7 @@ mod tests {
         let (_, result, _) = probe("127.0.42.17", "delayed").await;
         let answer = result.unwrap();
         assert_eq!(answer.status, "SERVING");
-        assert!(
-            answer.ttfb >= Duration::from_millis(100),
-            "{:?}",
-            answer.ttfb
-        );
+        assert!(answer.ttfb >= Duration::from_millis(100), "{:?}", answer.ttfb);
         assert!(answer.ttfb < Duration::from_secs(1), "{:?}", answer.ttfb);
     }
 
@@ -562,15 +459,9 @@ mod tests {
     #[tokio::test]
     async fn unknown_and_service_unknown_are_not_serving() {
         let f = err(probe("127.0.42.4", "unknown").await.1);
-        assert_eq!(
-            (f.code, f.detail.as_str()),
-            (ErrorCode::GrpcNotServing, "UNKNOWN")
-        );
+        assert_eq!((f.code, f.detail.as_str()), (ErrorCode::GrpcNotServing, "UNKNOWN"));
         let f = err(probe("127.0.42.5", "nosuch").await.1);
-        assert_eq!(
-            (f.code, f.detail.as_str()),
-            (ErrorCode::GrpcNotServing, "SERVICE_UNKNOWN")
-        );
+        assert_eq!((f.code, f.detail.as_str()), (ErrorCode::GrpcNotServing, "SERVICE_UNKNOWN"));
     }
 
     #[tokio::test]
@@ -586,10 +477,7 @@ mod tests {
         let f = err(probe("127.0.42.7", "boom").await.1);
         assert_eq!(f.code, ErrorCode::GrpcStatus);
         assert_eq!(f.phase, Phase::Grpc);
-        assert_eq!(
-            f.detail,
-            "grpc-status 14 (UNAVAILABLE): backend gone: no pods"
-        );
+        assert_eq!(f.detail, "grpc-status 14 (UNAVAILABLE): backend gone: no pods");
         let f = err(probe("127.0.42.8", "other").await.1);
         assert_eq!(f.code, ErrorCode::GrpcStatus);
         assert_eq!(f.detail, "grpc-status 5 (NOT_FOUND)");
@@ -648,9 +536,7 @@ mod tests {
             let (mut s, _) = accepted.unwrap().unwrap();
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                .await;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         });
         let v = view(Scheme::Grpc, addr);
@@ -694,19 +580,10 @@ mod tests {
         assert_eq!(decode_response(ok.clone()), Ok(1));
         let mut compressed = ok.to_vec();
         compressed[0] = 1;
-        assert_eq!(
-            decode_response(compressed.into()).unwrap_err().code,
-            ErrorCode::HttpMalformed
-        );
+        assert_eq!(decode_response(compressed.into()).unwrap_err().code, ErrorCode::HttpMalformed);
         let mut trailing = ok.to_vec();
         trailing.push(0);
-        assert_eq!(
-            decode_response(trailing.into()).unwrap_err().code,
-            ErrorCode::HttpMalformed
-        );
-        assert_eq!(
-            decode_response(Bytes::new()).unwrap_err().code,
-            ErrorCode::HttpMalformed
-        );
+        assert_eq!(decode_response(trailing.into()).unwrap_err().code, ErrorCode::HttpMalformed);
+        assert_eq!(decode_response(Bytes::new()).unwrap_err().code, ErrorCode::HttpMalformed);
     }
 }

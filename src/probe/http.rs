@@ -95,11 +95,8 @@ where
     } else {
         host_header(view, dialed)
     };
-    let mut sent = Sent {
-        host: host.clone(),
-        user_agent: view.http.user_agent.clone(),
-        version: version_name(version),
-    };
+    let mut sent =
+        Sent { host: host.clone(), user_agent: view.http.user_agent.clone(), version: version_name(version) };
 
     let request = match build_request(view, version, host.as_deref()) {
         Ok(r) => r,
@@ -111,16 +108,11 @@ where
     }
 
     let (timed, edges) = TimedIo::new(io, use_h2);
-    let exchange = Exchange {
-        edges,
-        phase: Phase::Http,
-        max_body_bytes: view.max_body_bytes,
+    let exchange = Exchange { edges, phase: Phase::Http, max_body_bytes: view.max_body_bytes };
+    let result = match tokio::time::timeout_at(deadline, exchange.run(timed, request, use_h2, view)).await {
+        Ok(r) => r,
+        Err(_) => Err(exchange.timeout()),
     };
-    let result =
-        match tokio::time::timeout_at(deadline, exchange.run(timed, request, use_h2, view)).await {
-            Ok(r) => r,
-            Err(_) => Err(exchange.timeout()),
-        };
     (sent, result)
 }
 
@@ -152,18 +144,10 @@ fn version_name(version: Version) -> &'static str {
 /// The request head in the documented wire order: Host, User-Agent, the view's headers,
 /// `Connection: close`, `content-length`. (hyper writes a `HeaderMap` in insertion order; a name
 /// repeated later in `headers` is written next to its first occurrence.)
-fn build_request(
-    view: &View,
-    version: Version,
-    host: Option<&str>,
-) -> Result<Request<Full<Bytes>>, Failure> {
+fn build_request(view: &View, version: Version, host: Option<&str>) -> Result<Request<Full<Bytes>>, Failure> {
     let settings = &view.http;
     let uri = if version == Version::HTTP_2 {
-        let scheme = if view.scheme.uses_tls() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if view.scheme.uses_tls() { "https" } else { "http" };
         let authority = host
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
             .map(|a| a.to_string())
@@ -173,19 +157,12 @@ fn build_request(
     } else {
         view.path.clone()
     };
-    let uri: Uri = uri.parse().map_err(|_| {
-        Failure::new(
-            ErrorCode::HttpMalformed,
-            "the request path is not a valid URI",
-        )
-    })?;
+    let uri: Uri = uri
+        .parse()
+        .map_err(|_| Failure::new(ErrorCode::HttpMalformed, "the request path is not a valid URI"))?;
 
     let mut request = Request::new(Full::new(
-        settings
-            .body
-            .as_ref()
-            .map(|b| Bytes::copy_from_slice(b.expose().as_bytes()))
-            .unwrap_or_default(),
+        settings.body.as_ref().map(|b| Bytes::copy_from_slice(b.expose().as_bytes())).unwrap_or_default(),
     ));
     *request.method_mut() = settings.method.clone();
     *request.uri_mut() = uri;
@@ -194,30 +171,21 @@ fn build_request(
     if version != Version::HTTP_2 {
         if let Some(host) = host {
             let value = HeaderValue::from_str(host).map_err(|_| {
-                Failure::new(
-                    ErrorCode::HttpMalformed,
-                    "the Host value is not a valid header value",
-                )
+                Failure::new(ErrorCode::HttpMalformed, "the Host value is not a valid header value")
             })?;
             headers.insert(HOST, value);
         }
     }
     if let Some(ua) = &settings.user_agent {
         let value = HeaderValue::from_str(ua).map_err(|_| {
-            Failure::new(
-                ErrorCode::HttpMalformed,
-                "the User-Agent is not a valid header value",
-            )
+            Failure::new(ErrorCode::HttpMalformed, "the User-Agent is not a valid header value")
         })?;
         headers.insert(USER_AGENT, value);
     }
     for (name, value) in &settings.headers {
         // The value may be a secret: the detail names the header, never its value.
         let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
-            Failure::new(
-                ErrorCode::HttpMalformed,
-                format!("header {name} has an invalid value"),
-            )
+            Failure::new(ErrorCode::HttpMalformed, format!("header {name} has an invalid value"))
         })?;
         v.set_sensitive(value.is_secret());
         headers.append(name.clone(), v);
@@ -253,9 +221,7 @@ impl Exchange {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (response, _driver) = self
-            .send(io, request, use_h2, view.http.title_case_headers)
-            .await?;
+        let (response, _driver) = self.send(io, request, use_h2, view.http.title_case_headers).await?;
         let ttfb = self.ttfb();
         let version = version_name(response.version());
         let status = response.status().as_u16();
@@ -270,13 +236,7 @@ impl Exchange {
                 ));
             }
         }
-        Ok(Response {
-            status,
-            version,
-            headers: parts.headers,
-            body,
-            ttfb,
-        })
+        Ok(Response { status, version, headers: parts.headers, body, ttfb })
     }
 
     /// Handshakes, spawns the connection driver and sends `request`; returns the response head
@@ -302,10 +262,7 @@ impl Exchange {
             let driver = Driver(tokio::spawn(async move {
                 let _ = conn.await;
             }));
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| self.classify(&e))?;
+            let response = sender.send_request(request).await.map_err(|e| self.classify(&e))?;
             Ok((response, driver))
         } else {
             let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
@@ -319,10 +276,7 @@ impl Exchange {
             let driver = Driver(tokio::spawn(async move {
                 let _ = conn.await;
             }));
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| self.classify(&e))?;
+            let response = sender.send_request(request).await.map_err(|e| self.classify(&e))?;
             Ok((response, driver))
         }
     }
@@ -342,9 +296,9 @@ impl Exchange {
             let frame = frame.map_err(|e| self.classify(&e))?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > limit {
-                    return Err(self.too_large(format!(
-                        "status {status}: body exceeds max_body_bytes {limit}"
-                    )));
+                    return Err(
+                        self.too_large(format!("status {status}: body exceeds max_body_bytes {limit}"))
+                    );
                 }
                 buf.extend_from_slice(&data);
             }
@@ -362,10 +316,7 @@ impl Exchange {
         let detail = if edges.bytes_read == 0 || edges.response_started.is_none() {
             "no response before the deadline".to_owned()
         } else {
-            format!(
-                "response incomplete at the deadline ({} bytes read)",
-                edges.bytes_read
-            )
+            format!("response incomplete at the deadline ({} bytes read)", edges.bytes_read)
         };
         Failure::in_phase(self.phase, ErrorCode::HttpTimeout, detail)
     }
@@ -380,10 +331,7 @@ impl Exchange {
     }
 
     fn snapshot(&self) -> Edges {
-        self.edges
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.edges.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Names a hyper error with the taxonomy of DESIGN §5.
@@ -423,18 +371,13 @@ impl Exchange {
                 ];
                 if malformed.contains(&reason) {
                     let code = ErrorCode::HttpMalformed;
-                    return fail(
-                        code,
-                        format!("{text} (response began {})", printable(&edges.first_bytes)),
-                    );
+                    return fail(code, format!("{text} (response began {})", printable(&edges.first_bytes)));
                 }
                 return fail(ErrorCode::HttpReset, text);
             }
         }
         if let Some(io) = find_source::<io::Error>(err) {
-            let tls_error = io
-                .get_ref()
-                .is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
+            let tls_error = io.get_ref().is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
             return match io.kind() {
                 io::ErrorKind::TimedOut => fail(ErrorCode::HttpTimeout, text),
                 // A TLS session that breaks after the handshake (an alert, a bad record) ended
@@ -502,14 +445,7 @@ impl<S> TimedIo<S> {
     pub(crate) fn new(inner: S, h2: bool) -> (TimedIo<S>, Arc<Mutex<Edges>>) {
         let edges = Arc::new(Mutex::new(Edges::default()));
         let h2 = h2.then(|| (FrameScanner::client_preface(), FrameScanner::default()));
-        (
-            TimedIo {
-                inner,
-                edges: edges.clone(),
-                h2,
-            },
-            edges,
-        )
+        (TimedIo { inner, edges: edges.clone(), h2 }, edges)
     }
 
     fn edges(&self) -> std::sync::MutexGuard<'_, Edges> {
@@ -570,9 +506,7 @@ impl<S> TimedIo<S> {
         if e.response_started.is_none() && (!h2 || response_headers) {
             e.response_started = Some(now);
         }
-        let keep = FIRST_BYTES_KEPT
-            .saturating_sub(e.first_bytes.len())
-            .min(new.len());
+        let keep = FIRST_BYTES_KEPT.saturating_sub(e.first_bytes.len()).min(new.len());
         e.first_bytes.extend_from_slice(&new[..keep]);
         e.bytes_read += new.len() as u64;
     }
@@ -597,11 +531,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
             if n > 0 {
@@ -688,10 +618,7 @@ struct FrameScanner {
 impl FrameScanner {
     /// The client's outbound direction, which starts with the connection preface.
     fn client_preface() -> FrameScanner {
-        FrameScanner {
-            preface_left: CLIENT_PREFACE_BYTES,
-            ..FrameScanner::default()
-        }
+        FrameScanner { preface_left: CLIENT_PREFACE_BYTES, ..FrameScanner::default() }
     }
 
     fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(FrameEvent)) {
@@ -714,8 +641,7 @@ impl FrameScanner {
                         flags: h[4],
                         stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
                     };
-                    self.payload_left =
-                        usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                    self.payload_left = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
                     self.head_len = 0;
                     on(FrameEvent::Start(head));
                     if self.payload_left == 0 {
@@ -752,10 +678,7 @@ fn plain_http_to_tls_phrase(body: &[u8]) -> Option<&'static str> {
         // Apache httpd
         "You're speaking plain HTTP to an SSL-enabled server port",
     ];
-    PHRASES
-        .iter()
-        .copied()
-        .find(|p| body.windows(p.len()).any(|w| w == p.as_bytes()))
+    PHRASES.iter().copied().find(|p| body.windows(p.len()).any(|w| w == p.as_bytes()))
 }
 
 /// The error and its causes, `: `-joined (hyper's own Display shows only the outer kind).
@@ -807,8 +730,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::plan::DEFAULT_MAX_BODY_BYTES;
     use crate::config::{
-        Endpoint, Expect, Host, HttpSettings, InitialHealth, IpVersion, MaybeSecret, Role, Secret,
-        Sni, TlsSettings,
+        Endpoint, Expect, Host, HttpSettings, InitialHealth, IpVersion, MaybeSecret, Role, Secret, Sni,
+        TlsSettings,
     };
 
     /// A client view of `scheme://addr/healthz` with parallax-like defaults; tests change fields.
@@ -819,10 +742,7 @@ pub(crate) mod tests {
             role: Role::Client,
             profile: None,
             scheme,
-            url_endpoint: Endpoint {
-                host: Host::Ip(addr.ip()),
-                port: addr.port(),
-            },
+            url_endpoint: Endpoint { host: Host::Ip(addr.ip()), port: addr.port() },
             path: "/healthz".into(),
             url_display: format!("{}://{addr}/healthz", scheme.as_str()),
             connect_to: None,
@@ -830,12 +750,7 @@ pub(crate) mod tests {
             freebind: false,
             ip_version: IpVersion::Any,
             proxy_protocol: None,
-            tls: TlsSettings {
-                sni: Sni::FromUrl,
-                verify: false,
-                ca_file: None,
-                alpn: Vec::new(),
-            },
+            tls: TlsSettings { sni: Sni::FromUrl, verify: false, ca_file: None, alpn: Vec::new() },
             http: HttpSettings {
                 method: Method::GET,
                 host: HostHeader::FromUrl,
@@ -929,10 +844,7 @@ pub(crate) mod tests {
 
     fn err(result: Result<Response, Failure>) -> Failure {
         match result {
-            Ok(r) => panic!(
-                "expected a failure, got status {} body {:?}",
-                r.status, r.body
-            ),
+            Ok(r) => panic!("expected a failure, got status {} body {:?}", r.status, r.body),
             Err(f) => f,
         }
     }
@@ -943,42 +855,24 @@ pub(crate) mod tests {
     fn host_header_follows_the_rule() {
         let dialed: SocketAddr = "10.1.2.3:30080".parse().unwrap();
         let mut v = view(Scheme::Http, "127.0.0.1:80".parse().unwrap());
-        v.url_endpoint = Endpoint {
-            host: Host::Name("shop.example.com".into()),
-            port: 80,
-        };
+        v.url_endpoint = Endpoint { host: Host::Name("shop.example.com".into()), port: 80 };
         assert_eq!(host_header(&v, dialed).as_deref(), Some("shop.example.com"));
         v.url_endpoint.port = 8080;
-        assert_eq!(
-            host_header(&v, dialed).as_deref(),
-            Some("shop.example.com:8080")
-        );
+        assert_eq!(host_header(&v, dialed).as_deref(), Some("shop.example.com:8080"));
         v.scheme = Scheme::Https;
         v.url_endpoint.port = 443;
         assert_eq!(host_header(&v, dialed).as_deref(), Some("shop.example.com"));
         v.url_endpoint.port = 80;
-        assert_eq!(
-            host_header(&v, dialed).as_deref(),
-            Some("shop.example.com:80")
-        );
-        v.url_endpoint = Endpoint {
-            host: Host::Ip(ip("2001:db8::1")),
-            port: 8443,
-        };
-        assert_eq!(
-            host_header(&v, dialed).as_deref(),
-            Some("[2001:db8::1]:8443")
-        );
+        assert_eq!(host_header(&v, dialed).as_deref(), Some("shop.example.com:80"));
+        v.url_endpoint = Endpoint { host: Host::Ip(ip("2001:db8::1")), port: 8443 };
+        assert_eq!(host_header(&v, dialed).as_deref(), Some("[2001:db8::1]:8443"));
         v.url_endpoint.port = 443;
         assert_eq!(host_header(&v, dialed).as_deref(), Some("[2001:db8::1]"));
 
         v.http.host = HostHeader::DialedAddress;
         assert_eq!(host_header(&v, dialed).as_deref(), Some("10.1.2.3:30080"));
         let dialed6: SocketAddr = "[2001:db8::2]:30080".parse().unwrap();
-        assert_eq!(
-            host_header(&v, dialed6).as_deref(),
-            Some("[2001:db8::2]:30080")
-        );
+        assert_eq!(host_header(&v, dialed6).as_deref(), Some("[2001:db8::2]:30080"));
 
         v.http.host = HostHeader::Value("127.0.0.1".into());
         assert_eq!(host_header(&v, dialed).as_deref(), Some("127.0.0.1"));
@@ -1003,18 +897,8 @@ pub(crate) mod tests {
 
         let (sent, result) = exchange(connect(addr).await, &v, addr, false, soon()).await;
         let request = server.await.unwrap();
-        assert_eq!(
-            request.escape_ascii().to_string(),
-            "OPTIONS / HTTP/1.0\\r\\n\\r\\n"
-        );
-        assert_eq!(
-            sent,
-            Sent {
-                host: None,
-                user_agent: None,
-                version: "HTTP/1.0"
-            }
-        );
+        assert_eq!(request.escape_ascii().to_string(), "OPTIONS / HTTP/1.0\\r\\n\\r\\n");
+        assert_eq!(sent, Sent { host: None, user_agent: None, version: "HTTP/1.0" });
         let response = result.unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(response.version, "HTTP/1.0");
@@ -1024,25 +908,15 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn http11_title_case_writes_the_documented_wire_order() {
         let (addr, server) = raw_server("127.0.41.2", |mut s, _| async move {
-            answer_with(
-                &mut s,
-                b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
-            )
-            .await;
+            answer_with(&mut s, b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await;
         })
         .await;
         let mut v = view(Scheme::Http, addr);
         v.http.host = HostHeader::DialedAddress;
         v.http.user_agent = Some("kube-probe/1.30".into());
         v.http.headers = vec![
-            (
-                HeaderName::from_static("accept"),
-                MaybeSecret::Plain("*/*".into()),
-            ),
-            (
-                HeaderName::from_static("x-probe-id"),
-                MaybeSecret::Plain("abc".into()),
-            ),
+            (HeaderName::from_static("accept"), MaybeSecret::Plain("*/*".into())),
+            (HeaderName::from_static("x-probe-id"), MaybeSecret::Plain("abc".into())),
         ];
         v.http.connection_close = true;
         v.http.title_case_headers = true;
@@ -1136,9 +1010,7 @@ pub(crate) mod tests {
                 .serve_connection(io, service)
                 .await;
         } else {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
         }
     }
 
@@ -1206,27 +1078,17 @@ pub(crate) mod tests {
         let (tls, h2) = tls_connect(addr, cert, &["h2", "http/1.1"]).await;
         assert!(h2);
         let mut v = view(Scheme::Https, addr);
-        v.url_endpoint = Endpoint {
-            host: Host::Name("localhost".into()),
-            port: addr.port(),
-        };
+        v.url_endpoint = Endpoint { host: Host::Name("localhost".into()), port: addr.port() };
         let (sent, result) = exchange(tls, &v, addr, h2, soon()).await;
         let response = result.unwrap();
         assert_eq!(response.version, "HTTP/2");
         assert_eq!(&response.body[..], b"hello");
         assert!(response.ttfb >= delay, "ttfb {:?}", response.ttfb);
-        assert!(
-            response.ttfb < Duration::from_secs(1),
-            "ttfb {:?}",
-            response.ttfb
-        );
+        assert!(response.ttfb < Duration::from_secs(1), "ttfb {:?}", response.ttfb);
         let authority = format!("localhost:{}", addr.port());
         assert_eq!(sent.host.as_deref(), Some(authority.as_str()));
         assert_eq!(sent.version, "HTTP/2");
-        assert_eq!(
-            seen.lock().unwrap()[0].2.as_deref(),
-            Some(authority.as_str())
-        );
+        assert_eq!(seen.lock().unwrap()[0].2.as_deref(), Some(authority.as_str()));
     }
 
     #[tokio::test]
@@ -1236,25 +1098,15 @@ pub(crate) mod tests {
         let (tls, h2) = tls_connect(addr, cert, &["http/1.1"]).await;
         assert!(!h2);
         let mut v = view(Scheme::Https, addr);
-        v.url_endpoint = Endpoint {
-            host: Host::Name("localhost".into()),
-            port: addr.port(),
-        };
+        v.url_endpoint = Endpoint { host: Host::Name("localhost".into()), port: addr.port() };
         let (sent, result) = exchange(tls, &v, addr, h2, soon()).await;
         let response = result.unwrap();
         assert_eq!(response.version, "HTTP/1.1");
         assert!(response.ttfb >= delay, "ttfb {:?}", response.ttfb);
-        assert!(
-            response.ttfb < Duration::from_secs(1),
-            "ttfb {:?}",
-            response.ttfb
-        );
+        assert!(response.ttfb < Duration::from_secs(1), "ttfb {:?}", response.ttfb);
         let authority = format!("localhost:{}", addr.port());
         assert_eq!(sent.host.as_deref(), Some(authority.as_str()));
-        assert_eq!(
-            seen.lock().unwrap()[0].1.as_deref(),
-            Some(authority.as_str())
-        );
+        assert_eq!(seen.lock().unwrap()[0].1.as_deref(), Some(authority.as_str()));
     }
 
     #[tokio::test]
@@ -1268,11 +1120,7 @@ pub(crate) mod tests {
         assert_eq!(response.version, "HTTP/1.1");
         assert_eq!(&response.body[..], b"hello");
         assert!(response.ttfb >= delay, "ttfb {:?}", response.ttfb);
-        assert!(
-            response.ttfb < Duration::from_secs(2),
-            "ttfb {:?}",
-            response.ttfb
-        );
+        assert!(response.ttfb < Duration::from_secs(2), "ttfb {:?}", response.ttfb);
         assert_eq!(sent.host, Some(addr.to_string()));
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 1);
@@ -1308,20 +1156,14 @@ pub(crate) mod tests {
     async fn http2_without_host_sends_the_url_authority() {
         let (addr, seen) = hyper_server("127.0.41.6", true, Duration::ZERO).await;
         let mut v = view(Scheme::Http, addr);
-        v.url_endpoint = Endpoint {
-            host: Host::Name("shop.example.com".into()),
-            port: 80,
-        };
+        v.url_endpoint = Endpoint { host: Host::Name("shop.example.com".into()), port: 80 };
         v.http.host = HostHeader::None;
         // ALPN-style h2 with an HTTP/1.1 view: the server decides.
         v.http.version = HttpVersion::Http11;
         let (sent, result) = exchange(connect(addr).await, &v, addr, true, soon()).await;
         assert_eq!(result.unwrap().version, "HTTP/2");
         assert_eq!(sent.host.as_deref(), Some("shop.example.com"));
-        assert_eq!(
-            seen.lock().unwrap()[0].2.as_deref(),
-            Some("shop.example.com")
-        );
+        assert_eq!(seen.lock().unwrap()[0].2.as_deref(), Some("shop.example.com"));
     }
 
     // --- Hostile servers --------------------------------------------------------------------
@@ -1333,9 +1175,7 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpMalformed, "{f}");
         assert_eq!(f.phase, Phase::Http);
         assert!(f.detail.contains("SSH-2.0"), "{f}");
@@ -1344,28 +1184,20 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn garbage_to_http2_prior_knowledge_is_malformed() {
         let (addr, _server) = raw_server("127.0.41.8", |mut s, _| async move {
-            answer_with(
-                &mut s,
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
-            )
-            .await;
+            answer_with(&mut s, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         })
         .await;
         let mut v = view(Scheme::Http, addr);
         v.http.version = HttpVersion::Http2;
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpMalformed, "{f}");
     }
 
     #[tokio::test]
     async fn endless_body_stops_at_the_limit() {
         let (addr, _server) = raw_server("127.0.41.9", |mut s, _| async move {
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                .await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").await;
             let chunk = format!("400\r\n{}\r\n", "x".repeat(0x400));
             // Bounded: 64 MiB at most, or until the client hangs up.
             for _ in 0..65_536 {
@@ -1378,9 +1210,7 @@ pub(crate) mod tests {
         let mut v = view(Scheme::Http, addr);
         v.max_body_bytes = 16 * 1024;
         let start = Instant::now();
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpBodyTooLarge, "{f}");
         assert_eq!(f.detail, "status 200: body exceeds max_body_bytes 16384");
         assert!(start.elapsed() < Duration::from_secs(2));
@@ -1389,19 +1219,13 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn declared_length_over_the_limit_is_too_large_without_reading() {
         let (addr, _server) = raw_server("127.0.41.10", |mut s, _| async move {
-            answer_with(
-                &mut s,
-                b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nabc",
-            )
-            .await;
+            answer_with(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nabc").await;
             tokio::time::sleep(Duration::from_secs(3)).await;
         })
         .await;
         let mut v = view(Scheme::Http, addr);
         v.max_body_bytes = 1000;
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpBodyTooLarge, "{f}");
         assert!(f.detail.contains("content-length 1000000"), "{f}");
     }
@@ -1410,18 +1234,14 @@ pub(crate) mod tests {
     async fn body_exactly_at_the_limit_is_read() {
         let (addr, _server) = raw_server("127.0.41.11", |mut s, _| async move {
             let body = "y".repeat(1000);
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n{body}\r\n0\r\n\r\n"
-            );
+            let answer =
+                format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n{body}\r\n0\r\n\r\n");
             answer_with(&mut s, answer.as_bytes()).await;
         })
         .await;
         let mut v = view(Scheme::Http, addr);
         v.max_body_bytes = 1000;
-        let response = exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1
-            .unwrap();
+        let response = exchange(connect(addr).await, &v, addr, false, soon()).await.1.unwrap();
         assert_eq!(response.body.len(), 1000);
     }
 
@@ -1430,22 +1250,16 @@ pub(crate) mod tests {
         let (addr, _server) = raw_server("127.0.41.12", |mut s, _| async move {
             let mut answer = b"HTTP/1.1 200 OK\r\n".to_vec();
             for i in 0..80 {
-                answer
-                    .extend_from_slice(format!("X-Fill-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
+                answer.extend_from_slice(format!("X-Fill-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
             }
             answer.extend_from_slice(b"Content-Length: 0\r\n\r\n");
             answer_with(&mut s, &answer).await;
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpBodyTooLarge, "{f}");
-        assert_eq!(
-            f.detail,
-            format!("response head exceeds {MAX_HEADER_BYTES} bytes")
-        );
+        assert_eq!(f.detail, format!("response head exceeds {MAX_HEADER_BYTES} bytes"));
     }
 
     #[tokio::test]
@@ -1458,9 +1272,7 @@ pub(crate) mod tests {
         let v = view(Scheme::Http, addr);
         let start = Instant::now();
         let deadline = start + Duration::from_millis(300);
-        let f = err(exchange(connect(addr).await, &v, addr, false, deadline)
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, deadline).await.1);
         let elapsed = start.elapsed();
         assert_eq!(f.code, ErrorCode::HttpTimeout, "{f}");
         assert_eq!(f.detail, "no response before the deadline");
@@ -1478,14 +1290,9 @@ pub(crate) mod tests {
         let v = view(Scheme::Http, addr);
         let start = Instant::now();
         let deadline = start + Duration::from_millis(300);
-        let f = err(exchange(connect(addr).await, &v, addr, false, deadline)
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, deadline).await.1);
         assert_eq!(f.code, ErrorCode::HttpTimeout, "{f}");
-        assert!(
-            f.detail.starts_with("response incomplete at the deadline"),
-            "{f}"
-        );
+        assert!(f.detail.starts_with("response incomplete at the deadline"), "{f}");
         assert!(start.elapsed() < Duration::from_millis(800));
     }
 
@@ -1497,9 +1304,7 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpTlsRequired, "{f}");
         assert!(f.detail.contains("\\x15\\x03\\x03"), "{f}");
     }
@@ -1523,9 +1328,7 @@ pub(crate) mod tests {
             let _ = acceptor.accept(stream).await;
         });
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpTlsRequired, "{f}");
     }
 
@@ -1541,9 +1344,7 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpTlsRequired, "{f}");
         assert_eq!(f.phase, Phase::Http);
         assert!(f.detail.starts_with("status 400"), "{f}");
@@ -1560,44 +1361,29 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpTlsRequired, "{f}");
     }
 
     #[tokio::test]
     async fn an_ordinary_400_is_left_to_the_matcher() {
         let (addr, _server) = raw_server("127.0.41.18", |mut s, _| async move {
-            answer_with(
-                &mut s,
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad",
-            )
-            .await;
+            answer_with(&mut s, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad").await;
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let response = exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1
-            .unwrap();
+        let response = exchange(connect(addr).await, &v, addr, false, soon()).await.1.unwrap();
         assert_eq!(response.status, 400);
     }
 
     #[tokio::test]
     async fn close_mid_body_is_reset() {
         let (addr, _server) = raw_server("127.0.41.19", |mut s, _| async move {
-            answer_with(
-                &mut s,
-                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
-            )
-            .await;
+            answer_with(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort").await;
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpReset, "{f}");
     }
 
@@ -1608,9 +1394,7 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpReset, "{f}");
     }
 
@@ -1618,9 +1402,7 @@ pub(crate) mod tests {
     async fn close_without_answer_is_reset() {
         let (addr, _server) = raw_server("127.0.41.21", |s, _| async move { drop(s) }).await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpReset, "{f}");
         assert!(f.detail.contains("no response bytes"), "{f}");
     }
@@ -1634,9 +1416,7 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon())
-            .await
-            .1);
+        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpReset, "{f}");
     }
 
@@ -1646,21 +1426,9 @@ pub(crate) mod tests {
         wire.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty, stream 0
         wire.extend([0, 0, 3, 0x1, 0x4, 0, 0, 0, 1, 1, 2, 3]); // HEADERS, stream 1
         wire.extend([0, 0, 2, 0x0, 0x1, 0x80, 0, 0, 1, 9, 9]); // DATA END_STREAM, R bit set
-        let settings = FrameHead {
-            kind: 0x4,
-            flags: 0,
-            stream: 0,
-        };
-        let headers = FrameHead {
-            kind: 0x1,
-            flags: 0x4,
-            stream: 1,
-        };
-        let data = FrameHead {
-            kind: 0x0,
-            flags: 0x1,
-            stream: 1,
-        };
+        let settings = FrameHead { kind: 0x4, flags: 0, stream: 0 };
+        let headers = FrameHead { kind: 0x1, flags: 0x4, stream: 1 };
+        let data = FrameHead { kind: 0x0, flags: 0x1, stream: 1 };
         let expected = vec![
             FrameEvent::Start(settings),
             FrameEvent::End(settings),
