@@ -136,6 +136,15 @@ impl Scheme {
         }
     }
 
+    /// The port a URL of this scheme means when it names none (`tcp` and `tls` have none).
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            Scheme::Http | Scheme::Grpc => Some(80),
+            Scheme::Https | Scheme::Grpcs => Some(443),
+            Scheme::Tcp | Scheme::Tls => None,
+        }
+    }
+
     /// Whether a TLS handshake is part of the probe.
     pub fn uses_tls(self) -> bool {
         matches!(self, Scheme::Https | Scheme::Tls | Scheme::Grpcs)
@@ -516,6 +525,29 @@ impl View {
     /// The endpoint actually dialed (`connect_to` or the URL's).
     pub fn dial_endpoint(&self) -> &Endpoint {
         self.connect_to.as_ref().unwrap_or(&self.url_endpoint)
+    }
+
+    /// The SNI this view sends: the URL's name (never an IP, as browsers do), a configured name,
+    /// or none.
+    pub fn sni(&self) -> Option<&str> {
+        match &self.tls.sni {
+            Sni::FromUrl => match &self.url_endpoint.host {
+                Host::Name(name) => Some(name),
+                Host::Ip(_) => None,
+            },
+            Sni::Name(name) => Some(name),
+            Sni::None => None,
+        }
+    }
+
+    /// The URL's authority as a Host header carries it: the port only when it is not the
+    /// scheme's default.
+    pub fn url_authority(&self) -> String {
+        if self.scheme.default_port() == Some(self.url_endpoint.port) {
+            self.url_endpoint.host.to_string()
+        } else {
+            self.url_endpoint.to_string()
+        }
     }
 }
 
