@@ -109,10 +109,8 @@ url = "http://{server}/healthz"
     );
     let out = parallax(&["probe", "-c", dir.path().to_str().unwrap_or_default(), "--format", "json"], &[]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
     assert_eq!(lines.len(), 3, "two outcomes and a summary");
     let client = &lines[0];
     assert_eq!(client["type"], "outcome");
