@@ -1020,3 +1020,61 @@ fn secrets_never_reach_explain_debug_or_errors() {
     assert_error(&errs, "probes.toml", "target[api].client.headers.x-env", "the value of ${env:BAD}");
     assert_error(&errs, "probes.toml", "target[api].client.sni", "cannot hold a secret (${file:secret})");
 }
+
+#[test]
+fn node_ip_of_an_ipv6_node_is_bracketed_in_host_port_values() {
+    let body = with_client(
+        "",
+        "[[target.checker]]\nname = \"np\"\nurl = \"http://${NODE_IP}:30080/healthz\"\n\
+         [[target.checker]]\nname = \"ct\"\nurl = \"https://shop.example/\"\nconnect_to = \"${NODE_IP}:8443\"\n",
+    );
+    let p = plan(&body, &[("NODE_IP", "fd00::5")]);
+    let np = only_view(&p, "np");
+    assert_eq!(np.url_endpoint.host, Host::Ip("fd00::5".parse().expect("ip")));
+    assert_eq!((np.url_endpoint.port, np.url_display.as_str()), (30080, "http://[fd00::5]:30080/healthz"));
+    let ct = only_view(&p, "ct");
+    assert_eq!(ct.connect_to.map(|c| c.to_string()), Some("[fd00::5]:8443".to_owned()));
+    // The same file on an IPv4 node.
+    let p = plan(&body, &[("NODE_IP", "10.0.0.5")]);
+    assert_eq!(only_view(&p, "np").url_display, "http://10.0.0.5:30080/healthz");
+}
+
+#[test]
+fn explain_shows_every_effective_setting_stably() {
+    let body = "[[target]]\nname = \"shop\"\nallow_sources = [\"10.0.0.0/8\"]\n[target.client]\n\
+        url = \"https://shop.example/cart?x=1\"\nconnect_to = \"127.0.0.1:8443\"\n\
+        headers = { authorization = \"Bearer abc\", x-team = \"web\" }\nexpect = { status = [\"200-299\"], body_contains = \"cart\" }\n\
+        [[target.checker]]\nname = \"nlb\"\nprofile = \"aws-nlb\"\nurl = \"http://127.0.0.1:30080/healthz\"\n\
+        proxy_protocol = \"v2\"\nsource = \"127.0.0.3\"\ninterval = \"2s\"\ntimeout = \"1s\"\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "probes.toml", body);
+    let text = explain(&load(dir.path(), &[]).expect("valid"));
+    assert_eq!(text, explain(&load(dir.path(), &[]).expect("valid")), "same config, same text");
+    for expected in [
+        "target shop",
+        "  allow_sources   10.0.0.0/8",
+        "  view client (client)",
+        "    url             https://shop.example/cart?x=1",
+        "    dial            127.0.0.1:8443 (connect_to)",
+        "    tls             sni shop.example (from URL); verify on; ca system roots; alpn h2, http/1.1",
+        "    request         GET /cart?x=1 HTTP/2 or HTTP/1.1 (ALPN)",
+        "    host            shop.example (from URL)",
+        "    headers         authorization: <redacted>; x-team: web",
+        "    expect          status 200-299; body contains \"cart\"",
+        "  view nlb (checker)",
+        "    profile         aws-nlb",
+        "    source          127.0.0.3",
+        "    proxy_protocol  v2 LOCAL (no addresses)",
+        "    request         GET /healthz HTTP/1.1",
+        "    host            127.0.0.1:30080 (the dialed address)",
+        "    user_agent      ELB-HealthChecker/2.0",
+        "    connection      Connection: close, header names Title-Case",
+        "    expect          status 200-399",
+        "    timing          interval 2s, timeout 1s, rise 5, fall 2, initial unhealthy",
+        "    limits          max_body_bytes 65536",
+        "    dns             resolver system, each_address off, expect_addresses any",
+    ] {
+        assert!(text.lines().any(|l| l == expected), "missing line {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("Bearer abc"));
+}

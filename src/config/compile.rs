@@ -11,6 +11,7 @@
 //! error, so one run reports everything wrong. Messages say what would be right, name the key
 //! path (`target[shop].checker[nlb].timeout`), and never quote a substituted secret.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -398,6 +399,22 @@ impl Ctx<'_> {
         Some(s.value)
     }
 
+    /// `${NODE_IP}` at the start of a `host:port` needs brackets on an IPv6 node. One ConfigMap
+    /// must work on every node of a dual-stack fleet, so the brackets are added here.
+    fn bracket_node_ip<'t>(&self, template: &'t str) -> Cow<'t, str> {
+        let v6 = self
+            .env
+            .var("NODE_IP")
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .is_some_and(|ip| ip.is_ipv6());
+        match template.strip_prefix("${NODE_IP}") {
+            Some(rest) if v6 && (rest.is_empty() || rest.starts_with(':')) => {
+                Cow::Owned(format!("[${{NODE_IP}}]{rest}"))
+            }
+            _ => Cow::Borrowed(template),
+        }
+    }
+
     fn parse_file(&mut self, path: &Path) -> Option<SourceFile> {
         let loc = Loc::new(path, "");
         let format = format_of(path)?;
@@ -420,7 +437,9 @@ impl Ctx<'_> {
             Ok(root) => root,
             Err(e) => {
                 let kind = if format == FileFormat::Toml { "TOML" } else { "YAML" };
-                self.error(&loc, "", format!("not valid {kind}: {}", e.to_string().trim_end()));
+                // The `config` crate appends " in PATH"; the error names the file already.
+                let message = e.to_string().replace(&format!(" in {uri}"), "");
+                self.error(&loc, "", format!("not valid {kind}: {}", message.trim_end()));
                 return None;
             }
         };
@@ -568,7 +587,7 @@ impl Ctx<'_> {
         let mut listen = default_admin_listen();
         if let Some(v) = raw.listen {
             let (loc, key) = tree.loc(&[Seg::Key("admin".to_owned()), Seg::Key("listen".to_owned())]);
-            if let Some(s) = self.plain(&loc, &key, &v) {
+            if let Some(s) = self.plain(&loc, &key, &self.bracket_node_ip(v.trim())) {
                 match s.trim().parse::<SocketAddr>() {
                     Ok(addr) => listen = addr,
                     Err(_) => self.error(
@@ -883,7 +902,7 @@ impl Ctx<'_> {
             Some(u) => self.url(loc, u),
         };
         let connect_to = raw.connect_to.as_ref().and_then(|c| {
-            let s = self.plain(loc, "connect_to", c)?;
+            let s = self.plain(loc, "connect_to", &self.bracket_node_ip(c.trim()))?;
             parse_endpoint(s.trim()).map_err(|m| self.error(loc, "connect_to", m)).ok()
         });
         let freebind = raw.freebind.unwrap_or(false);
@@ -1258,7 +1277,7 @@ impl Ctx<'_> {
         };
         let tail = &rest[authority_end..];
 
-        let hostport = self.text(loc, "url", hostport);
+        let hostport = self.text(loc, "url", &self.bracket_node_ip(hostport));
         let tail = self.text(loc, "url", tail);
         let userinfo = match userinfo {
             Some(u) => Some(self.text(loc, "url", u)?),
@@ -1622,7 +1641,7 @@ impl Ctx<'_> {
     }
 
     fn resolver(&mut self, loc: &Loc, key: &str, raw: &str) -> Option<SocketAddr> {
-        let s = self.plain(loc, key, raw)?;
+        let s = self.plain(loc, key, &self.bracket_node_ip(raw.trim()))?;
         match parse_resolver(s.trim()) {
             Some(addr) => Some(addr),
             None => {
