@@ -226,7 +226,7 @@ impl Attempt {
             scheme: view.scheme.as_str(),
             verify: view.scheme.uses_tls() && view.tls.verify,
             proxy_protocol: view.proxy_protocol.map(|p| p.version),
-            path: (view.scheme.uses_http()).then(|| view.path.clone()),
+            path: (view.scheme.uses_http()).then(|| view.path_display().into_owned()),
             method: (view.scheme.uses_http()).then(|| view.http.method.to_string()),
             ..RequestSummary::default()
         };
