@@ -233,6 +233,9 @@ fn describe_request(o: &Outcome) -> String {
         None if r.method.is_some() => s.push_str(" host=none"),
         None => {}
     }
+    if let Some(ua) = &r.user_agent {
+        let _ = write!(s, " ua={ua:?}");
+    }
     if o.request.scheme == "https" || o.request.scheme == "tls" || o.request.scheme == "grpcs" {
         match &r.sni {
             Some(n) => {

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 pub use outcome::{ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary};
 
-use crate::config::{Host, View};
+use crate::config::{Host, HostHeader, View};
 
 /// Runs probes. Holds what is worth building once: resolvers and TLS client configs.
 #[derive(Debug, Default)]
@@ -116,6 +116,9 @@ impl Prober {
         deadline: Instant,
     ) -> Outcome {
         attempt.outcome.request.address = Some(peer);
+        if view.http.host == HostHeader::DialedAddress && attempt.outcome.request.host.is_none() {
+            attempt.outcome.request.host = http::host_header(view, peer);
+        }
         let connected = match tcp::connect(peer, view.source.as_ref(), view.freebind, deadline).await {
             Ok(c) => c,
             Err(f) => return attempt.fail(f),
@@ -228,6 +231,24 @@ impl Attempt {
             proxy_protocol: view.proxy_protocol.map(|p| p.version),
             path: (view.scheme.uses_http()).then(|| view.path_display().into_owned()),
             method: (view.scheme.uses_http()).then(|| view.http.method.to_string()),
+            // What the view will send, recorded up front so a probe that fails before the
+            // request still shows it; the HTTP layer overwrites these with what it really sent.
+            sni: if view.scheme.uses_tls() { view.sni().map(str::to_owned) } else { None },
+            host: if view.scheme.uses_http() || view.scheme.uses_grpc() {
+                match &view.http.host {
+                    HostHeader::FromUrl => Some(view.url_authority()),
+                    HostHeader::Value(v) => Some(v.clone()),
+                    HostHeader::DialedAddress | HostHeader::None => None,
+                }
+            } else {
+                None
+            },
+            user_agent: if view.scheme.uses_http() || view.scheme.uses_grpc() {
+                view.http.user_agent.clone()
+            } else {
+                None
+            },
+            source: view.source.map(|s| s.addr),
             ..RequestSummary::default()
         };
         Attempt {
