@@ -1,5 +1,156 @@
-//! The `parallax` command line: run | check | probe | demo.
+//! The `parallax` command line. Errors become exit codes here and nowhere else.
 
-fn main() {
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use parallax::config::{self, Plan, Target};
+use parallax::probe::Prober;
+use parallax::report;
+
+/// Probes every target twice — as its users reach it and as its load balancer's health checker
+/// reaches it — and names why the two views disagree.
+#[derive(Debug, Parser)]
+#[command(name = "parallax", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 success; 1 a client view failed or a mismatch was found \
+(probe); 2 usage or configuration error.\n\nConfiguration: every *.toml / *.yaml file of the \
+directory, merged in file-name order. See probes.d/ for a commented example.")]
+struct Cli {
+    /// Log level for the human logs on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "PARALLAX_LOG")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration and print the compiled plan: every view with its effective
+    /// settings after profile defaults, secrets shown as <redacted>. Exits 2 listing every error.
+    Check {
+        #[command(flatten)]
+        config: ConfigDir,
+    },
+    /// Probe every selected view once, concurrently, print the outcomes and a summary, exit.
+    ///
+    /// Exit 0 when every client view succeeded, 1 when one failed, 2 on a usage or configuration
+    /// error. JSON output is one object per line: every `outcome`, then one `summary`.
+    Probe {
+        #[command(flatten)]
+        config: ConfigDir,
+        /// Probe only this target (repeatable). Default: every target.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Probes in flight at once.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        concurrency: u16,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigDir {
+    /// Configuration directory.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "DIR",
+        env = "PARALLAX_CONFIG",
+        default_value = "probes.d"
+    )]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line (DESIGN §7), for scripts.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_level);
+    match cli.command {
+        Command::Check { config } => check(&config.dir),
+        Command::Probe { config, targets, format, concurrency } => {
+            match probe(&config.dir, &targets, format, usize::from(concurrency)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("parallax: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Loads the plan, or prints every error and returns exit code 2.
+fn load(dir: &std::path::Path) -> Result<Plan, ExitCode> {
+    config::load(dir).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("error: {e}");
+        }
+        eprintln!("parallax: {} configuration error(s) in {}", errors.0.len(), dir.display());
+        ExitCode::from(2)
+    })
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    match load(dir) {
+        Ok(plan) => {
+            print!("{}", config::explain(&plan));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn probe(
+    dir: &std::path::Path,
+    names: &[String],
+    format: Format,
+    concurrency: usize,
+) -> anyhow::Result<ExitCode> {
+    let plan = match load(dir) {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let targets = select(&plan, names)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcomes = runtime.block_on(report::probe_round(Arc::new(Prober::new()), &targets, concurrency));
+    let summary = report::Summary::of(&targets, &outcomes, 0);
+    match format {
+        Format::Json => print!("{}", report::json_lines(&outcomes, &summary)),
+        Format::Table => print!("{}", report::table(&plan, &outcomes, &summary)),
+    }
+    Ok(ExitCode::from(summary.exit_code() as u8))
+}
+
+/// The targets named on the command line, in configuration order; all when none is named.
+fn select<'p>(plan: &'p Plan, names: &[String]) -> anyhow::Result<Vec<&'p Target>> {
+    if names.is_empty() {
+        return Ok(plan.targets.iter().collect());
+    }
+    let known: Vec<&str> = plan.targets.iter().map(|t| &*t.name).collect();
+    if let Some(missing) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        anyhow::bail!("no target named {missing:?}; configured targets: {}", known.join(", "));
+    }
+    Ok(plan.targets.iter().filter(|t| names.iter().any(|n| *n == *t.name)).collect())
 }

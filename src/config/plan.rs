@@ -433,8 +433,7 @@ impl PartialEq for Expect {
     fn eq(&self, other: &Expect) -> bool {
         self.status == other.status
             && self.body_contains == other.body_contains
-            && self.body_regex.as_ref().map(|r| r.as_str())
-                == other.body_regex.as_ref().map(|r| r.as_str())
+            && self.body_regex.as_ref().map(|r| r.as_str()) == other.body_regex.as_ref().map(|r| r.as_str())
             && self.kube_proxy_endpoints == other.kube_proxy_endpoints
             && self.grpc_service == other.grpc_service
     }

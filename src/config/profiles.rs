@@ -135,13 +135,392 @@ pub struct ProfileDefaults {
     pub source_ranges: &'static [&'static str],
 }
 
-/// The defaults of a client view (no profile): what a browser-like user agent does.
+/// parallax's own User-Agent.
+pub const PARALLAX_USER_AGENT: &str = concat!("parallax/", env!("CARGO_PKG_VERSION"));
+
+const OK_200: &[RangeInclusive<u16>] = &[200..=200];
+const OK_2XX_3XX: &[RangeInclusive<u16>] = &[200..=399];
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// The defaults of a client view (no profile): what a browser-like user agent does. Accepts
+/// 200-399 (what a browser treats as served, DESIGN §4), verifies certificates, sends the URL's
+/// name as SNI and Host, offers h2 and http/1.1.
 pub fn client_defaults() -> ProfileDefaults {
-    todo!("profiles: client defaults")
+    ProfileDefaults {
+        method: http::Method::GET,
+        host: HostHeader::FromUrl,
+        user_agent: Some(PARALLAX_USER_AGENT),
+        http_version: HttpVersion::Auto,
+        connection_close: false,
+        headers: &[],
+        title_case_headers: false,
+        sni: Sni::FromUrl,
+        verify: true,
+        alpn: &["h2", "http/1.1"],
+        status: OK_2XX_3XX,
+        rise: 2,
+        fall: 2,
+        interval: secs(5),
+        timeout: secs(2),
+        initial: InitialHealth::FirstProbe,
+        proxy_local: false,
+        kube_proxy_endpoints: false,
+        source_ranges: &[],
+    }
 }
 
 /// The defaults of `profile`.
 pub fn defaults(profile: ProfileName) -> ProfileDefaults {
-    let _ = profile;
-    todo!("profiles: the table of CHECKERS.md §1")
+    match profile {
+        ProfileName::AwsAlb => aws_alb(),
+        ProfileName::AwsNlb => aws_nlb(),
+        ProfileName::AwsClb => aws_clb(),
+        ProfileName::Gcp => gcp(),
+        ProfileName::GcpLegacy => gcp_legacy(),
+        ProfileName::AzureLb => azure_lb(),
+        ProfileName::AzureAppgw => azure_appgw(),
+        ProfileName::KubeProxy => kube_proxy(),
+        ProfileName::Haproxy => haproxy(),
+        ProfileName::Envoy => envoy(),
+        ProfileName::Kubelet => kubelet(),
+        ProfileName::Generic => generic(),
+    }
+}
+
+/// A checker with parallax's own defaults: `GET`, the URL's Host and SNI, certificates verified,
+/// 200-399, rise 2 / fall 2.
+fn generic() -> ProfileDefaults {
+    ProfileDefaults { http_version: HttpVersion::Http11, alpn: &[], rise: 2, fall: 2, ..client_defaults() }
+}
+
+/// CHECKERS.md §1 "AWS ALB target group": `GET` over HTTP/1.1 on a new connection that the node
+/// closes, `Host` = target IP:port (not configurable), `User-Agent: ELB-HealthChecker/2.0`, no SNI
+/// and no certificate validation when re-encrypting, HTTP 200 only by default, 30 s / 5 s,
+/// healthy 5 / unhealthy 2; a newly registered target starts unhealthy ("initial").
+fn aws_alb() -> ProfileDefaults {
+    ProfileDefaults {
+        method: http::Method::GET,
+        host: HostHeader::DialedAddress,
+        user_agent: Some("ELB-HealthChecker/2.0"),
+        http_version: HttpVersion::Http11,
+        connection_close: true,
+        headers: &[],
+        title_case_headers: true,
+        sni: Sni::None,
+        verify: false,
+        alpn: &[],
+        status: OK_200,
+        rise: 5,
+        fall: 2,
+        interval: secs(30),
+        timeout: secs(5),
+        initial: InitialHealth::Unhealthy,
+        proxy_local: false,
+        kube_proxy_endpoints: false,
+        source_ranges: &[],
+    }
+}
+
+/// CHECKERS.md §1 "AWS NLB target group": `Host` is the LB node's IP and listener port (we send
+/// the dialed address, the closest a prober can get), 200-399, 30 s / 6 s (HTTP), healthy 5 /
+/// unhealthy 2, TLS not validated, a new connection closed after each check. With
+/// `proxy_protocol_v2.enabled` the check carries a PPv2 header "with no client information": a
+/// `LOCAL` command. User-Agent and SNI are undocumented: we send the ELB health checker's agent
+/// and no SNI (the stricter choice); override both in config when you know better.
+fn aws_nlb() -> ProfileDefaults {
+    ProfileDefaults { status: OK_2XX_3XX, timeout: secs(6), proxy_local: true, ..aws_alb() }
+}
+
+/// CHECKERS.md §1 "AWS Classic ELB": HTTP 200 only, 30 s / 5 s, healthy 10 / unhealthy 2,
+/// `User-Agent: ELB-HealthChecker/1.0`, HTTP/1.1; Host observed as the instance `ip:port`; no
+/// PROXY header in checks; certificates verified only with a back-end authentication policy.
+fn aws_clb() -> ProfileDefaults {
+    ProfileDefaults {
+        user_agent: Some("ELB-HealthChecker/1.0"),
+        status: OK_200,
+        rise: 10,
+        fall: 2,
+        ..aws_alb()
+    }
+}
+
+/// CHECKERS.md §1 "GCP health checks": HTTP **200 only**, 5 s interval, healthy 2 / unhealthy 2,
+/// `User-Agent: GoogleHC/1.0`, `Connection: Keep-alive` (though one request per connection was
+/// observed), `Host` = the probe's destination unless `host` is set. GCP's default timeout equals
+/// its interval (5 s); parallax needs a probe to end before the next starts, so the default is
+/// 4.9 s. Probes come from 35.191.0.0/16 and 130.211.0.0/22. SNI and certificate checks are
+/// undocumented: no SNI, no verification.
+fn gcp() -> ProfileDefaults {
+    ProfileDefaults {
+        method: http::Method::GET,
+        host: HostHeader::DialedAddress,
+        user_agent: Some("GoogleHC/1.0"),
+        http_version: HttpVersion::Http11,
+        connection_close: false,
+        headers: &[("Connection", "Keep-alive")],
+        title_case_headers: true,
+        sni: Sni::None,
+        verify: false,
+        alpn: &[],
+        status: OK_200,
+        rise: 2,
+        fall: 2,
+        interval: secs(5),
+        timeout: millis(4900),
+        initial: InitialHealth::Unhealthy,
+        proxy_local: false,
+        kube_proxy_endpoints: false,
+        source_ranges: &["35.191.0.0/16", "130.211.0.0/22"],
+    }
+}
+
+/// CHECKERS.md §1 "GCP legacy HTTP/HTTPS" (target-pool network LB): like [`gcp`], `Host` is the
+/// public IP the check is for, 200, 2 / 2, 5 s, and the legacy source ranges 35.191.0.0/16,
+/// 209.85.152.0/22, 209.85.204.0/22.
+fn gcp_legacy() -> ProfileDefaults {
+    ProfileDefaults { source_ranges: &["35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"], ..gcp() }
+}
+
+/// CHECKERS.md §1 "Azure Load Balancer probe": HTTP 200 only, `Host` = the backend `ip:port`
+/// (obs.), no SNI and no certificate validation (self-signed accepted), 5 s interval; a failed
+/// probe marks the backend down at once (`probeThreshold` 1). The HTTP timeout (30 s in the docs)
+/// exceeds the interval; parallax caps it at 4.9 s. Probes come from 168.63.129.16. The
+/// User-Agent is undocumented: none is sent.
+fn azure_lb() -> ProfileDefaults {
+    ProfileDefaults {
+        method: http::Method::GET,
+        host: HostHeader::DialedAddress,
+        user_agent: None,
+        http_version: HttpVersion::Http11,
+        connection_close: false,
+        headers: &[],
+        title_case_headers: true,
+        sni: Sni::None,
+        verify: false,
+        alpn: &[],
+        status: OK_200,
+        rise: 1,
+        fall: 1,
+        interval: secs(5),
+        timeout: millis(4900),
+        initial: InitialHealth::Unhealthy,
+        proxy_local: false,
+        kube_proxy_endpoints: false,
+        source_ranges: &["168.63.129.16/32"],
+    }
+}
+
+/// CHECKERS.md §1 "Azure Application Gateway probe": default probe `<proto>://127.0.0.1:<port>/`
+/// with `Host: 127.0.0.1`, 200-399, 30 s interval (timeout 30 s, capped below the interval at
+/// 29 s), healthy 1 / unhealthy 3, no User-Agent observed. v2 verifies the certificate and sends
+/// SNI from the probe host when it is a name (none for an IP): the URL's host here.
+fn azure_appgw() -> ProfileDefaults {
+    ProfileDefaults {
+        method: http::Method::GET,
+        host: HostHeader::Value("127.0.0.1".to_owned()),
+        user_agent: None,
+        http_version: HttpVersion::Http11,
+        connection_close: false,
+        headers: &[],
+        title_case_headers: true,
+        sni: Sni::FromUrl,
+        verify: true,
+        alpn: &[],
+        status: OK_2XX_3XX,
+        rise: 1,
+        fall: 3,
+        interval: secs(30),
+        timeout: secs(29),
+        initial: InitialHealth::Unhealthy,
+        proxy_local: false,
+        kube_proxy_endpoints: false,
+        source_ranges: &[],
+    }
+}
+
+/// CHECKERS.md §1 "kube-proxy `healthCheckNodePort`": any path answers 200 when the node has
+/// local **ready** endpoints and kube-proxy is healthy, else 503, with a JSON body carrying
+/// `localEndpoints`; Host and User-Agent are ignored. The request is the provider's; we send a
+/// plain `GET` with the dialed address as Host. Interval and thresholds are the provider's: GKE's
+/// ETP Local values (3 s / 1 s, healthy 1 / unhealthy 2) are the default.
+fn kube_proxy() -> ProfileDefaults {
+    ProfileDefaults {
+        method: http::Method::GET,
+        host: HostHeader::DialedAddress,
+        user_agent: Some(PARALLAX_USER_AGENT),
+        http_version: HttpVersion::Http11,
+        connection_close: false,
+        headers: &[],
+        title_case_headers: false,
+        sni: Sni::None,
+        verify: false,
+        alpn: &[],
+        status: OK_200,
+        rise: 1,
+        fall: 2,
+        interval: secs(3),
+        timeout: secs(1),
+        initial: InitialHealth::Unhealthy,
+        proxy_local: false,
+        kube_proxy_endpoints: true,
+        source_ranges: &[],
+    }
+}
+
+/// CHECKERS.md §1 "HAProxy `option httpchk`": `OPTIONS / HTTP/1.0` with no Host and no
+/// User-Agent, 2xx and 3xx pass, `inter` 2 s (the check timeout defaults to `inter`; parallax
+/// caps it at 1.9 s), rise 2 / fall 3, no SNI before 3.3 (`check-sni` absent), certificates
+/// verified (`verify required` is the server default), a dedicated connection per check. Servers
+/// start UP: `fall` failures are needed to mark one down.
+fn haproxy() -> ProfileDefaults {
+    ProfileDefaults {
+        method: http::Method::OPTIONS,
+        host: HostHeader::None,
+        user_agent: None,
+        http_version: HttpVersion::Http10,
+        connection_close: false,
+        headers: &[],
+        title_case_headers: false,
+        sni: Sni::None,
+        verify: true,
+        alpn: &[],
+        status: OK_2XX_3XX,
+        rise: 2,
+        fall: 3,
+        interval: secs(2),
+        timeout: millis(1900),
+        initial: InitialHealth::Healthy,
+        proxy_local: false,
+        kube_proxy_endpoints: false,
+        source_ranges: &[],
+    }
+}
+
+/// CHECKERS.md §1 "Envoy active HC": HTTP/1.1 `GET`, `User-Agent: Envoy/HC`, 200 only, a
+/// non-expected status ejects immediately (fall 1), one success at startup (first probe decides),
+/// SNI only from the cluster's transport socket (`auto_sni` not applied: none by default),
+/// validation per the cluster (none by default). Envoy's Host is the cluster name, which a prober
+/// cannot know: set `host` to it; the URL's authority is sent otherwise. Interval and timeout are
+/// required in Envoy: 5 s / 1 s here.
+fn envoy() -> ProfileDefaults {
+    ProfileDefaults {
+        method: http::Method::GET,
+        host: HostHeader::FromUrl,
+        user_agent: Some("Envoy/HC"),
+        http_version: HttpVersion::Http11,
+        connection_close: false,
+        headers: &[],
+        title_case_headers: false,
+        sni: Sni::None,
+        verify: false,
+        alpn: &[],
+        status: OK_200,
+        rise: 1,
+        fall: 1,
+        interval: secs(5),
+        timeout: secs(1),
+        initial: InitialHealth::FirstProbe,
+        proxy_local: false,
+        kube_proxy_endpoints: false,
+        source_ranges: &[],
+    }
+}
+
+/// CHECKERS.md §1 "kubelet readiness probe": Go's HTTP/1.1 client with keep-alives off
+/// (`Connection: close`), `Host` = `podIP:port`, `User-Agent: kube-probe/<major>.<minor>`,
+/// `Accept: */*`, 200-399, no certificate verification (`InsecureSkipVerify`), no SNI for an IP
+/// URL, 10 s / 1 s, success 1 / failure 3, not ready until the first success.
+fn kubelet() -> ProfileDefaults {
+    ProfileDefaults {
+        method: http::Method::GET,
+        host: HostHeader::DialedAddress,
+        user_agent: Some("kube-probe/1.31"),
+        http_version: HttpVersion::Http11,
+        connection_close: true,
+        headers: &[("Accept", "*/*")],
+        title_case_headers: true,
+        sni: Sni::FromUrl,
+        verify: false,
+        alpn: &[],
+        status: OK_2XX_3XX,
+        rise: 1,
+        fall: 3,
+        interval: secs(10),
+        timeout: secs(1),
+        initial: InitialHealth::Unhealthy,
+        proxy_local: false,
+        kube_proxy_endpoints: false,
+        source_ranges: &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_name_round_trips() {
+        for p in ProfileName::ALL {
+            assert_eq!(ProfileName::from_name(p.as_str()), Some(*p));
+        }
+        assert_eq!(ProfileName::from_name("aws"), None);
+    }
+
+    #[test]
+    fn every_profile_timeout_is_below_its_interval_and_thresholds_are_positive() {
+        for p in ProfileName::ALL {
+            let d = defaults(*p);
+            assert!(d.timeout < d.interval, "{p}: {:?} !< {:?}", d.timeout, d.interval);
+            assert!(d.rise >= 1 && d.fall >= 1, "{p}");
+            assert!(!d.status.is_empty(), "{p}");
+        }
+        let c = client_defaults();
+        assert!(c.timeout < c.interval);
+    }
+
+    #[test]
+    fn documented_source_ranges_parse() {
+        for p in ProfileName::ALL {
+            for r in defaults(*p).source_ranges {
+                assert!(r.parse::<ipnet::IpNet>().is_ok(), "{p}: {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn haproxy_sends_options_http10_without_host_or_agent() {
+        let d = defaults(ProfileName::Haproxy);
+        assert_eq!(d.method, http::Method::OPTIONS);
+        assert_eq!(d.http_version, HttpVersion::Http10);
+        assert_eq!(d.host, HostHeader::None);
+        assert_eq!(d.user_agent, None);
+        assert_eq!((d.rise, d.fall), (2, 3));
+    }
+
+    #[test]
+    fn gcp_and_clb_accept_only_200_while_nlb_and_kubelet_accept_3xx() {
+        let accepts = |p: ProfileName, s: u16| defaults(p).status.iter().any(|r| r.contains(&s));
+        for p in [ProfileName::Gcp, ProfileName::AwsClb, ProfileName::AwsAlb, ProfileName::AzureLb] {
+            assert!(accepts(p, 200) && !accepts(p, 204) && !accepts(p, 301), "{p}");
+        }
+        for p in [ProfileName::AwsNlb, ProfileName::Kubelet, ProfileName::AzureAppgw, ProfileName::Haproxy] {
+            assert!(accepts(p, 204) && accepts(p, 302) && !accepts(p, 404), "{p}");
+        }
+    }
+
+    #[test]
+    fn only_the_nlb_sends_local_proxy_headers_and_only_kube_proxy_reads_endpoints() {
+        for p in ProfileName::ALL {
+            let d = defaults(*p);
+            assert_eq!(d.proxy_local, *p == ProfileName::AwsNlb, "{p}");
+            assert_eq!(d.kube_proxy_endpoints, *p == ProfileName::KubeProxy, "{p}");
+        }
+    }
 }

@@ -320,11 +320,9 @@ impl Outcome {
     /// The failure, if any, as a [`Failure`].
     pub fn failure(&self) -> Option<Failure> {
         match (self.phase, self.error) {
-            (Some(phase), Some(code)) => Some(Failure {
-                phase,
-                code,
-                detail: self.detail.clone().unwrap_or_default(),
-            }),
+            (Some(phase), Some(code)) => {
+                Some(Failure { phase, code, detail: self.detail.clone().unwrap_or_default() })
+            }
             _ => None,
         }
     }
