@@ -24,16 +24,8 @@ const MARGIN: Duration = Duration::from_millis(1500);
 const SOCKET_SLACK: u64 = 32 << 20;
 
 /// A client view of `http://ADDR/` (or `https` with verification off) with the test timeout.
-fn hostile_view(
-    scheme: &str,
-    server: &RawServer,
-    extra: &str,
-) -> (support::probes::ProbesDir, View) {
-    let verify = if scheme == "https" {
-        "verify = false\n"
-    } else {
-        ""
-    };
+fn hostile_view(scheme: &str, server: &RawServer, extra: &str) -> (support::probes::ProbesDir, View) {
+    let verify = if scheme == "https" { "verify = false\n" } else { "" };
     client_view(&format!(
         "url = \"{scheme}://{}/\"\ntimeout = \"{}ms\"\n{verify}{extra}",
         server.addr,
@@ -45,10 +37,7 @@ fn hostile_view(
 async fn probe_bounded(view: &View) -> (Outcome, Duration) {
     let (mut outcomes, elapsed) = probe(view).await;
     assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
-    assert!(
-        elapsed < TIMEOUT + MARGIN,
-        "the probe took {elapsed:?}, past its timeout {TIMEOUT:?}"
-    );
+    assert!(elapsed < TIMEOUT + MARGIN, "the probe took {elapsed:?}, past its timeout {TIMEOUT:?}");
     (outcomes.remove(0), elapsed)
 }
 
@@ -68,18 +57,12 @@ fn garbage(len: usize) -> Vec<u8> {
 #[tokio::test]
 async fn garbage_instead_of_http_is_http_malformed() {
     // The server then hangs: only classifying the garbage (not the deadline) ends the probe early.
-    let server = RawServer::start(
-        lo(120),
-        vec![Step::ReadHead, Step::Write(garbage(4096)), Step::Hang],
-    )
-    .await;
+    let server =
+        RawServer::start(lo(120), vec![Step::ReadHead, Step::Write(garbage(4096)), Step::Hang]).await;
     let (_dir, view) = hostile_view("http", &server, "");
     let (outcome, elapsed) = probe_bounded(&view).await;
     assert_code(&outcome, ErrorCode::HttpMalformed, Phase::Http);
-    assert!(
-        elapsed < TIMEOUT,
-        "classified at the garbage, not at the deadline: {elapsed:?}"
-    );
+    assert!(elapsed < TIMEOUT, "classified at the garbage, not at the deadline: {elapsed:?}");
 }
 
 #[tokio::test]
@@ -87,38 +70,22 @@ async fn endless_body_stops_at_max_body_bytes() {
     let script = vec![
         Step::ReadHead,
         Step::Write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n".to_vec()),
-        Step::Endless {
-            chunk: vec![b'x'; 64 * 1024],
-            max_bytes: 4 << 30,
-        },
+        Step::Endless { chunk: vec![b'x'; 64 * 1024], max_bytes: 4 << 30 },
     ];
     let server = RawServer::start(lo(121), script).await;
     let (_dir, view) = hostile_view("http", &server, "max_body_bytes = 65536");
     let (outcome, elapsed) = probe_bounded(&view).await;
     assert_code(&outcome, ErrorCode::HttpBodyTooLarge, Phase::Http);
-    assert!(
-        elapsed < TIMEOUT,
-        "stopped at the limit, not at the deadline: {elapsed:?}"
-    );
-    assert!(
-        outcome.body_bytes.unwrap_or(0) <= 65536,
-        "body_bytes {:?}",
-        outcome.body_bytes
-    );
-    assert_eq!(
-        outcome.status, None,
-        "a response that broke its bound is not judged"
-    );
+    assert!(elapsed < TIMEOUT, "stopped at the limit, not at the deadline: {elapsed:?}");
+    assert!(outcome.body_bytes.unwrap_or(0) <= 65536, "body_bytes {:?}", outcome.body_bytes);
+    assert_eq!(outcome.status, None, "a response that broke its bound is not judged");
     let written = wait_for(Duration::from_secs(5), || {
         let conns = server.connections();
         conns.first().filter(|c| c.finished).map(|c| c.written)
     })
     .await
     .expect("the server noticed the client went away");
-    assert!(
-        written < 65536 + SOCKET_SLACK,
-        "the client kept reading: the server wrote {written} bytes"
-    );
+    assert!(written < 65536 + SOCKET_SLACK, "the client kept reading: the server wrote {written} bytes");
 }
 
 #[tokio::test]
@@ -129,24 +96,14 @@ async fn endless_chunked_body_stops_at_max_body_bytes() {
     let script = vec![
         Step::ReadHead,
         Step::Write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec()),
-        Step::Endless {
-            chunk,
-            max_bytes: 4 << 30,
-        },
+        Step::Endless { chunk, max_bytes: 4 << 30 },
     ];
     let server = RawServer::start(lo(121), script).await;
     let (_dir, view) = hostile_view("http", &server, "max_body_bytes = 100000");
     let (outcome, elapsed) = probe_bounded(&view).await;
     assert_code(&outcome, ErrorCode::HttpBodyTooLarge, Phase::Http);
-    assert!(
-        elapsed < TIMEOUT,
-        "stopped at the limit, not at the deadline: {elapsed:?}"
-    );
-    assert!(
-        outcome.body_bytes.unwrap_or(0) <= 100_000,
-        "body_bytes {:?}",
-        outcome.body_bytes
-    );
+    assert!(elapsed < TIMEOUT, "stopped at the limit, not at the deadline: {elapsed:?}");
+    assert!(outcome.body_bytes.unwrap_or(0) <= 100_000, "body_bytes {:?}", outcome.body_bytes);
 }
 
 #[tokio::test]
@@ -157,19 +114,13 @@ async fn endless_headers_stop_at_the_header_limit() {
     let script = vec![
         Step::ReadHead,
         Step::Write(b"HTTP/1.1 200 OK\r\n".to_vec()),
-        Step::Endless {
-            chunk: line,
-            max_bytes: 1 << 30,
-        },
+        Step::Endless { chunk: line, max_bytes: 1 << 30 },
     ];
     let server = RawServer::start(lo(122), script).await;
     let (_dir, view) = hostile_view("http", &server, "");
     let (outcome, elapsed) = probe_bounded(&view).await;
     assert_code(&outcome, ErrorCode::HttpBodyTooLarge, Phase::Http);
-    assert!(
-        elapsed < TIMEOUT,
-        "stopped at the header limit, not at the deadline: {elapsed:?}"
-    );
+    assert!(elapsed < TIMEOUT, "stopped at the header limit, not at the deadline: {elapsed:?}");
     let written = wait_for(Duration::from_secs(5), || {
         let conns = server.connections();
         conns.first().filter(|c| c.finished).map(|c| c.written)
@@ -177,10 +128,7 @@ async fn endless_headers_stop_at_the_header_limit() {
     .await
     .expect("the server noticed the client went away");
     let limit = parallax::config::MAX_HEADER_BYTES as u64;
-    assert!(
-        written < limit + SOCKET_SLACK,
-        "the client kept reading headers: {written} bytes written"
-    );
+    assert!(written < limit + SOCKET_SLACK, "the client kept reading headers: {written} bytes written");
 }
 
 #[tokio::test]
@@ -189,10 +137,7 @@ async fn server_that_accepts_and_never_answers_is_http_timeout() {
     let (_dir, view) = hostile_view("http", &server, "");
     let (outcome, elapsed) = probe_bounded(&view).await;
     assert_code(&outcome, ErrorCode::HttpTimeout, Phase::Http);
-    assert!(
-        elapsed >= TIMEOUT - Duration::from_millis(100),
-        "gave up before the timeout: {elapsed:?}"
-    );
+    assert!(elapsed >= TIMEOUT - Duration::from_millis(100), "gave up before the timeout: {elapsed:?}");
 }
 
 #[tokio::test]
@@ -200,41 +145,27 @@ async fn tls_server_sending_junk_records_is_tls_handshake_failure() {
     // A handshake record header followed by bytes that are no handshake message.
     let mut junk = vec![0x16, 0x03, 0x03, 0x00, 0x40];
     junk.extend(garbage(0x40));
-    let server =
-        RawServer::start(lo(124), vec![Step::ReadSome, Step::Write(junk), Step::Hang]).await;
+    let server = RawServer::start(lo(124), vec![Step::ReadSome, Step::Write(junk), Step::Hang]).await;
     let (_dir, view) = hostile_view("https", &server, "");
     let (outcome, elapsed) = probe_bounded(&view).await;
     assert_code(&outcome, ErrorCode::TlsHandshakeFailure, Phase::Tls);
-    assert!(
-        elapsed < TIMEOUT,
-        "classified at the junk, not at the deadline: {elapsed:?}"
-    );
+    assert!(elapsed < TIMEOUT, "classified at the junk, not at the deadline: {elapsed:?}");
 }
 
 #[tokio::test]
 async fn tls_server_sending_binary_garbage_fails_in_tls_quickly() {
     // Not a TLS record at all (and not HTTP): a handshake failure or a plaintext peer, but
     // a TLS-phase failure either way, found at the garbage rather than at the deadline.
-    let server = RawServer::start(
-        lo(124),
-        vec![Step::ReadSome, Step::Write(garbage(512)), Step::Hang],
-    )
-    .await;
+    let server = RawServer::start(lo(124), vec![Step::ReadSome, Step::Write(garbage(512)), Step::Hang]).await;
     let (_dir, view) = hostile_view("https", &server, "");
     let (outcome, elapsed) = probe_bounded(&view).await;
     assert_eq!(outcome.phase, Some(Phase::Tls), "{outcome:#?}");
     assert!(
-        matches!(
-            outcome.error,
-            Some(ErrorCode::TlsHandshakeFailure | ErrorCode::TlsPlaintextPeer)
-        ),
+        matches!(outcome.error, Some(ErrorCode::TlsHandshakeFailure | ErrorCode::TlsPlaintextPeer)),
         "{:?}",
         outcome.error
     );
-    assert!(
-        elapsed < TIMEOUT,
-        "classified at the garbage, not at the deadline: {elapsed:?}"
-    );
+    assert!(elapsed < TIMEOUT, "classified at the garbage, not at the deadline: {elapsed:?}");
 }
 
 #[tokio::test]
@@ -252,11 +183,7 @@ async fn server_closing_mid_body_is_http_reset() {
 
 #[tokio::test]
 async fn server_closing_mid_head_is_http_reset() {
-    let script = vec![
-        Step::ReadHead,
-        Step::Write(b"HTTP/1.1 200 OK\r\ncontent-".to_vec()),
-        Step::Close,
-    ];
+    let script = vec![Step::ReadHead, Step::Write(b"HTTP/1.1 200 OK\r\ncontent-".to_vec()), Step::Close];
     let server = RawServer::start(lo(125), script).await;
     let (_dir, view) = hostile_view("http", &server, "");
     let (outcome, _) = probe_bounded(&view).await;
@@ -275,21 +202,13 @@ async fn server_resetting_right_after_accept_is_http_reset() {
 #[tokio::test]
 async fn slowloris_head_is_http_timeout() {
     let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec();
-    let server = RawServer::start(
-        lo(127),
-        vec![
-            Step::ReadHead,
-            Step::Trickle(response, Duration::from_millis(100)),
-        ],
-    )
-    .await;
+    let server =
+        RawServer::start(lo(127), vec![Step::ReadHead, Step::Trickle(response, Duration::from_millis(100))])
+            .await;
     let (_dir, view) = hostile_view("http", &server, "");
     let (outcome, elapsed) = probe_bounded(&view).await;
     assert_code(&outcome, ErrorCode::HttpTimeout, Phase::Http);
-    assert!(
-        elapsed >= TIMEOUT - Duration::from_millis(100),
-        "gave up before the timeout: {elapsed:?}"
-    );
+    assert!(elapsed >= TIMEOUT - Duration::from_millis(100), "gave up before the timeout: {elapsed:?}");
 }
 
 #[tokio::test]
@@ -313,10 +232,7 @@ async fn fifty_endless_bodies_keep_memory_bounded() {
     let script = vec![
         Step::ReadHead,
         Step::Write(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\r\n".to_vec()),
-        Step::Endless {
-            chunk: vec![0xab; 64 * 1024],
-            max_bytes: 4 << 30,
-        },
+        Step::Endless { chunk: vec![0xab; 64 * 1024], max_bytes: 4 << 30 },
     ];
     let server = RawServer::start(lo(128), script).await;
     let (_dir, view) = hostile_view("http", &server, &format!("max_body_bytes = {MAX_BODY}"));
@@ -336,11 +252,10 @@ async fn fifty_endless_bodies_keep_memory_bounded() {
     let grown_mib = after.saturating_sub(before) / 1024;
     // Unbounded reading would hold gigabytes; bounded reading holds at most CONCURRENT bodies
     // (5 MiB) at a time. 64 MiB leaves room for allocator noise and parallel tests.
-    assert!(grown_mib < 64, "resident memory grew by {grown_mib} MiB over {PROBES} endless bodies ({before} -> {after} KiB)");
     assert!(
-        start.elapsed() < Duration::from_secs(60),
-        "the probes took {:?}",
-        start.elapsed()
+        grown_mib < 64,
+        "resident memory grew by {grown_mib} MiB over {PROBES} endless bodies ({before} -> {after} KiB)"
     );
+    assert!(start.elapsed() < Duration::from_secs(60), "the probes took {:?}", start.elapsed());
     assert_eq!(server.connections().len(), PROBES + 1);
 }

@@ -93,18 +93,9 @@ async fn name_without_address_records_is_dns_no_answer() {
 
 #[tokio::test]
 async fn ipv6_only_name_probed_over_ipv4_is_dns_no_answer() {
-    let dns = DnsServer::start(
-        lo(10),
-        &[(
-            "v6only.test",
-            Answer::Addrs(vec!["::1".parse().expect("ip")]),
-        )],
-    )
-    .await;
-    let keys = format!(
-        "{}\nip_version = \"4\"",
-        resolver_keys("http://v6only.test/", dns.addr)
-    );
+    let dns =
+        DnsServer::start(lo(10), &[("v6only.test", Answer::Addrs(vec!["::1".parse().expect("ip")]))]).await;
+    let keys = format!("{}\nip_version = \"4\"", resolver_keys("http://v6only.test/", dns.addr));
     let (_dir, view) = client_view(&keys);
     assert_code(&probe_one(&view).await, ErrorCode::DnsNoAnswer, Phase::Dns);
 }
@@ -112,18 +103,12 @@ async fn ipv6_only_name_probed_over_ipv4_is_dns_no_answer() {
 #[tokio::test]
 async fn nameserver_that_never_answers_is_dns_timeout() {
     let silent = SilentDns::start(lo(12)).await;
-    let keys = format!(
-        "url = \"http://slow.test/\"\nresolver = \"{}\"\ntimeout = \"600ms\"",
-        silent.addr
-    );
+    let keys = format!("url = \"http://slow.test/\"\nresolver = \"{}\"\ntimeout = \"600ms\"", silent.addr);
     let (_dir, view) = client_view(&keys);
     let (outcomes, elapsed) = probe(&view).await;
     assert_eq!(outcomes.len(), 1);
     assert_code(&outcomes[0], ErrorCode::DnsTimeout, Phase::Dns);
-    assert!(
-        elapsed < Duration::from_millis(600) + MARGIN,
-        "took {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_millis(600) + MARGIN, "took {elapsed:?}");
 }
 
 #[tokio::test]
@@ -131,28 +116,15 @@ async fn dns_pointing_elsewhere_is_dns_unexpected_address() {
     let server = HttpServer::start(lo(13), always("ok")).await;
     let dns = DnsServer::start(lo(10), &[("shop.test", Answer::Addrs(vec![lo(13)]))]).await;
     let url = format!("http://shop.test:{}/", server.port());
-    let keys = format!(
-        "{}\nexpect_addresses = [\"127.0.0.99\"]",
-        resolver_keys(&url, dns.addr)
-    );
+    let keys = format!("{}\nexpect_addresses = [\"127.0.0.99\"]", resolver_keys(&url, dns.addr));
     let (_dir, view) = client_view(&keys);
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::DnsUnexpectedAddress, Phase::Dns);
-    assert_eq!(
-        outcome.resolved,
-        vec![lo(13)],
-        "the outcome shows what DNS answered"
-    );
-    assert!(
-        server.requests().is_empty(),
-        "a wrong address is not probed"
-    );
+    assert_eq!(outcome.resolved, vec![lo(13)], "the outcome shows what DNS answered");
+    assert!(server.requests().is_empty(), "a wrong address is not probed");
 
     // The same name with the right expectation is probed and succeeds.
-    let keys = format!(
-        "{}\nexpect_addresses = [\"127.0.0.13\"]",
-        resolver_keys(&url, dns.addr)
-    );
+    let keys = format!("{}\nexpect_addresses = [\"127.0.0.13\"]", resolver_keys(&url, dns.addr));
     let (_dir, view) = client_view(&keys);
     let outcome = probe_one(&view).await;
     assert_ok(&outcome);
@@ -175,20 +147,11 @@ async fn port_without_listener_is_connect_refused() {
 #[tokio::test]
 async fn dropped_syns_are_connect_timeout() {
     let full = FullBacklog::start(lo(15)).await;
-    let (_dir, view) = client_view(&format!(
-        "url = \"http://{}/\"\ntimeout = \"600ms\"",
-        full.addr
-    ));
+    let (_dir, view) = client_view(&format!("url = \"http://{}/\"\ntimeout = \"600ms\"", full.addr));
     let (outcomes, elapsed) = probe(&view).await;
     assert_code(&outcomes[0], ErrorCode::ConnectTimeout, Phase::Connect);
-    assert!(
-        elapsed >= Duration::from_millis(500),
-        "gave up early: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_millis(600) + MARGIN,
-        "took {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(500), "gave up early: {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(600) + MARGIN, "took {elapsed:?}");
 }
 
 #[tokio::test]
@@ -200,19 +163,12 @@ async fn source_address_gone_from_the_host_is_source_unavailable() {
     // built (an interface removed, a reload racing a network change) is modelled by editing the
     // compiled view. 192.0.2.1 (TEST-NET-1) is not local: the bind fails before any packet.
     let gone = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-    view.source = Some(SourceBind {
-        requested: Source::Addr(gone),
-        addr: gone,
-    });
+    view.source = Some(SourceBind { requested: Source::Addr(gone), addr: gone });
     view.freebind = false;
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::SourceUnavailable, Phase::Connect);
     assert!(
-        outcome
-            .detail
-            .as_deref()
-            .unwrap_or_default()
-            .contains("192.0.2.1"),
+        outcome.detail.as_deref().unwrap_or_default().contains("192.0.2.1"),
         "detail names the source: {:?}",
         outcome.detail
     );
@@ -228,11 +184,7 @@ async fn source_bind_is_seen_by_the_server() {
     assert_ok(&outcome);
     let seen = server.requests();
     assert_eq!(seen.len(), 1);
-    assert_eq!(
-        seen[0].peer.ip(),
-        lo(77),
-        "the server saw the configured source"
-    );
+    assert_eq!(seen[0].peer.ip(), lo(77), "the server saw the configured source");
     assert_eq!(outcome.local.map(|a| a.ip()), Some(lo(77)));
     assert_eq!(outcome.request.source, Some(lo(77)));
 }
@@ -264,34 +216,16 @@ fn load_client(dir: &ProbesDir, keys: &str) -> parallax::config::View {
 #[tokio::test]
 async fn plain_http_server_answering_the_client_hello_is_tls_plaintext_peer() {
     let server = HttpServer::start(lo(20), always("ok")).await;
-    let (_dir, view) = client_view(&format!(
-        "url = \"https://{}/\"\nverify = false",
-        server.addr
-    ));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::TlsPlaintextPeer,
-        Phase::Tls,
-    );
+    let (_dir, view) = client_view(&format!("url = \"https://{}/\"\nverify = false", server.addr));
+    assert_code(&probe_one(&view).await, ErrorCode::TlsPlaintextPeer, Phase::Tls);
 }
 
 #[tokio::test]
 async fn server_closing_mid_handshake_is_tls_handshake_failure() {
     let server = RawServer::start(lo(21), vec![Step::ReadSome, Step::Close]).await;
-    let (_dir, view) = client_view(&format!(
-        "url = \"https://{}/\"\nverify = false",
-        server.addr
-    ));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::TlsHandshakeFailure,
-        Phase::Tls,
-    );
-    assert_eq!(
-        server.connections()[0].received.first(),
-        Some(&0x16),
-        "the server got a ClientHello"
-    );
+    let (_dir, view) = client_view(&format!("url = \"https://{}/\"\nverify = false", server.addr));
+    assert_code(&probe_one(&view).await, ErrorCode::TlsHandshakeFailure, Phase::Tls);
+    assert_eq!(server.connections()[0].received.first(), Some(&0x16), "the server got a ClientHello");
 }
 
 /// A fatal TLS 1.2 alert record.
@@ -302,26 +236,12 @@ fn alert(description: u8) -> Vec<u8> {
 #[tokio::test]
 async fn server_sending_an_alert_is_tls_alert_with_its_name() {
     // 49: access_denied.
-    let server = RawServer::start(
-        lo(22),
-        vec![Step::ReadSome, Step::Write(alert(49)), Step::Close],
-    )
-    .await;
-    let (_dir, view) = client_view(&format!(
-        "url = \"https://{}/\"\nverify = false",
-        server.addr
-    ));
+    let server = RawServer::start(lo(22), vec![Step::ReadSome, Step::Write(alert(49)), Step::Close]).await;
+    let (_dir, view) = client_view(&format!("url = \"https://{}/\"\nverify = false", server.addr));
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::TlsAlert, Phase::Tls);
-    let detail = outcome
-        .detail
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .replace(['_', ' '], "");
-    assert!(
-        detail.contains("accessdenied"),
-        "the alert is named: {detail}"
-    );
+    let detail = outcome.detail.unwrap_or_default().to_ascii_lowercase().replace(['_', ' '], "");
+    assert!(detail.contains("accessdenied"), "the alert is named: {detail}");
 }
 
 #[tokio::test]
@@ -330,21 +250,11 @@ async fn server_refusing_every_offered_alpn_is_tls_alert() {
     let site = TlsSite::new(ca.leaf(&["shop.test"])).alpn(&["h2"]);
     let server = HttpServer::start_tls(lo(22), site, always("ok")).await;
     let dir = ProbesDir::new();
-    let keys = shop_https(
-        server.addr,
-        &format!("{}\nalpn = [\"http/1.1\"]", ca_file(&dir, &ca)),
-    );
+    let keys = shop_https(server.addr, &format!("{}\nalpn = [\"http/1.1\"]", ca_file(&dir, &ca)));
     let outcome = probe_one(&load_client(&dir, &keys)).await;
     assert_code(&outcome, ErrorCode::TlsAlert, Phase::Tls);
-    let detail = outcome
-        .detail
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .replace(['_', ' '], "");
-    assert!(
-        detail.contains("noapplicationprotocol"),
-        "the alert is named: {detail}"
-    );
+    let detail = outcome.detail.unwrap_or_default().to_ascii_lowercase().replace(['_', ' '], "");
+    assert!(detail.contains("noapplicationprotocol"), "the alert is named: {detail}");
 }
 
 #[tokio::test]
@@ -356,43 +266,27 @@ async fn self_signed_certificate_is_tls_cert_untrusted() {
     assert_code(&outcome, ErrorCode::TlsCertUntrusted, Phase::Tls);
     let tls = outcome.tls.expect("the chain is recorded on failure");
     assert_eq!(tls.cert_sans, vec!["shop.test"]);
-    assert!(
-        server.requests().is_empty(),
-        "no request after a failed verification"
-    );
+    assert!(server.requests().is_empty(), "no request after a failed verification");
 }
 
 #[tokio::test]
 async fn certificate_from_another_ca_is_tls_cert_untrusted() {
     let (ours, theirs) = (Ca::new("our CA"), Ca::new("their CA"));
-    let server = HttpServer::start_tls(
-        lo(23),
-        TlsSite::new(theirs.leaf(&["shop.test"])),
-        always("ok"),
-    )
-    .await;
+    let server = HttpServer::start_tls(lo(23), TlsSite::new(theirs.leaf(&["shop.test"])), always("ok")).await;
     let dir = ProbesDir::new();
     let view = load_client(&dir, &shop_https(server.addr, &ca_file(&dir, &ours)));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::TlsCertUntrusted,
-        Phase::Tls,
-    );
+    assert_code(&probe_one(&view).await, ErrorCode::TlsCertUntrusted, Phase::Tls);
 }
 
 #[tokio::test]
 async fn certificate_for_another_name_is_tls_cert_name_mismatch() {
     let ca = Ca::new("name CA");
-    let server =
-        HttpServer::start_tls(lo(24), TlsSite::new(ca.leaf(&["other.test"])), always("ok")).await;
+    let server = HttpServer::start_tls(lo(24), TlsSite::new(ca.leaf(&["other.test"])), always("ok")).await;
     let dir = ProbesDir::new();
     let view = load_client(&dir, &shop_https(server.addr, &ca_file(&dir, &ca)));
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::TlsCertNameMismatch, Phase::Tls);
-    assert_eq!(
-        outcome.tls.expect("chain recorded").cert_sans,
-        vec!["other.test"]
-    );
+    assert_eq!(outcome.tls.expect("chain recorded").cert_sans, vec!["other.test"]);
 }
 
 #[tokio::test]
@@ -405,10 +299,7 @@ async fn expired_certificate_is_tls_cert_expired() {
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::TlsCertExpired, Phase::Tls);
     let not_after = outcome.tls.and_then(|t| t.not_after).unwrap_or_default();
-    assert!(
-        not_after.starts_with("2002-01-01"),
-        "not_after recorded: {not_after}"
-    );
+    assert!(not_after.starts_with("2002-01-01"), "not_after recorded: {not_after}");
 }
 
 #[tokio::test]
@@ -418,68 +309,38 @@ async fn certificate_not_valid_yet_is_tls_cert_not_yet_valid() {
     let server = HttpServer::start_tls(lo(25), TlsSite::new(leaf), always("ok")).await;
     let dir = ProbesDir::new();
     let view = load_client(&dir, &shop_https(server.addr, &ca_file(&dir, &ca)));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::TlsCertNotYetValid,
-        Phase::Tls,
-    );
+    assert_code(&probe_one(&view).await, ErrorCode::TlsCertNotYetValid, Phase::Tls);
 }
 
 #[tokio::test]
 async fn certificate_validity_is_judged_by_the_injected_clock() {
     let ca = Ca::new("clock CA");
-    let server =
-        HttpServer::start_tls(lo(26), TlsSite::new(ca.leaf(&["shop.test"])), always("ok")).await;
+    let server = HttpServer::start_tls(lo(26), TlsSite::new(ca.leaf(&["shop.test"])), always("ok")).await;
     let dir = ProbesDir::new();
     let view = load_client(&dir, &shop_https(server.addr, &ca_file(&dir, &ca)));
     // The leaf is valid 2020-01-01..2060-01-01.
     assert_ok(&probe_at(&view, 1_900_000_000).await);
-    assert_code(
-        &probe_at(&view, certs::AFTER_CURRENT_UNIX).await,
-        ErrorCode::TlsCertExpired,
-        Phase::Tls,
-    );
+    assert_code(&probe_at(&view, certs::AFTER_CURRENT_UNIX).await, ErrorCode::TlsCertExpired, Phase::Tls);
     // 2019-06-01.
-    assert_code(
-        &probe_at(&view, 1_559_347_200).await,
-        ErrorCode::TlsCertNotYetValid,
-        Phase::Tls,
-    );
+    assert_code(&probe_at(&view, 1_559_347_200).await, ErrorCode::TlsCertNotYetValid, Phase::Tls);
 }
 
 #[tokio::test]
 async fn server_rejecting_our_protocol_version_is_tls_version_mismatch() {
     // 70: protocol_version, what a server that speaks only older (or newer) TLS answers.
-    let server = RawServer::start(
-        lo(27),
-        vec![Step::ReadSome, Step::Write(alert(70)), Step::Close],
-    )
-    .await;
-    let (_dir, view) = client_view(&format!(
-        "url = \"https://{}/\"\nverify = false",
-        server.addr
-    ));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::TlsVersionMismatch,
-        Phase::Tls,
-    );
+    let server = RawServer::start(lo(27), vec![Step::ReadSome, Step::Write(alert(70)), Step::Close]).await;
+    let (_dir, view) = client_view(&format!("url = \"https://{}/\"\nverify = false", server.addr));
+    assert_code(&probe_one(&view).await, ErrorCode::TlsVersionMismatch, Phase::Tls);
 }
 
 #[tokio::test]
 async fn server_silent_after_client_hello_is_tls_timeout() {
     let server = RawServer::start(lo(28), vec![Step::ReadSome, Step::Hang]).await;
-    let keys = format!(
-        "url = \"https://{}/\"\nverify = false\ntimeout = \"600ms\"",
-        server.addr
-    );
+    let keys = format!("url = \"https://{}/\"\nverify = false\ntimeout = \"600ms\"", server.addr);
     let (_dir, view) = client_view(&keys);
     let (outcomes, elapsed) = probe(&view).await;
     assert_code(&outcomes[0], ErrorCode::TlsTimeout, Phase::Tls);
-    assert!(
-        elapsed < Duration::from_millis(600) + MARGIN,
-        "took {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_millis(600) + MARGIN, "took {elapsed:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,14 +358,9 @@ async fn unmatched_status_is_http_status() {
 #[tokio::test]
 async fn plain_http_to_tls_listener_is_http_tls_required() {
     let ca = Ca::new("listener CA");
-    let server =
-        HttpServer::start_tls(lo(31), TlsSite::new(ca.leaf(&["shop.test"])), always("ok")).await;
+    let server = HttpServer::start_tls(lo(31), TlsSite::new(ca.leaf(&["shop.test"])), always("ok")).await;
     let (_dir, view) = client_view(&format!("url = \"http://{}/healthz\"", server.addr));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::HttpTlsRequired,
-        Phase::Http,
-    );
+    assert_code(&probe_one(&view).await, ErrorCode::HttpTlsRequired, Phase::Http);
 }
 
 #[tokio::test]
@@ -526,18 +382,11 @@ async fn nginx_plain_http_sent_to_https_port_answer_is_http_tls_required() {
 
 #[tokio::test]
 async fn non_http_answer_is_http_malformed() {
-    let script = vec![
-        Step::ReadHead,
-        Step::Write(b"SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n".to_vec()),
-        Step::Close,
-    ];
+    let script =
+        vec![Step::ReadHead, Step::Write(b"SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n".to_vec()), Step::Close];
     let server = RawServer::start(lo(32), script).await;
     let (_dir, view) = client_view(&format!("url = \"http://{}/\"", server.addr));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::HttpMalformed,
-        Phase::Http,
-    );
+    assert_code(&probe_one(&view).await, ErrorCode::HttpMalformed, Phase::Http);
 }
 
 #[tokio::test]
@@ -545,12 +394,7 @@ async fn connection_closed_before_any_response_is_http_reset() {
     let server = RawServer::start(lo(33), vec![Step::ReadHead, Step::Close]).await;
     let (_dir, view) = client_view(&format!("url = \"http://{}/\"", server.addr));
     assert_code(&probe_one(&view).await, ErrorCode::HttpReset, Phase::Http);
-    assert!(
-        server.connections()[0]
-            .received
-            .starts_with(b"GET / HTTP/1.1\r\n"),
-        "the request arrived"
-    );
+    assert!(server.connections()[0].received.starts_with(b"GET / HTTP/1.1\r\n"), "the request arrived");
 }
 
 #[tokio::test]
@@ -563,19 +407,13 @@ async fn connection_reset_after_the_request_is_http_reset() {
 #[tokio::test]
 async fn server_slower_than_the_timeout_is_http_timeout() {
     let listener = listen(lo(34), 0).await;
-    let options = Options {
-        delay: Some(Duration::from_secs(3)),
-        h2_only: false,
-    };
+    let options = Options { delay: Some(Duration::from_secs(3)), h2_only: false };
     let server = HttpServer::serve(listener, None, options, always("late"));
     let keys = format!("url = \"http://{}/\"\ntimeout = \"600ms\"", server.addr);
     let (_dir, view) = client_view(&keys);
     let (outcomes, elapsed) = probe(&view).await;
     assert_code(&outcomes[0], ErrorCode::HttpTimeout, Phase::Http);
-    assert!(
-        elapsed < Duration::from_millis(600) + MARGIN,
-        "took {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_millis(600) + MARGIN, "took {elapsed:?}");
     assert_eq!(server.requests().len(), 1, "the request was sent");
 }
 
@@ -587,11 +425,7 @@ async fn body_over_max_body_bytes_is_http_body_too_large() {
     let (_dir, view) = client_view(&keys);
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::HttpBodyTooLarge, Phase::Http);
-    assert!(
-        outcome.body_bytes.unwrap_or(0) <= 1024,
-        "read past the limit: {:?}",
-        outcome.body_bytes
-    );
+    assert!(outcome.body_bytes.unwrap_or(0) <= 1024, "read past the limit: {:?}", outcome.body_bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,11 +437,8 @@ fn grpc_keys(addr: SocketAddr, service: &str) -> String {
 
 #[tokio::test]
 async fn service_not_serving_is_grpc_not_serving() {
-    let server = GrpcHealthServer::start(
-        lo(40),
-        &[("", Health::Serving), ("cart", Health::NotServing)],
-    )
-    .await;
+    let server =
+        GrpcHealthServer::start(lo(40), &[("", Health::Serving), ("cart", Health::NotServing)]).await;
     let (_dir, view) = client_view(&grpc_keys(server.addr, "cart"));
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::GrpcNotServing, Phase::Grpc);
@@ -618,39 +449,25 @@ async fn service_not_serving_is_grpc_not_serving() {
 async fn service_unknown_status_is_grpc_not_serving() {
     let server = GrpcHealthServer::start(lo(40), &[("cart", Health::ServiceUnknown)]).await;
     let (_dir, view) = client_view(&grpc_keys(server.addr, "cart"));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::GrpcNotServing,
-        Phase::Grpc,
-    );
+    assert_code(&probe_one(&view).await, ErrorCode::GrpcNotServing, Phase::Grpc);
 }
 
 #[tokio::test]
 async fn server_without_health_service_is_grpc_unimplemented() {
     let server = GrpcHealthServer::start_unimplemented(lo(41)).await;
     let (_dir, view) = client_view(&grpc_keys(server.addr, ""));
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::GrpcUnimplemented,
-        Phase::Grpc,
-    );
+    assert_code(&probe_one(&view).await, ErrorCode::GrpcUnimplemented, Phase::Grpc);
     assert_eq!(server.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn other_grpc_status_is_grpc_status() {
-    let server = GrpcHealthServer::start(
-        lo(42),
-        &[("cart", Health::Status(14, "backend unavailable"))],
-    )
-    .await;
+    let server =
+        GrpcHealthServer::start(lo(42), &[("cart", Health::Status(14, "backend unavailable"))]).await;
     let (_dir, view) = client_view(&grpc_keys(server.addr, "cart"));
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::GrpcStatus, Phase::Grpc);
-    assert!(
-        outcome.detail.unwrap_or_default().contains("14"),
-        "the status code is in the detail"
-    );
+    assert!(outcome.detail.unwrap_or_default().contains("14"), "the status code is in the detail");
 }
 
 #[tokio::test]
@@ -666,10 +483,7 @@ async fn unknown_service_not_found_is_grpc_status() {
 #[tokio::test]
 async fn body_without_expected_text_is_body_mismatch() {
     let server = HttpServer::start(lo(43), always("<html>maintenance</html>")).await;
-    let keys = format!(
-        "url = \"http://{}/\"\nexpect = {{ body_contains = \"cart\" }}",
-        server.addr
-    );
+    let keys = format!("url = \"http://{}/\"\nexpect = {{ body_contains = \"cart\" }}", server.addr);
     let (_dir, view) = client_view(&keys);
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::BodyMismatch, Phase::Expect);
@@ -679,16 +493,10 @@ async fn body_without_expected_text_is_body_mismatch() {
 #[tokio::test]
 async fn body_not_matching_regex_is_body_mismatch() {
     let server = HttpServer::start(lo(43), always("{\"status\":\"degraded\"}")).await;
-    let keys = format!(
-        "url = \"http://{}/\"\nexpect = {{ body_regex = '\"status\":\\s*\"ok\"' }}",
-        server.addr
-    );
+    let keys =
+        format!("url = \"http://{}/\"\nexpect = {{ body_regex = '\"status\":\\s*\"ok\"' }}", server.addr);
     let (_dir, view) = client_view(&keys);
-    assert_code(
-        &probe_one(&view).await,
-        ErrorCode::BodyMismatch,
-        Phase::Expect,
-    );
+    assert_code(&probe_one(&view).await, ErrorCode::BodyMismatch, Phase::Expect);
 }
 
 fn kube_proxy_body(endpoints: u32) -> String {
@@ -718,20 +526,8 @@ async fn kube_proxy_without_local_endpoints_is_no_local_endpoints() {
     let dir = ProbesDir::new();
     let client = format!("url = \"http://{}/\"", serving.addr);
     let checkers = [
-        (
-            "empty",
-            format!(
-                "profile = \"kube-proxy\"\nurl = \"http://{}/healthz\"",
-                empty.addr
-            ),
-        ),
-        (
-            "serving",
-            format!(
-                "profile = \"kube-proxy\"\nurl = \"http://{}/healthz\"",
-                serving.addr
-            ),
-        ),
+        ("empty", format!("profile = \"kube-proxy\"\nurl = \"http://{}/healthz\"", empty.addr)),
+        ("serving", format!("profile = \"kube-proxy\"\nurl = \"http://{}/healthz\"", serving.addr)),
     ];
     let checkers: Vec<(&str, &str)> = checkers.iter().map(|(n, k)| (*n, k.as_str())).collect();
     dir.file("t.toml", &target("t", &client, &checkers));
@@ -739,17 +535,11 @@ async fn kube_proxy_without_local_endpoints_is_no_local_endpoints() {
 
     let outcome = probe_one(view(&plan, "t", "empty")).await;
     assert_code(&outcome, ErrorCode::NoLocalEndpoints, Phase::Expect);
-    assert_eq!(
-        (outcome.status, outcome.local_endpoints),
-        (Some(503), Some(0))
-    );
+    assert_eq!((outcome.status, outcome.local_endpoints), (Some(503), Some(0)));
 
     let outcome = probe_one(view(&plan, "t", "serving")).await;
     assert_ok(&outcome);
-    assert_eq!(
-        (outcome.status, outcome.local_endpoints),
-        (Some(200), Some(2))
-    );
+    assert_eq!((outcome.status, outcome.local_endpoints), (Some(200), Some(2)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -759,13 +549,7 @@ async fn kube_proxy_without_local_endpoints_is_no_local_endpoints() {
 async fn plain_http_succeeds_and_records_what_it_sent() {
     let server = HttpServer::start(
         lo(50),
-        router(|r| {
-            if r.path == "/cart" {
-                Reply::ok("cart")
-            } else {
-                Reply::status(404, "")
-            }
-        }),
+        router(|r| if r.path == "/cart" { Reply::ok("cart") } else { Reply::status(404, "") }),
     )
     .await;
     let (_dir, view) = client_view(&format!("url = \"http://{}/cart\"", server.addr));
@@ -773,11 +557,7 @@ async fn plain_http_succeeds_and_records_what_it_sent() {
     assert_ok(&outcome);
     assert_eq!(outcome.status, Some(200));
     assert_eq!(outcome.peer, Some(server.addr));
-    assert_eq!(
-        outcome.local.map(|a| a.ip()),
-        Some(lo(1)),
-        "no source: the kernel picks 127.0.0.1"
-    );
+    assert_eq!(outcome.local.map(|a| a.ip()), Some(lo(1)), "no source: the kernel picks 127.0.0.1");
     assert_eq!(outcome.body_bytes, Some(4));
     assert!(
         outcome.timings.dns.is_none() && outcome.timings.tls.is_none(),
@@ -786,20 +566,11 @@ async fn plain_http_succeeds_and_records_what_it_sent() {
     );
     assert!(outcome.timings.connect.is_some() && outcome.timings.ttfb.is_some());
     assert_eq!(outcome.request.scheme, "http");
-    assert_eq!(
-        outcome.request.host.as_deref(),
-        Some(server.addr.to_string().as_str())
-    );
+    assert_eq!(outcome.request.host.as_deref(), Some(server.addr.to_string().as_str()));
     let seen = server.requests();
     assert_eq!(seen.len(), 1);
-    assert_eq!(
-        (seen[0].method.as_str(), seen[0].path.as_str()),
-        ("GET", "/cart")
-    );
-    assert_eq!(
-        seen[0].host.as_deref(),
-        Some(server.addr.to_string().as_str())
-    );
+    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("GET", "/cart"));
+    assert_eq!(seen[0].host.as_deref(), Some(server.addr.to_string().as_str()));
 }
 
 #[tokio::test]
@@ -822,26 +593,15 @@ async fn https_with_ca_file_succeeds_and_records_the_certificate() {
     assert_eq!(tls.chain_len, 1);
     assert_eq!(outcome.request.http_version, Some("HTTP/1.1"));
     let seen = server.requests();
-    assert_eq!(
-        seen[0].host.as_deref(),
-        Some(format!("shop.test:{}", server.port()).as_str())
-    );
+    assert_eq!(seen[0].host.as_deref(), Some(format!("shop.test:{}", server.port()).as_str()));
 }
 
 #[tokio::test]
 async fn https_negotiating_h2_speaks_http2() {
     let ca = Ca::new("h2 CA");
-    let server = HttpServer::start_tls(
-        lo(52),
-        TlsSite::new(ca.leaf(&["shop.test"])),
-        always("cart"),
-    )
-    .await;
+    let server = HttpServer::start_tls(lo(52), TlsSite::new(ca.leaf(&["shop.test"])), always("cart")).await;
     let dir = ProbesDir::new();
-    let keys = shop_https(
-        server.addr,
-        &format!("{}\nalpn = [\"h2\", \"http/1.1\"]", ca_file(&dir, &ca)),
-    );
+    let keys = shop_https(server.addr, &format!("{}\nalpn = [\"h2\", \"http/1.1\"]", ca_file(&dir, &ca)));
     let outcome = probe_one(&load_client(&dir, &keys)).await;
     assert_ok(&outcome);
     assert_eq!(outcome.tls.and_then(|t| t.alpn).as_deref(), Some("h2"));
@@ -857,19 +617,15 @@ async fn tcp_view_succeeds_on_connect() {
     assert_ok(&outcome);
     assert_eq!(outcome.peer, Some(server.addr));
     assert_eq!((outcome.status, outcome.tls.is_none()), (None, true));
-    assert!(support::wait_for(Duration::from_secs(2), || (!server
-        .connections()
-        .is_empty())
-    .then_some(()))
-    .await
-    .is_some());
+    assert!(support::wait_for(Duration::from_secs(2), || (!server.connections().is_empty()).then_some(()))
+        .await
+        .is_some());
 }
 
 #[tokio::test]
 async fn tls_view_succeeds_on_handshake() {
     let ca = Ca::new("tls CA");
-    let server =
-        HttpServer::start_tls(lo(54), TlsSite::new(ca.leaf(&["shop.test"])), always("ok")).await;
+    let server = HttpServer::start_tls(lo(54), TlsSite::new(ca.leaf(&["shop.test"])), always("ok")).await;
     let dir = ProbesDir::new();
     let keys = format!(
         "url = \"tls://shop.test:{}\"\nconnect_to = \"{}\"\n{}",
@@ -879,21 +635,14 @@ async fn tls_view_succeeds_on_handshake() {
     );
     let outcome = probe_one(&load_client(&dir, &keys)).await;
     assert_ok(&outcome);
-    assert_eq!(
-        outcome.tls.map(|t| t.cert_sans),
-        Some(vec!["shop.test".to_owned()])
-    );
+    assert_eq!(outcome.tls.map(|t| t.cert_sans), Some(vec!["shop.test".to_owned()]));
     assert_eq!(server.snis(), vec![Some("shop.test".to_owned())]);
-    assert!(
-        server.requests().is_empty(),
-        "a tls:// view sends no request"
-    );
+    assert!(server.requests().is_empty(), "a tls:// view sends no request");
 }
 
 #[tokio::test]
 async fn grpc_serving_succeeds() {
-    let server =
-        GrpcHealthServer::start(lo(55), &[("", Health::Serving), ("cart", Health::Serving)]).await;
+    let server = GrpcHealthServer::start(lo(55), &[("", Health::Serving), ("cart", Health::Serving)]).await;
     let (_dir, view) = client_view(&grpc_keys(server.addr, "cart"));
     let outcome = probe_one(&view).await;
     assert_ok(&outcome);
@@ -909,12 +658,9 @@ async fn grpc_serving_succeeds() {
 #[tokio::test]
 async fn grpcs_serving_succeeds() {
     let ca = Ca::new("grpcs CA");
-    let server = GrpcHealthServer::start_tls(
-        lo(56),
-        TlsSite::new(ca.leaf(&["grpc.test"])),
-        &[("", Health::Serving)],
-    )
-    .await;
+    let server =
+        GrpcHealthServer::start_tls(lo(56), TlsSite::new(ca.leaf(&["grpc.test"])), &[("", Health::Serving)])
+            .await;
     let dir = ProbesDir::new();
     let keys = format!(
         "url = \"grpcs://grpc.test:{}\"\nconnect_to = \"{}\"\n{}",
@@ -950,38 +696,22 @@ async fn twin_servers(
 
 #[tokio::test]
 async fn each_address_probes_every_dns_answer() {
-    let (healthy, broken) = twin_servers(
-        lo(61),
-        lo(62),
-        always("ok"),
-        router(|_| Reply::status(502, "bad gateway")),
-    )
-    .await;
-    let dns = DnsServer::start(
-        lo(60),
-        &[("zones.test", Answer::Addrs(vec![lo(61), lo(62)]))],
-    )
-    .await;
+    let (healthy, broken) =
+        twin_servers(lo(61), lo(62), always("ok"), router(|_| Reply::status(502, "bad gateway"))).await;
+    let dns = DnsServer::start(lo(60), &[("zones.test", Answer::Addrs(vec![lo(61), lo(62)]))]).await;
     let url = format!("http://zones.test:{}/", healthy.port());
     let keys = format!("{}\neach_address = true", resolver_keys(&url, dns.addr));
     let (_dir, view) = client_view(&keys);
     let (outcomes, _) = probe(&view).await;
     assert_eq!(outcomes.len(), 2, "one outcome per address: {outcomes:#?}");
     let by_peer = |ip: IpAddr| {
-        outcomes
-            .iter()
-            .find(|o| o.peer.map(|p| p.ip()) == Some(ip))
-            .expect("outcome per address")
+        outcomes.iter().find(|o| o.peer.map(|p| p.ip()) == Some(ip)).expect("outcome per address")
     };
     assert_ok(by_peer(lo(61)));
     assert_code(by_peer(lo(62)), ErrorCode::HttpStatus, Phase::Http);
     assert_eq!((healthy.requests().len(), broken.requests().len()), (1, 1));
     for outcome in &outcomes {
-        assert_eq!(
-            outcome.resolved,
-            vec![lo(61), lo(62)],
-            "every outcome lists every answer"
-        );
+        assert_eq!(outcome.resolved, vec![lo(61), lo(62)], "every outcome lists every answer");
     }
 
     // Without each_address, one address is probed.
@@ -994,23 +724,14 @@ async fn each_address_probes_every_dns_answer() {
 #[tokio::test]
 async fn connect_to_dials_elsewhere_but_keeps_the_url_host() {
     let server = HttpServer::start(lo(63), always("ok")).await;
-    let (_dir, view) = client_view(&format!(
-        "url = \"http://shop.test/cart\"\nconnect_to = \"{}\"",
-        server.addr
-    ));
+    let (_dir, view) =
+        client_view(&format!("url = \"http://shop.test/cart\"\nconnect_to = \"{}\"", server.addr));
     let outcome = probe_one(&view).await;
     assert_ok(&outcome);
     assert_eq!(outcome.peer, Some(server.addr));
-    assert!(
-        outcome.timings.dns.is_none(),
-        "connect_to to an IP needs no DNS"
-    );
+    assert!(outcome.timings.dns.is_none(), "connect_to to an IP needs no DNS");
     let seen = server.requests();
-    assert_eq!(
-        seen[0].host.as_deref(),
-        Some("shop.test"),
-        "Host comes from the URL"
-    );
+    assert_eq!(seen[0].host.as_deref(), Some("shop.test"), "Host comes from the URL");
     assert_eq!(outcome.request.host.as_deref(), Some("shop.test"));
 }
 
@@ -1022,29 +743,18 @@ async fn sni_false_sends_no_sni_and_gets_the_default_certificate() {
     let dir = ProbesDir::new();
     let ca_key = ca_file(&dir, &ca);
 
-    let without = load_client(
-        &dir,
-        &shop_https(
-            server.addr,
-            &format!("{ca_key}\nsni = false\nverify = false"),
-        ),
-    );
+    let without =
+        load_client(&dir, &shop_https(server.addr, &format!("{ca_key}\nsni = false\nverify = false")));
     let outcome = probe_one(&without).await;
     assert_ok(&outcome);
     assert_eq!(outcome.request.sni, None);
-    assert_eq!(
-        outcome.tls.map(|t| t.cert_sans),
-        Some(vec!["default.test".to_owned()])
-    );
+    assert_eq!(outcome.tls.map(|t| t.cert_sans), Some(vec!["default.test".to_owned()]));
     assert_eq!(server.snis(), vec![None], "the server saw no SNI");
 
     let with = load_client(&dir, &shop_https(server.addr, &ca_key));
     let outcome = probe_one(&with).await;
     assert_ok(&outcome);
-    assert_eq!(
-        outcome.tls.map(|t| t.cert_sans),
-        Some(vec!["shop.test".to_owned()])
-    );
+    assert_eq!(outcome.tls.map(|t| t.cert_sans), Some(vec!["shop.test".to_owned()]));
     assert_eq!(server.snis(), vec![None, Some("shop.test".to_owned())]);
 }
 
@@ -1068,38 +778,21 @@ async fn no_sni_with_verification_is_judged_against_the_url_host() {
 /// The `ErrorCode` variants named in `assert_code(..)` calls of this file.
 fn asserted_codes(source: &str) -> BTreeSet<String> {
     let call = regex::Regex::new(r"assert_code\(\s*[^;]*?ErrorCode::(\w+)").expect("regex");
-    call.captures_iter(source)
-        .map(|c| c[1].to_owned())
-        .collect()
+    call.captures_iter(source).map(|c| c[1].to_owned()).collect()
 }
 
 #[test]
 fn every_error_code_is_covered_or_explained() {
     let asserted = asserted_codes(include_str!("probe_codes.rs"));
-    let excused: BTreeSet<String> = NOT_ON_ONE_HOST
-        .iter()
-        .map(|(c, _)| format!("{c:?}"))
-        .collect();
+    let excused: BTreeSet<String> = NOT_ON_ONE_HOST.iter().map(|(c, _)| format!("{c:?}")).collect();
     let all: BTreeSet<String> = ErrorCode::ALL.iter().map(|c| format!("{c:?}")).collect();
 
-    let missing: Vec<_> = all
-        .iter()
-        .filter(|c| !asserted.contains(*c) && !excused.contains(*c))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "codes neither asserted by a test nor in NOT_ON_ONE_HOST: {missing:?}"
-    );
+    let missing: Vec<_> = all.iter().filter(|c| !asserted.contains(*c) && !excused.contains(*c)).collect();
+    assert!(missing.is_empty(), "codes neither asserted by a test nor in NOT_ON_ONE_HOST: {missing:?}");
     let both: Vec<_> = asserted.intersection(&excused).collect();
-    assert!(
-        both.is_empty(),
-        "codes asserted here but listed as not producible: {both:?}"
-    );
+    assert!(both.is_empty(), "codes asserted here but listed as not producible: {both:?}");
     let unknown: Vec<_> = asserted.difference(&all).collect();
-    assert!(
-        unknown.is_empty(),
-        "asserted names that are not codes: {unknown:?}"
-    );
+    assert!(unknown.is_empty(), "asserted names that are not codes: {unknown:?}");
     for (code, reason) in NOT_ON_ONE_HOST {
         assert!(reason.len() > 40, "{code:?} needs a real reason");
     }

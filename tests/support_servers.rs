@@ -28,10 +28,8 @@ const LIMIT: Duration = Duration::from_secs(5);
 
 /// Sends `request` and reads until EOF (at most 5 s).
 async fn roundtrip(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = timeout(LIMIT, TcpStream::connect(addr))
-        .await
-        .expect("connect in time")
-        .expect("connect");
+    let mut stream =
+        timeout(LIMIT, TcpStream::connect(addr)).await.expect("connect in time").expect("connect");
     stream.write_all(request).await.expect("write");
     let mut out = Vec::new();
     let _ = timeout(LIMIT, stream.read_to_end(&mut out)).await;
@@ -48,34 +46,20 @@ async fn http_server_routes_and_records() {
         }),
     )
     .await;
-    let answer = roundtrip(
-        server.addr,
-        b"GET /healthz HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let answer =
+        roundtrip(server.addr, b"GET /healthz HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+            .await;
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(
-        text.contains("x-test: 1") && text.ends_with("fine"),
-        "{text}"
-    );
+    assert!(text.contains("x-test: 1") && text.ends_with("fine"), "{text}");
     let answer = roundtrip(server.addr, b"OPTIONS / HTTP/1.0\r\n\r\n").await;
-    assert!(
-        String::from_utf8_lossy(&answer).starts_with("HTTP/1.0 404"),
-        "{answer:?}"
-    );
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.0 404"), "{answer:?}");
     let seen = server.requests();
     assert_eq!(seen.len(), 2);
-    assert_eq!(
-        (seen[0].method.as_str(), seen[0].path.as_str()),
-        ("GET", "/healthz")
-    );
+    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("GET", "/healthz"));
     assert_eq!(seen[0].host.as_deref(), Some("shop.test"));
     assert_eq!(seen[0].peer.ip(), std::net::IpAddr::from([127, 0, 0, 1]));
-    assert_eq!(
-        seen[1].host, None,
-        "an HTTP/1.0 request without Host has none"
-    );
+    assert_eq!(seen[1].host, None, "an HTTP/1.0 request without Host has none");
     assert_eq!(seen[1].version, http::Version::HTTP_10);
 }
 
@@ -104,60 +88,35 @@ fn rustls_pemfile_free_parse(pem: &str) -> rustls::pki_types::CertificateDer<'st
 async fn https_server_picks_certificates_by_sni_and_records_it() {
     let ca = Ca::new("support test CA");
     let site = TlsSite::new(ca.leaf(&["default.test"])).vhost("shop.test", ca.leaf(&["shop.test"]));
-    let server = HttpServer::start_tls(
-        lo(102),
-        site,
-        router(|req| Reply::ok(format!("{:?}", req.version))),
-    )
-    .await;
+    let server =
+        HttpServer::start_tls(lo(102), site, router(|req| Reply::ok(format!("{:?}", req.version)))).await;
 
     // With SNI: the vhost's certificate verifies for shop.test, and h2 is negotiated.
     let connector = tokio_rustls::TlsConnector::from(client_config(&ca, &[b"h2"], true));
     let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    let tls = connector
-        .connect(ServerName::try_from("shop.test").expect("name"), tcp)
-        .await
-        .expect("handshake");
+    let tls =
+        connector.connect(ServerName::try_from("shop.test").expect("name"), tcp).await.expect("handshake");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .expect("h2");
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.expect("h2");
     let driver = tokio::spawn(conn);
-    let request = http::Request::get("https://shop.test/x")
-        .body(Full::new(Bytes::new()))
-        .expect("request");
+    let request = http::Request::get("https://shop.test/x").body(Full::new(Bytes::new())).expect("request");
     let response = sender.send_request(request).await.expect("response");
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(&body[..], b"HTTP/2.0");
     driver.abort();
 
     // Without SNI: the default certificate, which verifies for default.test only.
     let connector = tokio_rustls::TlsConnector::from(client_config(&ca, &[b"http/1.1"], false));
     let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    let tls = connector
-        .connect(ServerName::try_from("default.test").expect("name"), tcp)
-        .await;
+    let tls = connector.connect(ServerName::try_from("default.test").expect("name"), tcp).await;
     assert!(tls.is_ok(), "no SNI gets the default certificate: {tls:?}");
     let connector = tokio_rustls::TlsConnector::from(client_config(&ca, &[], false));
     let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    let tls = connector
-        .connect(ServerName::try_from("shop.test").expect("name"), tcp)
-        .await;
-    assert!(
-        tls.is_err(),
-        "the default certificate is not valid for shop.test"
-    );
+    let tls = connector.connect(ServerName::try_from("shop.test").expect("name"), tcp).await;
+    assert!(tls.is_err(), "the default certificate is not valid for shop.test");
 
-    assert_eq!(
-        server.snis(),
-        vec![Some("shop.test".to_owned()), None, None]
-    );
+    assert_eq!(server.snis(), vec![Some("shop.test".to_owned()), None, None]);
     assert_eq!(server.requests()[0].sni.as_deref(), Some("shop.test"));
     assert_eq!(server.requests()[0].host.as_deref(), Some("shop.test"));
 }
@@ -183,42 +142,24 @@ async fn raw_server_runs_its_script() {
 
     let endless = RawServer::start(
         lo(103),
-        vec![
-            Step::Endless {
-                chunk: vec![b'x'; 1000],
-                max_bytes: 10_000,
-            },
-            Step::Close,
-        ],
+        vec![Step::Endless { chunk: vec![b'x'; 1000], max_bytes: 10_000 }, Step::Close],
     )
     .await;
-    assert_eq!(
-        roundtrip(endless.addr, b"").await.len(),
-        10_000,
-        "Endless stops at max_bytes"
-    );
+    assert_eq!(roundtrip(endless.addr, b"").await.len(), 10_000, "Endless stops at max_bytes");
 
     let reset = RawServer::start(lo(103), vec![Step::ReadSome, Step::Reset]).await;
     let mut stream = TcpStream::connect(reset.addr).await.expect("connect");
     stream.write_all(b"hello").await.expect("write");
     let mut buf = [0u8; 16];
-    let read = timeout(LIMIT, stream.read(&mut buf))
-        .await
-        .expect("read in time");
-    assert_eq!(
-        read.map_err(|e| e.kind()).err(),
-        Some(std::io::ErrorKind::ConnectionReset)
-    );
+    let read = timeout(LIMIT, stream.read(&mut buf)).await.expect("read in time");
+    assert_eq!(read.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::ConnectionReset));
 }
 
 #[tokio::test]
 async fn full_backlog_drops_syns_and_closed_port_refuses() {
     let full = FullBacklog::start(lo(104)).await;
     let attempt = timeout(Duration::from_millis(500), TcpStream::connect(full.addr)).await;
-    assert!(
-        attempt.is_err(),
-        "connecting to a full backlog must hang, got {attempt:?}"
-    );
+    assert!(attempt.is_err(), "connecting to a full backlog must hang, got {attempt:?}");
     let closed = ClosedPort::new(lo(104));
     let refused = TcpStream::connect(closed.addr).await.map_err(|e| e.kind());
     assert_eq!(refused.err(), Some(std::io::ErrorKind::ConnectionRefused));
@@ -228,58 +169,34 @@ async fn full_backlog_drops_syns_and_closed_port_refuses() {
 async fn recording_server_records_proxy_header_source_and_sni() {
     let server = RecordingServer::start(lo(105), recording::http_ok()).await;
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind("127.0.0.77:0".parse().expect("addr"))
-        .expect("bind source");
+    socket.bind("127.0.0.77:0".parse().expect("addr")).expect("bind source");
     let mut stream = socket.connect(server.addr).await.expect("connect");
     let local = stream.local_addr().expect("local");
-    let head = format!(
-        "PROXY TCP4 {} {} {} {}\r\n",
-        local.ip(),
-        server.addr.ip(),
-        local.port(),
-        server.addr.port()
-    );
+    let head =
+        format!("PROXY TCP4 {} {} {} {}\r\n", local.ip(), server.addr.ip(), local.port(), server.addr.port());
     stream.write_all(head.as_bytes()).await.expect("write");
-    stream
-        .write_all(b"POST /x HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc")
-        .await
-        .expect("write");
+    stream.write_all(b"POST /x HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc").await.expect("write");
     let mut answer = Vec::new();
-    timeout(LIMIT, stream.read_to_end(&mut answer))
-        .await
-        .expect("in time")
-        .expect("read");
+    timeout(LIMIT, stream.read_to_end(&mut answer)).await.expect("in time").expect("read");
     assert_eq!(answer, recording::http_ok());
     let records = server.records();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].peer, local);
     assert_eq!(records[0].proxy_header.as_deref(), Some(head.as_bytes()));
-    assert_eq!(
-        records[0].request,
-        b"POST /x HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"
-    );
-    assert_eq!(
-        records[0].head_lines(),
-        vec!["POST /x HTTP/1.1", "content-length: 3"]
-    );
+    assert_eq!(records[0].request, b"POST /x HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc");
+    assert_eq!(records[0].head_lines(), vec!["POST /x HTTP/1.1", "content-length: 3"]);
 
     // A PROXY v2 LOCAL block, then TLS with SNI.
     let ca = Ca::new("recording CA");
-    let tls_server =
-        RecordingServer::start_tls(lo(105), ca.leaf(&["rec.test"]), recording::http_ok()).await;
+    let tls_server = RecordingServer::start_tls(lo(105), ca.leaf(&["rec.test"]), recording::http_ok()).await;
     let mut tcp = TcpStream::connect(tls_server.addr).await.expect("connect");
     let mut v2 = recording::PROXY_V2_SIGNATURE.to_vec();
     v2.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
     tcp.write_all(&v2).await.expect("write v2");
     let connector = tokio_rustls::TlsConnector::from(client_config(&ca, &[b"http/1.1"], true));
-    let mut tls = connector
-        .connect(ServerName::try_from("rec.test").expect("name"), tcp)
-        .await
-        .expect("handshake");
-    tls.write_all(b"GET / HTTP/1.1\r\nhost: rec.test\r\n\r\n")
-        .await
-        .expect("write");
+    let mut tls =
+        connector.connect(ServerName::try_from("rec.test").expect("name"), tcp).await.expect("handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: rec.test\r\n\r\n").await.expect("write");
     let mut answer = Vec::new();
     let _ = timeout(LIMIT, tls.read_to_end(&mut answer)).await;
     assert!(answer.starts_with(b"HTTP/1.1 200 OK"), "{answer:?}");
@@ -287,38 +204,23 @@ async fn recording_server_records_proxy_header_source_and_sni() {
     assert_eq!(records[0].proxy_header.as_deref(), Some(&v2[..]));
     assert!(records[0].tls);
     assert_eq!(records[0].sni.as_deref(), Some("rec.test"));
-    assert_eq!(
-        records[0].head_lines(),
-        vec!["GET / HTTP/1.1", "host: rec.test"]
-    );
+    assert_eq!(records[0].head_lines(), vec!["GET / HTTP/1.1", "host: rec.test"]);
 
     // A bare connection that sends nothing is recorded at EOF.
     drop(TcpStream::connect(server.addr).await.expect("connect"));
     let records = server.wait_records(2, LIMIT).await;
     assert_eq!(records.len(), 2);
-    assert_eq!(
-        (records[1].proxy_header.clone(), records[1].request.clone()),
-        (None, Vec::new())
-    );
+    assert_eq!((records[1].proxy_header.clone(), records[1].request.clone()), (None, Vec::new()));
 }
 
 async fn ask(server: std::net::SocketAddr, name: &str, rtype: RecordType) -> Option<Message> {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let mut query = Message::new();
     query.set_id(7).set_recursion_desired(true);
-    query.add_query(DnsQuery::query(
-        Name::from_ascii(name).expect("name"),
-        rtype,
-    ));
-    socket
-        .send_to(&query.to_vec().expect("encode"), server)
-        .await
-        .expect("send");
+    query.add_query(DnsQuery::query(Name::from_ascii(name).expect("name"), rtype));
+    socket.send_to(&query.to_vec().expect("encode"), server).await.expect("send");
     let mut buf = [0u8; 1500];
-    let (n, _) = timeout(Duration::from_millis(500), socket.recv_from(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
+    let (n, _) = timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await.ok()?.ok()?;
     Some(Message::from_vec(&buf[..n]).expect("decode"))
 }
 
@@ -333,65 +235,35 @@ async fn dns_server_answers_its_zone() {
         ],
     )
     .await;
-    let answer = ask(server.addr, "two.test.", RecordType::A)
-        .await
-        .expect("answer");
+    let answer = ask(server.addr, "two.test.", RecordType::A).await.expect("answer");
     assert_eq!(answer.response_code(), ResponseCode::NoError);
     let ips: Vec<_> = answer.answers().iter().map(|r| r.data().clone()).collect();
-    assert_eq!(
-        ips,
-        vec![RData::A(lo4(31).into()), RData::A(lo4(32).into())]
-    );
-    let answer = ask(server.addr, "two.test.", RecordType::AAAA)
-        .await
-        .expect("answer");
-    assert_eq!(
-        (answer.response_code(), answer.answers().len()),
-        (ResponseCode::NoError, 0)
-    );
-    let answer = ask(server.addr, "missing.test.", RecordType::A)
-        .await
-        .expect("answer");
+    assert_eq!(ips, vec![RData::A(lo4(31).into()), RData::A(lo4(32).into())]);
+    let answer = ask(server.addr, "two.test.", RecordType::AAAA).await.expect("answer");
+    assert_eq!((answer.response_code(), answer.answers().len()), (ResponseCode::NoError, 0));
+    let answer = ask(server.addr, "missing.test.", RecordType::A).await.expect("answer");
     assert_eq!(answer.response_code(), ResponseCode::NXDomain);
-    let answer = ask(server.addr, "broken.test.", RecordType::A)
-        .await
-        .expect("answer");
+    let answer = ask(server.addr, "broken.test.", RecordType::A).await.expect("answer");
     assert_eq!(answer.response_code(), ResponseCode::ServFail);
-    let answer = ask(server.addr, "empty.test.", RecordType::A)
-        .await
-        .expect("answer");
-    assert_eq!(
-        (answer.response_code(), answer.answers().len()),
-        (ResponseCode::NoError, 0)
-    );
+    let answer = ask(server.addr, "empty.test.", RecordType::A).await.expect("answer");
+    assert_eq!((answer.response_code(), answer.answers().len()), (ResponseCode::NoError, 0));
     assert_eq!(server.queries().len(), 5);
 
     // TCP on the same port.
     let mut tcp = TcpStream::connect(server.addr).await.expect("tcp connect");
     let mut query = Message::new();
-    query.set_id(9).add_query(DnsQuery::query(
-        Name::from_ascii("two.test.").expect("name"),
-        RecordType::A,
-    ));
+    query.set_id(9).add_query(DnsQuery::query(Name::from_ascii("two.test.").expect("name"), RecordType::A));
     let bytes = query.to_vec().expect("encode");
-    tcp.write_all(&(bytes.len() as u16).to_be_bytes())
-        .await
-        .expect("write");
+    tcp.write_all(&(bytes.len() as u16).to_be_bytes()).await.expect("write");
     tcp.write_all(&bytes).await.expect("write");
     let mut len = [0u8; 2];
-    timeout(LIMIT, tcp.read_exact(&mut len))
-        .await
-        .expect("in time")
-        .expect("read");
+    timeout(LIMIT, tcp.read_exact(&mut len)).await.expect("in time").expect("read");
     let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
     tcp.read_exact(&mut buf).await.expect("read");
     assert_eq!(Message::from_vec(&buf).expect("decode").answers().len(), 2);
 
     let silent = SilentDns::start(lo(106)).await;
-    assert!(
-        ask(silent.addr, "two.test.", RecordType::A).await.is_none(),
-        "the silent server answered"
-    );
+    assert!(ask(silent.addr, "two.test.", RecordType::A).await.is_none(), "the silent server answered");
 }
 
 fn lo4(n: u8) -> std::net::Ipv4Addr {
@@ -404,13 +276,9 @@ async fn grpc_check(
 ) -> (http::HeaderMap, Vec<u8>, Option<http::HeaderMap>) {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("h2");
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.expect("h2");
     let driver = tokio::spawn(conn);
-    let body = grpc::frame(&HealthCheckRequest {
-        service: service.to_owned(),
-    });
+    let body = grpc::frame(&HealthCheckRequest { service: service.to_owned() });
     let request = http::Request::post(format!("http://{addr}{}", grpc::CHECK_PATH))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -429,52 +297,23 @@ async fn grpc_health_server_answers_per_service() {
     use prost::Message as _;
     let server = GrpcHealthServer::start(
         lo(107),
-        &[
-            ("", Health::Serving),
-            ("cart", Health::NotServing),
-            ("down", Health::Status(14, "unavailable")),
-        ],
+        &[("", Health::Serving), ("cart", Health::NotServing), ("down", Health::Status(14, "unavailable"))],
     )
     .await;
     let (_, body, trailers) = grpc_check(server.addr, "").await;
-    assert_eq!(
-        HealthCheckResponse::decode(&body[5..])
-            .expect("decode")
-            .status,
-        1
-    );
-    assert_eq!(
-        trailers
-            .expect("trailers")
-            .get("grpc-status")
-            .map(|v| v.as_bytes()),
-        Some(&b"0"[..])
-    );
+    assert_eq!(HealthCheckResponse::decode(&body[5..]).expect("decode").status, 1);
+    assert_eq!(trailers.expect("trailers").get("grpc-status").map(|v| v.as_bytes()), Some(&b"0"[..]));
     let (_, body, _) = grpc_check(server.addr, "cart").await;
-    assert_eq!(
-        HealthCheckResponse::decode(&body[5..])
-            .expect("decode")
-            .status,
-        2
-    );
+    assert_eq!(HealthCheckResponse::decode(&body[5..]).expect("decode").status, 2);
     let (headers, body, _) = grpc_check(server.addr, "down").await;
-    assert_eq!(
-        (headers.get("grpc-status").map(|v| v.as_bytes()), body.len()),
-        (Some(&b"14"[..]), 0)
-    );
+    assert_eq!((headers.get("grpc-status").map(|v| v.as_bytes()), body.len()), (Some(&b"14"[..]), 0));
     let (headers, _, _) = grpc_check(server.addr, "nope").await;
-    assert_eq!(
-        headers.get("grpc-status").map(|v| v.as_bytes()),
-        Some(&b"5"[..])
-    );
+    assert_eq!(headers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"5"[..]));
     assert_eq!(server.services_asked(), vec!["", "cart", "down", "nope"]);
 
     let unimplemented = GrpcHealthServer::start_unimplemented(lo(107)).await;
     let (headers, _, _) = grpc_check(unimplemented.addr, "").await;
-    assert_eq!(
-        headers.get("grpc-status").map(|v| v.as_bytes()),
-        Some(&b"12"[..])
-    );
+    assert_eq!(headers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"12"[..]));
 }
 
 #[test]
@@ -487,7 +326,5 @@ fn self_signed_and_expired_leaves_carry_their_names() {
     assert_ne!(expired.cert, ca.leaf(&["old.test"]).cert);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = ca.write_pem(dir.path(), "ca.pem");
-    assert!(std::fs::read_to_string(path)
-        .expect("read")
-        .starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(std::fs::read_to_string(path).expect("read").starts_with("-----BEGIN CERTIFICATE-----"));
 }

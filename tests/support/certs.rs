@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -48,11 +47,8 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         params.distinguished_name.push(DnType::CommonName, cn);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.not_before = rcgen::date_time_ymd(2000, 1, 1);
         params.not_after = rcgen::date_time_ymd(2100, 1, 1);
         let key = KeyPair::generate().expect("ca key");
@@ -68,9 +64,7 @@ impl Ca {
     /// A leaf for `sans` with the given validity window.
     pub fn leaf_with(&self, sans: &[&str], validity: Validity) -> Leaf {
         let (params, key) = leaf_params(sans, validity);
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("sign leaf");
+        let cert = params.signed_by(&key, &self.cert, &self.key).expect("sign leaf");
         Leaf::new(cert, key, sans)
     }
 
@@ -97,9 +91,7 @@ pub fn self_signed(sans: &[&str]) -> Leaf {
 fn leaf_params(sans: &[&str], validity: Validity) -> (CertificateParams, KeyPair) {
     let names: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
     let mut params = CertificateParams::new(names).expect("leaf params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, sans.first().copied().unwrap_or("leaf"));
+    params.distinguished_name.push(DnType::CommonName, sans.first().copied().unwrap_or("leaf"));
     params.is_ca = IsCa::NoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -142,8 +134,7 @@ impl Leaf {
 
     /// A rustls `CertifiedKey` for server use.
     pub fn certified(&self) -> std::sync::Arc<rustls::sign::CertifiedKey> {
-        let signer =
-            rustls::crypto::ring::sign::any_supported_type(&self.key()).expect("signing key");
+        let signer = rustls::crypto::ring::sign::any_supported_type(&self.key()).expect("signing key");
         std::sync::Arc::new(rustls::sign::CertifiedKey::new(self.chain(), signer))
     }
 }

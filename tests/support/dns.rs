@@ -55,16 +55,10 @@ pub struct DnsServer {
 impl DnsServer {
     /// Serves `zone` on `ip` (UDP and TCP on one free port).
     pub async fn start(ip: IpAddr, zone: &[(&str, Answer)]) -> DnsServer {
-        assert!(
-            ip.is_loopback(),
-            "tests bind loopback addresses only, not {ip}"
-        );
+        assert!(ip.is_loopback(), "tests bind loopback addresses only, not {ip}");
         let queries = Arc::new(Mutex::new(Vec::new()));
         let handler = Zone {
-            names: zone
-                .iter()
-                .map(|(n, a)| (normalize(n), a.clone()))
-                .collect(),
+            names: zone.iter().map(|(n, a)| (normalize(n), a.clone())).collect(),
             queries: queries.clone(),
         };
         let (udp, tcp) = bind_pair(ip).await;
@@ -72,11 +66,7 @@ impl DnsServer {
         let mut server = ServerFuture::new(handler);
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5));
-        DnsServer {
-            addr,
-            queries,
-            server,
-        }
+        DnsServer { addr, queries, server }
     }
 
     /// Every query received so far.
@@ -95,9 +85,7 @@ impl Drop for DnsServer {
 /// A UDP socket and TCP port with one free port number on `ip` (at most 20 tries).
 async fn bind_pair(ip: IpAddr) -> (UdpSocket, TcpListener) {
     for _ in 0..20 {
-        let udp = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .await
-            .expect("bind udp");
+        let udp = UdpSocket::bind(SocketAddr::new(ip, 0)).await.expect("bind udp");
         let port = udp.local_addr().expect("local addr").port();
         if let Ok(tcp) = TcpListener::bind(SocketAddr::new(ip, port)).await {
             return (udp, tcp);
@@ -118,11 +106,7 @@ struct Zone {
 
 #[async_trait::async_trait]
 impl RequestHandler for Zone {
-    async fn handle_request<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        mut response: R,
-    ) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler>(&self, request: &Request, mut response: R) -> ResponseInfo {
         let mut header = Header::response_from_request(request.header());
         header.set_authoritative(true);
         let Ok(info) = request.request_info() else {
@@ -132,11 +116,7 @@ impl RequestHandler for Zone {
         let name = Name::from(info.query.name());
         let rtype = info.query.query_type();
         let key = normalize(&name.to_string());
-        lock(&self.queries).push(Query {
-            name: key.clone(),
-            rtype,
-            src: request.src(),
-        });
+        lock(&self.queries).push(Query { name: key.clone(), rtype, src: request.src() });
 
         let mut answers = Vec::new();
         let mut negative = false;
@@ -196,16 +176,9 @@ pub struct SilentDns {
 impl SilentDns {
     /// Binds on `ip`.
     pub async fn start(ip: IpAddr) -> SilentDns {
-        assert!(
-            ip.is_loopback(),
-            "tests bind loopback addresses only, not {ip}"
-        );
+        assert!(ip.is_loopback(), "tests bind loopback addresses only, not {ip}");
         let (udp, tcp) = bind_pair(ip).await;
         let addr = udp.local_addr().expect("local addr");
-        SilentDns {
-            addr,
-            _udp: udp,
-            _tcp: tcp,
-        }
+        SilentDns { addr, _udp: udp, _tcp: tcp }
     }
 }

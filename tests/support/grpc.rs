@@ -64,11 +64,7 @@ impl GrpcHealthServer {
     }
 
     /// TLS (ALPN `h2` only) on `ip`, answering per `services`.
-    pub async fn start_tls(
-        ip: IpAddr,
-        site: TlsSite,
-        services: &[(&str, Health)],
-    ) -> GrpcHealthServer {
+    pub async fn start_tls(ip: IpAddr, site: TlsSite, services: &[(&str, Health)]) -> GrpcHealthServer {
         GrpcHealthServer::start_inner(ip, Some(site.alpn(&["h2"])), Some(table(services))).await
     }
 
@@ -88,17 +84,9 @@ impl GrpcHealthServer {
         let snis = Arc::new(Mutex::new(Vec::new()));
         let tls = site.map(|s| s.server_config(snis.clone()));
         let handler: Handler = Arc::new(move |req: Seen| answer(&req, services.as_ref()));
-        let options = Options {
-            delay: None,
-            h2_only: true,
-        };
+        let options = Options { delay: None, h2_only: true };
         let task = http::serve(listener, tls, options, handler, seen.clone());
-        GrpcHealthServer {
-            addr,
-            seen,
-            snis,
-            _task: task,
-        }
+        GrpcHealthServer { addr, seen, snis, _task: task }
     }
 
     /// Every call so far.
@@ -108,11 +96,7 @@ impl GrpcHealthServer {
 
     /// The services asked about, decoded from the calls' messages.
     pub fn services_asked(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .filter_map(|r| decode_request(&r.body))
-            .map(|r| r.service)
-            .collect()
+        self.requests().iter().filter_map(|r| decode_request(&r.body)).map(|r| r.service).collect()
     }
 
     /// The SNI of every TLS handshake (TLS variant).
@@ -122,10 +106,7 @@ impl GrpcHealthServer {
 }
 
 fn table(services: &[(&str, Health)]) -> HashMap<String, Health> {
-    services
-        .iter()
-        .map(|(n, h)| ((*n).to_owned(), h.clone()))
-        .collect()
+    services.iter().map(|(n, h)| ((*n).to_owned(), h.clone())).collect()
 }
 
 /// The request message inside one gRPC frame (5-byte prefix: compressed flag, big-endian length).
@@ -164,10 +145,7 @@ fn answer(req: &Seen, services: Option<&HashMap<String, Health>>) -> hyper::Resp
     };
     let mut trailers = hyper::HeaderMap::new();
     trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
-    let frames = vec![
-        Ok(Frame::data(frame(&HealthCheckResponse { status }))),
-        Ok(Frame::trailers(trailers)),
-    ];
+    let frames = vec![Ok(Frame::data(frame(&HealthCheckResponse { status }))), Ok(Frame::trailers(trailers))];
     let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
     hyper::Response::builder()
         .status(200)

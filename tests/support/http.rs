@@ -54,10 +54,7 @@ pub struct Seen {
 impl Seen {
     /// The first value of header `name` (lowercase).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -80,11 +77,7 @@ impl Reply {
 
     /// `status` with `body`.
     pub fn status(status: u16, body: impl Into<Bytes>) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: body.into(),
-        }
+        Reply { status, headers: Vec::new(), body: body.into() }
     }
 
     /// Adds a header.
@@ -135,10 +128,7 @@ impl TlsSite {
 
     /// A site with vhosts only: a handshake without a known SNI fails (the server aborts it).
     pub fn vhosts_only() -> TlsSite {
-        TlsSite {
-            default: None,
-            ..TlsSite::new(super::certs::self_signed(&["unused.test"]))
-        }
+        TlsSite { default: None, ..TlsSite::new(super::certs::self_signed(&["unused.test"])) }
     }
 
     /// Serves `leaf` to handshakes whose SNI is `name`.
@@ -162,11 +152,7 @@ impl TlsSite {
     /// The rustls server config; every handshake's SNI (or `None`) is pushed onto `snis`.
     pub fn server_config(&self, snis: Arc<Mutex<Vec<Option<String>>>>) -> Arc<ServerConfig> {
         let resolver = SniResolver {
-            vhosts: self
-                .vhosts
-                .iter()
-                .map(|(n, l)| (n.clone(), l.certified()))
-                .collect(),
+            vhosts: self.vhosts.iter().map(|(n, l)| (n.clone(), l.certified())).collect(),
             default: self.default.as_ref().map(Leaf::certified),
             snis,
         };
@@ -178,9 +164,7 @@ impl TlsSite {
             builder.with_safe_default_protocol_versions()
         }
         .expect("protocol versions");
-        let mut config = builder
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
+        let mut config = builder.with_no_client_auth().with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = self.alpn.clone();
         Arc::new(config)
     }
@@ -198,8 +182,7 @@ impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let sni = hello.server_name().map(str::to_ascii_lowercase);
         lock(&self.snis).push(sni.clone());
-        sni.and_then(|name| self.vhosts.get(&name).cloned())
-            .or_else(|| self.default.clone())
+        sni.and_then(|name| self.vhosts.get(&name).cloned()).or_else(|| self.default.clone())
     }
 }
 
@@ -245,12 +228,7 @@ impl HttpServer {
         let tls = site.map(|s| s.server_config(snis.clone()));
         let handler: Handler = Arc::new(move |req: Seen| full_response(router(&req)));
         let task = serve(listener, tls, options, handler, seen.clone());
-        HttpServer {
-            addr,
-            seen,
-            snis,
-            _task: task,
-        }
+        HttpServer { addr, seen, snis, _task: task }
     }
 
     /// Every request seen so far.
@@ -275,9 +253,7 @@ pub fn full_response(reply: Reply) -> http::Response<ReplyBody> {
     for (k, v) in &reply.headers {
         response = response.header(k.as_str(), v.as_str());
     }
-    response
-        .body(Full::new(reply.body).boxed())
-        .expect("valid reply")
+    response.body(Full::new(reply.body).boxed()).expect("valid reply")
 }
 
 /// Runs the accept loop on `listener` until the returned task is dropped: each connection
@@ -307,8 +283,7 @@ pub fn serve(
                     None => serve_io(stream, peer, None, options, handler, seen).await,
                     Some(config) => {
                         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                        let accepted =
-                            tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await;
+                        let accepted = tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await;
                         if let Ok(Ok(stream)) = accepted {
                             let sni = stream.get_ref().1.server_name().map(str::to_owned);
                             serve_io(stream, peer, sni, options, handler, seen).await;
@@ -346,20 +321,12 @@ async fn serve_io<I>(
                 .or_else(|| parts.uri.authority().map(|a| a.to_string()));
             let request = Seen {
                 method: parts.method.to_string(),
-                path: parts
-                    .uri
-                    .path_and_query()
-                    .map_or_else(|| "/".to_owned(), |p| p.to_string()),
+                path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.to_string()),
                 host,
                 headers: parts
                     .headers
                     .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
+                    .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                     .collect(),
                 version: parts.version,
                 peer,

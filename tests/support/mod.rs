@@ -57,22 +57,14 @@ impl Drop for Task {
 /// `127.0.0.n`: tests use distinct loopback addresses so a server can tell probes apart by their
 /// source, and so two servers can share a port (each_address).
 pub fn lo(n: u8) -> IpAddr {
-    assert!(
-        n != 0 && n != 255,
-        "127.0.0.{n} is not a usable host address"
-    );
+    assert!(n != 0 && n != 255, "127.0.0.{n} is not a usable host address");
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
 /// Binds a TCP listener on `ip` and `port` (0: any free port).
 pub async fn listen(ip: IpAddr, port: u16) -> TcpListener {
-    assert!(
-        ip.is_loopback(),
-        "tests bind loopback addresses only, not {ip}"
-    );
-    TcpListener::bind(SocketAddr::new(ip, port))
-        .await
-        .unwrap_or_else(|e| panic!("bind {ip}:{port}: {e}"))
+    assert!(ip.is_loopback(), "tests bind loopback addresses only, not {ip}");
+    TcpListener::bind(SocketAddr::new(ip, port)).await.unwrap_or_else(|e| panic!("bind {ip}:{port}: {e}"))
 }
 
 /// A port on `ip` that refuses connections: a socket bound to it but not listening. Keeping the
@@ -87,19 +79,11 @@ pub struct ClosedPort {
 impl ClosedPort {
     /// Reserves a refusing port on `ip`.
     pub fn new(ip: IpAddr) -> ClosedPort {
-        assert!(
-            ip.is_loopback(),
-            "tests bind loopback addresses only, not {ip}"
-        );
+        assert!(ip.is_loopback(), "tests bind loopback addresses only, not {ip}");
         let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .expect("bind a closed port");
+        socket.bind(SocketAddr::new(ip, 0)).expect("bind a closed port");
         let addr = socket.local_addr().expect("local addr");
-        ClosedPort {
-            addr,
-            _socket: socket,
-        }
+        ClosedPort { addr, _socket: socket }
     }
 }
 

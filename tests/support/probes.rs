@@ -33,10 +33,7 @@ impl ProbesDir {
     pub fn new() -> ProbesDir {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("00-defaults.toml"), DEFAULTS).expect("write defaults");
-        ProbesDir {
-            dir,
-            env: HashMap::new(),
-        }
+        ProbesDir { dir, env: HashMap::new() }
     }
 
     /// The directory.
@@ -61,10 +58,7 @@ impl ProbesDir {
     pub fn load(&self) -> Plan {
         match parallax::config::load_with(self.dir.path(), &self.env) {
             Ok(plan) => plan,
-            Err(errors) => panic!(
-                "probes.d in {} did not compile:\n{errors}",
-                self.dir.path().display()
-            ),
+            Err(errors) => panic!("probes.d in {} did not compile:\n{errors}", self.dir.path().display()),
         }
     }
 }
@@ -88,17 +82,9 @@ pub fn toml_str(s: &str) -> String {
 /// A target named `name` whose client view is `client` (TOML key lines) and with one checker
 /// per `(checker name, key lines)`.
 pub fn target(name: &str, client: &str, checkers: &[(&str, &str)]) -> String {
-    let mut out = format!(
-        "[[target]]\nname = {}\n\n[target.client]\n{}\n",
-        toml_str(name),
-        client.trim()
-    );
+    let mut out = format!("[[target]]\nname = {}\n\n[target.client]\n{}\n", toml_str(name), client.trim());
     for (checker, keys) in checkers {
-        out.push_str(&format!(
-            "\n[[target.checker]]\nname = {}\n{}\n",
-            toml_str(checker),
-            keys.trim()
-        ));
+        out.push_str(&format!("\n[[target.checker]]\nname = {}\n{}\n", toml_str(checker), keys.trim()));
     }
     out
 }

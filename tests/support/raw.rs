@@ -91,21 +91,14 @@ impl RawServer {
                 while running.try_join_next().is_some() {}
                 let index = {
                     let mut conns = lock(&record);
-                    conns.push(Conn {
-                        peer: Some(peer),
-                        ..Conn::default()
-                    });
+                    conns.push(Conn { peer: Some(peer), ..Conn::default() });
                     conns.len() - 1
                 };
                 let (record, script) = (record.clone(), script.clone());
                 running.spawn(async move { run(stream, &script, &record, index).await });
             }
         });
-        RawServer {
-            addr,
-            conns,
-            _task: task,
-        }
+        RawServer { addr, conns, _task: task }
     }
 
     /// Every connection so far.
@@ -120,10 +113,9 @@ async fn run(mut stream: TcpStream, script: &[Step], record: &Mutex<Vec<Conn>>, 
         let alive = match step {
             Step::ReadHead => {
                 let mut head = Vec::new();
-                let alive = read_until(&mut stream, &mut buf, &mut head, |h| {
-                    h.windows(4).any(|w| w == b"\r\n\r\n")
-                })
-                .await;
+                let alive =
+                    read_until(&mut stream, &mut buf, &mut head, |h| h.windows(4).any(|w| w == b"\r\n\r\n"))
+                        .await;
                 lock(record)[index].received.extend_from_slice(&head);
                 alive
             }
@@ -210,12 +202,7 @@ async fn read_until(
     true
 }
 
-async fn write(
-    stream: &mut TcpStream,
-    bytes: &[u8],
-    record: &Mutex<Vec<Conn>>,
-    index: usize,
-) -> bool {
+async fn write(stream: &mut TcpStream, bytes: &[u8], record: &Mutex<Vec<Conn>>, index: usize) -> bool {
     match timeout(READ_LIMIT, stream.write_all(bytes)).await {
         Ok(Ok(())) => {
             lock(record)[index].written += bytes.len() as u64;
@@ -237,10 +224,7 @@ pub struct FullBacklog {
 impl FullBacklog {
     /// Listens on `ip` with backlog 0 and fills the queue (at most 8 connections, 300 ms each).
     pub async fn start(ip: IpAddr) -> FullBacklog {
-        assert!(
-            ip.is_loopback(),
-            "tests bind loopback addresses only, not {ip}"
-        );
+        assert!(ip.is_loopback(), "tests bind loopback addresses only, not {ip}");
         let socket = TcpSocket::new_v4().expect("tcp socket");
         socket.bind(SocketAddr::new(ip, 0)).expect("bind");
         let listener = socket.listen(0).expect("listen");
@@ -257,14 +241,7 @@ impl FullBacklog {
                 }
             }
         }
-        assert!(
-            full,
-            "the accept queue of {addr} never filled: SYNs are not being dropped"
-        );
-        FullBacklog {
-            addr,
-            _listener: listener,
-            _fillers: fillers,
-        }
+        assert!(full, "the accept queue of {addr} never filled: SYNs are not being dropped");
+        FullBacklog { addr, _listener: listener, _fillers: fillers }
     }
 }

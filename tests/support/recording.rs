@@ -47,10 +47,7 @@ impl Recorded {
     pub fn head_lines(&self) -> Vec<String> {
         let text = self.request_text();
         let head = text.split("\r\n\r\n").next().unwrap_or_default();
-        head.split("\r\n")
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
+        head.split("\r\n").filter(|l| !l.is_empty()).map(str::to_owned).collect()
     }
 }
 
@@ -76,8 +73,7 @@ impl RecordingServer {
 
     /// TLS with `leaf` for any SNI (ALPN `http/1.1` only, so clients speak HTTP/1).
     pub async fn start_tls(ip: IpAddr, leaf: Leaf, response: Vec<u8>) -> RecordingServer {
-        RecordingServer::start_inner(ip, Some(TlsSite::new(leaf).alpn(&["http/1.1"])), response)
-            .await
+        RecordingServer::start_inner(ip, Some(TlsSite::new(leaf).alpn(&["http/1.1"])), response).await
     }
 
     async fn start_inner(ip: IpAddr, site: Option<TlsSite>, response: Vec<u8>) -> RecordingServer {
@@ -99,17 +95,11 @@ impl RecordingServer {
                 let (record, response, tls) = (record.clone(), response.clone(), tls.clone());
                 running.spawn(async move {
                     let deadline = Instant::now() + READ_LIMIT;
-                    let _ =
-                        timeout_at(deadline, handle(stream, peer, tls, &record, &response)).await;
+                    let _ = timeout_at(deadline, handle(stream, peer, tls, &record, &response)).await;
                 });
             }
         });
-        RecordingServer {
-            addr,
-            records,
-            snis,
-            _task: task,
-        }
+        RecordingServer { addr, records, snis, _task: task }
     }
 
     /// Every connection recorded so far.
@@ -142,13 +132,7 @@ async fn handle(
     response: &[u8],
 ) {
     let proxy_header = read_proxy_header(&mut stream).await;
-    let mut seen = Recorded {
-        peer,
-        proxy_header,
-        tls: false,
-        sni: None,
-        request: Vec::new(),
-    };
+    let mut seen = Recorded { peer, proxy_header, tls: false, sni: None, request: Vec::new() };
     match tls {
         None => exchange(stream, seen, record, response).await,
         Some(acceptor) => match acceptor.accept(stream).await {
@@ -243,10 +227,7 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Option<Vec<u8>> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let mut header = vec![0u8; len];
-    timeout_at(until, stream.read_exact(&mut header))
-        .await
-        .ok()?
-        .ok()?;
+    timeout_at(until, stream.read_exact(&mut header)).await.ok()?.ok()?;
     Some(header)
 }
 
