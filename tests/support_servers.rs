@@ -20,7 +20,7 @@ use support::certs::{self, Ca};
 use support::dns::{Answer, DnsServer, SilentDns};
 use support::grpc::{self, GrpcHealthServer, Health, HealthCheckRequest, HealthCheckResponse};
 use support::http::{router, HttpServer, Reply, TlsSite};
-use support::raw::{FullBacklog, RawServer, Step};
+use support::raw::{FullBacklog, RawServer, ResetOnAccept, Step};
 use support::recording::{self, RecordingServer};
 use support::{lo, ClosedPort};
 
@@ -163,6 +163,18 @@ async fn full_backlog_drops_syns_and_closed_port_refuses() {
     let closed = ClosedPort::new(lo(104));
     let refused = TcpStream::connect(closed.addr).await.map_err(|e| e.kind());
     assert_eq!(refused.err(), Some(std::io::ErrorKind::ConnectionRefused));
+}
+
+#[tokio::test]
+async fn reset_on_accept_resets_every_connection() {
+    let server = ResetOnAccept::start(lo(108));
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        let mut buf = [0u8; 16];
+        let read = timeout(LIMIT, stream.read(&mut buf)).await.expect("read in time");
+        assert_eq!(read.map_err(|e| e.kind()).err(), Some(std::io::ErrorKind::ConnectionReset));
+    }
+    assert_eq!(server.resets(), 3);
 }
 
 #[tokio::test]

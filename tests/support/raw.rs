@@ -245,3 +245,60 @@ impl FullBacklog {
         FullBacklog { addr, _listener: listener, _fillers: fillers }
     }
 }
+
+/// A listener whose every connection is reset (RST) as soon as the kernel hands it over: a
+/// dedicated OS thread blocks in `accept`, so the reset does not wait for a task to be scheduled
+/// and usually lands before the prober first looks at its new socket. Dropping it stops the
+/// thread.
+pub struct ResetOnAccept {
+    /// The address whose connections are reset.
+    pub addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    resets: Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ResetOnAccept {
+    /// At most this many connections are reset; the thread then ends.
+    const MAX_CONNECTIONS: usize = 10_000;
+
+    /// Listens on `ip` (any free port).
+    pub fn start(ip: IpAddr) -> ResetOnAccept {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        assert!(ip.is_loopback(), "tests bind loopback addresses only, not {ip}");
+        let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let resets = Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (stop.clone(), resets.clone());
+        let thread = std::thread::spawn(move || {
+            for _ in 0..ResetOnAccept::MAX_CONNECTIONS {
+                let Ok((stream, _)) = listener.accept() else { continue };
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                // SO_LINGER 0: close sends RST instead of FIN.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                drop(stream);
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        ResetOnAccept { addr, stop, resets, thread: Some(thread) }
+    }
+
+    /// Connections reset so far.
+    pub fn resets(&self) -> usize {
+        self.resets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ResetOnAccept {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the blocking accept with one last connection, then wait for the thread.
+        let _ = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
