@@ -227,15 +227,6 @@ impl Exchange {
         let status = response.status().as_u16();
         let (parts, body) = response.into_parts();
         let body = self.read_body(body, status).await?;
-        if status == 400 {
-            if let Some(phrase) = plain_http_to_tls_phrase(&body) {
-                return Err(Failure::in_phase(
-                    self.phase,
-                    ErrorCode::HttpTlsRequired,
-                    format!("status 400: {phrase:?}: plain HTTP reached a TLS port"),
-                ));
-            }
-        }
         Ok(Response { status, version, headers: parts.headers, body, ttfb })
     }
 
@@ -669,6 +660,21 @@ fn looks_like_tls_record(bytes: &[u8]) -> bool {
 }
 
 /// The phrase by which a TLS server's 400 says it got plain HTTP, if the body has one.
+/// `http_tls_required` when `response` is a TLS listener's complaint about plain HTTP (a 400
+/// whose body says so, as nginx, Go and Apache answer). Judged by the caller after recording the
+/// status, so the outcome still shows the 400.
+pub fn tls_required(response: &Response) -> Option<Failure> {
+    if response.status != 400 {
+        return None;
+    }
+    plain_http_to_tls_phrase(&response.body).map(|phrase| {
+        Failure::new(
+            ErrorCode::HttpTlsRequired,
+            format!("status 400: {phrase:?}: plain HTTP reached a TLS port"),
+        )
+    })
+}
+
 fn plain_http_to_tls_phrase(body: &[u8]) -> Option<&'static str> {
     const PHRASES: &[&str] = &[
         // nginx
@@ -1344,7 +1350,9 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
+        let response = exchange(connect(addr).await, &v, addr, false, soon()).await.1.expect("a 400");
+        assert_eq!(response.status, 400);
+        let f = tls_required(&response).expect("recognised");
         assert_eq!(f.code, ErrorCode::HttpTlsRequired, "{f}");
         assert_eq!(f.phase, Phase::Http);
         assert!(f.detail.starts_with("status 400"), "{f}");
@@ -1361,7 +1369,8 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
+        let response = exchange(connect(addr).await, &v, addr, false, soon()).await.1.expect("a 400");
+        let f = tls_required(&response).expect("recognised");
         assert_eq!(f.code, ErrorCode::HttpTlsRequired, "{f}");
     }
 

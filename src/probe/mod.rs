@@ -192,6 +192,9 @@ impl Prober {
             attempt.outcome.status = Some(response.status);
             attempt.outcome.timings.ttfb = Some(response.ttfb);
             attempt.outcome.body_bytes = Some(response.body.len() as u64);
+            if let Some(f) = http::tls_required(&response) {
+                return attempt.fail(f);
+            }
             let (judged, verdict) = expect::judge(&view.expect, response.status, &response.body);
             attempt.outcome.local_endpoints = judged.local_endpoints;
             match verdict {
