@@ -153,13 +153,13 @@ async fn tls_server_sending_junk_records_is_tls_handshake_failure() {
 }
 
 #[tokio::test]
-async fn tls_server_sending_binary_garbage_is_tls_plaintext_peer() {
-    // Not a TLS record at all: whatever answered the ClientHello does not speak TLS (an SSH
-    // banner, a Redis port...), the same mistake as a plain HTTP server on the port.
+async fn tls_server_sending_binary_garbage_is_tls_handshake_failure() {
+    // Not a TLS record, and not text either: a broken TLS peer, not a plain-HTTP one (that is
+    // `tls_plaintext_peer`, for text answers).
     let server = RawServer::start(lo(124), vec![Step::ReadSome, Step::Write(garbage(512)), Step::Hang]).await;
     let (_dir, view) = hostile_view("https", &server, "");
     let (outcome, elapsed) = probe_bounded(&view).await;
-    assert_code(&outcome, ErrorCode::TlsPlaintextPeer, Phase::Tls);
+    assert_code(&outcome, ErrorCode::TlsHandshakeFailure, Phase::Tls);
     assert!(elapsed < TIMEOUT, "classified at the garbage, not at the deadline: {elapsed:?}");
 }
 
