@@ -740,6 +740,22 @@ async fn each_address_probes_every_dns_answer() {
 }
 
 #[tokio::test]
+async fn ipv6_name_is_resolved_with_aaaa_and_dialed_over_ipv6() {
+    let v6: IpAddr = "::1".parse().expect("ip");
+    let server = HttpServer::start(v6, always("ok")).await;
+    let dns = DnsServer::start(lo(60), &[("six.test", Answer::Addrs(vec![lo(66), v6]))]).await;
+    let url = format!("http://six.test:{}/", server.port());
+    let keys = format!("{}\nip_version = \"6\"", resolver_keys(&url, dns.addr));
+    let (_dir, view) = client_view(&keys);
+    let outcome = probe_one(&view).await;
+    assert_ok(&outcome);
+    assert_eq!(outcome.peer, Some(server.addr));
+    assert_eq!(server.requests()[0].host.as_deref(), Some(format!("six.test:{}", server.port()).as_str()));
+    let asked: Vec<_> = dns.queries().iter().map(|q| q.rtype.to_string()).collect();
+    assert!(asked.iter().all(|t| t == "AAAA"), "an IPv6-only view asks for AAAA only: {asked:?}");
+}
+
+#[tokio::test]
 async fn connect_to_dials_elsewhere_but_keeps_the_url_host() {
     let server = HttpServer::start(lo(63), always("ok")).await;
     let (_dir, view) =
