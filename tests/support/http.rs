@@ -128,7 +128,12 @@ impl TlsSite {
 
     /// A site with vhosts only: a handshake without a known SNI fails (the server aborts it).
     pub fn vhosts_only() -> TlsSite {
-        TlsSite { default: None, ..TlsSite::new(super::certs::self_signed(&["unused.test"])) }
+        TlsSite {
+            default: None,
+            vhosts: Vec::new(),
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            tls12_only: false,
+        }
     }
 
     /// Serves `leaf` to handshakes whose SNI is `name`.
@@ -267,8 +272,8 @@ pub fn serve(
 ) -> Task {
     Task::spawn(async move {
         let mut connections = JoinSet::new();
-        // Runs until the guard aborts it; each iteration waits for a connection.
-        loop {
+        // Runs until the guard aborts it, or MAX_CONNECTIONS connections (errors included).
+        for _ in 0..super::MAX_CONNECTIONS {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(_) => {

@@ -36,6 +36,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// An accept loop serves at most this many connections (every loop is bounded).
+pub const MAX_CONNECTIONS: usize = 10_000;
+
 /// A spawned task that is aborted when the guard is dropped. Servers keep their connection tasks
 /// in a `JoinSet` owned by the accept loop, so aborting the loop drops (aborts) them too.
 #[derive(Debug)]

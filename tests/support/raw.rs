@@ -82,8 +82,8 @@ impl RawServer {
         let script = Arc::new(script);
         let task = Task::spawn(async move {
             let mut running = JoinSet::new();
-            // Runs until the guard aborts it; each iteration waits for a connection.
-            loop {
+            // Runs until the guard aborts it, or MAX_CONNECTIONS connections (errors included).
+            for _ in 0..super::MAX_CONNECTIONS {
                 let Ok((stream, peer)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
@@ -259,9 +259,6 @@ pub struct ResetOnAccept {
 }
 
 impl ResetOnAccept {
-    /// At most this many connections are reset; the thread then ends.
-    const MAX_CONNECTIONS: usize = 10_000;
-
     /// Listens on `ip` (any free port).
     pub fn start(ip: IpAddr) -> ResetOnAccept {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -272,7 +269,7 @@ impl ResetOnAccept {
         let resets = Arc::new(AtomicUsize::new(0));
         let (flag, count) = (stop.clone(), resets.clone());
         let thread = std::thread::spawn(move || {
-            for _ in 0..ResetOnAccept::MAX_CONNECTIONS {
+            for _ in 0..super::MAX_CONNECTIONS {
                 let Ok((stream, _)) = listener.accept() else { continue };
                 if flag.load(Ordering::SeqCst) {
                     return;

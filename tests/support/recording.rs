@@ -85,8 +85,8 @@ impl RecordingServer {
         let (record, response) = (records.clone(), Arc::new(response));
         let task = Task::spawn(async move {
             let mut running = JoinSet::new();
-            // Runs until the guard aborts it; each iteration waits for a connection.
-            loop {
+            // Runs until the guard aborts it, or MAX_CONNECTIONS connections (errors included).
+            for _ in 0..super::MAX_CONNECTIONS {
                 let Ok((stream, peer)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
