@@ -155,37 +155,19 @@ fn source_key(v: &View) -> Option<(crate::config::Source, std::net::IpAddr, bool
     v.source.map(|s| (s.requested, s.addr, v.freebind))
 }
 
-/// The SNI `view` sends: the URL's name (never an IP), a configured name, or none.
+/// The SNI `view` sends (see [`View::sni`]).
 pub fn effective_sni(view: &View) -> Option<String> {
-    match &view.tls.sni {
-        Sni::FromUrl => match &view.url_endpoint.host {
-            Host::Name(n) => Some(n.clone()),
-            Host::Ip(_) => None,
-        },
-        Sni::Name(n) => Some(n.clone()),
-        Sni::None => None,
-    }
+    view.sni().map(str::to_owned)
 }
 
-/// The Host header `view` sends, as far as the view alone decides it: the URL's authority (port
-/// only when not the scheme's default), the dialed endpoint, a value, or none.
+/// The Host header `view` sends, as far as the view alone decides it: the URL's authority, the
+/// dialed endpoint, a value, or none.
 pub fn effective_host(view: &View) -> Option<String> {
     match &view.http.host {
-        HostHeader::FromUrl => Some(match default_port(view.scheme) {
-            Some(p) if p == view.url_endpoint.port => view.url_endpoint.host.to_string(),
-            _ => view.url_endpoint.to_string(),
-        }),
+        HostHeader::FromUrl => Some(view.url_authority()),
         HostHeader::DialedAddress => Some(view.dial_endpoint().to_string()),
         HostHeader::Value(v) => Some(v.clone()),
         HostHeader::None => None,
-    }
-}
-
-fn default_port(scheme: Scheme) -> Option<u16> {
-    match scheme {
-        Scheme::Http => Some(80),
-        Scheme::Https => Some(443),
-        _ => None,
     }
 }
 
@@ -246,7 +228,7 @@ fn switch(base: &View, donor: &View, attribute: Attribute, name: String) -> View
             }
             // A default port goes with its scheme (http://x/ -> https://x/); an explicit one is
             // kept: "plain HTTP sent to the TLS port 30080" is fixed by TLS on 30080.
-            let moved = |port: u16| match (default_port(base.scheme), default_port(scheme)) {
+            let moved = |port: u16| match (base.scheme.default_port(), scheme.default_port()) {
                 (Some(from), Some(to)) if from == port => to,
                 _ => port,
             };

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::outcome::{ErrorCode, Failure, Phase};
-use crate::config::{plan::MAX_HEADER_BYTES, HostHeader, HttpVersion, Scheme, View};
+use crate::config::{plan::MAX_HEADER_BYTES, HostHeader, HttpVersion, View};
 
 /// A response read within bounds.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub struct Sent {
 /// The Host header value `view` sends when it dialed `dialed`, or `None` for no Host header.
 pub fn host_header(view: &View, dialed: SocketAddr) -> Option<String> {
     match &view.http.host {
-        HostHeader::FromUrl => Some(url_authority(view)),
+        HostHeader::FromUrl => Some(view.url_authority()),
         HostHeader::DialedAddress => Some(dialed.to_string()),
         HostHeader::Value(value) => Some(value.clone()),
         HostHeader::None => None,
@@ -91,7 +91,7 @@ where
     };
     let host = if use_h2 {
         // HTTP/2 has no request without `:authority`; "no Host" falls back to the URL's.
-        Some(host_header(view, dialed).unwrap_or_else(|| url_authority(view)))
+        Some(host_header(view, dialed).unwrap_or_else(|| view.url_authority()))
     } else {
         host_header(view, dialed)
     };
@@ -116,21 +116,6 @@ where
     (sent, result)
 }
 
-/// The URL authority: host, and port when not the scheme's default.
-pub(crate) fn url_authority(view: &View) -> String {
-    let endpoint = &view.url_endpoint;
-    let default_port = match view.scheme {
-        Scheme::Http | Scheme::Grpc => Some(80),
-        Scheme::Https | Scheme::Grpcs => Some(443),
-        Scheme::Tcp | Scheme::Tls => None,
-    };
-    if default_port == Some(endpoint.port) {
-        endpoint.host.to_string()
-    } else {
-        endpoint.to_string()
-    }
-}
-
 fn version_name(version: Version) -> &'static str {
     match version {
         Version::HTTP_10 => "HTTP/1.0",
@@ -152,7 +137,7 @@ fn build_request(view: &View, version: Version, host: Option<&str>) -> Result<Re
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
             .map(|a| a.to_string())
             // A Host value that is no valid authority cannot be `:authority`; the URL's is.
-            .unwrap_or_else(|| url_authority(view));
+            .unwrap_or_else(|| view.url_authority());
         format!("{scheme}://{authority}{}", view.path)
     } else {
         view.path.clone()
@@ -727,6 +712,7 @@ pub(crate) mod tests {
     use std::future::Future;
     use std::net::IpAddr;
 
+    use crate::config::Scheme;
     use http::header::HeaderName;
     use http::StatusCode;
     use hyper::service::service_fn;

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 pub use outcome::{ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary};
 
-use crate::config::{Host, Sni, View};
+use crate::config::{Host, View};
 
 /// Runs probes. Holds what is worth building once: resolvers and TLS client configs.
 #[derive(Debug, Default)]
@@ -138,14 +138,7 @@ impl Prober {
         if !view.scheme.uses_tls() {
             return self.application(view, attempt, stream, peer, false, deadline).await;
         }
-        let sni = match &view.tls.sni {
-            Sni::FromUrl => match &view.url_endpoint.host {
-                Host::Name(name) => Some(name.as_str()),
-                Host::Ip(_) => None,
-            },
-            Sni::Name(name) => Some(name.as_str()),
-            Sni::None => None,
-        };
+        let sni = view.sni();
         attempt.outcome.request.sni = sni.map(str::to_owned);
         // Without SNI, the certificate is checked against the URL's host (a name or an IP).
         let verify_name = match &view.url_endpoint.host {
@@ -233,7 +226,7 @@ impl Attempt {
             scheme: view.scheme.as_str(),
             verify: view.scheme.uses_tls() && view.tls.verify,
             proxy_protocol: view.proxy_protocol.map(|p| p.version),
-            path: (view.scheme.uses_http()).then(|| view.path.clone()),
+            path: (view.scheme.uses_http()).then(|| view.path_display().into_owned()),
             method: (view.scheme.uses_http()).then(|| view.http.method.to_string()),
             ..RequestSummary::default()
         };
