@@ -529,7 +529,6 @@ impl View {
         self.connect_to.as_ref().unwrap_or(&self.url_endpoint)
     }
 
-<<<<<<< HEAD
     /// The SNI this view sends: the URL's name (never an IP, as browsers do), a configured name,
     /// or none.
     pub fn sni(&self) -> Option<&str> {
@@ -552,7 +551,7 @@ impl View {
             self.url_endpoint.to_string()
         }
     }
-=======
+
     /// `path` for records and output: secret substitutions in it (`?key=${env:KEY}`) shown as
     /// `<redacted>`. Use this, never `path`, wherever the path is logged, exported or printed.
     pub fn path_display(&self) -> std::borrow::Cow<'_, str> {
@@ -601,7 +600,6 @@ impl fmt::Debug for View {
             .field("expect_addresses", &self.expect_addresses)
             .finish()
     }
->>>>>>> config
 }
 
 /// Default response body limit (bytes).
