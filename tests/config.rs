@@ -908,7 +908,11 @@ fn precedence_is_view_then_defaults_then_profile() {
     let p = plan(&body, &[]);
     let alb = only_view(&p, "alb");
     assert_eq!((alb.interval.as_secs(), alb.timeout.as_secs()), (3, 1));
-    assert_eq!(alb.http.user_agent.as_deref(), Some("fleet/1"));
+    assert_eq!(
+        alb.http.user_agent.as_deref(),
+        Some("ELB-HealthChecker/2.0"),
+        "[defaults] user_agent never replaces a checker profile's own agent"
+    );
     assert_eq!((alb.rise, alb.fall), (5, 2), "thresholds from the profile");
     assert_eq!(alb.expect.status, vec![200..=200]);
     assert_eq!(alb.http.host, HostHeader::DialedAddress);
@@ -919,7 +923,9 @@ fn precedence_is_view_then_defaults_then_profile() {
     let plain = only_view(&p, "plain");
     assert_eq!(plain.profile, None);
     assert!(plain.tls.alpn.iter().any(|a| a == "h2"), "grpcs offers h2: {:?}", plain.tls.alpn);
+    assert_eq!(plain.http.user_agent.as_deref(), Some("fleet/1"), "a profile-less checker takes it");
     let client = &p.targets[0].client;
+    assert_eq!(client.http.user_agent.as_deref(), Some("fleet/1"));
     assert_eq!(client.expect.status, vec![200..=399], "a client view accepts 200-399");
     assert_eq!(client.tls.sni, Sni::FromUrl);
 }

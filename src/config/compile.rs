@@ -1101,11 +1101,14 @@ impl Ctx<'_> {
                 }
             }),
         };
+        // A checker profile's User-Agent is part of what that checker is (servers special-case
+        // `ELB-HealthChecker/2.0`): `[defaults] user_agent` only replaces parallax's own.
+        let profile_sets_agent = matches!(profile, Some(pr) if pr != ProfileName::Generic);
         let user_agent = match &raw.user_agent {
             Some(t) => self.user_agent(loc, "user_agent", t),
             None => match &defaults.user_agent {
-                Some(d) => Some(d.value.clone()),
-                None => Some(p.user_agent.map(str::to_owned)),
+                Some(d) if !profile_sets_agent => Some(d.value.clone()),
+                _ => Some(p.user_agent.map(str::to_owned)),
             },
         };
         let headers =
