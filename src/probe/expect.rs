@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 
 use serde::Deserialize;
 
-use super::outcome::{ErrorCode, Failure};
+use super::outcome::{shorten, ErrorCode, Failure};
 use crate::config::Expect;
 
 /// What judging learned besides pass/fail.
@@ -42,14 +42,14 @@ pub fn judge(expect: &Expect, status: u16, body: &[u8]) -> (Judged, Result<(), F
     }
     if let Some(needle) = &expect.body_contains {
         if !contains(body, needle.as_bytes()) {
-            let detail = format!("body does not contain {:?}", shorten(needle));
+            let detail = format!("body does not contain {:?}", shorten(needle, 80));
             return (judged, Err(Failure::new(ErrorCode::BodyMismatch, detail)));
         }
     }
     if let Some(regex) = &expect.body_regex {
         // Bodies are not always UTF-8; a lossy view still lets a text regex find text in them.
         if !regex.is_match(&String::from_utf8_lossy(body)) {
-            let detail = format!("body does not match /{}/", shorten(regex.as_str()));
+            let detail = format!("body does not match /{}/", shorten(regex.as_str(), 80));
             return (judged, Err(Failure::new(ErrorCode::BodyMismatch, detail)));
         }
     }
@@ -97,18 +97,6 @@ fn ranges(status: &[RangeInclusive<u16>]) -> String {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Keeps details one line long whatever the matcher holds.
-fn shorten(s: &str) -> String {
-    const MAX_CHARS: usize = 80;
-    if s.chars().count() <= MAX_CHARS {
-        s.to_owned()
-    } else {
-        let mut out: String = s.chars().take(MAX_CHARS).collect();
-        out.push('…');
-        out
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::http::{host_header, Exchange, Sent, TimedIo};
-use super::outcome::{ErrorCode, Failure, Phase};
+use super::outcome::{shorten, ErrorCode, Failure, Phase};
 use crate::config::{Scheme, View};
 
 /// The health answer.
@@ -219,7 +219,7 @@ impl GrpcStatus {
         let mut detail = format!("grpc-status {} ({})", self.code, code_name(self.code));
         if let Some(message) = &self.message {
             detail.push_str(": ");
-            detail.push_str(&shorten(message));
+            detail.push_str(&shorten(message, 200));
         }
         if http_status != 200 {
             detail.push_str(&format!(" (HTTP status {http_status})"));
@@ -269,17 +269,6 @@ fn percent_decode(raw: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn shorten(s: &str) -> String {
-    const MAX_CHARS: usize = 200;
-    if s.chars().count() <= MAX_CHARS {
-        s.to_owned()
-    } else {
-        let mut out: String = s.chars().take(MAX_CHARS).collect();
-        out.push('…');
-        out
-    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::outcome::{ErrorCode, Failure, Phase};
+use super::outcome::{quote_bytes, ErrorCode, Failure, Phase};
 use crate::config::{plan::MAX_HEADER_BYTES, HostHeader, HttpVersion, View};
 
 /// A response read within bounds.
@@ -319,7 +319,7 @@ impl Exchange {
                 ErrorCode::HttpTlsRequired,
                 format!(
                     "the server answered with a TLS record ({}): it expects TLS",
-                    printable(&edges.first_bytes)
+                    quote_bytes(&edges.first_bytes)
                 ),
             );
         }
@@ -334,7 +334,7 @@ impl Exchange {
         if err.is_parse() {
             return fail(
                 ErrorCode::HttpMalformed,
-                format!("{text} (response began {})", printable(&edges.first_bytes)),
+                format!("{text} (response began {})", quote_bytes(&edges.first_bytes)),
             );
         }
         if let Some(h2) = find_source::<h2::Error>(err) {
@@ -347,7 +347,10 @@ impl Exchange {
                 ];
                 if malformed.contains(&reason) {
                     let code = ErrorCode::HttpMalformed;
-                    return fail(code, format!("{text} (response began {})", printable(&edges.first_bytes)));
+                    return fail(
+                        code,
+                        format!("{text} (response began {})", quote_bytes(&edges.first_bytes)),
+                    );
                 }
                 return fail(ErrorCode::HttpReset, text);
             }
@@ -696,14 +699,6 @@ fn find_source<E: std::error::Error + 'static>(err: &hyper::Error) -> Option<&E>
         source = s.source();
     }
     None
-}
-
-/// The first bytes of an answer, quoted with non-printable bytes escaped.
-fn printable(bytes: &[u8]) -> String {
-    if bytes.is_empty() {
-        return "with nothing".to_owned();
-    }
-    format!("\"{}\"", bytes.escape_ascii())
 }
 
 #[cfg(test)]

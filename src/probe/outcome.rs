@@ -193,6 +193,27 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// Bytes a peer sent, quoted for a failure detail: printable ASCII as is, everything else
+/// escaped (`\x15`), `with nothing` when empty.
+pub(crate) fn quote_bytes(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "with nothing".to_owned();
+    }
+    format!("\"{}\"", bytes.escape_ascii())
+}
+
+/// Cuts `s` to at most `max_chars` characters (marking the cut with `…`), so a detail stays one
+/// readable line whatever a server or a matcher holds.
+pub(crate) fn shorten(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(max_chars).collect();
+        out.push('…');
+        out
+    }
+}
+
 /// Phase durations, taken from the monotonic clock at the I/O edges. `None` when the phase did
 /// not run (no DNS for an IP literal, no TLS for plain HTTP) or did not finish.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::outcome::{ErrorCode, Failure, TlsSummary};
+use super::outcome::{quote_bytes, ErrorCode, Failure, TlsSummary};
 use crate::config::TlsSettings;
 
 /// `ClientConfig`s built once per distinct (verify, ca_file, alpn, SNI on/off) and shared by all
@@ -360,7 +360,7 @@ fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
     if not_tls(first) {
         return Failure::new(
             ErrorCode::TlsPlaintextPeer,
-            format!("the server answered the ClientHello with non-TLS bytes: {}", show_bytes(first)),
+            format!("the server answered the ClientHello with non-TLS bytes: {}", quote_bytes(first)),
         );
     }
     let tls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -459,17 +459,6 @@ fn alert_name(alert: AlertDescription) -> String {
         }
     }
     name
-}
-
-/// Text when the bytes are printable, hex otherwise (never more than 24 bytes).
-fn show_bytes(bytes: &[u8]) -> String {
-    if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-        format!("{:?}", String::from_utf8_lossy(bytes))
-    } else if bytes.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
-        format!("{:?}", String::from_utf8_lossy(bytes).trim_end())
-    } else {
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
-    }
 }
 
 fn summarize(conn: &rustls::ClientConnection, chain: &[CertificateDer<'_>]) -> TlsSummary {
@@ -1078,7 +1067,7 @@ mod tests {
         assert_eq!(rfc3339(951_827_696), "2000-02-29T12:34:56Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
         assert_eq!(escape_rfc4514("#a, b+c "), "\\#a\\, b\\+c\\ ");
-        assert_eq!(show_bytes(b"HTTP/1.1 400 Bad"), "\"HTTP/1.1 400 Bad\"");
-        assert_eq!(show_bytes(&[0x00, 0xff]), "00 ff");
+        assert_eq!(quote_bytes(b"HTTP/1.1 400 Bad"), "\"HTTP/1.1 400 Bad\"");
+        assert_eq!(quote_bytes(&[0x00, 0xff]), "\"\\x00\\xff\"");
     }
 }
