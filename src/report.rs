@@ -127,144 +127,147 @@ fn push_json<T: Serialize>(out: &mut String, kind: &'static str, record: &T) {
     }
 }
 
-/// A readable table: per target, the client view first and each checker under it, with the
-/// result, error, status, timings and what was sent; failure details indented below.
+/// Views shown side by side in one block: the client and at most this many checkers (more
+/// checkers continue in further blocks, the client repeated so every block reads on its own).
+const CHECKERS_PER_BLOCK: usize = 2;
+
+/// A readable report: per target, the client view and its checker views side by side (one column
+/// each: result, error, status, timings, what was dialed and sent), each failure's detail, and
+/// under them every mismatch with its direction, diagnosis, flipped attributes and evidence.
 pub fn table(plan: &Plan, outcomes: &[Outcome], mismatches: &[Mismatch], summary: &Summary) -> String {
-    let _ = plan;
-    let header = ["TARGET", "VIEW", "PROFILE", "RESULT", "ERROR", "STATUS", "TOTAL", "PEER", "REQUEST"];
-    let mut rows: Vec<([String; 9], Option<String>)> = Vec::new();
-    for o in outcomes {
-        let profile = o.profile.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        let result = if o.ok { "ok".to_owned() } else { "FAIL".to_owned() };
-        let error = match (o.phase, o.error) {
-            (Some(phase), Some(code)) => format!("{phase}/{code}"),
-            _ => "-".to_owned(),
-        };
-        let status = match (&o.status, &o.grpc_status) {
-            (_, Some(g)) => g.clone(),
-            (Some(s), None) => s.to_string(),
-            (None, None) => "-".to_owned(),
-        };
-        let total = format!("{:.1}ms", o.timings.total.as_secs_f64() * 1e3);
-        let peer = o.peer.or(o.request.address).map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        rows.push((
-            [
-                o.target.to_string(),
-                o.view.to_string(),
-                profile,
-                result,
-                error,
-                status,
-                total,
-                peer,
-                describe_request(o),
-            ],
-            o.detail.clone().filter(|_| !o.ok),
-        ));
-    }
-    let mut widths = header.map(str::len);
-    for (row, _) in &rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     let mut out = String::new();
-    let line = |out: &mut String, cells: &[String]| {
-        let mut s = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                let _ = write!(s, "{:<w$}  ", cell, w = widths[i]);
-            }
+    for target in &plan.targets {
+        let mine: Vec<&Outcome> = outcomes.iter().filter(|o| *o.target == *target.name).collect();
+        if mine.is_empty() {
+            continue;
         }
-        out.push_str(s.trim_end());
+        let _ = writeln!(out, "target {}", target.name);
+        let (clients, checkers): (Vec<&Outcome>, Vec<&Outcome>) =
+            mine.iter().partition(|o| o.role == crate::config::Role::Client);
+        let chunks: Vec<&[&Outcome]> =
+            if checkers.is_empty() { vec![&[][..]] } else { checkers.chunks(CHECKERS_PER_BLOCK).collect() };
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let columns: Vec<&Outcome> = clients.iter().chain(chunk.iter()).copied().collect();
+            // The client's failure detail once, under the first block.
+            let details = if i == 0 { &columns[..] } else { chunk };
+            out.push_str(&side_by_side(&columns, details));
+        }
+        for m in mismatches.iter().filter(|m| *m.target == *target.name) {
+            let flipped: Vec<&str> = m.flipped.iter().map(|a| a.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "  MISMATCH {} vs {}: {} / {}{}",
+                m.client_view,
+                m.checker_view,
+                m.direction.as_str(),
+                m.diagnosis.as_str(),
+                if flipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (flipped: {})", flipped.join(", "))
+                },
+            );
+            let _ = writeln!(out, "    {}", m.evidence);
+        }
         out.push('\n');
-    };
-    line(&mut out, &header.map(str::to_owned));
-    for (i, (row, detail)) in rows.iter().enumerate() {
-        line(&mut out, row);
-        if let Some(d) = detail {
-            let _ = writeln!(out, "{:w$}  ↳ {d}", "", w = widths[0]);
-        }
-        let last_of_target = rows.get(i + 1).is_none_or(|(next, _)| next[0] != row[0]);
-        if last_of_target {
-            for m in mismatches.iter().filter(|m| *m.target == *row[0]) {
-                let flipped: Vec<&str> = m.flipped.iter().map(|a| a.as_str()).collect();
-                let _ = writeln!(
-                    out,
-                    "{:w$}  MISMATCH {} vs {}: {} / {}{}",
-                    "",
-                    m.client_view,
-                    m.checker_view,
-                    m.direction.as_str(),
-                    m.diagnosis.as_str(),
-                    if flipped.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (flipped: {})", flipped.join(", "))
-                    },
-                    w = widths[0]
-                );
-                let _ = writeln!(out, "{:w$}    {}", "", m.evidence, w = widths[0]);
-            }
-        }
     }
     let _ = writeln!(
         out,
-        "\n{} target(s), {} view(s), {} outcome(s) failed ({} client), {} mismatch(es)",
+        "{} target(s), {} view(s), {} outcome(s) failed ({} client), {} mismatch(es)",
         summary.targets, summary.views, summary.outcomes_failed, summary.client_failed, summary.mismatches
     );
     out
 }
 
-/// `GET https /path host=... sni=... ua=...`: what was sent, in one cell.
-fn describe_request(o: &Outcome) -> String {
-    let r = &o.request;
-    let mut s = String::new();
-    if let Some(m) = &r.method {
-        let _ = write!(s, "{m} ");
+/// One block: a label column and one column per outcome, then the failure details of `details`.
+fn side_by_side(columns: &[&Outcome], details: &[&Outcome]) -> String {
+    const LABELS: [&str; 9] = ["", "result", "status", "total", "dialed", "request", "host", "tls", "sent"];
+    let cells: Vec<[String; 9]> = columns.iter().map(|o| column(o)).collect();
+    let widths: Vec<usize> =
+        cells.iter().map(|c| c.iter().map(|v| v.chars().count()).max().unwrap_or(0)).collect();
+    let label_width = LABELS.iter().map(|l| l.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (row, label) in LABELS.iter().enumerate() {
+        let mut line = format!("  {label:<label_width$}");
+        for (col, c) in cells.iter().enumerate() {
+            let _ = write!(line, "  {:<w$}", c[row], w = widths[col]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
-    s.push_str(r.scheme);
+    for o in details.iter().filter(|o| !o.ok) {
+        if let Some(d) = &o.detail {
+            let _ = writeln!(out, "  ↳ {}: {d}", o.view);
+        }
+    }
+    out
+}
+
+/// The cells of one view's column, in the order of the labels in [`side_by_side`].
+fn column(o: &Outcome) -> [String; 9] {
+    let title = match o.profile {
+        Some(p) => format!("{} ({p})", o.view),
+        None => format!("{} ({})", o.view, o.role.as_str()),
+    };
+    let result = match (o.phase, o.error) {
+        (Some(phase), Some(code)) => format!("FAIL {phase}/{code}"),
+        _ if o.ok => "ok".to_owned(),
+        _ => "FAIL".to_owned(),
+    };
+    let status = match (&o.status, &o.grpc_status, o.local_endpoints) {
+        (_, Some(g), _) => g.clone(),
+        (Some(s), None, Some(n)) => format!("{s} (localEndpoints {n})"),
+        (Some(s), None, None) => s.to_string(),
+        (None, None, _) => "-".to_owned(),
+    };
+    let total = format!("{:.1}ms", o.timings.total.as_secs_f64() * 1e3);
+    let r = &o.request;
+    let dialed = match (o.peer.or(r.address), r.source) {
+        (Some(p), Some(src)) => format!("{p} from {src}"),
+        (Some(p), None) => p.to_string(),
+        (None, _) => "-".to_owned(),
+    };
+    let mut request = String::new();
+    if let Some(m) = &r.method {
+        let _ = write!(request, "{m} ");
+    }
+    request.push_str(r.scheme);
     if let Some(p) = &r.path {
-        let _ = write!(s, " {p}");
+        let _ = write!(request, " {p}");
     }
     if let Some(v) = r.http_version {
-        let _ = write!(s, " {v}");
+        let _ = write!(request, " {v}");
     }
-    match &r.host {
-        Some(h) => {
-            let _ = write!(s, " host={h}");
-        }
-        None if r.method.is_some() => s.push_str(" host=none"),
-        None => {}
-    }
-    if let Some(ua) = &r.user_agent {
-        let _ = write!(s, " ua={ua:?}");
-    }
-    if o.request.scheme == "https" || o.request.scheme == "tls" || o.request.scheme == "grpcs" {
-        match &r.sni {
-            Some(n) => {
-                let _ = write!(s, " sni={n}");
-            }
-            None => s.push_str(" sni=none"),
-        }
+    let host = match (&r.host, r.method.is_some()) {
+        (Some(h), _) => h.clone(),
+        (None, true) => "none".to_owned(),
+        (None, false) => "-".to_owned(),
+    };
+    let tls = if matches!(r.scheme, "https" | "tls" | "grpcs") {
+        let mut t = format!("sni={}", r.sni.as_deref().unwrap_or("none"));
         if !r.verify {
-            s.push_str(" verify=off");
+            t.push_str(" verify=off");
         }
-    }
-    if let Some(src) = r.source {
-        let _ = write!(s, " src={src}");
+        if let Some(v) = o.tls.as_ref().and_then(|t| t.version.as_deref()) {
+            let _ = write!(t, " {v}");
+        }
+        t
+    } else {
+        "-".to_owned()
+    };
+    let mut sent = Vec::new();
+    if let Some(ua) = &r.user_agent {
+        sent.push(format!("ua={ua:?}"));
     }
     if let Some(p) = r.proxy_protocol {
-        let _ = write!(
-            s,
-            " proxy={}",
+        sent.push(
             match p {
-                crate::config::ProxyVersion::V1 => "v1",
-                crate::config::ProxyVersion::V2 => "v2",
+                crate::config::ProxyVersion::V1 => "proxy=v1",
+                crate::config::ProxyVersion::V2 => "proxy=v2",
             }
+            .to_owned(),
         );
     }
-    s
+    let sent = if sent.is_empty() { "-".to_owned() } else { sent.join(" ") };
+    [title, result, status, total, dialed, request, host, tls, sent]
 }

@@ -116,7 +116,11 @@ impl Prober {
         deadline: Instant,
     ) -> Outcome {
         attempt.outcome.request.address = Some(peer);
-        if view.http.host == HostHeader::DialedAddress && attempt.outcome.request.host.is_none() {
+        let speaks_host = view.scheme.uses_http() || view.scheme.uses_grpc();
+        if speaks_host
+            && view.http.host == HostHeader::DialedAddress
+            && attempt.outcome.request.host.is_none()
+        {
             attempt.outcome.request.host = http::host_header(view, peer);
         }
         let connected = match tcp::connect(peer, view.source.as_ref(), view.freebind, deadline).await {
