@@ -1,20 +1,47 @@
 //! DNS layer: hickory-resolver with its cache off, the system resolver or the view's `resolver`.
+//!
+//! A prober asks DNS on every probe (no cache): a record that changed a second ago must show up
+//! in the next outcome, as it does for clients whose resolver TTLs ran out.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfigGroup, ResolveHosts, ResolverConfig};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{ResolveError, ResolveErrorKind, TokioResolver};
 use tokio::time::Instant;
 
-use super::outcome::Failure;
+use super::outcome::{ErrorCode, Failure};
 use crate::config::IpVersion;
 
-/// Resolvers built once per distinct setting (system, or one nameserver), shared by all probes.
-#[derive(Debug, Default)]
-pub struct Resolvers {}
+/// Resolvers built once per distinct setting (system, or one nameserver) and address family,
+/// shared by all probes.
+#[derive(Default)]
+pub struct Resolvers {
+    /// Keyed by (nameserver or `None` for the system's, family). Built on first use and kept:
+    /// the resolver holds no cache, only its connection setup.
+    built: Mutex<HashMap<ResolverKey, Arc<TokioResolver>>>,
+}
+
+/// The nameserver asked (`None`: the system's) and the address family.
+type ResolverKey = (Option<SocketAddr>, IpVersion);
+
+impl fmt::Debug for Resolvers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Resolvers").field("built", &built.keys().collect::<Vec<_>>()).finish()
+    }
+}
 
 impl Resolvers {
     /// An empty set; resolvers are built on first use.
     pub fn new() -> Resolvers {
-        Resolvers {}
+        Resolvers::default()
     }
 
     /// Resolves `name` to A/AAAA addresses of `ip_version` (IPv4 first for `Any`), asking
@@ -27,14 +54,383 @@ impl Resolvers {
         ip_version: IpVersion,
         deadline: Instant,
     ) -> Result<Vec<IpAddr>, Failure> {
-        let _ = (name, nameserver, ip_version, deadline);
-        todo!("dns")
+        let resolver = self.resolver(nameserver, ip_version)?;
+        let asking = match nameserver {
+            Some(ns) => format!("nameserver {ns}"),
+            None => "the system resolver".to_owned(),
+        };
+        let families: &[RecordType] = match ip_version {
+            IpVersion::V4 => &[RecordType::A],
+            IpVersion::V6 => &[RecordType::AAAA],
+            IpVersion::Any => &[RecordType::A, RecordType::AAAA],
+        };
+        // Both families at once, so a slow AAAA does not add to the A answer's time.
+        let resolver = &resolver;
+        let results = futures_util::future::join_all(families.iter().map(|&rtype| async move {
+            (rtype, tokio::time::timeout_at(deadline, resolver.lookup(name, rtype)).await)
+        }))
+        .await;
+
+        let mut addresses = Vec::new();
+        let mut worst: Option<Failure> = None;
+        for (rtype, result) in results {
+            let failure = match result {
+                Ok(Ok(lookup)) => {
+                    // Answers may carry the CNAME chain too; only addresses of the asked family
+                    // count.
+                    addresses.extend(lookup.iter().filter_map(|rdata| match (rtype, rdata) {
+                        (RecordType::A, RData::A(a)) => Some(IpAddr::V4(a.0)),
+                        (RecordType::AAAA, RData::AAAA(aaaa)) => Some(IpAddr::V6(aaaa.0)),
+                        _ => None,
+                    }));
+                    continue;
+                }
+                Ok(Err(e)) => classify(name, rtype, &asking, &e),
+                // The deadline has passed: whatever the other family answered, the probe has no
+                // time left to use it, and slow DNS is the reason.
+                Err(_) => {
+                    return Err(Failure::new(
+                        ErrorCode::DnsTimeout,
+                        format!("no {rtype} answer for {name} from {asking} before the deadline"),
+                    ))
+                }
+            };
+            if worst.as_ref().map_or(true, |w| rank(failure.code) > rank(w.code)) {
+                worst = Some(failure);
+            }
+        }
+        if !addresses.is_empty() {
+            return Ok(addresses);
+        }
+        Err(worst.unwrap_or_else(|| {
+            Failure::new(
+                ErrorCode::DnsNoAnswer,
+                format!("{name} has no {} record at {asking}", family_name(ip_version)),
+            )
+        }))
+    }
+
+    /// The resolver for this setting, built on first use.
+    fn resolver(
+        &self,
+        nameserver: Option<SocketAddr>,
+        ip_version: IpVersion,
+    ) -> Result<Arc<TokioResolver>, Failure> {
+        let key = (nameserver, ip_version);
+        if let Some(r) = self.built.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(r.clone());
+        }
+        // Built outside the lock: reading resolv.conf and hosts is file I/O. Two probes racing
+        // here build twice and keep one, which is harmless.
+        let resolver = Arc::new(build(nameserver, ip_version)?);
+        let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(built.entry(key).or_insert(resolver).clone())
     }
 }
 
 /// `dns_unexpected_address` when `answers` contains an address outside `expected` (an empty
 /// `expected` accepts anything).
 pub fn check_expected(answers: &[IpAddr], expected: &[IpAddr]) -> Result<(), Failure> {
-    let _ = (answers, expected);
-    todo!("dns expect")
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let unexpected: Vec<&IpAddr> = answers.iter().filter(|a| !expected.contains(a)).collect();
+    if unexpected.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        ErrorCode::DnsUnexpectedAddress,
+        format!("DNS answered {} (expected only {})", join(unexpected), join(expected)),
+    ))
+}
+
+fn build(nameserver: Option<SocketAddr>, ip_version: IpVersion) -> Result<TokioResolver, Failure> {
+    let provider = TokioConnectionProvider::default();
+    let mut builder = match nameserver {
+        None => TokioResolver::builder(provider).map_err(|e| {
+            Failure::new(
+                ErrorCode::DnsServfail,
+                format!("cannot use the system resolver (/etc/resolv.conf): {e}"),
+            )
+        })?,
+        Some(ns) => {
+            // UDP first, TCP when the answer is truncated; NXDOMAIN from the one server we ask
+            // is final.
+            let servers = NameServerConfigGroup::from_ips_clear(&[ns.ip()], ns.port(), true);
+            TokioResolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider)
+        }
+    };
+    let opts = builder.options_mut();
+    // Every probe asks: a cached answer would hide a record that just changed.
+    opts.cache_size = 0;
+    // The probe deadline bounds the whole lookup; one retry at most inside it.
+    opts.attempts = 1;
+    // The family this resolver serves. `resolve` asks A and AAAA itself rather than through
+    // `lookup_ip`, so that each family's failure is classified on its own.
+    opts.ip_strategy = match ip_version {
+        IpVersion::Any => LookupIpStrategy::Ipv4AndIpv6,
+        IpVersion::V4 => LookupIpStrategy::Ipv4Only,
+        IpVersion::V6 => LookupIpStrategy::Ipv6Only,
+    };
+    // The system view includes /etc/hosts (read when the resolver is built), as clients'
+    // getaddrinfo does; an explicit nameserver is asked exactly.
+    opts.use_hosts_file = if nameserver.is_none() { ResolveHosts::Always } else { ResolveHosts::Never };
+    Ok(builder.build())
+}
+
+/// Which failure wins when A and AAAA fail differently: the one that says most about the name.
+fn rank(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::DnsNxdomain => 4,
+        ErrorCode::DnsServfail => 3,
+        ErrorCode::DnsTimeout => 2,
+        _ => 1,
+    }
+}
+
+fn classify(name: &str, rtype: RecordType, asking: &str, e: &ResolveError) -> Failure {
+    let proto = match e.kind() {
+        ResolveErrorKind::Proto(p) => Some(p.kind()),
+        _ => None,
+    };
+    match proto {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
+            ResponseCode::NXDomain => Failure::new(
+                ErrorCode::DnsNxdomain,
+                format!("{name} does not exist (NXDOMAIN from {asking})"),
+            ),
+            ResponseCode::NoError => {
+                Failure::new(ErrorCode::DnsNoAnswer, format!("{name} has no {rtype} record at {asking}"))
+            }
+            code => Failure::new(
+                ErrorCode::DnsServfail,
+                format!("{asking} answered {} for {name} {rtype}", code.to_str()),
+            ),
+        },
+        Some(ProtoErrorKind::Timeout) => {
+            Failure::new(ErrorCode::DnsTimeout, format!("no answer for {name} {rtype} from {asking}"))
+        }
+        // Anything else (connection refused, malformed answer, no usable nameserver) means we did
+        // not get an answer we can use: the resolver path is failing, as with SERVFAIL.
+        _ => {
+            Failure::new(ErrorCode::DnsServfail, format!("resolving {name} {rtype} via {asking} failed: {e}"))
+        }
+    }
+}
+
+fn family_name(ip_version: IpVersion) -> &'static str {
+    match ip_version {
+        IpVersion::Any => "A or AAAA",
+        IpVersion::V4 => "A",
+        IpVersion::V6 => "AAAA",
+    }
+}
+
+fn join<'a>(ips: impl IntoIterator<Item = &'a IpAddr>) -> String {
+    ips.into_iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use hickory_resolver::proto::op::{Header, MessageType, OpCode};
+    use hickory_resolver::proto::rr::rdata::{A, AAAA};
+    use hickory_resolver::proto::rr::{Name, Record};
+    use hickory_server::authority::MessageResponseBuilder;
+    use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+    use hickory_server::ServerFuture;
+    use tokio::net::{TcpListener, UdpSocket};
+
+    use super::*;
+
+    /// A tiny authoritative server: the answer depends on the first label of the name.
+    struct Zone;
+
+    #[async_trait::async_trait]
+    impl RequestHandler for Zone {
+        async fn handle_request<R: ResponseHandler>(
+            &self,
+            request: &Request,
+            mut response: R,
+        ) -> ResponseInfo {
+            let fallback = || {
+                let mut h = Header::new();
+                h.set_response_code(ResponseCode::ServFail);
+                ResponseInfo::from(h)
+            };
+            let Ok(info) = request.request_info() else {
+                return fallback();
+            };
+            let qname = Name::from(info.query.name().clone());
+            let qtype = info.query.query_type();
+            let label =
+                qname.iter().next().map(|l| String::from_utf8_lossy(l).to_lowercase()).unwrap_or_default();
+            let mut header = Header::response_from_request(request.header());
+            header.set_message_type(MessageType::Response);
+            header.set_op_code(OpCode::Query);
+            header.set_authoritative(true);
+            let mut answers = Vec::new();
+            match label.as_str() {
+                "dual" | "v4only" | "v6only" | "cname" => {
+                    if qtype == RecordType::A && label != "v6only" {
+                        answers.push(Record::from_rdata(
+                            qname.clone(),
+                            60,
+                            RData::A(A(Ipv4Addr::new(127, 0, 0, 10))),
+                        ));
+                        answers.push(Record::from_rdata(
+                            qname.clone(),
+                            60,
+                            RData::A(A(Ipv4Addr::new(127, 0, 0, 11))),
+                        ));
+                    }
+                    if qtype == RecordType::AAAA && label != "v4only" {
+                        answers.push(Record::from_rdata(
+                            qname.clone(),
+                            60,
+                            RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
+                        ));
+                    }
+                }
+                "servfail" => {
+                    header.set_response_code(ResponseCode::ServFail);
+                }
+                "refused" => {
+                    header.set_response_code(ResponseCode::Refused);
+                }
+                "empty" => {} // NOERROR, no records of any type
+                _ => {
+                    header.set_response_code(ResponseCode::NXDomain);
+                }
+            }
+            let builder = MessageResponseBuilder::from_message_request(request);
+            let message = builder.build(header, answers.iter(), None.iter(), None.iter(), None.iter());
+            match response.send_response(message).await {
+                Ok(info) => info,
+                Err(_) => fallback(),
+            }
+        }
+    }
+
+    /// Serves `Zone` on UDP and TCP at `ip`; returns the address.
+    async fn zone_server(ip: Ipv4Addr) -> (SocketAddr, ServerFuture<Zone>) {
+        let udp = UdpSocket::bind((ip, 0)).await.expect("bind udp");
+        let addr = udp.local_addr().expect("udp addr");
+        let tcp = TcpListener::bind(addr).await.expect("bind tcp on the same port");
+        let mut server = ServerFuture::new(Zone);
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(2));
+        (addr, server)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(3)
+    }
+
+    #[tokio::test]
+    async fn a_and_aaaa_answers_ipv4_first() {
+        let (ns, _server) = zone_server(Ipv4Addr::new(127, 0, 0, 53)).await;
+        let r = Resolvers::new();
+        let any = r.resolve("dual.test.example", Some(ns), IpVersion::Any, soon()).await.expect("resolves");
+        assert_eq!(
+            any,
+            vec![
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10)),
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)),
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            ]
+        );
+        let v4 = r.resolve("dual.test.example", Some(ns), IpVersion::V4, soon()).await.expect("A");
+        assert_eq!(v4.len(), 2);
+        assert!(v4.iter().all(IpAddr::is_ipv4));
+        let v6 = r.resolve("dual.test.example", Some(ns), IpVersion::V6, soon()).await.expect("AAAA");
+        assert_eq!(v6, vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]);
+        // One resolver per (nameserver, family).
+        assert_eq!(r.built.lock().expect("lock").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn any_with_only_one_family_answers_that_family() {
+        let (ns, _server) = zone_server(Ipv4Addr::new(127, 0, 0, 54)).await;
+        let r = Resolvers::new();
+        let v4 = r.resolve("v4only.test.example", Some(ns), IpVersion::Any, soon()).await.expect("A only");
+        assert!(v4.iter().all(IpAddr::is_ipv4) && v4.len() == 2);
+        let v6 = r.resolve("v6only.test.example", Some(ns), IpVersion::Any, soon()).await.expect("AAAA only");
+        assert_eq!(v6, vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]);
+    }
+
+    #[tokio::test]
+    async fn nxdomain() {
+        let (ns, _server) = zone_server(Ipv4Addr::new(127, 0, 0, 55)).await;
+        let f = Resolvers::new()
+            .resolve("missing.test.example", Some(ns), IpVersion::Any, soon())
+            .await
+            .expect_err("no such name");
+        assert_eq!(f.code, ErrorCode::DnsNxdomain, "{f}");
+        assert!(f.detail.contains("missing.test.example"), "{f}");
+    }
+
+    #[tokio::test]
+    async fn servfail_and_refused() {
+        let (ns, _server) = zone_server(Ipv4Addr::new(127, 0, 0, 56)).await;
+        let r = Resolvers::new();
+        let f =
+            r.resolve("servfail.test.example", Some(ns), IpVersion::V4, soon()).await.expect_err("servfail");
+        assert_eq!(f.code, ErrorCode::DnsServfail, "{f}");
+        let f =
+            r.resolve("refused.test.example", Some(ns), IpVersion::Any, soon()).await.expect_err("refused");
+        assert_eq!(f.code, ErrorCode::DnsServfail, "{f}");
+    }
+
+    #[tokio::test]
+    async fn no_answer_of_the_family() {
+        let (ns, _server) = zone_server(Ipv4Addr::new(127, 0, 0, 57)).await;
+        let r = Resolvers::new();
+        let f = r.resolve("v4only.test.example", Some(ns), IpVersion::V6, soon()).await.expect_err("no AAAA");
+        assert_eq!(f.code, ErrorCode::DnsNoAnswer, "{f}");
+        let f =
+            r.resolve("empty.test.example", Some(ns), IpVersion::Any, soon()).await.expect_err("no records");
+        assert_eq!(f.code, ErrorCode::DnsNoAnswer, "{f}");
+    }
+
+    #[tokio::test]
+    async fn silent_nameserver_times_out_at_the_deadline() {
+        // A UDP socket that reads nothing and answers nothing.
+        let silent = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 58), 0)).await.expect("bind");
+        let ns = silent.local_addr().expect("addr");
+        let start = Instant::now();
+        let f = Resolvers::new()
+            .resolve("dual.test.example", Some(ns), IpVersion::Any, start + Duration::from_millis(300))
+            .await
+            .expect_err("no answer");
+        let took = start.elapsed();
+        assert_eq!(f.code, ErrorCode::DnsTimeout, "{f}");
+        assert!(took >= Duration::from_millis(290) && took < Duration::from_secs(2), "took {took:?}");
+    }
+
+    #[tokio::test]
+    async fn system_resolver_answers_localhost_offline() {
+        // The system path (resolv.conf + hosts) without sending a packet: hickory answers `localhost`
+        // itself (RFC 6761), so this checks that the system resolver builds and answers.
+        let ips = Resolvers::new()
+            .resolve("localhost", None, IpVersion::V4, soon())
+            .await
+            .expect("localhost resolves");
+        assert!(ips.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{ips:?}");
+    }
+
+    #[test]
+    fn unexpected_addresses_are_named() {
+        let a = IpAddr::from_str("203.0.113.10").expect("ip");
+        let b = IpAddr::from_str("203.0.113.99").expect("ip");
+        assert_eq!(check_expected(&[a], &[a, b]), Ok(()));
+        assert_eq!(check_expected(&[a, b], &[]), Ok(()));
+        let f = check_expected(&[a, b], &[a]).expect_err("b is unexpected");
+        assert_eq!(f.code, ErrorCode::DnsUnexpectedAddress);
+        assert!(f.detail.contains("203.0.113.99") && f.detail.contains("expected only 203.0.113.10"), "{f}");
+        assert!(!f.detail.starts_with("DNS answered 203.0.113.10"), "only the unexpected are listed: {f}");
+    }
 }

@@ -147,8 +147,13 @@ impl Prober {
             Sni::None => None,
         };
         attempt.outcome.request.sni = sni.map(str::to_owned);
+        // Without SNI, the certificate is checked against the URL's host (a name or an IP).
+        let verify_name = match &view.url_endpoint.host {
+            Host::Name(name) => name.clone(),
+            Host::Ip(ip) => ip.to_string(),
+        };
         let tls_start = Instant::now();
-        match tls::handshake(&self.tls, stream, &view.tls, sni, deadline).await {
+        match tls::handshake(&self.tls, stream, &view.tls, sni, &verify_name, deadline).await {
             Ok(done) => {
                 attempt.outcome.timings.tls = Some(tls_start.elapsed());
                 let h2 = done.summary.alpn.as_deref() == Some("h2");

@@ -1,21 +1,44 @@
 //! TLS layer: rustls with SNI from the host, a name, or none; verification with webpki-roots
 //! and/or `ca_file`, or off (the chain is recorded either way); certificate summary.
+//!
+//! The handshake runs with a verifier that accepts any chain but still checks the handshake
+//! signatures, so the server's chain is always in hand; when `verify` is on, the chain is then
+//! verified with webpki against the injected clock. That way a failed verification still reports
+//! which certificate the server showed, and an expired or mis-named certificate is told apart
+//! from an untrusted one.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::time_provider::TimeProvider;
+use rustls::{AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, PeerIncompatible};
+use rustls::{RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
-use super::outcome::{Failure, TlsSummary};
+use super::outcome::{ErrorCode, Failure, TlsSummary};
 use crate::config::TlsSettings;
 
-/// `ClientConfig`s built once per distinct (verify, ca_file, alpn) and shared by all probes.
-#[derive(Debug)]
+/// `ClientConfig`s built once per distinct (verify, ca_file, alpn, SNI on/off) and shared by all
+/// probes.
 pub struct TlsConfigs {
-    #[allow(dead_code)]
     time: Arc<dyn TimeProvider>,
+    provider: Arc<CryptoProvider>,
+    prepared: Mutex<HashMap<ConfigKey, Arc<Prepared>>>,
 }
 
 impl TlsConfigs {
@@ -26,7 +49,52 @@ impl TlsConfigs {
 
     /// Configs that take the time from `time` (tests move it to check expiry).
     pub fn with_time(time: Arc<dyn TimeProvider>) -> TlsConfigs {
-        TlsConfigs { time }
+        TlsConfigs {
+            time,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            prepared: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The config and verifier for these settings, built on first use. A failure (a bad
+    /// `ca_file`) is not kept: the file may be fixed before the next probe.
+    async fn prepare(&self, settings: &TlsSettings, send_sni: bool) -> Result<Arc<Prepared>, Failure> {
+        let key = ConfigKey {
+            verify: settings.verify,
+            ca_file: settings.ca_file.clone(),
+            alpn: settings.alpn.clone(),
+            send_sni,
+        };
+        if let Some(p) = self.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(p.clone());
+        }
+        let verifier = if settings.verify {
+            let roots = match &settings.ca_file {
+                Some(path) => roots_from_file(path).await?,
+                None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+            };
+            let verifier =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                    .build()
+                    .map_err(|e| handshake_failure(format!("cannot build the certificate verifier: {e}")))?;
+            Some(verifier)
+        } else {
+            None
+        };
+        let mut client = ClientConfig::builder_with_details(self.provider.clone(), self.time.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| handshake_failure(format!("cannot build the TLS client config: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SignaturesOnly { provider: self.provider.clone() }))
+            .with_no_client_auth();
+        client.alpn_protocols = settings.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        client.enable_sni = send_sni;
+        // Health checkers make a full handshake on every fresh connection; a resumed session
+        // would skip the certificate and hide a changed one.
+        client.resumption = Resumption::disabled();
+        let prepared = Arc::new(Prepared { client: Arc::new(client), verifier });
+        let mut cache = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(cache.entry(key).or_insert(prepared).clone())
     }
 }
 
@@ -36,16 +104,25 @@ impl Default for TlsConfigs {
     }
 }
 
+impl fmt::Debug for TlsConfigs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prepared = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("TlsConfigs").field("time", &self.time).field("prepared", &prepared.len()).finish()
+    }
+}
+
 /// A finished handshake.
 #[derive(Debug)]
 pub struct Handshake {
     /// The encrypted stream.
-    pub stream: TlsStream<TcpStream>,
+    pub stream: TlsStream<FirstBytes<TcpStream>>,
     /// What the handshake showed.
     pub summary: TlsSummary,
 }
 
-/// Runs the handshake on `tcp`, sending `sni` (none when `None`), before `deadline`.
+/// Runs the handshake on `tcp`, sending `sni` (no SNI extension at all when `None`), before
+/// `deadline`. With `verify`, the chain is checked against `sni`, or, without SNI, against
+/// `verify_name` (the URL host: a DNS name or an IP literal).
 /// On failure, returns the summary of whatever certificate chain was seen.
 /// Errors: every `tls_*` code of DESIGN §5.
 pub async fn handshake(
@@ -53,8 +130,952 @@ pub async fn handshake(
     tcp: TcpStream,
     settings: &TlsSettings,
     sni: Option<&str>,
+    verify_name: &str,
     deadline: Instant,
 ) -> Result<Handshake, (Failure, Option<TlsSummary>)> {
-    let _ = (configs, tcp, settings, sni, deadline);
-    todo!("tls")
+    let prepared = configs.prepare(settings, sni.is_some()).await.map_err(|f| (f, None))?;
+    let name = sni.unwrap_or(verify_name);
+    // rustls wants a name even when no SNI is sent; it is then used only for verification.
+    let server_name = ServerName::try_from(name.to_owned())
+        .map_err(|e| (handshake_failure(format!("{name:?} is not a valid TLS server name: {e}")), None))?;
+
+    let connect =
+        TlsConnector::from(prepared.client.clone()).connect(server_name.clone(), FirstBytes::new(tcp));
+    let stream = match tokio::time::timeout_at(deadline, connect.into_fallible()).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err((e, io))) => return Err((classify_handshake(&e, io.first()), None)),
+        Err(_) => {
+            return Err((
+                Failure::new(ErrorCode::TlsTimeout, "the handshake did not finish before the deadline"),
+                None,
+            ))
+        }
+    };
+
+    let (_, conn) = stream.get_ref();
+    let chain = conn.peer_certificates().unwrap_or_default();
+    let summary = summarize(conn, chain);
+    if let Some(verifier) = &prepared.verifier {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err((
+                Failure::new(ErrorCode::TlsCertUntrusted, "the server sent no certificate"),
+                Some(summary),
+            ));
+        };
+        let Some(now) = configs.time.current_time() else {
+            return Err((
+                handshake_failure("the clock is unavailable: cannot check certificate validity"),
+                Some(summary),
+            ));
+        };
+        if let Err(e) = verifier.verify_server_cert(leaf, intermediates, &server_name, &[], now) {
+            let failure = classify_verification(&e, name, settings.ca_file.as_deref(), &summary);
+            return Err((failure, Some(summary)));
+        }
+    }
+    Ok(Handshake { stream, summary })
+}
+
+/// A stream that remembers the first bytes the peer sent, to tell a plain-text answer to the
+/// ClientHello (an HTTP server's `400`) from a broken TLS one. Past those bytes it only passes
+/// data through.
+#[derive(Debug)]
+pub struct FirstBytes<S> {
+    inner: S,
+    first: [u8; FIRST_BYTES],
+    len: usize,
+}
+
+// Enough for a status line such as `HTTP/1.1 400 Bad Request`.
+const FIRST_BYTES: usize = 24;
+
+impl<S> FirstBytes<S> {
+    /// Wraps `inner`; nothing recorded yet.
+    pub fn new(inner: S) -> FirstBytes<S> {
+        FirstBytes { inner, first: [0; FIRST_BYTES], len: 0 }
+    }
+
+    /// The first bytes read from the peer (at most 24).
+    pub fn first(&self) -> &[u8] {
+        &self.first[..self.len]
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.len < FIRST_BYTES {
+            let this = &mut *self;
+            let new = &buf.filled()[before..];
+            let take = new.len().min(FIRST_BYTES - this.len);
+            this.first[this.len..this.len + take].copy_from_slice(&new[..take]);
+            this.len += take;
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytes<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ConfigKey {
+    verify: bool,
+    ca_file: Option<PathBuf>,
+    alpn: Vec<String>,
+    send_sni: bool,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    client: Arc<ClientConfig>,
+    /// Present when `verify` is on.
+    verifier: Option<Arc<WebPkiServerVerifier>>,
+}
+
+/// Accepts any certificate chain during the handshake (it is verified afterwards, see the module
+/// doc) but checks the handshake signatures, so the peer must hold the key of the certificate it
+/// showed.
+#[derive(Debug)]
+struct SignaturesOnly {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for SignaturesOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The trust anchors of a PEM `ca_file`: only these are trusted when it is given.
+async fn roots_from_file(path: &Path) -> Result<RootCertStore, Failure> {
+    let shown = path.display();
+    let pem = tokio::fs::read(path)
+        .await
+        .map_err(|e| handshake_failure(format!("cannot read ca_file {shown}: {e}")))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| handshake_failure(format!("ca_file {shown} is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(handshake_failure(format!("ca_file {shown} holds no CERTIFICATE block")));
+    }
+    let mut roots = RootCertStore::empty();
+    for (i, cert) in certs.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| {
+            handshake_failure(format!(
+                "ca_file {shown}: certificate #{} is not a usable trust anchor: {e}",
+                i + 1
+            ))
+        })?;
+    }
+    Ok(roots)
+}
+
+fn handshake_failure(detail: impl Into<String>) -> Failure {
+    Failure::new(ErrorCode::TlsHandshakeFailure, detail)
+}
+
+/// Whether the first bytes the server sent are not a TLS record at all (record types 20-24:
+/// change_cipher_spec, alert, handshake, application_data, heartbeat): the peer does not speak
+/// TLS, typically a plain-HTTP server answering the ClientHello with `400`.
+fn not_tls(first: &[u8]) -> bool {
+    first.first().is_some_and(|b| !(20..=24).contains(b))
+}
+
+fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
+    if not_tls(first) {
+        return Failure::new(
+            ErrorCode::TlsPlaintextPeer,
+            format!("the server answered the ClientHello with non-TLS bytes: {}", show_bytes(first)),
+        );
+    }
+    let tls_error = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls_error {
+        Some(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)) => Failure::new(
+            ErrorCode::TlsVersionMismatch,
+            "the server sent alert protocol_version: no TLS version in common (we offer TLS 1.2 and 1.3)",
+        ),
+        Some(rustls::Error::AlertReceived(alert)) => {
+            Failure::new(ErrorCode::TlsAlert, format!("the server sent alert {}", alert_name(*alert)))
+        }
+        Some(rustls::Error::PeerIncompatible(
+            p @ (PeerIncompatible::ServerDoesNotSupportTls12Or13
+            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
+            | PeerIncompatible::SupportedVersionsExtensionRequired
+            | PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled),
+        )) => Failure::new(
+            ErrorCode::TlsVersionMismatch,
+            format!("no TLS version in common (we offer TLS 1.2 and 1.3): {p:?}"),
+        ),
+        Some(other) => handshake_failure(format!("TLS handshake failed: {other}")),
+        None => match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                handshake_failure("the server closed the connection during the handshake")
+            }
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+                handshake_failure(format!("the connection was reset during the handshake: {e}"))
+            }
+            _ => handshake_failure(format!("TLS handshake failed: {e}")),
+        },
+    }
+}
+
+fn classify_verification(
+    e: &rustls::Error,
+    name: &str,
+    ca_file: Option<&Path>,
+    seen: &TlsSummary,
+) -> Failure {
+    let rustls::Error::InvalidCertificate(cert_error) = e else {
+        return Failure::new(ErrorCode::TlsCertUntrusted, format!("certificate verification failed: {e}"));
+    };
+    let not_after = seen.not_after.as_deref().unwrap_or("an unknown time");
+    match cert_error {
+        CertificateError::Expired => {
+            Failure::new(ErrorCode::TlsCertExpired, format!("the certificate expired at {not_after}"))
+        }
+        CertificateError::ExpiredContext { time, not_after } => Failure::new(
+            ErrorCode::TlsCertExpired,
+            format!("the certificate expired at {} (now {})", rfc3339(unix(not_after)), rfc3339(unix(time))),
+        ),
+        CertificateError::NotValidYet => {
+            Failure::new(ErrorCode::TlsCertNotYetValid, "the certificate is not valid yet")
+        }
+        CertificateError::NotValidYetContext { time, not_before } => Failure::new(
+            ErrorCode::TlsCertNotYetValid,
+            format!(
+                "the certificate is not valid before {} (now {})",
+                rfc3339(unix(not_before)),
+                rfc3339(unix(time))
+            ),
+        ),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => Failure::new(
+            ErrorCode::TlsCertNameMismatch,
+            format!("the certificate is for [{}], not {name}", seen.cert_sans.join(", ")),
+        ),
+        CertificateError::UnknownIssuer => {
+            let trusted = match ca_file {
+                Some(path) => format!("the roots of ca_file {}", path.display()),
+                None => "the public web roots".to_owned(),
+            };
+            Failure::new(
+                ErrorCode::TlsCertUntrusted,
+                format!("the certificate chain does not lead to a trusted root (unknown issuer; trusting {trusted})"),
+            )
+        }
+        other => {
+            Failure::new(ErrorCode::TlsCertUntrusted, format!("the certificate is not trusted: {other}"))
+        }
+    }
+}
+
+/// `HandshakeFailure` -> `handshake_failure`, the name the TLS RFCs use.
+fn alert_name(alert: AlertDescription) -> String {
+    let debug = format!("{alert:?}");
+    let mut name = String::with_capacity(debug.len() + 4);
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                name.push('_');
+            }
+            name.push(c.to_ascii_lowercase());
+        } else {
+            name.push(c);
+        }
+    }
+    name
+}
+
+/// Text when the bytes are printable, hex otherwise (never more than 24 bytes).
+fn show_bytes(bytes: &[u8]) -> String {
+    if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("{:?}", String::from_utf8_lossy(bytes))
+    } else if bytes.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+        format!("{:?}", String::from_utf8_lossy(bytes).trim_end())
+    } else {
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn summarize(conn: &rustls::ClientConnection, chain: &[CertificateDer<'_>]) -> TlsSummary {
+    let mut summary = TlsSummary {
+        version: conn.protocol_version().map(|v| format!("{v:?}")),
+        cipher: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())),
+        alpn: conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
+        chain_len: chain.len(),
+        ..TlsSummary::default()
+    };
+    // A leaf x509-parser cannot read is still a handshake that happened: the summary just has
+    // no certificate fields.
+    if let Some(Ok((_, leaf))) = chain.first().map(|der| x509_parser::parse_x509_certificate(der)) {
+        summary.cert_subject = Some(rfc4514(leaf.subject()));
+        if let Ok(Some(san)) = leaf.subject_alternative_name() {
+            summary.cert_sans = san.value.general_names.iter().filter_map(san_string).collect();
+        }
+        let not_after = leaf.validity().not_after.timestamp();
+        summary.not_after = Some(rfc3339(not_after));
+        summary.not_after_unix = Some(not_after);
+    }
+    summary
+}
+
+fn san_string(name: &x509_parser::extensions::GeneralName<'_>) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    match name {
+        GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+        GeneralName::IPAddress(bytes) => {
+            let ip = match bytes.len() {
+                4 => IpAddr::from(<[u8; 4]>::try_from(*bytes).ok()?),
+                16 => IpAddr::from(<[u8; 16]>::try_from(*bytes).ok()?),
+                _ => return None,
+            };
+            Some(ip.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// A distinguished name as RFC 4514 writes it: most specific RDN first, `,` between RDNs, `+`
+/// inside a multi-valued one, special characters escaped.
+fn rfc4514(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<String> = name
+        .iter_rdn()
+        .map(|rdn| {
+            let parts: Vec<String> = rdn
+                .iter()
+                .map(|attr| {
+                    let oid = attr.attr_type();
+                    let key = x509_parser::objects::oid2abbrev(oid, registry)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|_| oid.to_id_string());
+                    let value = match attr.as_str() {
+                        Ok(s) => escape_rfc4514(s),
+                        Err(_) => format!(
+                            "#{}",
+                            attr.attr_value().data.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                        ),
+                    };
+                    format!("{key}={value}")
+                })
+                .collect();
+            parts.join("+")
+        })
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+}
+
+fn escape_rfc4514(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn unix(t: &UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Seconds since the Unix epoch as RFC 3339 UTC (`2027-01-01T00:00:00Z`).
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (H. Hinnant), valid for the whole proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::server::{ClientHello, ResolvesServerCert};
+    use rustls::sign::CertifiedKey;
+    use rustls::ServerConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::*;
+    use crate::config::Sni;
+
+    /// A test PKI: a CA and a way to issue leaves, all made now.
+    struct Pki {
+        ca: rcgen::Certificate,
+        ca_key: KeyPair,
+        ca_file: tempfile::NamedTempFile,
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            let ca_key = KeyPair::generate().expect("key");
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, "parallax test CA");
+            let ca = params.self_signed(&ca_key).expect("ca");
+            let mut ca_file = tempfile::NamedTempFile::new().expect("tempfile");
+            ca_file.write_all(ca.pem().as_bytes()).expect("write ca");
+            Pki { ca, ca_key, ca_file }
+        }
+
+        /// A leaf for `names` (DNS names or IPs) signed by the CA, chain [leaf, ca].
+        fn leaf(&self, names: &[&str], validity: Option<(i32, i32)>) -> Arc<CertifiedKey> {
+            let key = KeyPair::generate().expect("key");
+            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            let mut params = CertificateParams::new(names.clone()).expect("params");
+            params.distinguished_name.push(DnType::CommonName, names[0].clone());
+            params.distinguished_name.push(DnType::OrganizationName, "Parallax, Tests");
+            if let Some((from, to)) = validity {
+                params.not_before = rcgen::date_time_ymd(from, 1, 1);
+                params.not_after = rcgen::date_time_ymd(to, 1, 1);
+            }
+            let cert = params.signed_by(&key, &self.ca, &self.ca_key).expect("sign");
+            certified(vec![cert.der().clone(), self.ca.der().clone()], &key)
+        }
+    }
+
+    fn self_signed(name: &str) -> Arc<CertifiedKey> {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("self-signed");
+        certified(vec![cert.der().clone()], &key)
+    }
+
+    fn certified(chain: Vec<CertificateDer<'static>>, key: &KeyPair) -> Arc<CertifiedKey> {
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let signing =
+            rustls::crypto::ring::default_provider().key_provider.load_private_key(der).expect("key loads");
+        Arc::new(CertifiedKey::new(chain, signing))
+    }
+
+    /// Serves one certificate and records the SNI of every ClientHello (`None`: no SNI).
+    #[derive(Debug)]
+    struct RecordSni {
+        key: Option<Arc<CertifiedKey>>,
+        seen: Mutex<Vec<Option<String>>>,
+    }
+
+    impl ResolvesServerCert for RecordSni {
+        fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+            self.seen.lock().expect("lock").push(hello.server_name().map(str::to_owned));
+            self.key.clone()
+        }
+    }
+
+    /// A rustls server on `ip` for at most four connections; returns its address and the SNI log.
+    async fn tls_server(
+        ip: Ipv4Addr,
+        key: Option<Arc<CertifiedKey>>,
+        alpn: &[&str],
+    ) -> (SocketAddr, Arc<RecordSni>) {
+        let resolver = Arc::new(RecordSni { key, seen: Mutex::new(Vec::new()) });
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        (serve(ip, config).await, resolver)
+    }
+
+    /// Serves `config` on `ip` for at most four connections.
+    async fn serve(ip: Ipv4Addr, config: ServerConfig) -> SocketAddr {
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(mut tls)) =
+                        tokio::time::timeout(Duration::from_secs(3), acceptor.accept(tcp)).await
+                    {
+                        let mut buf = [0u8; 64];
+                        let _ = tokio::time::timeout(Duration::from_secs(1), tls.read(&mut buf)).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A TCP server on `ip` that reads the ClientHello, then writes `answer` (or nothing) and
+    /// holds the connection for `hold`.
+    async fn raw_server(ip: Ipv4Addr, answer: &'static [u8], hold: Duration) -> SocketAddr {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 2048];
+            let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await;
+            if !answer.is_empty() {
+                let _ = tcp.write_all(answer).await;
+            }
+            tokio::time::sleep(hold).await;
+        });
+        addr
+    }
+
+    fn settings(verify: bool, ca_file: Option<&Path>, alpn: &[&str]) -> TlsSettings {
+        TlsSettings {
+            sni: Sni::FromUrl,
+            verify,
+            ca_file: ca_file.map(Path::to_path_buf),
+            alpn: alpn.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    async fn run(
+        configs: &TlsConfigs,
+        addr: SocketAddr,
+        settings: &TlsSettings,
+        sni: Option<&str>,
+        verify_name: &str,
+        within: Duration,
+    ) -> Result<Handshake, (Failure, Option<TlsSummary>)> {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        handshake(configs, tcp, settings, sni, verify_name, Instant::now() + within).await
+    }
+
+    const SOON: Duration = Duration::from_secs(3);
+
+    #[derive(Debug)]
+    struct FixedClock(UnixTime);
+
+    impl TimeProvider for FixedClock {
+        fn current_time(&self) -> Option<UnixTime> {
+            Some(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn valid_chain_with_ca_file_and_summary() {
+        let pki = Pki::new();
+        let (addr, sni_log) = tls_server(
+            Ipv4Addr::new(127, 0, 0, 40),
+            Some(pki.leaf(&["shop.test", "127.0.0.40"], Some((2020, 2100)))),
+            &["h2", "http/1.1"],
+        )
+        .await;
+        let configs = TlsConfigs::new();
+        let s = settings(true, Some(pki.ca_file.path()), &["h2", "http/1.1"]);
+        let done = run(&configs, addr, &s, Some("shop.test"), "shop.test", SOON)
+            .await
+            .map_err(|(f, _)| f)
+            .expect("verifies");
+        let t = &done.summary;
+        assert_eq!(t.version.as_deref(), Some("TLSv1_3"));
+        assert!(t.cipher.as_deref().is_some_and(|c| c.starts_with("TLS13_")), "{t:?}");
+        assert_eq!(t.alpn.as_deref(), Some("h2"));
+        assert_eq!(t.cert_subject.as_deref(), Some("O=Parallax\\, Tests,CN=shop.test"));
+        assert_eq!(t.cert_sans, vec!["shop.test".to_owned(), "127.0.0.40".to_owned()]);
+        assert_eq!(t.not_after.as_deref(), Some("2100-01-01T00:00:00Z"));
+        assert_eq!(t.not_after_unix, Some(4_102_444_800));
+        assert_eq!(t.chain_len, 2);
+        assert_eq!(*sni_log.seen.lock().expect("lock"), vec![Some("shop.test".to_owned())]);
+
+        // Same settings, same cached config.
+        run(&configs, addr, &s, Some("shop.test"), "shop.test", SOON)
+            .await
+            .map_err(|(f, _)| f)
+            .expect("verifies again");
+        assert_eq!(configs.prepared.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn self_signed_without_ca_file_is_untrusted_and_still_summarized() {
+        let (addr, _) = tls_server(Ipv4Addr::new(127, 0, 0, 41), Some(self_signed("shop.test")), &[]).await;
+        let (f, summary) =
+            run(&TlsConfigs::new(), addr, &settings(true, None, &[]), Some("shop.test"), "shop.test", SOON)
+                .await
+                .expect_err("untrusted");
+        assert_eq!(f.code, ErrorCode::TlsCertUntrusted, "{f}");
+        assert!(f.detail.contains("unknown issuer"), "{f}");
+        let summary = summary.expect("the chain is recorded on failure");
+        assert_eq!(summary.cert_subject.as_deref(), Some("CN=shop.test"));
+        assert_eq!(summary.chain_len, 1);
+    }
+
+    #[tokio::test]
+    async fn verify_off_accepts_and_records_the_chain() {
+        let (addr, _) =
+            tls_server(Ipv4Addr::new(127, 0, 0, 42), Some(self_signed("backend.internal")), &[]).await;
+        let done = run(&TlsConfigs::new(), addr, &settings(false, None, &[]), None, "127.0.0.42", SOON)
+            .await
+            .map_err(|(f, _)| f)
+            .expect("no verification");
+        assert_eq!(done.summary.cert_sans, vec!["backend.internal".to_owned()]);
+        assert_eq!(done.summary.cert_subject.as_deref(), Some("CN=backend.internal"));
+    }
+
+    #[tokio::test]
+    async fn tls12_server_is_summarized_as_such() {
+        let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(RecordSni {
+                key: Some(self_signed("old.test")),
+                seen: Mutex::default(),
+            }));
+        let addr = serve(Ipv4Addr::new(127, 0, 0, 54), config).await;
+        let done =
+            run(&TlsConfigs::new(), addr, &settings(false, None, &[]), Some("old.test"), "old.test", SOON)
+                .await
+                .map_err(|(f, _)| f)
+                .expect("TLS 1.2 handshake");
+        assert_eq!(done.summary.version.as_deref(), Some("TLSv1_2"));
+        assert!(
+            done.summary.cipher.as_deref().is_some_and(|c| c.starts_with("TLS_ECDHE_")),
+            "{:?}",
+            done.summary
+        );
+        assert_eq!(done.summary.alpn, None);
+    }
+
+    #[tokio::test]
+    async fn wrong_name_is_a_name_mismatch() {
+        let pki = Pki::new();
+        let (addr, _) =
+            tls_server(Ipv4Addr::new(127, 0, 0, 43), Some(pki.leaf(&["shop.test"], None)), &[]).await;
+        let (f, summary) = run(
+            &TlsConfigs::new(),
+            addr,
+            &settings(true, Some(pki.ca_file.path()), &[]),
+            Some("other.test"),
+            "other.test",
+            SOON,
+        )
+        .await
+        .expect_err("mismatch");
+        assert_eq!(f.code, ErrorCode::TlsCertNameMismatch, "{f}");
+        assert!(f.detail.contains("other.test") && f.detail.contains("shop.test"), "{f}");
+        assert!(summary.is_some());
+    }
+
+    #[tokio::test]
+    async fn expired_certificate() {
+        let pki = Pki::new();
+        let (addr, _) =
+            tls_server(Ipv4Addr::new(127, 0, 0, 44), Some(pki.leaf(&["shop.test"], Some((2015, 2020)))), &[])
+                .await;
+        let (f, summary) = run(
+            &TlsConfigs::new(),
+            addr,
+            &settings(true, Some(pki.ca_file.path()), &[]),
+            Some("shop.test"),
+            "shop.test",
+            SOON,
+        )
+        .await
+        .expect_err("expired");
+        assert_eq!(f.code, ErrorCode::TlsCertExpired, "{f}");
+        assert!(f.detail.contains("2020-01-01T00:00:00Z"), "{f}");
+        assert_eq!(summary.and_then(|s| s.not_after), Some("2020-01-01T00:00:00Z".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn the_injected_clock_decides_validity() {
+        let pki = Pki::new();
+        let leaf = pki.leaf(&["shop.test"], Some((2020, 2100)));
+        let (addr, _) = tls_server(Ipv4Addr::new(127, 0, 0, 45), Some(leaf), &[]).await;
+        let s = settings(true, Some(pki.ca_file.path()), &[]);
+
+        // 2010-01-01: before the leaf's not_before.
+        let early = TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(
+            Duration::from_secs(1_262_304_000),
+        ))));
+        let (f, _) =
+            run(&early, addr, &s, Some("shop.test"), "shop.test", SOON).await.expect_err("not yet valid");
+        assert_eq!(f.code, ErrorCode::TlsCertNotYetValid, "{f}");
+        assert!(f.detail.contains("2010-01-01T00:00:00Z"), "{f}");
+
+        // 2200-01-01: after its not_after.
+        let late = TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(
+            Duration::from_secs(7_258_118_400),
+        ))));
+        let (f, _) = run(&late, addr, &s, Some("shop.test"), "shop.test", SOON).await.expect_err("expired");
+        assert_eq!(f.code, ErrorCode::TlsCertExpired, "{f}");
+    }
+
+    #[tokio::test]
+    async fn no_sni_sends_no_extension_and_verifies_the_url_host() {
+        let pki = Pki::new();
+        let (addr, sni_log) =
+            tls_server(Ipv4Addr::new(127, 0, 0, 46), Some(pki.leaf(&["shop.test", "127.0.0.46"], None)), &[])
+                .await;
+        let configs = TlsConfigs::new();
+        let s = settings(true, Some(pki.ca_file.path()), &[]);
+        run(&configs, addr, &s, None, "shop.test", SOON)
+            .await
+            .map_err(|(f, _)| f)
+            .expect("verifies the URL name");
+        run(&configs, addr, &s, None, "127.0.0.46", SOON)
+            .await
+            .map_err(|(f, _)| f)
+            .expect("verifies the URL IP");
+        let (f, _) =
+            run(&configs, addr, &s, None, "other.test", SOON).await.expect_err("name checked without SNI");
+        assert_eq!(f.code, ErrorCode::TlsCertNameMismatch, "{f}");
+        assert_eq!(*sni_log.seen.lock().expect("lock"), vec![None, None, None], "no SNI on the wire");
+    }
+
+    #[tokio::test]
+    async fn plain_http_server_is_a_plaintext_peer() {
+        // A real HTTP/1 server (hyper) answering the ClientHello the way HTTP servers do.
+        let listener = TcpListener::bind((Ipv4Addr::new(127, 0, 0, 47), 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                    http_body_util::Empty::<bytes::Bytes>::new(),
+                ))
+            });
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let _ = tokio::time::timeout(
+                Duration::from_secs(3),
+                hyper::server::conn::http1::Builder::new().serve_connection(io, service),
+            )
+            .await;
+        });
+        let (f, summary) =
+            run(&TlsConfigs::new(), addr, &settings(true, None, &[]), Some("shop.test"), "shop.test", SOON)
+                .await
+                .expect_err("not TLS");
+        assert_eq!(f.code, ErrorCode::TlsPlaintextPeer, "{f}");
+        assert!(f.detail.contains("\"HTTP/1.1 400 Bad Request\""), "{f}");
+        assert!(summary.is_none());
+    }
+
+    #[tokio::test]
+    async fn malformed_tls_record_is_a_handshake_failure() {
+        // Looks like a handshake record, carries junk.
+        let addr = raw_server(
+            Ipv4Addr::new(127, 0, 0, 48),
+            b"\x16\x03\x03\x00\x04\xde\xad\xbe\xef",
+            Duration::from_secs(1),
+        )
+        .await;
+        let (f, _) =
+            run(&TlsConfigs::new(), addr, &settings(false, None, &[]), Some("shop.test"), "shop.test", SOON)
+                .await
+                .expect_err("junk");
+        assert_eq!(f.code, ErrorCode::TlsHandshakeFailure, "{f}");
+    }
+
+    #[tokio::test]
+    async fn close_during_handshake_is_a_handshake_failure() {
+        let addr = raw_server(Ipv4Addr::new(127, 0, 0, 49), b"", Duration::ZERO).await;
+        let (f, _) =
+            run(&TlsConfigs::new(), addr, &settings(false, None, &[]), Some("shop.test"), "shop.test", SOON)
+                .await
+                .expect_err("eof");
+        assert_eq!(f.code, ErrorCode::TlsHandshakeFailure, "{f}");
+        assert!(f.detail.contains("closed") || f.detail.contains("reset"), "{f}");
+    }
+
+    #[tokio::test]
+    async fn silent_server_times_out_at_the_deadline() {
+        let addr = raw_server(Ipv4Addr::new(127, 0, 0, 50), b"", Duration::from_secs(3)).await;
+        let start = Instant::now();
+        let (f, _) = run(
+            &TlsConfigs::new(),
+            addr,
+            &settings(false, None, &[]),
+            Some("shop.test"),
+            "shop.test",
+            Duration::from_millis(300),
+        )
+        .await
+        .expect_err("timeout");
+        assert_eq!(f.code, ErrorCode::TlsTimeout, "{f}");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(290) && took < Duration::from_secs(2), "took {took:?}");
+    }
+
+    #[tokio::test]
+    async fn server_alert_is_named() {
+        // A rustls server with no certificate to offer aborts with an alert.
+        let (addr, sni_log) = tls_server(Ipv4Addr::new(127, 0, 0, 51), None, &[]).await;
+        let (f, _) =
+            run(&TlsConfigs::new(), addr, &settings(false, None, &[]), Some("shop.test"), "shop.test", SOON)
+                .await
+                .expect_err("alert");
+        assert_eq!(f.code, ErrorCode::TlsAlert, "{f}");
+        // rustls names its refusal `access_denied`; any alert must come out by its RFC name.
+        let name = f.detail.strip_prefix("the server sent alert ").expect("alert detail");
+        assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{f}");
+        assert_eq!(sni_log.seen.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn protocol_version_alert_is_a_version_mismatch() {
+        // Alert record: TLS 1.2, fatal (2), protocol_version (70).
+        let addr =
+            raw_server(Ipv4Addr::new(127, 0, 0, 52), b"\x15\x03\x03\x00\x02\x02\x46", Duration::from_secs(1))
+                .await;
+        let (f, _) =
+            run(&TlsConfigs::new(), addr, &settings(false, None, &[]), Some("shop.test"), "shop.test", SOON)
+                .await
+                .expect_err("alert");
+        assert_eq!(f.code, ErrorCode::TlsVersionMismatch, "{f}");
+    }
+
+    #[tokio::test]
+    async fn bad_ca_file_is_a_handshake_failure_naming_the_file() {
+        let (addr, _) = tls_server(Ipv4Addr::new(127, 0, 0, 53), Some(self_signed("shop.test")), &[]).await;
+        let mut junk = tempfile::NamedTempFile::new().expect("tempfile");
+        junk.write_all(b"this is not PEM\n").expect("write");
+        let configs = TlsConfigs::new();
+        let (f, _) = run(
+            &configs,
+            addr,
+            &settings(true, Some(junk.path()), &[]),
+            Some("shop.test"),
+            "shop.test",
+            SOON,
+        )
+        .await
+        .expect_err("bad ca_file");
+        assert_eq!(f.code, ErrorCode::TlsHandshakeFailure, "{f}");
+        assert!(f.detail.contains(&junk.path().display().to_string()), "{f}");
+
+        let missing = junk.path().with_extension("missing");
+        let (f, _) =
+            run(&configs, addr, &settings(true, Some(&missing), &[]), Some("shop.test"), "shop.test", SOON)
+                .await
+                .expect_err("missing ca_file");
+        assert_eq!(f.code, ErrorCode::TlsHandshakeFailure, "{f}");
+        assert!(f.detail.contains("cannot read ca_file"), "{f}");
+        assert!(configs.prepared.lock().expect("lock").is_empty(), "failures are not cached");
+    }
+
+    #[test]
+    fn first_bytes_tell_tls_from_not_tls() {
+        assert!(not_tls(b"HTTP/1.1 400 Bad Request"));
+        assert!(not_tls(b"SSH-2.0-OpenSSH"));
+        assert!(not_tls(&[0x00, 0x01]));
+        assert!(!not_tls(&[0x16, 0x03, 0x03]));
+        assert!(!not_tls(&[0x15, 0x03, 0x01]));
+        assert!(!not_tls(b""));
+    }
+
+    #[test]
+    fn names_and_times_are_formatted() {
+        assert_eq!(alert_name(AlertDescription::HandshakeFailure), "handshake_failure");
+        assert_eq!(alert_name(AlertDescription::UnrecognisedName), "unrecognised_name");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_798_761_600), "2027-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_827_696), "2000-02-29T12:34:56Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(escape_rfc4514("#a, b+c "), "\\#a\\, b\\+c\\ ");
+        assert_eq!(show_bytes(b"HTTP/1.1 400 Bad"), "\"HTTP/1.1 400 Bad\"");
+        assert_eq!(show_bytes(&[0x00, 0xff]), "00 ff");
+    }
 }

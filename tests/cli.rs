@@ -1,0 +1,230 @@
+//! The `parallax` binary: exit codes, the JSON contract of `probe`, `check` on the shipped
+//! example, and secrets kept out of every output.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::thread;
+use std::time::Duration;
+
+fn parallax(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parallax"));
+    cmd.args(args).env_remove("PARALLAX_CONFIG").env_remove("PARALLAX_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the parallax binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A plain HTTP server on `ip` answering `status` to each of at most `max` connections, then
+/// exiting. Returns its address.
+fn http_server(ip: &str, status: &'static str, max: usize) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).expect("bind test server");
+    let addr = listener.local_addr().expect("local addr");
+    thread::spawn(move || {
+        for stream in listener.incoming().take(max) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 64 * 1024 {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = "ok";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+fn write_config(dir: &Path, body: &str) {
+    std::fs::write(dir.join("probes.toml"), body).expect("write config");
+}
+
+#[test]
+fn check_accepts_the_shipped_example() {
+    let out = parallax(&["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/probes.d")], &[]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("client"), "plan output names the client views: {stdout}");
+}
+
+#[test]
+fn check_reports_every_error_and_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        r#"
+[[target]]
+name = "a"
+[target.client]
+url = "ftp://example.test/"
+
+[[target]]
+name = "b"
+[target.client]
+url = "http://127.0.0.1/"
+timeout = "5s"
+interval = "1s"
+"#,
+    );
+    let out = parallax(&["check", "-c", dir.path().to_str().unwrap_or_default()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("probes.toml"), "names the file: {stderr}");
+    assert!(stderr.contains("ftp"), "names the bad scheme: {stderr}");
+    assert!(stderr.contains("timeout"), "names the timeout error too: {stderr}");
+}
+
+#[test]
+fn probe_json_follows_the_contract_and_exits_0_when_clients_succeed() {
+    let server = http_server("127.0.0.21", "200 OK", 4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[target]]
+name = "web"
+[target.client]
+url = "http://{server}/"
+[[target.checker]]
+name = "hc"
+profile = "aws-alb"
+url = "http://{server}/healthz"
+"#
+        ),
+    );
+    let out = parallax(&["probe", "-c", dir.path().to_str().unwrap_or_default(), "--format", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    assert_eq!(lines.len(), 3, "two outcomes and a summary");
+    let client = &lines[0];
+    assert_eq!(client["type"], "outcome");
+    assert_eq!(client["target"], "web");
+    assert_eq!(client["view"], "client");
+    assert_eq!(client["role"], "client");
+    assert_eq!(client["profile"], serde_json::Value::Null);
+    assert_eq!(client["ok"], true);
+    assert_eq!(client["status"], 200);
+    assert_eq!(client["peer"], server.to_string());
+    for key in ["phase", "error", "timings_ms", "local", "request", "tls"] {
+        assert!(client.get(key).is_some(), "outcome has {key}: {client}");
+    }
+    assert!(client["timings_ms"]["total"].as_f64().is_some_and(|t| t > 0.0));
+    assert_eq!(client["request"]["scheme"], "http");
+    assert_eq!(client["request"]["path"], "/");
+    let checker = &lines[1];
+    assert_eq!(checker["view"], "hc");
+    assert_eq!(checker["role"], "checker");
+    assert_eq!(checker["profile"], "aws-alb");
+    assert_eq!(checker["request"]["user_agent"], "ELB-HealthChecker/2.0");
+    assert_eq!(checker["request"]["host"], server.to_string());
+    let summary = &lines[2];
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["targets"], 1);
+    assert_eq!(summary["views"], 2);
+    assert_eq!(summary["outcomes_failed"], 0);
+    assert_eq!(summary["mismatches"], 0);
+}
+
+#[test]
+fn probe_exits_1_when_a_client_view_fails_and_the_table_says_why() {
+    // Bind and drop: nothing listens on this port afterwards.
+    let closed = TcpListener::bind("127.0.0.22:0").and_then(|l| l.local_addr()).expect("free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[target]]
+name = "down"
+[target.client]
+url = "http://{closed}/"
+"#
+        ),
+    );
+    let out = parallax(&["probe", "-c", dir.path().to_str().unwrap_or_default()], &[]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("connect/connect_refused"), "table names phase and code: {stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn probe_rejects_an_unknown_target_with_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        r#"
+[[target]]
+name = "known"
+[target.client]
+url = "http://127.0.0.1:9/"
+"#,
+    );
+    let out = parallax(&["probe", "-c", dir.path().to_str().unwrap_or_default(), "--target", "nope"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("nope") && stderr.contains("known"), "{stderr}");
+}
+
+#[test]
+fn secrets_never_reach_check_probe_or_error_output() {
+    const TOKEN: &str = "s3cr3t-token-value-7731";
+    let server = http_server("127.0.0.23", "401 Unauthorized", 4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}-file\n")).expect("token file");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).expect("conf dir");
+    write_config(
+        &conf,
+        &format!(
+            r#"
+[[target]]
+name = "api"
+[target.client]
+url = "http://{server}/v1?key=${{env:API_KEY}}"
+headers = {{ authorization = "Bearer ${{env:API_TOKEN}}", x-file = "${{file:{}}}", cookie = "session=plain-cookie-123" }}
+"#,
+            token_file.display()
+        ),
+    );
+    let env = [("API_TOKEN", TOKEN), ("API_KEY", "key-4471-secret")];
+    let conf = conf.to_str().unwrap_or_default();
+    let outputs = [
+        parallax(&["check", "-c", conf], &env),
+        parallax(&["probe", "-c", conf], &env),
+        parallax(&["probe", "-c", conf, "--format", "json"], &env),
+    ];
+    assert!(outputs[0].status.success(), "check: {}", text(&outputs[0].stderr));
+    assert_eq!(outputs[1].status.code(), Some(1), "401 fails the client view");
+    for out in &outputs {
+        let all = text(&out.stdout) + &text(&out.stderr);
+        for secret in [TOKEN, "key-4471-secret", "plain-cookie-123"] {
+            assert!(!all.contains(secret), "secret {secret} leaked: {all}");
+        }
+    }
+    assert!(text(&outputs[0].stdout).contains("<redacted>"));
+
+    // A config error caused by a missing variable names the variable, never another's value.
+    let out = parallax(&["check", "-c", conf], &[("API_TOKEN", TOKEN)]);
+    assert_eq!(out.status.code(), Some(2));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(all.contains("API_KEY"), "{all}");
+    assert!(!all.contains(TOKEN), "{all}");
+}
