@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use parallax::config::{self, Plan, Target};
+use parallax::diff::AttributionSettings;
 use parallax::probe::Prober;
 use parallax::report;
 
@@ -35,10 +36,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigDir,
     },
-    /// Probe every selected view once, concurrently, print the outcomes and a summary, exit.
+    /// Probe every selected view once, concurrently, diff each checker against the client view,
+    /// print the outcomes, the mismatches (direction, diagnosis, flipped attributes, evidence)
+    /// and a summary, exit.
     ///
-    /// Exit 0 when every client view succeeded, 1 when one failed, 2 on a usage or configuration
-    /// error. JSON output is one object per line: every `outcome`, then one `summary`.
+    /// Exit 0 when every client view succeeded and no mismatch was found, 1 otherwise, 2 on a
+    /// usage or configuration error. JSON output is one object per line: every `outcome`, then
+    /// every `mismatch`, then one `summary`.
     Probe {
         #[command(flatten)]
         config: ConfigDir,
@@ -51,6 +55,10 @@ enum Command {
         /// Probes in flight at once.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
         concurrency: u16,
+        /// Don't probe hybrids to find which attribute makes views disagree (diagnosis then
+        /// relies on error codes alone). Hybrids are real requests to the target.
+        #[arg(long)]
+        no_attribution: bool,
     },
 }
 
@@ -80,8 +88,8 @@ fn main() -> ExitCode {
     init_logs(&cli.log_level);
     match cli.command {
         Command::Check { config } => check(&config.dir),
-        Command::Probe { config, targets, format, concurrency } => {
-            match probe(&config.dir, &targets, format, usize::from(concurrency)) {
+        Command::Probe { config, targets, format, concurrency, no_attribution } => {
+            match probe(&config.dir, &targets, format, usize::from(concurrency), !no_attribution) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("parallax: {e:#}");
@@ -124,6 +132,7 @@ fn probe(
     names: &[String],
     format: Format,
     concurrency: usize,
+    attribution: bool,
 ) -> anyhow::Result<ExitCode> {
     let plan = match load(dir) {
         Ok(plan) => plan,
@@ -134,11 +143,17 @@ fn probe(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcomes = runtime.block_on(report::probe_round(Arc::new(Prober::new()), &targets, concurrency));
-    let summary = report::Summary::of(&targets, &outcomes, 0);
+    let prober = Arc::new(Prober::new());
+    let settings = AttributionSettings { enabled: attribution, ..AttributionSettings::default() };
+    let (outcomes, mismatches) = runtime.block_on(async {
+        let outcomes = report::probe_round(prober.clone(), &targets, concurrency).await;
+        let mismatches = report::diff_round(&prober, &targets, &outcomes, &settings).await;
+        (outcomes, mismatches)
+    });
+    let summary = report::Summary::of(&targets, &outcomes, mismatches.len());
     match format {
-        Format::Json => print!("{}", report::json_lines(&outcomes, &summary)),
-        Format::Table => print!("{}", report::table(&plan, &outcomes, &summary)),
+        Format::Json => print!("{}", report::json_lines(&outcomes, &mismatches, &summary)),
+        Format::Table => print!("{}", report::table(&plan, &outcomes, &mismatches, &summary)),
     }
     Ok(ExitCode::from(summary.exit_code() as u8))
 }

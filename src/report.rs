@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{Plan, Target, View};
+use crate::diff::{AttributionSettings, Mismatch};
 use crate::probe::{Outcome, Prober};
 
 /// Probes every view of `targets` once, at most `concurrency` at a time, and returns the outcomes
@@ -35,6 +36,21 @@ pub async fn probe_round(prober: Arc<Prober>, targets: &[&Target], concurrency: 
         }
     }
     outcomes
+}
+
+/// Diffs a round: for each target, its client view against each checker view (hold time 0),
+/// with attribution by hybrid probes and the `allow_sources` audit.
+pub async fn diff_round(
+    prober: &Prober,
+    targets: &[&Target],
+    outcomes: &[Outcome],
+    settings: &AttributionSettings,
+) -> Vec<Mismatch> {
+    let mut mismatches = Vec::new();
+    for target in targets {
+        mismatches.extend(crate::diff::one_shot(prober, target, outcomes, settings).await);
+    }
+    mismatches
 }
 
 /// The closing record of a round.
@@ -83,11 +99,15 @@ struct Tagged<'a, T: Serialize> {
     record: &'a T,
 }
 
-/// One JSON object per line: every `outcome`, then the `summary` (DESIGN §7).
-pub fn json_lines(outcomes: &[Outcome], summary: &Summary) -> String {
+/// One JSON object per line: every `outcome`, then every `mismatch`, then the `summary`
+/// (DESIGN §7).
+pub fn json_lines(outcomes: &[Outcome], mismatches: &[Mismatch], summary: &Summary) -> String {
     let mut out = String::new();
     for o in outcomes {
         push_json(&mut out, "outcome", o);
+    }
+    for m in mismatches {
+        push_json(&mut out, "mismatch", m);
     }
     push_json(&mut out, "summary", summary);
     out
@@ -103,7 +123,7 @@ fn push_json<T: Serialize>(out: &mut String, kind: &'static str, record: &T) {
 
 /// A readable table: per target, the client view first and each checker under it, with the
 /// result, error, status, timings and what was sent; failure details indented below.
-pub fn table(plan: &Plan, outcomes: &[Outcome], summary: &Summary) -> String {
+pub fn table(plan: &Plan, outcomes: &[Outcome], mismatches: &[Mismatch], summary: &Summary) -> String {
     let _ = plan;
     let header = ["TARGET", "VIEW", "PROFILE", "RESULT", "ERROR", "STATUS", "TOTAL", "PEER", "REQUEST"];
     let mut rows: Vec<([String; 9], Option<String>)> = Vec::new();
@@ -156,10 +176,32 @@ pub fn table(plan: &Plan, outcomes: &[Outcome], summary: &Summary) -> String {
         out.push('\n');
     };
     line(&mut out, &header.map(str::to_owned));
-    for (row, detail) in &rows {
+    for (i, (row, detail)) in rows.iter().enumerate() {
         line(&mut out, row);
         if let Some(d) = detail {
             let _ = writeln!(out, "{:w$}  ↳ {d}", "", w = widths[0]);
+        }
+        let last_of_target = rows.get(i + 1).is_none_or(|(next, _)| next[0] != row[0]);
+        if last_of_target {
+            for m in mismatches.iter().filter(|m| *m.target == *row[0]) {
+                let flipped: Vec<&str> = m.flipped.iter().map(|a| a.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "{:w$}  MISMATCH {} vs {}: {} / {}{}",
+                    "",
+                    m.client_view,
+                    m.checker_view,
+                    m.direction.as_str(),
+                    m.diagnosis.as_str(),
+                    if flipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (flipped: {})", flipped.join(", "))
+                    },
+                    w = widths[0]
+                );
+                let _ = writeln!(out, "{:w$}    {}", "", m.evidence, w = widths[0]);
+            }
         }
     }
     let _ = writeln!(
@@ -190,6 +232,9 @@ fn describe_request(o: &Outcome) -> String {
         }
         None if r.method.is_some() => s.push_str(" host=none"),
         None => {}
+    }
+    if let Some(ua) = &r.user_agent {
+        let _ = write!(s, " ua={ua:?}");
     }
     if o.request.scheme == "https" || o.request.scheme == "tls" || o.request.scheme == "grpcs" {
         match &r.sni {

@@ -21,6 +21,13 @@ pub use profiles::ProfileName;
 pub trait Env {
     /// The value of variable `name`, if set.
     fn var(&self, name: &str) -> Option<String>;
+
+    /// Every variable whose name starts with `prefix`, for `PARALLAX_...` setting overrides.
+    /// The default lists none: an `Env` that cannot enumerate its variables overrides nothing.
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let _ = prefix;
+        Vec::new()
+    }
 }
 
 /// The process environment (`NODE_NAME`/`NODE_IP` are set by the Kubernetes downward API).
@@ -31,11 +38,27 @@ impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        // Variables that are not Unicode cannot be settings; skip them instead of failing.
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect()
+    }
 }
 
 impl Env for HashMap<String, String> {
     fn var(&self, name: &str) -> Option<String> {
         self.get(name).cloned()
+    }
+
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> =
+            self.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        // HashMap order is random; settings layering must not be.
+        vars.sort();
+        vars
     }
 }
 
@@ -52,9 +75,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.file {
-            Some(file) => write!(f, "{}: {}: {}", file.display(), self.key, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
+        // A key is empty for errors about a whole file or directory.
+        match (&self.file, self.key.is_empty()) {
+            (Some(file), false) => write!(f, "{}: {}: {}", file.display(), self.key, self.message),
+            (Some(file), true) => write!(f, "{}: {}", file.display(), self.message),
+            (None, false) => write!(f, "{}: {}", self.key, self.message),
+            (None, true) => f.write_str(&self.message),
         }
     }
 }

@@ -136,6 +136,15 @@ impl Scheme {
         }
     }
 
+    /// The port a URL of this scheme means when it names none (`tcp` and `tls` have none).
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            Scheme::Http | Scheme::Grpc => Some(80),
+            Scheme::Https | Scheme::Grpcs => Some(443),
+            Scheme::Tcp | Scheme::Tls => None,
+        }
+    }
+
     /// Whether a TLS handshake is part of the probe.
     pub fn uses_tls(self) -> bool {
         matches!(self, Scheme::Https | Scheme::Tls | Scheme::Grpcs)
@@ -453,7 +462,9 @@ pub enum InitialHealth {
 }
 
 /// One complete request recipe (DESIGN §2). Immutable once compiled.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` shows [`View::path_display`] in place of `path`: a URL's query may hold a secret.
+#[derive(Clone, PartialEq)]
 pub struct View {
     /// The target this view belongs to.
     pub target: Arc<str>,
@@ -516,6 +527,78 @@ impl View {
     /// The endpoint actually dialed (`connect_to` or the URL's).
     pub fn dial_endpoint(&self) -> &Endpoint {
         self.connect_to.as_ref().unwrap_or(&self.url_endpoint)
+    }
+
+    /// The SNI this view sends: the URL's name (never an IP, as browsers do), a configured name,
+    /// or none.
+    pub fn sni(&self) -> Option<&str> {
+        match &self.tls.sni {
+            Sni::FromUrl => match &self.url_endpoint.host {
+                Host::Name(name) => Some(name),
+                Host::Ip(_) => None,
+            },
+            Sni::Name(name) => Some(name),
+            Sni::None => None,
+        }
+    }
+
+    /// The URL's authority as a Host header carries it: the port only when it is not the
+    /// scheme's default.
+    pub fn url_authority(&self) -> String {
+        if self.scheme.default_port() == Some(self.url_endpoint.port) {
+            self.url_endpoint.host.to_string()
+        } else {
+            self.url_endpoint.to_string()
+        }
+    }
+
+    /// `path` for records and output: secret substitutions in it (`?key=${env:KEY}`) shown as
+    /// `<redacted>`. Use this, never `path`, wherever the path is logged, exported or printed.
+    pub fn path_display(&self) -> std::borrow::Cow<'_, str> {
+        const REDACTED: &str = "<redacted>";
+        let rest = self.url_display.split_once("://").map_or(self.url_display.as_str(), |(_, r)| r);
+        let Some(start) = rest.find(['/', '?', '#']) else { return std::borrow::Cow::Borrowed(&self.path) };
+        let shown = rest[start..].split('#').next().unwrap_or_default();
+        if !shown.contains(REDACTED) {
+            return std::borrow::Cow::Borrowed(&self.path);
+        }
+        if shown.starts_with('?') {
+            std::borrow::Cow::Owned(format!("/{shown}"))
+        } else {
+            std::borrow::Cow::Owned(shown.to_owned())
+        }
+    }
+}
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("View")
+            .field("target", &self.target)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("profile", &self.profile)
+            .field("scheme", &self.scheme)
+            .field("url_endpoint", &self.url_endpoint)
+            .field("path", &self.path_display())
+            .field("url_display", &self.url_display)
+            .field("connect_to", &self.connect_to)
+            .field("source", &self.source)
+            .field("freebind", &self.freebind)
+            .field("ip_version", &self.ip_version)
+            .field("proxy_protocol", &self.proxy_protocol)
+            .field("tls", &self.tls)
+            .field("http", &self.http)
+            .field("expect", &self.expect)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("rise", &self.rise)
+            .field("fall", &self.fall)
+            .field("initial", &self.initial)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("resolver", &self.resolver)
+            .field("each_address", &self.each_address)
+            .field("expect_addresses", &self.expect_addresses)
+            .finish()
     }
 }
 

@@ -95,7 +95,7 @@ impl Resolvers {
                     ))
                 }
             };
-            if worst.as_ref().map_or(true, |w| rank(failure.code) > rank(w.code)) {
+            if worst.as_ref().is_none_or(|w| rank(failure.code) > rank(w.code)) {
                 worst = Some(failure);
             }
         }

@@ -83,7 +83,7 @@ fn build_request(view: &View, dialed: SocketAddr) -> Result<Request<Full<Bytes>>
     let authority = host_header(view, dialed)
         .and_then(|h| h.parse::<http::uri::Authority>().ok())
         .map(|a| a.to_string())
-        .unwrap_or_else(|| super::http::url_authority(view));
+        .unwrap_or_else(|| view.url_authority());
     let uri: Uri = format!("{scheme}://{authority}{CHECK_PATH}").parse().map_err(|_| {
         Failure::in_phase(Phase::Grpc, ErrorCode::HttpMalformed, "the authority is not valid")
     })?;

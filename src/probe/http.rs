@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::outcome::{ErrorCode, Failure, Phase};
-use crate::config::{plan::MAX_HEADER_BYTES, HostHeader, HttpVersion, Scheme, View};
+use crate::config::{plan::MAX_HEADER_BYTES, HostHeader, HttpVersion, View};
 
 /// A response read within bounds.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub struct Sent {
 /// The Host header value `view` sends when it dialed `dialed`, or `None` for no Host header.
 pub fn host_header(view: &View, dialed: SocketAddr) -> Option<String> {
     match &view.http.host {
-        HostHeader::FromUrl => Some(url_authority(view)),
+        HostHeader::FromUrl => Some(view.url_authority()),
         HostHeader::DialedAddress => Some(dialed.to_string()),
         HostHeader::Value(value) => Some(value.clone()),
         HostHeader::None => None,
@@ -91,7 +91,7 @@ where
     };
     let host = if use_h2 {
         // HTTP/2 has no request without `:authority`; "no Host" falls back to the URL's.
-        Some(host_header(view, dialed).unwrap_or_else(|| url_authority(view)))
+        Some(host_header(view, dialed).unwrap_or_else(|| view.url_authority()))
     } else {
         host_header(view, dialed)
     };
@@ -116,21 +116,6 @@ where
     (sent, result)
 }
 
-/// The URL authority: host, and port when not the scheme's default.
-pub(crate) fn url_authority(view: &View) -> String {
-    let endpoint = &view.url_endpoint;
-    let default_port = match view.scheme {
-        Scheme::Http | Scheme::Grpc => Some(80),
-        Scheme::Https | Scheme::Grpcs => Some(443),
-        Scheme::Tcp | Scheme::Tls => None,
-    };
-    if default_port == Some(endpoint.port) {
-        endpoint.host.to_string()
-    } else {
-        endpoint.to_string()
-    }
-}
-
 fn version_name(version: Version) -> &'static str {
     match version {
         Version::HTTP_10 => "HTTP/1.0",
@@ -152,7 +137,7 @@ fn build_request(view: &View, version: Version, host: Option<&str>) -> Result<Re
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
             .map(|a| a.to_string())
             // A Host value that is no valid authority cannot be `:authority`; the URL's is.
-            .unwrap_or_else(|| url_authority(view));
+            .unwrap_or_else(|| view.url_authority());
         format!("{scheme}://{authority}{}", view.path)
     } else {
         view.path.clone()
@@ -227,15 +212,6 @@ impl Exchange {
         let status = response.status().as_u16();
         let (parts, body) = response.into_parts();
         let body = self.read_body(body, status).await?;
-        if status == 400 {
-            if let Some(phrase) = plain_http_to_tls_phrase(&body) {
-                return Err(Failure::in_phase(
-                    self.phase,
-                    ErrorCode::HttpTlsRequired,
-                    format!("status 400: {phrase:?}: plain HTTP reached a TLS port"),
-                ));
-            }
-        }
         Ok(Response { status, version, headers: parts.headers, body, ttfb })
     }
 
@@ -669,6 +645,21 @@ fn looks_like_tls_record(bytes: &[u8]) -> bool {
 }
 
 /// The phrase by which a TLS server's 400 says it got plain HTTP, if the body has one.
+/// `http_tls_required` when `response` is a TLS listener's complaint about plain HTTP (a 400
+/// whose body says so, as nginx, Go and Apache answer). Judged by the caller after recording the
+/// status, so the outcome still shows the 400.
+pub fn tls_required(response: &Response) -> Option<Failure> {
+    if response.status != 400 {
+        return None;
+    }
+    plain_http_to_tls_phrase(&response.body).map(|phrase| {
+        Failure::new(
+            ErrorCode::HttpTlsRequired,
+            format!("status 400: {phrase:?}: plain HTTP reached a TLS port"),
+        )
+    })
+}
+
 fn plain_http_to_tls_phrase(body: &[u8]) -> Option<&'static str> {
     const PHRASES: &[&str] = &[
         // nginx
@@ -721,6 +712,7 @@ pub(crate) mod tests {
     use std::future::Future;
     use std::net::IpAddr;
 
+    use crate::config::Scheme;
     use http::header::HeaderName;
     use http::StatusCode;
     use hyper::service::service_fn;
@@ -1344,7 +1336,9 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
+        let response = exchange(connect(addr).await, &v, addr, false, soon()).await.1.expect("a 400");
+        assert_eq!(response.status, 400);
+        let f = tls_required(&response).expect("recognised");
         assert_eq!(f.code, ErrorCode::HttpTlsRequired, "{f}");
         assert_eq!(f.phase, Phase::Http);
         assert!(f.detail.starts_with("status 400"), "{f}");
@@ -1361,7 +1355,8 @@ pub(crate) mod tests {
         })
         .await;
         let v = view(Scheme::Http, addr);
-        let f = err(exchange(connect(addr).await, &v, addr, false, soon()).await.1);
+        let response = exchange(connect(addr).await, &v, addr, false, soon()).await.1.expect("a 400");
+        let f = tls_required(&response).expect("recognised");
         assert_eq!(f.code, ErrorCode::HttpTlsRequired, "{f}");
     }
 

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 pub use outcome::{ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary};
 
-use crate::config::{Host, Sni, View};
+use crate::config::{Host, HostHeader, View};
 
 /// Runs probes. Holds what is worth building once: resolvers and TLS client configs.
 #[derive(Debug, Default)]
@@ -116,6 +116,9 @@ impl Prober {
         deadline: Instant,
     ) -> Outcome {
         attempt.outcome.request.address = Some(peer);
+        if view.http.host == HostHeader::DialedAddress && attempt.outcome.request.host.is_none() {
+            attempt.outcome.request.host = http::host_header(view, peer);
+        }
         let connected = match tcp::connect(peer, view.source.as_ref(), view.freebind, deadline).await {
             Ok(c) => c,
             Err(f) => return attempt.fail(f),
@@ -138,14 +141,7 @@ impl Prober {
         if !view.scheme.uses_tls() {
             return self.application(view, attempt, stream, peer, false, deadline).await;
         }
-        let sni = match &view.tls.sni {
-            Sni::FromUrl => match &view.url_endpoint.host {
-                Host::Name(name) => Some(name.as_str()),
-                Host::Ip(_) => None,
-            },
-            Sni::Name(name) => Some(name.as_str()),
-            Sni::None => None,
-        };
+        let sni = view.sni();
         attempt.outcome.request.sni = sni.map(str::to_owned);
         // Without SNI, the certificate is checked against the URL's host (a name or an IP).
         let verify_name = match &view.url_endpoint.host {
@@ -192,6 +188,9 @@ impl Prober {
             attempt.outcome.status = Some(response.status);
             attempt.outcome.timings.ttfb = Some(response.ttfb);
             attempt.outcome.body_bytes = Some(response.body.len() as u64);
+            if let Some(f) = http::tls_required(&response) {
+                return attempt.fail(f);
+            }
             let (judged, verdict) = expect::judge(&view.expect, response.status, &response.body);
             attempt.outcome.local_endpoints = judged.local_endpoints;
             match verdict {
@@ -230,8 +229,26 @@ impl Attempt {
             scheme: view.scheme.as_str(),
             verify: view.scheme.uses_tls() && view.tls.verify,
             proxy_protocol: view.proxy_protocol.map(|p| p.version),
-            path: (view.scheme.uses_http()).then(|| view.path.clone()),
+            path: (view.scheme.uses_http()).then(|| view.path_display().into_owned()),
             method: (view.scheme.uses_http()).then(|| view.http.method.to_string()),
+            // What the view will send, recorded up front so a probe that fails before the
+            // request still shows it; the HTTP layer overwrites these with what it really sent.
+            sni: if view.scheme.uses_tls() { view.sni().map(str::to_owned) } else { None },
+            host: if view.scheme.uses_http() || view.scheme.uses_grpc() {
+                match &view.http.host {
+                    HostHeader::FromUrl => Some(view.url_authority()),
+                    HostHeader::Value(v) => Some(v.clone()),
+                    HostHeader::DialedAddress | HostHeader::None => None,
+                }
+            } else {
+                None
+            },
+            user_agent: if view.scheme.uses_http() || view.scheme.uses_grpc() {
+                view.http.user_agent.clone()
+            } else {
+                None
+            },
+            source: view.source.map(|s| s.addr),
             ..RequestSummary::default()
         };
         Attempt {

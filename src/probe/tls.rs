@@ -347,11 +347,13 @@ fn handshake_failure(detail: impl Into<String>) -> Failure {
     Failure::new(ErrorCode::TlsHandshakeFailure, detail)
 }
 
-/// Whether the first bytes the server sent are not a TLS record at all (record types 20-24:
-/// change_cipher_spec, alert, handshake, application_data, heartbeat): the peer does not speak
-/// TLS, typically a plain-HTTP server answering the ClientHello with `400`.
+/// Whether the first bytes the server sent are plain text rather than a TLS record (record types
+/// 20-24: change_cipher_spec, alert, handshake, application_data, heartbeat): the peer speaks a
+/// text protocol, typically a plain-HTTP server answering the ClientHello with `400`. Binary junk
+/// that is not TLS either stays a handshake failure: nothing says a plain-text server sent it.
 fn not_tls(first: &[u8]) -> bool {
-    first.first().is_some_and(|b| !(20..=24).contains(b))
+    let text = |b: &u8| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t');
+    first.first().is_some_and(|b| !(20..=24).contains(b)) && first.iter().all(text)
 }
 
 fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
@@ -1060,7 +1062,8 @@ mod tests {
     fn first_bytes_tell_tls_from_not_tls() {
         assert!(not_tls(b"HTTP/1.1 400 Bad Request"));
         assert!(not_tls(b"SSH-2.0-OpenSSH"));
-        assert!(not_tls(&[0x00, 0x01]));
+        // Binary junk that is not TLS is not evidence of a plain-text server.
+        assert!(!not_tls(&[0x00, 0x01]));
         assert!(!not_tls(&[0x16, 0x03, 0x03]));
         assert!(!not_tls(&[0x15, 0x03, 0x01]));
         assert!(!not_tls(b""));

@@ -1,0 +1,1086 @@
+//! The configuration contract: the shipped `probes.d/` compiles, a stray key in any table of it
+//! is rejected with file and key path, every compile error names file, key and what is wrong,
+//! substitution works in all four forms, and secrets never reach `explain`, `Debug` or errors.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use parallax::config::{
+    self, explain, ConfigError, ConfigErrors, Host, HostHeader, HttpVersion, IpVersion, Plan, ProfileName,
+    ProxyVersion, Role, Scheme, Sni, Source, View,
+};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/probes.d");
+const STRAY: &str = "parallax_stray_key";
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn write(dir: &Path, name: &str, body: &str) {
+    std::fs::write(dir.join(name), body).expect("write config file");
+}
+
+fn load(dir: &Path, vars: &[(&str, &str)]) -> Result<Plan, ConfigErrors> {
+    config::load_with(dir, &env(vars))
+}
+
+/// Compiles one `probes.toml` holding `body`; the plan or the errors.
+fn compile(body: &str, vars: &[(&str, &str)]) -> Result<Plan, ConfigErrors> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "probes.toml", body);
+    load(dir.path(), vars)
+}
+
+fn plan(body: &str, vars: &[(&str, &str)]) -> Plan {
+    match compile(body, vars) {
+        Ok(plan) => plan,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn errors(body: &str, vars: &[(&str, &str)]) -> Vec<ConfigError> {
+    match compile(body, vars) {
+        Ok(_) => panic!("expected errors for:\n{body}"),
+        Err(e) => e.0,
+    }
+}
+
+fn file_name(e: &ConfigError) -> String {
+    e.file.as_deref().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+#[track_caller]
+fn assert_error(errors: &[ConfigError], file: &str, key: &str, message: &str) {
+    assert!(
+        errors.iter().any(|e| file_name(e) == file && e.key == key && e.message.contains(message)),
+        "no error `{file}: {key}: ...{message}...` among:\n{}",
+        ConfigErrors(errors.to_vec())
+    );
+}
+
+/// A target with a valid client view and `rest` appended (checker views, or client keys).
+fn with_client(client_keys: &str, rest: &str) -> String {
+    format!(
+        "[[target]]\nname = \"t\"\n[target.client]\nurl = \"http://127.0.0.1:8080/\"\n{client_keys}\n{rest}"
+    )
+}
+
+fn checker(keys: &str) -> String {
+    with_client("", &format!("[[target.checker]]\nname = \"c\"\n{keys}"))
+}
+
+fn only_view(plan: &Plan, name: &str) -> View {
+    plan.views().find(|v| &*v.name == name).cloned().unwrap_or_else(|| panic!("no view {name}"))
+}
+
+// ---- the shipped example -----------------------------------------------------------------------
+
+#[test]
+fn every_shipped_example_file_parses_and_compiles() {
+    let files: Vec<PathBuf> = example_files();
+    assert!(files.len() >= 3, "probes.d holds the daemon file, TOML targets and a YAML file");
+    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "yaml" || e == "yml")));
+    let plan = match config::load_with(Path::new(EXAMPLES), &env(&[])) {
+        Ok(plan) => plan,
+        Err(e) => panic!("probes.d does not compile on a machine without variables:\n{e}"),
+    };
+    assert_eq!(plan.files, files);
+    assert!(plan.export.otlp.is_some());
+    assert!(plan.targets.len() >= 2);
+    let profiles: Vec<ProfileName> = plan.views().filter_map(|v| v.profile).collect();
+    for p in [ProfileName::AwsNlb, ProfileName::KubeProxy, ProfileName::Haproxy, ProfileName::Gcp] {
+        assert!(profiles.contains(&p), "the example shows {p}");
+    }
+    let nlb = only_view(&plan, "nlb");
+    assert_eq!(nlb.proxy_protocol.map(|p| (p.version, p.local)), Some((ProxyVersion::V2, true)));
+    // Each file also compiles on its own (a file must not depend on another file's targets).
+    for f in &files {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(f, dir.path().join(f.file_name().expect("file name"))).expect("copy example");
+        if let Err(e) = load(dir.path(), &[]) {
+            panic!("{} does not compile alone:\n{e}", f.display());
+        }
+    }
+    let text = explain(&plan);
+    for v in plan.views() {
+        assert!(text.contains(&format!("view {} ({})", v.name, v.role.as_str())), "explain lists {}", v.id());
+    }
+}
+
+#[test]
+fn every_view_key_appears_in_the_example() {
+    let mut all = String::new();
+    for f in example_files() {
+        all.push_str(&std::fs::read_to_string(&f).expect("read example"));
+    }
+    for key in [
+        "url",
+        "connect_to",
+        "source",
+        "freebind",
+        "ip_version",
+        "proxy_protocol",
+        "sni",
+        "verify",
+        "ca_file",
+        "alpn",
+        "method",
+        "host",
+        "headers",
+        "user_agent",
+        "body",
+        "expect",
+        "status",
+        "body_contains",
+        "body_regex",
+        "grpc_service",
+        "interval",
+        "timeout",
+        "rise",
+        "fall",
+        "max_body_bytes",
+        "resolver",
+        "each_address",
+        "expect_addresses",
+        "allow_sources",
+        "profile",
+        "listen",
+        "endpoint",
+        "protocol",
+        "success_sample_ratio",
+    ] {
+        let written = all.contains(&format!("{key} =")) || all.contains(&format!("{key}:"));
+        assert!(written, "probes.d shows `{key}`");
+    }
+}
+
+fn example_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(EXAMPLES)
+        .expect("probes.d exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml" || e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A generic tree of an example file, to walk and edit.
+#[derive(Debug, Clone)]
+enum Tree {
+    Toml(toml::Table),
+    Json(serde_json::Value),
+}
+
+/// Every table of `value` (except free-form `headers` maps), with the key path an error about a
+/// key inserted there must name.
+fn toml_tables(value: &toml::Table, path: &[String], key: &str, out: &mut Vec<(Vec<String>, String)>) {
+    out.push((path.to_vec(), key.to_owned()));
+    for (k, v) in value {
+        match v {
+            toml::Value::Table(t) if k != "headers" => {
+                let mut p = path.to_vec();
+                p.push(k.clone());
+                toml_tables(t, &p, &join(key, k), out);
+            }
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        let label =
+                            t.get("name").and_then(|n| n.as_str()).map_or(i.to_string(), str::to_owned);
+                        let mut p = path.to_vec();
+                        p.push(k.clone());
+                        p.push(i.to_string());
+                        toml_tables(t, &p, &format!("{}[{label}]", join(key, k)), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn json_tables(
+    value: &serde_json::Map<String, serde_json::Value>,
+    path: &[String],
+    key: &str,
+    out: &mut Vec<(Vec<String>, String)>,
+) {
+    out.push((path.to_vec(), key.to_owned()));
+    for (k, v) in value {
+        match v {
+            serde_json::Value::Object(t) if k != "headers" => {
+                let mut p = path.to_vec();
+                p.push(k.clone());
+                json_tables(t, &p, &join(key, k), out);
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let serde_json::Value::Object(t) = item {
+                        let label =
+                            t.get("name").and_then(|n| n.as_str()).map_or(i.to_string(), str::to_owned);
+                        let mut p = path.to_vec();
+                        p.push(k.clone());
+                        p.push(i.to_string());
+                        json_tables(t, &p, &format!("{}[{label}]", join(key, k)), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn toml_insert(table: &mut toml::Table, path: &[String]) {
+    match path.split_first() {
+        None => {
+            table.insert(STRAY.to_owned(), toml::Value::String("x".to_owned()));
+        }
+        Some((k, rest)) => match table.get_mut(k) {
+            Some(toml::Value::Table(t)) => toml_insert(t, rest),
+            Some(toml::Value::Array(items)) => {
+                let (i, rest) = rest.split_first().expect("array index");
+                match items.get_mut(i.parse::<usize>().expect("index")) {
+                    Some(toml::Value::Table(t)) => toml_insert(t, rest),
+                    _ => panic!("no table at {path:?}"),
+                }
+            }
+            _ => panic!("no table at {path:?}"),
+        },
+    }
+}
+
+fn json_insert(map: &mut serde_json::Map<String, serde_json::Value>, path: &[String]) {
+    match path.split_first() {
+        None => {
+            map.insert(STRAY.to_owned(), serde_json::Value::String("x".to_owned()));
+        }
+        Some((k, rest)) => match map.get_mut(k) {
+            Some(serde_json::Value::Object(t)) => json_insert(t, rest),
+            Some(serde_json::Value::Array(items)) => {
+                let (i, rest) = rest.split_first().expect("array index");
+                match items.get_mut(i.parse::<usize>().expect("index")) {
+                    Some(serde_json::Value::Object(t)) => json_insert(t, rest),
+                    _ => panic!("no table at {path:?}"),
+                }
+            }
+            _ => panic!("no table at {path:?}"),
+        },
+    }
+}
+
+fn parse_example(path: &Path) -> Tree {
+    let text = std::fs::read_to_string(path).expect("read example");
+    if path.extension().is_some_and(|e| e == "toml") {
+        Tree::Toml(text.parse::<toml::Table>().expect("example is TOML"))
+    } else {
+        // YAML is parsed with the `config` crate, as parallax does; the edited tree is written
+        // back as JSON, which is YAML too.
+        let cfg = ::config::Config::builder()
+            .add_source(::config::File::from_str(&text, ::config::FileFormat::Yaml))
+            .build()
+            .expect("example is YAML");
+        Tree::Json(cfg.try_deserialize::<serde_json::Value>().expect("YAML as JSON"))
+    }
+}
+
+#[test]
+fn a_stray_key_in_any_table_of_any_example_is_rejected_with_file_and_key() {
+    let files = example_files();
+    let mut checked = 0;
+    for file in &files {
+        let name = file.file_name().expect("name").to_string_lossy().into_owned();
+        let tree = parse_example(file);
+        let mut tables = Vec::new();
+        match &tree {
+            Tree::Toml(t) => toml_tables(t, &[], "", &mut tables),
+            Tree::Json(serde_json::Value::Object(m)) => json_tables(m, &[], "", &mut tables),
+            Tree::Json(other) => panic!("{name}: root is not a table: {other}"),
+        }
+        assert!(tables.len() >= 3, "{name} has tables to check");
+        for (path, key) in tables {
+            let text = match tree.clone() {
+                Tree::Toml(mut t) => {
+                    toml_insert(&mut t, &path);
+                    toml::to_string(&t).expect("write TOML")
+                }
+                Tree::Json(mut v) => {
+                    if let serde_json::Value::Object(m) = &mut v {
+                        json_insert(m, &path);
+                    }
+                    serde_json::to_string_pretty(&v).expect("write JSON")
+                }
+            };
+            let dir = tempfile::tempdir().expect("tempdir");
+            for other in &files {
+                std::fs::copy(other, dir.path().join(other.file_name().expect("name"))).expect("copy");
+            }
+            write(dir.path(), &name, &text);
+            let expected_key = join(&key, STRAY);
+            match load(dir.path(), &[]) {
+                Ok(_) => panic!("{name}: a stray key at {expected_key} was accepted"),
+                Err(e) => assert_error(&e.0, &name, &expected_key, "unknown key"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} tables checked");
+}
+
+// ---- one test per compile error ----------------------------------------------------------------
+
+#[test]
+fn timeout_not_below_interval() {
+    let errs = errors(&with_client("interval = \"1s\"\ntimeout = \"2s\"", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.timeout", "timeout 2s must be below interval 1s");
+    let errs = errors(&with_client("interval = \"1s\"\ntimeout = \"1s\"", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.timeout", "timeout 1s must be below interval 1s");
+}
+
+#[test]
+fn timeout_error_says_where_each_value_came_from() {
+    let body = format!(
+        "[defaults]\ninterval = \"1s\"\n{}",
+        checker("profile = \"aws-alb\"\nurl = \"http://127.0.0.1/\"")
+    );
+    let errs = errors(&body, &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].timeout",
+        "timeout 5s (from profile aws-alb) must be below interval 1s (from [defaults] in probes.toml)",
+    );
+    // Both in [defaults]: reported once, at [defaults].
+    let body = format!("[defaults]\ninterval = \"1s\"\ntimeout = \"3s\"\n{}", with_client("", ""));
+    let errs = errors(&body, &[]);
+    assert_error(&errs, "probes.toml", "defaults.timeout", "timeout 3s must be below interval 1s");
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+}
+
+#[test]
+fn unknown_profile_lists_the_valid_ones() {
+    let errs = errors(&checker("profile = \"aws-elb\"\nurl = \"http://127.0.0.1/\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].profile", "unknown profile `aws-elb`");
+    for p in ProfileName::ALL {
+        assert_error(&errs, "probes.toml", "target[t].checker[c].profile", p.as_str());
+    }
+}
+
+#[test]
+fn bad_url_and_unsupported_scheme() {
+    let errs = errors(&checker("url = \"ftp://files.example/x\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "unsupported scheme `ftp`");
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].url",
+        "use http, https, tcp, tls, grpc or grpcs",
+    );
+    let errs = errors(&checker("url = \"not a url\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "has no scheme");
+    let errs = errors(&checker("url = \"http://bad host.example/\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "is not a valid URL");
+    let errs = errors(&checker("url = \"http://127.0.0.1:99999/\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "is not a valid URL");
+    let errs = errors(&with_client("", "[[target.checker]]\nname = \"c\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "missing url");
+}
+
+#[test]
+fn tcp_and_tls_urls_need_a_port() {
+    let errs = errors(&checker("url = \"tcp://db.example\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "needs a port: tcp:// has no default");
+    let errs = errors(&checker("url = \"tls://db.example/\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "needs a port: tls:// has no default");
+    let p = plan(&checker("url = \"tls://[::1]:6443\""), &[]);
+    let v = only_view(&p, "c");
+    assert_eq!((v.scheme, v.url_endpoint.port), (Scheme::Tls, 6443));
+    assert_eq!(v.url_endpoint.host, Host::Ip("::1".parse().expect("ip")));
+}
+
+#[test]
+fn default_ports_and_paths() {
+    let body = with_client(
+        "",
+        "[[target.checker]]\nname = \"a\"\nurl = \"grpc://Backend.Example\"\n\
+         [[target.checker]]\nname = \"b\"\nurl = \"grpcs://backend.example\"\n\
+         [[target.checker]]\nname = \"d\"\nurl = \"https://backend.example?x=1\"",
+    );
+    let p = plan(&body, &[]);
+    let a = only_view(&p, "a");
+    assert_eq!(
+        (a.url_endpoint.port, a.url_endpoint.host.clone()),
+        (80, Host::Name("backend.example".into()))
+    );
+    assert_eq!(a.http.version, HttpVersion::Http2);
+    assert_eq!(only_view(&p, "b").url_endpoint.port, 443);
+    let d = only_view(&p, "d");
+    assert_eq!((d.url_endpoint.port, d.path.as_str()), (443, "/?x=1"));
+}
+
+#[test]
+fn missing_env_substitution() {
+    let errs = errors(&with_client("headers = { x-token = \"${env:SHOP_TOKEN}\" }", ""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.headers.x-token",
+        "${env:SHOP_TOKEN}: SHOP_TOKEN is not set",
+    );
+    let errs = errors(&checker("url = \"http://${NODE_IP}:30080/\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "${NODE_IP} is not set");
+}
+
+#[test]
+fn unreadable_file_substitution() {
+    let errs = errors(&with_client("body = \"${file:/nonexistent/parallax/token}\"", ""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.body",
+        "${file:/nonexistent/parallax/token} cannot be read",
+    );
+}
+
+#[test]
+fn oversized_file_substitution() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("big"), vec![b'a'; 70 * 1024]).expect("write");
+    write(dir.path(), "probes.toml", &with_client("body = \"${file:big}\"", ""));
+    let errs = load(dir.path(), &[]).expect_err("errors").0;
+    assert_error(&errs, "probes.toml", "target[t].client.body", "${file:big} is larger than 64 KiB");
+}
+
+#[test]
+fn unknown_substitution() {
+    let errs = errors(&with_client("user_agent = \"probe/${VERSION}\"", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.user_agent", "unknown substitution `${VERSION}`");
+    let errs = errors(&with_client("user_agent = \"probe/${env:A\"", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.user_agent", "unterminated");
+}
+
+#[test]
+fn source_cidr_with_no_local_address_needs_freebind() {
+    // TEST-NET-2: documentation addresses, on no interface of any machine.
+    let errs = errors(&checker("url = \"http://127.0.0.1/\"\nsource = \"198.51.100.0/24\""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].source",
+        "198.51.100.0/24 holds no address of this host",
+    );
+    assert_error(&errs, "probes.toml", "target[t].checker[c].source", "freebind = true");
+    let p = plan(&checker("url = \"http://127.0.0.1/\"\nsource = \"198.51.100.0/24\"\nfreebind = true"), &[]);
+    let v = only_view(&p, "c");
+    assert!(v.freebind);
+    assert_eq!(v.source.map(|s| s.addr), Some("198.51.100.1".parse::<IpAddr>().expect("ip")));
+    // A loopback network has local addresses: one is picked, no freebind needed.
+    let p = plan(&checker("url = \"http://127.0.0.1/\"\nsource = \"127.0.0.0/8\""), &[]);
+    let v = only_view(&p, "c");
+    let bind = v.source.expect("source");
+    assert!(matches!(bind.requested, Source::Net(_)));
+    assert!(bind.addr.is_loopback());
+}
+
+#[test]
+fn single_source_address_must_be_local_without_freebind() {
+    let errs = errors(&checker("url = \"http://127.0.0.1/\"\nsource = \"192.0.2.7\""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].source",
+        "192.0.2.7 is not an address of this host",
+    );
+    let p = plan(&checker("url = \"http://127.0.0.1/\"\nsource = \"192.0.2.7\"\nfreebind = true"), &[]);
+    assert_eq!(only_view(&p, "c").source.map(|s| s.addr.to_string()), Some("192.0.2.7".to_owned()));
+    let p = plan(&checker("url = \"http://127.0.0.1/\"\nsource = \"127.0.0.9\""), &[]);
+    assert_eq!(only_view(&p, "c").source.map(|s| s.addr.to_string()), Some("127.0.0.9".to_owned()));
+    let errs = errors(&checker("url = \"http://127.0.0.1/\"\nsource = \"10.0.0.0/33\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].source", "is not an IP address or CIDR");
+}
+
+#[test]
+fn source_family_must_match_the_dialed_address() {
+    let errs = errors(&checker("url = \"http://[::1]:80/\"\nsource = \"127.0.0.1\""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].source",
+        "not of the same address family as [::1]:80",
+    );
+}
+
+#[test]
+fn duplicate_target_names_across_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "10-a.toml",
+        "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n",
+    );
+    write(dir.path(), "20-b.yaml", "target:\n  - name: shop\n    client:\n      url: http://127.0.0.1/\n");
+    let errs = load(dir.path(), &[]).expect_err("errors").0;
+    assert_error(
+        &errs,
+        "20-b.yaml",
+        "target[shop].name",
+        "duplicate target name `shop` (first defined in 10-a.toml)",
+    );
+    assert_eq!(errs.len(), 1);
+}
+
+#[test]
+fn duplicate_checker_names_in_a_target() {
+    let body = with_client(
+        "",
+        "[[target.checker]]\nname = \"hc\"\nurl = \"http://127.0.0.1/\"\n[[target.checker]]\nname = \"hc\"\nurl = \"http://127.0.0.1/x\"",
+    );
+    let errs = errors(&body, &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[hc].name", "duplicate checker name `hc`");
+}
+
+#[test]
+fn checker_named_client() {
+    let errs =
+        errors(&with_client("", "[[target.checker]]\nname = \"client\"\nurl = \"http://127.0.0.1/\""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[client].name",
+        "`client` is the client view's name",
+    );
+}
+
+#[test]
+fn target_without_client_view() {
+    let errs = errors(
+        "[[target]]\nname = \"lonely\"\n[[target.checker]]\nname = \"c\"\nurl = \"http://127.0.0.1/\"\n",
+        &[],
+    );
+    assert_error(&errs, "probes.toml", "target[lonely].client", "missing [target.client]");
+    let errs = errors("[[target]]\nname = \"two\"\n[[target.client]]\nurl = \"http://127.0.0.1/\"\n", &[]);
+    assert_error(&errs, "probes.toml", "target[two].client", "exactly one client view");
+    let errs = errors("[[target]]\n[target.client]\nurl = \"http://127.0.0.1/\"\n", &[]);
+    assert_error(&errs, "probes.toml", "target[0].name", "missing name");
+}
+
+#[test]
+fn bad_status_range() {
+    let errs = errors(&with_client("expect = { status = [\"200\", \"300-200\", 700, \"abc\"] }", ""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.expect.status[1]",
+        "status range `300-200` is backwards",
+    );
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.expect.status[2]",
+        "`700` is not an HTTP status (100-599)",
+    );
+    assert_error(&errs, "probes.toml", "target[t].client.expect.status[3]", "`abc` is not an HTTP status");
+    let errs = errors(&with_client("expect = { status = [] }", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.expect.status", "is empty");
+    let p = plan(&with_client("expect = { status = [200, \"3xx\", \"401-403\"] }", ""), &[]);
+    assert_eq!(p.targets[0].client.expect.status, vec![200..=200, 300..=399, 401..=403]);
+    let p = plan(&with_client("expect = { status = 204 }", ""), &[]);
+    assert_eq!(p.targets[0].client.expect.status, vec![204..=204]);
+}
+
+#[test]
+fn bad_regex_and_oversized_regex() {
+    let errs = errors(&with_client("expect = { body_regex = \"(unclosed\" }", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.expect.body_regex", "is not a valid regex");
+    let long = "a".repeat(5000);
+    let errs = errors(&with_client(&format!("expect = {{ body_regex = \"{long}\" }}"), ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.expect.body_regex", "the limit is 4096");
+    // Small pattern, huge program: the compiled-size limit stops it.
+    let errs =
+        errors(&with_client("expect = { body_regex = \"\\\\w{1000}\\\\w{1000}\\\\w{1000}\" }", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.expect.body_regex", "is not a valid regex");
+}
+
+#[test]
+fn rise_or_fall_of_zero() {
+    let errs = errors(&checker("url = \"http://127.0.0.1/\"\nrise = 0\nfall = 0"), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].rise",
+        "rise = 0 would never change the verdict",
+    );
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].fall",
+        "fall = 0 would never change the verdict",
+    );
+}
+
+#[test]
+fn bad_header_name_and_value() {
+    let errs = errors(&with_client("headers = { \"bad name\" = \"x\", x-ok = \"a\\u0001b\" }", ""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.headers.bad name",
+        "`bad name` is not a valid HTTP header name",
+    );
+    assert_error(&errs, "probes.toml", "target[t].client.headers.x-ok", "is not a valid header value");
+    let errs = errors(&with_client("headers = { Host = \"x\", user-agent = \"y\" }", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.headers.Host", "with the `host` key");
+    assert_error(&errs, "probes.toml", "target[t].client.headers.user-agent", "with the `user_agent` key");
+}
+
+#[test]
+fn bad_method() {
+    let errs = errors(&with_client("method = \"GE T\"", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.method", "`GE T` is not an HTTP method");
+    let errs = errors(&with_client("method = \"get\"", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.method", "methods are case-sensitive; write `GET`");
+}
+
+#[test]
+fn ip_version_contradicting_an_ip_literal() {
+    let errs = errors(&checker("url = \"http://127.0.0.1/\"\nip_version = 6"), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].ip_version",
+        "ip_version 6 contradicts the address 127.0.0.1:80",
+    );
+    let errs = errors(
+        &checker("url = \"http://x.example/\"\nconnect_to = \"[::1]:8080\"\nip_version = \"v4\""),
+        &[],
+    );
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].checker[c].ip_version",
+        "ip_version 4 contradicts the address [::1]:8080",
+    );
+    let errs = errors(&checker("url = \"http://x.example/\"\nip_version = \"5\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].ip_version", "use \"any\", 4 or 6");
+    let p = plan(&checker("url = \"http://x.example/\"\nip_version = \"v6\""), &[]);
+    assert_eq!(only_view(&p, "c").ip_version, IpVersion::V6);
+}
+
+#[test]
+fn expect_addresses_must_be_ips() {
+    let body = with_client("expect_addresses = [\"203.0.113.1\", \"lb.example\"]", "")
+        .replace("127.0.0.1:8080", "shop.example");
+    let errs = errors(&body, &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.expect_addresses[1]",
+        "`lb.example` is not an IP address",
+    );
+    let errs = errors(&with_client("expect_addresses = [\"203.0.113.1\"]", ""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.expect_addresses",
+        "the URL's host is an IP address",
+    );
+}
+
+#[test]
+fn bad_resolver() {
+    let errs = errors(&with_client("resolver = \"dns.example\"", ""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.resolver",
+        "`dns.example` is not a nameserver address",
+    );
+    let p = plan(&with_client("resolver = \"10.0.0.10\"", ""), &[]);
+    assert_eq!(p.targets[0].client.resolver.map(|r| r.to_string()), Some("10.0.0.10:53".to_owned()));
+}
+
+#[test]
+fn unknown_keys_anywhere_name_file_and_key_path() {
+    let errs = errors(&format!("verbose = true\n{}", with_client("", "")), &[]);
+    assert_error(&errs, "probes.toml", "verbose", "unknown key `verbose`");
+    let errs = errors(&with_client("expect = { staus = [200] }", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.expect.staus", "unknown key `staus`");
+    let errs = errors(&checker("url = \"http://127.0.0.1/\"\ntimout = \"1s\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].timout", "unknown key `timout`");
+    let errs = errors(&with_client("profile = \"gcp\"", ""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.profile",
+        "the client view is always `client` and has no profile",
+    );
+    // A checker without a name is named by its index.
+    let errs = errors(&with_client("", "[[target.checker]]\nurl = \"http://127.0.0.1/\"\nbogus = 1"), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[0].bogus", "unknown key `bogus`");
+}
+
+#[test]
+fn url_with_an_empty_host() {
+    let errs = errors(&with_client("", "").replace("http://127.0.0.1:8080/", "http:///healthz"), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.url", "has an empty host");
+    let errs = errors(&checker("url = \"tcp://:443\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "has an empty host");
+}
+
+#[test]
+fn max_body_bytes_over_the_cap() {
+    let errs = errors(&with_client("max_body_bytes = 17000000", ""), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.max_body_bytes",
+        "17000000 is out of range: use 1 to 16777216",
+    );
+    let errs = errors(&format!("[defaults]\nmax_body_bytes = 0\n{}", with_client("", "")), &[]);
+    assert_error(&errs, "probes.toml", "defaults.max_body_bytes", "0 is out of range");
+}
+
+#[test]
+fn keys_that_do_nothing_for_the_scheme_are_errors() {
+    let errs = errors(
+        &checker("url = \"tcp://127.0.0.1:5432\"\nmethod = \"GET\"\nexpect = { status = [200] }"),
+        &[],
+    );
+    assert_error(&errs, "probes.toml", "target[t].checker[c].method", "has no effect on tcp:// views");
+    assert_error(&errs, "probes.toml", "target[t].checker[c].expect.status", "has no effect on tcp:// views");
+    let errs = errors(&checker("url = \"grpcs://127.0.0.1:8443\"\nalpn = [\"http/1.1\"]"), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].alpn", "must offer \"h2\"");
+    let errs = errors(&checker("url = \"grpc://127.0.0.1:9000/pkg.Svc\""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "take no path or query");
+}
+
+#[test]
+fn missing_or_empty_directory_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let errs = load(dir.path(), &[]).expect_err("errors").0;
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].message.contains("no *.toml, *.yaml or *.yml"), "{}", errs[0]);
+    write(dir.path(), "README.md", "not config");
+    write(dir.path(), ".hidden.toml", "garbage = [");
+    assert!(load(dir.path(), &[]).is_err());
+    let missing = dir.path().join("nope");
+    let errs = load(&missing, &[]).expect_err("errors").0;
+    assert_eq!(errs[0].file.as_deref(), Some(missing.as_path()));
+    assert!(errs[0].message.contains("cannot read the configuration directory"));
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.toml", "[[target]\nname = ");
+    write(dir.path(), "b.yaml", "target: [\n");
+    let errs = load(dir.path(), &[]).expect_err("errors").0;
+    assert!(
+        errs.iter().any(|e| file_name(e) == "a.toml" && e.message.contains("not valid TOML")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| file_name(e) == "b.yaml" && e.message.contains("not valid YAML")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "00-daemon.toml", "[admin]\nlisten = \"nowhere\"\n[defaults]\ninterval = \"soon\"\n");
+    write(
+        dir.path(),
+        "10-a.toml",
+        "[[target]]\nname = \"a\"\n[target.client]\nurl = \"ftp://x/\"\n\
+         [[target.checker]]\nname = \"c1\"\nurl = \"tcp://h\"\nrise = 0\n\
+         [[target.checker]]\nname = \"c2\"\nprofile = \"nope\"\nurl = \"http://127.0.0.1/\"\n",
+    );
+    write(
+        dir.path(),
+        "20-b.yaml",
+        "target:\n  - name: b\n    client:\n      url: http://127.0.0.1/\n      method: \"g t\"\n",
+    );
+    let errs = load(dir.path(), &[]).expect_err("errors").0;
+    assert_error(&errs, "00-daemon.toml", "admin.listen", "is not an ip:port address");
+    assert_error(&errs, "00-daemon.toml", "defaults.interval", "`soon` is not a duration");
+    assert_error(&errs, "10-a.toml", "target[a].client.url", "unsupported scheme `ftp`");
+    assert_error(&errs, "10-a.toml", "target[a].checker[c1].url", "needs a port");
+    assert_error(&errs, "10-a.toml", "target[a].checker[c1].rise", "rise = 0");
+    assert_error(&errs, "10-a.toml", "target[a].checker[c2].profile", "unknown profile `nope`");
+    assert_error(&errs, "20-b.yaml", "target[b].client.method", "is not an HTTP method");
+    assert_eq!(errs.len(), 7, "{}", ConfigErrors(errs.clone()));
+    // Display: one line per error, `file: key: message`.
+    let text = ConfigErrors(errs).to_string();
+    assert!(
+        text.lines().any(|l| l.ends_with(
+            "10-a.toml: target[a].checker[c1].rise: rise = 0 would never change the verdict: use 1 or more"
+        )),
+        "{text}"
+    );
+}
+
+// ---- layering, precedence, substitution ------------------------------------------------------------
+
+#[test]
+fn files_merge_in_name_order_and_targets_concatenate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "00-daemon.toml",
+        "[defaults]\ninterval = \"10s\"\ntimeout = \"1s\"\n[admin]\nlisten = \"127.0.0.1:1\"\n",
+    );
+    write(dir.path(), "50-override.yml", "defaults:\n  interval: 3s\nadmin:\n  listen: 127.0.0.1:2\n");
+    write(
+        dir.path(),
+        "20-a.toml",
+        "[[target]]\nname = \"a\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n",
+    );
+    write(dir.path(), "30-b.yaml", "target:\n  - name: b\n    client:\n      url: http://127.0.0.1/\n");
+    let p = load(dir.path(), &[]).expect("valid");
+    let names: Vec<&str> = p.targets.iter().map(|t| &*t.name).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(p.admin.listen.to_string(), "127.0.0.1:2");
+    let v = &p.targets[1].client;
+    assert_eq!(
+        (v.interval.as_secs(), v.timeout.as_secs()),
+        (3, 1),
+        "interval from 50-override, timeout from 00-daemon"
+    );
+    let files: Vec<String> =
+        p.files.iter().map(|f| f.file_name().expect("n").to_string_lossy().into_owned()).collect();
+    assert_eq!(files, ["00-daemon.toml", "20-a.toml", "30-b.yaml", "50-override.yml"]);
+}
+
+#[test]
+fn environment_overrides_settings_and_names_itself_in_errors() {
+    let body = format!("[defaults]\ninterval = \"10s\"\ntimeout = \"1s\"\n{}", with_client("", ""));
+    let p = plan(
+        &body,
+        &[
+            ("PARALLAX_DEFAULTS__INTERVAL", "4s"),
+            ("PARALLAX_ADMIN__LISTEN", "127.0.0.1:9999"),
+            ("PARALLAX_EXPORT__OTLP__ENDPOINT", "http://127.0.0.1:4318"),
+            ("PARALLAX_EXPORT__OTLP__PROTOCOL", "http/protobuf"),
+            ("PARALLAX_DEFAULTS__MAX_BODY_BYTES", "1000"),
+            ("PARALLAX_CONFIG", "/elsewhere"),
+        ],
+    );
+    assert_eq!(p.targets[0].client.interval.as_secs(), 4);
+    assert_eq!(p.targets[0].client.max_body_bytes, 1000);
+    assert_eq!(p.admin.listen.to_string(), "127.0.0.1:9999");
+    let otlp = p.export.otlp.expect("otlp from the environment");
+    assert_eq!(otlp.endpoint, "http://127.0.0.1:4318");
+    assert_eq!(otlp.protocol, config::OtlpProtocol::HttpProtobuf);
+
+    let errs =
+        errors(&with_client("", ""), &[("PARALLAX_DEFAULTS__TIMEOUT", "later"), ("PARALLAX_TARGET__X", "1")]);
+    let e = errs.iter().find(|e| e.key == "defaults.timeout").expect("timeout error");
+    assert!(e.file.is_none());
+    assert!(e.message.contains("environment variable PARALLAX_DEFAULTS__TIMEOUT"), "{e}");
+    assert!(errs
+        .iter()
+        .any(|e| e.key == "PARALLAX_TARGET__X" && e.message.contains("targets come from files")));
+}
+
+#[test]
+fn precedence_is_view_then_defaults_then_profile() {
+    let body = format!(
+        "[defaults]\ninterval = \"3s\"\ntimeout = \"2s\"\nuser_agent = \"fleet/1\"\n{}",
+        with_client(
+            "",
+            "[[target.checker]]\nname = \"alb\"\nprofile = \"aws-alb\"\nurl = \"http://127.0.0.1/\"\ntimeout = \"1s\"\n\
+             [[target.checker]]\nname = \"kp\"\nprofile = \"kube-proxy\"\nurl = \"http://127.0.0.1:32000/\"\nuser_agent = false\n\
+             [[target.checker]]\nname = \"plain\"\nurl = \"grpcs://127.0.0.1:9443\"\n",
+        )
+    );
+    let p = plan(&body, &[]);
+    let alb = only_view(&p, "alb");
+    assert_eq!((alb.interval.as_secs(), alb.timeout.as_secs()), (3, 1));
+    assert_eq!(
+        alb.http.user_agent.as_deref(),
+        Some("ELB-HealthChecker/2.0"),
+        "[defaults] user_agent never replaces a checker profile's own agent"
+    );
+    assert_eq!((alb.rise, alb.fall), (5, 2), "thresholds from the profile");
+    assert_eq!(alb.expect.status, vec![200..=200]);
+    assert_eq!(alb.http.host, HostHeader::DialedAddress);
+    assert_eq!(alb.role, Role::Checker);
+    let kp = only_view(&p, "kp");
+    assert_eq!(kp.http.user_agent, None);
+    assert!(kp.expect.kube_proxy_endpoints);
+    let plain = only_view(&p, "plain");
+    assert_eq!(plain.profile, None);
+    assert!(plain.tls.alpn.iter().any(|a| a == "h2"), "grpcs offers h2: {:?}", plain.tls.alpn);
+    assert_eq!(plain.http.user_agent.as_deref(), Some("fleet/1"), "a profile-less checker takes it");
+    let client = &p.targets[0].client;
+    assert_eq!(client.http.user_agent.as_deref(), Some("fleet/1"));
+    assert_eq!(client.expect.status, vec![200..=399], "a client view accepts 200-399");
+    assert_eq!(client.tls.sni, Sni::FromUrl);
+}
+
+#[test]
+fn substitution_of_all_four_forms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("body.txt"), "from-file-value\n").expect("write");
+    write(
+        dir.path(),
+        "probes.toml",
+        "[[target]]\nname = \"shop-${NODE_NAME}\"\n[target.client]\nurl = \"http://${NODE_IP}:30080/healthz\"\n\
+         headers = { x-token = \"T ${env:TOKEN}\" }\nbody = \"${file:body.txt}\"\n\
+         expect = { body_contains = \"literal $${env:X} and $5\" }\n",
+    );
+    let p = load(dir.path(), &[("NODE_NAME", "node-7"), ("NODE_IP", "10.1.2.3"), ("TOKEN", "tok-123")])
+        .expect("valid");
+    let v = &p.targets[0].client;
+    assert_eq!(&*v.target, "shop-node-7");
+    assert_eq!(v.url_endpoint.host, Host::Ip("10.1.2.3".parse().expect("ip")));
+    assert_eq!(v.url_display, "http://10.1.2.3:30080/healthz");
+    let token = v.http.headers.iter().find(|(n, _)| n == "x-token").map(|(_, v)| v).expect("x-token");
+    assert!(token.is_secret());
+    assert_eq!(token.expose(), "T tok-123");
+    let body = v.http.body.as_ref().expect("body");
+    assert!(body.is_secret());
+    assert_eq!(body.expose(), "from-file-value", "the trailing newline is trimmed");
+    assert_eq!(v.expect.body_contains.as_deref(), Some("literal ${env:X} and $5"));
+}
+
+#[test]
+fn url_user_info_becomes_a_secret_basic_authorization() {
+    let p = plan(
+        &with_client("", "").replace("http://127.0.0.1:8080/", "https://ops:${env:PW}@shop.example/"),
+        &[("PW", "open sesame")],
+    );
+    let v = &p.targets[0].client;
+    let auth =
+        v.http.headers.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v).expect("authorization");
+    assert_eq!(auth.expose(), "Basic b3BzOm9wZW4gc2VzYW1l");
+    assert!(auth.is_secret());
+    assert_eq!(v.url_display, "https://ops:<redacted>@shop.example/");
+    assert_eq!(v.url_endpoint.host, Host::Name("shop.example".into()));
+}
+
+#[test]
+fn secrets_never_reach_explain_debug_or_errors() {
+    const ENV_SECRET: &str = "env-secret-9f2c";
+    const FILE_SECRET: &str = "file-secret-77ab";
+    const AUTH_LITERAL: &str = "literal-bearer-31de";
+    const URL_SECRET: &str = "url-query-secret-5c0e";
+    const PW_SECRET: &str = "url-password-8d1a";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secret"), format!("{FILE_SECRET}\n")).expect("write");
+    write(
+        dir.path(),
+        "probes.toml",
+        &format!(
+            "[[target]]\nname = \"api\"\n[target.client]\nurl = \"https://u:${{env:PW}}@api.example/v1?key=${{env:KEY}}\"\n\
+             headers = {{ x-env = \"${{env:TOKEN}}\", x-file = \"${{file:secret}}\", cookie = \"id={AUTH_LITERAL}\" }}\n\
+             body = \"${{env:TOKEN}}\"\n\
+             [[target.checker]]\nname = \"c\"\nurl = \"http://127.0.0.1/\"\n\
+             headers = {{ authorization = \"Bearer {AUTH_LITERAL}\" }}\n"
+        ),
+    );
+    let vars = [("TOKEN", ENV_SECRET), ("KEY", URL_SECRET), ("PW", PW_SECRET)];
+    let p = load(dir.path(), &vars).expect("valid");
+    let text = explain(&p);
+    let debug = format!("{p:?}");
+    let pretty = format!("{p:#?}");
+    for secret in [ENV_SECRET, FILE_SECRET, AUTH_LITERAL, URL_SECRET, PW_SECRET] {
+        assert!(!text.contains(secret), "explain leaks {secret}:\n{text}");
+        assert!(!debug.contains(secret), "Debug leaks {secret}");
+        assert!(!pretty.contains(secret), "Debug leaks {secret}");
+    }
+    assert!(text.contains("<redacted>"));
+    let v = &p.targets[0].client;
+    assert_eq!(v.path, format!("/v1?key={URL_SECRET}"), "the wire gets the real path");
+    assert_eq!(v.path_display(), "/v1?key=<redacted>");
+    assert_eq!(v.url_display, "https://u:<redacted>@api.example/v1?key=<redacted>");
+
+    // Errors caused by secret values quote the substitution, never the value.
+    let bad = "bad\nvalue-secret-4e4e";
+    write(
+        dir.path(),
+        "probes.toml",
+        "[[target]]\nname = \"api\"\n[target.client]\nurl = \"https://${env:TOKEN}/\"\nsni = \"${file:secret}\"\n\
+         headers = { x-env = \"${env:BAD}\", cookie = \"a\\nb-cookie-secret\" }\nexpect = { body_contains = \"${env:TOKEN}\" }\n\
+         [[target.checker]]\nname = \"c\"\nurl = \"http://127.0.0.1/\"\nhost = \"${env:TOKEN}\"\ntimeout = \"${env:TOKEN}\"\n",
+    );
+    let errs = load(dir.path(), &[("TOKEN", ENV_SECRET), ("BAD", bad)]).expect_err("errors").0;
+    assert!(errs.len() >= 6, "{}", ConfigErrors(errs.clone()));
+    let all = format!("{}\n{errs:?}", ConfigErrors(errs.clone()));
+    for secret in [ENV_SECRET, FILE_SECRET, "value-secret-4e4e", "cookie-secret"] {
+        assert!(!all.contains(secret), "an error leaks {secret}:\n{all}");
+    }
+    assert_error(&errs, "probes.toml", "target[api].client.url", "cannot hold a secret (${env:TOKEN})");
+    assert_error(&errs, "probes.toml", "target[api].client.headers.x-env", "the value of ${env:BAD}");
+    assert_error(&errs, "probes.toml", "target[api].client.sni", "cannot hold a secret (${file:secret})");
+}
+
+#[test]
+fn node_ip_of_an_ipv6_node_is_bracketed_in_host_port_values() {
+    let body = with_client(
+        "",
+        "[[target.checker]]\nname = \"np\"\nurl = \"http://${NODE_IP}:30080/healthz\"\n\
+         [[target.checker]]\nname = \"ct\"\nurl = \"https://shop.example/\"\nconnect_to = \"${NODE_IP}:8443\"\n",
+    );
+    let p = plan(&body, &[("NODE_IP", "fd00::5")]);
+    let np = only_view(&p, "np");
+    assert_eq!(np.url_endpoint.host, Host::Ip("fd00::5".parse().expect("ip")));
+    assert_eq!((np.url_endpoint.port, np.url_display.as_str()), (30080, "http://[fd00::5]:30080/healthz"));
+    let ct = only_view(&p, "ct");
+    assert_eq!(ct.connect_to.map(|c| c.to_string()), Some("[fd00::5]:8443".to_owned()));
+    // The same file on an IPv4 node.
+    let p = plan(&body, &[("NODE_IP", "10.0.0.5")]);
+    assert_eq!(only_view(&p, "np").url_display, "http://10.0.0.5:30080/healthz");
+}
+
+#[test]
+fn explain_shows_every_effective_setting_stably() {
+    let body = "[[target]]\nname = \"shop\"\nallow_sources = [\"10.0.0.0/8\"]\n[target.client]\n\
+        url = \"https://shop.example/cart?x=1\"\nconnect_to = \"127.0.0.1:8443\"\n\
+        headers = { authorization = \"Bearer abc\", x-team = \"web\" }\nexpect = { status = [\"200-299\"], body_contains = \"cart\" }\n\
+        [[target.checker]]\nname = \"nlb\"\nprofile = \"aws-nlb\"\nurl = \"http://127.0.0.1:30080/healthz\"\n\
+        proxy_protocol = \"v2\"\nsource = \"127.0.0.3\"\ninterval = \"2s\"\ntimeout = \"1s\"\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "probes.toml", body);
+    let text = explain(&load(dir.path(), &[]).expect("valid"));
+    assert_eq!(text, explain(&load(dir.path(), &[]).expect("valid")), "same config, same text");
+    for expected in [
+        "target shop",
+        "  allow_sources   10.0.0.0/8",
+        "  view client (client)",
+        "    url             https://shop.example/cart?x=1",
+        "    dial            127.0.0.1:8443 (connect_to)",
+        "    tls             sni shop.example (from URL); verify on; ca system roots; alpn h2, http/1.1",
+        "    request         GET /cart?x=1 HTTP/2 or HTTP/1.1 (ALPN)",
+        "    host            shop.example (from URL)",
+        "    headers         authorization: <redacted>; x-team: web",
+        "    expect          status 200-299; body contains \"cart\"",
+        "  view nlb (checker)",
+        "    profile         aws-nlb",
+        "    source          127.0.0.3",
+        "    proxy_protocol  v2 LOCAL (no addresses)",
+        "    request         GET /healthz HTTP/1.1",
+        "    host            127.0.0.1:30080 (the dialed address)",
+        "    user_agent      ELB-HealthChecker/2.0",
+        "    connection      Connection: close, header names Title-Case",
+        "    expect          status 200-399",
+        "    timing          interval 2s, timeout 1s, rise 5, fall 2, initial unhealthy",
+        "    limits          max_body_bytes 65536",
+        "    dns             resolver system, each_address off, expect_addresses any",
+    ] {
+        assert!(text.lines().any(|l| l == expected), "missing line {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("Bearer abc"));
+}
