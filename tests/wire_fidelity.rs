@@ -41,8 +41,13 @@ const READ_LIMIT: Duration = Duration::from_secs(3);
 const MAX_RECORDED_BYTES: usize = 64 * 1024;
 /// The answer every recorder gives.
 const OK_EMPTY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-/// kube-proxy's `healthCheckNodePort` answer with one local endpoint.
-const OK_KUBE_PROXY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 95\r\n\r\n{\"service\":{\"namespace\":\"default\",\"name\":\"web\"},\"localEndpoints\":1,\"serviceProxyHealthy\":true}";
+/// kube-proxy's `healthCheckNodePort` answer with one local endpoint (`concat!` keeps the
+/// content-length honest: the body is 94 bytes).
+const OK_KUBE_PROXY: &[u8] = concat!(
+    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 94\r\n\r\n",
+    r#"{"service":{"namespace":"default","name":"web"},"localEndpoints":1,"serviceProxyHealthy":true}"#
+)
+.as_bytes();
 
 // ---------------------------------------------------------------------------------------------
 // Recording servers
@@ -412,6 +417,13 @@ fn expected_tls(profile: Option<ProfileName>) -> (Option<&'static str>, &'static
     }
 }
 
+#[test]
+fn kube_proxy_answer_has_an_exact_content_length() {
+    let text = std::str::from_utf8(OK_KUBE_PROXY).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    assert!(head.ends_with(&format!("content-length: {}", body.len())), "{head}");
+}
+
 fn answer_for(profile: Option<ProfileName>) -> &'static [u8] {
     if profile == Some(ProfileName::KubeProxy) {
         OK_KUBE_PROXY
@@ -700,10 +712,7 @@ impl Haproxy {
     /// the extra `server_opts`, and `backend` lines before it. The only listener is a unix
     /// socket in `dir`: nothing listens on the network.
     fn start(dir: &Path, backend: &str, server: SocketAddr, server_opts: &str) -> Haproxy {
-        let version = Command::new("haproxy").arg("-v").output();
-        if !version.is_ok_and(|o| o.status.success()) {
-            panic!("HAProxy is not installed: install it with `apt-get install -y haproxy` (Debian 2.6) to run the wire fidelity tests");
-        }
+        let binary = haproxy_binary();
         let cfg = dir.join("haproxy.cfg");
         let sock = dir.join("fe.sock");
         let text = format!(
@@ -716,7 +725,7 @@ impl Haproxy {
         std::fs::write(&cfg, &text).expect("write haproxy.cfg");
         let log = dir.join("haproxy.log");
         let log_file = std::fs::File::create(&log).expect("create haproxy.log");
-        let child = Command::new("haproxy")
+        let child = Command::new(binary)
             .arg("-f")
             .arg(&cfg)
             .arg("-db")
@@ -739,6 +748,20 @@ impl Haproxy {
             }
         }
     }
+}
+
+/// The HAProxy binary: on `PATH`, or Debian's `/usr/sbin/haproxy` (not on a user's `PATH`).
+/// Panics, rather than skipping, when there is none.
+fn haproxy_binary() -> &'static str {
+    for candidate in ["haproxy", "/usr/sbin/haproxy"] {
+        if Command::new(candidate).arg("-v").output().is_ok_and(|o| o.status.success()) {
+            return candidate;
+        }
+    }
+    panic!(
+        "HAProxy is not installed: install it with `apt-get install -y haproxy` (Debian, 2.6) to run \
+         the wire fidelity tests (scripts/test does this when run as root)"
+    );
 }
 
 /// Runs HAProxy against one recorder and parallax's view `hc` (profile `haproxy`, extra `keys`)
@@ -886,4 +909,115 @@ async fn haproxy_custom_method_path_and_host_match_a_view_with_those_keys() {
     .await;
     assert_eq!(real.request_text(), "GET /healthz HTTP/1.0\r\nhost: shop.example.com\r\n\r\n");
     assert_eq!(ours.request, real.request, "parallax: {:?}", ours.request_text());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real HAProxy's server state against parallax's verdict for the haproxy view
+// ---------------------------------------------------------------------------------------------
+
+/// A server answering the statuses of `script` in turn (then the last one), reporting the index
+/// of each check it has answered. Stops when dropped.
+struct Scripted {
+    addr: SocketAddr,
+    answered: mpsc::UnboundedReceiver<usize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Scripted {
+    async fn start(ip: &str, script: Vec<u16>) -> Scripted {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind a loopback server");
+        let addr = listener.local_addr().expect("server address");
+        let (tx, answered) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            for i in 0..64 {
+                let Ok((mut stream, _)) = listener.accept().await else { break };
+                let status = script.get(i).or(script.last()).copied().unwrap_or(200);
+                let mut head = Vec::new();
+                read_head(&mut stream, &mut head, tokio::time::Instant::now() + READ_LIMIT).await;
+                let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                answer_and_close(&mut stream, answer.as_bytes(), true).await;
+                let _ = tx.send(i);
+            }
+        });
+        Scripted { addr, answered, task }
+    }
+}
+
+/// HAProxy's state of `be/s1` from its log: the last `is UP`/`is DOWN` line, or UP (a fresh
+/// server's state) when none was logged yet.
+fn haproxy_state(log: &Path) -> parallax::verdict::Health {
+    use parallax::verdict::Health;
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let last = text
+        .lines()
+        .rev()
+        .filter(|l| l.contains("Server be/s1 is "))
+        .filter_map(|l| {
+            if l.contains(" is DOWN") {
+                Some(Health::Unhealthy)
+            } else if l.contains(" is UP") {
+                Some(Health::Healthy)
+            } else {
+                None
+            }
+        })
+        .next();
+    last.unwrap_or(Health::Healthy)
+}
+
+/// Runs HAProxy's checks against `script` (true = 200, false = 500) and asserts that after every
+/// check HAProxy's server state equals the known verdict parallax computes for its `haproxy`
+/// view from the same results.
+async fn assert_haproxy_state_matches_verdict(ip: &str, script: &[bool]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let statuses = script.iter().map(|ok| if *ok { 200 } else { 500 }).collect();
+    let mut server = Scripted::start(ip, statuses).await;
+    let url = format!("http://{}/", server.addr);
+    let plan = load(dir.path(), &target_toml(&url, "", Some(("haproxy", &url, ""))));
+    let hc = view(&plan, "hc");
+    let mut verdict = parallax::verdict::Verdict::for_view(hc);
+
+    // inter 300 ms; the state is read 120 ms after each answer, well before the next check.
+    let haproxy_dir = dir.path().join("haproxy");
+    std::fs::create_dir_all(&haproxy_dir).expect("haproxy dir");
+    let haproxy = Haproxy::start(&haproxy_dir, "    option httpchk", server.addr, "inter 300ms");
+    let mut seen = Vec::new();
+    let mut computed = Vec::new();
+    for (i, ok) in script.iter().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(5), server.answered.recv()).await {
+            Ok(Some(n)) => assert_eq!(n, i, "checks arrive one at a time"),
+            _ => panic!(
+                "HAProxy sent no check {i} within 5 s\n{}",
+                std::fs::read_to_string(&haproxy.log).unwrap_or_default()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        seen.push(haproxy_state(&haproxy.log));
+        verdict.observe(*ok, tokio::time::Instant::now());
+        computed.push(verdict.known());
+    }
+    drop(haproxy);
+    let seen: Vec<_> = seen.into_iter().map(Some).collect();
+    assert_eq!(
+        computed, seen,
+        "parallax's haproxy verdict vs HAProxy's server state after each check of {script:?}"
+    );
+}
+
+#[tokio::test]
+async fn haproxy_first_failure_marks_a_fresh_server_down_and_rise_2_brings_it_back() {
+    // F: DOWN at once; S alone: still DOWN; S S: UP; F F: still UP (fall 3); F: DOWN.
+    let script = [false, false, true, false, true, true, false, false, true, false, false, false];
+    assert_haproxy_state_matches_verdict("127.0.0.116", &script).await;
+}
+
+#[tokio::test]
+async fn haproxy_first_success_makes_a_fresh_server_fully_up_until_fall_3() {
+    assert_haproxy_state_matches_verdict("127.0.0.117", &[true, false, false, false]).await;
 }
