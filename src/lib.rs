@@ -11,11 +11,23 @@
 //! - [`diff`]: per target, client verdict against each checker verdict; mismatch lifecycle,
 //!   attribution by hybrid probes (planned purely), diagnosis, the `allow_sources` audit.
 //! - [`report`]: `parallax probe` output (JSON lines and the table).
+//! - [`schedule`]: timers — per-view intervals spread by a stable hash, jitter, skip-when-busy,
+//!   the cap on probes in flight, lateness.
+//! - [`daemon`]: `parallax run` — scheduling, verdicts, diff and attribution continuously, reload,
+//!   shutdown.
+//! - [`export`]: OTLP traces and metrics, Prometheus `/metrics`, JSON events.
+//! - [`admin`]: the admin HTTP server (health, readiness, metrics, status API, dashboard).
+//! - [`status`]: the status document the daemon keeps and the admin server serves.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
+pub mod daemon;
 pub mod diff;
+pub mod export;
 pub mod probe;
 pub mod report;
+pub mod schedule;
+pub mod status;
 pub mod verdict;

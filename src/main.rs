@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use parallax::config::{self, Plan, Target};
-use parallax::diff::AttributionSettings;
 use parallax::probe::Prober;
 use parallax::report;
 
@@ -144,10 +143,9 @@ fn probe(
         .build()
         .context("starting the async runtime")?;
     let prober = Arc::new(Prober::new());
-    let settings = AttributionSettings { enabled: attribution, ..AttributionSettings::default() };
     let (outcomes, mismatches) = runtime.block_on(async {
         let outcomes = report::probe_round(prober.clone(), &targets, concurrency).await;
-        let mismatches = report::diff_round(&prober, &targets, &outcomes, &settings).await;
+        let mismatches = report::diff_round(&prober, &targets, &outcomes, attribution).await;
         (outcomes, mismatches)
     });
     let summary = report::Summary::of(&targets, &outcomes, mismatches.len());

@@ -39,16 +39,22 @@ pub async fn probe_round(prober: Arc<Prober>, targets: &[&Target], concurrency: 
 }
 
 /// Diffs a round: for each target, its client view against each checker view (hold time 0),
-/// with attribution by hybrid probes and the `allow_sources` audit.
+/// with attribution by hybrid probes as the target's settings say (never when `attribution` is
+/// false: the command line can turn it off for every target) and the `allow_sources` audit.
 pub async fn diff_round(
     prober: &Prober,
     targets: &[&Target],
     outcomes: &[Outcome],
-    settings: &AttributionSettings,
+    attribution: bool,
 ) -> Vec<Mismatch> {
     let mut mismatches = Vec::new();
     for target in targets {
-        mismatches.extend(crate::diff::one_shot(prober, target, outcomes, settings).await);
+        let settings = AttributionSettings {
+            enabled: attribution && target.diff.attribution,
+            interval: target.diff.attribution_interval,
+            max_hybrids: target.diff.max_hybrids,
+        };
+        mismatches.extend(crate::diff::one_shot(prober, target, outcomes, &settings).await);
     }
     mismatches
 }

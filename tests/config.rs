@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use parallax::config::{
     self, explain, ConfigError, ConfigErrors, Host, HostHeader, HttpVersion, IpVersion, Plan, ProfileName,
@@ -1083,4 +1084,38 @@ fn explain_shows_every_effective_setting_stably() {
         assert!(text.lines().any(|l| l == expected), "missing line {expected:?} in:\n{text}");
     }
     assert!(!text.contains("Bearer abc"));
+}
+
+#[test]
+fn diff_keys_layer_target_over_defaults_over_built_in() {
+    let body = "[defaults]\nattribution_interval = \"10m\"\nmax_hybrids = 4\nhold = \"0s\"\n\
+                [[target]]\nname = \"a\"\nattribution = false\n[target.client]\nurl = \"http://127.0.0.1:8080/\"\n\
+                [[target]]\nname = \"b\"\nmax_hybrids = 6\nhold = \"30s\"\n[target.client]\nurl = \"http://127.0.0.1:8081/\"\n";
+    let p = plan(body, &[]);
+    let (a, b) = (&p.targets[0].diff, &p.targets[1].diff);
+    assert!(!a.attribution);
+    assert_eq!((a.attribution_interval.as_secs(), a.max_hybrids, a.hold), (600, 4, Some(Duration::ZERO)));
+    assert!(b.attribution);
+    assert_eq!(
+        (b.attribution_interval.as_secs(), b.max_hybrids, b.hold),
+        (600, 6, Some(Duration::from_secs(30)))
+    );
+
+    let built_in = &plan(&with_client("", ""), &[]).targets[0].diff;
+    assert!(built_in.attribution);
+    assert_eq!(
+        (built_in.attribution_interval.as_secs(), built_in.max_hybrids, built_in.hold),
+        (300, 12, None)
+    );
+}
+
+#[test]
+fn max_hybrids_out_of_range_and_bad_hold_are_errors() {
+    let body = "[defaults]\nmax_hybrids = 0\n[[target]]\nname = \"t\"\nmax_hybrids = 500\nhold = \"soon\"\n\
+                attribution_interval = \"0s\"\n[target.client]\nurl = \"http://127.0.0.1:8080/\"\n";
+    let errs = errors(body, &[]);
+    assert_error(&errs, "probes.toml", "defaults.max_hybrids", "1 to 64");
+    assert_error(&errs, "probes.toml", "target[t].max_hybrids", "max_hybrids 500 is out of range");
+    assert_error(&errs, "probes.toml", "target[t].hold", "`soon` is not a duration");
+    assert_error(&errs, "probes.toml", "target[t].attribution_interval", "must be above 0");
 }

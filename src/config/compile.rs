@@ -241,6 +241,15 @@ struct Defaults {
     resolver: Option<Layered<SocketAddr>>,
     ip_version: Option<Layered<IpVersion>>,
     user_agent: Option<Layered<Option<String>>>,
+    diff: DiffSettings,
+}
+
+/// The diff keys of `[defaults]` or a `[[target]]`, before validation.
+struct RawDiffKeys {
+    attribution: Option<bool>,
+    attribution_interval: Option<String>,
+    max_hybrids: Option<u64>,
+    hold: Option<String>,
 }
 
 struct Settings {
@@ -580,6 +589,58 @@ impl Ctx<'_> {
                 .user_agent(&loc, &key, &v)
                 .map(|value| Layered { value, from: tree.describe(&at("user_agent")) });
         }
+        let keys = RawDiffKeys {
+            attribution: raw.attribution,
+            attribution_interval: raw.attribution_interval,
+            max_hybrids: raw.max_hybrids,
+            hold: raw.hold,
+        };
+        d.diff = self.diff_settings(keys, DiffSettings::default(), |key| tree.loc(&at(key)));
+        d
+    }
+
+    /// The diff keys over `base` (built-in defaults, or `[defaults]` for a target).
+    fn diff_settings(
+        &mut self,
+        raw: RawDiffKeys,
+        base: DiffSettings,
+        loc_of: impl Fn(&str) -> (Loc, String),
+    ) -> DiffSettings {
+        let mut d = base;
+        if let Some(on) = raw.attribution {
+            d.attribution = on;
+        }
+        if let Some(v) = raw.attribution_interval {
+            let (loc, key) = loc_of("attribution_interval");
+            if let Some(i) = self.duration(&loc, &key, &v) {
+                d.attribution_interval = i;
+            }
+        }
+        if let Some(n) = raw.max_hybrids {
+            let (loc, key) = loc_of("max_hybrids");
+            match usize::try_from(n) {
+                Ok(n) if (1..=MAX_HYBRIDS_CAP).contains(&n) => d.max_hybrids = n,
+                _ => self.error(
+                    &loc,
+                    &key,
+                    format!(
+                        "max_hybrids {n} is out of range: 1 to {MAX_HYBRIDS_CAP} (every hybrid is a real \
+                         request; use attribution = false to send none)"
+                    ),
+                ),
+            }
+        }
+        if let Some(v) = raw.hold {
+            let (loc, key) = loc_of("hold");
+            if let Some(s) = self.plain(&loc, &key, &v) {
+                match humantime::parse_duration(s.trim()) {
+                    Ok(h) => d.hold = Some(h),
+                    Err(e) => {
+                        self.error(&loc, &key, format!("`{s}` is not a duration (e.g. 0s, 10s, 1m): {e}"))
+                    }
+                }
+            }
+        }
         d
     }
 
@@ -752,6 +813,17 @@ impl Ctx<'_> {
             }
         }
 
+        let diff = self.diff_settings(
+            RawDiffKeys {
+                attribution: raw.attribution,
+                attribution_interval: raw.attribution_interval.clone(),
+                max_hybrids: raw.max_hybrids,
+                hold: raw.hold.clone(),
+            },
+            defaults.diff,
+            |key| (loc.clone(), key.to_owned()),
+        );
+
         let client = match raw.client {
             None => {
                 self.error(
@@ -795,7 +867,7 @@ impl Ctx<'_> {
         if self.errors.len() > before {
             return None;
         }
-        Some(Target { name: target_name, allow_sources, client: client?, checkers })
+        Some(Target { name: target_name, allow_sources, client: client?, checkers, diff })
     }
 
     /// Validates a target or checker name: it appears in key paths, metric labels and logs.

@@ -50,6 +50,22 @@ pub fn explain(plan: &Plan) -> String {
             target.allow_sources.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
         };
         line(&mut out, 2, "allow_sources", &allow);
+        let d = &target.diff;
+        let attribution = if d.attribution {
+            format!(
+                "on, at most {} hybrid probe(s) per run, a run at most every {}",
+                d.max_hybrids,
+                humantime::format_duration(d.attribution_interval)
+            )
+        } else {
+            "off (diagnosis from error codes only)".to_owned()
+        };
+        line(&mut out, 2, "attribution", &attribution);
+        let hold = match d.hold {
+            Some(h) => humantime::format_duration(h).to_string(),
+            None => "two checker intervals".to_owned(),
+        };
+        line(&mut out, 2, "hold", &hold);
         for view in std::iter::once(&target.client).chain(&target.checkers) {
             out.push('\n');
             explain_view(&mut out, view);

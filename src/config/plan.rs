@@ -83,6 +83,42 @@ pub struct Target {
     pub client: View,
     /// How each health checker reaches it.
     pub checkers: Vec<View>,
+    /// How its views are compared.
+    pub diff: DiffSettings,
+}
+
+/// How a target's client and checker verdicts are compared (DESIGN §6): `[defaults]` or
+/// `[[target]]` keys `attribution`, `attribution_interval`, `max_hybrids`, `hold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiffSettings {
+    /// Probe hybrids to find the attribute that makes two views disagree. Hybrids are real
+    /// requests to the target; off, the diagnosis relies on error codes alone.
+    pub attribution: bool,
+    /// Minimum time between two attribution runs for one client/checker pair.
+    pub attribution_interval: Duration,
+    /// Most hybrid probes per attribution run.
+    pub max_hybrids: usize,
+    /// How long a disagreement must last before it is a mismatch; `None`: two intervals of the
+    /// checker view. (`parallax probe` always uses zero: one round decides.)
+    pub hold: Option<Duration>,
+}
+
+/// Default `attribution_interval` (DESIGN §6).
+pub const DEFAULT_ATTRIBUTION_INTERVAL: Duration = Duration::from_secs(300);
+/// Default `max_hybrids`: both directions of the six likeliest attributes.
+pub const DEFAULT_MAX_HYBRIDS: usize = 12;
+/// Largest `max_hybrids` accepted: every hybrid is a real request to a production endpoint.
+pub const MAX_HYBRIDS_CAP: usize = 64;
+
+impl Default for DiffSettings {
+    fn default() -> DiffSettings {
+        DiffSettings {
+            attribution: true,
+            attribution_interval: DEFAULT_ATTRIBUTION_INTERVAL,
+            max_hybrids: DEFAULT_MAX_HYBRIDS,
+            hold: None,
+        }
+    }
 }
 
 /// Whether a view is the users' view or a health checker's.

@@ -20,6 +20,10 @@ pub(super) struct RawDefaults {
     pub resolver: Option<String>,
     pub ip_version: Option<RawIpVersion>,
     pub user_agent: Option<Toggle>,
+    pub attribution: Option<bool>,
+    pub attribution_interval: Option<String>,
+    pub max_hybrids: Option<u64>,
+    pub hold: Option<String>,
 }
 
 /// `[admin]`.
@@ -52,6 +56,10 @@ pub(super) struct RawOtlp {
 pub(super) struct RawTarget {
     pub name: Option<String>,
     pub allow_sources: Option<Vec<String>>,
+    pub attribution: Option<bool>,
+    pub attribution_interval: Option<String>,
+    pub max_hybrids: Option<u64>,
+    pub hold: Option<String>,
     pub client: Option<config::Value>,
     pub checker: Option<Vec<config::Value>>,
 }

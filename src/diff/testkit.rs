@@ -91,7 +91,13 @@ pub fn view(target: &str, name: &str) -> View {
 
 /// A target from its views (no `allow_sources`).
 pub fn target(client: View, checkers: Vec<View>) -> Target {
-    Target { name: client.target.clone(), allow_sources: Vec::new(), client, checkers }
+    Target {
+        name: client.target.clone(),
+        allow_sources: Vec::new(),
+        client,
+        checkers,
+        diff: crate::config::DiffSettings::default(),
+    }
 }
 
 /// A header, secret or not.
