@@ -263,7 +263,7 @@ mod tests {
     async fn starting_state_is_what_the_lb_assumes_before_any_threshold() {
         // (profile, assumed before probing, assumed after one failure, after one success)
         let table = [
-            (ProfileName::Haproxy, H, H, H),    // starts UP; 1 failure < fall 3
+            (ProfileName::Haproxy, None, U, H), // starts UP, but its first check decides (HAProxy 2.6)
             (ProfileName::AwsAlb, U, U, U),     // starts unhealthy; 1 success < rise 5
             (ProfileName::Gcp, U, U, U),        // rise 2
             (ProfileName::AzureLb, U, U, H),    // rise 1 fall 1: one probe decides
@@ -291,13 +291,16 @@ mod tests {
         let d = defaults(ProfileName::Haproxy);
         let mut v = Verdict::new(d.rise, d.fall, d.initial);
         let start = Instant::now();
-        // F F S F F F S S: the success resets the failure run, so only steps 3-5 make 3.
+        // F F S F F F S S, as the real HAProxy 2.6 judges it (`profiles::haproxy`; the same
+        // sequence runs against HAProxy in tests/wire_fidelity.rs): the first failure marks a
+        // fresh server DOWN at once; back UP takes `rise` 2 consecutive successes, so the lone
+        // success at step 2 does not count.
         let results = [false, false, true, false, false, false, true, true];
         let (known, changes) = run(&mut v, start, &results);
-        assert_eq!(known, vec![None, None, None, None, None, U, U, H]);
+        assert_eq!(known, vec![U, U, U, U, U, U, U, H]);
         let steps: Vec<_> = changes.iter().map(|(i, c)| (*i, c.from, c.to)).collect();
-        assert_eq!(steps, vec![(5, None, Health::Unhealthy), (7, U, Health::Healthy)]);
-        assert_eq!(changes[1].1.held, Some(Duration::from_secs(2)));
+        assert_eq!(steps, vec![(0, None, Health::Unhealthy), (7, U, Health::Healthy)]);
+        assert_eq!(changes[1].1.held, Some(Duration::from_secs(7)));
         assert_eq!(v.changed_at(), Some(start + Duration::from_secs(7)));
     }
 

@@ -1000,7 +1000,8 @@ impl Ctx<'_> {
                     return None;
                 }
             };
-            Some(ProxyHeader { version, local: p.proxy_local })
+            // LOCAL only for v2 (HAProxy's v1 check header carries addresses): the profile decides.
+            Some(p.proxy_header(version))
         });
 
         // Cross-checks between the dialed address, the family and the source.

@@ -1,6 +1,22 @@
 //! Checker profiles: what each real health checker sends and how it judges (CHECKERS.md §1).
 //!
 //! A profile only supplies defaults; explicit view keys win.
+//!
+//! # Wire order
+//!
+//! The HTTP layer writes an HTTP/1 head as: request line, Host, User-Agent, the profile's
+//! `headers`, the view's `headers`, `Connection: close`, `content-length` (see `HttpSettings`).
+//! The real checkers agree where they could be observed:
+//! - HAProxy 2.6 (run here): `OPTIONS / HTTP/1.0` and nothing else; with `http-check send` it
+//!   writes the configured headers in order, lowercase, and on HTTP/1.1 appends
+//!   `connection: close` last.
+//! - kubelet (Go `net/http`): Host, User-Agent, then the request's own headers **sorted by
+//!   name** (`Accept`), then the transport's `Connection: close` (from `DisableKeepAlives`).
+//!   Go differs in two corners parallax does not emulate: user headers are sorted rather than
+//!   kept in config order, and a request body's `Content-Length` is written *before* those
+//!   headers (Go's `transferWriter`), not last.
+//! - GoogleHC: Host, User-Agent, `Connection: Keep-alive`.
+//! - Envoy: `host`, `user-agent`, then `request_headers_to_add`.
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -8,7 +24,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::plan::{HostHeader, HttpVersion, InitialHealth, Sni};
+use super::plan::{HostHeader, HttpVersion, InitialHealth, ProxyHeader, ProxyVersion, Sni};
 
 /// A named checker profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -127,12 +143,25 @@ pub struct ProfileDefaults {
     pub timeout: Duration,
     /// Verdict starting state.
     pub initial: InitialHealth,
-    /// When this checker sends a PROXY header, it is a `LOCAL` one (AWS NLB).
+    /// When this checker sends a **v2** PROXY header, it is a `LOCAL` command with no addresses
+    /// (AWS NLB; HAProxy's `send-proxy-v2` on checks). A v1 header from a checker always carries
+    /// the check connection's own addresses (HAProxy's `send-proxy`): use
+    /// [`ProfileDefaults::proxy_header`] rather than this flag alone.
     pub proxy_local: bool,
     /// Read kube-proxy's `localEndpoints` from the body.
     pub kube_proxy_endpoints: bool,
     /// The source ranges the real checker probes from (for the `allow_sources` audit).
     pub source_ranges: &'static [&'static str],
+}
+
+impl ProfileDefaults {
+    /// The PROXY header this checker sends when configured with `version`: `LOCAL` only for v2
+    /// and only when [`ProfileDefaults::proxy_local`] says so. HAProxy, the one checker that
+    /// speaks both, sends `PROXY TCP4 <check src> <server> <sport> <dport>` with `send-proxy`
+    /// and a v2 `LOCAL` header with `send-proxy-v2` (observed on HAProxy 2.6).
+    pub fn proxy_header(&self, version: ProxyVersion) -> ProxyHeader {
+        ProxyHeader { version, local: self.proxy_local && version == ProxyVersion::V2 }
+    }
 }
 
 /// parallax's own User-Agent.
@@ -201,9 +230,13 @@ fn generic() -> ProfileDefaults {
 }
 
 /// CHECKERS.md §1 "AWS ALB target group": `GET` over HTTP/1.1 on a new connection that the node
-/// closes, `Host` = target IP:port (not configurable), `User-Agent: ELB-HealthChecker/2.0`, no SNI
-/// and no certificate validation when re-encrypting, HTTP 200 only by default, 30 s / 5 s,
-/// healthy 5 / unhealthy 2; a newly registered target starts unhealthy ("initial").
+/// closes, with `Connection: close` (re:Post "Why ALB executes healthcheck URLs with Connection:
+/// close"), `Host` = target IP:port (obs., aptible/docker-nginx#114: `host: "10.58.7.217:25419"`;
+/// not configurable), `User-Agent: ELB-HealthChecker/2.0`, no SNI and no certificate validation
+/// when re-encrypting, HTTP 200 only by default, 30 s / 5 s, healthy 5 / unhealthy 2; a newly
+/// registered target starts unhealthy ("initial"). Unknown: the header order and case (we send
+/// Host, User-Agent, Connection in Title-Case) and any `Accept`/`Accept-Encoding` header (none
+/// sent: no source shows one).
 fn aws_alb() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::GET,
@@ -228,21 +261,29 @@ fn aws_alb() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "AWS NLB target group": `Host` is the LB node's IP and listener port (we send
-/// the dialed address, the closest a prober can get), 200-399, 30 s / 6 s (HTTP), healthy 5 /
+/// CHECKERS.md §1 "AWS NLB target group": `Host` is the LB node's IP and listener port, which a
+/// prober cannot know: we send the dialed address (set `host` when you know the node's), 200-399,
+/// 30 s / 6 s (HTTP; AWS uses 10 s for HTTPS checks: set `timeout` for those), healthy 5 /
 /// unhealthy 2, TLS not validated, a new connection closed after each check. With
 /// `proxy_protocol_v2.enabled` the check carries a PPv2 header "with no client information": a
-/// `LOCAL` command. User-Agent and SNI are undocumented: we send the ELB health checker's agent
-/// and no SNI (the stricter choice); override both in config when you know better.
+/// `LOCAL` command (NLB speaks only v2). Unknown, so the ALB's choices are kept: User-Agent
+/// `ELB-HealthChecker/2.0`, HTTP/1.1 with `Connection: close`, no SNI (the stricter choice);
+/// override them in config when you know better.
 fn aws_nlb() -> ProfileDefaults {
     ProfileDefaults { status: OK_2XX_3XX, timeout: secs(6), proxy_local: true, ..aws_alb() }
 }
 
 /// CHECKERS.md §1 "AWS Classic ELB": HTTP 200 only, 30 s / 5 s, healthy 10 / unhealthy 2,
-/// `User-Agent: ELB-HealthChecker/1.0`, HTTP/1.1; Host observed as the instance `ip:port`; no
-/// PROXY header in checks; certificates verified only with a back-end authentication policy.
+/// `User-Agent: ELB-HealthChecker/1.0` (aptible/docker-nginx#114), `GET` over HTTP/1.1 (obs.,
+/// getsentry/sentry#2590: `"GET /_health/ HTTP/1.1" ... "ELB-HealthChecker/1.0"`). The Host
+/// header is "unknown" in the table; two user reports say the Classic ELB sends **none**
+/// (getsentry/sentry#2590, AtlasOfLivingAustralia/ala-install#164), which is also the stricter
+/// choice for vhosted servers: no Host. No PROXY header in checks; certificates verified only
+/// with a back-end authentication policy (not by default); no SNI. `Connection: close` is
+/// unknown and kept from the ALB.
 fn aws_clb() -> ProfileDefaults {
     ProfileDefaults {
+        host: HostHeader::None,
         user_agent: Some("ELB-HealthChecker/1.0"),
         status: OK_200,
         rise: 10,
@@ -253,10 +294,14 @@ fn aws_clb() -> ProfileDefaults {
 
 /// CHECKERS.md §1 "GCP health checks": HTTP **200 only**, 5 s interval, healthy 2 / unhealthy 2,
 /// `User-Agent: GoogleHC/1.0`, `Connection: Keep-alive` (though one request per connection was
-/// observed), `Host` = the probe's destination unless `host` is set. GCP's default timeout equals
-/// its interval (5 s); parallax needs a probe to end before the next starts, so the default is
-/// 4.9 s. Probes come from 35.191.0.0/16 and 130.211.0.0/22. SNI and certificate checks are
-/// undocumented: no SNI, no verification.
+/// observed), `Host` = the probe's destination unless `host` is set. The raw request observed
+/// ([14], metalbear.co/blog/mirrord-dump) is exactly `GET /health HTTP/1.1`, `Host:
+/// 10.96.1.207`, `User-Agent: GoogleHC/1.0`, `Connection: Keep-alive`, in that order and case.
+/// Known gap: GoogleHC's Host is the destination IP **without** the port (API: "the destination
+/// IP address"); the plan has no such rule, so the dialed `ip:port` is sent. GCP's default
+/// timeout equals its interval (5 s); parallax needs a probe to end before the next starts, so
+/// the default is 4.9 s. Probes come from 35.191.0.0/16 and 130.211.0.0/22. SNI and certificate
+/// checks are undocumented: no SNI, no verification.
 fn gcp() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::GET,
@@ -281,18 +326,21 @@ fn gcp() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "GCP legacy HTTP/HTTPS" (target-pool network LB): like [`gcp`], `Host` is the
-/// public IP the check is for, 200, 2 / 2, 5 s, and the legacy source ranges 35.191.0.0/16,
-/// 209.85.152.0/22, 209.85.204.0/22.
+/// CHECKERS.md §1 "GCP legacy HTTP/HTTPS" (target-pool network LB): like [`gcp`] (the same
+/// `GoogleHC/1.0` prober is assumed, unverified), 200, 2 / 2, 5 s, and the legacy source ranges
+/// 35.191.0.0/16, 209.85.152.0/22, 209.85.204.0/22. Its Host is "the public IP on behalf of which
+/// this health check is performed", the forwarding rule's address, which a prober dialing the
+/// instance cannot derive: set `host` to it; the dialed address is sent otherwise.
 fn gcp_legacy() -> ProfileDefaults {
     ProfileDefaults { source_ranges: &["35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"], ..gcp() }
 }
 
 /// CHECKERS.md §1 "Azure Load Balancer probe": HTTP 200 only, `Host` = the backend `ip:port`
-/// (obs.), no SNI and no certificate validation (self-signed accepted), 5 s interval; a failed
-/// probe marks the backend down at once (`probeThreshold` 1). The HTTP timeout (30 s in the docs)
-/// exceeds the interval; parallax caps it at 4.9 s. Probes come from 168.63.129.16. The
-/// User-Agent is undocumented: none is sent.
+/// (obs., MicrosoftDocs/azure-docs#97795), no SNI and no certificate validation (self-signed
+/// accepted), 5 s interval; a failed probe marks the backend down at once (`probeThreshold` 1).
+/// The HTTP timeout (30 s in the docs) exceeds the interval; parallax caps it at 4.9 s. Probes
+/// come from 168.63.129.16. Unknown: the User-Agent (none sent), the HTTP version (HTTP/1.1),
+/// keep-alive (no `Connection` header) and header case (Title-Case).
 fn azure_lb() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::GET,
@@ -319,8 +367,10 @@ fn azure_lb() -> ProfileDefaults {
 
 /// CHECKERS.md §1 "Azure Application Gateway probe": default probe `<proto>://127.0.0.1:<port>/`
 /// with `Host: 127.0.0.1`, 200-399, 30 s interval (timeout 30 s, capped below the interval at
-/// 29 s), healthy 1 / unhealthy 3, no User-Agent observed. v2 verifies the certificate and sends
-/// SNI from the probe host when it is a name (none for an IP): the URL's host here.
+/// 29 s), healthy 1 / unhealthy 3, no User-Agent observed (MicrosoftDocs/azure-docs#69155). v2
+/// verifies the certificate and sends SNI from the probe host, then the HTTP-settings host, then
+/// the backend FQDN, none when that value is an IP: the URL's host here (a name gives SNI, an IP
+/// none). Unknown: HTTP version (HTTP/1.1), keep-alive, header case.
 fn azure_appgw() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::GET,
@@ -348,8 +398,8 @@ fn azure_appgw() -> ProfileDefaults {
 /// CHECKERS.md §1 "kube-proxy `healthCheckNodePort`": any path answers 200 when the node has
 /// local **ready** endpoints and kube-proxy is healthy, else 503, with a JSON body carrying
 /// `localEndpoints`; Host and User-Agent are ignored. The request is the provider's; we send a
-/// plain `GET` with the dialed address as Host. Interval and thresholds are the provider's: GKE's
-/// ETP Local values (3 s / 1 s, healthy 1 / unhealthy 2) are the default.
+/// plain `GET` with the dialed address as Host and parallax's agent. Interval and thresholds are
+/// the provider's: GKE's ETP Local values (3 s / 1 s, healthy 1 / unhealthy 2) are the default.
 fn kube_proxy() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::GET,
@@ -374,11 +424,27 @@ fn kube_proxy() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "HAProxy `option httpchk`": `OPTIONS / HTTP/1.0` with no Host and no
-/// User-Agent, 2xx and 3xx pass, `inter` 2 s (the check timeout defaults to `inter`; parallax
-/// caps it at 1.9 s), rise 2 / fall 3, no SNI before 3.3 (`check-sni` absent), certificates
-/// verified (`verify required` is the server default), a dedicated connection per check. Servers
-/// start UP: `fall` failures are needed to mark one down.
+/// CHECKERS.md §1 "HAProxy `option httpchk`", checked against the real HAProxy 2.6 on loopback
+/// (tests/wire_fidelity.rs compares the bytes): the request is exactly `OPTIONS / HTTP/1.0`
+/// CRLF CRLF, no Host, no User-Agent, no other header; header names it does send (`http-check
+/// send hdr`) are lowercase. 2xx and 3xx pass (199 and 400 fail), `inter` 2 s (the check timeout
+/// defaults to `inter`; parallax caps it at 1.9 s), rise 2 / fall 3, a dedicated connection per
+/// check, no ALPN, no SNI before 3.3 unless `check-sni`.
+///
+/// Initial state: servers start UP but the **first** check decides: one failure marks a fresh
+/// server DOWN at once, one success makes it fully UP (then `fall` failures are needed), so
+/// [`InitialHealth::FirstProbe`].
+///
+/// Verification: `verify required` is the server default, but HAProxy refuses to start with it
+/// unless a `ca-file` is given, and without SNI (`check-sni`/`sni`) or `verifyhost` it checks the
+/// chain only, never the name. parallax's verification always checks the name, which would fail
+/// IP-addressed checks that HAProxy passes, so the default is no verification (what the common
+/// `ssl verify none` does); set `verify = true` and `ca_file` to emulate `verify required` with
+/// `check-sni`.
+///
+/// PROXY headers on checks: `send-proxy` (without `port`/`addr`) or `check-send-proxy` sends
+/// `PROXY TCP4 <check src> <server> <sport> <dport>`; `send-proxy-v2` sends a v2 `LOCAL` header
+/// with no addresses: see [`ProfileDefaults::proxy_header`].
 fn haproxy() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::OPTIONS,
@@ -389,26 +455,31 @@ fn haproxy() -> ProfileDefaults {
         headers: &[],
         title_case_headers: false,
         sni: Sni::None,
-        verify: true,
+        verify: false,
         alpn: &[],
         status: OK_2XX_3XX,
         rise: 2,
         fall: 3,
         interval: secs(2),
         timeout: millis(1900),
-        initial: InitialHealth::Healthy,
-        proxy_local: false,
+        initial: InitialHealth::FirstProbe,
+        proxy_local: true,
         kube_proxy_endpoints: false,
         source_ranges: &[],
     }
 }
 
-/// CHECKERS.md §1 "Envoy active HC": HTTP/1.1 `GET`, `User-Agent: Envoy/HC`, 200 only, a
-/// non-expected status ejects immediately (fall 1), one success at startup (first probe decides),
-/// SNI only from the cluster's transport socket (`auto_sni` not applied: none by default),
-/// validation per the cluster (none by default). Envoy's Host is the cluster name, which a prober
-/// cannot know: set `host` to it; the URL's authority is sent otherwise. Interval and timeout are
-/// required in Envoy: 5 s / 1 s here.
+/// CHECKERS.md §1 "Envoy active HC": HTTP/1.1 `GET` with `user-agent: Envoy/HC`
+/// (`source/common/http/headers.h`), lowercase header names (Envoy's HTTP/1 codec default),
+/// `host` first then `user-agent`, no `content-length` on a bodiless `GET`, keep-alive
+/// (`reuse_connection` default true: no `Connection` header), 200 only. A non-expected status
+/// ejects immediately (fall 1; Envoy's `unhealthy_threshold` applies to timeouts and connection
+/// failures, which this profile therefore judges more strictly); one success at startup (first
+/// probe decides). SNI only from the cluster's transport socket (`auto_sni` not applied: none by
+/// default), validation per the cluster (none by default). Envoy's Host is the endpoint's
+/// `hostname`, else the check's `host`, else the cluster name, which a prober cannot know: set
+/// `host` to it; the URL's authority is sent otherwise. Interval and timeout are required in
+/// Envoy: 5 s / 1 s here.
 fn envoy() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::GET,
@@ -433,22 +504,28 @@ fn envoy() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "kubelet readiness probe": Go's HTTP/1.1 client with keep-alives off
-/// (`Connection: close`), `Host` = `podIP:port`, `User-Agent: kube-probe/<major>.<minor>`,
-/// `Accept: */*`, 200-399, no certificate verification (`InsecureSkipVerify`), no SNI for an IP
-/// URL, 10 s / 1 s, success 1 / failure 3, not ready until the first success.
+/// CHECKERS.md §1 "kubelet readiness probe" (`pkg/probe/http/request.go`, `http.go`): Go's
+/// HTTP/1.1 client with keep-alives and compression off, so the request observed ([14]) is
+/// `GET <path> HTTP/1.1`, `Host: <podIP>:<port>` (the port always, `net.JoinHostPort`),
+/// `User-Agent: kube-probe/<major>.<minor>`, `Accept: */*`, `Connection: close`, in that order
+/// (Go writes Host and User-Agent first, then the request's headers sorted by name, then the
+/// transport's `Connection: close`), Title-Case, no `Accept-Encoding`. 200-399, no certificate
+/// verification (`InsecureSkipVerify`), no SNI for an IP URL, and over TLS the transport offers
+/// ALPN `h2`, `http/1.1` (`SetTransportDefaults` configures HTTP/2), so HTTPS probes speak HTTP/2
+/// when the server picks it. 10 s / 1 s, success 1 / failure 3, not ready until the first
+/// success. The agent's version is the kubelet's: 1.31 here, override `user_agent` to match.
 fn kubelet() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::GET,
         host: HostHeader::DialedAddress,
         user_agent: Some("kube-probe/1.31"),
-        http_version: HttpVersion::Http11,
+        http_version: HttpVersion::Auto,
         connection_close: true,
         headers: &[("Accept", "*/*")],
         title_case_headers: true,
         sni: Sni::FromUrl,
         verify: false,
-        alpn: &[],
+        alpn: &["h2", "http/1.1"],
         status: OK_2XX_3XX,
         rise: 1,
         fall: 3,
@@ -516,11 +593,53 @@ mod tests {
     }
 
     #[test]
-    fn only_the_nlb_sends_local_proxy_headers_and_only_kube_proxy_reads_endpoints() {
+    fn only_the_nlb_and_haproxy_send_local_v2_headers_and_only_kube_proxy_reads_endpoints() {
         for p in ProfileName::ALL {
             let d = defaults(*p);
-            assert_eq!(d.proxy_local, *p == ProfileName::AwsNlb, "{p}");
+            let local = matches!(p, ProfileName::AwsNlb | ProfileName::Haproxy);
+            assert_eq!(d.proxy_header(ProxyVersion::V2).local, local, "{p}");
+            // A v1 header from a checker always carries the connection's addresses.
+            assert!(!d.proxy_header(ProxyVersion::V1).local, "{p}");
             assert_eq!(d.kube_proxy_endpoints, *p == ProfileName::KubeProxy, "{p}");
+        }
+        assert!(!client_defaults().proxy_header(ProxyVersion::V2).local);
+    }
+
+    #[test]
+    fn haproxy_first_check_decides_and_tls_checks_do_not_verify_names() {
+        let d = defaults(ProfileName::Haproxy);
+        assert_eq!(d.initial, InitialHealth::FirstProbe);
+        assert!(!d.verify);
+        assert_eq!(d.sni, Sni::None);
+        assert!(d.alpn.is_empty());
+        assert!(!d.connection_close, "HAProxy sends no Connection header on HTTP/1.0");
+    }
+
+    #[test]
+    fn go_based_checkers_write_title_case_and_the_rest_as_observed() {
+        let k = defaults(ProfileName::Kubelet);
+        assert!(k.title_case_headers && k.connection_close);
+        assert_eq!(k.headers, &[("Accept", "*/*")]);
+        assert_eq!(k.alpn, &["h2", "http/1.1"]);
+        assert!(k.user_agent.is_some_and(|ua| ua.starts_with("kube-probe/1.")));
+        let g = defaults(ProfileName::Gcp);
+        assert_eq!(g.headers, &[("Connection", "Keep-alive")]);
+        assert!(!g.connection_close, "GoogleHC says Keep-alive, not close");
+        for p in [ProfileName::Envoy, ProfileName::Haproxy] {
+            assert!(!defaults(p).title_case_headers, "{p}");
+        }
+    }
+
+    #[test]
+    fn aws_checkers_send_their_agents_and_the_classic_elb_no_host() {
+        assert_eq!(defaults(ProfileName::AwsAlb).user_agent, Some("ELB-HealthChecker/2.0"));
+        assert_eq!(defaults(ProfileName::AwsClb).user_agent, Some("ELB-HealthChecker/1.0"));
+        assert_eq!(defaults(ProfileName::AwsClb).host, HostHeader::None);
+        assert_eq!(defaults(ProfileName::AwsAlb).host, HostHeader::DialedAddress);
+        for p in [ProfileName::AwsAlb, ProfileName::AwsNlb, ProfileName::AwsClb] {
+            let d = defaults(p);
+            assert!(d.connection_close && !d.verify && d.sni == Sni::None, "{p}");
+            assert_eq!(d.initial, InitialHealth::Unhealthy, "{p}");
         }
     }
 }
