@@ -367,7 +367,8 @@ fn expected_head(profile: Option<ProfileName>, path: &str, authority: &str, dial
         ],
         Some(ProfileName::Gcp | ProfileName::GcpLegacy) => vec![
             format!("GET {path} HTTP/1.1"),
-            format!("Host: {dialed}"),
+            // The destination IP, without the port.
+            format!("Host: {}", dialed.rsplit_once(':').map_or(dialed, |(ip, _)| ip)),
             "User-Agent: GoogleHC/1.0".into(),
             "Connection: Keep-alive".into(),
         ],

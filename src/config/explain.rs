@@ -248,6 +248,10 @@ fn host(v: &View) -> String {
             Host::Ip(_) => format!("{} (the dialed address)", v.dial_endpoint()),
             Host::Name(_) => format!("the dialed ip:port (port {})", v.dial_endpoint().port),
         },
+        HostHeader::DialedIp => match &v.dial_endpoint().host {
+            Host::Ip(ip) => format!("{ip} (the dialed IP, no port)"),
+            Host::Name(_) => "the dialed IP, no port".to_owned(),
+        },
         HostHeader::Value(h) => h.clone(),
         HostHeader::None => "none".to_owned(),
     }

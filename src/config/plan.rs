@@ -336,6 +336,8 @@ pub enum HostHeader {
     FromUrl,
     /// The dialed `ip:port` (what AWS and GCP checkers send).
     DialedAddress,
+    /// The dialed IP alone, without the port (what GCP's GoogleHC sends).
+    DialedIp,
     /// This value.
     Value(String),
     /// No Host header at all (HAProxy's HTTP/1.0 check).

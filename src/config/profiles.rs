@@ -297,15 +297,15 @@ fn aws_clb() -> ProfileDefaults {
 /// observed), `Host` = the probe's destination unless `host` is set. The raw request observed
 /// ([14], metalbear.co/blog/mirrord-dump) is exactly `GET /health HTTP/1.1`, `Host:
 /// 10.96.1.207`, `User-Agent: GoogleHC/1.0`, `Connection: Keep-alive`, in that order and case.
-/// Known gap: GoogleHC's Host is the destination IP **without** the port (API: "the destination
-/// IP address"); the plan has no such rule, so the dialed `ip:port` is sent. GCP's default
+/// GoogleHC's Host is the destination IP **without** the port (API: "the destination IP
+/// address"; the raw request in the metalbear mirrord-dump post). GCP's default
 /// timeout equals its interval (5 s); parallax needs a probe to end before the next starts, so
 /// the default is 4.9 s. Probes come from 35.191.0.0/16 and 130.211.0.0/22. SNI and certificate
 /// checks are undocumented: no SNI, no verification.
 fn gcp() -> ProfileDefaults {
     ProfileDefaults {
         method: http::Method::GET,
-        host: HostHeader::DialedAddress,
+        host: HostHeader::DialedIp,
         user_agent: Some("GoogleHC/1.0"),
         http_version: HttpVersion::Http11,
         connection_close: false,
@@ -330,7 +330,7 @@ fn gcp() -> ProfileDefaults {
 /// `GoogleHC/1.0` prober is assumed, unverified), 200, 2 / 2, 5 s, and the legacy source ranges
 /// 35.191.0.0/16, 209.85.152.0/22, 209.85.204.0/22. Its Host is "the public IP on behalf of which
 /// this health check is performed", the forwarding rule's address, which a prober dialing the
-/// instance cannot derive: set `host` to it; the dialed address is sent otherwise.
+/// instance cannot derive: set `host` to it; the dialed IP is sent otherwise.
 fn gcp_legacy() -> ProfileDefaults {
     ProfileDefaults { source_ranges: &["35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"], ..gcp() }
 }

@@ -166,6 +166,7 @@ pub fn effective_host(view: &View) -> Option<String> {
     match &view.http.host {
         HostHeader::FromUrl => Some(view.url_authority()),
         HostHeader::DialedAddress => Some(view.dial_endpoint().to_string()),
+        HostHeader::DialedIp => Some(view.dial_endpoint().host.to_string()),
         HostHeader::Value(v) => Some(v.clone()),
         HostHeader::None => None,
     }

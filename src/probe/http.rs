@@ -58,6 +58,10 @@ pub fn host_header(view: &View, dialed: SocketAddr) -> Option<String> {
     match &view.http.host {
         HostHeader::FromUrl => Some(view.url_authority()),
         HostHeader::DialedAddress => Some(dialed.to_string()),
+        HostHeader::DialedIp => Some(match dialed {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        }),
         HostHeader::Value(value) => Some(value.clone()),
         HostHeader::None => None,
     }

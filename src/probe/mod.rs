@@ -118,7 +118,7 @@ impl Prober {
         attempt.outcome.request.address = Some(peer);
         let speaks_host = view.scheme.uses_http() || view.scheme.uses_grpc();
         if speaks_host
-            && view.http.host == HostHeader::DialedAddress
+            && matches!(view.http.host, HostHeader::DialedAddress | HostHeader::DialedIp)
             && attempt.outcome.request.host.is_none()
         {
             attempt.outcome.request.host = http::host_header(view, peer);
@@ -242,7 +242,7 @@ impl Attempt {
                 match &view.http.host {
                     HostHeader::FromUrl => Some(view.url_authority()),
                     HostHeader::Value(v) => Some(v.clone()),
-                    HostHeader::DialedAddress | HostHeader::None => None,
+                    HostHeader::DialedAddress | HostHeader::DialedIp | HostHeader::None => None,
                 }
             } else {
                 None
