@@ -158,3 +158,287 @@ fn health_checker_source_missing_from_the_allowlist_is_checker_source_blocked() 
         r.context()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS, SNI and Host routing
+// ---------------------------------------------------------------------------------------------
+
+/// A verifying checker that sends no SNI (Envoy's active check without `sni` on the cluster,
+/// CHECKERS.md §2.8) gets the controller's default certificate, not the host's.
+#[test]
+fn checker_without_sni_gets_the_default_certificate_is_sni_mismatch() {
+    let lab = Lab::start("no_sni");
+    let checker = format!(
+        "name = \"envoy\"\nprofile = \"envoy\"\nurl = \"https://{}/cart\"\nhost = \"shop.lab\"\nverify = true\nca_file = \"{}\"",
+        node(1),
+        lab.ca_file()
+    );
+    let r = lab.probe(Ns::Client, &target("shop", &https_client(&lab, "shop.lab", "/cart"), &[&checker]));
+    r.assert_outcome("shop", "client", Ok);
+    r.assert_outcome("shop", "envoy", Fail("tls", "tls_cert_untrusted"));
+    let tls = &r.outcome("shop", "envoy")["tls"];
+    assert!(
+        tls["cert_subject"].as_str().is_some_and(|s| s.contains(lab::certs::FAKE_CERT_CN)),
+        "the checker saw the default certificate: {tls}"
+    );
+    assert_eq!(r.outcome("shop", "envoy")["request"]["sni"], serde_json::Value::Null);
+    r.assert_mismatch("shop", "envoy", "false_drain", "sni_mismatch", &["sni"]);
+}
+
+/// The TLS secret of `api.shop.lab` was issued for `shop.lab` only: users' verification fails
+/// while the LB's TLS check, which verifies nothing, passes.
+#[test]
+fn certificate_san_missing_the_host_is_a_blackhole_on_the_certificate_name() {
+    let lab = Lab::start("san_missing");
+    // GCP's SSL health check: a TCP + TLS handshake, no SNI, no verification.
+    let checker = format!("name = \"gcp-ssl\"\nprofile = \"gcp\"\nurl = \"tls://{}:443\"", node(1));
+    let r = lab.probe(Ns::Client, &target("api", &https_client(&lab, "api.shop.lab", "/"), &[&checker]));
+    r.assert_outcome("api", "client", Fail("tls", "tls_cert_name_mismatch"));
+    assert_eq!(r.outcome("api", "client")["tls"]["cert_sans"], serde_json::json!(["shop.lab"]));
+    r.assert_outcome("api", "gcp-ssl", Ok);
+    r.assert_mismatch("api", "gcp-ssl", "blackhole", "sni_mismatch", &["verify"]);
+}
+
+/// The ALB's check carries `Host: <target ip>:<port>` (CHECKERS.md §2.5): nginx routes it to
+/// the default server, whose default backend answers 404, while users' Host is routed.
+#[test]
+fn checker_host_matching_no_route_is_host_route_mismatch() {
+    let lab = Lab::start("host_no_route");
+    let checker = format!("name = \"alb\"\nprofile = \"aws-alb\"\nurl = \"http://{}/cart\"", node(0));
+    let r = lab.probe(Ns::Client, &target("shop", &http_client("shop.lab", "/cart"), &[&checker]));
+    r.assert_outcome("shop", "client", Ok);
+    r.assert_outcome("shop", "alb", Fail("http", "http_status"));
+    assert_eq!(r.outcome("shop", "alb")["status"], 404);
+    assert_eq!(r.outcome("shop", "alb")["request"]["host"], format!("{}:80", node(0)));
+    r.assert_mismatch("shop", "alb", "false_drain", "host_route_mismatch", &["host"]);
+}
+
+/// TLS terminates at the LB (HAProxy on VIP:8443), and the nodes serve plain HTTP, but the
+/// NLB-style check expects TLS at the node: the node answers the ClientHello in plain text.
+#[test]
+fn tls_terminating_at_the_lb_while_the_check_expects_it_at_the_node_is_checker_protocol_mismatch() {
+    let lab = Lab::start("tls_other_layer");
+    let client = format!(
+        "url = \"https://shop.lab/cart\"\nconnect_to = \"{VIP}:8443\"\nca_file = \"{}\"",
+        lab.ca_file()
+    );
+    let checker = format!("name = \"nlb\"\nprofile = \"aws-nlb\"\nurl = \"https://{}:80/healthz\"", node(0));
+    let r = lab.probe(Ns::Client, &target("shop", &client, &[&checker]));
+    r.assert_outcome("shop", "client", Ok);
+    assert_eq!(r.outcome("shop", "client")["tls"]["cert_subject"], "CN=shop.lab");
+    r.assert_outcome("shop", "nlb", Fail("tls", "tls_plaintext_peer"));
+    r.assert_mismatch("shop", "nlb", "false_drain", "checker_protocol_mismatch", &[]);
+}
+
+/// The ingress proxies plain HTTP (`backend-protocol: HTTP`, the default) to a pod that speaks
+/// HTTPS: the pod's 400 "plain HTTP request was sent to HTTPS port" reaches the users although
+/// they spoke TLS, while the pod's own check (kubelet-style, HTTPS to the pod) passes.
+#[test]
+fn backend_protocol_mismatch_behind_the_proxy_is_node_port_vs_proxy() {
+    let lab = Lab::start("backend_protocol");
+    let checker = format!("name = \"kubelet\"\nprofile = \"kubelet\"\nurl = \"https://{}:8443/\"", node(1));
+    let r = lab.probe(Ns::Client, &target("secure", &https_client(&lab, "secure.lab", "/"), &[&checker]));
+    r.assert_outcome("secure", "client", Fail("http", "http_tls_required"));
+    let client = r.outcome("secure", "client");
+    assert_eq!((client["status"].as_u64(), client["request"]["scheme"].as_str()), (Some(400), Some("https")));
+    r.assert_outcome("secure", "kubelet", Ok);
+    r.assert_mismatch("secure", "kubelet", "blackhole", "node_port_vs_proxy", &["address"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingress failure points a prober can see
+// ---------------------------------------------------------------------------------------------
+
+/// The Ingress names a TLS secret that does not exist: the controller serves its self-signed
+/// default certificate for the host. Users' verification fails; the LB's check doesn't verify.
+#[test]
+fn missing_tls_secret_serves_the_default_certificate_to_users() {
+    let lab = Lab::start("missing_secret");
+    let checker = format!("name = \"alb\"\nprofile = \"aws-alb\"\nurl = \"https://{}/healthz\"", node(1));
+    let r = lab.probe(Ns::Client, &target("blog", &https_client(&lab, "blog.lab", "/"), &[&checker]));
+    r.assert_outcome("blog", "client", Fail("tls", "tls_cert_untrusted"));
+    let tls = &r.outcome("blog", "client")["tls"];
+    assert!(tls["cert_subject"].as_str().is_some_and(|s| s.contains(lab::certs::FAKE_CERT_CN)), "{tls}");
+    r.assert_outcome("blog", "alb", Ok);
+    // The checker passes only because it verifies nothing: verification is what flips.
+    r.assert_mismatch("blog", "alb", "blackhole", "checker_protocol_mismatch", &["verify"]);
+}
+
+/// Users ask for a host no Ingress rule names (`store.lab`): the default backend's 404. The LB's
+/// check, configured with the routed host, passes.
+#[test]
+fn ingress_host_rule_not_matching_is_host_route_mismatch() {
+    let lab = Lab::start("host_rule");
+    let checker =
+        format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/cart\"\nhost = \"shop.lab\"", node(0));
+    let r = lab.probe(Ns::Client, &target("store", &http_client("store.lab", "/cart"), &[&checker]));
+    r.assert_outcome("store", "client", Fail("http", "http_status"));
+    assert_eq!(r.outcome("store", "client")["status"], 404);
+    r.assert_outcome("store", "gcp", Ok);
+    r.assert_mismatch("store", "gcp", "blackhole", "host_route_mismatch", &["host"]);
+}
+
+/// `api.lab`'s Ingress has one path rule, `/v1/`; users call `/v2/`, which falls to the default
+/// backend (404) while the check on `/v1/health` passes.
+#[test]
+fn ingress_path_rule_not_matching_is_shallow_health_path() {
+    let lab = Lab::start("path_rule");
+    let checker = format!(
+        "name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/v1/health\"\nhost = \"api.lab\"",
+        node(0)
+    );
+    let r = lab.probe(Ns::Client, &target("api", &https_client(&lab, "api.lab", "/v2/orders"), &[&checker]));
+    r.assert_outcome("api", "client", Fail("http", "http_status"));
+    assert_eq!(r.outcome("api", "client")["status"], 404);
+    r.assert_outcome("api", "gcp", Ok);
+    r.assert_mismatch("api", "gcp", "blackhole", "shallow_health_path", &["path"]);
+}
+
+/// The Service behind `orders.lab` has no ready endpoints: the controller answers 503 for the
+/// host, while the LB checks the controller's own `/healthz` on the default server.
+#[test]
+fn backend_without_ready_endpoints_is_a_blackhole_behind_the_controller_healthz() {
+    let lab = Lab::start("no_endpoints");
+    let checker = format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/healthz\"", node(1));
+    let r = lab.probe(Ns::Client, &target("orders", &https_client(&lab, "orders.lab", "/"), &[&checker]));
+    r.assert_outcome("orders", "client", Fail("http", "http_status"));
+    assert_eq!(r.outcome("orders", "client")["status"], 503);
+    r.assert_outcome("orders", "gcp", Ok);
+    r.assert_mismatch("orders", "gcp", "blackhole", "shallow_health_path", &["path"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PROXY protocol
+// ---------------------------------------------------------------------------------------------
+
+/// The traffic port expects PROXY v2 (the NLB sends it with users' traffic), but GCP-style
+/// checks send none: nginx rejects the "broken header" (CHECKERS.md §2.9, the reverse of the
+/// NLB case).
+#[test]
+fn proxy_protocol_expected_but_not_sent_by_the_checker_is_proxy_protocol_mismatch() {
+    let lab = Lab::start("pp_not_sent");
+    let client =
+        format!("url = \"http://shop.lab/cart\"\nconnect_to = \"{}:8080\"\nproxy_protocol = \"v2\"", node(0));
+    let checker = format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}:8080/healthz\"", node(0));
+    let r = lab.probe(Ns::Client, &target("shop", &client, &[&checker]));
+    r.assert_outcome("shop", "client", Ok);
+    let o = r.outcome("shop", "gcp");
+    assert!(
+        o["ok"] == false
+            && matches!(o["error"].as_str(), Some("http_malformed" | "http_reset" | "connect_reset")),
+        "nginx drops a connection without its PROXY header: {o}"
+    );
+    r.assert_mismatch("shop", "gcp", "false_drain", "proxy_protocol_mismatch", &["proxy_protocol"]);
+}
+
+/// The NLB's target group has PROXY v2 on, so its checks carry a `LOCAL` header, but the port
+/// does not expect one (CHECKERS.md §2.9, kubernetes/ingress-nginx#10982).
+#[test]
+fn proxy_protocol_sent_by_the_checker_but_not_expected_is_proxy_protocol_mismatch() {
+    let lab = Lab::start("pp_unexpected");
+    let checker = format!(
+        "name = \"nlb\"\nprofile = \"aws-nlb\"\nurl = \"http://{}/healthz\"\nproxy_protocol = \"v2\"",
+        node(0)
+    );
+    let r = lab.probe(Ns::Client, &target("shop", &http_client("shop.lab", "/cart"), &[&checker]));
+    r.assert_outcome("shop", "client", Ok);
+    let o = r.outcome("shop", "nlb");
+    assert_eq!(o["ok"], false, "{o}");
+    assert_eq!(o["request"]["proxy_protocol"], "v2");
+    r.assert_mismatch("shop", "nlb", "false_drain", "proxy_protocol_mismatch", &["proxy_protocol"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matchers, auth, DNS, reachability
+// ---------------------------------------------------------------------------------------------
+
+/// The app's readiness endpoint answers 204: kubelet's matcher (200-399) passes it, GCP's
+/// (exactly 200) does not (CHECKERS.md §2.4, weaviate/weaviate#1039).
+#[test]
+fn status_204_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_mismatch() {
+    let lab = Lab::start("status_204");
+    let gcp =
+        format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/ready\"\nhost = \"shop.lab\"", node(0));
+    let kubelet =
+        format!("name = \"kubelet\"\nprofile = \"kubelet\"\nurl = \"http://{}:30080/ready\"", node(0));
+    let r = lab.probe(Ns::Client, &target("shop", &http_client("shop.lab", "/ready"), &[&gcp, &kubelet]));
+    r.assert_outcome("shop", "client", Ok);
+    assert_eq!(r.outcome("shop", "client")["status"], 204);
+    r.assert_outcome("shop", "gcp", Fail("http", "http_status"));
+    assert_eq!(r.outcome("shop", "gcp")["status"], 204);
+    r.assert_outcome("shop", "kubelet", Ok);
+    r.assert_mismatch("shop", "gcp", "false_drain", "status_matcher_mismatch", &[]);
+    assert!(
+        !r.mismatches.iter().any(|m| m["checker_view"] == "kubelet"),
+        "kubelet accepts the 204\n{}",
+        r.context()
+    );
+}
+
+/// The ingress redirects plain HTTP to HTTPS (ssl-redirect): users follow it and are served, a
+/// 200-only checker on :80 fails on the 308 (CHECKERS.md §2.1).
+#[test]
+fn redirect_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_mismatch() {
+    let lab = Lab::start("status_3xx");
+    let checker =
+        format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/\"\nhost = \"www.lab\"", node(0));
+    let r = lab.probe(Ns::Client, &target("www", &http_client("www.lab", "/"), &[&checker]));
+    r.assert_outcome("www", "client", Ok);
+    assert_eq!(r.outcome("www", "client")["status"], 308);
+    r.assert_outcome("www", "gcp", Fail("http", "http_status"));
+    assert_eq!(r.outcome("www", "gcp")["status"], 308);
+    r.assert_mismatch("www", "gcp", "false_drain", "status_matcher_mismatch", &[]);
+}
+
+/// Every route of `admin.lab` needs credentials; the check sends none (CHECKERS.md §2.15).
+#[test]
+fn health_path_behind_auth_is_auth_required() {
+    let lab = Lab::start("auth");
+    let client = format!(
+        "{}\nheaders = {{ authorization = \"{ADMIN_AUTHORIZATION}\" }}",
+        http_client("admin.lab", "/")
+    );
+    let checker =
+        format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/\"\nhost = \"admin.lab\"", node(0));
+    let r = lab.probe(Ns::Client, &target("admin", &client, &[&checker]));
+    r.assert_outcome("admin", "client", Ok);
+    r.assert_outcome("admin", "gcp", Fail("http", "http_status"));
+    assert_eq!(r.outcome("admin", "gcp")["status"], 401);
+    r.assert_mismatch("admin", "gcp", "false_drain", "auth_required", &["headers"]);
+    let secret = ADMIN_AUTHORIZATION.trim_start_matches("Basic ");
+    assert!(
+        !r.stdout.contains(secret) && !r.stderr.contains(secret),
+        "the credentials never appear in parallax's output"
+    );
+}
+
+/// DNS still answers with the old load balancer's address during a migration.
+#[test]
+fn dns_answering_the_old_load_balancer_is_dns_wrong_address() {
+    let lab = Lab::start("dns_old_lb");
+    let client = format!(
+        "url = \"https://shop.lab/cart\"\nresolver = \"{DNS}\"\nexpect_addresses = [\"{VIP}\"]\nca_file = \"{}\"",
+        lab.ca_file()
+    );
+    let checker = format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/healthz\"", node(1));
+    let r = lab.probe(Ns::Client, &target("shop", &client, &[&checker]));
+    r.assert_outcome("shop", "client", Fail("dns", "dns_unexpected_address"));
+    assert_eq!(r.outcome("shop", "client")["resolved"], serde_json::json!([DNS_ANSWER_SHOP.to_string()]));
+    r.assert_outcome("shop", "gcp", Ok);
+    let m = r.assert_mismatch("shop", "gcp", "blackhole", "dns_wrong_address", &[]);
+    assert!(m["evidence"].as_str().is_some_and(|e| e.contains(&OLD_VIP.to_string())), "{m}");
+}
+
+/// Users still reach the decommissioned LB address (a stale `connect_to` or hosts entry):
+/// the router answers ICMP host unreachable.
+#[test]
+fn decommissioned_lb_address_is_connect_unreachable() {
+    let lab = Lab::start("unreachable");
+    let client = format!("url = \"http://shop.lab/cart\"\nconnect_to = \"{OLD_VIP}:80\"");
+    let checker = format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/healthz\"", node(1));
+    let r = lab.probe(Ns::Client, &target("shop", &client, &[&checker]));
+    r.assert_outcome("shop", "client", Fail("connect", "connect_unreachable"));
+    r.assert_outcome("shop", "gcp", Ok);
+    assert_eq!(r.exit, 1, "a failed client view exits 1");
+    r.assert_mismatch("shop", "gcp", "blackhole", "node_port_vs_proxy", &["address"]);
+}
