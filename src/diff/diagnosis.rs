@@ -257,6 +257,11 @@ fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
         Some(ErrorCode::TlsCertUntrusted | ErrorCode::TlsCertExpired | ErrorCode::TlsCertNotYetValid) => {
             &[Verify, Sni]
         }
+        // A listener that does not parse PROXY headers reads the header's bytes as a request
+        // line and answers 400 (nginx does): the header comes before the Host it never read.
+        Some(ErrorCode::HttpStatus) if o.status == Some(400) && o.request.proxy_protocol.is_some() => {
+            &[ProxyProtocol, Host]
+        }
         Some(ErrorCode::HttpStatus) => match (o.status, direction) {
             (Some(401 | 403 | 407), _) => &[Headers],
             (Some(300..=399), _) => &[Headers, UserAgent],
@@ -888,6 +893,32 @@ mod tests {
             diagnosis: Diagnosis::ProxyProtocolMismatch,
             flipped: vec![Attribute::ProxyProtocol],
             evidence: vec!["http_malformed", "with no PROXY header it succeeds"],
+        });
+
+        // The same, where the listener answers the header's bytes with 400 (nginx) and the
+        // checker's IP Host would land on the default backend's 404 as well: the client taking
+        // the checker's Host fails too, but only the PROXY header explains the checker's 400.
+        out.push(Scenario {
+            name: "proxy_header_answered_400_is_proxy_protocol_mismatch_not_host",
+            client: view_url("shop", "client", "http://shop.example.com/cart"),
+            checker: {
+                let mut v = view_url("shop", "nlb", "http://10.0.0.5/healthz");
+                v.http.host = HostHeader::DialedAddress;
+                v.proxy_protocol = Some(ProxyHeader { version: ProxyVersion::V2, local: true });
+                v
+            },
+            model: Box::new(|v| {
+                if v.proxy_protocol.is_some() {
+                    failed(v, ErrorCode::HttpStatus, Some(400))
+                } else {
+                    let routed = effective_host(v).as_deref() == Some("shop.example.com");
+                    ok_if(routed || v.path == "/healthz", v, ErrorCode::HttpStatus, Some(404))
+                }
+            }),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::ProxyProtocolMismatch,
+            flipped: vec![Attribute::ProxyProtocol, Attribute::Host],
+            evidence: vec!["checker got 400", "with no PROXY header it succeeds"],
         });
 
         // Node port passes, the proxy in front fails.
