@@ -129,6 +129,11 @@ pub struct Backend {
     pub servers: Vec<Server>,
 }
 
+/// HAProxy's check thresholds in the lab: its defaults, written out (`rise 2 fall 3`).
+pub const RISE: u32 = 2;
+/// See [`RISE`].
+pub const FALL: u32 = 3;
+
 /// The frontends: (name, bind address, mode, TLS termination, backend).
 const FRONTENDS: &[(&str, u16, Mode, bool, &str)] = &[
     ("fe_http", 80, Mode::Http, false, "be_ingress_http"),
@@ -245,7 +250,7 @@ pub fn config(stats_socket: &Path, pki: &Pki, backends: &[Backend]) -> String {
     let mut cfg = format!(
         "global\n    log stderr format raw local0 info\n    stats socket {} mode 600 level admin\n\n\
          defaults\n    mode http\n    log global\n    timeout connect 1s\n    timeout client 5s\n    \
-         timeout server 5s\n    timeout check 1s\n    default-server inter 200ms rise 2 fall 3\n\n",
+         timeout server 5s\n    timeout check 1s\n    default-server inter 200ms rise {RISE} fall {FALL}\n\n",
         stats_socket.display()
     );
     for (name, port, mode, tls, backend) in FRONTENDS {
