@@ -302,46 +302,53 @@ async fn tls_check_against_plain_http_listener_is_checker_protocol_mismatch() {
 // checker_source_blocked
 
 #[tokio::test]
-async fn firewall_resetting_the_checkers_source_is_checker_source_blocked() {
-    // A host firewall that rejects the health checkers' range (kubernetes/kubernetes#20555).
+async fn firewall_refusing_the_checkers_source_is_checker_source_blocked() {
+    // A host firewall that refuses the health checkers' range (kubernetes/kubernetes#20555): one
+    // resets the checker's connections (`--reject-with tcp-reset` after accept), one closes them.
     let checker_source = lo(66);
     let app = HttpServer::start(lo(27), always("ok")).await;
-    let firewall =
+    let reset =
         Gate::start(lo(26), app.addr, Policy::RefuseSources(vec![checker_source], Refusal::Reset)).await;
+    let close =
+        Gate::start(lo(48), app.addr, Policy::RefuseSources(vec![checker_source], Refusal::Close)).await;
     let dir = ProbesDir::new();
-    dir.file(
-        "shop.toml",
-        &target(
-            "shop",
-            &client_keys("http", firewall.addr, "/"),
-            &[(
-                "nlb",
-                &format!(
-                    "profile = \"aws-nlb\"\nurl = \"http://{}/healthz\"\nsource = \"{checker_source}\"",
-                    firewall.addr
-                ),
-            )],
-        ),
-    );
+    let mut config = String::new();
+    for (name, firewall) in [("reset", &reset), ("close", &close)] {
+        let nlb = format!(
+            "profile = \"aws-nlb\"\nurl = \"http://{}/healthz\"\nsource = \"{checker_source}\"",
+            firewall.addr
+        );
+        config.push_str(&target(name, &client_keys("http", firewall.addr, "/"), &[("nlb", &nlb)]));
+    }
+    dir.file("shop.toml", &config);
     let round = probe_and_diff(&dir).await;
-    assert!(round.outcome("shop", "client").ok);
-    let nlb = round.outcome("shop", "nlb");
-    assert!(!nlb.ok, "{nlb:#?}");
-    assert_eq!(nlb.request.source, Some(checker_source));
-    assert_mismatch(
-        round.only_mismatch("shop"),
-        Want {
-            checker: "nlb",
-            direction: Direction::FalseDrain,
-            diagnosis: Diagnosis::CheckerSourceBlocked,
-            flipped: &[Attribute::Source],
-            evidence: &["source 127.0.0.66", "the default source address"],
-        },
-    );
-    // Every connection from the checker's source was refused, the others admitted.
-    let admissions = firewall.admissions();
-    assert!(admissions.iter().all(|a| a.admitted != (a.peer.ip() == checker_source)), "{admissions:#?}");
-    assert!(firewall.refused() >= 1);
+    for (name, firewall) in [("reset", &reset), ("close", &close)] {
+        assert!(round.outcome(name, "client").ok);
+        let nlb = round.outcome(name, "nlb");
+        assert!(!nlb.ok, "{nlb:#?}");
+        assert_eq!(nlb.request.source, Some(checker_source));
+        assert_mismatch(
+            round.only_mismatch(name),
+            Want {
+                checker: "nlb",
+                direction: Direction::FalseDrain,
+                diagnosis: Diagnosis::CheckerSourceBlocked,
+                flipped: &[Attribute::Source],
+                evidence: &[
+                    "with source 127.0.0.66",
+                    "with the default source address (127.0.0.",
+                    &format!(
+                        "allow the checker's source 127.0.0.66 through the firewall in front of {}",
+                        firewall.addr
+                    ),
+                ],
+            },
+        );
+        // Every connection from the checker's source was refused, the others admitted.
+        let admissions = firewall.admissions();
+        assert!(admissions.iter().all(|a| a.admitted != (a.peer.ip() == checker_source)), "{admissions:#?}");
+        assert!(firewall.refused() >= 1);
+    }
 }
 
 #[tokio::test]
