@@ -9,6 +9,10 @@
 //! attributes and that the evidence names what differed. Then: the agreeing cases produce
 //! nothing, attribution stays inside its bounds (requests counted at the servers), and the
 //! `parallax` binary prints the `mismatch` JSON line and exits 1.
+//!
+//! `unattributed` is reproduced by HAProxy's HTTP/1.0 check against Envoy's 426: a route that
+//! needs both the client's Host and path is NOT unattributed, because the client-side hybrids
+//! flip on each (the client breaks with either of the checker's values); it gets its own test.
 
 mod support;
 
@@ -128,7 +132,7 @@ async fn views_that_agree_produce_no_mismatch_and_no_hybrid() {
     let up = HttpServer::start(lo(20), always("ok")).await;
     // Both fail: a site whose backends are all gone (503 for everyone).
     let down = HttpServer::start(lo(21), router(|_| Reply::status(503, "no healthy upstream"))).await;
-    // Both fail differently: nothing listens at all.
+    // Both fail at connect: nothing listens at all.
     let closed = ClosedPort::new(lo(21));
     let dir = ProbesDir::new();
     let mut config = String::new();
@@ -904,6 +908,8 @@ async fn attribution_never_exceeds_its_bounds() {
     dir.file("shop.toml", &target("shop", &client, &[("haproxy", &haproxy), ("alb", &alb)]));
 
     let requests = || app.requests().len() + health.requests().len();
+    let from_checker_source =
+        || app.requests().iter().chain(health.requests().iter()).filter(|r| r.peer.ip() == lo(68)).count();
     let default = AttributionSettings::default();
     for settings in [
         default,
@@ -911,7 +917,7 @@ async fn attribution_never_exceeds_its_bounds() {
         AttributionSettings { max_hybrids: 0, ..default },
         AttributionSettings { enabled: false, ..default },
     ] {
-        let before = requests();
+        let (before, before_from_source) = (requests(), from_checker_source());
         let round = probe_and_diff_with(&dir, &settings).await;
         let sent = requests() - before;
         assert_eq!(round.mismatches.len(), 2, "{:#?}", round.mismatches);
@@ -941,11 +947,17 @@ async fn attribution_never_exceeds_its_bounds() {
             let a = m.attribution.as_ref().expect("attribution ran");
             assert_eq!(a.differences.len(), 7, "{:?}", a.differences);
             assert_eq!((a.hybrids.len(), a.not_tried), (12, 2));
-            // Hybrids that switched the source really came from the client's (default) source,
-            // the others from the checker's.
-            let from_checker_source = health.requests().iter().filter(|r| r.peer.ip() == lo(68)).count();
-            assert!(from_checker_source >= 1);
         }
+        // Each request came from the source its view binds: the HAProxy check and every hybrid
+        // that keeps (or takes) its source from 127.0.0.68, none other.
+        let with_source: usize = round
+            .mismatches
+            .iter()
+            .filter_map(|m| m.attribution.as_ref())
+            .flat_map(|a| a.hybrids.iter())
+            .filter(|h| h.hybrid.source.is_some())
+            .count();
+        assert_eq!(from_checker_source() - before_from_source, 1 + with_source, "{settings:?}");
     }
 }
 
