@@ -613,6 +613,12 @@ async fn ppv2_health_check_to_a_listener_without_proxy_protocol_is_proxy_protoco
             evidence: &["PROXY v2", "no PROXY header"],
         },
     );
+    // `--no-attribution`: the listener's 400 to a PROXY header still names it, unconfirmed.
+    let off = AttributionSettings { enabled: false, ..AttributionSettings::default() };
+    let round = probe_and_diff_with(&dir, &off).await;
+    let m = round.only_mismatch("shop");
+    assert_eq!(m.diagnosis, Diagnosis::ProxyProtocolMismatch, "{}", m.evidence);
+    assert!(m.flipped.is_empty() && m.evidence.contains("not confirmed"), "{}", m.evidence);
 }
 
 #[tokio::test]

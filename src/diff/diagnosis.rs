@@ -302,6 +302,8 @@ fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
             (Some(401 | 403 | 407), _) => &[Headers],
             (Some(300..=399), _) => &[Headers, UserAgent],
             (Some(404 | 421), _) => &[Host, Path],
+            // A listener without PROXY protocol reads the header as a broken request line.
+            (Some(400), _) if o.request.proxy_protocol.is_some() => &[ProxyProtocol, Host],
             (Some(400), _) => &[Host],
             (Some(405 | 501), _) => &[Method],
             // A 5xx for users behind a passing check: the check looks elsewhere. A 5xx for the
@@ -1387,6 +1389,24 @@ mod tests {
         let f = case(Direction::Blackhole, &c, &tcp, &co, &ko, None);
         assert_eq!(f.diagnosis, Diagnosis::ShallowHealthPath);
         assert!(f.evidence.contains("only completes a TCP handshake on 10.0.0.5:30443"), "{}", f.evidence);
+    }
+
+    #[test]
+    fn a_400_to_a_proxy_header_points_at_proxy_protocol_without_attribution() {
+        let c = view_url("shop", "client", "http://shop.example.com:10254/healthz");
+        let mut k = view_url("shop", "nlb", "http://10.0.0.5:10254/healthz");
+        k.proxy_protocol = Some(ProxyHeader { version: ProxyVersion::V2, local: true });
+        let co = ok_outcome(&c);
+        let mut ko = failed(&k, ErrorCode::HttpStatus, Some(400));
+        ko.request.proxy_protocol = Some(ProxyVersion::V2);
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+        assert_eq!(f.diagnosis, Diagnosis::ProxyProtocolMismatch, "{}", f.evidence);
+        assert!(f.evidence.contains("not confirmed"), "{}", f.evidence);
+        // The same 400 without a PROXY header points at the Host.
+        ko.request.proxy_protocol = None;
+        k.proxy_protocol = None;
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+        assert_eq!(f.diagnosis, Diagnosis::HostRouteMismatch, "{}", f.evidence);
     }
 
     #[test]
