@@ -65,14 +65,20 @@ impl Round {
     }
 }
 
-/// Loads `dir` and runs one round with `settings`, as `parallax probe` does.
+/// Loads `dir` and runs one round with `settings` in every target (where config would say
+/// `attribution`, `attribution_interval` and `max_hybrids`), as `parallax probe` does.
 async fn probe_and_diff_with(dir: &ProbesDir, settings: &AttributionSettings) -> Round {
-    let plan = dir.load();
+    let mut plan = dir.load();
+    for target in &mut plan.targets {
+        target.diff.attribution = settings.enabled;
+        target.diff.attribution_interval = settings.interval;
+        target.diff.max_hybrids = settings.max_hybrids;
+    }
     let prober = Arc::new(Prober::new());
     let (outcomes, mismatches) = {
         let targets: Vec<&Target> = plan.targets.iter().collect();
         let outcomes = report::probe_round(prober.clone(), &targets, 64).await;
-        let mismatches = report::diff_round(&prober, &targets, &outcomes, settings).await;
+        let mismatches = report::diff_round(&prober, &targets, &outcomes, true).await;
         (outcomes, mismatches)
     };
     let round = Round { plan, outcomes, mismatches };
