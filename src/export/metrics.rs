@@ -505,11 +505,6 @@ impl Metrics {
         }
         out
     }
-
-    #[cfg(test)]
-    pub(crate) fn dropped_count(&self, signal: &str) -> u64 {
-        self.dropped.get(&SignalLabels { signal: signal.to_owned() }).map(|c| c.get()).unwrap_or(0)
-    }
 }
 
 /// The OTLP side of the counters and gauges: observable instruments reading the families above.
@@ -682,4 +677,84 @@ fn mismatch_kv(labels: &MismatchLabels) -> Vec<KeyValue> {
         ("direction", &labels.direction),
         ("diagnosis", &labels.diagnosis),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{Attribute, Basis, Diagnosis, Direction};
+
+    fn mismatch() -> Mismatch {
+        Mismatch {
+            target: "shop".into(),
+            client_view: "client".into(),
+            checker_view: "nlb".into(),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::ShallowHealthPath,
+            flipped: vec![Attribute::Path],
+            evidence: String::new(),
+            basis: Basis::Probes,
+            client_address: None,
+            checker_address: None,
+            client_error: None,
+            checker_error: None,
+            attribution: None,
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+    }
+
+    const GAUGE: &str = "parallax_mismatch{target=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"blackhole\",diagnosis=\"shallow_health_path\"}";
+    const SECONDS: &str = "parallax_mismatch_seconds_total{target=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"blackhole\",diagnosis=\"shallow_health_path\"}";
+
+    #[tokio::test(start_paused = true)]
+    async fn mismatch_seconds_grow_while_open_and_the_gauge_lasts_until_the_last_record_resolves() {
+        let m = Metrics::new(None);
+        let record = mismatch();
+        m.mismatch_opened(&record, Instant::now());
+        // A second address of the same pair (each_address) opens the same series.
+        m.mismatch_opened(&record, Instant::now());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let text = m.encode();
+        assert_eq!(value(&text, GAUGE), Some(1.0));
+        assert_eq!(value(&text, SECONDS), Some(10.0), "counted while open, at scrape time");
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        m.mismatch_resolved(&record, Duration::from_secs(15), Instant::now());
+        let text = m.encode();
+        assert_eq!(value(&text, GAUGE), Some(1.0), "one record is still open");
+        assert_eq!(value(&text, SECONDS), Some(15.0));
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        m.mismatch_resolved(&record, Duration::from_secs(20), Instant::now());
+        tokio::time::advance(Duration::from_secs(100)).await;
+        let text = m.encode();
+        assert_eq!(value(&text, GAUGE), None, "gone once every record resolved");
+        assert_eq!(value(&text, SECONDS), Some(20.0), "no growth after resolution");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resolution_never_seen_opening_counts_its_whole_time() {
+        let m = Metrics::new(None);
+        m.mismatch_resolved(&mismatch(), Duration::from_secs(42), Instant::now());
+        assert_eq!(value(&m.encode(), SECONDS), Some(42.0));
+    }
+
+    #[test]
+    fn export_health_series_exist_at_zero_from_the_start() {
+        let text = Metrics::new(None).encode();
+        for signal in SIGNALS {
+            assert_eq!(
+                value(&text, &format!("parallax_export_dropped_total{{signal=\"{signal}\"}}")),
+                Some(0.0)
+            );
+            assert_eq!(
+                value(&text, &format!("parallax_export_failures_total{{signal=\"{signal}\"}}")),
+                Some(0.0)
+            );
+        }
+        assert_eq!(value(&text, "parallax_reload_total{result=\"failure\"}"), Some(0.0));
+    }
 }
