@@ -604,6 +604,49 @@ async fn collector_down_drops_and_counts_without_blocking_and_export_resumes_whe
 }
 
 #[tokio::test]
+async fn a_slow_collector_never_blocks_probing_and_timed_out_exports_are_counted() {
+    let shop = Shop::start(84).await;
+    let receiver = OtlpReceiver::start_slow(lo(86), Duration::from_secs(5)).await;
+    let events = Captured::default();
+    let options = TelemetryOptions {
+        span_queue: 4,
+        max_batch: 8,
+        export_timeout: Duration::from_millis(200),
+        export_retries: 0,
+        ..fast_options(&events)
+    };
+    let t = Telemetry::with_options(
+        &settings(&receiver.endpoint(), OtlpProtocol::HttpProtobuf, 1.0),
+        resource(),
+        &env(),
+        options,
+    );
+    let checker = probe_one(shop.checker()).await;
+    let start = Instant::now();
+    for _ in 0..100 {
+        t.probe(shop.checker(), &checker, SystemTime::now(), Duration::ZERO, None, false);
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "probing waited for the exporter: {:?}",
+        start.elapsed()
+    );
+    let counted = wait_for(WAIT, || {
+        let text = t.encode_metrics();
+        let dropped = sample(&text, "parallax_export_dropped_total{signal=\"traces\"}")?;
+        let failed = sample(&text, "parallax_export_failures_total{signal=\"traces\"}")?;
+        (dropped >= 50.0 && failed >= 1.0).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "timeouts and drops counted:\n{}", t.encode_metrics());
+    // Shutdown is bounded by its deadline even though the collector never answers in time.
+    let start = Instant::now();
+    t.shutdown(Duration::from_millis(500)).await;
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+}
+
+#[tokio::test]
 async fn shutdown_flushes_queued_spans_metrics_and_events() {
     let shop = Shop::start(75).await;
     let receiver = OtlpReceiver::start(lo(77)).await;

@@ -180,7 +180,12 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Starts on `ip`, any free port.
     pub async fn start(ip: IpAddr) -> OtlpReceiver {
-        OtlpReceiver::serve(listen(ip, 0).await)
+        OtlpReceiver::serve(listen(ip, 0).await, Duration::ZERO)
+    }
+
+    /// Starts on `ip`, answering every request only after `delay` (a slow collector).
+    pub async fn start_slow(ip: IpAddr, delay: Duration) -> OtlpReceiver {
+        OtlpReceiver::serve(listen(ip, 0).await, delay)
     }
 
     /// Starts on exactly `addr` (to come back where a stopped receiver was). Retries the bind
@@ -188,14 +193,14 @@ impl OtlpReceiver {
     pub async fn start_on(addr: SocketAddr) -> OtlpReceiver {
         for _ in 0..100 {
             if let Ok(listener) = TcpListener::bind(addr).await {
-                return OtlpReceiver::serve(listener);
+                return OtlpReceiver::serve(listener, Duration::ZERO);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("cannot bind {addr} again");
     }
 
-    fn serve(listener: TcpListener) -> OtlpReceiver {
+    fn serve(listener: TcpListener, delay: Duration) -> OtlpReceiver {
         let addr = listener.local_addr().expect("receiver address");
         assert!(addr.ip().is_loopback());
         let store = Arc::new(Store::default());
@@ -206,7 +211,7 @@ impl OtlpReceiver {
                 let Ok((stream, _)) = listener.accept().await else { break };
                 let store = s.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |req| handle(store.clone(), req));
+                    let service = service_fn(move |req| handle(store.clone(), req, delay));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -285,7 +290,12 @@ fn full(status: u16, content_type: &str, body: Bytes) -> http::Response<Body> {
         .unwrap_or_else(|_| http::Response::new(UnsyncBoxBody::default()))
 }
 
-async fn handle(store: Arc<Store>, req: http::Request<Incoming>) -> Result<http::Response<Body>, Infallible> {
+async fn handle(
+    store: Arc<Store>,
+    req: http::Request<Incoming>,
+    delay: Duration,
+) -> Result<http::Response<Body>, Infallible> {
+    tokio::time::sleep(delay).await;
     let path = req.uri().path().to_owned();
     let sink = Sink(store.clone());
     if path.starts_with("/opentelemetry.proto.collector.trace.v1.TraceService/") {
