@@ -619,6 +619,15 @@ impl MetricPipeline {
     }
 }
 
+impl Drop for MetricPipeline {
+    fn drop(&mut self) {
+        // Dropped without `shutdown`: the ticking task would outlive its meter provider.
+        if let Some(task) = self.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            task.abort();
+        }
+    }
+}
+
 struct Pusher {
     exporter: opentelemetry_otlp::MetricExporter,
     reader: SharedReader,

@@ -410,3 +410,69 @@ pub(crate) fn mismatch_span(
     .finish(scope);
     (SpanRef { trace_id, span_id }, span)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::testkit::{outcome_for, view};
+    use crate::probe::{ErrorCode, Timings};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn layout(outcome: &Outcome) -> Vec<(&'static str, u128, u128, bool)> {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let ms = |t: SystemTime| t.duration_since(t0).map(|d| d.as_millis()).unwrap_or(0);
+        phases(&view("shop", "client"), outcome, t0)
+            .into_iter()
+            .map(|p| (p.phase.as_str(), ms(p.start), ms(p.end), p.failed))
+            .collect()
+    }
+
+    #[test]
+    fn a_success_lays_its_phases_end_to_end_and_the_exchange_takes_the_rest() {
+        let mut o = outcome_for(&view("shop", "client"), true, None, Some(200));
+        o.timings = Timings {
+            dns: Some(2 * MS),
+            connect: Some(3 * MS),
+            tls: Some(5 * MS),
+            ttfb: Some(4 * MS),
+            total: 20 * MS,
+        };
+        assert_eq!(
+            layout(&o),
+            [("dns", 0, 2, false), ("connect", 2, 5, false), ("tls", 5, 10, false), ("http", 10, 20, false)]
+        );
+    }
+
+    #[test]
+    fn the_failed_phase_runs_to_the_end_and_later_phases_are_absent() {
+        let mut o = outcome_for(&view("shop", "client"), false, Some(ErrorCode::TlsTimeout), None);
+        o.timings =
+            Timings { dns: Some(2 * MS), connect: Some(3 * MS), tls: None, ttfb: None, total: 30 * MS };
+        assert_eq!(layout(&o), [("dns", 0, 2, false), ("connect", 2, 5, false), ("tls", 5, 30, true)]);
+
+        // A phase that finished and still failed (DNS answered the wrong address).
+        let mut o = outcome_for(&view("shop", "client"), false, Some(ErrorCode::DnsUnexpectedAddress), None);
+        o.timings = Timings { dns: Some(4 * MS), total: 4 * MS, ..Timings::default() };
+        assert_eq!(layout(&o), [("dns", 0, 4, true)]);
+    }
+
+    #[test]
+    fn a_body_mismatch_is_judged_after_a_clean_exchange() {
+        let mut o = outcome_for(&view("shop", "client"), false, Some(ErrorCode::BodyMismatch), Some(200));
+        o.timings =
+            Timings { connect: Some(MS), tls: Some(MS), ttfb: Some(MS), total: 5 * MS, ..Timings::default() };
+        assert_eq!(layout(&o), [("connect", 0, 1, false), ("tls", 1, 2, false), ("http", 2, 5, false)]);
+
+        let mut o = outcome_for(&view("shop", "client"), false, Some(ErrorCode::HttpStatus), Some(503));
+        o.timings =
+            Timings { connect: Some(MS), tls: Some(MS), ttfb: Some(MS), total: 5 * MS, ..Timings::default() };
+        assert_eq!(layout(&o).last(), Some(&("http", 2, 5, true)));
+    }
+
+    #[test]
+    fn tls_versions_follow_semconv() {
+        assert_eq!(tls_version("TLSv1_3"), "1.3");
+        assert_eq!(tls_version("TLSv1_2"), "1.2");
+    }
+}
