@@ -20,6 +20,7 @@
 //! - [`dns`]: an authoritative hickory-server on UDP+TCP, and a nameserver that never answers.
 //! - [`grpc`]: a `grpc.health.v1` server with hand-made frames and prost messages.
 //! - [`probes`]: `probes.d` writing, loading, probing and outcome assertions.
+//! - [`otlp`]: an OTLP receiver (gRPC and HTTP/protobuf on one port) that records what it gets.
 
 // Each test binary uses only part of the support module.
 #![allow(dead_code)]
@@ -29,6 +30,7 @@ pub mod dns;
 pub mod gate;
 pub mod grpc;
 pub mod http;
+pub mod otlp;
 pub mod probes;
 pub mod raw;
 pub mod recording;
