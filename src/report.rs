@@ -49,11 +49,8 @@ pub async fn diff_round(
 ) -> Vec<Mismatch> {
     let mut mismatches = Vec::new();
     for target in targets {
-        let settings = AttributionSettings {
-            enabled: attribution && target.diff.attribution,
-            interval: target.diff.attribution_interval,
-            max_hybrids: target.diff.max_hybrids,
-        };
+        let mut settings = AttributionSettings::from(&target.diff);
+        settings.enabled &= attribution;
         mismatches.extend(crate::diff::one_shot(prober, target, outcomes, &settings).await);
     }
     mismatches

@@ -291,7 +291,8 @@ pub fn dialed(outcome: &Outcome) -> Option<SocketAddr> {
     outcome.request.address.or(outcome.peer)
 }
 
-/// Attribution switches and bounds. The lead wires these to config keys.
+/// Attribution switches and bounds: a target's `attribution`, `attribution_interval` and
+/// `max_hybrids` (see [`crate::config::DiffSettings`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttributionSettings {
     /// `attribution = false` turns hybrid probing off (diagnosis then uses error codes only).
@@ -302,20 +303,23 @@ pub struct AttributionSettings {
     pub max_hybrids: usize,
 }
 
-/// Default `attribution_interval` (DESIGN §6).
-pub const DEFAULT_ATTRIBUTION_INTERVAL: Duration = Duration::from_secs(300);
-/// Default cap on hybrids per run: both directions of the six likeliest attributes.
-pub const DEFAULT_MAX_HYBRIDS: usize = 12;
+pub use crate::config::{DEFAULT_ATTRIBUTION_INTERVAL, DEFAULT_MAX_HYBRIDS};
 /// Hybrids of one run in flight at a time: enough to finish a run within a few timeouts, few
 /// enough not to look like a burst to the target.
 pub const HYBRID_CONCURRENCY: usize = 4;
 
 impl Default for AttributionSettings {
     fn default() -> AttributionSettings {
+        AttributionSettings::from(&crate::config::DiffSettings::default())
+    }
+}
+
+impl From<&crate::config::DiffSettings> for AttributionSettings {
+    fn from(d: &crate::config::DiffSettings) -> AttributionSettings {
         AttributionSettings {
-            enabled: true,
-            interval: DEFAULT_ATTRIBUTION_INTERVAL,
-            max_hybrids: DEFAULT_MAX_HYBRIDS,
+            enabled: d.attribution,
+            interval: d.attribution_interval,
+            max_hybrids: d.max_hybrids,
         }
     }
 }

@@ -155,8 +155,47 @@ impl<'a> Case<'a> {
         }
     }
 
-    fn flipped(&self) -> Vec<Attribute> {
-        self.attribution.map(Attribution::flipped).unwrap_or_default()
+    /// The flipped attributes (most likely first) whose flip reproduces the other view's
+    /// result: a hybrid of the failing view that now passes, or a hybrid of the passing view
+    /// that now fails the way the failing view does.
+    fn telling_flips(&self) -> Vec<Attribute> {
+        let Some(a) = self.attribution else { return Vec::new() };
+        a.flipped().into_iter().filter(|attr| self.telling_flip(*attr).is_some()).collect()
+    }
+
+    /// The flipped attributes whose flip does not reproduce the other view's result.
+    fn other_flips(&self) -> Vec<Attribute> {
+        let telling = self.telling_flips();
+        self.attribution
+            .map(Attribution::flipped)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| !telling.contains(a))
+            .collect()
+    }
+
+    /// The hybrid that shows `attribute` flipping to the other view's result, the checker-side
+    /// one first (what the check would see with the client's value).
+    fn telling_flip(&self, attribute: Attribute) -> Option<&'a HybridResult> {
+        let a = self.attribution?;
+        let (failing, _, _) = self.failing();
+        let fixing = self.fixing_side();
+        let telling = |h: &&HybridResult| {
+            h.flipped
+                && h.attribute == attribute
+                && (h.switched == fixing || h.outcome.as_ref().is_some_and(|o| same_failure(o, failing)))
+        };
+        let hybrids = || a.hybrids.iter();
+        hybrids().filter(telling).find(|h| h.switched == Side::Checker).or_else(|| hybrids().find(telling))
+    }
+
+    /// The side whose hybrids can fix the failure: the checker's in a false drain (its request
+    /// with one client value), the client's in a blackhole.
+    fn fixing_side(&self) -> Side {
+        match self.direction {
+            Direction::FalseDrain => Side::Checker,
+            Direction::Blackhole => Side::Client,
+        }
     }
 
     /// "checker got http_tls_required on 10.0.0.5:30080" (false drain) or "client got 503 on
@@ -201,7 +240,9 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
     if let Some(f) = kube_proxy(case) {
         return f;
     }
-    let flipped = case.flipped();
+    // Only flips that reproduce the other view's result explain the disagreement: a client
+    // that gets 401 with the checker's headers does not explain the checker's 503.
+    let flipped = case.telling_flips();
     let hints = hints(failing, case.direction);
     if let Some(a) = hints.iter().find(|a| flipped.contains(a)) {
         return from_flip(case, *a);
@@ -220,7 +261,7 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
     if let Some(a) = flipped.first() {
         return from_flip(case, *a);
     }
-    if case.attribution.is_none() {
+    if case.attribution.is_none_or(|a| a.hybrids.is_empty()) {
         let differ = differences(case.client_view, case.checker_view);
         if let Some(a) = hints.iter().find(|a| differ.contains(a)) {
             return Finding {
@@ -266,6 +307,8 @@ fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
             (Some(401 | 403 | 407), _) => &[Headers],
             (Some(300..=399), _) => &[Headers, UserAgent],
             (Some(404 | 421), _) => &[Host, Path],
+            // A listener without PROXY protocol reads the header as a broken request line.
+            (Some(400), _) if o.request.proxy_protocol.is_some() => &[ProxyProtocol, Host],
             (Some(400), _) => &[Host],
             (Some(405 | 501), _) => &[Method],
             // A 5xx for users behind a passing check: the check looks elsewhere. A 5xx for the
@@ -302,16 +345,17 @@ fn attribute_diagnosis(attribute: Attribute, failing: &Outcome) -> Diagnosis {
 }
 
 fn from_flip(case: &Case<'_>, attribute: Attribute) -> Finding {
-    let (failing, _, _) = case.failing();
+    let (failing, _, failing_side) = case.failing();
+    let (_, _, passing_side) = case.passing();
     let diagnosis = attribute_diagnosis(attribute, failing);
-    let Some(h) = case.attribution.and_then(|a| a.flip(attribute)) else {
+    let Some(h) = case.telling_flip(attribute) else {
         // Callers only pass flipped attributes; stay truthful if that ever changes.
         return Finding {
             diagnosis,
             evidence: format!("{}; switching {attribute} flips it", case.situation()),
         };
     };
-    let switch = value(attribute, &h.hybrid);
+    let switch = switched_value(attribute, h);
     // Name the checker's own value too, unless the address or error already says it.
     let from = match attribute {
         Attribute::Tls | Attribute::Address => None,
@@ -337,16 +381,122 @@ fn from_flip(case: &Case<'_>, attribute: Attribute) -> Finding {
             format!("{}; with {switch} as the checker sends it, the client succeeds", case.situation())
         }
     };
-    let advice = match diagnosis {
-        Diagnosis::ShallowHealthPath => "; the health path does not reflect the user route",
-        Diagnosis::AuthRequired => "; the health path needs credentials the checker does not send",
-        Diagnosis::CheckerSourceBlocked => "; allow the checker's source addresses",
-        Diagnosis::ProxyProtocolMismatch => {
-            "; align the listener's PROXY protocol setting with the checker's"
+    // The certificate is what an SNI or verification flip is about: say which one was served.
+    let certificate = match (attribute, failing.tls.as_ref().and_then(certificate_names)) {
+        (Attribute::Sni | Attribute::Verify, Some(names)) => {
+            format!("; the {failing_side} was served the certificate for {names}")
         }
-        _ => "",
+        _ => String::new(),
     };
-    Finding { diagnosis, evidence: format!("{evidence}{advice}") }
+    // Several attributes each break the passing view while none alone fixes the failing one:
+    // the failing view needs all of them changed (e.g. both the Host and the path of a route).
+    let fixes = case
+        .attribution
+        .is_some_and(|a| a.hybrids.iter().any(|h| h.flipped && h.switched == case.fixing_side()));
+    let breaking = case.telling_flips();
+    let together = if !fixes && breaking.len() > 1 {
+        format!(
+            "; no single switch fixes the {failing_side}: it needs the {passing_side}'s {} together",
+            and_join(breaking.iter())
+        )
+    } else {
+        String::new()
+    };
+    let advice = advice(case, diagnosis);
+    Finding { diagnosis, evidence: format!("{evidence}{certificate}{together}{advice}") }
+}
+
+/// What an on-call engineer can do about a diagnosis found by a flip, phrased to follow a `;`.
+fn advice(case: &Case<'_>, diagnosis: Diagnosis) -> String {
+    let blackhole = case.direction == Direction::Blackhole;
+    match diagnosis {
+        Diagnosis::ShallowHealthPath if blackhole => {
+            "; the health path does not reflect the user route: make it check what the route depends on".to_owned()
+        }
+        Diagnosis::ShallowHealthPath => "; the health path fails while the user route is served: fix the \
+            health endpoint or check a path that reflects the route"
+            .to_owned(),
+        Diagnosis::AuthRequired => "; the health path needs credentials the checker does not send: exempt it \
+            from authentication or check an unauthenticated path"
+            .to_owned(),
+        Diagnosis::CheckerSourceBlocked => {
+            let source = case.checker_view.source.map_or_else(|| "addresses".to_owned(), |s| s.addr.to_string());
+            format!(
+                "; allow the checker's source {source} through the firewall in front of {}",
+                address(case.checker, case.checker_view)
+            )
+        }
+        Diagnosis::ProxyProtocolMismatch if case.checker_view.proxy_protocol.is_some() => {
+            "; the listener does not expect the PROXY header the checker sends: turn PROXY protocol off \
+             for health checks, or on at the listener"
+                .to_owned()
+        }
+        Diagnosis::ProxyProtocolMismatch => "; the listener requires a PROXY header the checker does not \
+            send: send one with health checks, or check a port without PROXY protocol"
+            .to_owned(),
+        Diagnosis::HostRouteMismatch if blackhole => {
+            "; the two Host values are routed to different backends: the check does not reach the users' vhost"
+                .to_owned()
+        }
+        Diagnosis::HostRouteMismatch => "; the two Host values are routed to different backends: route the \
+            checker's Host to the app, or set the check's Host"
+            .to_owned(),
+        Diagnosis::SniMismatch if blackhole => {
+            "; the server picks its certificate by SNI: the check does not see the certificate users get".to_owned()
+        }
+        Diagnosis::SniMismatch => "; the server picks its certificate by SNI: send SNI with the check, or make \
+            the default certificate valid for the checked name"
+            .to_owned(),
+        Diagnosis::UserAgentDependent => {
+            "; the app answers the checker's User-Agent differently: exempt it from User-Agent rules".to_owned()
+        }
+        Diagnosis::NodePortVsProxy if blackhole => {
+            "; the check bypasses the path users take: check through the address they reach".to_owned()
+        }
+        Diagnosis::NodePortVsProxy => {
+            "; the address the checker probes fails while the one users reach serves".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The switched value of a flipped hybrid, phrased to follow "with"; a source switched to the
+/// default names the address the kernel picked.
+fn switched_value(attribute: Attribute, h: &HybridResult) -> String {
+    match (attribute, h.hybrid.source, h.outcome.as_ref().and_then(|o| o.local)) {
+        (Attribute::Source, None, Some(local)) => format!("the default source address ({})", local.ip()),
+        _ => value(attribute, &h.hybrid),
+    }
+}
+
+/// "shop.example.com" or "a, b": the names a certificate was issued for (its SANs, else its
+/// subject).
+fn certificate_names(tls: &crate::probe::TlsSummary) -> Option<String> {
+    if !tls.cert_sans.is_empty() {
+        Some(join(tls.cert_sans.iter()))
+    } else {
+        tls.cert_subject.clone()
+    }
+}
+
+/// Whether `o` failed the way `reference` did: the same error (and status), a reset before or
+/// after the request counting as one.
+fn same_failure(o: &Outcome, reference: &Outcome) -> bool {
+    let reset = |e: Option<ErrorCode>| matches!(e, Some(ErrorCode::ConnectReset | ErrorCode::HttpReset));
+    !o.ok
+        && !reference.ok
+        && (o.error == reference.error || (reset(o.error) && reset(reference.error)))
+        && (o.status == reference.status || o.status.is_none() || reference.status.is_none())
+}
+
+/// "a", "a and b", "a, b and c".
+fn and_join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let items: Vec<String> = items.map(|i| i.to_string()).collect();
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 fn dns_wrong_address(case: &Case<'_>) -> Finding {
@@ -449,7 +599,8 @@ fn status_matcher(case: &Case<'_>) -> Option<Finding> {
     Some(Finding {
         diagnosis: Diagnosis::StatusMatcherMismatch,
         evidence: format!(
-            "{fside} got {status} on {}, which its matcher ({}) rejects; the {pside}'s matcher ({}) accepts it",
+            "{fside} got {status} on {}, which its matcher ({}) rejects; the {pside}'s matcher ({}) accepts it; \
+             make the route answer a status both accept",
             address(f, fv),
             ranges(fv),
             ranges(pv)
@@ -480,7 +631,14 @@ fn layer4_check(case: &Case<'_>) -> Option<Finding> {
 fn unattributed(case: &Case<'_>) -> Finding {
     let why = match case.attribution {
         None => "no hybrid probes ran (attribution off or not due)".to_owned(),
-        Some(a) if a.hybrids.is_empty() => "the views differ in no attribute parallax can switch".to_owned(),
+        Some(a) if a.differences.is_empty() => {
+            "the views differ in no attribute parallax can switch".to_owned()
+        }
+        Some(a) if a.hybrids.is_empty() => format!(
+            "no hybrid probed: the cap allows none of the {} planned for {}",
+            a.not_tried,
+            join(a.differences.iter())
+        ),
         Some(a) => {
             let tried: Vec<String> =
                 a.hybrids.iter().map(|h| format!("{}: {}", h.view, hybrid_result(h))).collect();
@@ -489,7 +647,19 @@ fn unattributed(case: &Case<'_>) -> Finding {
             } else {
                 String::new()
             };
-            format!("no single switch flips it (tried {}{more})", tried.join(", "))
+            let other = case.other_flips();
+            if other.is_empty() {
+                format!("no single switch flips it (tried {}{more})", tried.join(", "))
+            } else {
+                // A switch changed a result, but not into the other view's: a second problem,
+                // not the explanation of this one.
+                format!(
+                    "no single switch explains it: switching {} changes a result, but not to the other view's \
+                     (tried {}{more})",
+                    and_join(other.iter()),
+                    tried.join(", ")
+                )
+            }
         }
     };
     let (_, _, pside) = case.passing();
@@ -498,7 +668,54 @@ fn unattributed(case: &Case<'_>) -> Finding {
     } else {
         String::new()
     };
-    Finding { diagnosis: Diagnosis::Unattributed, evidence: format!("{}{suffix}; {why}", case.situation()) }
+    let unswitched = unswitched_differences(case.client_view, case.checker_view);
+    let unswitched = if unswitched.is_empty() {
+        String::new()
+    } else {
+        format!("; the views also differ in what parallax does not switch: {}", unswitched.join(", "))
+    };
+    Finding {
+        diagnosis: Diagnosis::Unattributed,
+        evidence: format!("{}{suffix}; {why}{unswitched}", case.situation()),
+    }
+}
+
+/// How two views differ beyond the attributes hybrids switch (protocol details of a checker's
+/// request): the likely place to look when no switch explains a disagreement.
+fn unswitched_differences(client: &View, checker: &View) -> Vec<String> {
+    let mut out = Vec::new();
+    let both_http = client.scheme.uses_http() && checker.scheme.uses_http();
+    if both_http {
+        let (c, k) = (&client.http, &checker.http);
+        let (cv, kv) = (http_version(client), http_version(checker));
+        if cv != kv {
+            out.push(format!("HTTP version (checker {kv}, client {cv})"));
+        }
+        if c.connection_close != k.connection_close {
+            let who = if k.connection_close { "the checker" } else { "the client" };
+            out.push(format!("Connection: close (only {who} sends it)"));
+        }
+        if c.title_case_headers != k.title_case_headers {
+            let who = if k.title_case_headers { "the checker" } else { "the client" };
+            out.push(format!("header name case (only {who} writes Title-Case)"));
+        }
+    }
+    if client.scheme.uses_tls() && checker.scheme.uses_tls() && client.tls.alpn != checker.tls.alpn {
+        let alpn = |v: &View| if v.tls.alpn.is_empty() { "none".to_owned() } else { v.tls.alpn.join(", ") };
+        out.push(format!("ALPN (checker {}, client {})", alpn(checker), alpn(client)));
+    }
+    out
+}
+
+/// The HTTP version a view puts on the wire (`auto` is HTTP/1.1 without TLS: no h2 upgrade).
+fn http_version(v: &View) -> &'static str {
+    use crate::config::HttpVersion;
+    match (v.http.version, v.scheme.uses_tls()) {
+        (HttpVersion::Http10, _) => "HTTP/1.0",
+        (HttpVersion::Http11, _) | (HttpVersion::Auto, false) => "HTTP/1.1",
+        (HttpVersion::Auto, true) => "HTTP/2 or HTTP/1.1 by ALPN",
+        (HttpVersion::Http2, _) => "HTTP/2",
+    }
 }
 
 /// "503", "http_tls_required", "ok (200)": an outcome in a few characters.
@@ -1117,7 +1334,8 @@ mod tests {
         assert_eq!(f.diagnosis, Diagnosis::StatusMatcherMismatch, "{}", f.evidence);
         assert_eq!(
             f.evidence,
-            "checker got 204 on 10.0.0.5:8080, which its matcher (200) rejects; the client's matcher (200-399) accepts it"
+            "checker got 204 on 10.0.0.5:8080, which its matcher (200) rejects; the client's matcher (200-399) accepts \
+             it; make the route answer a status both accept"
         );
         // Blackhole: users expect exactly 200 and get a 302 the HAProxy-like checker accepts.
         let mut strict = client();
@@ -1205,6 +1423,24 @@ mod tests {
     }
 
     #[test]
+    fn a_400_to_a_proxy_header_points_at_proxy_protocol_without_attribution() {
+        let c = view_url("shop", "client", "http://shop.example.com:10254/healthz");
+        let mut k = view_url("shop", "nlb", "http://10.0.0.5:10254/healthz");
+        k.proxy_protocol = Some(ProxyHeader { version: ProxyVersion::V2, local: true });
+        let co = ok_outcome(&c);
+        let mut ko = failed(&k, ErrorCode::HttpStatus, Some(400));
+        ko.request.proxy_protocol = Some(ProxyVersion::V2);
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+        assert_eq!(f.diagnosis, Diagnosis::ProxyProtocolMismatch, "{}", f.evidence);
+        assert!(f.evidence.contains("not confirmed"), "{}", f.evidence);
+        // The same 400 without a PROXY header points at the Host.
+        ko.request.proxy_protocol = None;
+        k.proxy_protocol = None;
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+        assert_eq!(f.diagnosis, Diagnosis::HostRouteMismatch, "{}", f.evidence);
+    }
+
+    #[test]
     fn without_attribution_the_error_hint_names_a_differing_attribute_unconfirmed() {
         let c = client();
         let mut k = view_url("shop", "alb", "https://shop.example.com/cart");
@@ -1227,6 +1463,134 @@ mod tests {
         let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
         assert_eq!(f.diagnosis, Diagnosis::Unattributed);
         assert!(f.evidence.contains("attribution off"), "{}", f.evidence);
+    }
+
+    #[test]
+    fn a_flip_to_a_different_failure_does_not_explain_the_checkers() {
+        // The app answers 503 to Title-Case header names (not switchable) and wants a token.
+        // With the checker's (missing) headers the client gets 401: a flip, but not to the
+        // checker's 503: a second problem, not the explanation.
+        let c = client();
+        let mut k = nlb();
+        k.http.title_case_headers = true;
+        let model = |v: &View| {
+            if v.http.title_case_headers {
+                failed(v, ErrorCode::HttpStatus, Some(503))
+            } else {
+                ok_if(has_auth(v), v, ErrorCode::HttpStatus, Some(401))
+            }
+        };
+        let co = model(&c);
+        let ko = model(&k);
+        let a = attribution(&c, &k, &co, &ko, &model);
+        assert!(a.flipped().contains(&Attribute::Headers), "{:?}", a.flipped());
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+        assert_eq!(f.diagnosis, Diagnosis::Unattributed, "{}", f.evidence);
+        assert!(
+            f.evidence.contains("switching headers changes a result, but not to the other view's"),
+            "{}",
+            f.evidence
+        );
+        assert!(f.evidence.contains("client~headers@nlb: 401"), "{}", f.evidence);
+    }
+
+    #[test]
+    fn a_reset_before_or_after_the_request_is_the_same_failure() {
+        let c = view_url("shop", "client", "http://shop.example.com:8080/");
+        let mut k = c.clone();
+        k.name = "nlb".into();
+        let ip = "127.0.0.66".parse().unwrap();
+        k.source = Some(SourceBind { requested: Source::Addr(ip), addr: ip });
+        let co = ok_outcome(&c);
+        let ko = failed(&k, ErrorCode::HttpReset, None);
+        // Only the client-side hybrid ran (a cap of one from the other end): it got the reset
+        // at connect time instead.
+        let model = |v: &View| ok_if(v.source.is_none(), v, ErrorCode::ConnectReset, None);
+        let mut a = attribution(&c, &k, &co, &ko, &model);
+        a.hybrids.retain(|h| h.switched == Side::Client);
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+        assert_eq!(f.diagnosis, Diagnosis::CheckerSourceBlocked, "{}", f.evidence);
+        assert!(f.evidence.contains("allow the checker's source 127.0.0.66"), "{}", f.evidence);
+    }
+
+    #[test]
+    fn a_route_needing_two_client_values_says_they_are_needed_together() {
+        let c = client();
+        let mut k = view_url("shop", "alb", "https://10.0.0.5:8443/healthz");
+        k.tls.sni = crate::config::Sni::Name("shop.example.com".into());
+        k.http.headers = c.http.headers.clone();
+        k.http.user_agent = Some("ELB-HealthChecker/2.0".into());
+        let model = |v: &View| {
+            let ok = effective_host(v).as_deref() == Some("shop.example.com") && v.path == "/cart";
+            ok_if(ok, v, ErrorCode::HttpStatus, Some(404))
+        };
+        let co = model(&c);
+        let ko = model(&k);
+        let a = attribution(&c, &k, &co, &ko, &model);
+        assert_eq!(a.flipped(), vec![Attribute::Host, Attribute::Path]);
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+        assert_eq!(f.diagnosis, Diagnosis::HostRouteMismatch, "{}", f.evidence);
+        assert!(
+            f.evidence
+                .contains("no single switch fixes the checker: it needs the client's host and path together"),
+            "{}",
+            f.evidence
+        );
+        // One attribute alone that fixes it: no such remark.
+        let single = |v: &View| ok_if(v.path == "/cart", v, ErrorCode::HttpStatus, Some(404));
+        let a = attribution(&c, &k, &co, &ko, &single);
+        let f = case(Direction::FalseDrain, &c, &k, &co, &single(&k), Some(&a));
+        assert_eq!(f.diagnosis, Diagnosis::ShallowHealthPath, "{}", f.evidence);
+        assert!(!f.evidence.contains("together"), "{}", f.evidence);
+    }
+
+    #[test]
+    fn a_cap_of_zero_is_not_no_difference() {
+        let c = client();
+        let k = nlb();
+        let co = ok_outcome(&c);
+        let ko = failed(&k, ErrorCode::HttpTimeout, None);
+        let a = Attribution { differences: differences(&c, &k), hybrids: vec![], not_tried: 10 };
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+        assert_eq!(f.diagnosis, Diagnosis::Unattributed);
+        assert!(
+            f.evidence.contains("no hybrid probed: the cap allows none of the 10 planned"),
+            "{}",
+            f.evidence
+        );
+        assert!(!f.evidence.contains("differ in no attribute"), "{}", f.evidence);
+        // With nothing probed, the error's hint still names a differing attribute, unconfirmed.
+        let ko = failed(&k, ErrorCode::HttpStatus, Some(401));
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+        assert_eq!(f.diagnosis, Diagnosis::AuthRequired, "{}", f.evidence);
+        assert!(f.evidence.contains("not confirmed"), "{}", f.evidence);
+    }
+
+    #[test]
+    fn unattributed_names_the_differences_no_hybrid_switches() {
+        let c = view_url("shop", "client", "http://shop.example.com/");
+        let mut k = view_url("shop", "haproxy", "http://shop.example.com/");
+        k.http.version = crate::config::HttpVersion::Http10;
+        k.http.connection_close = true;
+        let co = ok_outcome(&c);
+        let ko = failed(&k, ErrorCode::HttpStatus, Some(426));
+        let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0 };
+        let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+        assert_eq!(f.diagnosis, Diagnosis::Unattributed);
+        assert!(
+            f.evidence.ends_with(
+                "the views also differ in what parallax does not switch: HTTP version (checker HTTP/1.0, \
+                 client HTTP/1.1), Connection: close (only the checker sends it)"
+            ),
+            "{}",
+            f.evidence
+        );
+        // `auto` over plain HTTP is HTTP/1.1 on the wire: no difference with an HTTP/1.1 checker.
+        let mut auto = c.clone();
+        auto.http.version = crate::config::HttpVersion::Auto;
+        assert!(
+            unswitched_differences(&auto, &view_url("shop", "alb", "http://shop.example.com/")).is_empty()
+        );
     }
 
     #[test]

@@ -3,12 +3,33 @@
 //! addresses go into spans and exemplars only. Nothing here ever blocks probing: queues are
 //! bounded and what cannot be queued is dropped and counted.
 
+mod events;
+mod metrics;
+mod otlp;
+mod sampling;
+mod spans;
+
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ExportSettings, View};
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::RandomIdGenerator;
+use tokio::time::Instant;
+
+use crate::config::{Env, ExportSettings, ProcessEnv, View};
 use crate::diff::Mismatch;
 use crate::probe::Outcome;
 use crate::verdict::VerdictChange;
+
+use events::{rfc3339, EventWriter, MismatchLine, VerdictChangeLine};
+use metrics::{Metrics, Observables, OtelHistograms};
+use otlp::{MetricPipeline, SharedReader, SpanPipeline};
+use sampling::Sampling;
+use spans::Ids;
 
 /// The identity of an exported span, for links and exemplars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,6 +38,28 @@ pub struct SpanRef {
     pub trace_id: [u8; 16],
     /// Span id.
     pub span_id: [u8; 8],
+}
+
+impl SpanRef {
+    /// The trace id as 32 lowercase hex digits (as exemplars, events and OTLP backends show it).
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// The span id as 16 lowercase hex digits.
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// Who is exporting: the OTLP resource (`service.name=parallax`, `service.version`,
@@ -56,17 +99,162 @@ pub enum MismatchEvent<'a> {
     },
 }
 
+/// Knobs of the export pipelines; [`Default`] is what the daemon runs with. Tests shrink the
+/// queues and intervals, and capture events instead of writing them to stdout.
+pub struct TelemetryOptions {
+    /// Where event lines go (default: stdout).
+    pub events: Box<dyn Write + Send>,
+    /// Event lines queued for the writer before new ones are dropped.
+    pub event_queue: usize,
+    /// Probes (each with its phase spans) queued for export before new ones are dropped.
+    pub span_queue: usize,
+    /// Most spans in one export request.
+    pub max_batch: usize,
+    /// How long spans wait for a batch to fill.
+    pub batch_interval: Duration,
+    /// Deadline of one export request.
+    pub export_timeout: Duration,
+    /// Retries of a failed export before its data is dropped.
+    pub export_retries: u32,
+    /// Pause before the first retry (doubling after each).
+    pub retry_backoff: Duration,
+    /// How often metrics are pushed over OTLP.
+    pub metrics_interval: Duration,
+}
+
+impl Default for TelemetryOptions {
+    fn default() -> TelemetryOptions {
+        TelemetryOptions {
+            events: Box::new(std::io::stdout()),
+            event_queue: 1024,
+            span_queue: 2048,
+            max_batch: 512,
+            batch_interval: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(5),
+            export_retries: 2,
+            retry_backoff: Duration::from_millis(250),
+            metrics_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+impl fmt::Debug for TelemetryOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryOptions")
+            .field("event_queue", &self.event_queue)
+            .field("span_queue", &self.span_queue)
+            .field("max_batch", &self.max_batch)
+            .field("batch_interval", &self.batch_interval)
+            .field("export_timeout", &self.export_timeout)
+            .field("export_retries", &self.export_retries)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("metrics_interval", &self.metrics_interval)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The exporters. Create inside a tokio runtime.
-#[derive(Debug)]
-pub struct Telemetry {}
+pub struct Telemetry {
+    metrics: Arc<Metrics>,
+    spans: Option<SpanPipeline>,
+    metric_push: Option<MetricPipeline>,
+    meter_provider: Option<SdkMeterProvider>,
+    _observables: Option<Observables>,
+    events: EventWriter,
+    success_sample_ratio: f64,
+    ids: RandomIdGenerator,
+    scope: InstrumentationScope,
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("otlp_traces", &self.spans.is_some())
+            .field("otlp_metrics", &self.metric_push.is_some())
+            .field("success_sample_ratio", &self.success_sample_ratio)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Telemetry {
     /// Builds the exporters from `[export]` plus the standard `OTEL_EXPORTER_OTLP_*` and
     /// `OTEL_RESOURCE_ATTRIBUTES` variables. Without OTLP, metrics still feed `/metrics` and
     /// events still go to stdout.
     pub fn new(settings: &ExportSettings, resource: ResourceInfo) -> Telemetry {
-        let _ = (settings, resource);
-        todo!("export")
+        Telemetry::with_options(settings, resource, &ProcessEnv, TelemetryOptions::default())
+    }
+
+    /// [`Telemetry::new`] with the environment and the pipeline knobs given. An exporter that
+    /// cannot be built (a bad endpoint) is logged and left off; the rest still runs.
+    pub fn with_options(
+        settings: &ExportSettings,
+        resource: ResourceInfo,
+        env: &dyn Env,
+        options: TelemetryOptions,
+    ) -> Telemetry {
+        let scope = InstrumentationScope::builder("parallax").with_version(env!("CARGO_PKG_VERSION")).build();
+        let destination = otlp::resolve(settings.otlp.as_ref(), env);
+        let resource = otlp::resource(&resource, env);
+
+        let metric_exporter = destination.as_ref().and_then(|d| {
+            otlp::metric_exporter(d, options.export_timeout)
+                .map_err(|e| tracing::warn!("OTLP metrics are off: {e}"))
+                .ok()
+                .flatten()
+        });
+        let (meter_provider, histograms, reader) = match metric_exporter {
+            Some(exporter) => {
+                let reader = SharedReader(Arc::new(
+                    ManualReader::builder().with_temporality(Temporality::Cumulative).build(),
+                ));
+                let provider = SdkMeterProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_reader(reader.clone())
+                    .build();
+                let meter = provider.meter_with_scope(scope.clone());
+                let histograms = OtelHistograms::new(&meter);
+                (Some((provider, meter, exporter)), Some(histograms), Some(reader))
+            }
+            None => (None, None, None),
+        };
+        let metrics = Arc::new(Metrics::new(histograms));
+        // The plan this exporter starts with was just loaded.
+        metrics.loaded(SystemTime::now());
+        let (meter_provider, observables, metric_push) = match (meter_provider, reader) {
+            (Some((provider, meter, exporter)), Some(reader)) => {
+                let observables = Observables::register(&metrics, &meter);
+                let push = MetricPipeline::start(exporter, reader, metrics.clone(), &options);
+                (Some(provider), Some(observables), Some(push))
+            }
+            _ => (None, None, None),
+        };
+
+        let spans = destination.as_ref().and_then(|d| match otlp::span_exporter(d, options.export_timeout) {
+            Ok(Some(exporter)) => Some(SpanPipeline::start(exporter, &resource, metrics.clone(), &options)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("OTLP traces are off: {e}");
+                None
+            }
+        });
+        let events = EventWriter::start(options.events, options.event_queue);
+        Telemetry {
+            metrics,
+            spans,
+            metric_push,
+            meter_provider,
+            _observables: observables,
+            events,
+            success_sample_ratio: destination
+                .map_or(otlp::DEFAULT_SUCCESS_SAMPLE_RATIO, |d| d.success_sample_ratio),
+            ids: RandomIdGenerator::default(),
+            scope,
+        }
+    }
+
+    /// Whether spans are exported over OTLP.
+    pub fn exports_traces(&self) -> bool {
+        self.spans.is_some()
     }
 
     /// One finished probe of `view`, started at wall time `started`, `lateness` after its
@@ -83,43 +271,120 @@ impl Telemetry {
         change: Option<&VerdictChange>,
         force: bool,
     ) -> Option<SpanRef> {
-        let _ = (view, outcome, started, lateness, change, force);
-        todo!("export")
+        let span = self.spans.as_ref().and_then(|pipeline| {
+            let trace_id = self.ids.trace_id();
+            let sampling =
+                Sampling::decide(outcome.ok, change.is_some(), force, self.success_sample_ratio, trace_id);
+            if !sampling.keep() {
+                return None;
+            }
+            let (root, spans) = spans::probe_spans(
+                view,
+                outcome,
+                started,
+                lateness,
+                change,
+                sampling,
+                trace_id,
+                &self.ids,
+                &self.scope,
+            );
+            pipeline.offer(spans, &self.metrics).then_some(root)
+        });
+        self.metrics.probe(view, outcome, lateness, change, span);
+        if let Some(change) = change {
+            let at = started + outcome.timings.total;
+            self.events.emit(&VerdictChangeLine::new(view, outcome, at, change, span), &self.metrics);
+        }
+        span
     }
 
     /// A tick of `view` skipped because its previous probe was still running.
     pub fn skipped(&self, view: &View) {
-        let _ = view;
-        todo!("export")
+        self.metrics.skipped(view);
     }
 
     /// A mismatch opened or resolved: `parallax_mismatch`, `parallax_mismatch_seconds_total`, a
     /// `parallax.mismatch` span linked to the probe spans, and a JSON event line.
     pub fn mismatch(&self, event: MismatchEvent<'_>) {
-        let _ = event;
-        todo!("export")
+        let now = SystemTime::now();
+        let mono = Instant::now();
+        let mismatch: &Mismatch = match &event {
+            MismatchEvent::Opened { mismatch, .. } => {
+                self.metrics.mismatch_opened(mismatch, mono);
+                mismatch
+            }
+            MismatchEvent::Resolved { mismatch, open_for, .. } => {
+                self.metrics.mismatch_resolved(mismatch, *open_for, mono);
+                mismatch
+            }
+        };
+        let span = self.spans.as_ref().and_then(|pipeline| {
+            let (root, span) = spans::mismatch_span(&event, now, &self.ids, &self.scope);
+            pipeline.offer(vec![span], &self.metrics).then_some(root)
+        });
+        let line = match &event {
+            MismatchEvent::Opened { since, .. } => MismatchLine {
+                kind: "mismatch_opened",
+                at: rfc3339(now),
+                since: Some(rfc3339(*since)),
+                opened_at: None,
+                open_for_s: None,
+                resolution: None,
+                mismatch,
+                trace_id: span.map(|s| s.trace_id_hex()),
+                span_id: span.map(|s| s.span_id_hex()),
+            },
+            MismatchEvent::Resolved { opened_at, open_for, resolution, .. } => MismatchLine {
+                kind: "mismatch_resolved",
+                at: rfc3339(now),
+                since: None,
+                opened_at: Some(rfc3339(*opened_at)),
+                open_for_s: Some(open_for.as_secs_f64()),
+                resolution: Some(resolution),
+                mismatch,
+                trace_id: span.map(|s| s.trace_id_hex()),
+                span_id: span.map(|s| s.span_id_hex()),
+            },
+        };
+        self.events.emit(&line, &self.metrics);
     }
 
     /// A reload attempt: counted by result.
     pub fn reload(&self, ok: bool) {
-        let _ = ok;
-        todo!("export")
+        self.metrics.reload(ok, SystemTime::now());
     }
 
     /// Drops every metric series of a view that left the plan.
     pub fn forget_view(&self, view: &View) {
-        let _ = view;
-        todo!("export")
+        self.metrics.forget_view(view);
     }
 
     /// `/metrics` in the OpenMetrics text format (with exemplars carrying trace ids).
     pub fn encode_metrics(&self) -> String {
-        todo!("export")
+        self.metrics.encode()
     }
 
     /// Flushes spans and metrics, waiting at most `deadline`.
     pub async fn shutdown(&self, deadline: Duration) {
-        let _ = deadline;
-        todo!("export")
+        let spans = async {
+            if let Some(p) = &self.spans {
+                p.shutdown(deadline, &self.metrics).await;
+            }
+        };
+        let metrics = async {
+            if let Some(p) = &self.metric_push {
+                p.shutdown(deadline, &self.metrics).await;
+            }
+        };
+        let events = async {
+            if !self.events.flush(deadline).await {
+                tracing::warn!("event lines not flushed within {deadline:?}");
+            }
+        };
+        tokio::join!(spans, metrics, events);
+        if let Some(provider) = &self.meter_provider {
+            let _ = provider.shutdown();
+        }
     }
 }

@@ -15,17 +15,22 @@
 //!   SYNs (connect timeouts without root).
 //! - [`recording`]: records the raw bytes a probe sends (PROXY header included), its source
 //!   address and SNI, then answers a fixed response.
+//! - [`gate`]: a firewall-like gate in front of a backend: refuses chosen source addresses, or
+//!   admits only connections that begin with a PROXY header; counts every connection.
 //! - [`dns`]: an authoritative hickory-server on UDP+TCP, and a nameserver that never answers.
 //! - [`grpc`]: a `grpc.health.v1` server with hand-made frames and prost messages.
 //! - [`probes`]: `probes.d` writing, loading, probing and outcome assertions.
+//! - [`otlp`]: an OTLP receiver (gRPC and HTTP/protobuf on one port) that records what it gets.
 
 // Each test binary uses only part of the support module.
 #![allow(dead_code)]
 
 pub mod certs;
 pub mod dns;
+pub mod gate;
 pub mod grpc;
 pub mod http;
+pub mod otlp;
 pub mod probes;
 pub mod raw;
 pub mod recording;

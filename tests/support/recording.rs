@@ -190,8 +190,9 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S, out: &mut Vec<u8>) -
 }
 
 /// Consumes a PROXY v1 line or v2 block at the start of the stream, leaving the rest unread
-/// (peeked first, so a TLS handshake can follow on the same socket).
-async fn read_proxy_header(stream: &mut TcpStream) -> Option<Vec<u8>> {
+/// (peeked first, so a TLS handshake can follow on the same socket). `None` when the stream does
+/// not begin with one (nothing is consumed then).
+pub async fn read_proxy_header(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut buf = [0u8; 256];
     let until = Instant::now() + READ_LIMIT;
     // Peek until the header's length is known or it is clearly absent: at most READ_LIMIT, 5 ms

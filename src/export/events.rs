@@ -1,0 +1,204 @@
+//! JSON event lines (DESIGN §8): one line per verdict change and per mismatch opened or resolved,
+//! on stdout by default.
+//!
+//! Probing never waits for the writer: lines go through a bounded channel to a writer thread
+//! (a thread, not a task, because a blocked stdout pipe blocks the writing thread and must not
+//! take a tokio worker with it). A line that does not fit is dropped and counted.
+
+use std::io::Write;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::{ProfileName, Role, View};
+use crate::diff::Mismatch;
+use crate::probe::{ErrorCode, Outcome};
+use crate::verdict::VerdictChange;
+
+use super::metrics::Metrics;
+use super::{hex, SpanRef};
+
+/// RFC 3339 with milliseconds, UTC.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A verdict change line.
+#[derive(Debug, Serialize)]
+pub(crate) struct VerdictChangeLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// When the deciding probe finished, RFC 3339.
+    at: String,
+    target: &'a str,
+    view: &'a str,
+    role: Role,
+    profile: Option<ProfileName>,
+    /// `null` when the verdict was not known before.
+    from: Option<&'static str>,
+    to: &'static str,
+    /// How long the previous verdict held, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_s: Option<f64>,
+    streak: u32,
+    /// The deciding probe.
+    ok: bool,
+    error: Option<ErrorCode>,
+    status: Option<u16>,
+    /// The exported span of the deciding probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_id: Option<String>,
+}
+
+impl<'a> VerdictChangeLine<'a> {
+    pub(crate) fn new(
+        view: &'a View,
+        outcome: &Outcome,
+        at: SystemTime,
+        change: &VerdictChange,
+        span: Option<SpanRef>,
+    ) -> VerdictChangeLine<'a> {
+        VerdictChangeLine {
+            kind: "verdict_change",
+            at: rfc3339(at),
+            target: &view.target,
+            view: &view.name,
+            role: view.role,
+            profile: view.profile,
+            from: change.from.map(|h| h.as_str()),
+            to: change.to.as_str(),
+            held_s: change.held.map(|d| d.as_secs_f64()),
+            streak: change.streak,
+            ok: outcome.ok,
+            error: outcome.error,
+            status: outcome.status,
+            trace_id: span.map(|s| hex(&s.trace_id)),
+            span_id: span.map(|s| hex(&s.span_id)),
+        }
+    }
+}
+
+/// A mismatch opened/resolved line: the DESIGN §7 mismatch record plus the event's own fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct MismatchLine<'a> {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    /// When the event happened, RFC 3339.
+    pub(crate) at: String,
+    /// Opened: when the views started to disagree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) since: Option<String>,
+    /// Resolved: when it opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) opened_at: Option<String>,
+    /// Resolved: how long it was open, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) open_for_s: Option<f64>,
+    /// Resolved: `agreed`, `both_unhealthy` or `removed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) resolution: Option<&'static str>,
+    #[serde(flatten)]
+    pub(crate) mismatch: &'a Mismatch,
+    /// The exported `parallax.mismatch` span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) span_id: Option<String>,
+}
+
+enum Message {
+    Line(String),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The bounded queue and its writer thread.
+pub(crate) struct EventWriter {
+    // The thread ends when this sender (the last one) is dropped: no handle needed.
+    tx: SyncSender<Message>,
+}
+
+impl std::fmt::Debug for EventWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventWriter").finish_non_exhaustive()
+    }
+}
+
+impl EventWriter {
+    /// Starts the writer thread on `sink` with room for `capacity` lines.
+    pub(crate) fn start(sink: Box<dyn Write + Send>, capacity: usize) -> EventWriter {
+        let (tx, rx) = sync_channel(capacity.max(1));
+        if let Err(e) = std::thread::Builder::new()
+            .name("parallax-events".to_owned())
+            .spawn(move || write_lines(sink, rx))
+        {
+            // Without the thread the queue fills up and every line is counted as dropped.
+            tracing::error!("cannot start the event writer thread, events are off: {e}");
+        }
+        EventWriter { tx }
+    }
+
+    /// Queues one event as a JSON line; drops and counts it when the queue is full.
+    pub(crate) fn emit(&self, event: &impl Serialize, metrics: &Metrics) {
+        let line = match serde_json::to_string(event) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::warn!("cannot serialize an event: {e}");
+                metrics.dropped("events", 1);
+                return;
+            }
+        };
+        match self.tx.try_send(Message::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => metrics.dropped("events", 1),
+        }
+    }
+
+    /// Waits until every queued line is written and flushed, at most `deadline`.
+    pub(crate) async fn flush(&self, deadline: Duration) -> bool {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let all = async {
+            // Polled, not a blocking `send`: a writer stuck on a blocked stdout must not hold a
+            // thread past the deadline (nor hold up the runtime's exit).
+            let mut message = Message::Flush(done);
+            loop {
+                match self.tx.try_send(message) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(m)) => message = m,
+                    Err(TrySendError::Disconnected(_)) => return false,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            wait.await.is_ok()
+        };
+        tokio::time::timeout(deadline, all).await.unwrap_or(false)
+    }
+}
+
+fn write_lines(mut sink: Box<dyn Write + Send>, rx: Receiver<Message>) {
+    let mut broken = false;
+    while let Ok(message) = rx.recv() {
+        match message {
+            Message::Line(line) if !broken => {
+                // Flushed per line: consumers tail stdout and want each event as it happens.
+                let written = sink
+                    .write_all(line.as_bytes())
+                    .and_then(|()| sink.write_all(b"\n"))
+                    .and_then(|()| sink.flush());
+                if let Err(e) = written {
+                    // A closed stdout (EPIPE) stays closed: stop writing, keep draining so
+                    // senders never block.
+                    tracing::warn!("event output failed, events are off from now on: {e}");
+                    broken = true;
+                }
+            }
+            Message::Line(_) => {}
+            Message::Flush(done) => {
+                let _ = sink.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+}

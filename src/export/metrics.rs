@@ -1,0 +1,760 @@
+//! The `parallax_*` metric families (DESIGN §8): prometheus-client families for `/metrics`
+//! (OpenMetrics text, exemplars on the duration histogram), and the same families over OTLP.
+//!
+//! The prometheus-client families are the one store. OTLP reads counters and gauges from them
+//! through observable instruments, so a series removed here (`forget_view`, a resolved mismatch)
+//! disappears from both outputs; only the two histograms are recorded twice, because
+//! OpenTelemetry has no observable histogram.
+//!
+//! Labels are bounded: target and view names come from the configuration, codes and phases from
+//! closed enums. Addresses and URLs never become labels; they go into spans and exemplars.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::metrics::{Meter, ObservableCounter, ObservableGauge};
+use opentelemetry::KeyValue;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::time::Instant;
+
+use crate::config::View;
+use crate::diff::Mismatch;
+use crate::probe::Outcome;
+use crate::verdict::{Health, VerdictChange};
+
+use super::{hex, SpanRef};
+
+/// Probe phase durations, seconds: 0.5 ms to 30 s.
+const DURATION_BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Scheduler lateness, seconds: 0.1 ms to 5 s.
+const LATENESS_BUCKETS: [f64; 11] = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+/// The export signals counted in `parallax_export_*_total{signal}`.
+pub(crate) const SIGNALS: [&str; 3] = ["traces", "metrics", "events"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    target: String,
+    view: String,
+    role: String,
+    result: String,
+    error: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    target: String,
+    view: String,
+    phase: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViewRoleLabels {
+    target: String,
+    view: String,
+    role: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetViewLabels {
+    target: String,
+    view: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MismatchLabels {
+    target: String,
+    client_view: String,
+    checker_view: String,
+    direction: String,
+    diagnosis: String,
+}
+
+impl MismatchLabels {
+    fn of(m: &Mismatch) -> MismatchLabels {
+        MismatchLabels {
+            target: m.target.to_string(),
+            client_view: m.client_view.to_string(),
+            checker_view: m.checker_view.to_string(),
+            direction: m.direction.as_str().to_owned(),
+            diagnosis: m.diagnosis.as_str().to_owned(),
+        }
+    }
+
+    fn involves(&self, view: &View) -> bool {
+        self.target == *view.target && (self.client_view == *view.name || self.checker_view == *view.name)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignalLabels {
+    signal: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+/// The exemplar label set: the exported probe span.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TraceExemplar {
+    trace_id: String,
+    span_id: String,
+}
+
+type ViewKey = (String, String);
+
+fn view_key(view: &View) -> ViewKey {
+    (view.target.to_string(), view.name.to_string())
+}
+
+/// Which label sets exist per view, so that a view's series can be removed (a family cannot be
+/// iterated) and OTLP can read them.
+#[derive(Debug, Default)]
+struct Series {
+    probes: HashMap<ViewKey, HashSet<ProbeLabels>>,
+    phases: HashMap<ViewKey, HashSet<&'static str>>,
+    up: HashMap<ViewKey, ViewRoleLabels>,
+    cert: HashSet<ViewKey>,
+    skipped: HashSet<ViewKey>,
+    /// Open mismatches: how many records share the label set (`each_address` can open two for
+    /// one pair), and when their time was last added to `parallax_mismatch_seconds_total`.
+    open: HashMap<MismatchLabels, (u32, Instant)>,
+    mismatch_seconds: HashSet<MismatchLabels>,
+}
+
+/// The two histograms, recorded into OpenTelemetry as well when OTLP metrics are on.
+#[derive(Debug)]
+pub(crate) struct OtelHistograms {
+    duration: opentelemetry::metrics::Histogram<f64>,
+    lateness: opentelemetry::metrics::Histogram<f64>,
+}
+
+impl OtelHistograms {
+    pub(crate) fn new(meter: &Meter) -> OtelHistograms {
+        OtelHistograms {
+            duration: meter
+                .f64_histogram("parallax_probe_duration_seconds")
+                .with_description("Probe phase durations (dns, connect, tls, ttfb, total).")
+                .with_unit("s")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            lateness: meter
+                .f64_histogram("parallax_scheduler_lateness_seconds")
+                .with_description("How late each probe started after its planned start.")
+                .with_unit("s")
+                .with_boundaries(LATENESS_BUCKETS.to_vec())
+                .build(),
+        }
+    }
+}
+
+type DurationHistogram = HistogramWithExemplars<TraceExemplar>;
+
+/// Every `parallax_*` family.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    probe_total: Family<ProbeLabels, Counter>,
+    duration: Family<PhaseLabels, DurationHistogram, fn() -> DurationHistogram>,
+    view_up: Family<ViewRoleLabels, Gauge>,
+    mismatch: Family<MismatchLabels, Gauge>,
+    mismatch_seconds: Family<MismatchLabels, Counter<f64, AtomicU64>>,
+    cert_not_after: Family<TargetViewLabels, Gauge>,
+    lateness: Histogram,
+    skipped: Family<TargetViewLabels, Counter>,
+    dropped: Family<SignalLabels, Counter>,
+    failures: Family<SignalLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    last_reload: Gauge<f64, AtomicU64>,
+    series: Mutex<Series>,
+    otel: Option<OtelHistograms>,
+}
+
+impl Metrics {
+    /// The families, registered; `otel` when the histograms also go over OTLP.
+    pub(crate) fn new(otel: Option<OtelHistograms>) -> Metrics {
+        let mut registry = Registry::default();
+        let probe_total = Family::<ProbeLabels, Counter>::default();
+        registry.register(
+            "parallax_probe",
+            "Probes run, by result and error code (error is empty for successes)",
+            probe_total.clone(),
+        );
+        let duration: Family<PhaseLabels, DurationHistogram, fn() -> DurationHistogram> =
+            Family::new_with_constructor(|| HistogramWithExemplars::new(DURATION_BUCKETS.into_iter()));
+        registry.register_with_unit(
+            "parallax_probe_duration",
+            "Probe phase durations (dns, connect, tls, ttfb, total); exemplars carry the trace id of exported spans",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let view_up = Family::<ViewRoleLabels, Gauge>::default();
+        registry.register(
+            "parallax_view_up",
+            "The emulated load balancer's verdict of the view: 1 healthy, 0 unhealthy (absent until known)",
+            view_up.clone(),
+        );
+        let mismatch = Family::<MismatchLabels, Gauge>::default();
+        registry.register(
+            "parallax_mismatch",
+            "1 while a mismatch between the client view and a checker view is open",
+            mismatch.clone(),
+        );
+        let mismatch_seconds = Family::<MismatchLabels, Counter<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "parallax_mismatch",
+            "Time spent in mismatch",
+            Unit::Seconds,
+            mismatch_seconds.clone(),
+        );
+        let cert_not_after = Family::<TargetViewLabels, Gauge>::default();
+        registry.register_with_unit(
+            "parallax_tls_cert_not_after",
+            "The leaf certificate's not_after, Unix time",
+            Unit::Seconds,
+            cert_not_after.clone(),
+        );
+        let lateness = Histogram::new(LATENESS_BUCKETS);
+        registry.register_with_unit(
+            "parallax_scheduler_lateness",
+            "How late each probe started after its planned start",
+            Unit::Seconds,
+            lateness.clone(),
+        );
+        let skipped = Family::<TargetViewLabels, Counter>::default();
+        registry.register(
+            "parallax_probe_skipped",
+            "Ticks skipped because the view's previous probe was still running",
+            skipped.clone(),
+        );
+        let dropped = Family::<SignalLabels, Counter>::default();
+        registry.register(
+            "parallax_export_dropped",
+            "Spans, metric collections and event lines dropped: queue full or export failed after retries",
+            dropped.clone(),
+        );
+        let failures = Family::<SignalLabels, Counter>::default();
+        registry.register("parallax_export_failures", "Failed export attempts", failures.clone());
+        for signal in SIGNALS {
+            // Present from the start at 0: an alert on rate() needs the series before the first drop.
+            let _ = dropped.get_or_create(&SignalLabels { signal: signal.to_owned() });
+            let _ = failures.get_or_create(&SignalLabels { signal: signal.to_owned() });
+        }
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register("parallax_reload", "Configuration reload attempts, by result", reloads.clone());
+        for result in ["success", "failure"] {
+            let _ = reloads.get_or_create(&ResultLabels { result: result.to_owned() });
+        }
+        let last_reload = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "parallax_config_last_reload_success_timestamp",
+            "When the running configuration was loaded, Unix time",
+            Unit::Seconds,
+            last_reload.clone(),
+        );
+        Metrics {
+            registry,
+            probe_total,
+            duration,
+            view_up,
+            mismatch,
+            mismatch_seconds,
+            cert_not_after,
+            lateness,
+            skipped,
+            dropped,
+            failures,
+            reloads,
+            last_reload,
+            series: Mutex::new(Series::default()),
+            otel,
+        }
+    }
+
+    fn series(&self) -> MutexGuard<'_, Series> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One finished probe.
+    pub(crate) fn probe(
+        &self,
+        view: &View,
+        outcome: &Outcome,
+        lateness: Duration,
+        change: Option<&VerdictChange>,
+        span: Option<SpanRef>,
+    ) {
+        let key = view_key(view);
+        let labels = ProbeLabels {
+            target: key.0.clone(),
+            view: key.1.clone(),
+            role: view.role.as_str().to_owned(),
+            result: if outcome.ok { "success" } else { "failure" }.to_owned(),
+            error: outcome.error.map(|e| e.as_str()).unwrap_or_default().to_owned(),
+        };
+        let t = &outcome.timings;
+        let phases: Vec<(&'static str, Duration)> = [
+            ("dns", t.dns),
+            ("connect", t.connect),
+            ("tls", t.tls),
+            ("ttfb", t.ttfb),
+            ("total", Some(t.total)),
+        ]
+        .into_iter()
+        .filter_map(|(p, d)| Some((p, d?)))
+        .collect();
+        {
+            let mut series = self.series();
+            let probes = series.probes.entry(key.clone()).or_default();
+            if !probes.contains(&labels) {
+                probes.insert(labels.clone());
+            }
+            let known = series.phases.entry(key.clone()).or_default();
+            known.extend(phases.iter().map(|(p, _)| *p));
+            if outcome.tls.as_ref().and_then(|t| t.not_after_unix).is_some() {
+                series.cert.insert(key.clone());
+            }
+            if change.is_some() {
+                series.up.insert(key.clone(), self.up_labels(view));
+            }
+        }
+        self.probe_total.get_or_create(&labels).inc();
+        let exemplar = span.map(|s| TraceExemplar { trace_id: hex(&s.trace_id), span_id: hex(&s.span_id) });
+        let now = SystemTime::now();
+        for (phase, d) in &phases {
+            let labels =
+                PhaseLabels { target: key.0.clone(), view: key.1.clone(), phase: (*phase).to_owned() };
+            self.duration.get_or_create(&labels).observe(d.as_secs_f64(), exemplar.clone(), Some(now));
+            if let Some(otel) = &self.otel {
+                otel.duration.record(
+                    d.as_secs_f64(),
+                    &[
+                        KeyValue::new("target", key.0.clone()),
+                        KeyValue::new("view", key.1.clone()),
+                        KeyValue::new("phase", *phase),
+                    ],
+                );
+            }
+        }
+        self.lateness.observe(lateness.as_secs_f64());
+        if let Some(otel) = &self.otel {
+            otel.lateness.record(lateness.as_secs_f64(), &[]);
+        }
+        if let Some(not_after) = outcome.tls.as_ref().and_then(|t| t.not_after_unix) {
+            self.cert_not_after
+                .get_or_create(&TargetViewLabels { target: key.0.clone(), view: key.1.clone() })
+                .set(not_after);
+        }
+        if let Some(change) = change {
+            let up = i64::from(change.to == Health::Healthy);
+            self.view_up.get_or_create(&self.up_labels(view)).set(up);
+        }
+    }
+
+    fn up_labels(&self, view: &View) -> ViewRoleLabels {
+        ViewRoleLabels {
+            target: view.target.to_string(),
+            view: view.name.to_string(),
+            role: view.role.as_str().to_owned(),
+        }
+    }
+
+    /// A skipped tick.
+    pub(crate) fn skipped(&self, view: &View) {
+        let key = view_key(view);
+        self.series().skipped.insert(key.clone());
+        self.skipped.get_or_create(&TargetViewLabels { target: key.0, view: key.1 }).inc();
+    }
+
+    /// A mismatch opened at `now`.
+    pub(crate) fn mismatch_opened(&self, m: &Mismatch, now: Instant) {
+        let labels = MismatchLabels::of(m);
+        let mut series = self.series();
+        series.mismatch_seconds.insert(labels.clone());
+        series.open.entry(labels.clone()).and_modify(|(n, _)| *n += 1).or_insert((1, now));
+        drop(series);
+        self.mismatch.get_or_create(&labels).set(1);
+        // Present at 0 from the start, so rate() works from the first scrape.
+        let _ = self.mismatch_seconds.get_or_create(&labels);
+    }
+
+    /// A mismatch resolved at `now` after `open_for`.
+    pub(crate) fn mismatch_resolved(&self, m: &Mismatch, open_for: Duration, now: Instant) {
+        let labels = MismatchLabels::of(m);
+        let mut series = self.series();
+        series.mismatch_seconds.insert(labels.clone());
+        let (add, close) = match series.open.get_mut(&labels) {
+            Some((n, last)) => {
+                let add = now.saturating_duration_since(*last);
+                *last = now;
+                *n = n.saturating_sub(1);
+                (add, *n == 0)
+            }
+            // Opened before this exporter existed: its whole time is still to be counted.
+            None => (open_for, true),
+        };
+        if close {
+            series.open.remove(&labels);
+        }
+        drop(series);
+        self.mismatch_seconds.get_or_create(&labels).inc_by(add.as_secs_f64());
+        if close {
+            self.mismatch.remove(&labels);
+        }
+    }
+
+    /// Adds the time open mismatches have been open since last counted, so the counter grows
+    /// while they stay open (SLO pipelines integrate it), not only when they resolve.
+    pub(crate) fn catch_up(&self, now: Instant) {
+        let mut series = self.series();
+        for (labels, (_, last)) in series.open.iter_mut() {
+            let add = now.saturating_duration_since(*last);
+            *last = now;
+            self.mismatch_seconds.get_or_create(labels).inc_by(add.as_secs_f64());
+        }
+    }
+
+    /// A reload attempt; `at` is the wall time of a success.
+    pub(crate) fn reload(&self, ok: bool, at: SystemTime) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabels { result: result.to_owned() }).inc();
+        if ok {
+            self.loaded(at);
+        }
+    }
+
+    /// The running configuration was loaded at `at`.
+    pub(crate) fn loaded(&self, at: SystemTime) {
+        self.last_reload.set(at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0));
+    }
+
+    /// `n` items of `signal` dropped.
+    pub(crate) fn dropped(&self, signal: &str, n: u64) {
+        if n > 0 {
+            self.dropped.get_or_create(&SignalLabels { signal: signal.to_owned() }).inc_by(n);
+        }
+    }
+
+    /// One failed export attempt of `signal`.
+    pub(crate) fn failed(&self, signal: &str) {
+        self.failures.get_or_create(&SignalLabels { signal: signal.to_owned() }).inc();
+    }
+
+    /// Drops every series of `view` (and of the mismatches it is part of).
+    pub(crate) fn forget_view(&self, view: &View) {
+        let key = view_key(view);
+        let mut series = self.series();
+        for labels in series.probes.remove(&key).unwrap_or_default() {
+            self.probe_total.remove(&labels);
+        }
+        for phase in series.phases.remove(&key).unwrap_or_default() {
+            self.duration.remove(&PhaseLabels {
+                target: key.0.clone(),
+                view: key.1.clone(),
+                phase: phase.to_owned(),
+            });
+        }
+        if let Some(labels) = series.up.remove(&key) {
+            self.view_up.remove(&labels);
+        }
+        // The role may have changed since: remove both spellings.
+        for role in ["client", "checker"] {
+            self.view_up.remove(&ViewRoleLabels {
+                target: key.0.clone(),
+                view: key.1.clone(),
+                role: role.to_owned(),
+            });
+        }
+        let tv = TargetViewLabels { target: key.0.clone(), view: key.1.clone() };
+        series.cert.remove(&key);
+        self.cert_not_after.remove(&tv);
+        series.skipped.remove(&key);
+        self.skipped.remove(&tv);
+        series.open.retain(|labels, _| {
+            let gone = labels.involves(view);
+            if gone {
+                self.mismatch.remove(labels);
+            }
+            !gone
+        });
+        series.mismatch_seconds.retain(|labels| {
+            let gone = labels.involves(view);
+            if gone {
+                self.mismatch_seconds.remove(labels);
+            }
+            !gone
+        });
+    }
+
+    /// `/metrics`: the OpenMetrics text.
+    pub(crate) fn encode(&self) -> String {
+        self.catch_up(Instant::now());
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!("cannot encode /metrics: {e}");
+        }
+        out
+    }
+}
+
+/// The OTLP side of the counters and gauges: observable instruments reading the families above.
+/// Held for as long as the meter provider runs.
+#[derive(Debug)]
+pub(crate) struct Observables {
+    _counters_u64: Vec<ObservableCounter<u64>>,
+    _counters_f64: Vec<ObservableCounter<f64>>,
+    _gauges_i64: Vec<ObservableGauge<i64>>,
+    _gauges_f64: Vec<ObservableGauge<f64>>,
+}
+
+fn kv<const N: usize>(pairs: [(&'static str, &str); N]) -> Vec<KeyValue> {
+    pairs.into_iter().map(|(k, v)| KeyValue::new(k, v.to_owned())).collect()
+}
+
+impl Observables {
+    /// Registers the observable instruments on `meter`.
+    pub(crate) fn register(metrics: &Arc<Metrics>, meter: &Meter) -> Observables {
+        let m = metrics.clone();
+        let probe_total = meter
+            .u64_observable_counter("parallax_probe_total")
+            .with_description("Probes run, by result and error code.")
+            .with_callback(move |obs| {
+                let series = m.series();
+                for labels in series.probes.values().flatten() {
+                    if let Some(c) = m.probe_total.get(labels) {
+                        obs.observe(
+                            c.get(),
+                            &kv([
+                                ("target", &labels.target),
+                                ("view", &labels.view),
+                                ("role", &labels.role),
+                                ("result", &labels.result),
+                                ("error", &labels.error),
+                            ]),
+                        );
+                    }
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let skipped = meter
+            .u64_observable_counter("parallax_probe_skipped_total")
+            .with_description("Ticks skipped because the view's previous probe was still running.")
+            .with_callback(move |obs| {
+                let series = m.series();
+                for (target, view) in &series.skipped {
+                    let labels = TargetViewLabels { target: target.clone(), view: view.clone() };
+                    if let Some(c) = m.skipped.get(&labels) {
+                        obs.observe(c.get(), &kv([("target", target), ("view", view)]));
+                    }
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let export_health = meter
+            .u64_observable_counter("parallax_export_dropped_total")
+            .with_description("Telemetry dropped: queue full or export failed after retries.")
+            .with_callback(move |obs| {
+                for signal in SIGNALS {
+                    if let Some(c) = m.dropped.get(&SignalLabels { signal: signal.to_owned() }) {
+                        obs.observe(c.get(), &kv([("signal", signal)]));
+                    }
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let export_failures = meter
+            .u64_observable_counter("parallax_export_failures_total")
+            .with_description("Failed export attempts.")
+            .with_callback(move |obs| {
+                for signal in SIGNALS {
+                    if let Some(c) = m.failures.get(&SignalLabels { signal: signal.to_owned() }) {
+                        obs.observe(c.get(), &kv([("signal", signal)]));
+                    }
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let reloads = meter
+            .u64_observable_counter("parallax_reload_total")
+            .with_description("Configuration reload attempts, by result.")
+            .with_callback(move |obs| {
+                for result in ["success", "failure"] {
+                    if let Some(c) = m.reloads.get(&ResultLabels { result: result.to_owned() }) {
+                        obs.observe(c.get(), &kv([("result", result)]));
+                    }
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let mismatch_seconds = meter
+            .f64_observable_counter("parallax_mismatch_seconds_total")
+            .with_description("Time spent in mismatch.")
+            .with_unit("s")
+            .with_callback(move |obs| {
+                m.catch_up(Instant::now());
+                let series = m.series();
+                for labels in &series.mismatch_seconds {
+                    if let Some(c) = m.mismatch_seconds.get(labels) {
+                        obs.observe(c.get(), &mismatch_kv(labels));
+                    }
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let view_up = meter
+            .i64_observable_gauge("parallax_view_up")
+            .with_description("The emulated load balancer's verdict of the view: 1 healthy, 0 unhealthy.")
+            .with_callback(move |obs| {
+                let series = m.series();
+                for labels in series.up.values() {
+                    if let Some(g) = m.view_up.get(labels) {
+                        obs.observe(
+                            g.get(),
+                            &kv([("target", &labels.target), ("view", &labels.view), ("role", &labels.role)]),
+                        );
+                    }
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let mismatch = meter
+            .i64_observable_gauge("parallax_mismatch")
+            .with_description("1 while a mismatch is open.")
+            .with_callback(move |obs| {
+                let series = m.series();
+                for labels in series.open.keys() {
+                    obs.observe(1, &mismatch_kv(labels));
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let cert = meter
+            .i64_observable_gauge("parallax_tls_cert_not_after_seconds")
+            .with_description("The leaf certificate's not_after, Unix time.")
+            .with_unit("s")
+            .with_callback(move |obs| {
+                let series = m.series();
+                for (target, view) in &series.cert {
+                    let labels = TargetViewLabels { target: target.clone(), view: view.clone() };
+                    if let Some(g) = m.cert_not_after.get(&labels) {
+                        obs.observe(g.get(), &kv([("target", target), ("view", view)]));
+                    }
+                }
+            })
+            .build();
+        let m = metrics.clone();
+        let last_reload = meter
+            .f64_observable_gauge("parallax_config_last_reload_success_timestamp_seconds")
+            .with_description("When the running configuration was loaded, Unix time.")
+            .with_unit("s")
+            .with_callback(move |obs| obs.observe(m.last_reload.get(), &[]))
+            .build();
+        Observables {
+            _counters_u64: vec![probe_total, skipped, export_health, export_failures, reloads],
+            _counters_f64: vec![mismatch_seconds],
+            _gauges_i64: vec![view_up, mismatch, cert],
+            _gauges_f64: vec![last_reload],
+        }
+    }
+}
+
+fn mismatch_kv(labels: &MismatchLabels) -> Vec<KeyValue> {
+    kv([
+        ("target", &labels.target),
+        ("client_view", &labels.client_view),
+        ("checker_view", &labels.checker_view),
+        ("direction", &labels.direction),
+        ("diagnosis", &labels.diagnosis),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{Attribute, Basis, Diagnosis, Direction};
+
+    fn mismatch() -> Mismatch {
+        Mismatch {
+            target: "shop".into(),
+            client_view: "client".into(),
+            checker_view: "nlb".into(),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::ShallowHealthPath,
+            flipped: vec![Attribute::Path],
+            evidence: String::new(),
+            basis: Basis::Probes,
+            client_address: None,
+            checker_address: None,
+            client_error: None,
+            checker_error: None,
+            attribution: None,
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+    }
+
+    const GAUGE: &str = "parallax_mismatch{target=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"blackhole\",diagnosis=\"shallow_health_path\"}";
+    const SECONDS: &str = "parallax_mismatch_seconds_total{target=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"blackhole\",diagnosis=\"shallow_health_path\"}";
+
+    #[tokio::test(start_paused = true)]
+    async fn mismatch_seconds_grow_while_open_and_the_gauge_lasts_until_the_last_record_resolves() {
+        let m = Metrics::new(None);
+        let record = mismatch();
+        m.mismatch_opened(&record, Instant::now());
+        // A second address of the same pair (each_address) opens the same series.
+        m.mismatch_opened(&record, Instant::now());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let text = m.encode();
+        assert_eq!(value(&text, GAUGE), Some(1.0));
+        assert_eq!(value(&text, SECONDS), Some(10.0), "counted while open, at scrape time");
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        m.mismatch_resolved(&record, Duration::from_secs(15), Instant::now());
+        let text = m.encode();
+        assert_eq!(value(&text, GAUGE), Some(1.0), "one record is still open");
+        assert_eq!(value(&text, SECONDS), Some(15.0));
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        m.mismatch_resolved(&record, Duration::from_secs(20), Instant::now());
+        tokio::time::advance(Duration::from_secs(100)).await;
+        let text = m.encode();
+        assert_eq!(value(&text, GAUGE), None, "gone once every record resolved");
+        assert_eq!(value(&text, SECONDS), Some(20.0), "no growth after resolution");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resolution_never_seen_opening_counts_its_whole_time() {
+        let m = Metrics::new(None);
+        m.mismatch_resolved(&mismatch(), Duration::from_secs(42), Instant::now());
+        assert_eq!(value(&m.encode(), SECONDS), Some(42.0));
+    }
+
+    #[test]
+    fn export_health_series_exist_at_zero_from_the_start() {
+        let text = Metrics::new(None).encode();
+        for signal in SIGNALS {
+            assert_eq!(
+                value(&text, &format!("parallax_export_dropped_total{{signal=\"{signal}\"}}")),
+                Some(0.0)
+            );
+            assert_eq!(
+                value(&text, &format!("parallax_export_failures_total{{signal=\"{signal}\"}}")),
+                Some(0.0)
+            );
+        }
+        assert_eq!(value(&text, "parallax_reload_total{result=\"failure\"}"), Some(0.0));
+    }
+}

@@ -1,0 +1,950 @@
+//! The admin server on 127.0.0.1:0 with a test `AdminState` holding a status document built from
+//! a compiled configuration and real outcome, verdict and mismatch types: every endpoint's
+//! status, content type and body; 404/405; readiness both ways; the bounds (head size, header
+//! read timeout, connections in flight); graceful shutdown; no request makes parallax connect
+//! anywhere; hostile and secret values; and the dashboard rendered by headless Chromium.
+//!
+//! The browser test needs Debian's `chromium` package (`apt-get install -y chromium`), or
+//! `PARALLAX_CHROMIUM` naming another Chromium binary; without one it fails saying so.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderMap, ALLOW, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Instant};
+
+use parallax::admin::{self, AdminState, Limits};
+use parallax::config::{self, Plan, View};
+use parallax::diff::{Attribute, Attribution, Basis, Diagnosis, Direction, HybridResult, Mismatch, Side};
+use parallax::probe::{ErrorCode, Outcome, RequestSummary, Timings, TlsSummary};
+use parallax::status::{
+    OpenMismatchStatus, RecentProbe, ReloadStatus, StatusDoc, TargetStatus, VerdictStatus, ViewStatus,
+};
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const METRICS: &str = "# TYPE parallax_view_up gauge\n\
+# HELP parallax_view_up Whether the view's emulated verdict is healthy.\n\
+parallax_view_up{target=\"shop\",view=\"client\",role=\"client\"} 0\n\
+parallax_view_up{target=\"shop\",view=\"nlb\",role=\"checker\"} 1\n\
+# EOF\n";
+/// What `${env:SHOP_TOKEN}` holds: must appear nowhere the admin server serves.
+const SECRET: &str = "s3cr3t-T0KEN-9f27c1d4";
+/// Markup where the status document holds free text (evidence, details, reload errors).
+const HOSTILE: &str = "<img src=x onerror=\"document.title='pwned'\">";
+const EVIDENCE: &str = "nlb GET /healthz got 200 while client GET /cart got 503: the health path does not reach the cart service";
+const IO_DEADLINE: Duration = Duration::from_secs(5);
+
+// ---- the state and the document ------------------------------------------------------------
+
+/// The daemon's side of the contract, as a test controls it.
+struct TestState {
+    ready: AtomicBool,
+    doc: Mutex<StatusDoc>,
+    /// Makes `/metrics` slow, to catch a response in flight.
+    metrics_delay: Duration,
+}
+
+impl TestState {
+    fn new(doc: StatusDoc, ready: bool) -> Arc<TestState> {
+        Arc::new(TestState {
+            ready: AtomicBool::new(ready),
+            doc: Mutex::new(doc),
+            metrics_delay: Duration::ZERO,
+        })
+    }
+}
+
+impl AdminState for TestState {
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    fn status(&self) -> StatusDoc {
+        let mut doc = self.doc.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        doc.ready = self.ready();
+        doc
+    }
+
+    fn metrics(&self) -> String {
+        // The admin server encodes off the runtime: a blocking sleep here must not stall it.
+        std::thread::sleep(self.metrics_delay);
+        METRICS.to_owned()
+    }
+}
+
+fn rfc3339(ago: Duration) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() - ago).to_string()
+}
+
+/// The plan the document describes: `shop` (client with the secret in its query, checkers `nlb`
+/// and `gcp`, the latter with the secret in a header) and `payments` (client and `kubelet`).
+fn plan() -> Plan {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("probes.toml"),
+        r#"
+[[target]]
+name = "shop"
+[target.client]
+url = "https://shop.example.com/cart?session=${env:SHOP_TOKEN}"
+connect_to = "127.0.0.1:8443"
+[[target.checker]]
+name = "nlb"
+profile = "aws-nlb"
+url = "http://127.0.0.1:30080/healthz"
+[[target.checker]]
+name = "gcp"
+profile = "gcp"
+url = "http://127.0.0.1:30080/"
+headers = { authorization = "Bearer ${env:SHOP_TOKEN}" }
+
+[[target]]
+name = "payments"
+[target.client]
+url = "http://127.0.0.1:8080/pay"
+[[target.checker]]
+name = "kubelet"
+profile = "kubelet"
+url = "http://127.0.0.1:8080/healthz"
+"#,
+    )
+    .expect("write probes.toml");
+    let env: HashMap<String, String> = [("SHOP_TOKEN".to_owned(), SECRET.to_owned())].into();
+    match config::load_with(dir.path(), &env) {
+        Ok(plan) => plan,
+        Err(e) => panic!("the test configuration does not compile:\n{e}"),
+    }
+}
+
+fn view<'a>(plan: &'a Plan, target: &str, name: &str) -> &'a View {
+    plan.views()
+        .find(|v| &*v.target == target && &*v.name == name)
+        .unwrap_or_else(|| panic!("no view {target}/{name}"))
+}
+
+/// One probe of `view`: what it sent and what came back.
+fn outcome(view: &View, status: u16, error: Option<ErrorCode>, total_ms: u64) -> Outcome {
+    let peer: SocketAddr = match view.dial_endpoint().host {
+        config::Host::Ip(ip) => SocketAddr::new(ip, view.dial_endpoint().port),
+        config::Host::Name(_) => SocketAddr::from(([127, 0, 0, 1], view.dial_endpoint().port)),
+    };
+    let tls = view.scheme.uses_tls();
+    Outcome {
+        target: view.target.clone(),
+        view: view.name.clone(),
+        role: view.role,
+        profile: view.profile,
+        ok: error.is_none(),
+        phase: error.map(ErrorCode::phase),
+        error,
+        detail: error.map(|_| format!("HTTP/1.1 {status} Service Unavailable {HOSTILE}")),
+        status: Some(status),
+        grpc_status: None,
+        local_endpoints: None,
+        timings: Timings {
+            dns: None,
+            connect: Some(Duration::from_micros(300)),
+            tls: tls.then(|| Duration::from_millis(3)),
+            ttfb: Some(Duration::from_millis(total_ms.saturating_sub(4))),
+            total: Duration::from_millis(total_ms),
+        },
+        peer: Some(peer),
+        local: Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
+        request: RequestSummary {
+            scheme: view.scheme.as_str(),
+            address: Some(peer),
+            sni: tls.then(|| "shop.example.com".to_owned()),
+            host: Some("shop.example.com".to_owned()),
+            method: Some(view.http.method.to_string()),
+            // As the probe records it: a query may hold a secret.
+            path: Some(view.path_display().into_owned()),
+            source: None,
+            proxy_protocol: None,
+            verify: tls,
+            user_agent: view.http.user_agent.clone(),
+            http_version: Some("HTTP/1.1"),
+        },
+        tls: tls.then(|| TlsSummary {
+            version: Some("TLSv1_3".to_owned()),
+            cipher: Some("TLS13_AES_128_GCM_SHA256".to_owned()),
+            alpn: None,
+            cert_subject: Some("CN=shop.example.com".to_owned()),
+            cert_sans: vec!["shop.example.com".to_owned()],
+            not_after: Some("2031-01-01T00:00:00Z".to_owned()),
+            not_after_unix: Some(1_924_992_000),
+            chain_len: 2,
+        }),
+        resolved: Vec::new(),
+        body_bytes: Some(12),
+    }
+}
+
+fn verdict(state: &'static str, view: &View, ok: u32, fail: u32) -> VerdictStatus {
+    VerdictStatus {
+        state,
+        since: (state != "unknown").then(|| rfc3339(Duration::from_secs(95))),
+        consecutive_ok: ok,
+        consecutive_fail: fail,
+        rise: view.rise,
+        fall: view.fall,
+    }
+}
+
+fn view_status(
+    view: &View,
+    verdict: VerdictStatus,
+    last: Option<Outcome>,
+    recent: Vec<RecentProbe>,
+) -> ViewStatus {
+    let probes = recent.len() as u64;
+    let failures = recent.iter().filter(|r| !r.ok).count() as u64;
+    ViewStatus {
+        name: view.name.to_string(),
+        role: view.role,
+        profile: view.profile,
+        url: view.url_display.clone(),
+        interval_ms: view.interval.as_millis() as u64,
+        verdict,
+        last_outcome: last,
+        recent,
+        probes,
+        failures,
+        skipped: 0,
+    }
+}
+
+/// `n` probes, one per second up to now, latency rising; those in `failed` failed with `error`.
+fn recent(n: usize, failed: impl Fn(usize) -> bool, error: ErrorCode) -> Vec<RecentProbe> {
+    (0..n)
+        .map(|i| {
+            let ok = !failed(i);
+            RecentProbe {
+                at: rfc3339(Duration::from_secs((n - i) as u64)),
+                ok,
+                total_ms: 8.0 + (i % 7) as f64 * 3.5,
+                error: (!ok).then_some(error.as_str()),
+            }
+        })
+        .collect()
+}
+
+/// The document: `shop`'s client fails (503) while its `nlb` checker passes, an open blackhole
+/// mismatch diagnosed `shallow_health_path` with hostile markup in its evidence; `gcp` has not
+/// probed yet; `payments` agrees. The last reload failed with a hostile error.
+fn status_doc(plan: &Plan) -> StatusDoc {
+    let client = view(plan, "shop", "client");
+    let nlb = view(plan, "shop", "nlb");
+    let gcp = view(plan, "shop", "gcp");
+    let pay = view(plan, "payments", "client");
+    let kubelet = view(plan, "payments", "kubelet");
+
+    let client_out = outcome(client, 503, Some(ErrorCode::HttpStatus), 41);
+    let nlb_out = outcome(nlb, 200, None, 2);
+    let mismatch = Mismatch {
+        target: "shop".into(),
+        client_view: "client".into(),
+        checker_view: "nlb".into(),
+        direction: Direction::Blackhole,
+        diagnosis: Diagnosis::ShallowHealthPath,
+        flipped: vec![Attribute::Path],
+        evidence: format!("{EVIDENCE} {HOSTILE}"),
+        basis: Basis::Probes,
+        client_address: client_out.peer,
+        checker_address: nlb_out.peer,
+        client_error: Some(ErrorCode::HttpStatus),
+        checker_error: None,
+        attribution: Some(Attribution {
+            differences: vec![Attribute::Tls, Attribute::Path, Attribute::UserAgent],
+            hybrids: vec![HybridResult {
+                view: "nlb~path".into(),
+                attribute: Attribute::Path,
+                switched: Side::Checker,
+                ok: false,
+                error: Some(ErrorCode::HttpStatus),
+                status: Some(503),
+                flipped: true,
+                outcome: None,
+                hybrid: nlb.clone(),
+            }],
+            not_tried: 0,
+        }),
+    };
+    StatusDoc {
+        version: "0.1.0-test",
+        generation: 3,
+        ready: true,
+        started_at: rfc3339(Duration::from_secs(600)),
+        plan_loaded_at: rfc3339(Duration::from_secs(300)),
+        last_reload: Some(ReloadStatus {
+            at: rfc3339(Duration::from_secs(30)),
+            ok: false,
+            errors: vec![format!(
+                "probes.d/10-shop.toml: target[0].client.timeout: must be below interval {HOSTILE}"
+            )],
+        }),
+        targets: vec![
+            TargetStatus {
+                name: "shop".to_owned(),
+                views: vec![
+                    view_status(
+                        client,
+                        verdict("unhealthy", client, 0, 4),
+                        Some(client_out),
+                        recent(20, |i| i >= 16, ErrorCode::HttpStatus),
+                    ),
+                    view_status(
+                        nlb,
+                        verdict("healthy", nlb, 20, 0),
+                        Some(nlb_out),
+                        recent(20, |_| false, ErrorCode::HttpStatus),
+                    ),
+                    view_status(gcp, verdict("unknown", gcp, 0, 0), None, Vec::new()),
+                ],
+                mismatches: vec![OpenMismatchStatus {
+                    mismatch,
+                    since: rfc3339(Duration::from_secs(12)),
+                    opened_at: rfc3339(Duration::from_secs(8)),
+                    open_for_s: 8.0,
+                }],
+            },
+            TargetStatus {
+                name: "payments".to_owned(),
+                views: vec![
+                    view_status(
+                        pay,
+                        verdict("healthy", pay, 9, 0),
+                        Some(outcome(pay, 200, None, 5)),
+                        recent(9, |_| false, ErrorCode::HttpStatus),
+                    ),
+                    view_status(
+                        kubelet,
+                        verdict("healthy", kubelet, 9, 0),
+                        Some(outcome(kubelet, 200, None, 1)),
+                        recent(9, |_| false, ErrorCode::HttpStatus),
+                    ),
+                ],
+                mismatches: Vec::new(),
+            },
+        ],
+    }
+}
+
+// ---- the server and a client ---------------------------------------------------------------
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(state: Arc<TestState>, limits: Option<Limits>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let state: Arc<dyn AdminState> = state;
+        let task = match limits {
+            Some(limits) => tokio::spawn(admin::serve_with(listener, state, shutdown, limits)),
+            None => tokio::spawn(admin::serve(listener, state, shutdown)),
+        };
+        Server { addr, stop: Some(stop), task }
+    }
+
+    /// Signals shutdown and waits (bounded) for `serve` to return; how long it took.
+    async fn shut_down(mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let returned = timeout(Duration::from_secs(10), &mut self.task).await;
+        let result = returned.expect("serve returns after shutdown").expect("serve does not panic");
+        result.expect("serve returns Ok");
+        started.elapsed()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn content_type(&self) -> &str {
+        self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("UTF-8 body")
+    }
+}
+
+/// One request on a fresh connection, through hyper's client.
+async fn send(addr: SocketAddr, method: Method, path: &str) -> Reply {
+    timeout(IO_DEADLINE, async {
+        let stream = TcpStream::connect(addr).await.expect("connect to the admin server");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP/1 handshake");
+        tokio::spawn(conn);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply { status: parts.status, headers: parts.headers, body }
+    })
+    .await
+    .expect("the admin server answers within 5 s")
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Reply {
+    send(addr, Method::GET, path).await
+}
+
+/// Writes `request` as is and reads until the server closes (bounded).
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    timeout(IO_DEADLINE, async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("write request");
+        let mut out = Vec::new();
+        // A reset after the response is fine: what was read is what counts.
+        let _ = stream.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .expect("the server closes the connection within 5 s")
+}
+
+fn default_server_state() -> (Arc<TestState>, StatusDoc) {
+    let doc = status_doc(&plan());
+    (TestState::new(doc.clone(), true), doc)
+}
+
+// ---- endpoints -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn healthz_is_200_ok_in_plain_text() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let reply = get(server.addr, "/healthz").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.content_type(), "text/plain; charset=utf-8");
+    assert_eq!(reply.text(), "ok");
+    assert_eq!(reply.headers.get("x-content-type-options").map(|v| v.as_bytes()), Some(&b"nosniff"[..]));
+}
+
+#[tokio::test]
+async fn readyz_follows_readiness_both_ways() {
+    let (state, _) = default_server_state();
+    state.ready.store(false, Ordering::SeqCst);
+    let server = Server::start(state.clone(), None).await;
+
+    let reply = get(server.addr, "/readyz").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.text(), "not ready");
+
+    state.ready.store(true, Ordering::SeqCst);
+    let reply = get(server.addr, "/readyz").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "ready");
+    assert_eq!(reply.content_type(), "text/plain; charset=utf-8");
+
+    state.ready.store(false, Ordering::SeqCst);
+    assert_eq!(get(server.addr, "/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Liveness does not depend on readiness.
+    assert_eq!(get(server.addr, "/healthz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_are_the_daemons_text_as_openmetrics() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let reply = get(server.addr, "/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.content_type(), OPENMETRICS);
+    assert_eq!(reply.text(), METRICS);
+    assert_eq!(reply.headers.get("cache-control").map(|v| v.as_bytes()), Some(&b"no-store"[..]));
+}
+
+#[tokio::test]
+async fn status_is_the_status_document_as_json() {
+    let (state, doc) = default_server_state();
+    let server = Server::start(state, None).await;
+    let reply = get(server.addr, "/api/v1/status?pretty=1").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.content_type(), "application/json");
+
+    let served: serde_json::Value = serde_json::from_slice(&reply.body).expect("the body is JSON");
+    let expected = serde_json::to_value(&doc).expect("the document serializes");
+    assert_eq!(served, expected, "the body is exactly the status document");
+
+    // The fields the dashboard and users rely on, spelled out.
+    assert_eq!(served["version"], "0.1.0-test");
+    assert_eq!(served["generation"], 3);
+    assert_eq!(served["ready"], true);
+    let shop = &served["targets"][0];
+    assert_eq!(shop["name"], "shop");
+    assert_eq!(shop["views"][0]["name"], "client");
+    assert_eq!(shop["views"][0]["role"], "client");
+    assert_eq!(shop["views"][0]["verdict"]["state"], "unhealthy");
+    assert_eq!(shop["views"][0]["last_outcome"]["error"], "http_status");
+    assert_eq!(shop["views"][0]["last_outcome"]["status"], 503);
+    assert_eq!(shop["views"][1]["profile"], "aws-nlb");
+    assert_eq!(shop["views"][1]["verdict"]["state"], "healthy");
+    let m = &shop["mismatches"][0];
+    assert_eq!(m["checker_view"], "nlb");
+    assert_eq!(m["direction"], "blackhole");
+    assert_eq!(m["diagnosis"], "shallow_health_path");
+    assert_eq!(m["flipped"], serde_json::json!(["path"]));
+    assert_eq!(m["evidence"], format!("{EVIDENCE} {HOSTILE}"));
+    assert_eq!(m["open_for_s"], 8.0);
+}
+
+#[tokio::test]
+async fn status_json_holds_no_secret_and_no_markup_byte() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let reply = get(server.addr, "/api/v1/status").await;
+    let text = reply.text();
+    assert!(!text.contains(SECRET), "the ${{env:..}} value leaked into /api/v1/status");
+    // `<redacted>` and the hostile markup are in the document, but written as \u003c...\u003e.
+    for byte in ['<', '>', '&'] {
+        assert!(!text.contains(byte), "a raw {byte:?} in the JSON");
+    }
+    let served: serde_json::Value = serde_json::from_str(text).expect("JSON");
+    let url = served["targets"][0]["views"][0]["url"].as_str().expect("url");
+    assert!(url.contains("<redacted>"), "the client URL shows its secret redacted: {url}");
+}
+
+#[tokio::test]
+async fn dashboard_is_one_self_contained_page_with_a_strict_policy() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let reply = get(server.addr, "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.content_type(), "text/html; charset=utf-8");
+    let html = reply.text();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("<main id=\"targets\""));
+    assert!(html.contains("fetch('/api/v1/status'"), "the script is inlined");
+    // Nothing loaded from elsewhere: no src attribute, no stylesheet link, no CDN.
+    assert!(!html.contains(" src="), "the page loads a resource");
+    assert!(!html.contains("rel=\"stylesheet\""));
+    assert!(!html.contains("https://"));
+    // The page holds no data: it is the same whatever the state.
+    assert!(!html.contains("shop") && !html.contains("nlb"));
+
+    let csp = reply.headers.get(CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()).expect("a CSP header");
+    assert!(csp.starts_with("default-src 'none';"), "{csp}");
+    assert!(csp.contains("script-src 'sha256-"), "{csp}");
+    assert!(csp.contains("style-src 'sha256-"), "{csp}");
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(reply.headers.get("x-frame-options").map(|v| v.as_bytes()), Some(&b"DENY"[..]));
+}
+
+#[tokio::test]
+async fn head_answers_the_head_without_a_body() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let response = raw(server.addr, b"HEAD /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("content-length: 2\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\n"), "a HEAD response carries no body: {response:?}");
+
+    let reply = send(server.addr, Method::HEAD, "/api/v1/status").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.content_type(), "application/json");
+    assert!(reply.body.is_empty());
+    let length: usize = reply.headers[CONTENT_LENGTH].to_str().expect("ascii").parse().expect("a number");
+    assert!(length > 1000, "HEAD reports the GET body's length, got {length}");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    for path in [
+        "/probe",
+        "/probe?target=http://127.0.0.9/",
+        "/api/v1/probe",
+        "/api/v1/status/shop",
+        "/index.html",
+        "/favicon.ico",
+        "/metrics/",
+    ] {
+        let reply = get(server.addr, path).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "GET {path}");
+        assert_eq!(reply.text(), "not found\n");
+    }
+    for path in ["/", "/healthz", "/readyz", "/metrics", "/api/v1/status"] {
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS] {
+            let reply = send(server.addr, method.clone(), path).await;
+            assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_eq!(
+                reply.headers.get(ALLOW).map(|v| v.as_bytes()),
+                Some(&b"GET, HEAD"[..]),
+                "{method} {path}"
+            );
+        }
+    }
+    assert_eq!(send(server.addr, Method::POST, "/probe").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn no_request_makes_the_server_connect_anywhere() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    // Something an open proxy would dial.
+    let bait = TcpListener::bind("127.0.0.9:0").await.expect("bind 127.0.0.9:0");
+    let bait_addr = bait.local_addr().expect("addr");
+
+    let absolute =
+        format!("GET http://{bait_addr}/healthz HTTP/1.1\r\nHost: {bait_addr}\r\nConnection: close\r\n\r\n");
+    let response = raw(server.addr, absolute.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "absolute-form is served locally: {response}");
+    assert!(response.ends_with("ok"), "{response}");
+
+    let connect = format!("CONNECT {bait_addr} HTTP/1.1\r\nHost: {bait_addr}\r\nConnection: close\r\n\r\n");
+    let response = raw(server.addr, connect.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 404"), "CONNECT is no endpoint: {response}");
+
+    let probe = format!("/probe?url=http://{bait_addr}/&target={bait_addr}");
+    assert_eq!(get(server.addr, &probe).await.status, StatusCode::NOT_FOUND);
+
+    assert!(
+        timeout(Duration::from_millis(300), bait.accept()).await.is_err(),
+        "the admin server connected to an address named in a request"
+    );
+}
+
+// ---- bounds --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_oversized_request_head_is_431() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let big = "a".repeat(20 * 1024);
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
+    let response = raw(server.addr, request.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 431"), "{}", &response[..response.len().min(200)]);
+
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: a\r\n{many}Connection: close\r\n\r\n");
+    let response = raw(server.addr, request.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 431"), "100 headers: {response}");
+}
+
+#[tokio::test]
+async fn a_slow_request_head_is_cut_off() {
+    let (state, _) = default_server_state();
+    let limits = Limits { header_read_timeout: Duration::from_millis(300), ..Limits::default() };
+    let server = Server::start(state, Some(limits)).await;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n").await.expect("write");
+    let mut out = Vec::new();
+    let read = timeout(IO_DEADLINE, stream.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the connection stays open past the header read timeout");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250), "closed before the timeout: {took:?}");
+    assert!(!String::from_utf8_lossy(&out).contains("200 OK"), "a partial head was answered");
+
+    // An idle keep-alive connection is closed by the same timer.
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
+    let mut out = Vec::new();
+    let read = timeout(IO_DEADLINE, stream.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "an idle keep-alive connection stays open past the header read timeout");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 OK"));
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let (state, _) = default_server_state();
+    let limits = Limits { max_connections: 1, ..Limits::default() };
+    let server = Server::start(state, Some(limits)).await;
+
+    // The one slot: a connection that has not sent anything yet.
+    let holder = TcpStream::connect(server.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut waiting = TcpStream::connect(server.addr).await.expect("the backlog takes the connection");
+    waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.expect("write");
+    let mut buf = [0u8; 256];
+    assert!(
+        timeout(Duration::from_millis(400), waiting.read(&mut buf)).await.is_err(),
+        "a second connection was served while the only slot was taken"
+    );
+
+    drop(holder);
+    let mut out = Vec::new();
+    timeout(IO_DEADLINE, waiting.read_to_end(&mut out))
+        .await
+        .expect("served once the slot is free")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 OK"));
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_at_the_end_of_its_lifetime() {
+    let (state, _) = default_server_state();
+    let limits = Limits { connection_lifetime: Duration::from_millis(300), ..Limits::default() };
+    let server = Server::start(state, Some(limits)).await;
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
+    let mut out = Vec::new();
+    // The header read timeout is 10 s: an end well before it is the lifetime's.
+    timeout(Duration::from_secs(3), stream.read_to_end(&mut out))
+        .await
+        .expect("the connection is closed after its lifetime")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 OK"), "served before closing");
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed before its lifetime ended");
+}
+
+// ---- shutdown ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_returns() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let addr = server.addr;
+
+    // A keep-alive connection that has been served and now idles.
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
+    let mut buf = vec![0u8; 1024];
+    let n = timeout(IO_DEADLINE, idle.read(&mut buf)).await.expect("answered").expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 OK"));
+
+    let took = server.shut_down().await;
+    // The default grace is 5 s: returning well before it means the idle connection closed at once.
+    assert!(took < Duration::from_secs(2), "serve took {took:?} to return");
+    let mut rest = Vec::new();
+    let read = timeout(Duration::from_secs(1), idle.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the idle connection is closed: {read:?}");
+    assert!(TcpStream::connect(addr).await.is_err(), "the listener still accepts after shutdown");
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_response_in_flight_finish() {
+    let (_, doc) = default_server_state();
+    let state = Arc::new(TestState {
+        ready: AtomicBool::new(true),
+        doc: Mutex::new(doc),
+        metrics_delay: Duration::from_millis(600),
+    });
+    let server = Server::start(state, None).await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "/metrics").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let took = server.shut_down().await;
+    let reply = timeout(IO_DEADLINE, in_flight).await.expect("the request finishes").expect("no panic");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), METRICS, "the in-flight response is complete");
+    assert!(took >= Duration::from_millis(250), "serve returned before the response was done: {took:?}");
+}
+
+// ---- the dashboard in a real browser -------------------------------------------------------
+
+/// The DOM Chromium renders from `url` (after 5 s of virtual time: the first fetch and two
+/// refreshes).
+async fn chromium_dom(url: &str) -> String {
+    let binary = std::env::var("PARALLAX_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+    let profile = tempfile::tempdir().expect("tempdir for the browser profile");
+    let mut command = tokio::process::Command::new(&binary);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--window-size=1280,1000",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`{binary}` not found: the dashboard test needs headless Chromium. On Debian/Ubuntu run \
+             `apt-get install -y chromium`, or set PARALLAX_CHROMIUM to a Chromium binary."
+        ),
+        Err(e) => panic!("cannot start `{binary}`: {e}"),
+    };
+    let output = timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("Chromium finishes within 90 s")
+        .expect("Chromium's output");
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && dom.contains("</html>"),
+        "Chromium failed ({}):\nstdout:\n{dom}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dom
+}
+
+/// The element whose start tag holds `marker`, up to the first `close` after it (elements of
+/// the same kind are never nested in the dashboard).
+fn element<'a>(dom: &'a str, marker: &str, close: &str) -> &'a str {
+    let at = dom.find(marker).unwrap_or_else(|| panic!("no `{marker}` in the rendered DOM:\n{dom}"));
+    let start = dom[..at].rfind('<').expect("a start tag");
+    let end = dom[at..]
+        .find(close)
+        .map(|i| at + i + close.len())
+        .unwrap_or_else(|| panic!("`{marker}` is not closed"));
+    &dom[start..end]
+}
+
+/// The start tag holding `marker`.
+fn start_tag<'a>(dom: &'a str, marker: &str) -> &'a str {
+    element(dom, marker, ">")
+}
+
+#[track_caller]
+fn assert_has(haystack: &str, needle: &str, what: &str) {
+    assert!(haystack.contains(needle), "{what}: `{needle}` missing from:\n{haystack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_renders_views_verdicts_and_mismatches_in_chromium() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let dom = chromium_dom(&format!("http://{}/", server.addr)).await;
+
+    assert_has(
+        start_tag(&dom, "id=\"targets\""),
+        "data-loaded=\"true\"",
+        "the status was fetched and rendered",
+    );
+    assert_has(start_tag(&dom, "id=\"fetch-error\""), "hidden", "no fetch error shown");
+
+    // Header: version, generation, readiness, the failed reload and its error.
+    assert_has(&dom, "id=\"version\">0.1.0-test<", "version");
+    assert_has(&dom, "id=\"generation\">3<", "generation");
+    assert_has(start_tag(&dom, "id=\"readiness\""), "data-ready=\"true\"", "readiness");
+    assert_has(element(&dom, "id=\"readiness\"", "</dd>"), "Ready", "readiness text");
+    assert_has(start_tag(&dom, "id=\"reload\""), "data-ok=\"false\"", "last reload");
+    assert_has(element(&dom, "id=\"reload\"", "</dd>"), "failed", "last reload text");
+    let reload_errors = element(&dom, "id=\"reload-errors\"", "</section>");
+    assert!(!start_tag(&dom, "id=\"reload-errors\"").contains("hidden"), "reload errors are shown");
+    assert_has(reload_errors, "target[0].client.timeout: must be below interval", "reload error");
+
+    // One block per target, in order.
+    let shop = element(&dom, "data-target=\"shop\"", "</section>");
+    let payments = element(&dom, "data-target=\"payments\"", "</section>");
+    assert!(dom.find("data-target=\"shop\"") < dom.find("data-target=\"payments\""));
+    assert_has(shop, "class=\"target-name\" id=\"target-0-name\">shop<", "target name");
+
+    // Client and checker views side by side with their verdicts and last outcomes.
+    let client = element(shop, "data-view=\"client\"", "</article>");
+    assert_has(start_tag(client, "data-view"), "data-verdict=\"unhealthy\"", "client verdict");
+    assert_has(client, "class=\"verdict-text\">unhealthy<", "client verdict text");
+    assert_has(client, "class=\"outcome-phase\">http<", "client phase");
+    assert_has(client, "class=\"outcome-error\">http_status<", "client error");
+    assert_has(client, "class=\"outcome-status\">503<", "client status");
+    assert_has(client, "class=\"outcome-latency\">41.0 ms<", "client latency");
+    assert_has(client, "class=\"sparkline\"", "client trend");
+    assert_has(client, "4 of 20 failed", "client trend caption");
+    assert_has(client, "&lt;redacted&gt;", "the client URL, redacted");
+    let nlb = element(shop, "data-view=\"nlb\"", "</article>");
+    assert_has(start_tag(nlb, "data-view"), "data-role=\"checker\"", "nlb role");
+    assert_has(start_tag(nlb, "data-view"), "data-verdict=\"healthy\"", "nlb verdict");
+    assert_has(nlb, "class=\"verdict-text\">healthy<", "nlb verdict text");
+    assert_has(nlb, "class=\"outcome-status\">200<", "nlb status");
+    assert_has(nlb, "aws-nlb", "nlb profile");
+    assert_has(nlb, "disagrees with client", "nlb marked as disagreeing");
+    let gcp = element(shop, "data-view=\"gcp\"", "</article>");
+    assert_has(start_tag(gcp, "data-view"), "data-verdict=\"unknown\"", "gcp verdict");
+    assert_has(gcp, "No probe has finished yet.", "gcp without outcome");
+
+    // The open mismatch, with direction, diagnosis, flipped attributes and evidence.
+    let mismatch = element(shop, "data-mismatch=\"nlb\"", "</article>");
+    let tag = start_tag(mismatch, "data-mismatch");
+    assert_has(tag, "data-direction=\"blackhole\"", "direction attribute");
+    assert_has(tag, "data-diagnosis=\"shallow_health_path\"", "diagnosis attribute");
+    assert_has(mismatch, "Blackhole", "direction text");
+    assert_has(mismatch, "class=\"diagnosis-code\">shallow_health_path<", "diagnosis");
+    assert_has(mismatch, "The health path passes while the users", "diagnosis explained");
+    assert_has(mismatch, EVIDENCE, "evidence");
+    assert_has(element(mismatch, "class=\"flipped\"", "</dd>"), "<code>path</code>", "flipped attributes");
+    assert_has(mismatch, "nlb~path", "attribution hybrids");
+    assert!(shop.find("data-mismatch=\"nlb\"") < shop.find("data-view=\"client\""), "mismatches come first");
+
+    // The agreeing target.
+    assert!(!payments.contains("data-mismatch="), "payments has no mismatch");
+    assert_has(start_tag(payments, "data-view=\"kubelet\""), "data-verdict=\"healthy\"", "kubelet verdict");
+    assert_has(payments, "no open mismatch", "payments summary");
+
+    // Hostile text stays text; the secret is nowhere.
+    assert_has(mismatch, "&lt;img src=x onerror=\"document.title='pwned'\"&gt;", "hostile evidence, as text");
+    assert_has(client, "&lt;img src=x", "hostile outcome detail, as text");
+    assert_has(reload_errors, "&lt;img src=x", "hostile reload error, as text");
+    assert!(!dom.contains("<img"), "markup from the status document became an element");
+    assert!(!dom.contains("pwned</title>"), "an injected handler ran");
+    assert_has(&dom, "<title>parallax — 1 mismatch</title>", "document title");
+    assert!(!dom.contains(SECRET), "the ${{env:..}} value reached the page");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_renders_a_daemon_not_ready_without_targets_in_chromium() {
+    let doc = StatusDoc {
+        version: "0.1.0-test",
+        generation: 1,
+        started_at: rfc3339(Duration::from_secs(2)),
+        plan_loaded_at: rfc3339(Duration::from_secs(1)),
+        ..StatusDoc::default()
+    };
+    let server = Server::start(TestState::new(doc, false), None).await;
+    let dom = chromium_dom(&format!("http://{}/", server.addr)).await;
+
+    assert_has(
+        start_tag(&dom, "id=\"targets\""),
+        "data-loaded=\"true\"",
+        "the status was fetched and rendered",
+    );
+    assert_has(start_tag(&dom, "id=\"readiness\""), "data-ready=\"false\"", "readiness");
+    assert_has(element(&dom, "id=\"readiness\"", "</dd>"), "Not ready", "readiness text");
+    assert_has(element(&dom, "id=\"reload\"", "</dd>"), "none since start", "no reload yet");
+    assert_has(start_tag(&dom, "id=\"reload-errors\""), "hidden", "no reload errors shown");
+    assert_has(start_tag(&dom, "id=\"mismatch-index\""), "hidden", "no mismatch index");
+    assert_has(element(&dom, "id=\"targets\"", "</main>"), "No targets in the running plan.", "empty plan");
+    assert_has(&dom, "id=\"overview\" role=\"status\" aria-live=\"polite\">0 targets, 0 views", "overview");
+    assert_has(&dom, "<title>parallax</title>", "document title");
+}
