@@ -298,11 +298,6 @@ fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
         Some(ErrorCode::TlsCertUntrusted | ErrorCode::TlsCertExpired | ErrorCode::TlsCertNotYetValid) => {
             &[Verify, Sni]
         }
-        // A listener that does not parse PROXY headers reads the header's bytes as a request
-        // line and answers 400 (nginx does): the header comes before the Host it never read.
-        Some(ErrorCode::HttpStatus) if o.status == Some(400) && o.request.proxy_protocol.is_some() => {
-            &[ProxyProtocol, Host]
-        }
         Some(ErrorCode::HttpStatus) => match (o.status, direction) {
             (Some(401 | 403 | 407), _) => &[Headers],
             (Some(300..=399), _) => &[Headers, UserAgent],
