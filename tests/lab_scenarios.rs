@@ -304,7 +304,10 @@ fn backend_without_ready_endpoints_is_a_blackhole_behind_the_controller_healthz(
     r.assert_outcome("orders", "client", Fail("http", "http_status"));
     assert_eq!(r.outcome("orders", "client")["status"], 503);
     r.assert_outcome("orders", "gcp", Ok);
-    r.assert_mismatch("orders", "gcp", "blackhole", "shallow_health_path", &["path"]);
+    // The checker's request with the users' Host reproduces their 503: the check (the
+    // controller's /healthz on the default server) never reaches the users' vhost.
+    let m = r.assert_mismatch("orders", "gcp", "blackhole", "host_route_mismatch", &["host"]);
+    assert!(m["evidence"].as_str().is_some_and(|e| e.contains("503")), "{m}");
 }
 
 // ---------------------------------------------------------------------------------------------

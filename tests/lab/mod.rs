@@ -151,9 +151,8 @@ impl Lab {
         }
         lab.start_haproxy();
         lab.start_dnsmasq();
-        for node in 0..NODE_IPS.len() {
-            let ip = NODE_IPS[node];
-            let ports: Vec<SocketAddr> = ingress::PORTS.iter().map(|p| SocketAddr::from((ip, *p))).collect();
+        for (node, ip) in NODE_IPS.iter().enumerate() {
+            let ports: Vec<SocketAddr> = ingress::PORTS.iter().map(|p| SocketAddr::from((*ip, *p))).collect();
             lab.wait_listening(Ns::Node(node), &ports, false);
         }
         lab.wait_listening(Ns::Lb, &haproxy::frontend_addrs(), false);
