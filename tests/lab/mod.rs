@@ -29,6 +29,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod collector;
 pub mod haproxy;
 pub mod ingress;
 pub mod probe;
@@ -199,6 +200,79 @@ impl Lab {
         Report::parse(status, stdout, stderr, toml)
     }
 
+    /// Starts an OTLP/HTTP collector ([`collector`]) on `127.0.0.1:4318` inside `ns`.
+    pub fn start_collector(&mut self, ns: Ns) -> collector::Collector {
+        let dir = self.dir.path().join("collector");
+        std::fs::create_dir_all(dir.join("tmp")).expect("create the collector's dirs");
+        let (collector, conf) = collector::Collector::config(&dir);
+        std::fs::write(dir.join("nginx.conf"), conf).expect("write the collector's nginx.conf");
+        let nginx = binary("nginx");
+        let args = [
+            nginx.as_str(),
+            "-p",
+            &path_str(&dir),
+            "-c",
+            &path_str(&dir.join("nginx.conf")),
+            "-e",
+            &path_str(&dir.join("error.log")),
+        ];
+        self.spawn(ns, "otlp collector (nginx)", &args, &dir.join("nginx.out"));
+        let listen: SocketAddr = collector::LISTEN.parse().expect("collector address");
+        self.wait_listening(ns, &[listen], false);
+        collector
+    }
+
+    /// Starts `parallax run` inside `ns` on a fresh probes.d holding `defaults` and `toml`; it
+    /// runs until the lab drops. Returns its log file.
+    pub fn start_daemon(&mut self, ns: Ns, defaults: &str, toml: &str) -> PathBuf {
+        let dir = self.dir.path().join("daemon");
+        let config = dir.join("probes.d");
+        std::fs::create_dir_all(&config).expect("create the daemon's probes.d");
+        std::fs::write(config.join("00-lab.toml"), defaults).expect("write the daemon's defaults");
+        std::fs::write(config.join("10-scenario.toml"), toml).expect("write the daemon's targets");
+        let log = dir.join("parallax-run.log");
+        let args = [env!("CARGO_BIN_EXE_parallax"), "run", "-c", &path_str(&config)];
+        self.spawn(ns, "parallax run", &args, &log);
+        log
+    }
+
+    /// `GET url` from inside `ns` (curl): the status and body, or `None` when nothing answered.
+    pub fn http_get(&self, ns: Ns, url: &str) -> Option<(u16, String)> {
+        let n = self.probes.fetch_add(1, Ordering::Relaxed);
+        let body = self.dir.path().join(format!("get-{n}.body"));
+        let out = run(
+            Command::new(binary("ip")).args([
+                "netns",
+                "exec",
+                &self.ns(ns),
+                &binary("curl"),
+                "-sS",
+                "--max-time",
+                "5",
+                "-o",
+                &path_str(&body),
+                "-w",
+                "%{http_code}",
+                url,
+            ]),
+            "curl",
+        );
+        let status: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        if status == 0 {
+            return None;
+        }
+        Some((status, std::fs::read_to_string(&body).unwrap_or_default()))
+    }
+
+    /// The log of the process named `name`.
+    pub fn log_of(&self, name: &str) -> String {
+        self.processes
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
     /// Every HAProxy server's state, read from the stats socket (`show stat`).
     pub fn haproxy_states(&self) -> Vec<haproxy::ServerState> {
         haproxy::show_stat(&self.stats_socket)
@@ -367,7 +441,16 @@ impl Lab {
     fn spawn(&mut self, ns: Ns, name: &str, args: &[&str], log: &Path) {
         let file = std::fs::File::create(log).expect("create a process log");
         let err = file.try_clone().expect("clone a log handle");
-        let child = Command::new(binary("ip"))
+        let mut cmd = Command::new(binary("ip"));
+        // The lab's configuration is the whole configuration: no PARALLAX_* or OTEL_* from the
+        // test's environment.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("PARALLAX_") || k.starts_with("OTEL_") {
+                cmd.env_remove(&key);
+            }
+        }
+        let child = cmd
             .args(["netns", "exec", &self.ns(ns)])
             .args(args)
             .stdin(Stdio::null())
@@ -407,7 +490,8 @@ impl Lab {
         }
     }
 
-    fn assert_processes_alive(&mut self) {
+    /// Panics, with every log, when a process the lab started has exited.
+    pub fn assert_processes_alive(&mut self) {
         let mut dead = Vec::new();
         for p in &mut self.processes {
             if let Ok(Some(status)) = p.child.try_wait() {
@@ -522,6 +606,7 @@ pub fn binary(name: &str) -> String {
         "iptables-restore" => "iptables",
         "nginx" => "nginx-light",
         "dnsmasq" => "dnsmasq-base",
+        "curl" => "curl",
         other => other,
     };
     panic!(
