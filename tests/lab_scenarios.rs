@@ -245,6 +245,28 @@ fn backend_protocol_mismatch_behind_the_proxy_is_node_port_vs_proxy() {
     r.assert_mismatch("secure", "kubelet", "blackhole", "node_port_vs_proxy", &["address"]);
 }
 
+/// The reverse: the ingress speaks HTTPS (`backend-protocol: HTTPS`) to a pod that serves plain
+/// HTTP; the upstream handshake fails and users get 502, while the NodePort check, straight to
+/// the pod, passes. The check differs from the users' request in two coupled attributes (the
+/// address and TLS: the pod's port speaks no TLS), so no single switch reproduces either
+/// view's result and parallax says so rather than guessing, listing what it tried.
+#[test]
+fn backend_protocol_https_to_a_plain_pod_is_a_blackhole_no_single_switch_explains() {
+    let lab = Lab::start("backend_protocol_rev");
+    let checker = format!("name = \"kubelet\"\nprofile = \"kubelet\"\nurl = \"http://{}:30080/\"", node(0));
+    let r = lab.probe(Ns::Client, &target("legacy", &https_client(&lab, "legacy.lab", "/"), &[&checker]));
+    r.assert_outcome("legacy", "client", Fail("http", "http_status"));
+    assert_eq!(r.outcome("legacy", "client")["status"], 502);
+    r.assert_outcome("legacy", "kubelet", Ok);
+    let m = r.assert_mismatch("legacy", "kubelet", "blackhole", "unattributed", &["tls", "address"]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("client got 502")
+            && evidence.contains("client~address@kubelet: tls_plaintext_peer"),
+        "the evidence names the users' 502 and every hybrid tried: {evidence}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ingress failure points a prober can see
 // ---------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@
 //! Ingress hosts: `shop.lab` (healthy), `checkout.lab` (shallow `/healthz`, every route 503),
 //! `orders.lab` (no ready endpoints: 503), `admin.lab` (basic auth), `api.lab` (only `/v1/`),
 //! `api.shop.lab` (its secret was issued for `shop.lab` only), `blog.lab` (TLS secret missing:
-//! the default certificate), `secure.lab` (proxies HTTP to the HTTPS pod), `www.lab`
-//! (ssl-redirect on :80).
+//! the default certificate), `secure.lab` (proxies HTTP to the HTTPS pod), `legacy.lab`
+//! (proxies HTTPS to the plain-HTTP shop pod), `www.lab` (ssl-redirect on :80).
 
 use std::path::Path;
 
@@ -30,6 +30,7 @@ pub const SECRETS: &[(&str, &[&str])] = &[
     ("api", &["api.lab"]),
     ("secure", &["secure.lab"]),
     ("www", &["www.lab"]),
+    ("legacy", &["legacy.lab"]),
 ];
 
 /// The ports every node listens on (on its node address).
@@ -72,6 +73,7 @@ pub fn config(dir: &Path, pki: &Pki, node: usize) -> String {
         .replace("@CERT_API@", &cert("api"))
         .replace("@CERT_SECURE@", &cert("secure"))
         .replace("@CERT_WWW@", &cert("www"))
+        .replace("@CERT_LEGACY@", &cert("legacy"))
 }
 
 const TEMPLATE: &str = r#"
@@ -211,6 +213,13 @@ http {
         server_name secure.lab;
         @CERT_SECURE@
         location / { proxy_pass http://@A@:8443; }
+    }
+    # backend-protocol HTTPS while the pod speaks plain HTTP: the upstream handshake fails, 502.
+    server {
+        listen @A@:443 ssl;
+        server_name legacy.lab;
+        @CERT_LEGACY@
+        location / { proxy_pass https://127.0.0.1:8081; }
     }
     # ssl-redirect: plain HTTP is redirected, HTTPS is served.
     server {
