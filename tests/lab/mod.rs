@@ -17,7 +17,9 @@
 //! listener and the "pods". The nodes' iptables are the cloud firewall: only the client
 //! network, the node network and one GCP range (130.211.0.0/22) may connect, so the other GCP
 //! range, 35.191.0.0/16, is the health-checker CIDR missing from the allowlist. HAProxy on the
-//! LB ([`haproxy`]) forwards the VIP to the nodes and health-checks them.
+//! LB ([`haproxy`]) forwards the VIP to the nodes and health-checks them; dnsmasq on the LB
+//! answers `shop.lab` with the old LB's address. For the daemon test, [`Lab::start_collector`]
+//! adds an OTLP/HTTP collector ([`collector`]) and [`Lab::start_daemon`] runs `parallax run`.
 //!
 //! Every lab has unique namespace and interface names (the process id and a counter), so tests
 //! run in parallel. [`Lab`] is a guard: dropping it, also while a failing test unwinds, kills
