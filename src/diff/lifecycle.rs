@@ -256,6 +256,33 @@ impl TargetDiff {
         }
     }
 
+    /// The diff of `target` after a reload: views `kept` (by name) says are unchanged keep their
+    /// verdict from `previous`, and a pair whose client and checker are both kept keeps its
+    /// pending or open disagreement. Everything else starts fresh. Holds are taken from `hold`
+    /// and the new views.
+    pub fn carry_over(
+        target: &Target,
+        hold: HoldTime,
+        previous: &TargetDiff,
+        kept: impl Fn(&str) -> bool,
+    ) -> TargetDiff {
+        let mut next = TargetDiff::new(target, hold);
+        let client_kept = *previous.client_name == *next.client_name && kept(&next.client_name);
+        if client_kept {
+            next.client = previous.client.clone();
+        }
+        for side in &mut next.checkers {
+            let Some(old) = previous.checkers.iter().find(|c| c.name == side.name) else { continue };
+            if kept(&side.name) {
+                side.verdict = old.verdict.clone();
+                if client_kept {
+                    side.pair = old.pair.clone();
+                }
+            }
+        }
+        next
+    }
+
     /// Records one probe result of view `view` (a name of this target) at `at`, and re-evaluates
     /// the pairs it belongs to. Unknown view names are ignored.
     pub fn observe(&mut self, view: &str, ok: bool, at: Instant) -> Vec<DiffEvent> {
