@@ -665,6 +665,45 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn carry_over_keeps_only_what_unchanged_views_knew() {
+        let client = view("shop", "client");
+        let mut a = view("shop", "a");
+        a.rise = 1;
+        a.fall = 1;
+        let mut b = a.clone();
+        b.name = "b".into();
+        let t = target(client, vec![a, b]);
+        let mut diff = TargetDiff::new(&t, HoldTime::Fixed(Duration::ZERO));
+        let now = Instant::now();
+        diff.observe("client", true, now);
+        diff.observe("a", false, now);
+        diff.observe("b", false, now);
+        assert_eq!(diff.open().count(), 2);
+
+        // Everything kept: the same state.
+        let same = TargetDiff::carry_over(&t, HoldTime::Fixed(Duration::ZERO), &diff, |_| true);
+        assert_eq!(same.open().count(), 2);
+        assert_eq!(same.client_verdict(), diff.client_verdict());
+
+        // `b` changed: its verdict and pair start fresh; `a` keeps its open mismatch.
+        let kept = TargetDiff::carry_over(&t, HoldTime::Fixed(Duration::ZERO), &diff, |n| n != "b");
+        let open: Vec<&str> = kept.open().map(|(name, _)| &**name).collect();
+        assert_eq!(open, ["a"]);
+        assert_eq!(kept.checker_verdict("b").and_then(Verdict::known), None);
+        assert_eq!(kept.checker_verdict("a").and_then(Verdict::known), U);
+
+        // The client changed: every pair starts fresh, checker verdicts stay.
+        let fresh = TargetDiff::carry_over(&t, HoldTime::Fixed(Duration::ZERO), &diff, |n| n != "client");
+        assert_eq!(fresh.open().count(), 0);
+        assert_eq!(fresh.client_verdict().known(), None);
+        assert_eq!(fresh.checker_verdict("a").and_then(Verdict::known), U);
+        // And the next client result reopens what is still true.
+        let mut fresh = fresh;
+        let e = fresh.observe("client", true, now + secs(1));
+        assert_eq!(e.iter().filter(|e| matches!(e, DiffEvent::Mismatch { .. })).count(), 2);
+    }
+
     #[test]
     fn probe_ok_needs_every_address_ok() {
         let v = view("shop", "client");
