@@ -40,7 +40,7 @@ use crate::diff::attribution::{attribute_with, HYBRID_CONCURRENCY};
 use crate::diff::lifecycle::probe_ok;
 use crate::diff::{
     audit_allow_sources, diagnose, pair_outcomes, Attribution, AttributionBudget, AttributionSettings, Case,
-    DiffEvent, Direction, HoldTime, Mismatch, PairEvent, Resolution, TargetDiff,
+    DiffEvent, Direction, HoldTime, Mismatch, OpenMismatch, PairEvent, Resolution, TargetDiff,
 };
 use crate::export::{MismatchEvent, ResourceInfo, SpanRef, Telemetry};
 use crate::probe::{ErrorCode, Outcome, Prober};
@@ -324,6 +324,7 @@ impl Daemon {
                 stopped.cancelled
             );
         }
+        shared.engine().report_unreported(&*shared.telemetry);
         shared.telemetry.shutdown(FLUSH_DEADLINE).await;
         shared.stop.send_replace(true);
         let _ = reloader.await;
@@ -409,7 +410,7 @@ impl Shared {
         for action in actions {
             match action {
                 Action::Attribute(job) => self.attribute(*job),
-                Action::Poll { target, at } => self.poll_at(target, at),
+                Action::Poll { target, at, timer } => self.poll_at(target, at, timer),
             }
         }
     }
@@ -426,7 +427,7 @@ impl Shared {
     fn attribute(self: &Arc<Self>, job: AttributionJob) {
         if !self.running.load(Ordering::SeqCst) {
             // Shutting down: no new production requests.
-            self.engine().attribution_dropped(&job);
+            self.engine().attribution_dropped(&job, &*self.telemetry);
             return;
         }
         let shared = self.clone();
@@ -451,7 +452,7 @@ impl Shared {
 
     /// Polls `target`'s diff when its earliest pending disagreement's hold elapses, and again for
     /// each later one.
-    fn poll_at(self: &Arc<Self>, target: Arc<str>, at: Instant) {
+    fn poll_at(self: &Arc<Self>, target: Arc<str>, at: Instant, timer: u64) {
         let shared = self.clone();
         let mut stop = self.stop.subscribe();
         tokio::spawn(async move {
@@ -461,7 +462,8 @@ impl Shared {
                     () = tokio::time::sleep_until(at) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                let (actions, next) = shared.engine().poll(&target, at, Instant::now(), &*shared.telemetry);
+                let (actions, next) =
+                    shared.engine().poll(&target, timer, Instant::now(), &*shared.telemetry);
                 shared.act(actions);
                 match next {
                     Some(next) => at = next,
@@ -596,7 +598,7 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 #[derive(Debug)]
 enum Action {
     Attribute(Box<AttributionJob>),
-    Poll { target: Arc<str>, at: Instant },
+    Poll { target: Arc<str>, at: Instant, timer: u64 },
 }
 
 /// One attribution run to start.
@@ -632,6 +634,7 @@ struct Engine {
 struct Ids {
     epochs: u64,
     mismatches: u64,
+    timers: u64,
 }
 
 impl Ids {
@@ -644,6 +647,11 @@ impl Ids {
         self.mismatches += 1;
         self.mismatches
     }
+
+    fn timer(&mut self) -> u64 {
+        self.timers += 1;
+        self.timers
+    }
 }
 
 struct TargetState {
@@ -655,8 +663,9 @@ struct TargetState {
     pairs: Vec<PairState>,
     /// `allow_sources` gaps, open since the plan that found them was loaded.
     audit: Vec<AuditRecord>,
-    /// When the poll timer of this target wakes next (`None`: no timer).
-    poll_armed: Option<Instant>,
+    /// When the poll timer of this target wakes next, and which timer it is (`None`: no timer).
+    /// Other timers of the target that wake end without re-arming.
+    poll_armed: Option<(Instant, u64)>,
 }
 
 struct ViewState {
@@ -691,13 +700,13 @@ struct PairState {
     settings: AttributionSettings,
     budget: AttributionBudget,
     open: Option<OpenRecord>,
-    /// An attribution run is in flight.
-    attributing: bool,
+    /// The mismatch an attribution run in flight is for.
+    attributing: Option<u64>,
 }
 
 impl PairState {
     fn new(settings: AttributionSettings) -> PairState {
-        PairState { settings, budget: AttributionBudget::new(&settings), open: None, attributing: false }
+        PairState { settings, budget: AttributionBudget::new(&settings), open: None, attributing: None }
     }
 }
 
@@ -851,11 +860,13 @@ impl Engine {
         self.targets = targets;
         self.by_name = self.targets.iter().enumerate().map(|(i, t)| (t.target.name.clone(), i)).collect();
         for t in &mut self.targets {
-            // Pending disagreements carried over need their timer again.
+            // Pending disagreements carried over need their timer again (a timer of the old
+            // state that wakes finds itself replaced and ends).
             t.poll_armed = None;
             if let Some(at) = t.diff.next_deadline() {
-                t.poll_armed = Some(at);
-                actions.push(Action::Poll { target: t.target.name.clone(), at });
+                let timer = self.ids.timer();
+                t.poll_armed = Some((at, timer));
+                actions.push(Action::Poll { target: t.target.name.clone(), at, timer });
             }
         }
         self.generation += 1;
@@ -1118,12 +1129,12 @@ impl Engine {
         }
     }
 
-    /// The poll timer of `target`, armed for `armed`, woke at `now`. Returns what to do and when
-    /// to wake again (`None`: this timer ends).
+    /// Poll timer `timer` of `target` woke at `now`. Returns what to do and when to wake again
+    /// (`None`: this timer ends).
     fn poll(
         &mut self,
         target: &str,
-        armed: Instant,
+        timer: u64,
         now: Instant,
         telemetry: &dyn TelemetrySink,
     ) -> (Vec<Action>, Option<Instant>) {
@@ -1131,12 +1142,13 @@ impl Engine {
         let events = self.targets[ti].diff.poll(now);
         let actions = self.after_events(ti, events, now, telemetry);
         let t = &mut self.targets[ti];
-        if t.poll_armed != Some(armed) {
+        if t.poll_armed.map(|(_, id)| id) != Some(timer) {
             // A newer timer owns this target.
             return (actions, None);
         }
-        t.poll_armed = t.diff.next_deadline();
-        (actions, t.poll_armed)
+        let next = t.diff.next_deadline();
+        t.poll_armed = next.map(|at| (at, timer));
+        (actions, next)
     }
 
     /// Mismatch events of target `ti`, then attribution re-runs and the poll timer.
@@ -1154,9 +1166,13 @@ impl Engine {
             match event {
                 PairEvent::Opened { direction, since, at, .. } => {
                     let id = self.ids.mismatch();
-                    if let Some(job) =
-                        self.targets[ti].open(&checker_view, direction, since, at, id, clock, now, telemetry)
-                    {
+                    if let Some(job) = self.targets[ti].open(
+                        &checker_view,
+                        OpenMismatch { direction, since, opened_at: at },
+                        id,
+                        clock,
+                        telemetry,
+                    ) {
                         actions.push(Action::Attribute(Box::new(job)));
                     }
                 }
@@ -1173,9 +1189,10 @@ impl Engine {
             }
         }
         if let Some(at) = t.diff.next_deadline() {
-            if t.poll_armed.is_none_or(|armed| at < armed) {
-                t.poll_armed = Some(at);
-                actions.push(Action::Poll { target: t.target.name.clone(), at });
+            if t.poll_armed.is_none_or(|(armed, _)| at < armed) {
+                let timer = self.ids.timer();
+                t.poll_armed = Some((at, timer));
+                actions.push(Action::Poll { target: t.target.name.clone(), at, timer });
             }
         }
         actions
@@ -1192,7 +1209,9 @@ impl Engine {
         let t = &mut self.targets[ti];
         let Some(k) = t.target.checkers.iter().position(|c| c.name == job.checker) else { return Vec::new() };
         let pair = &mut t.pairs[k];
-        pair.attributing = false;
+        if pair.attributing == Some(job.mismatch_id) {
+            pair.attributing = None;
+        }
         let Some(record) = pair.open.as_mut().filter(|r| r.id == job.mismatch_id) else {
             // Resolved (or replaced by a reload) while the hybrids ran.
             return Vec::new();
@@ -1221,11 +1240,28 @@ impl Engine {
 
     /// An attribution that will not run (shutting down): the mismatch is reported as diagnosed
     /// from error codes.
-    fn attribution_dropped(&mut self, job: &AttributionJob) {
+    fn attribution_dropped(&mut self, job: &AttributionJob, telemetry: &dyn TelemetrySink) {
         let Some(&ti) = self.by_name.get(&job.target) else { return };
         let t = &mut self.targets[ti];
-        if let Some(k) = t.target.checkers.iter().position(|c| c.name == job.checker) {
-            t.pairs[k].attributing = false;
+        let Some(k) = t.target.checkers.iter().position(|c| c.name == job.checker) else { return };
+        let pair = &mut t.pairs[k];
+        if pair.attributing == Some(job.mismatch_id) {
+            pair.attributing = None;
+        }
+        if let Some(record) = pair.open.as_mut().filter(|r| r.id == job.mismatch_id && !r.reported) {
+            record.reported = true;
+            report_opened(record, telemetry);
+        }
+    }
+
+    /// Reports every open mismatch still waiting for its attribution (at shutdown, when runs in
+    /// flight may have been cancelled), as diagnosed so far.
+    fn report_unreported(&mut self, telemetry: &dyn TelemetrySink) {
+        for pair in self.targets.iter_mut().flat_map(|t| t.pairs.iter_mut()) {
+            if let Some(record) = pair.open.as_mut().filter(|r| !r.reported) {
+                record.reported = true;
+                report_opened(record, telemetry);
+            }
         }
     }
 
@@ -1265,18 +1301,15 @@ impl TargetState {
 
     /// A mismatch of the pair with checker `checker` opened: diagnosed from the error codes now,
     /// attributed when the budget allows (and reported once attributed), else reported now.
-    #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
         checker: &str,
-        direction: Direction,
-        since: Instant,
-        at: Instant,
+        opened: OpenMismatch,
         id: u64,
         clock: WallClock,
-        now: Instant,
         telemetry: &dyn TelemetrySink,
     ) -> Option<AttributionJob> {
+        let OpenMismatch { direction, since, opened_at: at } = opened;
         let k = self.target.checkers.iter().position(|c| *c.name == *checker)?;
         let client_state = &self.views[0];
         let checker_state = self.views.get(k + 1)?;
@@ -1311,7 +1344,7 @@ impl TargetState {
             reported: false,
             links,
         });
-        let job = self.attribution_job(k, now);
+        let job = self.attribution_job(k, at);
         if job.is_none() {
             if let Some(record) = self.pairs[k].open.as_mut() {
                 record.reported = true;
@@ -1330,12 +1363,12 @@ impl TargetState {
         let (client, checker) = deciding(&client_state.last, &checker_state.last, record.mismatch.direction)?;
         // A client that never got past DNS sent nothing a hybrid could vary.
         if client.error == Some(ErrorCode::DnsUnexpectedAddress)
-            || pair.attributing
+            || pair.attributing.is_some()
             || !pair.budget.try_acquire(now)
         {
             return None;
         }
-        pair.attributing = true;
+        pair.attributing = Some(record.id);
         Some(AttributionJob {
             target: self.target.name.clone(),
             checker: checker_state.view.name.clone(),
