@@ -675,7 +675,9 @@ struct ViewState {
     last: Vec<Outcome>,
     /// The exported span of the last probe's worst outcome, if it was exported.
     last_span: Option<SpanRef>,
-    recent: VecDeque<RecentProbe>,
+    /// The last [`RECENT_PROBES`] probes, compact (16 bytes each: this is most of a view's
+    /// memory); turned into [`RecentProbe`]s only when the status is read.
+    recent: VecDeque<Recent>,
     probes: u64,
     failures: u64,
     skipped: u64,
@@ -692,6 +694,28 @@ impl ViewState {
             probes: 0,
             failures: 0,
             skipped: 0,
+        }
+    }
+}
+
+/// One recent probe as kept in memory.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    /// Start, milliseconds since the Unix epoch.
+    at_ms: u64,
+    /// Total duration, microseconds (saturating at ~71 minutes, far beyond any timeout).
+    total_us: u32,
+    ok: bool,
+    error: Option<ErrorCode>,
+}
+
+impl Recent {
+    fn status(&self) -> RecentProbe {
+        RecentProbe {
+            at: rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(self.at_ms)),
+            ok: self.ok,
+            total_ms: f64::from(self.total_us) / 1e3,
+            error: self.error.map(ErrorCode::as_str),
         }
     }
 }
@@ -1108,11 +1132,12 @@ impl Engine {
             state.recent.pop_front();
         }
         let total = probe.outcomes.iter().map(|o| o.timings.total).max().unwrap_or_default();
-        state.recent.push_back(RecentProbe {
-            at: rfc3339(started),
+        let at = started.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        state.recent.push_back(Recent {
+            at_ms: u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
+            total_us: u32::try_from(total.as_micros()).unwrap_or(u32::MAX),
             ok,
-            total_ms: (total.as_secs_f64() * 1e6).round() / 1e3,
-            error: worst(&probe.outcomes).and_then(|o| o.error).map(ErrorCode::as_str),
+            error: worst(&probe.outcomes).and_then(|o| o.error),
         });
         state.last = probe.outcomes;
         self.after_events(ti, events, now, telemetry)
@@ -1436,7 +1461,7 @@ impl TargetState {
                         fall,
                     },
                     last_outcome: worst(&state.last).cloned(),
-                    recent: state.recent.iter().cloned().collect(),
+                    recent: state.recent.iter().map(Recent::status).collect(),
                     probes: state.probes,
                     failures: state.failures,
                     skipped: state.skipped,
@@ -1731,6 +1756,11 @@ mod tests {
         assert!(start.elapsed() < secs(5));
         running.stop().await;
         assert_eq!(recorder.told().last(), Some(&Told::Shutdown));
+    }
+
+    #[test]
+    fn a_recent_probe_costs_16_bytes() {
+        assert!(std::mem::size_of::<Recent>() <= 16, "{}", std::mem::size_of::<Recent>());
     }
 
     #[tokio::test(start_paused = true)]

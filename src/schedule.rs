@@ -873,6 +873,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn ten_thousand_views_run_on_time() {
+        let all = views(10_000, Duration::from_secs(1), Duration::from_millis(500));
+        let fake = Arc::new(Fake { fast: Duration::from_millis(2), ..Fake::default() });
+        let clock = WallClock::anchored(Instant::now(), wall(0));
+        let mut scheduler = Scheduler::new(clock, SchedulerConfig::default());
+        scheduler.replace(scheduled(&all));
+        let (_tx, rx) = mpsc::channel(1);
+        scheduler.run(fake.clone(), rx, tokio::time::sleep(Duration::from_millis(3_500))).await;
+        let finished = fake.finished.lock().unwrap();
+        let mut runs: HashMap<String, usize> = HashMap::new();
+        for f in finished.iter() {
+            assert!(f.lateness <= Duration::from_millis(1), "{:?} late", f.lateness);
+            *runs.entry(f.view.id()).or_default() += 1;
+        }
+        assert_eq!(runs.len(), 10_000);
+        assert!(runs.values().all(|n| (3..=4).contains(n)));
+        assert!(fake.skipped.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_view_still_in_flight_skips_its_tick_and_nothing_queues() {
         // One permit for three views whose probes never answer: each holds the permit until it
         // is cancelled at 510 ms, so the views keep finding their previous probe in flight.
