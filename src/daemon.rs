@@ -565,9 +565,9 @@ async fn reloader(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, options
 }
 
 /// What a change of the configuration directory looks like from outside: every configuration
-/// file's name, size, mtime and inode (metadata follows symlinks, so a ConfigMap's `..data`
+/// file's path, size, mtime and inode (metadata follows symlinks, so a ConfigMap's `..data`
 /// swap changes the inode even when sizes and mtimes are equal).
-type Fingerprint = Vec<(std::ffi::OsString, u64, Option<SystemTime>, u64)>;
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>, u64)>;
 
 async fn fingerprint_blocking(dir: &Path) -> Fingerprint {
     let dir = dir.to_path_buf();
@@ -576,22 +576,16 @@ async fn fingerprint_blocking(dir: &Path) -> Fingerprint {
 
 fn fingerprint(dir: &Path) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Fingerprint = entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            !name.starts_with('.') && [".toml", ".yaml", ".yml"].iter().any(|ext| name.ends_with(ext))
-        })
-        .map(|e| {
-            let meta = std::fs::metadata(e.path()).ok();
+    // An unreadable or empty directory is a fingerprint too: the reload reports why.
+    config::files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
             let (len, modified, ino) = meta.map_or((0, None, 0), |m| (m.len(), m.modified().ok(), m.ino()));
-            (e.file_name(), len, modified, ino)
+            (path, len, modified, ino)
         })
-        .collect();
-    files.sort();
-    files
+        .collect()
 }
 
 /// Work the engine asks for after a call, done once the lock is released.
@@ -744,6 +738,38 @@ struct OpenRecord {
     reported: bool,
     /// The probe spans that decided it.
     links: [Option<SpanRef>; 2],
+}
+
+impl OpenRecord {
+    /// Sends `Opened` unless it has gone already.
+    fn report_once(&mut self, telemetry: &dyn TelemetrySink) {
+        if !self.reported {
+            self.reported = true;
+            telemetry.mismatch(MismatchEvent::Opened {
+                mismatch: &self.mismatch,
+                since: self.since,
+                links: self.links,
+            });
+        }
+    }
+
+    /// Sends `Resolved` (after `Opened`, if that was still waiting for its attribution).
+    fn close(
+        mut self,
+        open_for: Duration,
+        resolution: &'static str,
+        links: [Option<SpanRef>; 2],
+        telemetry: &dyn TelemetrySink,
+    ) {
+        self.report_once(telemetry);
+        telemetry.mismatch(MismatchEvent::Resolved {
+            mismatch: &self.mismatch,
+            opened_at: self.opened_at,
+            open_for,
+            resolution,
+            links,
+        });
+    }
 }
 
 struct AuditRecord {
@@ -1072,20 +1098,12 @@ impl Engine {
     ) {
         let Some(record) = pair.open.take() else { return };
         pair.budget.resolved();
-        if !record.reported {
-            report_opened(&record, telemetry);
-        }
         tracing::info!(
             target = %target.name, checker = %record.mismatch.checker_view,
             "mismatch closed: the views changed or left the configuration"
         );
-        telemetry.mismatch(MismatchEvent::Resolved {
-            mismatch: &record.mismatch,
-            opened_at: record.opened_at,
-            open_for: now.saturating_duration_since(record.opened),
-            resolution: "removed",
-            links: [None, None],
-        });
+        let open_for = now.saturating_duration_since(record.opened);
+        record.close(open_for, "removed", [None, None], telemetry);
     }
 
     /// One finished probe: verdict, diff, status, telemetry.
@@ -1232,7 +1250,7 @@ impl Engine {
     ) -> Vec<Action> {
         let Some(&ti) = self.by_name.get(&job.target) else { return Vec::new() };
         let t = &mut self.targets[ti];
-        let Some(k) = t.target.checkers.iter().position(|c| c.name == job.checker) else { return Vec::new() };
+        let Some(k) = t.checker_index(&job.checker) else { return Vec::new() };
         let pair = &mut t.pairs[k];
         if pair.attributing == Some(job.mismatch_id) {
             pair.attributing = None;
@@ -1256,10 +1274,7 @@ impl Engine {
             "mismatch diagnosed: {}", mismatch.evidence
         );
         record.mismatch = mismatch;
-        if !record.reported {
-            record.reported = true;
-            report_opened(record, telemetry);
-        }
+        record.report_once(telemetry);
         Vec::new()
     }
 
@@ -1268,14 +1283,13 @@ impl Engine {
     fn attribution_dropped(&mut self, job: &AttributionJob, telemetry: &dyn TelemetrySink) {
         let Some(&ti) = self.by_name.get(&job.target) else { return };
         let t = &mut self.targets[ti];
-        let Some(k) = t.target.checkers.iter().position(|c| c.name == job.checker) else { return };
+        let Some(k) = t.checker_index(&job.checker) else { return };
         let pair = &mut t.pairs[k];
         if pair.attributing == Some(job.mismatch_id) {
             pair.attributing = None;
         }
-        if let Some(record) = pair.open.as_mut().filter(|r| r.id == job.mismatch_id && !r.reported) {
-            record.reported = true;
-            report_opened(record, telemetry);
+        if let Some(record) = pair.open.as_mut().filter(|r| r.id == job.mismatch_id) {
+            record.report_once(telemetry);
         }
     }
 
@@ -1283,9 +1297,8 @@ impl Engine {
     /// flight may have been cancelled), as diagnosed so far.
     fn report_unreported(&mut self, telemetry: &dyn TelemetrySink) {
         for pair in self.targets.iter_mut().flat_map(|t| t.pairs.iter_mut()) {
-            if let Some(record) = pair.open.as_mut().filter(|r| !r.reported) {
-                record.reported = true;
-                report_opened(record, telemetry);
+            if let Some(record) = pair.open.as_mut() {
+                record.report_once(telemetry);
             }
         }
     }
@@ -1303,20 +1316,17 @@ impl Engine {
     }
 }
 
-fn report_opened(record: &OpenRecord, telemetry: &dyn TelemetrySink) {
-    telemetry.mismatch(MismatchEvent::Opened {
-        mismatch: &record.mismatch,
-        since: record.since,
-        links: record.links,
-    });
-}
-
 fn log_verdict(view: &View, change: &VerdictChange) {
     let from = change.from.map_or("unknown", |h| h.as_str());
     tracing::info!(view = %view.id(), role = view.role.as_str(), "verdict {from} -> {}", change.to);
 }
 
 impl TargetState {
+    /// The index of checker `name` in `target.checkers` and `pairs` (its view is `views[k + 1]`).
+    fn checker_index(&self, name: &str) -> Option<usize> {
+        self.target.checkers.iter().position(|c| *c.name == *name)
+    }
+
     fn verdict(&self, view: &View) -> Option<&Verdict> {
         match view.role {
             Role::Client => Some(self.diff.client_verdict()),
@@ -1335,7 +1345,7 @@ impl TargetState {
         telemetry: &dyn TelemetrySink,
     ) -> Option<AttributionJob> {
         let OpenMismatch { direction, since, opened_at: at } = opened;
-        let k = self.target.checkers.iter().position(|c| *c.name == *checker)?;
+        let k = self.checker_index(checker)?;
         let client_state = &self.views[0];
         let checker_state = self.views.get(k + 1)?;
         let Some((client, checker_outcome)) = deciding(&client_state.last, &checker_state.last, direction)
@@ -1372,8 +1382,7 @@ impl TargetState {
         let job = self.attribution_job(k, at);
         if job.is_none() {
             if let Some(record) = self.pairs[k].open.as_mut() {
-                record.reported = true;
-                report_opened(record, telemetry);
+                record.report_once(telemetry);
             }
         }
         job
@@ -1413,26 +1422,17 @@ impl TargetState {
         open_for: Duration,
         telemetry: &dyn TelemetrySink,
     ) {
-        let Some(k) = self.target.checkers.iter().position(|c| *c.name == *checker) else { return };
+        let Some(k) = self.checker_index(checker) else { return };
         let links = [self.views[0].last_span, self.views.get(k + 1).and_then(|v| v.last_span)];
         let pair = &mut self.pairs[k];
         pair.budget.resolved();
         let Some(record) = pair.open.take() else { return };
-        if !record.reported {
-            report_opened(&record, telemetry);
-        }
         tracing::info!(
             target = %self.target.name, checker = %checker, direction = %record.mismatch.direction,
             resolution = resolution_name(resolution), "mismatch resolved after {}",
             humantime::format_duration(Duration::from_secs(open_for.as_secs()))
         );
-        telemetry.mismatch(MismatchEvent::Resolved {
-            mismatch: &record.mismatch,
-            opened_at: record.opened_at,
-            open_for,
-            resolution: resolution_name(resolution),
-            links,
-        });
+        record.close(open_for, resolution_name(resolution), links, telemetry);
     }
 
     fn status(&self, clock: &WallClock, now: Instant) -> TargetStatus {
