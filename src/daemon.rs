@@ -1758,6 +1758,36 @@ mod tests {
         assert_eq!(recorder.told().last(), Some(&Told::Shutdown));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn skipped_ticks_are_counted_in_status_and_telemetry() {
+        // One permit, three views whose probes never answer (cancelled at 510 ms of each 1 s
+        // interval): they wait for each other's permit and find themselves still in flight.
+        let hang: ProbeFn = Arc::new(|_view: Arc<View>| -> ProbeFuture { Box::pin(std::future::pending()) });
+        let recorder = Arc::new(Recorder::default());
+        let mut options = options();
+        options.scheduler.max_in_flight = 1;
+        let targets = ["a", "b", "c"]
+            .map(|name| {
+                let mut v = client();
+                v.target = name.into();
+                target(v, vec![])
+            })
+            .to_vec();
+        let daemon = Daemon::with_probe(plan(targets), recorder.clone(), options, hang);
+        let running = Running::start(daemon);
+        tokio::time::sleep(secs(10)).await;
+        let status = running.handle.status();
+        let skipped: u64 = status.targets.iter().map(|t| t.views[0].skipped).sum();
+        let probes: u64 = status.targets.iter().map(|t| t.views[0].probes).sum();
+        let told = recorder.told().iter().filter(|t| matches!(t, Told::Skipped(_))).count() as u64;
+        assert!(skipped > 0 && told == skipped, "{skipped} skipped, {told} told");
+        // About one probe per 510 ms fits through the single permit.
+        assert!((17..=20).contains(&probes), "{probes}");
+        let outcome = status.targets[0].views[0].last_outcome.as_ref().expect("probed");
+        assert_eq!(outcome.error, Some(ErrorCode::HttpTimeout), "cancelled at the deadline");
+        running.stop().await;
+    }
+
     #[test]
     fn a_recent_probe_costs_16_bytes() {
         assert!(std::mem::size_of::<Recent>() <= 16, "{}", std::mem::size_of::<Recent>());
