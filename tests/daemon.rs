@@ -676,7 +676,6 @@ mod cli {
     }
 
     #[test]
-    #[ignore = "needs the exporters (export helper) and the admin server (admin helper) of issue 4"]
     fn run_reloads_on_sighup_and_exits_0_on_sigterm() {
         let dir = ProbesDir::new();
         dir.file("00-defaults.toml", &(defaults("500ms", "200ms") + "[admin]\nlisten = \"127.0.0.1:0\"\n"));
