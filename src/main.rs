@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use parallax::config::{self, Plan, Target};
+use parallax::daemon;
 use parallax::probe::Prober;
 use parallax::report;
 
@@ -29,6 +30,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon: probe every view on its interval, keep verdicts and mismatches, export
+    /// them (JSON events on stdout, OTLP, /metrics) and serve the admin API on `[admin] listen`.
+    ///
+    /// Reloads the configuration on SIGHUP and when its files change; a configuration with
+    /// errors is logged and the running one kept. SIGTERM or SIGINT stops it cleanly (exit 0).
+    /// Exit 2 when the configuration does not compile at start, 1 on other start-up errors.
+    Run {
+        #[command(flatten)]
+        config: ConfigDir,
+    },
     /// Validate the configuration and print the compiled plan: every view with its effective
     /// settings after profile defaults, secrets shown as <redacted>. Exits 2 listing every error.
     Check {
@@ -86,6 +97,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.log_level);
     match cli.command {
+        Command::Run { config } => run(&config.dir),
         Command::Check { config } => check(&config.dir),
         Command::Probe { config, targets, format, concurrency, no_attribution } => {
             match probe(&config.dir, &targets, format, usize::from(concurrency), !no_attribution) {
@@ -107,12 +119,56 @@ fn init_logs(level: &str) {
 
 /// Loads the plan, or prints every error and returns exit code 2.
 fn load(dir: &std::path::Path) -> Result<Plan, ExitCode> {
-    config::load(dir).map_err(|errors| {
-        for e in &errors.0 {
-            eprintln!("error: {e}");
+    config::load(dir).map_err(|errors| config_errors(dir, &errors))
+}
+
+/// Prints every configuration error; exit code 2.
+fn config_errors(dir: &std::path::Path, errors: &config::ConfigErrors) -> ExitCode {
+    for e in &errors.0 {
+        eprintln!("error: {e}");
+    }
+    eprintln!("parallax: {} configuration error(s) in {}", errors.0.len(), dir.display());
+    ExitCode::from(2)
+}
+
+fn run(dir: &std::path::Path) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("parallax: starting the async runtime: {e}");
+            return ExitCode::from(1);
         }
-        eprintln!("parallax: {} configuration error(s) in {}", errors.0.len(), dir.display());
-        ExitCode::from(2)
+    };
+    let result = runtime.block_on(async {
+        // Installed before anything starts, so a signal during start-up is not lost.
+        let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;
+        daemon::run(dir, daemon::Options::default(), shutdown).await.map_err(anyhow::Error::from)
+    });
+    // Blocking tasks (a reload compiling) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<daemon::RunError>() {
+            Some(daemon::RunError::Config { errors }) => config_errors(dir, errors),
+            _ => {
+                eprintln!("parallax: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{name}: shutting down");
     })
 }
 

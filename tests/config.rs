@@ -7,13 +7,17 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "support/tree.rs"]
+mod tree;
+
+use tree::{join, Tree, STRAY};
+
 use parallax::config::{
     self, explain, ConfigError, ConfigErrors, Host, HostHeader, HttpVersion, IpVersion, Plan, ProfileName,
     ProxyVersion, Role, Scheme, Sni, Source, View,
 };
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/probes.d");
-const STRAY: &str = "parallax_stray_key";
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -169,160 +173,17 @@ fn example_files() -> Vec<PathBuf> {
     files
 }
 
-/// A generic tree of an example file, to walk and edit.
-#[derive(Debug, Clone)]
-enum Tree {
-    Toml(toml::Table),
-    Json(serde_json::Value),
-}
-
-/// Every table of `value` (except free-form `headers` maps), with the key path an error about a
-/// key inserted there must name.
-fn toml_tables(value: &toml::Table, path: &[String], key: &str, out: &mut Vec<(Vec<String>, String)>) {
-    out.push((path.to_vec(), key.to_owned()));
-    for (k, v) in value {
-        match v {
-            toml::Value::Table(t) if k != "headers" => {
-                let mut p = path.to_vec();
-                p.push(k.clone());
-                toml_tables(t, &p, &join(key, k), out);
-            }
-            toml::Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    if let toml::Value::Table(t) = item {
-                        let label =
-                            t.get("name").and_then(|n| n.as_str()).map_or(i.to_string(), str::to_owned);
-                        let mut p = path.to_vec();
-                        p.push(k.clone());
-                        p.push(i.to_string());
-                        toml_tables(t, &p, &format!("{}[{label}]", join(key, k)), out);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn json_tables(
-    value: &serde_json::Map<String, serde_json::Value>,
-    path: &[String],
-    key: &str,
-    out: &mut Vec<(Vec<String>, String)>,
-) {
-    out.push((path.to_vec(), key.to_owned()));
-    for (k, v) in value {
-        match v {
-            serde_json::Value::Object(t) if k != "headers" => {
-                let mut p = path.to_vec();
-                p.push(k.clone());
-                json_tables(t, &p, &join(key, k), out);
-            }
-            serde_json::Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    if let serde_json::Value::Object(t) = item {
-                        let label =
-                            t.get("name").and_then(|n| n.as_str()).map_or(i.to_string(), str::to_owned);
-                        let mut p = path.to_vec();
-                        p.push(k.clone());
-                        p.push(i.to_string());
-                        json_tables(t, &p, &format!("{}[{label}]", join(key, k)), out);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
-fn toml_insert(table: &mut toml::Table, path: &[String]) {
-    match path.split_first() {
-        None => {
-            table.insert(STRAY.to_owned(), toml::Value::String("x".to_owned()));
-        }
-        Some((k, rest)) => match table.get_mut(k) {
-            Some(toml::Value::Table(t)) => toml_insert(t, rest),
-            Some(toml::Value::Array(items)) => {
-                let (i, rest) = rest.split_first().expect("array index");
-                match items.get_mut(i.parse::<usize>().expect("index")) {
-                    Some(toml::Value::Table(t)) => toml_insert(t, rest),
-                    _ => panic!("no table at {path:?}"),
-                }
-            }
-            _ => panic!("no table at {path:?}"),
-        },
-    }
-}
-
-fn json_insert(map: &mut serde_json::Map<String, serde_json::Value>, path: &[String]) {
-    match path.split_first() {
-        None => {
-            map.insert(STRAY.to_owned(), serde_json::Value::String("x".to_owned()));
-        }
-        Some((k, rest)) => match map.get_mut(k) {
-            Some(serde_json::Value::Object(t)) => json_insert(t, rest),
-            Some(serde_json::Value::Array(items)) => {
-                let (i, rest) = rest.split_first().expect("array index");
-                match items.get_mut(i.parse::<usize>().expect("index")) {
-                    Some(serde_json::Value::Object(t)) => json_insert(t, rest),
-                    _ => panic!("no table at {path:?}"),
-                }
-            }
-            _ => panic!("no table at {path:?}"),
-        },
-    }
-}
-
-fn parse_example(path: &Path) -> Tree {
-    let text = std::fs::read_to_string(path).expect("read example");
-    if path.extension().is_some_and(|e| e == "toml") {
-        Tree::Toml(text.parse::<toml::Table>().expect("example is TOML"))
-    } else {
-        // YAML is parsed with the `config` crate, as parallax does; the edited tree is written
-        // back as JSON, which is YAML too.
-        let cfg = ::config::Config::builder()
-            .add_source(::config::File::from_str(&text, ::config::FileFormat::Yaml))
-            .build()
-            .expect("example is YAML");
-        Tree::Json(cfg.try_deserialize::<serde_json::Value>().expect("YAML as JSON"))
-    }
-}
-
 #[test]
 fn a_stray_key_in_any_table_of_any_example_is_rejected_with_file_and_key() {
     let files = example_files();
     let mut checked = 0;
     for file in &files {
         let name = file.file_name().expect("name").to_string_lossy().into_owned();
-        let tree = parse_example(file);
-        let mut tables = Vec::new();
-        match &tree {
-            Tree::Toml(t) => toml_tables(t, &[], "", &mut tables),
-            Tree::Json(serde_json::Value::Object(m)) => json_tables(m, &[], "", &mut tables),
-            Tree::Json(other) => panic!("{name}: root is not a table: {other}"),
-        }
+        let tree = Tree::parse(&name, &std::fs::read_to_string(file).expect("read example"));
+        let tables = tree.tables();
         assert!(tables.len() >= 3, "{name} has tables to check");
         for (path, key) in tables {
-            let text = match tree.clone() {
-                Tree::Toml(mut t) => {
-                    toml_insert(&mut t, &path);
-                    toml::to_string(&t).expect("write TOML")
-                }
-                Tree::Json(mut v) => {
-                    if let serde_json::Value::Object(m) = &mut v {
-                        json_insert(m, &path);
-                    }
-                    serde_json::to_string_pretty(&v).expect("write JSON")
-                }
-            };
+            let text = tree.with_stray(&path);
             let dir = tempfile::tempdir().expect("tempdir");
             for other in &files {
                 std::fs::copy(other, dir.path().join(other.file_name().expect("name"))).expect("copy");

@@ -65,7 +65,7 @@ pub(super) fn load_dir(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> 
 
 /// The configuration files of `dir`, in file-name order. Hidden files are skipped: Kubernetes
 /// ConfigMap volumes hold `..data` links next to the real files.
-fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+pub(super) fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let dir_error =
         |message: String| ConfigError { file: Some(dir.to_path_buf()), key: String::new(), message };
     let entries = std::fs::read_dir(dir)

@@ -103,6 +103,11 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// The configuration files of `dir` that [`load`] reads, in merge order (hidden files skipped).
+pub fn files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    compile::list_files(dir)
+}
+
 /// Loads and compiles every `*.toml`/`*.yaml`/`*.yml` file of `dir` with the process environment.
 pub fn load(dir: &Path) -> Result<Plan, ConfigErrors> {
     load_with(dir, &ProcessEnv)

@@ -256,6 +256,33 @@ impl TargetDiff {
         }
     }
 
+    /// The diff of `target` after a reload: views `kept` (by name) says are unchanged keep their
+    /// verdict from `previous`, and a pair whose client and checker are both kept keeps its
+    /// pending or open disagreement. Everything else starts fresh. Holds are taken from `hold`
+    /// and the new views.
+    pub fn carry_over(
+        target: &Target,
+        hold: HoldTime,
+        previous: &TargetDiff,
+        kept: impl Fn(&str) -> bool,
+    ) -> TargetDiff {
+        let mut next = TargetDiff::new(target, hold);
+        let client_kept = *previous.client_name == *next.client_name && kept(&next.client_name);
+        if client_kept {
+            next.client = previous.client.clone();
+        }
+        for side in &mut next.checkers {
+            let Some(old) = previous.checkers.iter().find(|c| c.name == side.name) else { continue };
+            if kept(&side.name) {
+                side.verdict = old.verdict.clone();
+                if client_kept {
+                    side.pair = old.pair.clone();
+                }
+            }
+        }
+        next
+    }
+
     /// Records one probe result of view `view` (a name of this target) at `at`, and re-evaluates
     /// the pairs it belongs to. Unknown view names are ignored.
     pub fn observe(&mut self, view: &str, ok: bool, at: Instant) -> Vec<DiffEvent> {
@@ -636,6 +663,45 @@ mod tests {
                 ("b".into(), "resolved", Direction::FalseDrain)
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn carry_over_keeps_only_what_unchanged_views_knew() {
+        let client = view("shop", "client");
+        let mut a = view("shop", "a");
+        a.rise = 1;
+        a.fall = 1;
+        let mut b = a.clone();
+        b.name = "b".into();
+        let t = target(client, vec![a, b]);
+        let mut diff = TargetDiff::new(&t, HoldTime::Fixed(Duration::ZERO));
+        let now = Instant::now();
+        diff.observe("client", true, now);
+        diff.observe("a", false, now);
+        diff.observe("b", false, now);
+        assert_eq!(diff.open().count(), 2);
+
+        // Everything kept: the same state.
+        let same = TargetDiff::carry_over(&t, HoldTime::Fixed(Duration::ZERO), &diff, |_| true);
+        assert_eq!(same.open().count(), 2);
+        assert_eq!(same.client_verdict(), diff.client_verdict());
+
+        // `b` changed: its verdict and pair start fresh; `a` keeps its open mismatch.
+        let kept = TargetDiff::carry_over(&t, HoldTime::Fixed(Duration::ZERO), &diff, |n| n != "b");
+        let open: Vec<&str> = kept.open().map(|(name, _)| &**name).collect();
+        assert_eq!(open, ["a"]);
+        assert_eq!(kept.checker_verdict("b").and_then(Verdict::known), None);
+        assert_eq!(kept.checker_verdict("a").and_then(Verdict::known), U);
+
+        // The client changed: every pair starts fresh, checker verdicts stay.
+        let fresh = TargetDiff::carry_over(&t, HoldTime::Fixed(Duration::ZERO), &diff, |n| n != "client");
+        assert_eq!(fresh.open().count(), 0);
+        assert_eq!(fresh.client_verdict().known(), None);
+        assert_eq!(fresh.checker_verdict("a").and_then(Verdict::known), U);
+        // And the next client result reopens what is still true.
+        let mut fresh = fresh;
+        let e = fresh.observe("client", true, now + secs(1));
+        assert_eq!(e.iter().filter(|e| matches!(e, DiffEvent::Mismatch { .. })).count(), 2);
     }
 
     #[test]

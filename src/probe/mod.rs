@@ -220,6 +220,25 @@ impl Prober {
     }
 }
 
+/// The outcome of a probe cancelled at its deadline because no layer reported first. Every layer
+/// takes the deadline, so this is a backstop (a resolver or a peer that ignores it); the code is
+/// the timeout of the view's last layer, the detail says the probe was cancelled.
+pub fn cancelled_at_deadline(view: &View, elapsed: std::time::Duration) -> Outcome {
+    let (phase, code) = if view.scheme.uses_http() {
+        (Phase::Http, ErrorCode::HttpTimeout)
+    } else if view.scheme.uses_grpc() {
+        (Phase::Grpc, ErrorCode::HttpTimeout)
+    } else if view.scheme.uses_tls() {
+        (Phase::Tls, ErrorCode::TlsTimeout)
+    } else {
+        (Phase::Connect, ErrorCode::ConnectTimeout)
+    };
+    let detail = format!("no result within the {} ms timeout: probe cancelled", view.timeout.as_millis());
+    let mut outcome = Attempt::new(view, Instant::now()).fail(Failure::in_phase(phase, code, detail));
+    outcome.timings.total = elapsed;
+    outcome
+}
+
 /// An outcome being filled in as the layers run.
 #[derive(Debug, Clone)]
 struct Attempt {
