@@ -34,7 +34,6 @@ success_sample_ratio = 0.0
 "#;
 
 #[test]
-#[ignore = "needs `parallax run` serving the admin API and exporting OTLP (issue 4) on main"]
 fn daemon_reports_the_node_port_vs_proxy_mismatch_in_status_metrics_and_otlp() {
     let mut lab = Lab::start("daemon");
     let collector = lab.start_collector(Ns::Client);
