@@ -283,7 +283,7 @@ fn missing_tls_secret_serves_the_default_certificate_to_users() {
     assert!(tls["cert_subject"].as_str().is_some_and(|s| s.contains(lab::certs::FAKE_CERT_CN)), "{tls}");
     r.assert_outcome("blog", "alb", Ok);
     // The checker passes only because it verifies nothing: verification is what flips.
-    r.assert_mismatch("blog", "alb", "blackhole", "checker_protocol_mismatch", &["verify"]);
+    r.assert_mismatch("blog", "alb", "blackhole", "sni_mismatch", &["verify"]);
 }
 
 /// Users ask for a host no Ingress rule names (`store.lab`): the default backend's 404. The LB's

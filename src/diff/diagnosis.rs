@@ -327,9 +327,18 @@ fn attribute_diagnosis(attribute: Attribute, failing: &Outcome) -> Diagnosis {
         Attribute::ProxyProtocol => Diagnosis::ProxyProtocolMismatch,
         Attribute::Source => Diagnosis::CheckerSourceBlocked,
         Attribute::Sni => Diagnosis::SniMismatch,
-        // Verification only changes the result through the certificate: a wrong name is a
-        // different certificate being served; anything else is the checker not checking.
-        Attribute::Verify if failing.error == Some(ErrorCode::TlsCertNameMismatch) => Diagnosis::SniMismatch,
+        // Verification only changes the result through the certificate. A wrong name or an
+        // untrusted chain means a different certificate is served (another vhost's, or the
+        // controller's default one after a missing TLS secret); anything else (an expired one)
+        // is the checker not checking.
+        Attribute::Verify
+            if matches!(
+                failing.error,
+                Some(ErrorCode::TlsCertNameMismatch | ErrorCode::TlsCertUntrusted)
+            ) =>
+        {
+            Diagnosis::SniMismatch
+        }
         Attribute::Verify => Diagnosis::CheckerProtocolMismatch,
         Attribute::Host => Diagnosis::HostRouteMismatch,
         Attribute::Path => Diagnosis::ShallowHealthPath,
@@ -436,9 +445,10 @@ fn advice(case: &Case<'_>, diagnosis: Diagnosis) -> String {
         Diagnosis::HostRouteMismatch => "; the two Host values are routed to different backends: route the \
             checker's Host to the app, or set the check's Host"
             .to_owned(),
-        Diagnosis::SniMismatch if blackhole => {
-            "; the server picks its certificate by SNI: the check does not see the certificate users get".to_owned()
-        }
+        Diagnosis::SniMismatch if blackhole => "; users are served a certificate that is not valid for their \
+            name (a vhost picked by SNI, or the default certificate when the TLS secret is missing) and the \
+            check does not see it: fix the certificate for the name, and make the check send SNI and verify"
+            .to_owned(),
         Diagnosis::SniMismatch => "; the server picks its certificate by SNI: send SNI with the check, or make \
             the default certificate valid for the checked name"
             .to_owned(),
