@@ -734,8 +734,10 @@ struct OpenRecord {
     since: SystemTime,
     opened_at: SystemTime,
     opened: Instant,
-    /// `Opened` has gone to telemetry (it waits for the first attribution run).
-    reported: bool,
+    /// The record as `Opened` sent it to telemetry (that waits for the first attribution run).
+    /// `Resolved` goes out with these same labels even if a later attribution run changed the
+    /// diagnosis, so the `parallax_mismatch` series that opened is the one that closes.
+    reported: Option<Mismatch>,
     /// The probe spans that decided it.
     links: [Option<SpanRef>; 2],
 }
@@ -743,13 +745,13 @@ struct OpenRecord {
 impl OpenRecord {
     /// Sends `Opened` unless it has gone already.
     fn report_once(&mut self, telemetry: &dyn TelemetrySink) {
-        if !self.reported {
-            self.reported = true;
+        if self.reported.is_none() {
             telemetry.mismatch(MismatchEvent::Opened {
                 mismatch: &self.mismatch,
                 since: self.since,
                 links: self.links,
             });
+            self.reported = Some(self.mismatch.clone());
         }
     }
 
@@ -763,7 +765,7 @@ impl OpenRecord {
     ) {
         self.report_once(telemetry);
         telemetry.mismatch(MismatchEvent::Resolved {
-            mismatch: &self.mismatch,
+            mismatch: self.reported.as_ref().unwrap_or(&self.mismatch),
             opened_at: self.opened_at,
             open_for,
             resolution,
@@ -1376,7 +1378,7 @@ impl TargetState {
             since: clock.wall(since),
             opened_at: clock.wall(at),
             opened: at,
-            reported: false,
+            reported: None,
             links,
         });
         let job = self.attribution_job(k, at);
@@ -1504,7 +1506,7 @@ mod tests {
         Probe { view: String, ok: bool, change: Option<Health>, force: bool, span: Option<SpanRef> },
         Skipped(String),
         Opened { checker: String, diagnosis: String, flipped: Vec<String>, links: [Option<SpanRef>; 2] },
-        Resolved { checker: String, resolution: &'static str, links: [Option<SpanRef>; 2] },
+        Resolved { checker: String, diagnosis: String, resolution: &'static str, links: [Option<SpanRef>; 2] },
         Reload(bool),
         Forget(String),
         Shutdown,
@@ -1574,6 +1576,7 @@ mod tests {
                 },
                 MismatchEvent::Resolved { mismatch, resolution, links, .. } => Told::Resolved {
                     checker: format!("{}/{}", mismatch.target, mismatch.checker_view),
+                    diagnosis: mismatch.diagnosis.as_str().to_owned(),
                     resolution,
                     links,
                 },
@@ -1756,6 +1759,50 @@ mod tests {
         assert!(start.elapsed() < secs(5));
         running.stop().await;
         assert_eq!(recorder.told().last(), Some(&Told::Shutdown));
+    }
+
+    /// A later attribution run may change an open mismatch's diagnosis (the status shows the
+    /// new one); `Resolved` must still carry the labels `Opened` reported, or the
+    /// `parallax_mismatch` series that opened would never close.
+    #[tokio::test(start_paused = true)]
+    async fn a_mismatch_resolves_with_the_labels_it_opened_with() {
+        let mismatch = |diagnosis| Mismatch {
+            target: "shop".into(),
+            client_view: "client".into(),
+            checker_view: "nlb".into(),
+            direction: crate::diff::Direction::FalseDrain,
+            diagnosis,
+            flipped: Vec::new(),
+            evidence: String::new(),
+            basis: crate::diff::Basis::Probes,
+            client_address: None,
+            checker_address: None,
+            client_error: None,
+            checker_error: None,
+            attribution: None,
+        };
+        let recorder = Recorder::default();
+        let mut record = OpenRecord {
+            id: 1,
+            mismatch: mismatch(crate::diff::Diagnosis::CheckerProtocolMismatch),
+            since: UNIX_EPOCH,
+            opened_at: UNIX_EPOCH,
+            opened: Instant::now(),
+            reported: None,
+            links: [None, None],
+        };
+        record.report_once(&recorder);
+        record.mismatch = mismatch(crate::diff::Diagnosis::ShallowHealthPath);
+        record.close(secs(3), "agreed", [None, None], &recorder);
+        let told = recorder.mismatches();
+        let [Told::Opened { diagnosis: opened, .. }, Told::Resolved { diagnosis: resolved, .. }] = &told[..]
+        else {
+            panic!("{told:?}")
+        };
+        assert_eq!(
+            (opened.as_str(), resolved.as_str()),
+            ("checker_protocol_mismatch", "checker_protocol_mismatch")
+        );
     }
 
     #[tokio::test(start_paused = true)]

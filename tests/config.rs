@@ -924,7 +924,7 @@ fn explain_shows_every_effective_setting_stably() {
         "  view client (client)",
         "    url             https://shop.example/cart?x=1",
         "    dial            127.0.0.1:8443 (connect_to)",
-        "    tls             sni shop.example (from URL); verify on; ca system roots; alpn h2, http/1.1",
+        "    tls             sni shop.example (from URL); verify on; ca the built-in Mozilla roots (webpki-roots); alpn h2, http/1.1",
         "    request         GET /cart?x=1 HTTP/2 or HTTP/1.1 (ALPN)",
         "    host            shop.example (from URL)",
         "    headers         authorization: <redacted>; x-team: web",
@@ -979,4 +979,31 @@ fn max_hybrids_out_of_range_and_bad_hold_are_errors() {
     assert_error(&errs, "probes.toml", "target[t].max_hybrids", "max_hybrids 500 is out of range");
     assert_error(&errs, "probes.toml", "target[t].hold", "`soon` is not a duration");
     assert_error(&errs, "probes.toml", "target[t].attribution_interval", "must be above 0");
+}
+
+#[test]
+fn defaults_user_agent_replaces_only_parallax_own_agent() {
+    let body = format!(
+        "[defaults]\nuser_agent = \"fleet/1\"\n{}",
+        with_client(
+            "",
+            "[[target.checker]]\nname = \"kp\"\nprofile = \"kube-proxy\"\nurl = \"http://127.0.0.1:32000/\"\n\
+             [[target.checker]]\nname = \"ha\"\nprofile = \"haproxy\"\nurl = \"http://127.0.0.1:8081/\"\n\
+             [[target.checker]]\nname = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://127.0.0.1:8082/\"\n",
+        )
+    );
+    let p = plan(&body, &[]);
+    assert_eq!(
+        only_view(&p, "kp").http.user_agent.as_deref(),
+        Some("fleet/1"),
+        "kube-proxy sends parallax's own"
+    );
+    assert_eq!(only_view(&p, "ha").http.user_agent, None, "HAProxy sends none, and keeps sending none");
+    assert_eq!(only_view(&p, "gcp").http.user_agent.as_deref(), Some("GoogleHC/1.0"));
+}
+
+#[test]
+fn false_from_the_environment_means_none() {
+    let p = plan(&with_client("", ""), &[("PARALLAX_DEFAULTS__USER_AGENT", "false")]);
+    assert_eq!(p.targets[0].client.http.user_agent, None);
 }

@@ -1174,9 +1174,11 @@ impl Ctx<'_> {
                 }
             }),
         };
-        // A checker profile's User-Agent is part of what that checker is (servers special-case
-        // `ELB-HealthChecker/2.0`): `[defaults] user_agent` only replaces parallax's own.
-        let profile_sets_agent = matches!(profile, Some(pr) if pr != ProfileName::Generic);
+        // A checker profile's User-Agent — or its lack of one (HAProxy sends none) — is part of
+        // what that checker is (servers special-case `ELB-HealthChecker/2.0`): `[defaults]
+        // user_agent` only replaces parallax's own (client views, `generic`, `kube-proxy`).
+        let profile_sets_agent = matches!(profile, Some(pr) if pr != ProfileName::Generic)
+            && p.user_agent != Some(profiles::PARALLAX_USER_AGENT);
         let user_agent = match &raw.user_agent {
             Some(t) => self.user_agent(loc, "user_agent", t),
             None => match &defaults.user_agent {

@@ -222,7 +222,11 @@ fn tls(v: &View) -> String {
         Sni::Name(n) => n.clone(),
         Sni::None => "none".to_owned(),
     };
-    let ca = v.tls.ca_file.as_ref().map_or("system roots".to_owned(), |p| p.display().to_string());
+    let ca = v
+        .tls
+        .ca_file
+        .as_ref()
+        .map_or("the built-in Mozilla roots (webpki-roots)".to_owned(), |p| p.display().to_string());
     let alpn = if v.tls.alpn.is_empty() { "none".to_owned() } else { v.tls.alpn.join(", ") };
     let settings =
         format!("sni {sni}; verify {}; ca {ca}; alpn {alpn}", if v.tls.verify { "on" } else { "off" });

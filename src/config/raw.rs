@@ -132,7 +132,14 @@ impl<'de> Deserialize<'de> for Toggle {
                 }
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Toggle, E> {
-                Ok(Toggle::Value(s.to_owned()))
+                // Environment overrides (`PARALLAX_DEFAULTS__USER_AGENT=false`) arrive as text:
+                // "false" means none there as in TOML. No SNI, Host or User-Agent is
+                // literally "false".
+                if s.trim() == "false" {
+                    Ok(Toggle::Off)
+                } else {
+                    Ok(Toggle::Value(s.to_owned()))
+                }
             }
         }
         d.deserialize_any(V)
