@@ -17,8 +17,10 @@ use parallax::report;
 #[derive(Debug, Parser)]
 #[command(name = "parallax", version, about, long_about = None)]
 #[command(after_help = "Exit codes: 0 success; 1 a client view failed or a mismatch was found \
-(probe); 2 usage or configuration error.\n\nConfiguration: every *.toml / *.yaml file of the \
-directory, merged in file-name order. See probes.d/ for a commented example.")]
+(probe); 2 usage or configuration error.\n\nConfiguration: every *.toml / *.yaml / *.yml file of \
+the directory, merged in file-name order. probes.d/ is a commented example of every key; \
+docs/configuration.md is the reference, docs/errors.md explains every error code and diagnosis, \
+docs/troubleshooting.md maps the usual debugging flow to views and commands.")]
 struct Cli {
     /// Log level for the human logs on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "PARALLAX_LOG")]
@@ -33,15 +35,24 @@ enum Command {
     /// Run the daemon: probe every view on its interval, keep verdicts and mismatches, export
     /// them (JSON events on stdout, OTLP, /metrics) and serve the admin API on `[admin] listen`.
     ///
+    /// JSON events (verdict changes, mismatches opened and resolved) go to stdout, human logs to
+    /// stderr. The admin server answers `/` (dashboard), `/healthz`, `/readyz`, `/metrics` and
+    /// `/api/v1/status`.
+    ///
     /// Reloads the configuration on SIGHUP and when its files change; a configuration with
-    /// errors is logged and the running one kept. SIGTERM or SIGINT stops it cleanly (exit 0).
-    /// Exit 2 when the configuration does not compile at start, 1 on other start-up errors.
+    /// errors is logged and the running one kept. `[admin]` and `[export]` changes take effect
+    /// at restart; files read through `${file:..}` are re-read on a reload. SIGTERM or SIGINT
+    /// stops it cleanly (exit 0). Exit 2 when the configuration does not compile at start, 1 on
+    /// other start-up errors.
     Run {
         #[command(flatten)]
         config: ConfigDir,
     },
     /// Validate the configuration and print the compiled plan: every view with its effective
-    /// settings after profile defaults, secrets shown as <redacted>. Exits 2 listing every error.
+    /// settings after profile defaults, secrets shown as <redacted>.
+    ///
+    /// Exits 0 with the plan, or 2 listing every error (file, key path, what is wrong). Set
+    /// `NODE_IP`, `NODE_NAME` and the `${env:..}` variables as the daemon will see them.
     Check {
         #[command(flatten)]
         config: ConfigDir,
@@ -50,9 +61,14 @@ enum Command {
     /// print the outcomes, the mismatches (direction, diagnosis, flipped attributes, evidence)
     /// and a summary, exit.
     ///
-    /// Exit 0 when every client view succeeded and no mismatch was found, 1 otherwise, 2 on a
-    /// usage or configuration error. JSON output is one object per line: every `outcome`, then
-    /// every `mismatch`, then one `summary`.
+    /// The table shows, per target, the client view and its checkers side by side (result,
+    /// status, total time, address dialed, request, Host, TLS, what else was sent), each
+    /// failure's detail, then each mismatch: direction, diagnosis, flipped attributes, evidence.
+    ///
+    /// Exit 0 when every client view succeeded and no mismatch was found (including the
+    /// `allow_sources` audit, which needs no traffic), 1 otherwise, 2 on a usage or
+    /// configuration error. JSON output is one object per line: every `outcome`, then every
+    /// `mismatch`, then one `summary`.
     Probe {
         #[command(flatten)]
         config: ConfigDir,
