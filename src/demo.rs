@@ -1256,6 +1256,137 @@ mod tests {
         assert_eq!(dashboard_url("127.0.0.2:80".parse().unwrap()), "http://127.0.0.2:80/");
     }
 
+    fn status_doc() -> StatusDoc {
+        use crate::config::{ProfileName, Role};
+        use crate::diff::{Attribute, Basis, Mismatch};
+        use crate::probe::{ErrorCode, Outcome, Phase, RequestSummary, Timings};
+        use crate::status::{OpenMismatchStatus, VerdictStatus};
+
+        let verdict = |state| VerdictStatus {
+            state,
+            since: None,
+            consecutive_ok: 0,
+            consecutive_fail: 0,
+            rise: 2,
+            fall: 2,
+        };
+        let outcome = Outcome {
+            target: "shallow-health".into(),
+            view: "client".into(),
+            role: Role::Client,
+            profile: None,
+            ok: false,
+            phase: Some(Phase::Http),
+            error: Some(ErrorCode::HttpStatus),
+            detail: None,
+            status: Some(503),
+            grpc_status: None,
+            local_endpoints: None,
+            timings: Timings { total: Duration::from_micros(1250), ..Timings::default() },
+            peer: None,
+            local: None,
+            request: RequestSummary::default(),
+            tls: None,
+            resolved: Vec::new(),
+            body_bytes: None,
+        };
+        let view = |name: &str, role, profile, state, last_outcome| ViewStatus {
+            name: name.to_owned(),
+            role,
+            profile,
+            url: String::new(),
+            interval_ms: 1000,
+            verdict: verdict(state),
+            last_outcome,
+            recent: Vec::new(),
+            probes: 0,
+            failures: 0,
+            skipped: 0,
+        };
+        let mismatch = Mismatch {
+            target: "shallow-health".into(),
+            client_view: "client".into(),
+            checker_view: "alb".into(),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::ShallowHealthPath,
+            flipped: vec![Attribute::Path],
+            evidence: "client got 503 while the checker passes with path /healthz".to_owned(),
+            basis: Basis::Probes,
+            client_address: None,
+            checker_address: None,
+            client_error: Some(ErrorCode::HttpStatus),
+            checker_error: None,
+            attribution: None,
+        };
+        StatusDoc {
+            targets: vec![TargetStatus {
+                name: "shallow-health".to_owned(),
+                views: vec![
+                    view("client", Role::Client, None, "unhealthy", Some(outcome)),
+                    view("alb", Role::Checker, Some(ProfileName::AwsAlb), "healthy", None),
+                ],
+                mismatches: vec![OpenMismatchStatus {
+                    mismatch,
+                    since: String::new(),
+                    opened_at: String::new(),
+                    open_for_s: 1.0,
+                }],
+            }],
+            ..StatusDoc::default()
+        }
+    }
+
+    #[test]
+    fn the_table_shows_views_verdicts_last_probes_and_mismatches() {
+        let doc = status_doc();
+        let plain = table(&doc, "HEADER", None, false);
+        let lines: Vec<&str> = plain.lines().collect();
+        assert_eq!(lines[0], "HEADER");
+        assert_eq!(lines[1], "1 target, 2 views, 1 open mismatch");
+        assert!(lines[3].starts_with("TARGET          VIEW    PROFILE  VERDICT    LAST PROBE"), "{plain}");
+        assert!(
+            lines[4].starts_with("shallow-health  client  -        unhealthy  http_status 503 · 1.2 ms"),
+            "{plain}"
+        );
+        assert!(
+            lines[5].starts_with("                alb     aws-alb  healthy    waiting for the first probe"),
+            "{plain}"
+        );
+        assert!(lines[5].ends_with("blackhole: shallow_health_path"), "{plain}");
+        assert_eq!(lines[7], "Why:");
+        assert_eq!(
+            lines[8],
+            "  shallow-health/alb: client got 503 while the checker passes with path /healthz [flipped: path]"
+        );
+        assert!(!plain.contains('\x1b'));
+
+        let narrow = table(&doc, "HEADER", Some(40), true);
+        assert!(
+            narrow.contains("\x1b[31munhealthy\x1b[0m") && narrow.contains("\x1b[32mhealthy"),
+            "{narrow}"
+        );
+        assert!(
+            narrow.lines().last().is_some_and(|l| l.chars().count() == 40 && l.ends_with('…')),
+            "{narrow}"
+        );
+    }
+
+    #[test]
+    fn snapshots_follow_verdicts_results_and_mismatches_not_latencies() {
+        let doc = status_doc();
+        let mut slower = doc.clone();
+        if let Some(o) = slower.targets[0].views[0].last_outcome.as_mut() {
+            o.timings.total = Duration::from_millis(40);
+        }
+        assert_eq!(fingerprint(&doc), fingerprint(&slower));
+        let mut healed = doc.clone();
+        healed.targets[0].mismatches.clear();
+        assert_ne!(fingerprint(&doc), fingerprint(&healed));
+        let mut flipped = doc.clone();
+        flipped.targets[0].views[1].verdict.state = "unhealthy";
+        assert_ne!(fingerprint(&doc), fingerprint(&flipped));
+    }
+
     #[tokio::test]
     async fn the_embedded_configuration_compiles_with_every_scenario() {
         let backends = Backends::start().await.expect("backends start on loopback");

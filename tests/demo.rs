@@ -363,7 +363,23 @@ async fn demo_opens_every_expected_mismatch_and_the_dashboard_in_chromium_shows_
     let status = demo.interrupt(Duration::from_secs(30)).await;
     assert!(status.success(), "exit after SIGINT: {status}\nstderr:\n{}", demo.stderr());
     let stdout = demo.stdout();
-    assert!(stdout.contains("parallax demo stopped after"), "the final snapshot:\n{stdout}");
+    let last = stdout.rfind("parallax demo stopped after").map(|i| &stdout[i..]);
+    let last = last.unwrap_or_else(|| panic!("no final snapshot:\n{stdout}"));
+    // The terminal table: a row per view with its verdict, the mismatch on its checker's row,
+    // and why.
+    for (target, checker, direction, diagnosis, _) in EXPECTED {
+        let row = |l: &&str| l.split_whitespace().nth(usize::from(!l.starts_with(' '))) == Some(checker);
+        assert!(
+            last.lines().filter(row).any(|l| l.ends_with(&format!("{direction}: {diagnosis}"))),
+            "{target}/{checker}'s row shows {direction}: {diagnosis}:\n{last}"
+        );
+        assert!(last.contains(&format!("\n  {target}/{checker}: ")), "{target}: why:\n{last}");
+    }
+    assert!(
+        last.lines().any(|l| l.starts_with("healthy ") && l.split_whitespace().nth(3) == Some("healthy")),
+        "the healthy client's row:\n{last}"
+    );
+    assert!(last.contains("8 targets, 17 views, 7 open mismatches"), "{last}");
     assert!(!stdout.contains('\x1b'), "no ANSI sequences when stdout is not a terminal");
     assert!(!stdout.lines().any(|l| l.starts_with('{')), "no JSON events without --events:\n{stdout}");
     assert!(
