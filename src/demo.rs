@@ -272,8 +272,12 @@ impl Backends {
     /// backend (each on its own `127.0.0.x`, or on `127.0.0.1` where only that one exists).
     pub async fn start() -> Result<Backends, DemoError> {
         let pki = Pki::new()?;
-        let ca_dir =
-            tempfile::Builder::new().prefix("parallax-demo-").tempdir().map_err(DemoError::CaFile)?;
+        // A certificate is no secret, but nobody else needs to list the directory.
+        let ca_dir = tempfile::Builder::new()
+            .prefix("parallax-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(DemoError::CaFile)?;
         let ca_file = ca_dir.path().join("demo-ca.pem");
         std::fs::write(&ca_file, pki.ca_pem()).map_err(DemoError::CaFile)?;
 

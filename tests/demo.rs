@@ -132,6 +132,24 @@ impl Demo {
     }
 }
 
+impl Drop for Demo {
+    /// A test that fails midway stops its demo with SIGTERM, so the demo removes its temporary
+    /// CA directory; `kill_on_drop` then ends one that did not stop within 3 s.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let Some(pid) = self.child.id() else { return };
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        for _ in 0..60 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Appends everything read from `pipe` to `into`, until it closes.
 fn collect(
     pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
