@@ -83,7 +83,8 @@ enum Command {
     /// Nothing to prepare and nothing sent beyond loopback: certificates are made at start, the
     /// configuration is built in. The table is redrawn every second on a terminal; into a pipe
     /// or a file, a plain snapshot is printed whenever a verdict or a mismatch changes, and once
-    /// at the end. Ctrl-C (or `--for`) stops it, exit 0; 1 when it cannot start.
+    /// at the end. Ctrl-C (or `--for`) stops it, exit 0; 1 when it cannot start, 2 on a usage
+    /// error (a bad `--otlp` endpoint).
     #[command(after_help = demo::help())]
     Demo {
         /// Admin server and dashboard address. When the port is taken, a free one on the same
