@@ -18,12 +18,15 @@
 //! - [`export`]: OTLP traces and metrics, Prometheus `/metrics`, JSON events.
 //! - [`admin`]: the admin HTTP server (health, readiness, metrics, status API, dashboard).
 //! - [`status`]: the status document the daemon keeps and the admin server serves.
+//! - [`demo`]: `parallax demo` — embedded loopback backends reproducing field failures, the daemon
+//!   on their configuration, the dashboard and a live terminal table.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod diff;
 pub mod export;
 pub mod probe;

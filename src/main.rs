@@ -1,14 +1,18 @@
 //! The `parallax` command line. Errors become exit codes here and nowhere else.
 
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use parallax::config::{self, Plan, Target};
+use parallax::config::{self, OtlpProtocol, Plan, Target};
 use parallax::daemon;
+use parallax::demo;
 use parallax::probe::Prober;
 use parallax::report;
 
@@ -22,9 +26,10 @@ the directory, merged in file-name order. probes.d/ is a commented example of ev
 docs/configuration.md is the reference, docs/errors.md explains every error code and diagnosis, \
 docs/troubleshooting.md maps the usual debugging flow to views and commands.")]
 struct Cli {
-    /// Log level for the human logs on stderr (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "warn", env = "PARALLAX_LOG")]
-    log_level: String,
+    /// Log level for the human logs on stderr (error, warn, info, debug, trace). Default: warn;
+    /// error for `demo`, whose table already shows what the warnings would say.
+    #[arg(long, global = true, value_name = "LEVEL", env = "PARALLAX_LOG")]
+    log_level: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -86,6 +91,55 @@ enum Command {
         #[arg(long)]
         no_attribution: bool,
     },
+    /// Try parallax in one command: start, inside this process, backends on 127.0.0.x that
+    /// reproduce real load-balancer failures next to a healthy service, watch them with the
+    /// daemon, serve the dashboard, and show a live table (views, verdicts, open mismatches with
+    /// their diagnosis). Mismatches open within seconds.
+    ///
+    /// Nothing to prepare and nothing sent beyond loopback: certificates are made at start, the
+    /// configuration is built in. The table is redrawn every second on a terminal; into a pipe
+    /// or a file, a plain snapshot is printed whenever a verdict or a mismatch changes, and once
+    /// at the end. Ctrl-C (or `--for`) stops it, exit 0; 1 when it cannot start, 2 on a usage
+    /// error (a bad `--otlp` endpoint).
+    #[command(after_help = demo::help())]
+    Demo {
+        /// Admin server and dashboard address. When the port is taken, a free one on the same
+        /// address is used instead (and said so).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        listen: SocketAddr,
+        /// Stop by itself after this long (`30s`, `2m`); default: run until Ctrl-C.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        run_for: Option<Duration>,
+        /// Also export OTLP traces and metrics to this collector (`http://127.0.0.1:4317`).
+        /// Off by default: without it the demo exports nothing, whatever OTEL_* says.
+        #[arg(long, value_name = "ENDPOINT")]
+        otlp: Option<String>,
+        /// OTLP wire protocol for `--otlp`.
+        #[arg(long, value_name = "PROTOCOL", value_enum, default_value_t = OtlpWire::Grpc, requires = "otlp")]
+        otlp_protocol: OtlpWire,
+        /// Print the JSON event lines (verdict changes, mismatches opened and resolved) on
+        /// stdout instead of the table; the dashboard URL goes to stderr.
+        #[arg(long)]
+        events: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OtlpWire {
+    /// gRPC (port 4317).
+    Grpc,
+    /// HTTP with protobuf bodies (port 4318).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// A humantime duration above zero (`30s`, `2m`, `1h`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be above zero".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (examples: 30s, 2m, 1h)")),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -111,7 +165,8 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_level);
+    let default_level = if matches!(cli.command, Command::Demo { .. }) { "error" } else { "warn" };
+    init_logs(cli.log_level.as_deref().unwrap_or(default_level));
     match cli.command {
         Command::Run { config } => run(&config.dir),
         Command::Check { config } => check(&config.dir),
@@ -123,6 +178,45 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::Demo { listen, run_for, otlp, otlp_protocol, events } => {
+            let otlp = otlp.map(|endpoint| demo::Otlp {
+                endpoint,
+                protocol: match otlp_protocol {
+                    OtlpWire::Grpc => OtlpProtocol::Grpc,
+                    OtlpWire::HttpProtobuf => OtlpProtocol::HttpProtobuf,
+                },
+            });
+            let display = if std::io::stdout().is_terminal() {
+                demo::Display::Live { color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) }
+            } else {
+                demo::Display::Snapshots
+            };
+            demo(demo::Options { listen, run_for, otlp, events, display })
+        }
+    }
+}
+
+fn demo(options: demo::Options) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("parallax: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;
+        demo::run(options, Box::new(std::io::stdout()), shutdown).await.map_err(anyhow::Error::from)
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parallax demo: {e:#}");
+            // A configuration that does not compile can only come from `--otlp`: a usage error.
+            let usage = matches!(e.downcast_ref::<demo::DemoError>(), Some(demo::DemoError::Config(_)));
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -5,7 +5,11 @@
 //! anywhere; hostile and secret values; and the dashboard rendered by headless Chromium.
 //!
 //! The browser test needs Debian's `chromium` package (`apt-get install -y chromium`), or
-//! `PARALLAX_CHROMIUM` naming another Chromium binary; without one it fails saying so.
+//! `PARALLAX_CHROMIUM` naming another Chromium binary; without one it fails saying so
+//! (`support/browser.rs`).
+
+#[path = "support/browser.rs"]
+mod browser;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +35,8 @@ use parallax::probe::{ErrorCode, Outcome, RequestSummary, Timings, TlsSummary};
 use parallax::status::{
     OpenMismatchStatus, RecentProbe, ReloadStatus, StatusDoc, TargetStatus, VerdictStatus, ViewStatus,
 };
+
+use browser::{assert_has, chromium_dom, element, start_tag};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const METRICS: &str = "# TYPE parallax_view_up gauge\n\
@@ -772,75 +778,6 @@ async fn shutdown_lets_a_response_in_flight_finish() {
 }
 
 // ---- the dashboard in a real browser -------------------------------------------------------
-
-/// The DOM Chromium renders from `url` (after 5 s of virtual time: the first fetch and two
-/// refreshes).
-async fn chromium_dom(url: &str) -> String {
-    let binary = std::env::var("PARALLAX_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
-    let profile = tempfile::tempdir().expect("tempdir for the browser profile");
-    let mut command = tokio::process::Command::new(&binary);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--window-size=1280,1000",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--dump-dom", url])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "`{binary}` not found: the dashboard test needs headless Chromium. On Debian/Ubuntu run \
-             `apt-get install -y chromium`, or set PARALLAX_CHROMIUM to a Chromium binary."
-        ),
-        Err(e) => panic!("cannot start `{binary}`: {e}"),
-    };
-    let output = timeout(Duration::from_secs(90), child.wait_with_output())
-        .await
-        .expect("Chromium finishes within 90 s")
-        .expect("Chromium's output");
-    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success() && dom.contains("</html>"),
-        "Chromium failed ({}):\nstdout:\n{dom}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    dom
-}
-
-/// The element whose start tag holds `marker`, up to the first `close` after it (elements of
-/// the same kind are never nested in the dashboard).
-fn element<'a>(dom: &'a str, marker: &str, close: &str) -> &'a str {
-    let at = dom.find(marker).unwrap_or_else(|| panic!("no `{marker}` in the rendered DOM:\n{dom}"));
-    let start = dom[..at].rfind('<').expect("a start tag");
-    let end = dom[at..]
-        .find(close)
-        .map(|i| at + i + close.len())
-        .unwrap_or_else(|| panic!("`{marker}` is not closed"));
-    &dom[start..end]
-}
-
-/// The start tag holding `marker`.
-fn start_tag<'a>(dom: &'a str, marker: &str) -> &'a str {
-    element(dom, marker, ">")
-}
-
-#[track_caller]
-fn assert_has(haystack: &str, needle: &str, what: &str) {
-    assert!(haystack.contains(needle), "{what}: `{needle}` missing from:\n{haystack}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_renders_views_verdicts_and_mismatches_in_chromium() {

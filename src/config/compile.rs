@@ -54,13 +54,17 @@ pub(super) fn load_dir(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> 
     let paths = list_files(dir).map_err(|e| ConfigErrors(vec![e]))?;
     let mut ctx = Ctx { env, dir, errors: Vec::new() };
     let files: Vec<SourceFile> = paths.iter().filter_map(|p| ctx.parse_file(p)).collect();
-    let settings = ctx.settings(&files);
-    let targets = ctx.targets(&files, &settings.defaults);
-    if ctx.errors.is_empty() {
-        Ok(Plan { targets, admin: settings.admin, export: settings.export, files: paths })
-    } else {
-        Err(ConfigErrors(ctx.errors))
-    }
+    ctx.compile(&files, paths)
+}
+
+/// Compiles one file's `text` as if it had been read from `path`: errors name `path`, relative
+/// `ca_file` and `${file:..}` paths resolve against its directory. Nothing is read for the file
+/// itself.
+pub(super) fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, ConfigErrors> {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut ctx = Ctx { env, dir, errors: Vec::new() };
+    let files: Vec<SourceFile> = ctx.parse_text(path, text).into_iter().collect();
+    ctx.compile(&files, vec![path.to_path_buf()])
 }
 
 /// The configuration files of `dir`, in file-name order. Hidden files are skipped: Kubernetes
@@ -369,6 +373,17 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Settings and targets of the parsed `files` (from `paths`), or every error found.
+    fn compile(mut self, files: &[SourceFile], paths: Vec<PathBuf>) -> Result<Plan, ConfigErrors> {
+        let settings = self.settings(files);
+        let targets = self.targets(files, &settings.defaults);
+        if self.errors.is_empty() {
+            Ok(Plan { targets, admin: settings.admin, export: settings.export, files: paths })
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+
     fn error(&mut self, loc: &Loc, key: &str, message: impl Into<String>) {
         let mut message = message.into();
         if let Some(note) = &loc.note {
@@ -426,7 +441,7 @@ impl Ctx<'_> {
 
     fn parse_file(&mut self, path: &Path) -> Option<SourceFile> {
         let loc = Loc::new(path, "");
-        let format = format_of(path)?;
+        format_of(path)?;
         let mut text = String::new();
         let read = std::fs::File::open(path)
             .and_then(|f| f.take(MAX_CONFIG_FILE_BYTES + 1).read_to_string(&mut text));
@@ -441,8 +456,18 @@ impl Ctx<'_> {
                 return None;
             }
         }
+        self.parse_text(path, &text)
+    }
+
+    /// Parses the `text` of the file at `path` (TOML or YAML by its extension).
+    fn parse_text(&mut self, path: &Path, text: &str) -> Option<SourceFile> {
+        let loc = Loc::new(path, "");
+        let Some(format) = format_of(path) else {
+            self.error(&loc, "", "not a *.toml, *.yaml or *.yml file");
+            return None;
+        };
         let uri = path.display().to_string();
-        let root = match format.parse(Some(&uri), &text) {
+        let root = match format.parse(Some(&uri), text) {
             Ok(root) => root,
             Err(e) => {
                 let kind = if format == FileFormat::Toml { "TOML" } else { "YAML" };

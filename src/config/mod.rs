@@ -117,3 +117,44 @@ pub fn load(dir: &Path) -> Result<Plan, ConfigErrors> {
 pub fn load_with(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> {
     compile::load_dir(dir, env)
 }
+
+/// Compiles one configuration file held in memory, `text`, as if it had been read from `path`
+/// (whose extension says TOML or YAML): errors name `path`, and relative `ca_file` and
+/// `${file:..}` paths resolve against its directory. For configurations a program builds
+/// itself, such as `parallax demo`'s.
+pub fn load_str(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, ConfigErrors> {
+    compile::load_text(path, text, env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_str_compiles_text_and_names_its_path_in_errors() {
+        let env = HashMap::new();
+        let plan = load_str(
+            Path::new("mem/demo.toml"),
+            "[[target]]\nname = \"a\"\n[target.client]\nurl = \"http://127.0.0.1:1/\"\n",
+            &env,
+        )
+        .map_err(|e| e.to_string());
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(e) => panic!("compiles: {e}"),
+        };
+        assert_eq!(plan.targets.len(), 1);
+        assert_eq!(plan.files, vec![PathBuf::from("mem/demo.toml")]);
+
+        let errors = match load_str(Path::new("mem/demo.toml"), "[[target]]\nname = 1\nbogus = 2\n", &env) {
+            Ok(_) => panic!("a bad file compiled"),
+            Err(errors) => errors.to_string(),
+        };
+        assert!(errors.contains("mem/demo.toml") && errors.contains("bogus"), "{errors}");
+        let errors = match load_str(Path::new("demo.conf"), "", &env) {
+            Ok(_) => panic!("an unknown format compiled"),
+            Err(errors) => errors.to_string(),
+        };
+        assert!(errors.contains("demo.conf: not a *.toml"), "{errors}");
+    }
+}

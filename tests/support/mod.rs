@@ -21,10 +21,13 @@
 //! - [`grpc`]: a `grpc.health.v1` server with hand-made frames and prost messages.
 //! - [`probes`]: `probes.d` writing, loading, probing and outcome assertions.
 //! - [`otlp`]: an OTLP receiver (gRPC and HTTP/protobuf on one port) that records what it gets.
+//! - [`browser`]: headless Chromium's rendered DOM of a URL, and helpers to search it (tests that
+//!   need only this include the file by path).
 
 // Each test binary uses only part of the support module.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod certs;
 pub mod dns;
 pub mod gate;
