@@ -214,6 +214,16 @@ fn switch(base: &View, donor: &View, attribute: Attribute, name: String) -> View
             v.connect_to = Some(donor.dial_endpoint().clone());
             v.resolver = donor.resolver;
             v.ip_version = donor.ip_version;
+            // A TLS address comes with the way it is spoken: plain HTTP sent to a TLS edge tells
+            // nothing about the address (it fails whatever stands behind it). Switching TLS alone
+            // stays a hybrid of its own; `attribute` drops this one's flip when that one gives
+            // the same result. The other way (TLS sent to a plain port) is left as it is: it
+            // fails fast and says so, and turning TLS off would make it the donor's request.
+            if donor.scheme.uses_tls() && !base.scheme.uses_tls() {
+                v.scheme = base.scheme.with_tls(true);
+                v.tls = donor.tls.clone();
+                v.tls.sni = sni_rule(effective_sni(donor));
+            }
         }
         Attribute::Source => {
             v.source = donor.source;
@@ -400,7 +410,9 @@ pub struct HybridResult {
     pub error: Option<ErrorCode>,
     /// Its HTTP status.
     pub status: Option<u16>,
-    /// Whether its result differs from the result of the view it started from.
+    /// Whether its result differs from the result of the view it started from (an `address`
+    /// hybrid that also had to switch TLS does not count when switching TLS alone gave the same
+    /// result: TLS explains it).
     pub flipped: bool,
     /// The complete outcome (not serialized: the mismatch record stays one line).
     #[serde(skip)]
@@ -508,9 +520,39 @@ where
                 hybrid: h.view,
             }
         })
-        .collect()
+        .collect::<Vec<HybridResult>>()
         .await;
+    let mut hybrids = hybrids;
+    explain_address_by_tls(&mut hybrids, &client, &checker);
     Attribution { differences, hybrids, not_tried }
+}
+
+/// An `address` hybrid that also had to switch TLS on (see [`plan_hybrids`]) does not count as
+/// a flip when switching TLS alone, on the same side, gave the same result: TLS explains it.
+pub(crate) fn explain_address_by_tls(hybrids: &mut [HybridResult], client: &View, checker: &View) {
+    let explained_by_tls: Vec<bool> = hybrids
+        .iter()
+        .map(|h| {
+            let base = match h.switched {
+                Side::Checker => checker,
+                Side::Client => client,
+            };
+            h.attribute == Attribute::Address
+                && h.flipped
+                && h.hybrid.scheme.uses_tls() != base.scheme.uses_tls()
+                && hybrids.iter().any(|t| {
+                    t.attribute == Attribute::Tls
+                        && t.switched == h.switched
+                        && t.flipped
+                        && (t.ok, t.error, t.status) == (h.ok, h.error, h.status)
+                })
+        })
+        .collect();
+    for (h, explained) in hybrids.iter_mut().zip(explained_by_tls) {
+        if explained {
+            h.flipped = false;
+        }
+    }
 }
 
 #[cfg(test)]

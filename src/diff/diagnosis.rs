@@ -917,7 +917,7 @@ mod tests {
         let client = crate::diff::attribution::pin(client, co);
         let checker = crate::diff::attribution::pin(checker, ko);
         let plan: Vec<Hybrid> = plan_hybrids(&client, &checker, 100);
-        let hybrids = plan
+        let mut hybrids: Vec<HybridResult> = plan
             .into_iter()
             .map(|h| {
                 let o = model(&h.view);
@@ -935,6 +935,7 @@ mod tests {
                 }
             })
             .collect();
+        crate::diff::attribution::explain_address_by_tls(&mut hybrids, &client, &checker);
         Attribution { differences: differences(&client, &checker), hybrids, not_tried: 0 }
     }
 
@@ -976,6 +977,28 @@ mod tests {
             diagnosis: Diagnosis::CheckerProtocolMismatch,
             flipped: vec![Attribute::Tls],
             evidence: vec!["checker got http_tls_required on 10.0.0.5:30080; with tls on it succeeds"],
+        });
+
+        // Users go through a TLS edge that answers 502 (it re-encrypts to a plain-HTTP pod);
+        // the LB's plain-HTTP check of the node port passes. Only the edge's address spoken
+        // the edge's way (TLS) reproduces the users' 502: the address, not TLS, is the cause.
+        out.push(Scenario {
+            name: "tls_edge_failing_while_the_plain_node_port_passes_is_node_port_vs_proxy",
+            client: client(),
+            checker: nlb(),
+            model: Box::new(|v| {
+                let edge = v.dial_endpoint().port == 443;
+                match (edge, v.scheme.uses_tls()) {
+                    (true, true) => failed(v, ErrorCode::HttpStatus, Some(502)),
+                    (true, false) => failed(v, ErrorCode::HttpTlsRequired, Some(400)),
+                    (false, true) => failed(v, ErrorCode::TlsPlaintextPeer, None),
+                    (false, false) => ok_outcome(v),
+                }
+            }),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::NodePortVsProxy,
+            flipped: vec![Attribute::Tls, Attribute::Address],
+            evidence: vec!["502"],
         });
 
         // A TLS checker against a plain listener.
