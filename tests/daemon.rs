@@ -619,7 +619,8 @@ async fn a_thousand_views_with_a_black_holed_third_time_out_while_the_others_sta
                     // figures belong to benches/, this only proves the bound holds.
                     assert!(
                         total >= Duration::from_millis(300)
-                            && total <= Duration::from_millis(300) + CANCEL_GRACE + Duration::from_millis(700),
+                            && total
+                                <= Duration::from_millis(300) + CANCEL_GRACE + Duration::from_millis(700),
                         "{view}: {total:?}"
                     );
                 } else {
