@@ -731,7 +731,7 @@ async fn a_blocked_event_output_never_blocks_probing_and_drops_are_counted() {
             false,
         );
     }
-    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
     let dropped =
         sample(&t.encode_metrics(), "parallax_export_dropped_total{signal=\"events\"}").unwrap_or(0.0);
     assert!(dropped >= 17.0, "at most the queue plus the line being written get through: {dropped}");

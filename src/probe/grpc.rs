@@ -512,7 +512,7 @@ mod tests {
         assert_eq!(f.code, ErrorCode::HttpTimeout);
         assert_eq!(f.phase, Phase::Grpc);
         assert_eq!(f.detail, "no response before the deadline");
-        assert!(start.elapsed() < Duration::from_millis(800));
+        assert!(start.elapsed() < Duration::from_millis(1500));
     }
 
     #[tokio::test]

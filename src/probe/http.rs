@@ -1268,7 +1268,7 @@ pub(crate) mod tests {
         assert_eq!(f.code, ErrorCode::HttpTimeout, "{f}");
         assert_eq!(f.detail, "no response before the deadline");
         assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
-        assert!(elapsed < Duration::from_millis(800), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
     }
 
     #[tokio::test]
@@ -1284,7 +1284,7 @@ pub(crate) mod tests {
         let f = err(exchange(connect(addr).await, &v, addr, false, deadline).await.1);
         assert_eq!(f.code, ErrorCode::HttpTimeout, "{f}");
         assert!(f.detail.starts_with("response incomplete at the deadline"), "{f}");
-        assert!(start.elapsed() < Duration::from_millis(800));
+        assert!(start.elapsed() < Duration::from_millis(1500));
     }
 
     #[tokio::test]
