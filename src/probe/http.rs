@@ -317,68 +317,67 @@ impl Exchange {
     /// Names a hyper error with the taxonomy of DESIGN §5.
     pub(crate) fn classify(&self, err: &hyper::Error) -> Failure {
         let edges = self.snapshot();
-        let fail = |code, detail: String| Failure::in_phase(self.phase, code, detail);
-        if looks_like_tls_record(&edges.first_bytes) {
-            return fail(
-                ErrorCode::HttpTlsRequired,
-                format!(
-                    "the server answered with a TLS record ({}): it expects TLS",
-                    quote_bytes(&edges.first_bytes)
-                ),
-            );
-        }
-        let text = error_chain(err);
-        // `hyper::Error::is_parse_too_large` exists only with hyper's server feature.
-        if err.is_parse() && text.contains("too large") {
-            return fail(
-                ErrorCode::HttpBodyTooLarge,
-                format!("response head exceeds {MAX_HEADER_BYTES} bytes"),
-            );
-        }
-        if err.is_parse() {
-            return fail(
-                ErrorCode::HttpMalformed,
-                format!("{text} (response began {})", quote_bytes(&edges.first_bytes)),
-            );
-        }
-        if let Some(h2) = find_source::<h2::Error>(err) {
-            if let Some(reason) = h2.reason() {
-                let malformed = [
-                    h2::Reason::PROTOCOL_ERROR,
-                    h2::Reason::FRAME_SIZE_ERROR,
-                    h2::Reason::COMPRESSION_ERROR,
-                    h2::Reason::HTTP_1_1_REQUIRED,
-                ];
-                if malformed.contains(&reason) {
-                    let code = ErrorCode::HttpMalformed;
-                    return fail(
-                        code,
-                        format!("{text} (response began {})", quote_bytes(&edges.first_bytes)),
-                    );
-                }
-                return fail(ErrorCode::HttpReset, text);
-            }
-        }
-        if let Some(io) = find_source::<io::Error>(err) {
-            let tls_error = io.get_ref().is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
-            return match io.kind() {
-                io::ErrorKind::TimedOut => fail(ErrorCode::HttpTimeout, text),
-                // A TLS session that breaks after the handshake (an alert, a bad record) ended
-                // the exchange, like a reset; it says nothing about the HTTP answer.
-                io::ErrorKind::InvalidData if !tls_error => fail(ErrorCode::HttpMalformed, text),
-                _ => fail(ErrorCode::HttpReset, text),
-            };
-        }
-        if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
-            let detail = if edges.bytes_read == 0 {
-                format!("{text} (no response bytes)")
-            } else {
-                format!("{text} (after {} response bytes)", edges.bytes_read)
-            };
-            return fail(ErrorCode::HttpReset, detail);
-        }
-        fail(ErrorCode::HttpReset, text)
+        classify(err, self.phase, &edges.first_bytes, edges.bytes_read)
     }
+}
+
+/// Names a hyper error with the taxonomy of DESIGN §5 (`http_tls_required`, `http_malformed`,
+/// `http_body_too_large`, `http_reset`, `http_timeout`), from what the I/O edge saw: the first
+/// bytes the peer sent (at most 16 are kept) and how many bytes were read in all. `phase` is
+/// the phase the failure is reported in (`http`, or `grpc` for the gRPC layer).
+pub fn classify(err: &hyper::Error, phase: Phase, first_bytes: &[u8], bytes_read: u64) -> Failure {
+    let fail = |code, detail: String| Failure::in_phase(phase, code, detail);
+    if looks_like_tls_record(first_bytes) {
+        return fail(
+            ErrorCode::HttpTlsRequired,
+            format!("the server answered with a TLS record ({}): it expects TLS", quote_bytes(first_bytes)),
+        );
+    }
+    let text = error_chain(err);
+    // `hyper::Error::is_parse_too_large` exists only with hyper's server feature.
+    if err.is_parse() && text.contains("too large") {
+        return fail(ErrorCode::HttpBodyTooLarge, format!("response head exceeds {MAX_HEADER_BYTES} bytes"));
+    }
+    if err.is_parse() {
+        return fail(
+            ErrorCode::HttpMalformed,
+            format!("{text} (response began {})", quote_bytes(first_bytes)),
+        );
+    }
+    if let Some(h2) = find_source::<h2::Error>(err) {
+        if let Some(reason) = h2.reason() {
+            let malformed = [
+                h2::Reason::PROTOCOL_ERROR,
+                h2::Reason::FRAME_SIZE_ERROR,
+                h2::Reason::COMPRESSION_ERROR,
+                h2::Reason::HTTP_1_1_REQUIRED,
+            ];
+            if malformed.contains(&reason) {
+                let code = ErrorCode::HttpMalformed;
+                return fail(code, format!("{text} (response began {})", quote_bytes(first_bytes)));
+            }
+            return fail(ErrorCode::HttpReset, text);
+        }
+    }
+    if let Some(io) = find_source::<io::Error>(err) {
+        let tls_error = io.get_ref().is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
+        return match io.kind() {
+            io::ErrorKind::TimedOut => fail(ErrorCode::HttpTimeout, text),
+            // A TLS session that breaks after the handshake (an alert, a bad record) ended
+            // the exchange, like a reset; it says nothing about the HTTP answer.
+            io::ErrorKind::InvalidData if !tls_error => fail(ErrorCode::HttpMalformed, text),
+            _ => fail(ErrorCode::HttpReset, text),
+        };
+    }
+    if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
+        let detail = if bytes_read == 0 {
+            format!("{text} (no response bytes)")
+        } else {
+            format!("{text} (after {} response bytes)", bytes_read)
+        };
+        return fail(ErrorCode::HttpReset, detail);
+    }
+    fail(ErrorCode::HttpReset, text)
 }
 
 /// hyper's smallest accepted `max_buf_size`.
