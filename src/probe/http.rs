@@ -7,6 +7,7 @@
 //! built here in the wire order documented in `config::plan`, and `content-length` is set here so
 //! hyper never picks `transfer-encoding: chunked` or drops an HTTP/1.0 body.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -210,18 +211,18 @@ impl Exchange {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (response, _driver) = self.send(io, request, use_h2, view.http.title_case_headers).await?;
+        let (response, mut driver) = self.send(io, request, use_h2, view.http.title_case_headers).await?;
         let ttfb = self.ttfb();
         let version = version_name(response.version());
         let status = response.status().as_u16();
         let (parts, body) = response.into_parts();
-        let body = self.read_body(body, status).await?;
+        let body = driver.drive(self.read_body(body, status)).await?;
         Ok(Response { status, version, headers: parts.headers, body, ttfb })
     }
 
-    /// Handshakes, spawns the connection driver and sends `request`; returns the response head
-    /// and the driver, which is aborted when dropped (fresh connection per probe: nothing
-    /// outlives the exchange).
+    /// Handshakes and sends `request`; returns the response head and the connection's
+    /// [`Driver`], which closes the connection when dropped (fresh connection per probe:
+    /// nothing outlives the exchange). Read the body through [`Driver::drive`].
     pub(crate) async fn send<S>(
         &self,
         io: TimedIo<S>,
@@ -239,7 +240,7 @@ impl Exchange {
                 .handshake::<_, Full<Bytes>>(io)
                 .await
                 .map_err(|e| self.classify(&e))?;
-            let driver = Driver(tokio::spawn(async move {
+            let driver = Driver::Task(tokio::spawn(async move {
                 let _ = conn.await;
             }));
             let response = sender.send_request(request).await.map_err(|e| self.classify(&e))?;
@@ -253,10 +254,18 @@ impl Exchange {
                 .handshake::<_, Full<Bytes>>(io)
                 .await
                 .map_err(|e| self.classify(&e))?;
-            let driver = Driver(tokio::spawn(async move {
+            // HTTP/1 is driven in this task, alongside the request: a task of its own cost a
+            // spawn, an abort and a wake-up across tasks per probe (profiled), for nothing a
+            // single request on a fresh connection needs.
+            let response = sender.send_request(request);
+            // The sender lives as long as the connection: with it gone, hyper would end a
+            // finished exchange with a graceful shutdown (one more syscall); dropping the
+            // driver closes the socket instead, as an aborted task did.
+            let mut driver = Driver::Inline(Some(Box::pin(async move {
+                let _sender = sender;
                 let _ = conn.await;
-            }));
-            let response = sender.send_request(request).await.map_err(|e| self.classify(&e))?;
+            })));
+            let response = driver.drive(response).await.map_err(|e| self.classify(&e))?;
             Ok((response, driver))
         }
     }
@@ -386,13 +395,49 @@ const MIN_HYPER_BUF_BYTES: usize = 8192;
 /// How many of the first response bytes are kept for classification.
 const FIRST_BYTES_KEPT: usize = 16;
 
-/// The connection driver task; aborted when the exchange ends, so the socket closes with it.
-#[derive(Debug)]
-pub(crate) struct Driver(JoinHandle<()>);
+/// What keeps a connection going while its request and response are read: a task of its own
+/// (HTTP/2, which hyper drives with background tasks anyway), aborted when dropped; or the
+/// HTTP/1 connection future itself, polled by [`Driver::drive`] and dropped with it. Either way
+/// the socket closes when the driver goes.
+pub(crate) enum Driver {
+    /// A spawned task.
+    Task(JoinHandle<()>),
+    /// The connection future, until it ends.
+    Inline(Option<Pin<Box<dyn Future<Output = ()> + Send>>>),
+}
+
+impl Driver {
+    /// Runs `work` (sending the request, reading the body) to completion, polling the inline
+    /// connection alongside it. When the connection ends first (closed, or an error, which hyper
+    /// hands to `work`), `work` goes on alone and ends with what the connection left it.
+    pub(crate) async fn drive<F: Future>(&mut self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Driver::Inline(conn) = self {
+                if conn.as_mut().is_some_and(|c| c.as_mut().poll(cx).is_ready()) {
+                    *conn = None;
+                }
+            }
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Driver::Task(task) = self {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Driver::Task(_) => f.write_str("Driver::Task"),
+            Driver::Inline(conn) => write!(f, "Driver::Inline(running: {})", conn.is_some()),
+        }
     }
 }
 
