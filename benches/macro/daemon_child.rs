@@ -41,27 +41,38 @@ impl Fleet {
     }
 }
 
-/// Writes `dir/probes.toml` for `fleet` with the admin server on `admin`; OTLP off (no
-/// `[export.otlp]`), attribution off (nothing disagrees anyway).
+/// Targets per generated file: the loader refuses files over 1 MiB.
+const TARGETS_PER_FILE: usize = 4000;
+
+/// Writes `dir/00-daemon.toml` and `dir/10-targets-N.toml` for `fleet` with the admin server on
+/// `admin`; OTLP off (no `[export.otlp]`), attribution off (nothing disagrees anyway).
 pub fn write_config(dir: &Path, fleet: &Fleet, admin: SocketAddr) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let ms = |d: Duration| format!("{}ms", d.as_millis());
-    let mut s = String::with_capacity(fleet.targets * 160 + 256);
+    let mut s = String::new();
     let _ =
         writeln!(s, "[defaults]\ninterval = \"{}\"\ntimeout = \"{}\"", ms(fleet.interval), ms(fleet.timeout));
-    let _ = writeln!(s, "attribution = false\n\n[admin]\nlisten = \"{admin}\"\n");
+    let _ = writeln!(s, "attribution = false\n\n[admin]\nlisten = \"{admin}\"");
+    std::fs::write(dir.join("00-daemon.toml"), s)?;
     let tls = match &fleet.ca_file {
         Some(ca) => format!("ca_file = \"{}\"\nalpn = [\"http/1.1\"]\n", ca.display()),
         None => String::new(),
     };
-    for i in 0..fleet.targets {
-        let _ =
-            writeln!(s, "[[target]]\nname = \"t{i:06}\"\n[target.client]\nurl = \"{}\"\n{tls}", fleet.url);
-        if fleet.checker {
-            let _ = writeln!(s, "[[target.checker]]\nname = \"hc\"\nurl = \"{}\"\n{tls}", fleet.url);
+    for (file, first) in (0..fleet.targets).step_by(TARGETS_PER_FILE).enumerate() {
+        let mut s = String::with_capacity(TARGETS_PER_FILE * 200);
+        for i in first..(first + TARGETS_PER_FILE).min(fleet.targets) {
+            let _ = writeln!(
+                s,
+                "[[target]]\nname = \"t{i:06}\"\n[target.client]\nurl = \"{}\"\n{tls}",
+                fleet.url
+            );
+            if fleet.checker {
+                let _ = writeln!(s, "[[target.checker]]\nname = \"hc\"\nurl = \"{}\"\n{tls}", fleet.url);
+            }
         }
+        std::fs::write(dir.join(format!("10-targets-{file:03}.toml")), s)?;
     }
-    std::fs::write(dir.join("probes.toml"), s)
+    Ok(())
 }
 
 /// A running `parallax run`.
