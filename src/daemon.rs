@@ -649,7 +649,11 @@ impl Ids {
 }
 
 struct TargetState {
-    target: Arc<Target>,
+    /// The target's name. The rest of its configuration lives in the views' recipes (each
+    /// view is held once, by its [`ViewState`]) and in what `diff`, `pairs` and `audit` were
+    /// built from: a second copy of every view (640 bytes and its strings) was the largest
+    /// part of an idle view's memory.
+    name: Arc<str>,
     diff: TargetDiff,
     /// The client view first, then the checkers in configuration order.
     views: Vec<ViewState>,
@@ -684,7 +688,9 @@ impl ViewState {
             epoch,
             last: Vec::new(),
             last_span: None,
-            recent: VecDeque::with_capacity(RECENT_PROBES),
+            // Grows with the probes (to RECENT_PROBES): a view that has not probed yet (a long
+            // interval) holds nothing here.
+            recent: VecDeque::new(),
             probes: 0,
             failures: 0,
             skipped: 0,
@@ -717,7 +723,8 @@ impl Recent {
 struct PairState {
     settings: AttributionSettings,
     budget: AttributionBudget,
-    open: Option<OpenRecord>,
+    /// Boxed: a pair is open rarely, and inline the record would triple every pair's size.
+    open: Option<Box<OpenRecord>>,
     /// The mismatch an attribution run in flight is for.
     attributing: Option<u64>,
 }
@@ -898,19 +905,19 @@ impl Engine {
 
     fn install(&mut self, plan: Plan, now: Instant, telemetry: &dyn TelemetrySink) -> Vec<Action> {
         let mut previous: HashMap<Arc<str>, TargetState> =
-            self.targets.drain(..).map(|t| (t.target.name.clone(), t)).collect();
+            self.targets.drain(..).map(|t| (t.name.clone(), t)).collect();
         let mut actions = Vec::new();
         let mut targets = Vec::with_capacity(plan.targets.len());
         for target in plan.targets {
             let prev = previous.remove(&target.name);
-            let state = self.rebuild(Arc::new(target), prev, now, telemetry);
+            let state = self.rebuild(target, prev, now, telemetry);
             targets.push(state);
         }
         for (_, gone) in previous {
             self.retire(gone, now, telemetry);
         }
         self.targets = targets;
-        self.by_name = self.targets.iter().enumerate().map(|(i, t)| (t.target.name.clone(), i)).collect();
+        self.by_name = self.targets.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         for t in &mut self.targets {
             // Pending disagreements carried over need their timer again (a timer of the old
             // state that wakes finds itself replaced and ends).
@@ -918,7 +925,7 @@ impl Engine {
             if let Some(at) = t.diff.next_deadline() {
                 let timer = self.ids.timer();
                 t.poll_armed = Some((at, timer));
-                actions.push(Action::Poll { target: t.target.name.clone(), at, timer });
+                actions.push(Action::Poll { target: t.name.clone(), at, timer });
             }
         }
         self.generation += 1;
@@ -932,98 +939,97 @@ impl Engine {
     /// plan) knew about views whose recipe did not change.
     fn rebuild(
         &mut self,
-        target: Arc<Target>,
+        target: Target,
         prev: Option<TargetState>,
         now: Instant,
         telemetry: &dyn TelemetrySink,
     ) -> TargetState {
         let mut prev = prev;
+        // The previous checkers, by name, in configuration order (views[0] is the client).
+        let prev_checkers: Vec<Arc<str>> = match prev.as_ref() {
+            Some(p) => p.views.iter().skip(1).map(|v| v.view.name.clone()).collect(),
+            None => Vec::new(),
+        };
         let mut old_views: Vec<Option<ViewState>> = match prev.as_mut() {
             Some(p) => p.views.drain(..).map(Some).collect(),
             None => Vec::new(),
         };
         let mut kept: HashSet<Arc<str>> = HashSet::new();
-        let mut views = Vec::new();
+        // The state each view keeps, in views_of order (None: a new recipe, made below from the
+        // plan's view itself, moved rather than cloned).
+        let mut carried: Vec<Option<ViewState>> = Vec::with_capacity(1 + target.checkers.len());
         for view in views_of(&target) {
             let old = old_views.iter_mut().find(|o| o.as_ref().is_some_and(|o| *o.view.name == *view.name));
             match old {
                 Some(slot) if slot.as_ref().is_some_and(|o| *o.view == *view) => {
-                    if let Some(state) = slot.take() {
+                    let state = slot.take();
+                    if state.is_some() {
                         kept.insert(view.name.clone());
-                        views.push(state);
                     }
+                    carried.push(state);
                 }
-                _ => views.push(ViewState::new(Arc::new(view.clone()), self.ids.epoch())),
+                _ => carried.push(None),
             }
         }
         // Views that left the target lose their series; changed ones keep them (same labels).
         for old in old_views.into_iter().flatten() {
-            if !views.iter().any(|v| v.view.name == old.view.name) {
+            if !views_of(&target).any(|v| v.name == old.view.name) {
                 telemetry.forget_view(&old.view);
             }
         }
         let hold = hold_of(&target);
         let settings = attribution_settings(&target);
-        let Some(mut prev) = prev else {
-            return self.fresh(target, views, now, telemetry);
-        };
-        let diff = TargetDiff::carry_over(&target, hold, &prev.diff, |name| kept.contains(name));
-        let client_kept = kept.contains(&target.client.name);
-        let mut pairs = Vec::with_capacity(target.checkers.len());
-        for checker in &target.checkers {
-            let old = prev
-                .target
-                .checkers
-                .iter()
-                .position(|c| c.name == checker.name)
-                .and_then(|i| prev.pairs.get_mut(i))
-                .map(|p| std::mem::replace(p, PairState::new(settings)));
-            match old {
-                Some(mut pair) if client_kept && kept.contains(&checker.name) => {
-                    if pair.settings != settings {
-                        pair.budget = AttributionBudget::new(&settings);
-                        pair.settings = settings;
-                        if pair.open.is_some() {
-                            pair.budget.opened();
+        let (diff, pairs, audit) = match prev {
+            None => (
+                TargetDiff::new(&target, hold),
+                target.checkers.iter().map(|_| PairState::new(settings)).collect(),
+                self.reaudit(&target, Vec::new(), now, telemetry),
+            ),
+            Some(mut prev) => {
+                let diff = TargetDiff::carry_over(&target, hold, &prev.diff, |name| kept.contains(name));
+                let client_kept = kept.contains(&target.client.name);
+                let mut pairs = Vec::with_capacity(target.checkers.len());
+                for checker in &target.checkers {
+                    let old = prev_checkers
+                        .iter()
+                        .position(|c| *c == checker.name)
+                        .and_then(|i| prev.pairs.get_mut(i))
+                        .map(|p| std::mem::replace(p, PairState::new(settings)));
+                    match old {
+                        Some(mut pair) if client_kept && kept.contains(&checker.name) => {
+                            if pair.settings != settings {
+                                pair.budget = AttributionBudget::new(&settings);
+                                pair.settings = settings;
+                                if pair.open.is_some() {
+                                    pair.budget.opened();
+                                }
+                            }
+                            pairs.push(pair);
                         }
+                        Some(mut pair) => {
+                            self.remove_open(&prev.name, &mut pair, now, telemetry);
+                            pairs.push(PairState::new(settings));
+                        }
+                        None => pairs.push(PairState::new(settings)),
                     }
-                    pairs.push(pair);
                 }
-                Some(mut pair) => {
-                    self.remove_open(&prev.target, &mut pair, now, telemetry);
-                    pairs.push(PairState::new(settings));
+                // Checkers that left the target: their open mismatches end.
+                for (checker, pair) in prev_checkers.iter().zip(prev.pairs.iter_mut()) {
+                    if !target.checkers.iter().any(|c| c.name == *checker) {
+                        self.remove_open(&prev.name, pair, now, telemetry);
+                    }
                 }
-                None => pairs.push(PairState::new(settings)),
+                let audit = self.reaudit(&target, std::mem::take(&mut prev.audit), now, telemetry);
+                (diff, pairs, audit)
             }
-        }
-        // Checkers that left the target: their open mismatches end.
-        let prev_target = prev.target.clone();
-        for (checker, pair) in prev_target.checkers.iter().zip(prev.pairs.iter_mut()) {
-            if !target.checkers.iter().any(|c| c.name == checker.name) {
-                self.remove_open(&prev_target, pair, now, telemetry);
-            }
-        }
-        let audit = self.reaudit(&target, std::mem::take(&mut prev.audit), now, telemetry);
-        TargetState { target, diff, views, pairs, audit, poll_armed: None }
-    }
-
-    fn fresh(
-        &mut self,
-        target: Arc<Target>,
-        views: Vec<ViewState>,
-        now: Instant,
-        telemetry: &dyn TelemetrySink,
-    ) -> TargetState {
-        let settings = attribution_settings(&target);
-        let audit = self.reaudit(&target, Vec::new(), now, telemetry);
-        TargetState {
-            diff: TargetDiff::new(&target, hold_of(&target)),
-            pairs: target.checkers.iter().map(|_| PairState::new(settings)).collect(),
-            target,
-            views,
-            audit,
-            poll_armed: None,
-        }
+        };
+        let Target { name, client, checkers, .. } = target;
+        let views: Vec<ViewState> = std::iter::once(client)
+            .chain(checkers)
+            .zip(carried)
+            .map(|(view, kept)| kept.unwrap_or_else(|| ViewState::new(Arc::new(view), self.ids.epoch())))
+            .collect();
+        TargetState { name, diff, views, pairs, audit, poll_armed: None }
     }
 
     /// The `allow_sources` audit of `target`: gaps found before stay open, new ones open now,
@@ -1078,7 +1084,7 @@ impl Engine {
 
     /// A target that left the plan: its mismatches end, its views' series go.
     fn retire(&mut self, mut gone: TargetState, now: Instant, telemetry: &dyn TelemetrySink) {
-        let target = gone.target.clone();
+        let target = gone.name.clone();
         for pair in &mut gone.pairs {
             self.remove_open(&target, pair, now, telemetry);
         }
@@ -1093,7 +1099,7 @@ impl Engine {
     /// Ends `pair`'s open mismatch because the plan no longer holds it as it was.
     fn remove_open(
         &mut self,
-        target: &Target,
+        target: &str,
         pair: &mut PairState,
         now: Instant,
         telemetry: &dyn TelemetrySink,
@@ -1101,7 +1107,7 @@ impl Engine {
         let Some(record) = pair.open.take() else { return };
         pair.budget.resolved();
         tracing::info!(
-            target = %target.name, checker = %record.mismatch.checker_view,
+            target = %target, checker = %record.mismatch.checker_view,
             "mismatch closed: the views changed or left the configuration"
         );
         let open_for = now.saturating_duration_since(record.opened);
@@ -1237,7 +1243,7 @@ impl Engine {
             if t.poll_armed.is_none_or(|(armed, _)| at < armed) {
                 let timer = self.ids.timer();
                 t.poll_armed = Some((at, timer));
-                actions.push(Action::Poll { target: t.target.name.clone(), at, timer });
+                actions.push(Action::Poll { target: t.name.clone(), at, timer });
             }
         }
         actions
@@ -1326,7 +1332,7 @@ fn log_verdict(view: &View, change: &VerdictChange) {
 impl TargetState {
     /// The index of checker `name` in `target.checkers` and `pairs` (its view is `views[k + 1]`).
     fn checker_index(&self, name: &str) -> Option<usize> {
-        self.target.checkers.iter().position(|c| *c.name == *name)
+        self.views.iter().skip(1).position(|v| *v.view.name == *name)
     }
 
     fn verdict(&self, view: &View) -> Option<&Verdict> {
@@ -1366,13 +1372,13 @@ impl TargetState {
         };
         let mismatch = Mismatch::from_case(&case, diagnose(&case));
         tracing::warn!(
-            target = %self.target.name, checker = %checker, direction = %direction,
+            target = %self.name, checker = %checker, direction = %direction,
             diagnosis = %mismatch.diagnosis, "mismatch opened: {}", mismatch.evidence
         );
         let links = [client_state.last_span, checker_state.last_span];
         let pair = &mut self.pairs[k];
         pair.budget.opened();
-        pair.open = Some(OpenRecord {
+        pair.open = Some(Box::new(OpenRecord {
             id,
             mismatch,
             since: clock.wall(since),
@@ -1380,7 +1386,7 @@ impl TargetState {
             opened: at,
             reported: None,
             links,
-        });
+        }));
         let job = self.attribution_job(k, at);
         if job.is_none() {
             if let Some(record) = self.pairs[k].open.as_mut() {
@@ -1406,7 +1412,7 @@ impl TargetState {
         }
         pair.attributing = Some(record.id);
         Some(AttributionJob {
-            target: self.target.name.clone(),
+            target: self.name.clone(),
             checker: checker_state.view.name.clone(),
             mismatch_id: record.id,
             client_view: client_state.view.clone(),
@@ -1430,7 +1436,7 @@ impl TargetState {
         pair.budget.resolved();
         let Some(record) = pair.open.take() else { return };
         tracing::info!(
-            target = %self.target.name, checker = %checker, direction = %record.mismatch.direction,
+            target = %self.name, checker = %checker, direction = %record.mismatch.direction,
             resolution = resolution_name(resolution), "mismatch resolved after {}",
             humantime::format_duration(Duration::from_secs(open_for.as_secs()))
         );
@@ -1482,11 +1488,7 @@ impl TargetState {
             opened_at: rfc3339(r.opened_at),
             open_for_s: now.saturating_duration_since(r.opened).as_secs_f64(),
         });
-        TargetStatus {
-            name: self.target.name.to_string(),
-            views,
-            mismatches: probed.chain(audited).collect(),
-        }
+        TargetStatus { name: self.name.to_string(), views, mismatches: probed.chain(audited).collect() }
     }
 }
 

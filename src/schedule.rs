@@ -95,23 +95,38 @@ impl WallClock {
 /// A stable 64-bit hash (FNV-1a with a splitmix64 finalizer): the same on every build and every
 /// run, unlike `std`'s `DefaultHasher`, whose algorithm may change between Rust releases.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    finish(fnv(FNV_OFFSET, bytes))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, continuing from state `h` (so a key can be hashed in pieces).
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    // FNV's low bits are weak for short keys that differ in one character; the finalizer mixes
-    // every input bit into them (the phase is taken modulo the interval).
+    h
+}
+
+/// The splitmix64 finalizer. FNV's low bits are weak for short keys that differ in one
+/// character; this mixes every input bit into them (the phase is taken modulo the interval).
+fn finish(mut h: u64) -> u64 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
 }
 
+/// FNV-1a state after `target/view`: `stable_hash(view.id())` without building the string
+/// (the jitter is hashed on every tick).
+fn id_state(view: &View) -> u64 {
+    fnv(fnv(fnv(FNV_OFFSET, view.target.as_bytes()), b"/"), view.name.as_bytes())
+}
+
 /// The offset of a view's ticks within its interval: `hash(target/view) mod interval`.
 pub fn phase(view: &View, interval: Duration) -> Duration {
-    let key = view.id();
     let interval_ns = interval.as_nanos().max(1);
-    let ns = u128::from(stable_hash(key.as_bytes())) % interval_ns;
+    let ns = u128::from(finish(id_state(view))) % interval_ns;
     // The hash is below 2^64, so the remainder always fits.
     Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
 }
@@ -131,9 +146,9 @@ pub fn jitter(view: &View, tick: u64) -> Duration {
     if max_ns == 0 {
         return Duration::ZERO;
     }
-    let mut key = view.id().into_bytes();
-    key.extend_from_slice(&tick.to_le_bytes());
-    let ns = u128::from(stable_hash(&key)) % (max_ns + 1);
+    // stable_hash(id ++ tick as little-endian bytes), computed in pieces.
+    let h = fnv(id_state(view), &tick.to_le_bytes());
+    let ns = u128::from(finish(h)) % (max_ns + 1);
     Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
 }
 

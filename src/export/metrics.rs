@@ -25,9 +25,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::time::Instant;
 
-use crate::config::View;
+use crate::config::{Role, View};
 use crate::diff::Mismatch;
-use crate::probe::Outcome;
+use crate::probe::{ErrorCode, Outcome};
 use crate::verdict::{Health, VerdictChange};
 
 use super::{hex, SpanRef};
@@ -130,6 +130,28 @@ struct Series {
     /// one pair), and when their time was last added to `parallax_mismatch_seconds_total`.
     open: HashMap<MismatchLabels, (u32, Instant)>,
     mismatch_seconds: HashSet<MismatchLabels>,
+    /// Per view, the handles its probes record into.
+    handles: HashMap<(Arc<str>, Arc<str>), ViewHandles>,
+}
+
+/// The phases of `parallax_probe_duration_seconds`, in [`ViewHandles::phases`] order.
+const PHASES: [&str; 5] = ["dns", "connect", "tls", "ttfb", "total"];
+
+/// The series one view's probes record into, made on its first probe (and the first probe with
+/// each new error code). Profiling showed label sets built, hashed and dropped on every probe
+/// (some twenty allocations) as the largest cost of recording one; with these, recording hashes
+/// one key and allocates nothing. Handles share their value with the family's series, so
+/// `/metrics` sees every update; `forget_view` drops them with the series.
+#[derive(Debug, Default)]
+struct ViewHandles {
+    /// The role the label sets were made with.
+    role: Option<Role>,
+    /// `parallax_probe_total`, by result and error code.
+    probes: Vec<((bool, Option<ErrorCode>), Counter)>,
+    /// `parallax_probe_duration_seconds`, by phase.
+    phases: [Option<DurationHistogram>; PHASES.len()],
+    /// `parallax_tls_cert_not_after_seconds`.
+    cert: Option<Gauge>,
 }
 
 /// The two histograms, recorded into OpenTelemetry as well when OTLP metrics are on.
@@ -294,66 +316,76 @@ impl Metrics {
         change: Option<&VerdictChange>,
         span: Option<SpanRef>,
     ) {
-        let key = view_key(view);
-        let labels = ProbeLabels {
-            target: key.0.clone(),
-            view: key.1.clone(),
-            role: view.role.as_str().to_owned(),
-            result: if outcome.ok { "success" } else { "failure" }.to_owned(),
-            error: outcome.error.map(|e| e.as_str()).unwrap_or_default().to_owned(),
-        };
         let t = &outcome.timings;
-        let phases: Vec<(&'static str, Duration)> = [
-            ("dns", t.dns),
-            ("connect", t.connect),
-            ("tls", t.tls),
-            ("ttfb", t.ttfb),
-            ("total", Some(t.total)),
-        ]
-        .into_iter()
-        .filter_map(|(p, d)| Some((p, d?)))
-        .collect();
-        {
-            let mut series = self.series();
-            let probes = series.probes.entry(key.clone()).or_default();
-            if !probes.contains(&labels) {
-                probes.insert(labels.clone());
-            }
-            let known = series.phases.entry(key.clone()).or_default();
-            known.extend(phases.iter().map(|(p, _)| *p));
-            if outcome.tls.as_ref().and_then(|t| t.not_after_unix).is_some() {
-                series.cert.insert(key.clone());
-            }
-            if change.is_some() {
-                series.up.insert(key.clone(), self.up_labels(view));
-            }
-        }
-        self.probe_total.get_or_create(&labels).inc();
+        let durations = [t.dns, t.connect, t.tls, t.ttfb, Some(t.total)];
+        let not_after = outcome.tls.as_ref().and_then(|t| t.not_after_unix);
         let exemplar = span.map(|s| TraceExemplar { trace_id: hex(&s.trace_id), span_id: hex(&s.span_id) });
         let now = SystemTime::now();
-        for (phase, d) in &phases {
-            let labels =
-                PhaseLabels { target: key.0.clone(), view: key.1.clone(), phase: (*phase).to_owned() };
-            self.duration.get_or_create(&labels).observe(d.as_secs_f64(), exemplar.clone(), Some(now));
-            if let Some(otel) = &self.otel {
-                otel.duration.record(
-                    d.as_secs_f64(),
-                    &[
-                        KeyValue::new("target", key.0.clone()),
-                        KeyValue::new("view", key.1.clone()),
-                        KeyValue::new("phase", *phase),
-                    ],
-                );
+        {
+            let mut series = self.series();
+            let Series { handles, probes, phases, cert, .. } = &mut *series;
+            let handles = handles.entry((view.target.clone(), view.name.clone())).or_default();
+            if handles.role != Some(view.role) {
+                // First probe of this view (or its role changed: new label sets).
+                *handles = ViewHandles { role: Some(view.role), ..ViewHandles::default() };
+            }
+            let result = (outcome.ok, outcome.error);
+            let counter = match handles.probes.iter().find(|(r, _)| *r == result) {
+                Some((_, counter)) => counter,
+                None => {
+                    let labels = ProbeLabels {
+                        target: view.target.to_string(),
+                        view: view.name.to_string(),
+                        role: view.role.as_str().to_owned(),
+                        result: if outcome.ok { "success" } else { "failure" }.to_owned(),
+                        error: outcome.error.map(|e| e.as_str()).unwrap_or_default().to_owned(),
+                    };
+                    let counter = self.probe_total.get_or_create(&labels).clone();
+                    probes.entry(view_key(view)).or_default().insert(labels);
+                    handles.probes.push((result, counter));
+                    &handles.probes[handles.probes.len() - 1].1
+                }
+            };
+            counter.inc();
+            for ((phase, d), histogram) in PHASES.iter().zip(durations).zip(handles.phases.iter_mut()) {
+                let Some(d) = d else { continue };
+                let histogram = histogram.get_or_insert_with(|| {
+                    phases.entry(view_key(view)).or_default().insert(phase);
+                    let labels = PhaseLabels {
+                        target: view.target.to_string(),
+                        view: view.name.to_string(),
+                        phase: (*phase).to_owned(),
+                    };
+                    self.duration.get_or_create(&labels).clone()
+                });
+                histogram.observe(d.as_secs_f64(), exemplar.clone(), Some(now));
+                if let Some(otel) = &self.otel {
+                    otel.duration.record(
+                        d.as_secs_f64(),
+                        &[
+                            KeyValue::new("target", view.target.to_string()),
+                            KeyValue::new("view", view.name.to_string()),
+                            KeyValue::new("phase", *phase),
+                        ],
+                    );
+                }
+            }
+            if let Some(not_after) = not_after {
+                let gauge = handles.cert.get_or_insert_with(|| {
+                    cert.insert(view_key(view));
+                    let labels =
+                        TargetViewLabels { target: view.target.to_string(), view: view.name.to_string() };
+                    self.cert_not_after.get_or_create(&labels).clone()
+                });
+                gauge.set(not_after);
+            }
+            if change.is_some() {
+                series.up.insert(view_key(view), self.up_labels(view));
             }
         }
         self.lateness.observe(lateness.as_secs_f64());
         if let Some(otel) = &self.otel {
             otel.lateness.record(lateness.as_secs_f64(), &[]);
-        }
-        if let Some(not_after) = outcome.tls.as_ref().and_then(|t| t.not_after_unix) {
-            self.cert_not_after
-                .get_or_create(&TargetViewLabels { target: key.0.clone(), view: key.1.clone() })
-                .set(not_after);
         }
         if let Some(change) = change {
             let up = i64::from(change.to == Health::Healthy);
@@ -454,6 +486,7 @@ impl Metrics {
     pub(crate) fn forget_view(&self, view: &View) {
         let key = view_key(view);
         let mut series = self.series();
+        series.handles.remove(&(view.target.clone(), view.name.clone()));
         for labels in series.probes.remove(&key).unwrap_or_default() {
             self.probe_total.remove(&labels);
         }

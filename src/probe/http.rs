@@ -7,6 +7,7 @@
 //! built here in the wire order documented in `config::plan`, and `content-length` is set here so
 //! hyper never picks `transfer-encoding: chunked` or drops an HTTP/1.0 body.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -210,18 +211,18 @@ impl Exchange {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (response, _driver) = self.send(io, request, use_h2, view.http.title_case_headers).await?;
+        let (response, mut driver) = self.send(io, request, use_h2, view.http.title_case_headers).await?;
         let ttfb = self.ttfb();
         let version = version_name(response.version());
         let status = response.status().as_u16();
         let (parts, body) = response.into_parts();
-        let body = self.read_body(body, status).await?;
+        let body = driver.drive(self.read_body(body, status)).await?;
         Ok(Response { status, version, headers: parts.headers, body, ttfb })
     }
 
-    /// Handshakes, spawns the connection driver and sends `request`; returns the response head
-    /// and the driver, which is aborted when dropped (fresh connection per probe: nothing
-    /// outlives the exchange).
+    /// Handshakes and sends `request`; returns the response head and the connection's
+    /// [`Driver`], which closes the connection when dropped (fresh connection per probe:
+    /// nothing outlives the exchange). Read the body through [`Driver::drive`].
     pub(crate) async fn send<S>(
         &self,
         io: TimedIo<S>,
@@ -239,7 +240,7 @@ impl Exchange {
                 .handshake::<_, Full<Bytes>>(io)
                 .await
                 .map_err(|e| self.classify(&e))?;
-            let driver = Driver(tokio::spawn(async move {
+            let driver = Driver::Task(tokio::spawn(async move {
                 let _ = conn.await;
             }));
             let response = sender.send_request(request).await.map_err(|e| self.classify(&e))?;
@@ -253,10 +254,18 @@ impl Exchange {
                 .handshake::<_, Full<Bytes>>(io)
                 .await
                 .map_err(|e| self.classify(&e))?;
-            let driver = Driver(tokio::spawn(async move {
+            // HTTP/1 is driven in this task, alongside the request: a task of its own cost a
+            // spawn, an abort and a wake-up across tasks per probe (profiled), for nothing a
+            // single request on a fresh connection needs.
+            let response = sender.send_request(request);
+            // The sender lives as long as the connection: with it gone, hyper would end a
+            // finished exchange with a graceful shutdown (one more syscall); dropping the
+            // driver closes the socket instead, as an aborted task did.
+            let mut driver = Driver::Inline(Some(Box::pin(async move {
+                let _sender = sender;
                 let _ = conn.await;
-            }));
-            let response = sender.send_request(request).await.map_err(|e| self.classify(&e))?;
+            })));
+            let response = driver.drive(response).await.map_err(|e| self.classify(&e))?;
             Ok((response, driver))
         }
     }
@@ -317,68 +326,67 @@ impl Exchange {
     /// Names a hyper error with the taxonomy of DESIGN §5.
     pub(crate) fn classify(&self, err: &hyper::Error) -> Failure {
         let edges = self.snapshot();
-        let fail = |code, detail: String| Failure::in_phase(self.phase, code, detail);
-        if looks_like_tls_record(&edges.first_bytes) {
-            return fail(
-                ErrorCode::HttpTlsRequired,
-                format!(
-                    "the server answered with a TLS record ({}): it expects TLS",
-                    quote_bytes(&edges.first_bytes)
-                ),
-            );
-        }
-        let text = error_chain(err);
-        // `hyper::Error::is_parse_too_large` exists only with hyper's server feature.
-        if err.is_parse() && text.contains("too large") {
-            return fail(
-                ErrorCode::HttpBodyTooLarge,
-                format!("response head exceeds {MAX_HEADER_BYTES} bytes"),
-            );
-        }
-        if err.is_parse() {
-            return fail(
-                ErrorCode::HttpMalformed,
-                format!("{text} (response began {})", quote_bytes(&edges.first_bytes)),
-            );
-        }
-        if let Some(h2) = find_source::<h2::Error>(err) {
-            if let Some(reason) = h2.reason() {
-                let malformed = [
-                    h2::Reason::PROTOCOL_ERROR,
-                    h2::Reason::FRAME_SIZE_ERROR,
-                    h2::Reason::COMPRESSION_ERROR,
-                    h2::Reason::HTTP_1_1_REQUIRED,
-                ];
-                if malformed.contains(&reason) {
-                    let code = ErrorCode::HttpMalformed;
-                    return fail(
-                        code,
-                        format!("{text} (response began {})", quote_bytes(&edges.first_bytes)),
-                    );
-                }
-                return fail(ErrorCode::HttpReset, text);
-            }
-        }
-        if let Some(io) = find_source::<io::Error>(err) {
-            let tls_error = io.get_ref().is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
-            return match io.kind() {
-                io::ErrorKind::TimedOut => fail(ErrorCode::HttpTimeout, text),
-                // A TLS session that breaks after the handshake (an alert, a bad record) ended
-                // the exchange, like a reset; it says nothing about the HTTP answer.
-                io::ErrorKind::InvalidData if !tls_error => fail(ErrorCode::HttpMalformed, text),
-                _ => fail(ErrorCode::HttpReset, text),
-            };
-        }
-        if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
-            let detail = if edges.bytes_read == 0 {
-                format!("{text} (no response bytes)")
-            } else {
-                format!("{text} (after {} response bytes)", edges.bytes_read)
-            };
-            return fail(ErrorCode::HttpReset, detail);
-        }
-        fail(ErrorCode::HttpReset, text)
+        classify(err, self.phase, &edges.first_bytes, edges.bytes_read)
     }
+}
+
+/// Names a hyper error with the taxonomy of DESIGN §5 (`http_tls_required`, `http_malformed`,
+/// `http_body_too_large`, `http_reset`, `http_timeout`), from what the I/O edge saw: the first
+/// bytes the peer sent (at most 16 are kept) and how many bytes were read in all. `phase` is
+/// the phase the failure is reported in (`http`, or `grpc` for the gRPC layer).
+pub fn classify(err: &hyper::Error, phase: Phase, first_bytes: &[u8], bytes_read: u64) -> Failure {
+    let fail = |code, detail: String| Failure::in_phase(phase, code, detail);
+    if looks_like_tls_record(first_bytes) {
+        return fail(
+            ErrorCode::HttpTlsRequired,
+            format!("the server answered with a TLS record ({}): it expects TLS", quote_bytes(first_bytes)),
+        );
+    }
+    let text = error_chain(err);
+    // `hyper::Error::is_parse_too_large` exists only with hyper's server feature.
+    if err.is_parse() && text.contains("too large") {
+        return fail(ErrorCode::HttpBodyTooLarge, format!("response head exceeds {MAX_HEADER_BYTES} bytes"));
+    }
+    if err.is_parse() {
+        return fail(
+            ErrorCode::HttpMalformed,
+            format!("{text} (response began {})", quote_bytes(first_bytes)),
+        );
+    }
+    if let Some(h2) = find_source::<h2::Error>(err) {
+        if let Some(reason) = h2.reason() {
+            let malformed = [
+                h2::Reason::PROTOCOL_ERROR,
+                h2::Reason::FRAME_SIZE_ERROR,
+                h2::Reason::COMPRESSION_ERROR,
+                h2::Reason::HTTP_1_1_REQUIRED,
+            ];
+            if malformed.contains(&reason) {
+                let code = ErrorCode::HttpMalformed;
+                return fail(code, format!("{text} (response began {})", quote_bytes(first_bytes)));
+            }
+            return fail(ErrorCode::HttpReset, text);
+        }
+    }
+    if let Some(io) = find_source::<io::Error>(err) {
+        let tls_error = io.get_ref().is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
+        return match io.kind() {
+            io::ErrorKind::TimedOut => fail(ErrorCode::HttpTimeout, text),
+            // A TLS session that breaks after the handshake (an alert, a bad record) ended
+            // the exchange, like a reset; it says nothing about the HTTP answer.
+            io::ErrorKind::InvalidData if !tls_error => fail(ErrorCode::HttpMalformed, text),
+            _ => fail(ErrorCode::HttpReset, text),
+        };
+    }
+    if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
+        let detail = if bytes_read == 0 {
+            format!("{text} (no response bytes)")
+        } else {
+            format!("{text} (after {} response bytes)", bytes_read)
+        };
+        return fail(ErrorCode::HttpReset, detail);
+    }
+    fail(ErrorCode::HttpReset, text)
 }
 
 /// hyper's smallest accepted `max_buf_size`.
@@ -387,13 +395,49 @@ const MIN_HYPER_BUF_BYTES: usize = 8192;
 /// How many of the first response bytes are kept for classification.
 const FIRST_BYTES_KEPT: usize = 16;
 
-/// The connection driver task; aborted when the exchange ends, so the socket closes with it.
-#[derive(Debug)]
-pub(crate) struct Driver(JoinHandle<()>);
+/// What keeps a connection going while its request and response are read: a task of its own
+/// (HTTP/2, which hyper drives with background tasks anyway), aborted when dropped; or the
+/// HTTP/1 connection future itself, polled by [`Driver::drive`] and dropped with it. Either way
+/// the socket closes when the driver goes.
+pub(crate) enum Driver {
+    /// A spawned task.
+    Task(JoinHandle<()>),
+    /// The connection future, until it ends.
+    Inline(Option<Pin<Box<dyn Future<Output = ()> + Send>>>),
+}
+
+impl Driver {
+    /// Runs `work` (sending the request, reading the body) to completion, polling the inline
+    /// connection alongside it. When the connection ends first (closed, or an error, which hyper
+    /// hands to `work`), `work` goes on alone and ends with what the connection left it.
+    pub(crate) async fn drive<F: Future>(&mut self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Driver::Inline(conn) = self {
+                if conn.as_mut().is_some_and(|c| c.as_mut().poll(cx).is_ready()) {
+                    *conn = None;
+                }
+            }
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Driver::Task(task) = self {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Driver::Task(_) => f.write_str("Driver::Task"),
+            Driver::Inline(conn) => write!(f, "Driver::Inline(running: {})", conn.is_some()),
+        }
     }
 }
 

@@ -143,7 +143,10 @@ impl Prober {
         }
 
         if !view.scheme.uses_tls() {
-            return self.application(view, attempt, stream, peer, false, deadline).await;
+            // Boxed: the HTTP/gRPC state machines are large, and held inline they would make
+            // every probe's future (moved and allocated once per probe) several times larger
+            // than the path it takes.
+            return Box::pin(self.application(view, attempt, stream, peer, false, deadline)).await;
         }
         let sni = view.sni();
         attempt.outcome.request.sni = sni.map(str::to_owned);
@@ -153,12 +156,12 @@ impl Prober {
             Host::Ip(ip) => ip.to_string(),
         };
         let tls_start = Instant::now();
-        match tls::handshake(&self.tls, stream, &view.tls, sni, &verify_name, deadline).await {
+        match Box::pin(tls::handshake(&self.tls, stream, &view.tls, sni, &verify_name, deadline)).await {
             Ok(done) => {
                 attempt.outcome.timings.tls = Some(tls_start.elapsed());
                 let h2 = done.summary.alpn.as_deref() == Some("h2");
                 attempt.outcome.tls = Some(done.summary);
-                self.application(view, attempt, done.stream, peer, h2, deadline).await
+                Box::pin(self.application(view, attempt, done.stream, peer, h2, deadline)).await
             }
             Err((failure, summary)) => {
                 attempt.outcome.tls = summary;

@@ -356,7 +356,10 @@ fn not_tls(first: &[u8]) -> bool {
     first.first().is_some_and(|b| !(20..=24).contains(b)) && first.iter().all(text)
 }
 
-fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
+/// Names a failed handshake (DESIGN §5): `tls_plaintext_peer` when the server's first bytes
+/// (`first`) are plain text, `tls_version_mismatch`, `tls_alert` with the alert's name, else
+/// `tls_handshake_failure`. `e` is the error tokio-rustls returned.
+pub fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
     if not_tls(first) {
         return Failure::new(
             ErrorCode::TlsPlaintextPeer,
@@ -395,7 +398,11 @@ fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
     }
 }
 
-fn classify_verification(
+/// Names a failed certificate verification (DESIGN §5): `tls_cert_expired`,
+/// `tls_cert_not_yet_valid`, `tls_cert_name_mismatch` (naming the certificate's SANs from
+/// `seen`) or `tls_cert_untrusted`. `name` is the name verified, `ca_file` the roots trusted
+/// (`None`: the public web roots).
+pub fn classify_verification(
     e: &rustls::Error,
     name: &str,
     ca_file: Option<&Path>,
