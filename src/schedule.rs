@@ -46,6 +46,10 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 pub const CANCEL_GRACE: Duration = Duration::from_millis(10);
 /// Largest jitter added to a tick.
 pub const MAX_JITTER: Duration = Duration::from_secs(1);
+/// The resolution of tokio's timer. The scheduler wakes this much before a view is due and fires
+/// the views due within it: a probe starts at most this much before its planned instant (its
+/// lateness is then 0) instead of up to this much after it.
+pub const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 /// Jitter is at most this fraction of the interval (1/20: 5 %).
 const JITTER_DIVISOR: u32 = 20;
 
@@ -381,7 +385,7 @@ pub struct Finished {
     pub planned: Instant,
     /// Actual start, after a permit of the global cap was granted.
     pub started: Instant,
-    /// `started - planned`.
+    /// `started - planned`; 0 for a start up to [`TIMER_RESOLUTION`] early.
     pub lateness: Duration,
     /// The scheduler cancelled the probe at its deadline.
     pub cancelled: bool,
@@ -478,7 +482,13 @@ impl Scheduler {
             let next = self.schedule.next_due();
             let tick = async {
                 match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
+                    // tokio's timer fires at the first millisecond tick at or after the deadline,
+                    // so sleeping until `at` starts every probe 0-1 ms late (measured: lateness
+                    // p50 1.0 ms). Waking one resolution early and firing what falls due within
+                    // it centres the start on the plan instead.
+                    Some(at) => {
+                        tokio::time::sleep_until(at.checked_sub(TIMER_RESOLUTION).unwrap_or(at)).await
+                    }
                     None => std::future::pending().await,
                 }
             };
@@ -491,7 +501,7 @@ impl Scheduler {
                     None => commands_open = false,
                 },
                 () = tick => {
-                    for due in self.schedule.pop_due(Instant::now()) {
+                    for due in self.schedule.pop_due(Instant::now() + TIMER_RESOLUTION) {
                         self.fire(due, &runner);
                     }
                 }

@@ -96,7 +96,9 @@ fn ranges(status: &[RangeInclusive<u16>]) -> String {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+    // memchr's substring search (SIMD prefilter): the byte-by-byte window compare took 5.7 us
+    // for a 2 KiB body (micro bench judge/status_and_body_contains_2k).
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]
