@@ -54,7 +54,7 @@ pub(super) fn load_dir(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> 
     let paths = list_files(dir).map_err(|e| ConfigErrors(vec![e]))?;
     let mut ctx = Ctx { env, dir, errors: Vec::new() };
     let files: Vec<SourceFile> = paths.iter().filter_map(|p| ctx.parse_file(p)).collect();
-    ctx.compile(&files, paths)
+    ctx.compile(files, paths)
 }
 
 /// Compiles one file's `text` as if it had been read from `path`: errors name `path`, relative
@@ -64,7 +64,7 @@ pub(super) fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, 
     let dir = path.parent().unwrap_or(Path::new(""));
     let mut ctx = Ctx { env, dir, errors: Vec::new() };
     let files: Vec<SourceFile> = ctx.parse_text(path, text).into_iter().collect();
-    ctx.compile(&files, vec![path.to_path_buf()])
+    ctx.compile(files, vec![path.to_path_buf()])
 }
 
 /// The configuration files of `dir`, in file-name order. Hidden files are skipped: Kubernetes
@@ -102,12 +102,17 @@ fn format_of(path: &Path) -> Option<FileFormat> {
     }
 }
 
-/// One parsed file: its path, and its tree, every value tagged with `uri` as origin.
-#[derive(Debug, Clone)]
+/// One parsed file: its path, its settings sections and its `target` value, every value tagged
+/// with `uri` as origin. The two are apart so that layering the settings never copies the
+/// targets, which are most of a large configuration.
+#[derive(Debug)]
 struct SourceFile {
     path: PathBuf,
     uri: String,
-    root: config::Map<String, Value>,
+    /// The known top-level keys but `target`.
+    settings: config::Map<String, Value>,
+    /// `target`, if the file has one; taken (and each item freed once compiled) by `targets`.
+    targets: Option<Value>,
 }
 
 /// A parsed file as a `config` layer.
@@ -374,9 +379,9 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Settings and targets of the parsed `files` (from `paths`), or every error found.
-    fn compile(mut self, files: &[SourceFile], paths: Vec<PathBuf>) -> Result<Plan, ConfigErrors> {
-        let settings = self.settings(files);
-        let targets = self.targets(files, &settings.defaults);
+    fn compile(mut self, mut files: Vec<SourceFile>, paths: Vec<PathBuf>) -> Result<Plan, ConfigErrors> {
+        let settings = self.settings(&files);
+        let targets = self.targets(&mut files, &settings.defaults);
         if self.errors.is_empty() {
             Ok(Plan { targets, admin: settings.admin, export: settings.export, files: paths })
         } else {
@@ -486,7 +491,11 @@ impl Ctx<'_> {
                 );
             }
         }
-        Some(SourceFile { path: path.to_path_buf(), uri, root })
+        let mut settings = root;
+        // Targets are concatenated by hand; the `config` crate would replace the arrays.
+        let targets = settings.shift_remove("target");
+        settings.retain(|k, _| TOP_LEVEL_KEYS.contains(&k.as_str()));
+        Some(SourceFile { path: path.to_path_buf(), uri, settings, targets })
     }
 
     // ---- settings ------------------------------------------------------------------------------
@@ -494,11 +503,7 @@ impl Ctx<'_> {
     fn settings(&mut self, files: &[SourceFile]) -> Settings {
         let mut builder = config::Config::builder();
         for f in files {
-            let mut layer = f.root.clone();
-            // Targets are concatenated by hand; the `config` crate would replace the arrays.
-            layer.shift_remove("target");
-            layer.retain(|k, _| TOP_LEVEL_KEYS.contains(&k.as_str()));
-            builder = builder.add_source(Layer(layer));
+            builder = builder.add_source(Layer(f.settings.clone()));
         }
         builder = builder.add_source(self.env_overrides());
         let root = match builder.build().and_then(|c| c.collect()) {
@@ -756,13 +761,15 @@ impl Ctx<'_> {
 
     // ---- targets -------------------------------------------------------------------------------
 
-    fn targets(&mut self, files: &[SourceFile], defaults: &Defaults) -> Vec<Target> {
+    /// Compiles the targets of `files` in file order, taking each file's tree: every item is
+    /// freed once compiled, so the trees and the compiled plan are not held in full together.
+    fn targets(&mut self, files: &mut [SourceFile], defaults: &Defaults) -> Vec<Target> {
         let mut targets = Vec::new();
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
         for f in files {
-            let Some(value) = f.root.get("target") else { continue };
-            let items = match &value.kind {
-                ValueKind::Array(items) => items.clone(),
+            let Some(value) = f.targets.take() else { continue };
+            let items = match value.kind {
+                ValueKind::Array(items) => items,
                 ValueKind::Table(_) => {
                     self.error(
                         &Loc::new(&f.path, ""),
