@@ -63,7 +63,7 @@ pub(super) fn load_dir(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> 
 pub(super) fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, ConfigErrors> {
     let dir = path.parent().unwrap_or(Path::new(""));
     let mut ctx = Ctx { env, dir, errors: Vec::new() };
-    let files: Vec<SourceFile> = ctx.parse_text(path, text).into_iter().collect();
+    let files: Vec<SourceFile> = ctx.parse_text(path, Cow::Borrowed(text)).into_iter().collect();
     ctx.compile(files, vec![path.to_path_buf()])
 }
 
@@ -102,17 +102,22 @@ fn format_of(path: &Path) -> Option<FileFormat> {
     }
 }
 
-/// One parsed file: its path, its settings sections and its `target` value, every value tagged
-/// with `uri` as origin. The two are apart so that layering the settings never copies the
-/// targets, which are most of a large configuration.
+/// One parsed file: its path, and its settings sections, every value tagged with `uri` as
+/// origin.
+///
+/// Its targets are not kept as a tree: the trees of every file (most of a large
+/// configuration) would be held at once, and the memory they leave behind once freed stays
+/// resident. The file's text is kept instead and parsed again when its targets are compiled,
+/// one file at a time, once the settings of every file are known.
 #[derive(Debug)]
-struct SourceFile {
+struct SourceFile<'t> {
     path: PathBuf,
     uri: String,
+    format: FileFormat,
     /// The known top-level keys but `target`.
     settings: config::Map<String, Value>,
-    /// `target`, if the file has one; taken (and each item freed once compiled) by `targets`.
-    targets: Option<Value>,
+    /// The text, if the file has a `target` key; taken by `targets`.
+    targets_text: Option<Cow<'t, str>>,
 }
 
 /// A parsed file as a `config` layer.
@@ -332,6 +337,18 @@ impl SettingsTree<'_> {
     }
 }
 
+/// `value` with `uri` as the origin of it and of every value in it.
+fn with_origin(value: Value, uri: &String) -> Value {
+    let kind = match value.kind {
+        ValueKind::Table(t) => {
+            ValueKind::Table(t.into_iter().map(|(k, v)| (k, with_origin(v, uri))).collect())
+        }
+        ValueKind::Array(a) => ValueKind::Array(a.into_iter().map(|v| with_origin(v, uri)).collect()),
+        other => other,
+    };
+    Value::new(Some(uri), kind)
+}
+
 fn first_origin(value: &Value) -> Option<&str> {
     if let Some(o) = value.origin() {
         return Some(o);
@@ -379,7 +396,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Settings and targets of the parsed `files` (from `paths`), or every error found.
-    fn compile(mut self, mut files: Vec<SourceFile>, paths: Vec<PathBuf>) -> Result<Plan, ConfigErrors> {
+    fn compile(mut self, mut files: Vec<SourceFile<'_>>, paths: Vec<PathBuf>) -> Result<Plan, ConfigErrors> {
         let settings = self.settings(&files);
         let targets = self.targets(&mut files, &settings.defaults);
         if self.errors.is_empty() {
@@ -444,7 +461,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn parse_file(&mut self, path: &Path) -> Option<SourceFile> {
+    fn parse_file(&mut self, path: &Path) -> Option<SourceFile<'static>> {
         let loc = Loc::new(path, "");
         format_of(path)?;
         let mut text = String::new();
@@ -461,27 +478,20 @@ impl Ctx<'_> {
                 return None;
             }
         }
-        self.parse_text(path, &text)
+        self.parse_text(path, Cow::Owned(text))
     }
 
     /// Parses the `text` of the file at `path` (TOML or YAML by its extension).
-    fn parse_text(&mut self, path: &Path, text: &str) -> Option<SourceFile> {
+    fn parse_text<'t>(&mut self, path: &Path, text: Cow<'t, str>) -> Option<SourceFile<'t>> {
         let loc = Loc::new(path, "");
         let Some(format) = format_of(path) else {
             self.error(&loc, "", "not a *.toml, *.yaml or *.yml file");
             return None;
         };
         let uri = path.display().to_string();
-        let root = match format.parse(Some(&uri), text) {
-            Ok(root) => root,
-            Err(e) => {
-                let kind = if format == FileFormat::Toml { "TOML" } else { "YAML" };
-                // The `config` crate appends " in PATH"; the error names the file already.
-                let message = e.to_string().replace(&format!(" in {uri}"), "");
-                self.error(&loc, "", format!("not valid {kind}: {}", message.trim_end()));
-                return None;
-            }
-        };
+        // Without origins: most of a large file is targets, which are dropped here and parsed
+        // again (with origins) when compiled; the settings are tagged below.
+        let root = self.parse_tree(path, &uri, None, format, &text)?;
         for key in root.keys() {
             if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
                 self.error(
@@ -493,9 +503,32 @@ impl Ctx<'_> {
         }
         let mut settings = root;
         // Targets are concatenated by hand; the `config` crate would replace the arrays.
-        let targets = settings.shift_remove("target");
+        let targets_text = settings.shift_remove("target").map(|_| text);
         settings.retain(|k, _| TOP_LEVEL_KEYS.contains(&k.as_str()));
-        Some(SourceFile { path: path.to_path_buf(), uri, settings, targets })
+        let settings = settings.into_iter().map(|(k, v)| (k, with_origin(v, &uri))).collect();
+        Some(SourceFile { path: path.to_path_buf(), uri, format, settings, targets_text })
+    }
+
+    /// Parses `text`, the file at `path` (`uri`), into a tree whose values have `origin` as
+    /// origin, or reports why it is not valid TOML or YAML.
+    fn parse_tree(
+        &mut self,
+        path: &Path,
+        uri: &str,
+        origin: Option<&String>,
+        format: FileFormat,
+        text: &str,
+    ) -> Option<config::Map<String, Value>> {
+        match format.parse(origin, text) {
+            Ok(root) => Some(root),
+            Err(e) => {
+                let kind = if format == FileFormat::Toml { "TOML" } else { "YAML" };
+                // The `config` crate appends " in PATH"; the error names the file already.
+                let message = e.to_string().replace(&format!(" in {uri}"), "");
+                self.error(&Loc::new(path, ""), "", format!("not valid {kind}: {}", message.trim_end()));
+                None
+            }
+        }
     }
 
     // ---- settings ------------------------------------------------------------------------------
@@ -761,13 +794,20 @@ impl Ctx<'_> {
 
     // ---- targets -------------------------------------------------------------------------------
 
-    /// Compiles the targets of `files` in file order, taking each file's tree: every item is
-    /// freed once compiled, so the trees and the compiled plan are not held in full together.
-    fn targets(&mut self, files: &mut [SourceFile], defaults: &Defaults) -> Vec<Target> {
+    /// Compiles the targets of `files` in file order: each file's text is parsed again and its
+    /// tree freed, item by item as each is compiled, before the next file's is built.
+    fn targets(&mut self, files: &mut [SourceFile<'_>], defaults: &Defaults) -> Vec<Target> {
         let mut targets = Vec::new();
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
         for f in files {
-            let Some(value) = f.targets.take() else { continue };
+            let Some(text) = f.targets_text.take() else { continue };
+            // The same text parsed the first time, so this parse succeeds too.
+            let Some(mut root) = self.parse_tree(&f.path, &f.uri, Some(&f.uri), f.format, &text) else {
+                continue;
+            };
+            drop(text);
+            let Some(value) = root.shift_remove("target") else { continue };
+            drop(root);
             let items = match value.kind {
                 ValueKind::Array(items) => items,
                 ValueKind::Table(_) => {
