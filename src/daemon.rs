@@ -861,10 +861,13 @@ impl Engine {
 
     /// Every view with its recipe identity, for the scheduler.
     fn scheduled(&self) -> Vec<Scheduled> {
-        self.targets
-            .iter()
-            .flat_map(|t| t.views.iter().map(|v| Scheduled { view: v.view.clone(), epoch: v.epoch }))
-            .collect()
+        // Sized up front: grown by doubling, a plan of 100,000 views would leave its discarded
+        // smaller copies as holes in the heap.
+        let mut scheduled = Vec::with_capacity(self.targets.iter().map(|t| t.views.len()).sum());
+        for t in &self.targets {
+            scheduled.extend(t.views.iter().map(|v| Scheduled { view: v.view.clone(), epoch: v.epoch }));
+        }
+        scheduled
     }
 
     /// A reload that compiled: swaps `plan` in.

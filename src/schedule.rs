@@ -225,6 +225,12 @@ impl Schedule {
     /// new interval's phase. New views start at their next tick; views not in `views` stop
     /// (a probe of theirs in flight finishes, and the daemon ignores its result).
     pub fn replace(&mut self, views: Vec<Scheduled>, now: Instant) {
+        // Room for every view at once: grown by doubling, the slots, the heap and the map of a
+        // plan of 100,000 views would leave their discarded smaller copies as holes in the heap.
+        let added = views.len().saturating_sub(self.by_key.len());
+        self.slots.reserve(added.saturating_sub(self.free.len()));
+        self.heap.reserve(added);
+        self.by_key.reserve(added);
         let mut keep = HashSet::with_capacity(views.len());
         for s in views {
             let key = (s.view.target.clone(), s.view.name.clone());
