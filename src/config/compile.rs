@@ -798,7 +798,10 @@ impl Ctx<'_> {
     /// tree freed, item by item as each is compiled, before the next file's is built.
     fn targets(&mut self, files: &mut [SourceFile<'_>], defaults: &Defaults) -> Vec<Target> {
         let mut targets = Vec::new();
-        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        // Target name -> the file that defined it first. Shared names and paths, so that this
+        // map, alive until every file is compiled, holds no allocation per target of its own
+        // among the plan's (they would be holes in the heap once it is dropped).
+        let mut seen: HashMap<Arc<str>, Arc<Path>> = HashMap::new();
         for f in files {
             let Some(text) = f.targets_text.take() else { continue };
             // The same text parsed the first time, so this parse succeeds too.
@@ -808,6 +811,7 @@ impl Ctx<'_> {
             drop(text);
             let Some(value) = root.shift_remove("target") else { continue };
             drop(root);
+            let file: Arc<Path> = Arc::from(f.path.as_path());
             let items = match value.kind {
                 ValueKind::Array(items) => items,
                 ValueKind::Table(_) => {
@@ -825,7 +829,7 @@ impl Ctx<'_> {
             };
             for (i, item) in items.into_iter().enumerate() {
                 let loc = Loc::new(&f.path, format!("target[{}]", label_of(&item, i)));
-                if let Some(t) = self.target(&loc, item, defaults, &mut seen) {
+                if let Some(t) = self.target(&loc, item, defaults, (&file, &mut seen)) {
                     targets.push(t);
                 }
             }
@@ -838,7 +842,7 @@ impl Ctx<'_> {
         loc: &Loc,
         value: Value,
         defaults: &Defaults,
-        seen: &mut HashMap<String, PathBuf>,
+        (file, seen): (&Arc<Path>, &mut HashMap<Arc<str>, Arc<Path>>),
     ) -> Option<Target> {
         let raw: RawTarget = match deserialize(value) {
             Ok(raw) => raw,
@@ -855,23 +859,23 @@ impl Ctx<'_> {
             }
             Some(raw_name) => self.plain(loc, "name", raw_name).and_then(|n| self.name(loc, "name", n)),
         };
-        if let Some(n) = &name {
-            match seen.get(n) {
+        let target_name: Arc<str> = Arc::from(name.as_deref().unwrap_or_default());
+        if name.is_some() {
+            match seen.get(&target_name) {
                 Some(first) => {
                     let first =
                         first.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                     self.error(
                         loc,
                         "name",
-                        format!("duplicate target name `{n}` (first defined in {first})"),
+                        format!("duplicate target name `{target_name}` (first defined in {first})"),
                     );
                 }
                 None => {
-                    seen.insert(n.clone(), loc.file.clone().unwrap_or_default());
+                    seen.insert(target_name.clone(), file.clone());
                 }
             }
         }
-        let target_name: Arc<str> = Arc::from(name.clone().unwrap_or_default());
 
         let mut allow_sources = Vec::new();
         for (i, s) in raw.allow_sources.iter().flatten().enumerate() {
