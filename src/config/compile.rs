@@ -2038,6 +2038,50 @@ fn first_host(net: IpNet) -> IpAddr {
 mod tests {
     use super::*;
 
+    /// Targets are compiled file by file after every file's settings (each file parsed twice):
+    /// errors still come in the order of one pass, parse errors first, then settings, then
+    /// targets in file order, and a later file's `[defaults]` apply to an earlier file's targets.
+    #[test]
+    fn two_passes_keep_the_error_order_and_late_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("write");
+        write("10-a.toml", "[[target]]\nname = \"a\"\n[target.client]\nurl = \"ftp://x/\"\n");
+        write("20-b.toml", "[defaults]\ninterval = \"soon\"\n[[target]]\nname = \"b b\"\n");
+        write("30-c.toml", "[[target]\n");
+        let env: HashMap<String, String> = HashMap::new();
+        let errors = match load_dir(dir.path(), &env) {
+            Ok(_) => panic!("compiled"),
+            Err(e) => e.0,
+        };
+        let got: Vec<(String, &str)> = errors
+            .iter()
+            .map(|e| {
+                let file =
+                    e.file.as_ref().and_then(|f| f.file_name()).map(|f| f.to_string_lossy().into_owned());
+                (file.unwrap_or_default(), e.key.as_str())
+            })
+            .collect();
+        let want = [
+            ("30-c.toml", ""),
+            ("20-b.toml", "defaults.interval"),
+            ("10-a.toml", "target[a].client.url"),
+            ("20-b.toml", "target[b b].name"),
+            ("20-b.toml", "target[b b].client"),
+        ];
+        let want: Vec<(String, &str)> = want.iter().map(|(f, k)| (f.to_string(), *k)).collect();
+        assert_eq!(got, want, "{}", ConfigErrors(errors.clone()));
+
+        write("20-b.toml", "[defaults]\ninterval = \"7s\"\n");
+        write("30-c.toml", "[[target]]\nname = \"c\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n");
+        write("10-a.toml", "[[target]]\nname = \"a\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n");
+        let plan = match load_dir(dir.path(), &env) {
+            Ok(plan) => plan,
+            Err(e) => panic!("{e}"),
+        };
+        let intervals: Vec<u64> = plan.targets.iter().map(|t| t.client.interval.as_secs()).collect();
+        assert_eq!(intervals, [7, 7]);
+    }
+
     #[test]
     fn status_forms() {
         assert_eq!(parse_status("200"), Ok(200..=200));
