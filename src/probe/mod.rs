@@ -186,7 +186,11 @@ impl Prober {
         if view.scheme.uses_http() {
             let h2 = alpn_h2
                 || (!view.scheme.uses_tls() && view.http.version == crate::config::HttpVersion::Http2);
-            let (sent, result) = http::exchange(io, view, peer, h2, deadline).await;
+            // The Host value recorded for this probe is the one to send (`Attempt::new` and
+            // `probe_address` computed it from the view and the dialed address): moved in,
+            // moved back in `sent`, rather than built again.
+            let host = attempt.outcome.request.host.take();
+            let (sent, result) = http::exchange_with_host(io, view, host, h2, deadline).await;
             attempt.record_sent(view, sent);
             let response = match result {
                 Ok(r) => r,
@@ -256,13 +260,13 @@ impl Attempt {
             verify: view.scheme.uses_tls() && view.tls.verify,
             proxy_protocol: view.proxy_protocol.map(|p| p.version),
             path: (view.scheme.uses_http()).then(|| view.path_display().into_owned()),
-            method: (view.scheme.uses_http()).then(|| view.http.method.to_string()),
+            method: (view.scheme.uses_http()).then(|| view.http.method.as_str().to_owned()),
             // What the view will send, recorded up front so a probe that fails before the
             // request still shows it; the HTTP layer overwrites these with what it really sent.
             sni: if view.scheme.uses_tls() { view.sni().map(str::to_owned) } else { None },
             host: if view.scheme.uses_http() || view.scheme.uses_grpc() {
                 match &view.http.host {
-                    HostHeader::FromUrl => Some(view.url_authority()),
+                    HostHeader::FromUrl => Some(http::url_authority(view)),
                     HostHeader::Value(v) => Some(v.clone()),
                     HostHeader::DialedAddress | HostHeader::DialedIp | HostHeader::None => None,
                 }
