@@ -52,6 +52,13 @@ enum Command {
     Run {
         #[command(flatten)]
         config: ConfigDir,
+        /// Worker threads for probing. One runs 1,000 plain-HTTP probes/s in about a fifth of a
+        /// core and spends ~10 % less CPU per probe than two (no wake-ups between threads). A TLS
+        /// handshake costs ~0.6 ms of CPU, so one worker runs out near 1,500 HTTPS probes/s:
+        /// raise it for more. Configuration reloads compile on a thread of their own either way.
+        #[arg(long, env = "PARALLAX_WORKERS", default_value_t = 1, value_name = "N",
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: u16,
     },
     /// Validate the configuration and print the compiled plan: every view with its effective
     /// settings after profile defaults, secrets shown as <redacted>.
@@ -168,7 +175,7 @@ fn main() -> ExitCode {
     let default_level = if matches!(cli.command, Command::Demo { .. }) { "error" } else { "warn" };
     init_logs(cli.log_level.as_deref().unwrap_or(default_level));
     match cli.command {
-        Command::Run { config } => run(&config.dir),
+        Command::Run { config, workers } => run(&config.dir, usize::from(workers)),
         Command::Check { config } => check(&config.dir),
         Command::Probe { config, targets, format, concurrency, no_attribution } => {
             match probe(&config.dir, &targets, format, usize::from(concurrency), !no_attribution) {
@@ -243,14 +250,15 @@ fn config_errors(dir: &std::path::Path, errors: &config::ConfigErrors) -> ExitCo
     ExitCode::from(2)
 }
 
-fn run(dir: &std::path::Path) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("parallax: starting the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+fn run(dir: &std::path::Path, workers: usize) -> ExitCode {
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("parallax: starting the async runtime: {e}");
+                return ExitCode::from(1);
+            }
+        };
     let result = runtime.block_on(async {
         // Installed before anything starts, so a signal during start-up is not lost.
         let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;

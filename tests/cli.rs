@@ -183,6 +183,20 @@ url = "http://127.0.0.1:9/"
 }
 
 #[test]
+fn run_rejects_a_worker_count_out_of_range_with_exit_2() {
+    for workers in ["0", "65", "many"] {
+        let out = parallax(&["run", "-c", "/nonexistent", "--workers", workers], &[]);
+        assert_eq!(out.status.code(), Some(2), "--workers {workers}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("--workers") && stderr.contains(workers), "{stderr}");
+    }
+    // The variable is read the same way, and its value named in the error.
+    let out = parallax(&["run", "-c", "/nonexistent"], &[("PARALLAX_WORKERS", "0")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--workers"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn secrets_never_reach_check_probe_or_error_output() {
     const TOKEN: &str = "s3cr3t-token-value-7731";
     let server = http_server("127.0.0.23", "401 Unauthorized", 4);

@@ -127,7 +127,13 @@ pub fn run_daemon(
     let admin = loopback("127.0.0.1:9".parse().map_err(io::Error::other)?);
     write_config(dir, fleet, admin)?;
     let plan = config::load(dir).map_err(|e| io::Error::other(e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // As `parallax run` builds it: `--workers` defaults to 1, `PARALLAX_WORKERS` sets it (the
+    // daemon child of the CPU section inherits the same variable).
+    let workers = std::env::var("PARALLAX_WORKERS").ok().and_then(|w| w.parse::<usize>().ok()).unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.clamp(1, 64))
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let options = TelemetryOptions { events: Box::new(io::sink()), ..TelemetryOptions::default() };
         let inner = Telemetry::with_options(&plan.export, ResourceInfo::default(), &ProcessEnv, options);
