@@ -52,7 +52,7 @@ enum Command {
     Run {
         #[command(flatten)]
         config: ConfigDir,
-        /// Worker threads for probing. One runs 1,000 plain-HTTP probes/s in about a fifth of a
+        /// Worker threads for probing. One runs 1,000 plain-HTTP probes/s in about a quarter of a
         /// core and spends ~10 % less CPU per probe than two (no wake-ups between threads). A TLS
         /// handshake costs ~0.6 ms of CPU, so one worker runs out near 1,500 HTTPS probes/s:
         /// raise it for more. Configuration reloads compile on a thread of their own either way.
