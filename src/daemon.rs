@@ -45,7 +45,8 @@ use crate::diff::{
 use crate::export::{MismatchEvent, ResourceInfo, SpanRef, Telemetry};
 use crate::probe::{ErrorCode, Outcome, Prober};
 use crate::schedule::{
-    Command, Finished, InFlight, ProbeFuture, ProbeRunner, Scheduled, Scheduler, SchedulerConfig, WallClock,
+    node_seed, Command, Finished, InFlight, ProbeFuture, ProbeRunner, Scheduled, Scheduler, SchedulerConfig,
+    WallClock,
 };
 use crate::status::{
     OpenMismatchStatus, RecentProbe, ReloadStatus, StatusDoc, TargetStatus, VerdictStatus, ViewStatus,
@@ -195,6 +196,11 @@ pub async fn run(
     let addr = plan.admin.listen;
     let listener = TcpListener::bind(addr).await.map_err(|source| RunError::Admin { addr, source })?;
     let resource = ResourceInfo { host_name: host_name(), node_name: options.env.var("NODE_NAME") };
+    // Every pod of a DaemonSet (or every probe VM) probes the same load balancer: the node's name
+    // moves the phases, so their probes do not all arrive at the same instant.
+    if let Some(name) = resource.node_name.as_deref().or(resource.host_name.as_deref()) {
+        options.scheduler.seed = node_seed(name);
+    }
     let telemetry = Arc::new(Telemetry::new(&plan.export, resource));
     options.config_dir = Some(dir.to_path_buf());
     let daemon = Daemon::new(plan, telemetry, options);

@@ -6,9 +6,12 @@
 //! # Timing
 //!
 //! Tick `n` of a view is at wall time `UNIX_EPOCH + phase + n * interval`, where `phase` is a
-//! stable hash of `target/view` modulo the interval. The phase therefore depends neither on when
-//! the daemon started nor on reloads: a restarted daemon probes each view at the same offsets
-//! within its interval, and 10,000 views of one interval are spread evenly over it. A small
+//! stable hash of the node's seed and `target/view` modulo the interval. The phase therefore
+//! depends neither on when the daemon started nor on reloads: a restarted daemon probes each view
+//! at the same offsets within its interval, and 10,000 views of one interval are spread evenly
+//! over it. The seed ([`SchedulerConfig::seed`], a hash of the node's name in the daemon) makes
+//! the offsets differ between nodes: a DaemonSet whose every pod probes the same load balancer
+//! does not send all of its probes at the same instant. A small
 //! jitter, also a hash (of the view and the tick number, so runs are reproducible), is added to
 //! each tick so that views whose hashes happen to be close do not stay in lockstep. Wall time is
 //! read once at start ([`WallClock`]) and everything after runs on tokio's monotonic clock, so
@@ -121,16 +124,26 @@ fn finish(mut h: u64) -> u64 {
     h ^ (h >> 31)
 }
 
-/// FNV-1a state after `target/view`: `stable_hash(view.id())` without building the string
-/// (the jitter is hashed on every tick).
-fn id_state(view: &View) -> u64 {
-    fnv(fnv(fnv(FNV_OFFSET, view.target.as_bytes()), b"/"), view.name.as_bytes())
+/// FNV-1a state after `target/view`, starting from the basis moved by `seed` (0: plain FNV-1a,
+/// `stable_hash(view.id())`), without building the string (the jitter is hashed on every tick).
+fn id_state(seed: u64, view: &View) -> u64 {
+    fnv(fnv(fnv(FNV_OFFSET ^ seed, view.target.as_bytes()), b"/"), view.name.as_bytes())
 }
 
-/// The offset of a view's ticks within its interval: `hash(target/view) mod interval`.
+/// The seed of the node named `name`: spreads the phases of the same views on different nodes.
+pub fn node_seed(name: &str) -> u64 {
+    finish(fnv(FNV_OFFSET, name.as_bytes()))
+}
+
+/// The offset of a view's ticks within its interval with seed 0: `hash(target/view) mod interval`.
 pub fn phase(view: &View, interval: Duration) -> Duration {
+    seeded_phase(0, view, interval)
+}
+
+/// The offset of a view's ticks within its interval on the node of `seed`.
+pub fn seeded_phase(seed: u64, view: &View, interval: Duration) -> Duration {
     let interval_ns = interval.as_nanos().max(1);
-    let ns = u128::from(finish(id_state(view))) % interval_ns;
+    let ns = u128::from(finish(id_state(seed, view))) % interval_ns;
     // The hash is below 2^64, so the remainder always fits.
     Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
 }
@@ -144,14 +157,20 @@ pub fn max_jitter(view: &View) -> Duration {
         .min(view.interval.saturating_sub(view.timeout + CANCEL_GRACE))
 }
 
-/// The jitter of tick `tick` of `view`, in `[0, max_jitter(view)]`: a hash, so reproducible.
+/// The jitter of tick `tick` of `view` with seed 0, in `[0, max_jitter(view)]`: a hash, so
+/// reproducible.
 pub fn jitter(view: &View, tick: u64) -> Duration {
+    seeded_jitter(0, view, tick)
+}
+
+/// The jitter of tick `tick` of `view` on the node of `seed`.
+pub fn seeded_jitter(seed: u64, view: &View, tick: u64) -> Duration {
     let max_ns = max_jitter(view).as_nanos();
     if max_ns == 0 {
         return Duration::ZERO;
     }
     // stable_hash(id ++ tick as little-endian bytes), computed in pieces.
-    let h = fnv(id_state(view), &tick.to_le_bytes());
+    let h = fnv(id_state(seed, view), &tick.to_le_bytes());
     let ns = u128::from(finish(h)) % (max_ns + 1);
     Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
 }
@@ -198,6 +217,7 @@ struct Slot {
 #[derive(Debug)]
 pub struct Schedule {
     clock: WallClock,
+    seed: u64,
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     by_key: HashMap<(Arc<str>, Arc<str>), usize>,
@@ -208,10 +228,16 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// An empty schedule on `clock`.
+    /// An empty schedule on `clock`, seed 0.
     pub fn new(clock: WallClock) -> Schedule {
+        Schedule::with_seed(clock, 0)
+    }
+
+    /// An empty schedule on `clock` whose phases and jitter are those of the node of `seed`.
+    pub fn with_seed(clock: WallClock, seed: u64) -> Schedule {
         Schedule {
             clock,
+            seed,
             slots: Vec::new(),
             free: Vec::new(),
             by_key: HashMap::new(),
@@ -242,13 +268,13 @@ impl Schedule {
                     slot.view = s.view;
                     slot.epoch = s.epoch;
                     if moved {
-                        slot.phase = phase(&slot.view, slot.view.interval);
+                        slot.phase = seeded_phase(self.seed, &slot.view, slot.view.interval);
                         self.arm(i, now, 0);
                     }
                 }
                 None => {
                     let slot = Slot {
-                        phase: phase(&s.view, s.view.interval),
+                        phase: seeded_phase(self.seed, &s.view, s.view.interval),
                         view: s.view,
                         epoch: s.epoch,
                         next: 0,
@@ -327,8 +353,9 @@ impl Schedule {
 
     /// The instant tick `tick` of `view` is planned at, jitter included.
     pub fn planned(&self, view: &View, tick: u64) -> Instant {
-        let tick_wall = UNIX_EPOCH + tick_offset(phase(view, view.interval), view.interval, tick);
-        self.clock.instant(tick_wall) + jitter(view, tick)
+        let tick_wall =
+            UNIX_EPOCH + tick_offset(seeded_phase(self.seed, view, view.interval), view.interval, tick);
+        self.clock.instant(tick_wall) + seeded_jitter(self.seed, view, tick)
     }
 
     /// Arms slot `i` for its first tick at or after `min_tick` that falls after `now`.
@@ -341,7 +368,7 @@ impl Schedule {
         slot.next = tick;
         slot.stamp = stamp;
         let tick_wall = UNIX_EPOCH + tick_offset(slot.phase, slot.view.interval, tick);
-        let due = self.clock.instant(tick_wall) + jitter(&slot.view, tick);
+        let due = self.clock.instant(tick_wall) + seeded_jitter(self.seed, &slot.view, tick);
         self.heap.push(Reverse((due, stamp, i)));
     }
 }
@@ -404,11 +431,18 @@ pub struct SchedulerConfig {
     pub max_in_flight: usize,
     /// On shutdown, how long probes in flight may take to finish before they are cancelled.
     pub shutdown_grace: Duration,
+    /// Moves every view's phase and jitter ([`node_seed`] of the node's name in the daemon; 0
+    /// in tests, for fixed phases).
+    pub seed: u64,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> SchedulerConfig {
-        SchedulerConfig { max_in_flight: DEFAULT_MAX_IN_FLIGHT, shutdown_grace: Duration::from_secs(5) }
+        SchedulerConfig {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            shutdown_grace: Duration::from_secs(5),
+            seed: 0,
+        }
     }
 }
 
@@ -443,7 +477,7 @@ impl Scheduler {
     /// A scheduler on `clock` with nothing scheduled yet.
     pub fn new(clock: WallClock, config: SchedulerConfig) -> Scheduler {
         Scheduler {
-            schedule: Schedule::new(clock),
+            schedule: Schedule::with_seed(clock, config.seed),
             config,
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             tasks: InFlight::new(),
@@ -693,6 +727,43 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn each_node_probes_a_shared_view_at_its_own_offset() {
+        let interval = Duration::from_secs(10);
+        let shared = views(1, interval, Duration::from_secs(2));
+        // 200 DaemonSet pods probing the same load balancer view.
+        let seeds: Vec<u64> = (0..200).map(|i| node_seed(&format!("node-{i}"))).collect();
+        assert_eq!(node_seed("node-7"), node_seed("node-7"), "a restarted pod keeps its seed");
+        let phases: Vec<Duration> = seeds.iter().map(|s| seeded_phase(*s, &shared[0], interval)).collect();
+        let distinct: HashSet<_> = phases.iter().collect();
+        assert_eq!(distinct.len(), 200, "no two nodes at the same instant");
+        let mut buckets = [0usize; 10];
+        for p in &phases {
+            buckets[(p.as_millis() / 1000) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|b| (5..=40).contains(b)), "spread over the interval: {buckets:?}");
+        assert_eq!(seeded_phase(0, &shared[0], interval), phase(&shared[0], interval));
+
+        // A scheduler with a seed plans every tick at that node's phase plus that node's jitter.
+        let clock = WallClock::anchored(Instant::now(), wall(0));
+        let seed = seeds[3];
+        let all = views(50, interval, Duration::from_secs(2));
+        let mut s = Schedule::with_seed(clock, seed);
+        s.replace(scheduled(&all), Instant::now());
+        let mut seen = HashSet::new();
+        while let Some(at) = s.next_due().filter(|at| *at <= Instant::now() + interval * 2) {
+            for due in s.pop_due(at) {
+                let tick_at = due.planned - seeded_jitter(seed, &due.view, due.tick);
+                let since = clock.wall(tick_at).duration_since(UNIX_EPOCH).unwrap();
+                let offset = Duration::from_nanos((since.as_nanos() % interval.as_nanos()) as u64);
+                assert_eq!(offset, seeded_phase(seed, &due.view, interval), "{}", due.view.id());
+                assert_eq!(due.planned, s.planned(&due.view, due.tick));
+                seen.insert(due.view.id());
+            }
+        }
+        assert_eq!(seen.len(), 50, "every view came due");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn phases_are_distinct_spread_and_stable_across_restarts_and_reloads() {
         let interval = Duration::from_secs(10);
         let all = views(1000, interval, Duration::from_secs(2));
@@ -930,7 +1001,7 @@ mod tests {
         let all = views(3, Duration::from_millis(400), Duration::from_millis(300));
         let fake = Arc::new(Fake { black_holed: all.iter().map(|v| v.id()).collect(), ..Fake::default() });
         let clock = WallClock::anchored(Instant::now(), wall(0));
-        let config = SchedulerConfig { max_in_flight: 1, shutdown_grace: Duration::from_secs(5) };
+        let config = SchedulerConfig { max_in_flight: 1, shutdown_grace: Duration::from_secs(5), seed: 0 };
         let mut scheduler = Scheduler::new(clock, config);
         scheduler.replace(scheduled(&all));
         let in_flight = scheduler.in_flight();
