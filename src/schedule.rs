@@ -726,6 +726,19 @@ mod tests {
         Duration::from_nanos((since.as_nanos() % due.view.interval.as_nanos()) as u64)
     }
 
+    /// Every phase distinct, and each tenth of the interval holding roughly a tenth of them
+    /// (within 40 %..160 % of an even share).
+    fn assert_distinct_and_spread(phases: &[Duration], interval: Duration) {
+        let distinct: HashSet<_> = phases.iter().collect();
+        assert_eq!(distinct.len(), phases.len(), "every phase its own");
+        let mut buckets = [0usize; 10];
+        for p in phases {
+            buckets[(p.as_nanos() * 10 / interval.as_nanos()) as usize] += 1;
+        }
+        let even = phases.len() / 10;
+        assert!(buckets.iter().all(|b| (even * 2 / 5..=even * 8 / 5).contains(b)), "{buckets:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn each_node_probes_a_shared_view_at_its_own_offset() {
         let interval = Duration::from_secs(10);
@@ -734,13 +747,7 @@ mod tests {
         let seeds: Vec<u64> = (0..200).map(|i| node_seed(&format!("node-{i}"))).collect();
         assert_eq!(node_seed("node-7"), node_seed("node-7"), "a restarted pod keeps its seed");
         let phases: Vec<Duration> = seeds.iter().map(|s| seeded_phase(*s, &shared[0], interval)).collect();
-        let distinct: HashSet<_> = phases.iter().collect();
-        assert_eq!(distinct.len(), 200, "no two nodes at the same instant");
-        let mut buckets = [0usize; 10];
-        for p in &phases {
-            buckets[(p.as_millis() / 1000) as usize] += 1;
-        }
-        assert!(buckets.iter().all(|b| (5..=40).contains(b)), "spread over the interval: {buckets:?}");
+        assert_distinct_and_spread(&phases, interval);
         assert_eq!(seeded_phase(0, &shared[0], interval), phase(&shared[0], interval));
 
         // A scheduler with a seed plans every tick at that node's phase plus that node's jitter.
@@ -768,14 +775,7 @@ mod tests {
         let interval = Duration::from_secs(10);
         let all = views(1000, interval, Duration::from_secs(2));
         let phases: Vec<Duration> = all.iter().map(|v| phase(v, interval)).collect();
-        let distinct: HashSet<_> = phases.iter().collect();
-        assert_eq!(distinct.len(), 1000, "every view has its own phase");
-        // Spread: each tenth of the interval holds roughly a tenth of the views.
-        let mut buckets = [0usize; 10];
-        for p in &phases {
-            buckets[(p.as_millis() / 1000) as usize] += 1;
-        }
-        assert!(buckets.iter().all(|b| (60..=140).contains(b)), "{buckets:?}");
+        assert_distinct_and_spread(&phases, interval);
 
         // Two daemons started 3.7 s apart on the wall clock (and at different monotonic
         // instants) probe each view at the same offset within the interval: its phase.
