@@ -247,6 +247,8 @@ pub struct Daemon {
     commands: mpsc::Receiver<Command>,
     reloads: mpsc::Receiver<()>,
     options: Options,
+    /// The plan's `${file:..}` files, watched with the configuration directory.
+    read_files: Vec<PathBuf>,
 }
 
 impl fmt::Debug for Daemon {
@@ -281,6 +283,7 @@ impl Daemon {
         let (stop, _) = watch::channel(false);
         let mut engine = Engine::new(&plan, clock);
         let now = Instant::now();
+        let read_files = plan.read_files.clone();
         let actions = engine.load(plan, now, &*telemetry);
         scheduler.replace(engine.scheduled());
         let shared = Arc::new(Shared {
@@ -296,7 +299,7 @@ impl Daemon {
             stop,
         });
         shared.act(actions);
-        Daemon { shared, scheduler, commands, reloads, options }
+        Daemon { shared, scheduler, commands, reloads, options, read_files }
     }
 
     /// A handle on the daemon's state, usable while it runs.
@@ -308,7 +311,7 @@ impl Daemon {
     /// server on that listener. Then stops scheduling, lets probes in flight finish (up to the
     /// scheduler's grace), flushes the exporters and stops the admin server.
     pub async fn run(self, admin: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let Daemon { shared, scheduler, commands, reloads, options } = self;
+        let Daemon { shared, scheduler, commands, reloads, options, read_files } = self;
         let admin_task = admin.map(|listener| {
             let state: Arc<dyn AdminState> = shared.clone();
             let mut stop = shared.stop.subscribe();
@@ -321,7 +324,7 @@ impl Daemon {
                 }
             })
         });
-        let reloader = tokio::spawn(reloader(shared.clone(), reloads, options));
+        let reloader = tokio::spawn(reloader(shared.clone(), reloads, options, read_files));
         let runner = Arc::new(Runner { shared: shared.clone() });
         let stopped = scheduler.run(runner, commands, shutdown).await;
         if stopped.cancelled > 0 {
@@ -500,8 +503,15 @@ impl ProbeRunner for Runner {
     }
 }
 
-/// Compiles the directory on request and when its files change; swaps good plans in.
-async fn reloader(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, options: Options) {
+/// Compiles the directory on request and when its files or the files its `${file:..}`
+/// substitutions read change (a rotated token, a Secret volume's `..data` swap); swaps good plans
+/// in.
+async fn reloader(
+    shared: Arc<Shared>,
+    mut requests: mpsc::Receiver<()>,
+    options: Options,
+    mut read_files: Vec<PathBuf>,
+) {
     let mut stop = shared.stop.subscribe();
     let Some(dir) = options.config_dir else {
         // Built from a plan, not a directory: nothing to reload from.
@@ -515,7 +525,7 @@ async fn reloader(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, options
             }
         }
     };
-    let mut seen = fingerprint_blocking(&dir).await;
+    let mut seen = fingerprint_blocking(&dir, &read_files).await;
     let mut poll = options.watch_interval.map(|every| {
         let mut poll = tokio::time::interval_at(Instant::now() + every, every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -539,7 +549,7 @@ async fn reloader(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, options
             () = polled => false,
         };
         // Read before compiling: a change made while compiling triggers one more reload.
-        let now_seen = fingerprint_blocking(&dir).await;
+        let now_seen = fingerprint_blocking(&dir, &read_files).await;
         if !forced && now_seen == seen {
             continue;
         }
@@ -552,6 +562,9 @@ async fn reloader(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, options
         let now = Instant::now();
         match loaded {
             Ok(Ok(plan)) => {
+                // A changed list is fingerprinted anew at the next poll: at most one extra
+                // reload, which keeps every unchanged view's state.
+                read_files.clone_from(&plan.read_files);
                 if !shared.swap(plan, now).await {
                     // The scheduler has stopped: shutting down.
                     return;
@@ -570,22 +583,24 @@ async fn reloader(shared: Arc<Shared>, mut requests: mpsc::Receiver<()>, options
     }
 }
 
-/// What a change of the configuration directory looks like from outside: every configuration
-/// file's path, size, mtime and inode (metadata follows symlinks, so a ConfigMap's `..data`
-/// swap changes the inode even when sizes and mtimes are equal).
+/// What a change of the configuration looks like from outside: every configuration file's and
+/// `${file:..}` file's path, size, mtime and inode (metadata follows symlinks, so a ConfigMap's or
+/// Secret's `..data` swap changes the inode even when sizes and mtimes are equal).
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>, u64)>;
 
-async fn fingerprint_blocking(dir: &Path) -> Fingerprint {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || fingerprint(&dir)).await.unwrap_or_default()
+async fn fingerprint_blocking(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
+    let (dir, read_files) = (dir.to_path_buf(), read_files.to_vec());
+    tokio::task::spawn_blocking(move || fingerprint(&dir, &read_files)).await.unwrap_or_default()
 }
 
-fn fingerprint(dir: &Path) -> Fingerprint {
+fn fingerprint(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
-    // An unreadable or empty directory is a fingerprint too: the reload reports why.
+    // An unreadable or empty directory is a fingerprint too: the reload reports why; so is a
+    // `${file:..}` file gone missing.
     config::files(dir)
         .unwrap_or_default()
         .into_iter()
+        .chain(read_files.iter().cloned())
         .map(|path| {
             let meta = std::fs::metadata(&path).ok();
             let (len, modified, ino) = meta.map_or((0, None, 0), |m| (m.len(), m.modified().ok(), m.ino()));
@@ -1618,6 +1633,7 @@ mod tests {
             admin: AdminSettings { listen: "127.0.0.1:0".parse().unwrap() },
             export: ExportSettings { otlp: None },
             files: Vec::new(),
+            read_files: Vec::new(),
         }
     }
 

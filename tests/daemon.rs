@@ -413,6 +413,44 @@ async fn a_good_reload_keeps_unchanged_views_and_drops_removed_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_file_is_reloaded_without_sighup() {
+    let server = HttpServer::start(lo(49), router(|_| Reply::ok("ok"))).await;
+    // The token lives outside the configuration directory, as a Secret volume does, and is
+    // replaced the way kubelet does it: a new file renamed over the old one (a new inode).
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "first-token\n").unwrap();
+    let dir = ProbesDir::new();
+    dir.file("00-defaults.toml", &defaults("100ms", "80ms"));
+    let url = format!("http://{}/", server.addr);
+    let header = format!(
+        "headers = {{ authorization = {} }}",
+        toml_str(&format!("Bearer ${{file:{}}}", token.display()))
+    );
+    dir.file("t.toml", &target("t", &format!("url = {}\n{header}", toml_str(&url)), &[]));
+    let plan = dir.load();
+    assert_eq!(plan.read_files, std::slice::from_ref(&token), "the plan knows which files it read");
+    let recorder = Arc::new(Recorder::default());
+    let running = Running::start(plan, &recorder, options(Some(&dir), &[]));
+    let sent = |value: &'static str| {
+        let server = &server;
+        move || server.requests().iter().any(|r| r.header("authorization") == Some(value)).then_some(())
+    };
+    wait_for(Duration::from_secs(5), sent("Bearer first-token")).await.expect("the first token is sent");
+
+    let staged = secrets.path().join(".token.new");
+    std::fs::write(&staged, "second-token\n").unwrap();
+    std::fs::rename(&staged, &token).unwrap();
+    wait_for(Duration::from_secs(5), sent("Bearer second-token")).await.expect("the rotated token is sent");
+    let status = running.status();
+    assert_eq!(status.generation, 2, "one reload, for the token");
+    // No secret in the status document.
+    let json = serde_json::to_string(&status).unwrap();
+    assert!(!json.contains("first-token") && !json.contains("second-token"), "{json}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_a_probe_in_flight_finish_and_returns() {
     let slow = HttpServer::serve(
         listen(lo(44), 0).await,

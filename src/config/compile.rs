@@ -12,7 +12,7 @@
 //! path (`target[shop].checker[nlb].timeout`), and never quote a substituted secret.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
@@ -52,7 +52,8 @@ const TOP_LEVEL_KEYS: [&str; 4] = ["defaults", "admin", "export", "target"];
 
 pub(super) fn load_dir(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> {
     let paths = list_files(dir).map_err(|e| ConfigErrors(vec![e]))?;
-    let mut ctx = Ctx { env, dir, errors: Vec::new(), view_names: HashSet::new() };
+    let mut ctx =
+        Ctx { env, dir, errors: Vec::new(), view_names: HashSet::new(), read_files: BTreeSet::new() };
     let files: Vec<SourceFile> = paths.iter().filter_map(|p| ctx.parse_file(p)).collect();
     ctx.compile(files, paths)
 }
@@ -62,7 +63,8 @@ pub(super) fn load_dir(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> 
 /// itself.
 pub(super) fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, ConfigErrors> {
     let dir = path.parent().unwrap_or(Path::new(""));
-    let mut ctx = Ctx { env, dir, errors: Vec::new(), view_names: HashSet::new() };
+    let mut ctx =
+        Ctx { env, dir, errors: Vec::new(), view_names: HashSet::new(), read_files: BTreeSet::new() };
     let files: Vec<SourceFile> = ctx.parse_text(path, Cow::Borrowed(text)).into_iter().collect();
     ctx.compile(files, vec![path.to_path_buf()])
 }
@@ -395,6 +397,8 @@ struct Ctx<'a> {
     /// View names compiled so far: views of the same name (every `client`, and checker names
     /// repeated across targets) share one allocation.
     view_names: HashSet<Arc<str>>,
+    /// Files read by `${file:..}` substitutions.
+    read_files: BTreeSet<PathBuf>,
 }
 
 impl Ctx<'_> {
@@ -403,7 +407,8 @@ impl Ctx<'_> {
         let settings = self.settings(&files);
         let targets = self.targets(&mut files, &settings.defaults);
         if self.errors.is_empty() {
-            Ok(Plan { targets, admin: settings.admin, export: settings.export, files: paths })
+            let read_files = self.read_files.into_iter().collect();
+            Ok(Plan { targets, admin: settings.admin, export: settings.export, files: paths, read_files })
         } else {
             Err(ConfigErrors(self.errors))
         }
@@ -420,7 +425,10 @@ impl Ctx<'_> {
     /// Substitutes `raw`; each substitution problem is an error at `key`.
     fn text(&mut self, loc: &Loc, key: &str, raw: &str) -> Option<Substituted> {
         match subst::substitute(raw, self.env, self.dir) {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                self.read_files.extend(s.files.iter().cloned());
+                Some(s)
+            }
             Err(problems) => {
                 for p in problems {
                     self.error(loc, key, p);

@@ -7,7 +7,7 @@
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Env;
 
@@ -26,6 +26,8 @@ pub(super) struct Substituted {
     pub display: String,
     /// The secret substitutions used, as written (`${env:TOKEN}`), in order.
     pub secrets: Vec<String>,
+    /// The files read by `${file:..}`, as opened: the daemon reloads when one changes.
+    pub files: Vec<PathBuf>,
 }
 
 impl Substituted {
@@ -83,7 +85,12 @@ pub(super) fn substitute(input: &str, env: &dyn Env, base_dir: &Path) -> Result<
             let token = &after[..end];
             match resolve(token, env, base_dir) {
                 Ok(Resolved::Plain(v)) => out.push_plain(&v),
-                Ok(Resolved::Secret(v)) => out.push_secret(token, &v),
+                Ok(Resolved::Secret(v)) => {
+                    if let Some(path) = token.strip_prefix("file:") {
+                        out.files.push(base_dir.join(path));
+                    }
+                    out.push_secret(token, &v);
+                }
                 Err(e) => errors.push(e),
             }
             rest = &after[end + 1..];
