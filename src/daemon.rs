@@ -262,19 +262,31 @@ impl Daemon {
     /// mismatches open at plan load.
     pub fn new(plan: Plan, telemetry: Arc<dyn TelemetrySink>, options: Options) -> Daemon {
         let prober = Arc::new(Prober::new());
+        let probing = prober.clone();
         let probe: ProbeFn = Arc::new(move |view: Arc<View>| -> ProbeFuture {
-            let prober = prober.clone();
+            let prober = probing.clone();
             Box::pin(async move { prober.probe(&view).await })
         });
-        Daemon::with_probe(plan, telemetry, options, probe)
+        Daemon::build(plan, telemetry, options, probe, Some(prober))
     }
 
     /// [`Daemon::new`] with the probe as a function (the seam for tests on paused time).
+    #[cfg(test)]
     pub(crate) fn with_probe(
         plan: Plan,
         telemetry: Arc<dyn TelemetrySink>,
         options: Options,
         probe: ProbeFn,
+    ) -> Daemon {
+        Daemon::build(plan, telemetry, options, probe, None)
+    }
+
+    fn build(
+        plan: Plan,
+        telemetry: Arc<dyn TelemetrySink>,
+        options: Options,
+        probe: ProbeFn,
+        prober: Option<Arc<Prober>>,
     ) -> Daemon {
         let clock = options.clock.unwrap_or_else(WallClock::now);
         let mut scheduler = Scheduler::new(clock, options.scheduler);
@@ -290,6 +302,7 @@ impl Daemon {
             engine: Mutex::new(engine),
             telemetry,
             probe,
+            prober,
             tasks: scheduler.in_flight(),
             permits: scheduler.permits(),
             hybrid_permits: HYBRID_CONCURRENCY.min(options.scheduler.max_in_flight).max(1) as u32,
@@ -382,6 +395,9 @@ struct Shared {
     engine: Mutex<Engine>,
     telemetry: Arc<dyn TelemetrySink>,
     probe: ProbeFn,
+    /// The prober behind `probe` (none with a test's probe function): a reload makes it read
+    /// `ca_file`s again.
+    prober: Option<Arc<Prober>>,
     tasks: InFlight,
     permits: Arc<Semaphore>,
     hybrid_permits: u32,
@@ -503,9 +519,9 @@ impl ProbeRunner for Runner {
     }
 }
 
-/// Compiles the directory on request and when its files or the files its `${file:..}`
-/// substitutions read change (a rotated token, a Secret volume's `..data` swap); swaps good plans
-/// in.
+/// Compiles the directory on request and when its files, the files its `${file:..}`
+/// substitutions read or its `ca_file`s change (a rotated token or CA bundle, a Secret volume's
+/// `..data` swap); swaps good plans in, and has the prober read its `ca_file`s again.
 async fn reloader(
     shared: Arc<Shared>,
     mut requests: mpsc::Receiver<()>,
@@ -565,6 +581,9 @@ async fn reloader(
                 // A changed list is fingerprinted anew at the next poll: at most one extra
                 // reload, which keeps every unchanged view's state.
                 read_files.clone_from(&plan.read_files);
+                if let Some(prober) = &shared.prober {
+                    prober.forget_tls();
+                }
                 if !shared.swap(plan, now).await {
                     // The scheduler has stopped: shutting down.
                     return;
@@ -583,8 +602,8 @@ async fn reloader(
     }
 }
 
-/// What a change of the configuration looks like from outside: every configuration file's and
-/// `${file:..}` file's path, size, mtime and inode (metadata follows symlinks, so a ConfigMap's or
+/// What a change of the configuration looks like from outside: every configuration file's,
+/// `${file:..}` file's and `ca_file`'s path, size, mtime and inode (metadata follows symlinks, so a ConfigMap's or
 /// Secret's `..data` swap changes the inode even when sizes and mtimes are equal).
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>, u64)>;
 

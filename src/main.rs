@@ -44,9 +44,9 @@ enum Command {
     /// stderr. The admin server answers `/` (dashboard), `/healthz`, `/readyz`, `/metrics` and
     /// `/api/v1/status`.
     ///
-    /// Reloads the configuration on SIGHUP and when its files, or files read through
-    /// `${file:..}`, change; a configuration with errors is logged and the running one kept.
-    /// `[admin]`, `[export]` and `ca_file` contents take effect at restart. SIGTERM or SIGINT
+    /// Reloads the configuration on SIGHUP and when its files, files read through `${file:..}`
+    /// or `ca_file` bundles change; a configuration with errors is logged and the running one
+    /// kept. `[admin]` and `[export]` changes take effect at restart. SIGTERM or SIGINT
     /// stops it cleanly (exit 0). Exit 2 when the configuration does not compile at start, 1 on
     /// other start-up errors.
     Run {

@@ -22,7 +22,8 @@ use parallax::status::StatusDoc;
 use parallax::verdict::VerdictChange;
 use tokio::time::Instant;
 
-use support::http::{router, HttpServer, Reply};
+use support::certs::Ca;
+use support::http::{always, router, HttpServer, Reply, TlsSite};
 use support::probes::{target, toml_str, ProbesDir};
 use support::{listen, lo, wait_for};
 
@@ -447,6 +448,45 @@ async fn a_rotated_secret_file_is_reloaded_without_sighup() {
     // No secret in the status document.
     let json = serde_json::to_string(&status).unwrap();
     assert!(!json.contains("first-token") && !json.contains("second-token"), "{json}");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_ca_file_is_read_again_after_the_automatic_reload() {
+    let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
+    // The server already presents a certificate of the new CA; the bundle still holds the old one.
+    let server = HttpServer::start_tls(lo(50), TlsSite::new(new_ca.leaf(&["shop.test"])), always("ok")).await;
+    let bundles = tempfile::tempdir().unwrap();
+    let bundle = old_ca.write_pem(bundles.path(), "ca.pem");
+    let dir = ProbesDir::new();
+    dir.file("00-defaults.toml", &defaults("100ms", "80ms"));
+    let keys = format!(
+        "url = \"https://shop.test:{}/\"\nconnect_to = \"{}\"\nca_file = {}",
+        server.addr.port(),
+        server.addr,
+        toml_str(&bundle.display().to_string())
+    );
+    dir.file("t.toml", &target("t", &keys, &[]));
+    let plan = dir.load();
+    assert_eq!(plan.read_files, std::slice::from_ref(&bundle), "the plan knows which files it read");
+    let recorder = Arc::new(Recorder::default());
+    let running = Running::start(plan, &recorder, options(Some(&dir), &[]));
+    let error_of = |s: &StatusDoc| view_status(s, "t", "client").last_outcome.as_ref().and_then(|o| o.error);
+    until(&running, Duration::from_secs(5), |s| {
+        (error_of(s) == Some(ErrorCode::TlsCertUntrusted)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("untrusted with the old CA: {:?}", error_of(&running.status())));
+
+    // cert-manager (or a Secret update) replaces the bundle: written aside, renamed over it.
+    let staged = new_ca.write_pem(bundles.path(), ".ca.pem.new");
+    std::fs::rename(&staged, &bundle).unwrap();
+    let ok = until(&running, Duration::from_secs(5), |s| {
+        let last = view_status(s, "t", "client").last_outcome.as_ref()?;
+        (s.generation >= 2 && last.ok).then_some(())
+    })
+    .await;
+    assert!(ok.is_some(), "trusted once the new bundle is read: {:?}", error_of(&running.status()));
     running.stop().await;
 }
 

@@ -397,7 +397,7 @@ struct Ctx<'a> {
     /// View names compiled so far: views of the same name (every `client`, and checker names
     /// repeated across targets) share one allocation.
     view_names: HashSet<Arc<str>>,
-    /// Files read by `${file:..}` substitutions.
+    /// Files read by `${file:..}` substitutions and as `ca_file`.
     read_files: BTreeSet<PathBuf>,
 }
 
@@ -1617,7 +1617,10 @@ impl Ctx<'_> {
                 "ca_file",
                 format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()),
             ),
-            Ok(_) => return Some(path),
+            Ok(_) => {
+                self.read_files.insert(path.clone());
+                return Some(path);
+            }
         }
         None
     }

@@ -27,8 +27,8 @@ pub struct Plan {
     pub export: ExportSettings,
     /// The files the plan was compiled from, in merge order.
     pub files: Vec<PathBuf>,
-    /// The files `${file:..}` substitutions read (tokens, passwords), sorted: the daemon
-    /// reloads when one changes, as when a configuration file does.
+    /// The files `${file:..}` substitutions (tokens, passwords) and `ca_file`s read, sorted: the
+    /// daemon reloads when one changes, as when a configuration file does.
     pub read_files: Vec<PathBuf>,
 }
 

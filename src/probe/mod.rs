@@ -41,6 +41,11 @@ impl Prober {
         Prober { resolvers: dns::Resolvers::new(), tls: tls::TlsConfigs::with_time(time) }
     }
 
+    /// Forgets the TLS settings built so far, so that `ca_file`s are read again (after a reload).
+    pub fn forget_tls(&self) {
+        self.tls.forget();
+    }
+
     /// Probes `view` once, within `view.timeout`. One outcome, or one per DNS answer with
     /// `each_address`.
     pub async fn probe(&self, view: &View) -> Vec<Outcome> {

@@ -56,6 +56,12 @@ impl TlsConfigs {
         }
     }
 
+    /// Drops every prepared config: the next probe of each setting builds it again, reading its
+    /// `ca_file` anew (a reload after a CA bundle changed). Probes in flight keep theirs.
+    pub fn forget(&self) {
+        self.prepared.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
     /// The config and verifier for these settings, built on first use. A failure (a bad
     /// `ca_file`) is not kept: the file may be fixed before the next probe.
     async fn prepare(&self, settings: &TlsSettings, send_sni: bool) -> Result<Arc<Prepared>, Failure> {
