@@ -444,6 +444,33 @@ async fn body_over_max_body_bytes_is_http_body_too_large() {
     let outcome = probe_one(&view).await;
     assert_code(&outcome, ErrorCode::HttpBodyTooLarge, Phase::Http);
     assert!(outcome.body_bytes.unwrap_or(0) <= 1024, "read past the limit: {:?}", outcome.body_bytes);
+    // The head arrived: the record keeps what the server answered.
+    assert_eq!(outcome.status, Some(200));
+    assert!(outcome.timings.ttfb.is_some());
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_http_timeout_with_the_status_and_bytes_that_came() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello".to_vec();
+    let script = vec![Step::ReadHead, Step::Write(head), Step::Sleep(Duration::from_secs(3)), Step::Close];
+    let server = RawServer::start(lo(36), script).await;
+    let keys = format!("url = \"http://{}/\"\ntimeout = \"500ms\"", server.addr);
+    let (_dir, view) = client_view(&keys);
+    let outcome = probe_one(&view).await;
+    assert_code(&outcome, ErrorCode::HttpTimeout, Phase::Http);
+    assert_eq!(outcome.status, Some(200), "the status line came");
+    assert_eq!(outcome.body_bytes, Some(5), "five body bytes came");
+    let ttfb = outcome.timings.ttfb.expect("the head came");
+    assert!(ttfb < Duration::from_millis(500), "{ttfb:?}");
+
+    // Nothing came at all: nothing is recorded.
+    let listener = listen(lo(36), 0).await;
+    let options = Options { delay: Some(Duration::from_secs(3)), h2_only: false };
+    let silent = HttpServer::serve(listener, None, options, always("late"));
+    let (_dir, view) = client_view(&format!("url = \"http://{}/\"\ntimeout = \"300ms\"", silent.addr));
+    let outcome = probe_one(&view).await;
+    assert_code(&outcome, ErrorCode::HttpTimeout, Phase::Http);
+    assert_eq!((outcome.status, outcome.body_bytes, outcome.timings.ttfb), (None, None, None));
 }
 
 // ---------------------------------------------------------------------------------------------

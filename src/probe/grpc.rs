@@ -43,7 +43,12 @@ pub async fn check<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut sent = Sent { host: None, user_agent: view.http.user_agent.clone(), version: "HTTP/2" };
+    let mut sent = Sent {
+        host: None,
+        user_agent: view.http.user_agent.clone(),
+        version: "HTTP/2",
+        received: Default::default(),
+    };
     let request = match build_request(view, dialed) {
         Ok(r) => r,
         Err(f) => return (sent, Err(f)),
@@ -51,7 +56,7 @@ where
     sent.host = request.uri().authority().map(|a| a.to_string());
 
     let (timed, edges) = TimedIo::new(io, true);
-    let exchange = Exchange { edges, phase: Phase::Grpc, max_body_bytes: MAX_MESSAGE_BYTES };
+    let exchange = Exchange::new(edges, Phase::Grpc, MAX_MESSAGE_BYTES);
     let result = match tokio::time::timeout_at(deadline, call(&exchange, timed, request)).await {
         Ok(r) => r,
         Err(_) => Err(exchange.timeout()),

@@ -11,7 +11,8 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -52,6 +53,20 @@ pub struct Sent {
     pub user_agent: Option<String>,
     /// Version used.
     pub version: &'static str,
+    /// What arrived before a failure that came after the response head (a body that stalls,
+    /// resets or grows past the limit): kept for the record. Empty otherwise.
+    pub received: Received,
+}
+
+/// The part of a response that arrived before the exchange failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Status of the response head.
+    pub status: Option<u16>,
+    /// Time to the response head.
+    pub ttfb: Option<Duration>,
+    /// Body bytes read before the failure.
+    pub body_bytes: Option<u64>,
 }
 
 /// The Host header value `view` sends when it dialed `dialed`, or `None` for no Host header.
@@ -186,7 +201,12 @@ where
         host
     };
     let request = build_request(view, version, host.as_deref());
-    let mut sent = Sent { host, user_agent: view.http.user_agent.clone(), version: version_name(version) };
+    let mut sent = Sent {
+        host,
+        user_agent: view.http.user_agent.clone(),
+        version: version_name(version),
+        received: Received::default(),
+    };
     let request = match request {
         Ok(r) => r,
         Err(f) => return (sent, Err(f)),
@@ -197,11 +217,14 @@ where
     }
 
     let (timed, edges) = TimedIo::new(io, use_h2);
-    let exchange = Exchange { edges, phase: Phase::Http, max_body_bytes: view.max_body_bytes };
+    let exchange = Exchange::new(edges, Phase::Http, view.max_body_bytes);
     let result = match tokio::time::timeout_at(deadline, exchange.run(timed, request, use_h2, view)).await {
         Ok(r) => r,
         Err(_) => Err(exchange.timeout()),
     };
+    if result.is_err() {
+        sent.received = exchange.received();
+    }
     (sent, result)
 }
 
@@ -282,9 +305,29 @@ pub(crate) struct Exchange {
     pub(crate) edges: Arc<Mutex<Edges>>,
     pub(crate) phase: Phase,
     pub(crate) max_body_bytes: usize,
+    /// Status and ttfb, once the response head arrived.
+    head: OnceLock<(u16, Duration)>,
+    /// Body bytes read so far.
+    body_read: AtomicU64,
 }
 
 impl Exchange {
+    pub(crate) fn new(edges: Arc<Mutex<Edges>>, phase: Phase, max_body_bytes: usize) -> Exchange {
+        Exchange { edges, phase, max_body_bytes, head: OnceLock::new(), body_read: AtomicU64::new(0) }
+    }
+
+    /// What arrived before now: nothing before the response head.
+    pub(crate) fn received(&self) -> Received {
+        match self.head.get() {
+            Some(&(status, ttfb)) => Received {
+                status: Some(status),
+                ttfb: Some(ttfb),
+                body_bytes: Some(self.body_read.load(Ordering::Relaxed)),
+            },
+            None => Received::default(),
+        }
+    }
+
     async fn run<S>(
         &self,
         io: TimedIo<S>,
@@ -299,6 +342,7 @@ impl Exchange {
         let ttfb = self.ttfb();
         let version = version_name(response.version());
         let status = response.status().as_u16();
+        let _ = self.head.set((status, ttfb));
         let (parts, body) = response.into_parts();
         let body = driver.drive(self.read_body(body, status)).await?;
         Ok(Response { status, version, headers: parts.headers, body, ttfb })
@@ -374,6 +418,7 @@ impl Exchange {
                     );
                 }
                 buf.extend_from_slice(&data);
+                self.body_read.store(buf.len() as u64, Ordering::Relaxed);
             }
         }
         Ok(buf.freeze())
@@ -1048,7 +1093,10 @@ pub(crate) mod tests {
         let (sent, result) = exchange(connect(addr).await, &v, addr, false, soon()).await;
         let request = server.await.unwrap();
         assert_eq!(request.escape_ascii().to_string(), "OPTIONS / HTTP/1.0\\r\\n\\r\\n");
-        assert_eq!(sent, Sent { host: None, user_agent: None, version: "HTTP/1.0" });
+        assert_eq!(
+            sent,
+            Sent { host: None, user_agent: None, version: "HTTP/1.0", received: Received::default() }
+        );
         let response = result.unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(response.version, "HTTP/1.0");

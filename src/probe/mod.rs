@@ -196,10 +196,18 @@ impl Prober {
             // moved back in `sent`, rather than built again.
             let host = attempt.outcome.request.host.take();
             let (sent, result) = http::exchange_with_host(io, view, host, h2, deadline).await;
+            let received = sent.received;
             attempt.record_sent(view, sent);
             let response = match result {
                 Ok(r) => r,
-                Err(f) => return attempt.fail(f),
+                Err(f) => {
+                    // A body that stalled, reset or grew too large: the status and ttfb still
+                    // say what the server answered, and how much came.
+                    attempt.outcome.status = received.status;
+                    attempt.outcome.timings.ttfb = received.ttfb;
+                    attempt.outcome.body_bytes = received.body_bytes;
+                    return attempt.fail(f);
+                }
             };
             attempt.outcome.status = Some(response.status);
             attempt.outcome.timings.ttfb = Some(response.ttfb);
