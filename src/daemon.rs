@@ -195,7 +195,10 @@ pub async fn run(
     let plan = config::load_with(dir, &*options.env).map_err(|errors| RunError::Config { errors })?;
     let addr = plan.admin.listen;
     let listener = TcpListener::bind(addr).await.map_err(|source| RunError::Admin { addr, source })?;
-    let resource = ResourceInfo { host_name: host_name(), node_name: options.env.var("NODE_NAME") };
+    let resource = ResourceInfo {
+        host_name: host_name(),
+        node_name: options.env.var("NODE_NAME").filter(|n| !n.is_empty()),
+    };
     // Every pod of a DaemonSet (or every probe VM) probes the same load balancer: the node's name
     // moves the phases, so their probes do not all arrive at the same instant.
     if let Some(name) = resource.node_name.as_deref().or(resource.host_name.as_deref()) {
@@ -574,13 +577,18 @@ async fn reloader(
         }
         seen = now_seen;
         let (load_dir, env) = (dir.clone(), options.env.clone());
-        let loaded = tokio::task::spawn_blocking(move || config::load_with(&load_dir, &*env)).await;
+        let loaded = tokio::task::spawn_blocking(move || config::load_watched(&load_dir, &*env)).await;
         let now = Instant::now();
+        // The files named, even by a configuration that failed (a token file not there yet
+        // makes the reload fail; its arrival must bring the next one). A changed list is
+        // fingerprinted anew at the next poll: at most one extra reload, which keeps every
+        // unchanged view's state.
+        let loaded = loaded.map(|(result, named)| {
+            read_files = named;
+            result
+        });
         match loaded {
             Ok(Ok(plan)) => {
-                // A changed list is fingerprinted anew at the next poll: at most one extra
-                // reload, which keeps every unchanged view's state.
-                read_files.clone_from(&plan.read_files);
                 if let Some(prober) = &shared.prober {
                     prober.forget_tls();
                 }

@@ -452,6 +452,49 @@ async fn a_rotated_secret_file_is_reloaded_without_sighup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_that_appears_after_a_failed_reload_brings_the_next_one() {
+    let server = HttpServer::start(lo(51), router(|_| Reply::ok("ok"))).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    let dir = ProbesDir::new();
+    dir.file("00-defaults.toml", &defaults("100ms", "80ms"));
+    let url = format!("url = {}", toml_str(&format!("http://{}/", server.addr)));
+    dir.file("t.toml", &target("t", &url, &[]));
+    let recorder = Arc::new(Recorder::default());
+    let running = Running::start(dir.load(), &recorder, options(Some(&dir), &[]));
+    // Running (and watching) before the configuration changes.
+    until(&running, Duration::from_secs(5), |s| (view_status(s, "t", "client").probes >= 2).then_some(()))
+        .await
+        .expect("probing");
+
+    // The ConfigMap update arrives before the Secret's new key: the reload fails.
+    let header = format!(
+        "headers = {{ authorization = {} }}",
+        toml_str(&format!("Bearer ${{file:{}}}", token.display()))
+    );
+    dir.file("t.toml", &target("t", &format!("{url}\n{header}"), &[]));
+    let failed = until(&running, Duration::from_secs(5), |s| {
+        s.last_reload.as_ref().filter(|r| !r.ok).map(|r| r.errors.join("; "))
+    })
+    .await
+    .unwrap_or_else(|| {
+        let s = running.status();
+        panic!("the reload fails while the token file is missing: gen {} {:?}", s.generation, s.last_reload)
+    });
+    assert!(failed.contains("cannot be read"), "{failed}");
+    assert_eq!(running.status().generation, 1, "the running plan is kept");
+
+    // The Secret catches up: no SIGHUP, no further edit of the configuration.
+    std::fs::write(&token, "late-token").unwrap();
+    let sent = || {
+        server.requests().iter().any(|r| r.header("authorization") == Some("Bearer late-token")).then_some(())
+    };
+    wait_for(Duration::from_secs(5), sent).await.expect("the token's arrival reloads the configuration");
+    assert!(running.status().last_reload.is_some_and(|r| r.ok));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_ca_file_is_read_again_after_the_automatic_reload() {
     let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
     // The server already presents a certificate of the new CA; the bundle still holds the old one.

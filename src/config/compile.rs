@@ -50,8 +50,11 @@ const SECRET_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cook
 /// Valid top-level keys of a file.
 const TOP_LEVEL_KEYS: [&str; 4] = ["defaults", "admin", "export", "target"];
 
-pub(super) fn load_dir(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> {
-    let paths = list_files(dir).map_err(|e| ConfigErrors(vec![e]))?;
+pub(super) fn load_dir(dir: &Path, env: &dyn Env) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
+    let paths = match list_files(dir) {
+        Ok(paths) => paths,
+        Err(e) => return (Err(ConfigErrors(vec![e])), Vec::new()),
+    };
     let mut ctx =
         Ctx { env, dir, errors: Vec::new(), view_names: HashSet::new(), read_files: BTreeSet::new() };
     let files: Vec<SourceFile> = paths.iter().filter_map(|p| ctx.parse_file(p)).collect();
@@ -66,7 +69,7 @@ pub(super) fn load_text(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, 
     let mut ctx =
         Ctx { env, dir, errors: Vec::new(), view_names: HashSet::new(), read_files: BTreeSet::new() };
     let files: Vec<SourceFile> = ctx.parse_text(path, Cow::Borrowed(text)).into_iter().collect();
-    ctx.compile(files, vec![path.to_path_buf()])
+    ctx.compile(files, vec![path.to_path_buf()]).0
 }
 
 /// The configuration files of `dir`, in file-name order. Hidden files are skipped: Kubernetes
@@ -397,20 +400,32 @@ struct Ctx<'a> {
     /// View names compiled so far: views of the same name (every `client`, and checker names
     /// repeated across targets) share one allocation.
     view_names: HashSet<Arc<str>>,
-    /// Files read by `${file:..}` substitutions and as `ca_file`.
+    /// Files named by `${file:..}` substitutions and `ca_file`, read or not.
     read_files: BTreeSet<PathBuf>,
 }
 
 impl Ctx<'_> {
-    /// Settings and targets of the parsed `files` (from `paths`), or every error found.
-    fn compile(mut self, mut files: Vec<SourceFile<'_>>, paths: Vec<PathBuf>) -> Result<Plan, ConfigErrors> {
+    /// Settings and targets of the parsed `files` (from `paths`), or every error found; and,
+    /// either way, the files `${file:..}` and `ca_file` named.
+    fn compile(
+        mut self,
+        mut files: Vec<SourceFile<'_>>,
+        paths: Vec<PathBuf>,
+    ) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
         let settings = self.settings(&files);
         let targets = self.targets(&mut files, &settings.defaults);
+        let read_files: Vec<PathBuf> = self.read_files.into_iter().collect();
         if self.errors.is_empty() {
-            let read_files = self.read_files.into_iter().collect();
-            Ok(Plan { targets, admin: settings.admin, export: settings.export, files: paths, read_files })
+            let plan = Plan {
+                targets,
+                admin: settings.admin,
+                export: settings.export,
+                files: paths,
+                read_files: read_files.clone(),
+            };
+            (Ok(plan), read_files)
         } else {
-            Err(ConfigErrors(self.errors))
+            (Err(ConfigErrors(self.errors)), read_files)
         }
     }
 
@@ -424,11 +439,11 @@ impl Ctx<'_> {
 
     /// Substitutes `raw`; each substitution problem is an error at `key`.
     fn text(&mut self, loc: &Loc, key: &str, raw: &str) -> Option<Substituted> {
-        match subst::substitute(raw, self.env, self.dir) {
-            Ok(s) => {
-                self.read_files.extend(s.files.iter().cloned());
-                Some(s)
-            }
+        let mut files = Vec::new();
+        let substituted = subst::substitute(raw, self.env, self.dir, &mut files);
+        self.read_files.extend(files);
+        match substituted {
+            Ok(s) => Some(s),
             Err(problems) => {
                 for p in problems {
                     self.error(loc, key, p);
@@ -1602,6 +1617,9 @@ impl Ctx<'_> {
     fn ca_file(&mut self, loc: &Loc, raw: &str) -> Option<PathBuf> {
         let s = self.plain(loc, "ca_file", raw)?;
         let path = self.dir.join(s.trim());
+        // Watched even when it cannot be read now: it may appear (a Secret volume synced later
+        // than the ConfigMap that names it).
+        self.read_files.insert(path.clone());
         let mut text = Vec::new();
         let read =
             std::fs::File::open(&path).and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut text));
@@ -1617,10 +1635,7 @@ impl Ctx<'_> {
                 "ca_file",
                 format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()),
             ),
-            Ok(_) => {
-                self.read_files.insert(path.clone());
-                return Some(path);
-            }
+            Ok(_) => return Some(path),
         }
         None
     }
@@ -2079,7 +2094,7 @@ mod tests {
         write("20-b.toml", "[defaults]\ninterval = \"soon\"\n[[target]]\nname = \"b b\"\n");
         write("30-c.toml", "[[target]\n");
         let env: HashMap<String, String> = HashMap::new();
-        let errors = match load_dir(dir.path(), &env) {
+        let errors = match load_dir(dir.path(), &env).0 {
             Ok(_) => panic!("compiled"),
             Err(e) => e.0,
         };
@@ -2104,7 +2119,7 @@ mod tests {
         write("20-b.toml", "[defaults]\ninterval = \"7s\"\n");
         write("30-c.toml", "[[target]]\nname = \"c\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n");
         write("10-a.toml", "[[target]]\nname = \"a\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n");
-        let plan = match load_dir(dir.path(), &env) {
+        let plan = match load_dir(dir.path(), &env).0 {
             Ok(plan) => plan,
             Err(e) => panic!("{e}"),
         };

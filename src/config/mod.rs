@@ -115,6 +115,13 @@ pub fn load(dir: &Path) -> Result<Plan, ConfigErrors> {
 
 /// Loads and compiles `dir`, reading substitutions from `env`.
 pub fn load_with(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> {
+    compile::load_dir(dir, env).0
+}
+
+/// [`load_with`], and the files its `${file:..}` substitutions and `ca_file`s name, read or not
+/// and whether the configuration compiled or not: what a reloader watches besides `dir` (a file
+/// missing now may appear, and must trigger the next reload).
+pub fn load_watched(dir: &Path, env: &dyn Env) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
     compile::load_dir(dir, env)
 }
 

@@ -27,7 +27,7 @@ pub struct Plan {
     pub export: ExportSettings,
     /// The files the plan was compiled from, in merge order.
     pub files: Vec<PathBuf>,
-    /// The files `${file:..}` substitutions (tokens, passwords) and `ca_file`s read, sorted: the
+    /// The files `${file:..}` substitutions (tokens, passwords) and `ca_file`s name, sorted: the
     /// daemon reloads when one changes, as when a configuration file does.
     pub read_files: Vec<PathBuf>,
 }

@@ -26,8 +26,6 @@ pub(super) struct Substituted {
     pub display: String,
     /// The secret substitutions used, as written (`${env:TOKEN}`), in order.
     pub secrets: Vec<String>,
-    /// The files read by `${file:..}`, as opened: the daemon reloads when one changes.
-    pub files: Vec<PathBuf>,
 }
 
 impl Substituted {
@@ -66,8 +64,14 @@ impl std::fmt::Debug for Substituted {
 }
 
 /// Substitutes every `${..}` of `input`. Relative `${file:..}` paths are taken from `base_dir`
-/// (the configuration directory). Collects every problem of the string.
-pub(super) fn substitute(input: &str, env: &dyn Env, base_dir: &Path) -> Result<Substituted, Vec<String>> {
+/// (the configuration directory). Collects every problem of the string. Every `${file:..}` path
+/// is added to `files`, read or not: the daemon watches them, and one missing now may appear.
+pub(super) fn substitute(
+    input: &str,
+    env: &dyn Env,
+    base_dir: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<Substituted, Vec<String>> {
     let mut out = Substituted::default();
     let mut errors = Vec::new();
     let mut rest = input;
@@ -83,14 +87,12 @@ pub(super) fn substitute(input: &str, env: &dyn Env, base_dir: &Path) -> Result<
                 return Err(errors);
             };
             let token = &after[..end];
+            if let Some(path) = token.strip_prefix("file:").filter(|p| !p.is_empty()) {
+                files.push(base_dir.join(path));
+            }
             match resolve(token, env, base_dir) {
                 Ok(Resolved::Plain(v)) => out.push_plain(&v),
-                Ok(Resolved::Secret(v)) => {
-                    if let Some(path) = token.strip_prefix("file:") {
-                        out.files.push(base_dir.join(path));
-                    }
-                    out.push_secret(token, &v);
-                }
+                Ok(Resolved::Secret(v)) => out.push_secret(token, &v),
                 Err(e) => errors.push(e),
             }
             rest = &after[end + 1..];
@@ -192,14 +194,15 @@ mod tests {
 
     #[test]
     fn plain_text_and_lone_dollars_pass_through() {
-        let s = substitute("a $b $$c", &env(&[]), Path::new(".")).unwrap_or_default();
+        let s = substitute("a $b $$c", &env(&[]), Path::new("."), &mut Vec::new()).unwrap_or_default();
         assert_eq!(s.value, "a $b $$c");
         assert!(!s.is_secret());
     }
 
     #[test]
     fn escaped_substitution_is_literal() {
-        let s = substitute("x$${env:A}y", &env(&[("A", "no")]), Path::new(".")).unwrap_or_default();
+        let s = substitute("x$${env:A}y", &env(&[("A", "no")]), Path::new("."), &mut Vec::new())
+            .unwrap_or_default();
         assert_eq!(s.value, "x${env:A}y");
         assert!(!s.is_secret());
     }
@@ -207,7 +210,8 @@ mod tests {
     #[test]
     fn node_values_are_plain_and_env_values_secret() {
         let e = env(&[("NODE_NAME", "n1"), ("NODE_IP", "10.0.0.5"), ("TOKEN", "hunter2")]);
-        let s = substitute("${NODE_NAME}/${NODE_IP}/${env:TOKEN}", &e, Path::new(".")).unwrap_or_default();
+        let s = substitute("${NODE_NAME}/${NODE_IP}/${env:TOKEN}", &e, Path::new("."), &mut Vec::new())
+            .unwrap_or_default();
         assert_eq!(s.value, "n1/10.0.0.5/hunter2");
         assert_eq!(s.display, "n1/10.0.0.5/<redacted>");
         assert_eq!(s.secrets, vec!["${env:TOKEN}".to_owned()]);
@@ -217,8 +221,9 @@ mod tests {
 
     #[test]
     fn every_problem_of_a_string_is_reported() {
-        let errors =
-            substitute("${env:A}${nope}${NODE_IP}", &env(&[]), Path::new(".")).err().unwrap_or_default();
+        let errors = substitute("${env:A}${nope}${NODE_IP}", &env(&[]), Path::new("."), &mut Vec::new())
+            .err()
+            .unwrap_or_default();
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors[0].contains("A is not set"));
         assert!(errors[1].contains("unknown substitution `${nope}`"));
@@ -227,7 +232,9 @@ mod tests {
 
     #[test]
     fn unterminated_substitution_is_an_error() {
-        let errors = substitute("abc ${env:A", &env(&[("A", "1")]), Path::new(".")).err().unwrap_or_default();
+        let errors = substitute("abc ${env:A", &env(&[("A", "1")]), Path::new("."), &mut Vec::new())
+            .err()
+            .unwrap_or_default();
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("unterminated"));
     }

@@ -13,6 +13,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -39,6 +40,10 @@ pub struct TlsConfigs {
     time: Arc<dyn TimeProvider>,
     provider: Arc<CryptoProvider>,
     prepared: Mutex<HashMap<ConfigKey, Arc<Prepared>>>,
+    /// Bumped (under the `prepared` lock) by [`TlsConfigs::forget`]: a config whose files were
+    /// read before the bump is used once but not cached, so a forget that lands while a
+    /// `ca_file` is being read cannot be undone by the stale result.
+    generation: AtomicU64,
 }
 
 impl TlsConfigs {
@@ -53,13 +58,16 @@ impl TlsConfigs {
             time,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             prepared: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
     /// Drops every prepared config: the next probe of each setting builds it again, reading its
     /// `ca_file` anew (a reload after a CA bundle changed). Probes in flight keep theirs.
     pub fn forget(&self) {
-        self.prepared.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        let mut cache = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        cache.clear();
     }
 
     /// The config and verifier for these settings, built on first use. A failure (a bad
@@ -71,6 +79,7 @@ impl TlsConfigs {
             alpn: settings.alpn.clone(),
             send_sni,
         };
+        let generation = self.generation.load(Ordering::SeqCst);
         if let Some(p) = self.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
             return Ok(p.clone());
         }
@@ -100,6 +109,9 @@ impl TlsConfigs {
         client.resumption = Resumption::disabled();
         let prepared = Arc::new(Prepared { client: Arc::new(client), verifier });
         let mut cache = self.prepared.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return Ok(prepared);
+        }
         Ok(cache.entry(key).or_insert(prepared).clone())
     }
 }
