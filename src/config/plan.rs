@@ -597,6 +597,11 @@ impl View {
     /// `<redacted>`. Use this, never `path`, wherever the path is logged, exported or printed.
     pub fn path_display(&self) -> std::borrow::Cow<'_, str> {
         const REDACTED: &str = "<redacted>";
+        // A URL without any `<` (nearly all) holds no redaction: one byte scan instead of the
+        // string searches below, on every probe's record.
+        if !self.url_display.as_bytes().contains(&b'<') {
+            return std::borrow::Cow::Borrowed(&self.path);
+        }
         let rest = self.url_display.split_once("://").map_or(self.url_display.as_str(), |(_, r)| r);
         let Some(start) = rest.find(['/', '?', '#']) else { return std::borrow::Cow::Borrowed(&self.path) };
         let shown = rest[start..].split('#').next().unwrap_or_default();
