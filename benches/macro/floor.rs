@@ -44,18 +44,20 @@ pub fn tls_config(ca_der: &[u8]) -> Result<Arc<ClientConfig>, rustls::Error> {
     Ok(Arc::new(config))
 }
 
-/// Runs `probe` at `rate` per second for `window` on this thread (blocking sockets).
-pub fn run_std(rate: f64, window: Duration, mut probe: impl FnMut() -> io::Result<()>) -> FloorRun {
+/// The planned start of every probe at `rate` per second from `start` for `window`: a bounded
+/// count (`rate × window`, plus one), each before `start + window`.
+fn ticks(start: Instant, rate: f64, window: Duration) -> impl Iterator<Item = Instant> {
     let period = Duration::from_secs_f64(1.0 / rate);
     let max = (rate * window.as_secs_f64()).ceil() as u64 + 1;
+    (0..max).map(move |i| start + period * i as u32).take_while(move |at| *at < start + window)
+}
+
+/// Runs `probe` at `rate` per second for `window` on this thread (blocking sockets).
+pub fn run_std(rate: f64, window: Duration, mut probe: impl FnMut() -> io::Result<()>) -> FloorRun {
     let cpu0 = thread_cpu_ns();
     let start = Instant::now();
     let mut run = FloorRun::default();
-    for i in 0..max {
-        let at = start + period * i as u32;
-        if at >= start + window {
-            break;
-        }
+    for at in ticks(start, rate, window) {
         let now = Instant::now();
         if at > now {
             std::thread::sleep(at - now);
@@ -103,17 +105,11 @@ pub fn run_tokio(
     let thread = std::thread::spawn(move || -> io::Result<FloorRun> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async move {
-            let period = Duration::from_secs_f64(1.0 / rate);
-            let max = (rate * window.as_secs_f64()).ceil() as u64 + 1;
             let connector = tls.map(tokio_rustls::TlsConnector::from);
             let cpu0 = thread_cpu_ns();
             let start = Instant::now();
             let mut run = FloorRun::default();
-            for i in 0..max {
-                let at = start + period * i as u32;
-                if at >= start + window {
-                    break;
-                }
+            for at in ticks(start, rate, window) {
                 tokio::time::sleep_until(at).await;
                 let once = tokio_probe(addr, &request, connector.as_ref());
                 match tokio::time::timeout(Duration::from_secs(1), once).await {

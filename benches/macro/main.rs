@@ -555,8 +555,7 @@ fn memory(settings: &Settings, dir: &Path, nginx: &nginx::Nginx) -> io::Result<(
             // Idle: settled after start-up. Probing: every view has probed at least once.
             let wait = if probing { interval + Duration::from_secs(3) } else { Duration::from_secs(5) };
             std::thread::sleep(wait);
-            let rss = procs::rss_kib(daemon.pid())?;
-            let hwm = procs::hwm_kib(daemon.pid())?;
+            let (rss, hwm) = procs::rss_and_hwm_kib(daemon.pid())?;
             let (ok, failed) = if probing { daemon.probes()? } else { (0, 0) };
             let state = if probing { "probing" } else { "idle" };
             let rate = if probing { fleet.rate() } else { 0.0 };

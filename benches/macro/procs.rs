@@ -105,26 +105,19 @@ fn stat_ticks(stat: &str) -> io::Result<u64> {
     Ok(get(11) + get(12))
 }
 
-/// Resident memory of `pid`, KiB (`VmRSS`).
-pub fn rss_kib(pid: u32) -> io::Result<u64> {
+/// Resident memory of `pid` now (`VmRSS`) and at its peak (`VmHWM`), KiB, from one read of
+/// `/proc/PID/status`.
+pub fn rss_and_hwm_kib(pid: u32) -> io::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| io::Error::other("no VmRSS"))
-}
-
-/// Peak resident memory of `pid`, KiB (`VmHWM`).
-pub fn hwm_kib(pid: u32) -> io::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| io::Error::other("no VmHWM"))
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no {name} in /proc/{pid}/status")))
+    };
+    Ok((field("VmRSS")?, field("VmHWM")?))
 }
 
 /// The 1, 5 and 15 minute load averages.
