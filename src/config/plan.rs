@@ -584,13 +584,20 @@ impl View {
     }
 
     /// The URL's authority as a Host header carries it: the port only when it is not the
-    /// scheme's default.
+    /// scheme's default. Written without `fmt`: it is built for every probe (the Host header and
+    /// the record), and `format!` with an IPv4 `Display` cost ~1.8k instructions a call in the
+    /// profile, about 3 % of a plain-HTTP probe. Same text as `Display` (a test compares them).
     pub fn url_authority(&self) -> String {
-        if self.scheme.default_port() == Some(self.url_endpoint.port) {
-            self.url_endpoint.host.to_string()
-        } else {
-            self.url_endpoint.to_string()
+        let endpoint = &self.url_endpoint;
+        let mut s = String::with_capacity(AUTHORITY_CAPACITY);
+        match &endpoint.host {
+            Host::Name(name) => s.push_str(name),
+            Host::Ip(ip) => push_host_ip(&mut s, *ip),
         }
+        if self.scheme.default_port() != Some(endpoint.port) {
+            push_port(&mut s, endpoint.port);
+        }
+        s
     }
 
     /// `path` for records and output: secret substitutions in it (`?key=${env:KEY}`) shown as
@@ -613,6 +620,50 @@ impl View {
         } else {
             std::borrow::Cow::Owned(shown.to_owned())
         }
+    }
+}
+
+/// Room for the longest IPv4 `a.b.c.d:port` and most names without growing.
+pub(crate) const AUTHORITY_CAPACITY: usize = 32;
+
+/// An IP as a Host header carries it: IPv6 in brackets.
+pub(crate) fn push_host_ip(s: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(ip) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                push_decimal(s, octet.into());
+            }
+        }
+        // Rare, and its shortest form (`::` runs) is not worth rewriting: `Display` it is.
+        IpAddr::V6(ip) => {
+            use std::fmt::Write as _;
+            let _ = write!(s, "[{ip}]");
+        }
+    }
+}
+
+pub(crate) fn push_port(s: &mut String, port: u16) {
+    s.push(':');
+    push_decimal(s, port.into());
+}
+
+fn push_decimal(s: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        s.push(char::from(d));
     }
 }
 

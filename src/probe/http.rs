@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::outcome::{quote_bytes, ErrorCode, Failure, Phase};
-use crate::config::{plan::MAX_HEADER_BYTES, Host, HostHeader, HttpVersion, View};
+use crate::config::plan::{push_host_ip, push_port, AUTHORITY_CAPACITY, MAX_HEADER_BYTES};
+use crate::config::{HostHeader, HttpVersion, View};
 
 /// A response read within bounds.
 #[derive(Debug, Clone)]
@@ -72,7 +73,7 @@ pub struct Received {
 /// The Host header value `view` sends when it dialed `dialed`, or `None` for no Host header.
 pub fn host_header(view: &View, dialed: SocketAddr) -> Option<String> {
     match &view.http.host {
-        HostHeader::FromUrl => Some(url_authority(view)),
+        HostHeader::FromUrl => Some(view.url_authority()),
         HostHeader::DialedAddress => Some(match dialed {
             SocketAddr::V4(a) => {
                 let mut s = String::with_capacity(AUTHORITY_CAPACITY);
@@ -90,66 +91,6 @@ pub fn host_header(view: &View, dialed: SocketAddr) -> Option<String> {
         }
         HostHeader::Value(value) => Some(value.clone()),
         HostHeader::None => None,
-    }
-}
-
-/// [`View::url_authority`], written without `fmt`: it is built for every probe (the Host header
-/// and the record), and `format!` with an IPv4 `Display` cost ~1.8k instructions a call in the
-/// profile, about 3 % of a plain-HTTP probe. Same text (a test compares them).
-pub(crate) fn url_authority(view: &View) -> String {
-    let endpoint = &view.url_endpoint;
-    let mut s = String::with_capacity(AUTHORITY_CAPACITY);
-    match &endpoint.host {
-        Host::Name(name) => s.push_str(name),
-        Host::Ip(ip) => push_host_ip(&mut s, *ip),
-    }
-    if view.scheme.default_port() != Some(endpoint.port) {
-        push_port(&mut s, endpoint.port);
-    }
-    s
-}
-
-/// Room for the longest IPv4 `a.b.c.d:port` and most names without growing.
-const AUTHORITY_CAPACITY: usize = 32;
-
-/// An IP as a Host header carries it: IPv6 in brackets.
-fn push_host_ip(s: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(ip) => {
-            for (i, octet) in ip.octets().into_iter().enumerate() {
-                if i > 0 {
-                    s.push('.');
-                }
-                push_decimal(s, octet.into());
-            }
-        }
-        // Rare, and its shortest form (`::` runs) is not worth rewriting: `Display` it is.
-        IpAddr::V6(ip) => {
-            use std::fmt::Write as _;
-            let _ = write!(s, "[{ip}]");
-        }
-    }
-}
-
-fn push_port(s: &mut String, port: u16) {
-    s.push(':');
-    push_decimal(s, port.into());
-}
-
-fn push_decimal(s: &mut String, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        s.push(char::from(d));
     }
 }
 
@@ -196,7 +137,7 @@ where
     };
     let host = if use_h2 {
         // HTTP/2 has no request without `:authority`; "no Host" falls back to the URL's.
-        Some(host.unwrap_or_else(|| url_authority(view)))
+        Some(host.unwrap_or_else(|| view.url_authority()))
     } else {
         host
     };
@@ -249,7 +190,7 @@ fn build_request(view: &View, version: Version, host: Option<&str>) -> Result<Re
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
             .map(|a| a.to_string())
             // A Host value that is no valid authority cannot be `:authority`; the URL's is.
-            .unwrap_or_else(|| url_authority(view));
+            .unwrap_or_else(|| view.url_authority());
         format!("{scheme}://{authority}{}", view.path)
     } else {
         view.path.clone()
@@ -1061,7 +1002,13 @@ pub(crate) mod tests {
             for host in &hosts {
                 for port in [0, 1, 9, 10, 80, 99, 443, 1000, 8080, 9999, 10000, 65535] {
                     v.url_endpoint = Endpoint { host: host.clone(), port };
-                    assert_eq!(url_authority(&v), v.url_authority(), "{host} {port}");
+                    // The text `Display` gives (IPv6 in brackets, the port unless default).
+                    let displayed = if scheme.default_port() == Some(port) {
+                        host.to_string()
+                    } else {
+                        v.url_endpoint.to_string()
+                    };
+                    assert_eq!(v.url_authority(), displayed, "{host} {port}");
                 }
             }
         }

@@ -279,7 +279,7 @@ impl Attempt {
             sni: if view.scheme.uses_tls() { view.sni().map(str::to_owned) } else { None },
             host: if view.scheme.uses_http() || view.scheme.uses_grpc() {
                 match &view.http.host {
-                    HostHeader::FromUrl => Some(http::url_authority(view)),
+                    HostHeader::FromUrl => Some(view.url_authority()),
                     HostHeader::Value(v) => Some(v.clone()),
                     HostHeader::DialedAddress | HostHeader::DialedIp | HostHeader::None => None,
                 }
