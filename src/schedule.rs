@@ -135,13 +135,9 @@ pub fn node_seed(name: &str) -> u64 {
     finish(fnv(FNV_OFFSET, name.as_bytes()))
 }
 
-/// The offset of a view's ticks within its interval with seed 0: `hash(target/view) mod interval`.
-pub fn phase(view: &View, interval: Duration) -> Duration {
-    seeded_phase(0, view, interval)
-}
-
-/// The offset of a view's ticks within its interval on the node of `seed`.
-pub fn seeded_phase(seed: u64, view: &View, interval: Duration) -> Duration {
+/// The offset of a view's ticks within its interval on the node of `seed` (0 in tests):
+/// `hash(seed, target/view) mod interval`.
+pub fn phase(seed: u64, view: &View, interval: Duration) -> Duration {
     let interval_ns = interval.as_nanos().max(1);
     let ns = u128::from(finish(id_state(seed, view))) % interval_ns;
     // The hash is below 2^64, so the remainder always fits.
@@ -157,14 +153,9 @@ pub fn max_jitter(view: &View) -> Duration {
         .min(view.interval.saturating_sub(view.timeout + CANCEL_GRACE))
 }
 
-/// The jitter of tick `tick` of `view` with seed 0, in `[0, max_jitter(view)]`: a hash, so
-/// reproducible.
-pub fn jitter(view: &View, tick: u64) -> Duration {
-    seeded_jitter(0, view, tick)
-}
-
-/// The jitter of tick `tick` of `view` on the node of `seed`.
-pub fn seeded_jitter(seed: u64, view: &View, tick: u64) -> Duration {
+/// The jitter of tick `tick` of `view` on the node of `seed`, in `[0, max_jitter(view)]`: a
+/// hash, so reproducible.
+pub fn jitter(seed: u64, view: &View, tick: u64) -> Duration {
     let max_ns = max_jitter(view).as_nanos();
     if max_ns == 0 {
         return Duration::ZERO;
@@ -268,13 +259,13 @@ impl Schedule {
                     slot.view = s.view;
                     slot.epoch = s.epoch;
                     if moved {
-                        slot.phase = seeded_phase(self.seed, &slot.view, slot.view.interval);
+                        slot.phase = phase(self.seed, &slot.view, slot.view.interval);
                         self.arm(i, now, 0);
                     }
                 }
                 None => {
                     let slot = Slot {
-                        phase: seeded_phase(self.seed, &s.view, s.view.interval),
+                        phase: phase(self.seed, &s.view, s.view.interval),
                         view: s.view,
                         epoch: s.epoch,
                         next: 0,
@@ -353,9 +344,8 @@ impl Schedule {
 
     /// The instant tick `tick` of `view` is planned at, jitter included.
     pub fn planned(&self, view: &View, tick: u64) -> Instant {
-        let tick_wall =
-            UNIX_EPOCH + tick_offset(seeded_phase(self.seed, view, view.interval), view.interval, tick);
-        self.clock.instant(tick_wall) + seeded_jitter(self.seed, view, tick)
+        let tick_wall = UNIX_EPOCH + tick_offset(phase(self.seed, view, view.interval), view.interval, tick);
+        self.clock.instant(tick_wall) + jitter(self.seed, view, tick)
     }
 
     /// Arms slot `i` for its first tick at or after `min_tick` that falls after `now`.
@@ -368,7 +358,7 @@ impl Schedule {
         slot.next = tick;
         slot.stamp = stamp;
         let tick_wall = UNIX_EPOCH + tick_offset(slot.phase, slot.view.interval, tick);
-        let due = self.clock.instant(tick_wall) + seeded_jitter(self.seed, &slot.view, tick);
+        let due = self.clock.instant(tick_wall) + jitter(self.seed, &slot.view, tick);
         self.heap.push(Reverse((due, stamp, i)));
     }
 }
@@ -721,7 +711,7 @@ mod tests {
 
     /// The offset within the interval of a due tick, on `clock`, jitter removed.
     fn offset_in_interval(clock: &WallClock, due: &Due) -> Duration {
-        let tick_at = due.planned - jitter(&due.view, due.tick);
+        let tick_at = due.planned - jitter(0, &due.view, due.tick);
         let since = clock.wall(tick_at).duration_since(UNIX_EPOCH).unwrap();
         Duration::from_nanos((since.as_nanos() % due.view.interval.as_nanos()) as u64)
     }
@@ -746,9 +736,8 @@ mod tests {
         // 200 DaemonSet pods probing the same load balancer view.
         let seeds: Vec<u64> = (0..200).map(|i| node_seed(&format!("node-{i}"))).collect();
         assert_eq!(node_seed("node-7"), node_seed("node-7"), "a restarted pod keeps its seed");
-        let phases: Vec<Duration> = seeds.iter().map(|s| seeded_phase(*s, &shared[0], interval)).collect();
+        let phases: Vec<Duration> = seeds.iter().map(|s| phase(*s, &shared[0], interval)).collect();
         assert_distinct_and_spread(&phases, interval);
-        assert_eq!(seeded_phase(0, &shared[0], interval), phase(&shared[0], interval));
 
         // A scheduler with a seed plans every tick at that node's phase plus that node's jitter.
         let clock = WallClock::anchored(Instant::now(), wall(0));
@@ -759,10 +748,10 @@ mod tests {
         let mut seen = HashSet::new();
         while let Some(at) = s.next_due().filter(|at| *at <= Instant::now() + interval * 2) {
             for due in s.pop_due(at) {
-                let tick_at = due.planned - seeded_jitter(seed, &due.view, due.tick);
+                let tick_at = due.planned - jitter(seed, &due.view, due.tick);
                 let since = clock.wall(tick_at).duration_since(UNIX_EPOCH).unwrap();
                 let offset = Duration::from_nanos((since.as_nanos() % interval.as_nanos()) as u64);
-                assert_eq!(offset, seeded_phase(seed, &due.view, interval), "{}", due.view.id());
+                assert_eq!(offset, phase(seed, &due.view, interval), "{}", due.view.id());
                 assert_eq!(due.planned, s.planned(&due.view, due.tick));
                 seen.insert(due.view.id());
             }
@@ -774,7 +763,7 @@ mod tests {
     async fn phases_are_distinct_spread_and_stable_across_restarts_and_reloads() {
         let interval = Duration::from_secs(10);
         let all = views(1000, interval, Duration::from_secs(2));
-        let phases: Vec<Duration> = all.iter().map(|v| phase(v, interval)).collect();
+        let phases: Vec<Duration> = all.iter().map(|v| phase(0, v, interval)).collect();
         assert_distinct_and_spread(&phases, interval);
 
         // Two daemons started 3.7 s apart on the wall clock (and at different monotonic
@@ -792,12 +781,12 @@ mod tests {
                 for due in s.pop_due(at) {
                     assert_eq!(
                         offset_in_interval(&clock, &due),
-                        phase(&due.view, interval),
+                        phase(0, &due.view, interval),
                         "{}",
                         due.view.id()
                     );
                     assert!(due.planned > start, "nothing planned in the past");
-                    if due.planned - jitter(&due.view, due.tick) <= end {
+                    if due.planned - jitter(0, &due.view, due.tick) <= end {
                         seen += 1;
                     }
                 }
@@ -832,7 +821,7 @@ mod tests {
             let mut values = HashSet::new();
             for v in &all {
                 for tick in 0..20 {
-                    let j = jitter(v, tick);
+                    let j = jitter(0, v, tick);
                     assert!(j <= bound, "{j:?} > {bound:?}");
                     values.insert(j);
                 }
@@ -845,7 +834,7 @@ mod tests {
                 assert!(values.iter().any(|j| *j < bound / 4) && values.iter().any(|j| *j > bound * 3 / 4));
             }
             // The same view and tick always get the same jitter (restarts are reproducible).
-            assert_eq!(jitter(&all[7], 12345), jitter(&all[7], 12345));
+            assert_eq!(jitter(0, &all[7], 12345), jitter(0, &all[7], 12345));
         }
     }
 
