@@ -250,7 +250,8 @@ pub struct Daemon {
     commands: mpsc::Receiver<Command>,
     reloads: mpsc::Receiver<()>,
     options: Options,
-    /// The plan's `${file:..}` files, watched with the configuration directory.
+    /// The files the plan's `${file:..}` substitutions and `ca_file`s name, watched with the
+    /// configuration directory.
     read_files: Vec<PathBuf>,
 }
 
@@ -611,8 +612,9 @@ async fn reloader(
 }
 
 /// What a change of the configuration looks like from outside: every configuration file's,
-/// `${file:..}` file's and `ca_file`'s path, size, mtime and inode (metadata follows symlinks, so a ConfigMap's or
-/// Secret's `..data` swap changes the inode even when sizes and mtimes are equal).
+/// `${file:..}` file's and `ca_file`'s path, size, mtime and inode (metadata follows symlinks,
+/// so a ConfigMap's or Secret's `..data` swap changes the inode even when sizes and mtimes are
+/// equal).
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>, u64)>;
 
 async fn fingerprint_blocking(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
@@ -623,7 +625,7 @@ async fn fingerprint_blocking(dir: &Path, read_files: &[PathBuf]) -> Fingerprint
 fn fingerprint(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
     // An unreadable or empty directory is a fingerprint too: the reload reports why; so is a
-    // `${file:..}` file gone missing.
+    // named file that is missing (its arrival changes the fingerprint).
     config::files(dir)
         .unwrap_or_default()
         .into_iter()
