@@ -20,6 +20,8 @@
 //! - [`status`]: the status document the daemon keeps and the admin server serves.
 //! - [`demo`]: `parallax demo` — embedded loopback backends reproducing field failures, the daemon
 //!   on their configuration, the dashboard and a live terminal table.
+//! - [`pki`]: certificates made at run time (a CA, leaves with chosen names and validity,
+//!   self-signed ones): the demo's backends and every test use this one builder.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -29,6 +31,7 @@ pub mod daemon;
 pub mod demo;
 pub mod diff;
 pub mod export;
+pub mod pki;
 pub mod probe;
 pub mod report;
 pub mod schedule;

@@ -310,7 +310,7 @@ async fn certificate_for_another_name_is_tls_cert_name_mismatch() {
 #[tokio::test]
 async fn expired_certificate_is_tls_cert_expired() {
     let ca = Ca::new("expiry CA");
-    let leaf = ca.leaf_with(&["shop.test"], Validity::Expired);
+    let leaf = ca.leaf_with(&["shop.test"], Validity::EXPIRED);
     let server = HttpServer::start_tls(lo(25), TlsSite::new(leaf), always("ok")).await;
     let dir = ProbesDir::new();
     let view = load_client(&dir, &shop_https(server.addr, &ca_file(&dir, &ca)));
@@ -323,7 +323,7 @@ async fn expired_certificate_is_tls_cert_expired() {
 #[tokio::test]
 async fn certificate_not_valid_yet_is_tls_cert_not_yet_valid() {
     let ca = Ca::new("future CA");
-    let leaf = ca.leaf_with(&["shop.test"], Validity::NotYetValid);
+    let leaf = ca.leaf_with(&["shop.test"], Validity::NOT_YET_VALID);
     let server = HttpServer::start_tls(lo(25), TlsSite::new(leaf), always("ok")).await;
     let dir = ProbesDir::new();
     let view = load_client(&dir, &shop_https(server.addr, &ca_file(&dir, &ca)));

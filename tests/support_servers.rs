@@ -338,11 +338,11 @@ async fn grpc_health_server_answers_per_service() {
 #[test]
 fn self_signed_and_expired_leaves_carry_their_names() {
     let leaf = certs::self_signed(&["self.test", "127.0.0.9"]);
-    assert_eq!(leaf.sans, vec!["self.test", "127.0.0.9"]);
-    assert_eq!(leaf.cn, "self.test");
+    assert_eq!(leaf.names(), ["self.test", "127.0.0.9"]);
+    assert_eq!(leaf.common_name(), "self.test");
     let ca = Ca::new("validity CA");
-    let expired = ca.leaf_with(&["old.test"], certs::Validity::Expired);
-    assert_ne!(expired.cert, ca.leaf(&["old.test"]).cert);
+    let expired = ca.leaf_with(&["old.test"], certs::Validity::EXPIRED);
+    assert_ne!(expired.der(), ca.leaf(&["old.test"]).der());
     let dir = tempfile::tempdir().expect("tempdir");
     let path = ca.write_pem(dir.path(), "ca.pem");
     assert!(std::fs::read_to_string(path).expect("read").starts_with("-----BEGIN CERTIFICATE-----"));

@@ -17,7 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,6 +26,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use parallax::config::{self, ProfileName, View};
+use parallax::pki::{Authority, LeafSpec, Validity};
 use parallax::probe::{Outcome, Prober};
 
 /// The PROXY v2 signature (12 bytes).
@@ -265,21 +265,11 @@ struct Pki {
 }
 
 fn pki(dir: &Path) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "parallax wire test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf_params = CertificateParams::new(vec![TLS_NAME.to_owned()]).expect("leaf params");
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).expect("leaf certificate");
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key_der).expect("signing key");
-    let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), ca.der().clone()];
+    let ca = Authority::new("parallax wire test CA", Validity::ROOT).expect("CA certificate");
+    let leaf = ca.issue(&LeafSpec::new(&[TLS_NAME])).expect("leaf certificate");
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).expect("write ca.pem");
-    Pki { leaf: Arc::new(CertifiedKey::new(chain, signing)), ca_file }
+    Pki { leaf: leaf.certified_key().expect("signing key"), ca_file }
 }
 
 // ---------------------------------------------------------------------------------------------

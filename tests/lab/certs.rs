@@ -1,12 +1,10 @@
-//! The lab's certificates, made with rcgen when a lab starts and written as PEM files for nginx,
-//! HAProxy and parallax's `ca_file`: one CA for the "cluster", a leaf per TLS secret, and the
-//! ingress controller's self-signed default certificate.
+//! The lab's certificates, made with [`parallax::pki`] when a lab starts and written as PEM files
+//! for nginx, HAProxy and parallax's `ca_file`: one CA for the "cluster", a leaf per TLS secret,
+//! and the ingress controller's self-signed default certificate.
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use parallax::pki::{Authority, Leaf, LeafSpec, Validity};
 
 /// The subject of the controller's default certificate, as ingress-nginx names its own.
 pub const FAKE_CERT_CN: &str = "Kubernetes Ingress Controller Fake Certificate";
@@ -32,28 +30,20 @@ pub struct KeyPairFiles {
 
 impl Pki {
     /// Makes the CA, one leaf per `(secret name, SANs)` signed by it, and the self-signed default
-    /// certificate (`fake`), all under `dir`.
+    /// certificate (`fake`), all under `dir`. Fixed dates ([`Validity::CURRENT`]), so the lab does
+    /// not depend on when it runs (until 2060).
     pub fn create(dir: &Path, secrets: &[(&str, &[&str])]) -> Pki {
         std::fs::create_dir_all(dir).expect("create the pki directory");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.distinguished_name.push(DnType::CommonName, "parallax lab CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        validity(&mut ca_params);
-        let ca_key = KeyPair::generate().expect("ca key");
-        let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+        let authority = Authority::new("parallax lab CA", Validity::CURRENT).expect("ca certificate");
         let ca = dir.join("ca.pem");
-        std::fs::write(&ca, ca_cert.pem()).expect("write ca.pem");
+        std::fs::write(&ca, authority.pem()).expect("write ca.pem");
 
         for (name, sans) in secrets {
-            let (params, key) = leaf(sans, sans.first().copied().unwrap_or(name));
-            let cert = params.signed_by(&key, &ca_cert, &ca_key).expect("sign a leaf");
-            write_pair(dir, name, &cert.pem(), &key.serialize_pem());
+            let spec = LeafSpec::new(sans).common_name(sans.first().copied().unwrap_or(name));
+            write_pair(dir, name, &authority.issue(&spec).expect("sign a leaf"));
         }
-        let (params, key) = leaf(&["ingress.local"], FAKE_CERT_CN);
-        let cert = params.self_signed(&key).expect("self-signed default certificate");
-        write_pair(dir, "fake", &cert.pem(), &key.serialize_pem());
+        let fake = LeafSpec::new(&["ingress.local"]).common_name(FAKE_CERT_CN);
+        write_pair(dir, "fake", &fake.self_signed().expect("self-signed default certificate"));
         Pki { ca, dir: dir.to_owned() }
     }
 
@@ -67,24 +57,8 @@ impl Pki {
     }
 }
 
-fn leaf(sans: &[&str], cn: &str) -> (CertificateParams, KeyPair) {
-    let names: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
-    let mut params = CertificateParams::new(names).expect("leaf params");
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::NoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    validity(&mut params);
-    (params, KeyPair::generate().expect("leaf key"))
-}
-
-/// Fixed dates, so the lab does not depend on when it runs (until 2060).
-fn validity(params: &mut CertificateParams) {
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2060, 1, 1);
-}
-
-fn write_pair(dir: &Path, name: &str, cert: &str, key: &str) {
+fn write_pair(dir: &Path, name: &str, leaf: &Leaf) {
+    let (cert, key) = (leaf.pem(), leaf.key_pem());
     std::fs::write(dir.join(format!("{name}.crt")), cert).expect("write a certificate");
     std::fs::write(dir.join(format!("{name}.key")), key).expect("write a key");
     std::fs::write(dir.join(format!("{name}.pem")), format!("{cert}{key}")).expect("write a combined pem");

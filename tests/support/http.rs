@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use super::certs::Leaf;
+use super::certs::{certified, Leaf};
 use super::{listen, Task};
 
 /// Request bodies are read up to this many bytes.
@@ -157,8 +157,8 @@ impl TlsSite {
     /// The rustls server config; every handshake's SNI (or `None`) is pushed onto `snis`.
     pub fn server_config(&self, snis: Arc<Mutex<Vec<Option<String>>>>) -> Arc<ServerConfig> {
         let resolver = SniResolver {
-            vhosts: self.vhosts.iter().map(|(n, l)| (n.clone(), l.certified())).collect(),
-            default: self.default.as_ref().map(Leaf::certified),
+            vhosts: self.vhosts.iter().map(|(n, l)| (n.clone(), certified(l))).collect(),
+            default: self.default.as_ref().map(certified),
             snis,
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
