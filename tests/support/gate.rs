@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use super::http::lock;
 use super::recording::read_proxy_header;
-use super::{listen, Task};
+use super::{accept_loop, listen, Task};
 
 /// A spliced connection is cut after this long (every connection is bounded in time).
 const SPLICE_LIMIT: Duration = Duration::from_secs(10);
@@ -70,19 +69,10 @@ impl Gate {
         let admissions = Arc::new(Mutex::new(Vec::new()));
         let record = admissions.clone();
         let policy = Arc::new(policy);
-        let task = Task::spawn(async move {
-            let mut running = JoinSet::new();
-            // Runs until the guard aborts it, or MAX_CONNECTIONS connections (errors included).
-            for _ in 0..super::MAX_CONNECTIONS {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                while running.try_join_next().is_some() {}
-                let (record, policy) = (record.clone(), policy.clone());
-                running.spawn(async move {
-                    let _ = timeout(SPLICE_LIMIT, judge(stream, peer, &policy, backend, &record)).await;
-                });
+        let task = accept_loop(listener, move |stream, peer| {
+            let (record, policy) = (record.clone(), policy.clone());
+            async move {
+                let _ = timeout(SPLICE_LIMIT, judge(stream, peer, &policy, backend, &record)).await;
             }
         });
         Gate { addr, admissions, _task: task }

@@ -20,10 +20,9 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 use super::certs::{certified, Leaf};
-use super::{listen, Task};
+use super::{accept_loop, listen, Task};
 
 /// Request bodies are read up to this many bytes.
 const MAX_REQUEST_BODY: usize = 1 << 20;
@@ -270,32 +269,20 @@ pub fn serve(
     handler: Handler,
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Task {
-    Task::spawn(async move {
-        let mut connections = JoinSet::new();
-        // Runs until the guard aborts it, or MAX_CONNECTIONS connections (errors included).
-        for _ in 0..super::MAX_CONNECTIONS {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            while connections.try_join_next().is_some() {}
-            let (tls, handler, seen) = (tls.clone(), handler.clone(), seen.clone());
-            connections.spawn(async move {
-                match tls {
-                    None => serve_io(stream, peer, None, options, handler, seen).await,
-                    Some(config) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                        let accepted = tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await;
-                        if let Ok(Ok(stream)) = accepted {
-                            let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                            serve_io(stream, peer, sni, options, handler, seen).await;
-                        }
+    accept_loop(listener, move |stream, peer| {
+        let (tls, handler, seen) = (tls.clone(), handler.clone(), seen.clone());
+        async move {
+            match tls {
+                None => serve_io(stream, peer, None, options, handler, seen).await,
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    let accepted = tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = accepted {
+                        let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                        serve_io(stream, peer, sni, options, handler, seen).await;
                     }
                 }
-            });
+            }
         }
     })
 }

@@ -38,11 +38,12 @@ pub mod probes;
 pub mod raw;
 pub mod recording;
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
 
 /// An accept loop serves at most this many connections (every loop is bounded).
 pub const MAX_CONNECTIONS: usize = 10_000;
@@ -63,6 +64,28 @@ impl Drop for Task {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The accept loop every server here runs: accepts on `listener` until the returned guard is
+/// dropped or [`MAX_CONNECTIONS`] accepts have been made (a failed accept counts, and pauses the
+/// loop 10 ms so a persistent error cannot spin), and runs `serve(stream, peer)` for each
+/// connection in a task set the loop owns, so dropping the guard ends the connections too.
+pub fn accept_loop<S, F>(listener: TcpListener, mut serve: S) -> Task
+where
+    S: FnMut(TcpStream, SocketAddr) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    Task::spawn(async move {
+        let mut connections = JoinSet::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let Ok((stream, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            while connections.try_join_next().is_some() {}
+            connections.spawn(serve(stream, peer));
+        }
+    })
 }
 
 /// `127.0.0.n`: tests use distinct loopback addresses so a server can tell probes apart by their

@@ -35,10 +35,9 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tonic::codegen::Service;
 
-use super::{listen, Task, MAX_CONNECTIONS};
+use super::{accept_loop, listen, Task};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -205,18 +204,13 @@ impl OtlpReceiver {
         assert!(addr.ip().is_loopback());
         let store = Arc::new(Store::default());
         let s = store.clone();
-        let task = Task::spawn(async move {
-            let mut connections = JoinSet::new();
-            for _ in 0..MAX_CONNECTIONS {
-                let Ok((stream, _)) = listener.accept().await else { break };
-                let store = s.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |req| handle(store.clone(), req, delay));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
+        let task = accept_loop(listener, move |stream, _| {
+            let store = s.clone();
+            async move {
+                let service = service_fn(move |req| handle(store.clone(), req, delay));
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             }
         });
         OtlpReceiver { addr, store, _task: task }

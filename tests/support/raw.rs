@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::task::JoinSet;
 use tokio::time::{timeout, Instant};
 
 use super::http::lock;
-use super::{listen, Task};
+use super::{accept_loop, listen, Task};
 
 /// A read step gives up after this long without data.
 const READ_LIMIT: Duration = Duration::from_secs(5);
@@ -80,23 +79,14 @@ impl RawServer {
         let conns = Arc::new(Mutex::new(Vec::new()));
         let record = conns.clone();
         let script = Arc::new(script);
-        let task = Task::spawn(async move {
-            let mut running = JoinSet::new();
-            // Runs until the guard aborts it, or MAX_CONNECTIONS connections (errors included).
-            for _ in 0..super::MAX_CONNECTIONS {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                while running.try_join_next().is_some() {}
-                let index = {
-                    let mut conns = lock(&record);
-                    conns.push(Conn { peer: Some(peer), ..Conn::default() });
-                    conns.len() - 1
-                };
-                let (record, script) = (record.clone(), script.clone());
-                running.spawn(async move { run(stream, &script, &record, index).await });
-            }
+        let task = accept_loop(listener, move |stream, peer| {
+            let index = {
+                let mut conns = lock(&record);
+                conns.push(Conn { peer: Some(peer), ..Conn::default() });
+                conns.len() - 1
+            };
+            let (record, script) = (record.clone(), script.clone());
+            async move { run(stream, &script, &record, index).await }
         });
         RawServer { addr, conns, _task: task }
     }

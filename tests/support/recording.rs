@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinSet;
 use tokio::time::{timeout_at, Instant};
 
 use super::certs::Leaf;
 use super::http::{lock, TlsSite};
-use super::{listen, wait_for, Task};
+use super::{accept_loop, listen, wait_for, Task};
 
 /// The PROXY protocol v2 signature.
 pub const PROXY_V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -83,20 +82,11 @@ impl RecordingServer {
         let snis = Arc::new(Mutex::new(Vec::new()));
         let tls = site.map(|s| tokio_rustls::TlsAcceptor::from(s.server_config(snis.clone())));
         let (record, response) = (records.clone(), Arc::new(response));
-        let task = Task::spawn(async move {
-            let mut running = JoinSet::new();
-            // Runs until the guard aborts it, or MAX_CONNECTIONS connections (errors included).
-            for _ in 0..super::MAX_CONNECTIONS {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                while running.try_join_next().is_some() {}
-                let (record, response, tls) = (record.clone(), response.clone(), tls.clone());
-                running.spawn(async move {
-                    let deadline = Instant::now() + READ_LIMIT;
-                    let _ = timeout_at(deadline, handle(stream, peer, tls, &record, &response)).await;
-                });
+        let task = accept_loop(listener, move |stream, peer| {
+            let (record, response, tls) = (record.clone(), response.clone(), tls.clone());
+            async move {
+                let deadline = Instant::now() + READ_LIMIT;
+                let _ = timeout_at(deadline, handle(stream, peer, tls, &record, &response)).await;
             }
         });
         RecordingServer { addr, records, snis, _task: task }
