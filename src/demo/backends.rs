@@ -1,5 +1,5 @@
 //! The demo's backends: small HTTP and HTTPS servers (hyper, rustls) inside this process, one
-//! per scenario on its own loopback address, each answering as its [`Route`] says.
+//! per scenario on its own loopback address, each answering as its `Route` says.
 
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;

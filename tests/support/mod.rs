@@ -3,12 +3,12 @@
 //! test time, and helpers that write a `probes.d` directory, load it through the public API and
 //! probe its views.
 //!
-//! Every server is a guard: dropping it stops its accept loop and every connection task (no
-//! leaked tasks). Only loopback addresses are ever bound or dialed; every loop in here is bounded
+//! Every server is a guard: dropping it stops its accept loop ([`accept_loop`], the one they all
+//! run) and every connection task (no leaked tasks). Only loopback addresses are ever bound or dialed; every loop in here is bounded
 //! in count and in time.
 //!
 //! - [`certs`]: a CA and leaf certificates (chosen SANs, expired / not-yet-valid, self-signed),
-//!   PEM files for `ca_file`.
+//!   PEM files for `ca_file`; made by `parallax::pki`, the library's one certificate builder.
 //! - [`http`]: an HTTP/1 + HTTP/2 server with a closure router, and its HTTPS variant with SNI
 //!   vhosts, a default certificate, ALPN, and a record of the SNI each handshake saw.
 //! - [`raw`]: a scripted TCP server for hostile cases, and a listener whose full backlog drops
