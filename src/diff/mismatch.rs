@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::attribution::{dialed, Attribute, Attribution};
+use super::attribute::Attribute;
+use super::attribution::{dialed, Attribution};
 use super::audit::SourceGap;
 use super::diagnosis::{diagnose, Case, Diagnosis, Finding};
 use crate::config::Target;

@@ -3,15 +3,19 @@
 //!
 //! - [`mismatch`]: the record of one disagreement: direction, diagnosis, evidence, basis.
 //! - [`lifecycle`]: per target, verdicts paired and held; mismatches open and resolve (pure).
-//! - [`attribution`]: which attributes differ, the hybrid plan (pure), running it, its budget.
+//! - [`attribute`]: the request attributes two views can differ in, and which ones they do.
+//! - [`hybrid`]: a view with one attribute switched to the other view's value, and what it showed.
+//! - [`attribution`]: the hybrid plan (pure), running it and judging the flips, its budget.
 //! - [`diagnosis`]: the DESIGN §6 codes and the order they are decided in; [`diagnosis::evidence`]
 //!   phrases them (pure).
 //! - [`audit`]: the `allow_sources` audit, which needs no traffic (pure).
 //! - [`one_shot`]: all of it for one round of `parallax probe` (hold time 0).
 
+pub mod attribute;
 pub mod attribution;
 pub mod audit;
 pub mod diagnosis;
+pub mod hybrid;
 pub mod lifecycle;
 pub mod mismatch;
 #[cfg(test)]
@@ -23,12 +27,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use attribution::{
-    attribute, differences, plan_hybrids, Attribute, Attribution, AttributionBudget, AttributionSettings,
-    Hybrid, HybridResult, Side,
-};
+pub use attribute::{differences, Attribute};
+pub use attribution::{attribute, plan_hybrids, Attribution, AttributionBudget, AttributionSettings};
 pub use audit::{audit_allow_sources, SourceGap, SourceOrigin};
 pub use diagnosis::{diagnose, Case, Diagnosis, Finding};
+pub use hybrid::{Hybrid, HybridResult, Side};
 pub use lifecycle::{
     probe_ok, worst_index, worst_outcome, DiffEvent, HoldTime, OpenMismatch, Pair, PairEvent, Resolution,
     TargetDiff,

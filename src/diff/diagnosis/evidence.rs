@@ -8,9 +8,9 @@ use std::fmt;
 
 use super::{Case, Diagnosis};
 use crate::config::{ProxyVersion, View};
-use crate::diff::attribution::{
-    dialed, display_path, effective_host, effective_sni, Attribute, HybridResult, Side,
-};
+use crate::diff::attribute::{display_path, effective_host, effective_sni, Attribute};
+use crate::diff::attribution::dialed;
+use crate::diff::hybrid::{HybridResult, Side};
 use crate::diff::Direction;
 use crate::probe::{ErrorCode, Outcome, Phase};
 

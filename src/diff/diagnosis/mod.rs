@@ -28,7 +28,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::attribution::{differences, Attribute, Attribution, HybridResult, Side};
+use super::attribute::{differences, Attribute};
+use super::attribution::Attribution;
+use super::hybrid::{HybridResult, Side};
 use super::Direction;
 use crate::config::{ProfileName, View};
 use crate::probe::{ErrorCode, Outcome, Phase};

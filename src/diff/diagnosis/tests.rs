@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use super::evidence::unswitched_differences;
 use super::*;
 use crate::config::{HostHeader, ProxyHeader, ProxyVersion, Source, SourceBind};
-use crate::diff::attribution::{effective_host, effective_sni, plan_hybrids, Hybrid};
+use crate::diff::attribute::{effective_host, effective_sni};
+use crate::diff::attribution::{explain_address_by_tls, pin, plan_hybrids};
+use crate::diff::hybrid::Hybrid;
 use crate::diff::testkit::{at, failed, header, ok_outcome, outcome_for, view_url};
 
 /// The client of every case: `https://shop.example.com/cart`, token in `authorization`.
@@ -32,28 +34,18 @@ fn attribution(
     ko: &Outcome,
     model: &dyn Fn(&View) -> Outcome,
 ) -> Attribution {
-    let client = crate::diff::attribution::pin(client, co);
-    let checker = crate::diff::attribution::pin(checker, ko);
+    let client = pin(client, co);
+    let checker = pin(checker, ko);
     let plan: Vec<Hybrid> = plan_hybrids(&client, &checker, 100);
     let mut hybrids: Vec<HybridResult> = plan
         .into_iter()
         .map(|h| {
             let o = model(&h.view);
-            let base = if h.switched == Side::Checker { ko.ok } else { co.ok };
-            HybridResult {
-                view: h.view.name.clone(),
-                attribute: h.attribute,
-                switched: h.switched,
-                ok: o.ok,
-                error: o.error,
-                status: o.status,
-                flipped: o.ok != base,
-                outcome: Some(o),
-                hybrid: h.view,
-            }
+            let base_ok = h.switched.pick(co, ko).ok;
+            HybridResult::new(h, Some(o), base_ok)
         })
         .collect();
-    crate::diff::attribution::explain_address_by_tls(&mut hybrids, &client, &checker);
+    explain_address_by_tls(&mut hybrids, &client, &checker);
     Attribution { differences: differences(&client, &checker), hybrids, not_tried: 0 }
 }
 
