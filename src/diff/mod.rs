@@ -3,10 +3,10 @@
 //!
 //! - [`mismatch`]: the record of one disagreement: direction, diagnosis, evidence, basis.
 //! - [`lifecycle`]: per target, verdicts paired and held; mismatches open and resolve (pure).
-//! - [`attribute`]: the request attributes two views can differ in, and which ones they do.
+//! - [`attribute`](mod@attribute): the request attributes two views can differ in, and which they do.
 //! - [`hybrid`]: a view with one attribute switched to the other view's value, and what it showed.
 //! - [`attribution`]: the hybrid plan (pure), running it and judging the flips, its budget.
-//! - [`diagnosis`]: the DESIGN §6 codes and the order they are decided in; [`diagnosis::evidence`]
+//! - [`diagnosis`]: the DESIGN §6 codes and the order they are decided in; `diagnosis/evidence.rs`
 //!   phrases them (pure).
 //! - [`audit`]: the `allow_sources` audit, which needs no traffic (pure).
 //! - [`one_shot`]: all of it for one round of `parallax probe` (hold time 0).

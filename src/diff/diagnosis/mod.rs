@@ -1,6 +1,6 @@
 //! Diagnosis: the name of a field failure (DESIGN §6), decided from the attributes whose switch
 //! flipped a result plus the outcomes' error codes and status. This file holds the codes and the
-//! order of decision; [`evidence`] phrases the one-line `evidence` string an on-call engineer can
+//! order of decision; `evidence.rs` phrases the one-line `evidence` string an on-call engineer can
 //! act on. The findings that need no traffic are the `allow_sources` audit
 //! ([`crate::diff::audit`]).
 //!
