@@ -12,6 +12,7 @@ pub mod http;
 pub mod outcome;
 pub mod proxy_protocol;
 pub mod tcp;
+pub(crate) mod timestamp;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};

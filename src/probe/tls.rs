@@ -32,6 +32,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::outcome::{quote_bytes, ErrorCode, Failure, TlsSummary};
+use super::timestamp::{Precision, Timestamp};
 use crate::config::TlsSettings;
 
 /// `ClientConfig`s built once per distinct (verify, ca_file, alpn, SNI on/off) and shared by all
@@ -436,7 +437,11 @@ pub fn classify_verification(
         }
         CertificateError::ExpiredContext { time, not_after } => Failure::new(
             ErrorCode::TlsCertExpired,
-            format!("the certificate expired at {} (now {})", rfc3339(unix(not_after)), rfc3339(unix(time))),
+            format!(
+                "the certificate expired at {} (now {})",
+                certificate_time(unix(not_after)),
+                certificate_time(unix(time))
+            ),
         ),
         CertificateError::NotValidYet => {
             Failure::new(ErrorCode::TlsCertNotYetValid, "the certificate is not valid yet")
@@ -445,8 +450,8 @@ pub fn classify_verification(
             ErrorCode::TlsCertNotYetValid,
             format!(
                 "the certificate is not valid before {} (now {})",
-                rfc3339(unix(not_before)),
-                rfc3339(unix(time))
+                certificate_time(unix(not_before)),
+                certificate_time(unix(time))
             ),
         ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => Failure::new(
@@ -502,7 +507,7 @@ fn summarize(conn: &rustls::ClientConnection, chain: &[CertificateDer<'_>]) -> T
             summary.cert_sans = san.value.general_names.iter().filter_map(san_string).collect();
         }
         let not_after = leaf.validity().not_after.timestamp();
-        summary.not_after = Some(rfc3339(not_after));
+        summary.not_after = Some(certificate_time(not_after));
         summary.not_after_unix = Some(not_after);
     }
     summary
@@ -576,21 +581,9 @@ fn unix(t: &UnixTime) -> i64 {
     i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Seconds since the Unix epoch as RFC 3339 UTC (`2027-01-01T00:00:00Z`).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (H. Hinnant), valid for the whole proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
+/// A certificate time (seconds since the Unix epoch) as RFC 3339 UTC, `2027-01-01T00:00:00Z`.
+fn certificate_time(secs: i64) -> String {
+    Timestamp::from_unix_secs(secs).rfc3339(Precision::Seconds)
 }
 
 #[cfg(test)]
@@ -1087,10 +1080,10 @@ mod tests {
     fn names_and_times_are_formatted() {
         assert_eq!(alert_name(AlertDescription::HandshakeFailure), "handshake_failure");
         assert_eq!(alert_name(AlertDescription::UnrecognisedName), "unrecognised_name");
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_798_761_600), "2027-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_827_696), "2000-02-29T12:34:56Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(certificate_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(certificate_time(1_798_761_600), "2027-01-01T00:00:00Z");
+        assert_eq!(certificate_time(951_827_696), "2000-02-29T12:34:56Z");
+        assert_eq!(certificate_time(-1), "1969-12-31T23:59:59Z");
         assert_eq!(escape_rfc4514("#a, b+c "), "\\#a\\, b\\+c\\ ");
         assert_eq!(quote_bytes(b"HTTP/1.1 400 Bad"), "\"HTTP/1.1 400 Bad\"");
         assert_eq!(quote_bytes(&[0x00, 0xff]), "\"\\x00\\xff\"");
