@@ -1,6 +1,7 @@
 //! The I/O edges of an HTTP exchange: a stream wrapper that stamps, on tokio's monotonic clock,
 //! when the request was fully written and when the response began, and keeps the first bytes the
-//! peer sent, for the HTTP and gRPC layers' timings and error classification.
+//! peer sent, for the HTTP and gRPC layers' timings and error classification. The TLS layer
+//! keeps a handshake's first bytes with the same [`Prefix`].
 //!
 //! Over HTTP/2 "the request was written" and "the response began" are frame events, not the
 //! first or last write: SETTINGS frames cross the request in both directions.
@@ -16,7 +17,34 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 /// How many of the first response bytes are kept for classification.
-pub(crate) const FIRST_BYTES_KEPT: usize = 16;
+const FIRST_BYTES_KEPT: usize = 16;
+
+/// The first `N` bytes a peer sent, kept as they arrive; later bytes only pass by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prefix<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Prefix<N> {
+    /// Keeps what of `new` still fits.
+    pub(crate) fn keep(&mut self, new: &[u8]) {
+        let take = (N - self.len).min(new.len());
+        self.bytes[self.len..self.len + take].copy_from_slice(&new[..take]);
+        self.len += take;
+    }
+
+    /// The bytes kept so far.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl<const N: usize> Default for Prefix<N> {
+    fn default() -> Prefix<N> {
+        Prefix { bytes: [0; N], len: 0 }
+    }
+}
 
 /// What the I/O edge saw: when the request went out, when the answer began, what it began with.
 #[derive(Debug, Clone, Default)]
@@ -29,7 +57,7 @@ pub(crate) struct Edges {
     /// `request_written`. HTTP/2: the read that carried the response's HEADERS frame.
     response_started: Option<Instant>,
     /// The first bytes the peer sent (at most [`FIRST_BYTES_KEPT`]).
-    first_bytes: Vec<u8>,
+    first_bytes: Prefix<FIRST_BYTES_KEPT>,
     /// Bytes read in all.
     bytes_read: u64,
     /// HTTP/1: a write happened that no flush has completed yet.
@@ -52,7 +80,7 @@ impl Edges {
 
     /// The first bytes the peer sent, at most [`FIRST_BYTES_KEPT`].
     pub(crate) fn first_bytes(&self) -> &[u8] {
-        &self.first_bytes
+        self.first_bytes.as_slice()
     }
 
     /// Bytes read from the peer in all.
@@ -144,8 +172,7 @@ impl<S> TimedIo<S> {
         if e.response_started.is_none() && (!h2 || response_headers) {
             e.response_started = Some(now);
         }
-        let keep = FIRST_BYTES_KEPT.saturating_sub(e.first_bytes.len()).min(new.len());
-        e.first_bytes.extend_from_slice(&new[..keep]);
+        e.first_bytes.keep(new);
         e.bytes_read += new.len() as u64;
     }
 }

@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::edges::Prefix;
 use super::outcome::{quote_bytes, ErrorCode, Failure, TlsSummary};
 use super::timestamp::{Precision, Timestamp};
 use crate::config::TlsSettings;
@@ -143,7 +144,7 @@ pub struct Handshake {
 /// `deadline`. With `verify`, the chain is checked against `sni`, or, without SNI, against
 /// `verify_name` (the URL host: a DNS name or an IP literal).
 /// On failure, returns the summary of whatever certificate chain was seen.
-/// Errors: every `tls_*` code of DESIGN §5.
+/// Errors: every `tls_*` code of [`ErrorCode`].
 pub async fn handshake(
     configs: &TlsConfigs,
     tcp: TcpStream,
@@ -201,8 +202,7 @@ pub async fn handshake(
 #[derive(Debug)]
 pub struct FirstBytes<S> {
     inner: S,
-    first: [u8; FIRST_BYTES],
-    len: usize,
+    first: Prefix<FIRST_BYTES>,
 }
 
 // Enough for a status line such as `HTTP/1.1 400 Bad Request`.
@@ -211,12 +211,12 @@ const FIRST_BYTES: usize = 24;
 impl<S> FirstBytes<S> {
     /// Wraps `inner`; nothing recorded yet.
     pub fn new(inner: S) -> FirstBytes<S> {
-        FirstBytes { inner, first: [0; FIRST_BYTES], len: 0 }
+        FirstBytes { inner, first: Prefix::default() }
     }
 
     /// The first bytes read from the peer (at most 24).
     pub fn first(&self) -> &[u8] {
-        &self.first[..self.len]
+        self.first.as_slice()
     }
 
     /// The wrapped stream.
@@ -233,13 +233,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if self.len < FIRST_BYTES {
-            let this = &mut *self;
-            let new = &buf.filled()[before..];
-            let take = new.len().min(FIRST_BYTES - this.len);
-            this.first[this.len..this.len + take].copy_from_slice(&new[..take]);
-            this.len += take;
-        }
+        self.first.keep(&buf.filled()[before..]);
         polled
     }
 }
@@ -375,7 +369,7 @@ fn not_tls(first: &[u8]) -> bool {
     first.first().is_some_and(|b| !(20..=24).contains(b)) && first.iter().all(text)
 }
 
-/// Names a failed handshake (DESIGN §5): `tls_plaintext_peer` when the server's first bytes
+/// Names a failed handshake: `tls_plaintext_peer` when the server's first bytes
 /// (`first`) are plain text, `tls_version_mismatch`, `tls_alert` with the alert's name, else
 /// `tls_handshake_failure`. `e` is the error tokio-rustls returned.
 pub fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
@@ -417,7 +411,7 @@ pub fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
     }
 }
 
-/// Names a failed certificate verification (DESIGN §5): `tls_cert_expired`,
+/// Names a failed certificate verification: `tls_cert_expired`,
 /// `tls_cert_not_yet_valid`, `tls_cert_name_mismatch` (naming the certificate's SANs from
 /// `seen`) or `tls_cert_untrusted`. `name` is the name verified, `ca_file` the roots trusted
 /// (`None`: the public web roots).
