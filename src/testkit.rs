@@ -1,9 +1,11 @@
 //! The unit tests' one set of fixtures: synthetic views, targets and outcomes built without the
 //! config compiler, for the pure tests (diff, schedule, export) and the probe's loopback tests.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use crate::config::profiles::PARALLAX_USER_AGENT;
@@ -195,4 +197,18 @@ pub(crate) fn ip(s: &str) -> IpAddr {
 /// A deadline far enough away that only a broken test reaches it.
 pub(crate) fn soon() -> Instant {
     Instant::now() + Duration::from_secs(5)
+}
+
+/// Listens on `ip_str`, port 0: the address, and the one connection the test's client makes,
+/// accepted within 10 s (a client that never comes fails the test rather than hanging it).
+pub(crate) async fn accept_one(
+    ip_str: &str,
+) -> (SocketAddr, impl Future<Output = TcpStream> + Send + 'static) {
+    let listener = TcpListener::bind((ip(ip_str), 0)).await.expect("bind a loopback listener");
+    let addr = listener.local_addr().expect("the listener's address");
+    let accepted = async move {
+        let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
+        accepted.expect("a connection within 10 s").expect("accept").0
+    };
+    (addr, accepted)
 }

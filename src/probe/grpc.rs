@@ -283,12 +283,12 @@ mod tests {
     use hyper::body::{Frame, Incoming};
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpStream;
 
     use super::*;
     use crate::config::HostHeader;
     use crate::probe::http::host_header;
-    use crate::testkit::{ip, loopback_view, soon};
+    use crate::testkit::{accept_one, loopback_view, soon};
 
     type Answer = http::Response<BoxBody<Bytes, Infallible>>;
 
@@ -374,13 +374,11 @@ mod tests {
 
     /// An HTTP/2 gRPC health server on `ip`, serving one connection.
     async fn server(ip_str: &str) -> (SocketAddr, Seen) {
-        let listener = TcpListener::bind((ip(ip_str), 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (addr, accepted) = accept_one(ip_str).await;
         let seen: Seen = Arc::default();
         let record = seen.clone();
         tokio::spawn(async move {
-            let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-            let (stream, _) = accepted.unwrap().unwrap();
+            let stream = accepted.await;
             let service = service_fn(move |req| health(req, record.clone()));
             let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -520,12 +518,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_http1_server_is_http_malformed_in_grpc() {
-        let listener = TcpListener::bind((ip("127.0.42.14"), 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (addr, accepted) = accept_one("127.0.42.14").await;
         tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-            let (mut s, _) = accepted.unwrap().unwrap();
+            let mut s = accepted.await;
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
             let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;

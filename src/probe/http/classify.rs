@@ -6,6 +6,7 @@ use std::io;
 
 use super::Response;
 use crate::config::plan::MAX_HEADER_BYTES;
+use crate::probe::expect::contains;
 use crate::probe::outcome::{quote_bytes, ErrorCode, Failure, Phase};
 
 /// Names a hyper error with the [`ErrorCode`] taxonomy (`http_tls_required`, `http_malformed`,
@@ -97,7 +98,7 @@ fn plain_http_to_tls_phrase(body: &[u8]) -> Option<&'static str> {
         // Apache httpd
         "You're speaking plain HTTP to an SSL-enabled server port",
     ];
-    PHRASES.iter().copied().find(|p| body.windows(p.len()).any(|w| w == p.as_bytes()))
+    PHRASES.iter().copied().find(|p| contains(body, p.as_bytes()))
 }
 
 /// The error and its causes, `: `-joined (hyper's own Display shows only the outer kind).
@@ -132,13 +133,12 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
     use tokio::time::Instant;
 
     use super::*;
     use crate::config::{HttpVersion, Scheme};
     use crate::probe::http::tests::{answer_with, connect, err, exchange_dialed, raw_server, ring};
-    use crate::testkit::{ip, loopback_view, soon};
+    use crate::testkit::{accept_one, loopback_view, soon};
 
     #[tokio::test]
     async fn garbage_instead_of_http_is_malformed() {
@@ -292,11 +292,9 @@ mod tests {
             .with_single_cert(vec![cert.cert.der().clone()], key)
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind((ip("127.0.41.15"), 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (addr, accepted) = accept_one("127.0.41.15").await;
         tokio::spawn(async move {
-            let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-            let (stream, _) = accepted.unwrap().unwrap();
+            let stream = accepted.await;
             let _ = acceptor.accept(stream).await;
         });
         let v = loopback_view(Scheme::Http, addr);

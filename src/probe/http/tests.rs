@@ -16,14 +16,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{exchange, host_header, Received, Response, Sent};
 use crate::config::{Endpoint, Host, HostHeader, HttpVersion, MaybeSecret, Scheme, Secret, View};
 use crate::probe::Failure;
-use crate::testkit::{ip, loopback_view, soon};
+use crate::testkit::{accept_one, ip, loopback_view, soon};
 
 /// [`exchange`] with the Host value `view` sends when it dialed `dialed`, as the engine does.
 pub(super) async fn exchange_dialed<S>(
@@ -46,11 +46,9 @@ where
     F: FnOnce(TcpStream, Vec<u8>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let listener = TcpListener::bind((ip(ip_str), 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (addr, accepted) = accept_one(ip_str).await;
     let task = tokio::spawn(async move {
-        let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-        let (mut stream, _) = accepted.unwrap().unwrap();
+        let mut stream = accepted.await;
         let request = read_request(&mut stream).await;
         answer(stream, request.clone()).await;
         request
@@ -252,13 +250,11 @@ type Seen = Arc<Mutex<Vec<(Version, Option<String>, Option<String>, Option<Strin
 /// A hyper server answering `200 hello` after `delay`, recording (version, host,
 /// authority, user-agent) of each request.
 async fn hyper_server(ip_str: &str, h2: bool, delay: Duration) -> (SocketAddr, Seen) {
-    let listener = TcpListener::bind((ip(ip_str), 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (addr, accepted) = accept_one(ip_str).await;
     let seen: Seen = Arc::default();
     let record = seen.clone();
     tokio::spawn(async move {
-        let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-        let (stream, _) = accepted.unwrap().unwrap();
+        let stream = accepted.await;
         serve_hello(stream, h2, delay, record).await;
     });
     (addr, seen)
@@ -318,13 +314,11 @@ async fn tls_server(
         .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind((ip(ip_str), 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (addr, accepted) = accept_one(ip_str).await;
     let seen: Seen = Arc::default();
     let record = seen.clone();
     tokio::spawn(async move {
-        let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-        let (stream, _) = accepted.unwrap().unwrap();
+        let stream = accepted.await;
         let tls = acceptor.accept(stream).await.unwrap();
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         serve_hello(tls, h2, delay, record).await;
