@@ -6,6 +6,9 @@
 //! User-Agent, no `connection: keep-alive` on a fresh HTTP/1.0 connection); the request head is
 //! built here in the wire order documented in `config::plan`, and `content-length` is set here so
 //! hyper never picks `transfer-encoding: chunked` or drops an HTTP/1.0 body.
+//!
+//! Here: the request and the [`Exchange`] that the gRPC layer runs too. The timings come from
+//! the I/O edges (`probe::edges`); failures are named in `classify`.
 
 mod classify;
 #[cfg(test)]
