@@ -36,4 +36,6 @@ pub mod probe;
 pub mod report;
 pub mod schedule;
 pub mod status;
+#[cfg(test)]
+mod testkit;
 pub mod verdict;

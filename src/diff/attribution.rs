@@ -1,285 +1,37 @@
 //! Attribution: which request attribute makes the checker's view and the client's view disagree.
 //!
-//! [`differences`] lists the attributes in which two views differ; [`plan_hybrids`] (pure) builds
-//! hybrids — the checker's view with ONE attribute switched to the client's value, then the
-//! client's view with one attribute switched to the checker's — and [`attribute`] probes them and
-//! records which switches flip the result. Hybrids are real requests to production endpoints, so
-//! every run is bounded: [`AttributionSettings::max_hybrids`] per run, [`HYBRID_CONCURRENCY`] at a
-//! time, and [`AttributionBudget`] decides when a run may happen at all.
+//! [`plan_hybrids`] (pure) plans the [hybrids](crate::diff::hybrid) for a pair — the checker's view
+//! with ONE attribute switched to the client's value, then the client's view with one attribute
+//! switched to the checker's, for every attribute in which they [differ](differences) — and
+//! [`attribute`] probes them and judges which switches flip the result. Hybrids are real requests
+//! to production endpoints, so every run is bounded: [`AttributionSettings::max_hybrids`] per run,
+//! [`HYBRID_CONCURRENCY`] at a time, and [`AttributionBudget`] decides when a run may happen at all.
 
-use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::{Endpoint, Host, HostHeader, Scheme, Sni, View};
-use crate::probe::{ErrorCode, Outcome, Prober};
-
-/// A request attribute in which two views can differ. The snake_case names appear in JSON as
-/// `flipped`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Attribute {
-    /// The dialed host:port (and how it is resolved).
-    Address,
-    /// The local source address bound before connecting.
-    Source,
-    /// The PROXY protocol header sent first.
-    ProxyProtocol,
-    /// TLS on or off (with the scheme and, for default ports, the port that go with it).
-    Tls,
-    /// The SNI sent (TLS views only).
-    Sni,
-    /// Certificate verification and trust anchors (TLS views only).
-    Verify,
-    /// The effective Host header (or gRPC `:authority`).
-    Host,
-    /// The request path.
-    Path,
-    /// The request method (and body).
-    Method,
-    /// The whole set of extra headers.
-    Headers,
-    /// The User-Agent.
-    UserAgent,
-}
-
-impl Attribute {
-    /// Most likely culprit first: the order hybrids are planned and flips are reported in.
-    pub const PRIORITY: [Attribute; 11] = [
-        Attribute::Tls,
-        Attribute::ProxyProtocol,
-        Attribute::Source,
-        Attribute::Sni,
-        Attribute::Host,
-        Attribute::Path,
-        Attribute::Headers,
-        Attribute::UserAgent,
-        Attribute::Address,
-        Attribute::Method,
-        Attribute::Verify,
-    ];
-
-    /// The stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Attribute::Address => "address",
-            Attribute::Source => "source",
-            Attribute::ProxyProtocol => "proxy_protocol",
-            Attribute::Tls => "tls",
-            Attribute::Sni => "sni",
-            Attribute::Verify => "verify",
-            Attribute::Host => "host",
-            Attribute::Path => "path",
-            Attribute::Method => "method",
-            Attribute::Headers => "headers",
-            Attribute::UserAgent => "user_agent",
-        }
-    }
-
-    fn rank(self) -> usize {
-        Attribute::PRIORITY.iter().position(|a| *a == self).unwrap_or(Attribute::PRIORITY.len())
-    }
-}
-
-impl fmt::Display for Attribute {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which view of the pair a hybrid starts from (and has one attribute switched).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// The checker's request with one client value: does the checker's result flip?
-    Checker,
-    /// The client's request with one checker value: does the client's result flip?
-    Client,
-}
-
-/// One planned hybrid probe.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hybrid {
-    /// The attribute switched.
-    pub attribute: Attribute,
-    /// The view it starts from.
-    pub switched: Side,
-    /// The complete view to probe, named `nlb~tls` (checker side) or `client~tls@nlb` (client side).
-    pub view: View,
-}
-
-/// The attributes in which `client` and `checker` differ, most likely culprit first.
-///
-/// Only attributes that mean something on both views are compared: SNI and verification only when
-/// both use TLS; Host and User-Agent when both speak HTTP or gRPC; path, method and headers when
-/// both speak HTTP.
-pub fn differences(client: &View, checker: &View) -> Vec<Attribute> {
-    Attribute::PRIORITY.iter().copied().filter(|a| differs(*a, client, checker)).collect()
-}
-
-fn differs(attribute: Attribute, a: &View, b: &View) -> bool {
-    let both_tls = a.scheme.uses_tls() && b.scheme.uses_tls();
-    let both_http = a.scheme.uses_http() && b.scheme.uses_http();
-    let both_authority = speaks_authority(a.scheme) && speaks_authority(b.scheme);
-    match attribute {
-        // How a name is resolved is part of where it goes; for an IP literal it is irrelevant.
-        Attribute::Address => {
-            a.dial_endpoint() != b.dial_endpoint()
-                || (matches!(a.dial_endpoint().host, Host::Name(_))
-                    && (a.resolver, a.ip_version) != (b.resolver, b.ip_version))
-        }
-        Attribute::Source => source_key(a) != source_key(b),
-        Attribute::ProxyProtocol => a.proxy_protocol != b.proxy_protocol,
-        Attribute::Tls => a.scheme.uses_tls() != b.scheme.uses_tls(),
-        Attribute::Sni => both_tls && effective_sni(a) != effective_sni(b),
-        Attribute::Verify => both_tls && (a.tls.verify, &a.tls.ca_file) != (b.tls.verify, &b.tls.ca_file),
-        Attribute::Host => both_authority && effective_host(a) != effective_host(b),
-        Attribute::Path => both_http && a.path != b.path,
-        Attribute::Method => both_http && (&a.http.method, &a.http.body) != (&b.http.method, &b.http.body),
-        Attribute::Headers => both_http && a.http.headers != b.http.headers,
-        Attribute::UserAgent => both_authority && a.http.user_agent != b.http.user_agent,
-    }
-}
-
-fn speaks_authority(scheme: Scheme) -> bool {
-    scheme.uses_http() || scheme.uses_grpc()
-}
-
-fn source_key(v: &View) -> Option<(crate::config::Source, std::net::IpAddr, bool)> {
-    v.source.map(|s| (s.requested, s.addr, v.freebind))
-}
-
-/// The SNI `view` sends (see [`View::sni`]).
-pub fn effective_sni(view: &View) -> Option<String> {
-    view.sni().map(str::to_owned)
-}
-
-/// The Host header `view` sends, as far as the view alone decides it: the URL's authority, the
-/// dialed endpoint, a value, or none.
-pub fn effective_host(view: &View) -> Option<String> {
-    match &view.http.host {
-        HostHeader::FromUrl => Some(view.url_authority()),
-        HostHeader::DialedAddress => Some(view.dial_endpoint().to_string()),
-        HostHeader::DialedIp => Some(view.dial_endpoint().host.to_string()),
-        HostHeader::Value(v) => Some(v.clone()),
-        HostHeader::None => None,
-    }
-}
-
-/// The path part of the view's display URL (secret substitutions already `<redacted>`).
-pub fn display_path(view: &View) -> &str {
-    let rest = view.url_display.split_once("://").map_or(view.url_display.as_str(), |(_, r)| r);
-    rest.find('/').map_or("/", |i| &rest[i..])
-}
+use super::attribute::{differences, Attribute};
+use super::hybrid::{Hybrid, HybridResult, Side};
+use crate::config::{Endpoint, Host, View};
+use crate::probe::{Outcome, Prober};
 
 /// Plans the hybrids for a pair: first the checker's view with one attribute switched to the
 /// client's value, for every attribute in [`differences`], most likely first; then the client's
-/// view with one attribute switched to the checker's value, in the same order. At most `cap`.
-///
-/// Hybrids are coherent: switching `tls` on takes the client's TLS settings (its effective SNI,
-/// verification, ALPN, CA file) and the TLS scheme, moving a default port (80) to the TLS default
-/// (443) and back; `address` switches the dial endpoint with its port and resolver; `headers`
-/// switches the whole header set; `method` brings its body. Every hybrid probes one address and
-/// skips the `expect_addresses` check: it tests request attributes, not DNS.
+/// view with one attribute switched to the checker's value, in the same order. At most `cap`
+/// (only those are built). What each hybrid switches: [`Hybrid::new`].
 pub fn plan_hybrids(client: &View, checker: &View, cap: usize) -> Vec<Hybrid> {
     let diffs = differences(client, checker);
-    let forward = diffs.iter().map(|a| Hybrid {
-        attribute: *a,
-        switched: Side::Checker,
-        view: switch(checker, client, *a, format!("{}~{}", checker.name, a)),
-    });
-    let reverse = diffs.iter().map(|a| Hybrid {
-        attribute: *a,
-        switched: Side::Client,
-        view: switch(client, checker, *a, format!("{}~{}@{}", client.name, a, checker.name)),
-    });
-    forward.chain(reverse).take(cap).collect()
-}
-
-/// `base` with `attribute` taken from `donor`.
-fn switch(base: &View, donor: &View, attribute: Attribute, name: String) -> View {
-    let mut v = base.clone();
-    v.name = name.into();
-    v.each_address = false;
-    v.expect_addresses.clear();
-    let mut path_for_display = display_path(base).to_owned();
-    match attribute {
-        Attribute::Address => {
-            v.connect_to = Some(donor.dial_endpoint().clone());
-            v.resolver = donor.resolver;
-            v.ip_version = donor.ip_version;
-            // A TLS address comes with the way it is spoken: plain HTTP sent to a TLS edge tells
-            // nothing about the address (it fails whatever stands behind it). Switching TLS alone
-            // stays a hybrid of its own; `attribute` drops this one's flip when that one gives
-            // the same result. The other way (TLS sent to a plain port) is left as it is: it
-            // fails fast and says so, and turning TLS off would make it the donor's request.
-            if donor.scheme.uses_tls() && !base.scheme.uses_tls() {
-                v.scheme = base.scheme.with_tls(true);
-                v.tls = donor.tls.clone();
-                v.tls.sni = sni_rule(effective_sni(donor));
-            }
-        }
-        Attribute::Source => {
-            v.source = donor.source;
-            v.freebind = donor.freebind;
-        }
-        Attribute::ProxyProtocol => v.proxy_protocol = donor.proxy_protocol,
-        Attribute::Tls => {
-            let on = donor.scheme.uses_tls();
-            let scheme = base.scheme.with_tls(on);
-            if on {
-                v.tls = donor.tls.clone();
-                v.tls.sni = sni_rule(effective_sni(donor));
-            }
-            // A default port goes with its scheme (http://x/ -> https://x/); an explicit one is
-            // kept: "plain HTTP sent to the TLS port 30080" is fixed by TLS on 30080.
-            let moved = |port: u16| match (base.scheme.default_port(), scheme.default_port()) {
-                (Some(from), Some(to)) if from == port => to,
-                _ => port,
-            };
-            v.url_endpoint.port = moved(v.url_endpoint.port);
-            if let Some(c) = v.connect_to.as_mut() {
-                c.port = moved(c.port);
-            }
-            v.scheme = scheme;
-        }
-        Attribute::Sni => v.tls.sni = sni_rule(effective_sni(donor)),
-        Attribute::Verify => {
-            v.tls.verify = donor.tls.verify;
-            v.tls.ca_file = donor.tls.ca_file.clone();
-        }
-        Attribute::Host => {
-            v.http.host = match effective_host(donor) {
-                Some(h) => HostHeader::Value(h),
-                None => HostHeader::None,
-            }
-        }
-        Attribute::Path => {
-            v.path = donor.path.clone();
-            path_for_display = display_path(donor).to_owned();
-        }
-        Attribute::Method => {
-            v.http.method = donor.http.method.clone();
-            v.http.body = donor.http.body.clone();
-        }
-        Attribute::Headers => v.http.headers = donor.http.headers.clone(),
-        Attribute::UserAgent => v.http.user_agent = donor.http.user_agent.clone(),
-    }
-    v.url_display = format!("{}://{}{}", v.scheme.as_str(), v.url_endpoint, path_for_display);
-    v
-}
-
-fn sni_rule(sni: Option<String>) -> Sni {
-    match sni {
-        Some(n) => Sni::Name(n),
-        None => Sni::None,
-    }
+    [Side::Checker, Side::Client]
+        .into_iter()
+        .flat_map(|side| diffs.iter().map(move |a| (side, *a)))
+        .take(cap)
+        .map(|(side, attribute)| Hybrid::new(attribute, side, client, checker))
+        .collect()
 }
 
 /// `view` dialing exactly the address `outcome` dialed (when it got that far), so hybrids reach
@@ -395,33 +147,6 @@ impl AttributionBudget {
     }
 }
 
-/// What one hybrid showed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HybridResult {
-    /// The hybrid's view name (`nlb~tls`).
-    pub view: Arc<str>,
-    /// The attribute switched.
-    pub attribute: Attribute,
-    /// Which view it started from.
-    pub switched: Side,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// Its error code.
-    pub error: Option<ErrorCode>,
-    /// Its HTTP status.
-    pub status: Option<u16>,
-    /// Whether its result differs from the result of the view it started from (an `address`
-    /// hybrid that also had to switch TLS does not count when switching TLS alone gave the same
-    /// result: TLS explains it).
-    pub flipped: bool,
-    /// The complete outcome (not serialized: the mismatch record stays one line).
-    #[serde(skip)]
-    pub outcome: Option<Outcome>,
-    /// The hybrid's view (not serialized).
-    #[serde(skip)]
-    pub hybrid: View,
-}
-
 /// The result of one attribution run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Attribution {
@@ -500,25 +225,10 @@ where
         })
         .buffered(HYBRID_CONCURRENCY)
         .map(|(h, outcomes)| {
-            let base_ok = match h.switched {
-                Side::Checker => checker_outcome.ok,
-                Side::Client => client_outcome.ok,
-            };
+            let base_ok = h.switched.pick(client_outcome, checker_outcome).ok;
             // Every hybrid probes one address; an empty result would be a prober bug, and
             // counts as a failure rather than a success.
-            let outcome = outcomes.into_iter().next();
-            let ok = outcome.as_ref().is_some_and(|o| o.ok);
-            HybridResult {
-                view: h.view.name.clone(),
-                attribute: h.attribute,
-                switched: h.switched,
-                ok,
-                error: outcome.as_ref().and_then(|o| o.error),
-                status: outcome.as_ref().and_then(|o| o.status),
-                flipped: ok != base_ok,
-                outcome,
-                hybrid: h.view,
-            }
+            HybridResult::new(h, outcomes.into_iter().next(), base_ok)
         })
         .collect::<Vec<HybridResult>>()
         .await;
@@ -527,16 +237,13 @@ where
     Attribution { differences, hybrids, not_tried }
 }
 
-/// An `address` hybrid that also had to switch TLS on (see [`plan_hybrids`]) does not count as
+/// An `address` hybrid that also had to switch TLS on (see [`Hybrid::new`]) does not count as
 /// a flip when switching TLS alone, on the same side, gave the same result: TLS explains it.
 pub(crate) fn explain_address_by_tls(hybrids: &mut [HybridResult], client: &View, checker: &View) {
     let explained_by_tls: Vec<bool> = hybrids
         .iter()
         .map(|h| {
-            let base = match h.switched {
-                Side::Checker => checker,
-                Side::Client => client,
-            };
+            let base = h.switched.pick(client, checker);
             h.attribute == Attribute::Address
                 && h.flipped
                 && h.hybrid.scheme.uses_tls() != base.scheme.uses_tls()
@@ -560,8 +267,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::config::{ProxyHeader, ProxyVersion, Source, SourceBind};
-    use crate::diff::testkit::{header, ok_outcome, outcome_for, view_url};
+    use crate::config::{HostHeader, Sni};
+    use crate::diff::attribute::effective_sni;
+    use crate::diff::testkit::{ok_outcome, outcome_for, view_url};
+    use crate::probe::ErrorCode;
 
     fn nlb() -> View {
         view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")
@@ -578,90 +287,6 @@ mod tests {
         twin.name = "twin".into();
         assert!(differences(&c, &twin).is_empty());
         assert!(plan_hybrids(&c, &twin, 12).is_empty());
-    }
-
-    #[test]
-    fn every_attribute_is_detected_on_its_own() {
-        // An explicit port keeps the URL authority the same with TLS on or off.
-        let base = view_url("shop", "client", "https://shop.example.com:8443/cart");
-        let src = SourceBind {
-            requested: Source::Addr("127.0.0.9".parse().unwrap()),
-            addr: "127.0.0.9".parse().unwrap(),
-        };
-        type Edit = fn(&mut View, SourceBind);
-        let table: &[(Attribute, Edit)] = &[
-            (Attribute::Address, |v, _| {
-                v.connect_to = Some(Endpoint { host: Host::Ip([10, 0, 0, 5].into()), port: 443 })
-            }),
-            (Attribute::Source, |v, s| v.source = Some(s)),
-            (Attribute::ProxyProtocol, |v, _| {
-                v.proxy_protocol = Some(ProxyHeader { version: ProxyVersion::V2, local: true })
-            }),
-            (Attribute::Tls, |v, _| v.scheme = Scheme::Http),
-            (Attribute::Sni, |v, _| v.tls.sni = Sni::None),
-            (Attribute::Verify, |v, _| v.tls.verify = false),
-            (Attribute::Host, |v, _| v.http.host = HostHeader::None),
-            (Attribute::Path, |v, _| v.path = "/healthz".into()),
-            (Attribute::Method, |v, _| v.http.method = http::Method::OPTIONS),
-            (Attribute::Headers, |v, _| v.http.headers = vec![header("authorization", "Bearer x", true)]),
-            (Attribute::UserAgent, |v, _| v.http.user_agent = Some("GoogleHC/1.0".into())),
-        ];
-        for (want, edit) in table {
-            let mut other = base.clone();
-            edit(&mut other, src);
-            assert_eq!(differences(&base, &other), vec![*want], "{want}");
-        }
-        assert_eq!(table.len(), Attribute::PRIORITY.len(), "every attribute has a row");
-    }
-
-    #[test]
-    fn equivalent_rules_are_not_differences() {
-        let c = client();
-        let mut k = c.clone();
-        // The URL's name as an explicit SNI and Host is what FromUrl sends.
-        k.tls.sni = Sni::Name("shop.example.com".into());
-        k.http.host = HostHeader::Value("shop.example.com".into());
-        assert!(differences(&c, &k).is_empty(), "{:?}", differences(&c, &k));
-        // Dialed-address Host equals the value of the address dialed.
-        let mut a = nlb();
-        a.http.host = HostHeader::DialedAddress;
-        let mut b = a.clone();
-        b.http.host = HostHeader::Value("10.0.0.5:30080".into());
-        assert!(differences(&a, &b).is_empty());
-    }
-
-    #[test]
-    fn the_resolver_matters_only_for_names() {
-        let c = client();
-        let mut k = c.clone();
-        k.resolver = Some("127.0.0.53:53".parse().unwrap());
-        assert_eq!(differences(&c, &k), vec![Attribute::Address]);
-        let a = nlb();
-        let mut b = a.clone();
-        b.resolver = Some("127.0.0.53:53".parse().unwrap());
-        assert!(differences(&a, &b).is_empty());
-    }
-
-    #[test]
-    fn tls_only_attributes_are_not_compared_when_either_side_is_plain() {
-        let c = client();
-        let mut k = nlb();
-        k.tls.sni = Sni::Name("other.example.com".into());
-        k.tls.verify = false;
-        let d = differences(&c, &k);
-        assert!(d.contains(&Attribute::Tls));
-        assert!(!d.contains(&Attribute::Sni) && !d.contains(&Attribute::Verify), "{d:?}");
-    }
-
-    #[test]
-    fn http_attributes_are_not_compared_with_a_tcp_checker() {
-        let c = client();
-        let mut k = view_url("shop", "tcp", "tcp://10.0.0.5:30080");
-        k.http.user_agent = None;
-        k.http.headers = vec![header("x", "y", false)];
-        k.path = "/other".into();
-        let d = differences(&c, &k);
-        assert_eq!(d, vec![Attribute::Tls, Attribute::Address], "{d:?}");
     }
 
     #[test]
@@ -693,50 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn switching_tls_on_takes_the_clients_tls_settings_and_keeps_an_explicit_port() {
-        let mut c = client();
-        c.tls.ca_file = Some("/etc/ca.pem".into());
-        c.tls.alpn = vec!["h2".into(), "http/1.1".into()];
-        let k = nlb();
-        let plan = plan_hybrids(&c, &k, 100);
-        let h = plan.iter().find(|h| h.switched == Side::Checker && h.attribute == Attribute::Tls).unwrap();
-        let v = &h.view;
-        assert_eq!(v.scheme, Scheme::Https);
-        assert_eq!(v.url_endpoint.port, 30080, "explicit port kept");
-        // The client's effective SNI travels as a name: the checker's URL host is an IP.
-        assert_eq!(v.tls.sni, Sni::Name("shop.example.com".into()));
-        assert!(v.tls.verify);
-        assert_eq!(v.tls.ca_file, c.tls.ca_file);
-        assert_eq!(v.tls.alpn, c.tls.alpn);
-        // Everything else is still the checker's.
-        assert_eq!(v.path, "/healthz");
-        assert_eq!(v.dial_endpoint(), k.dial_endpoint());
-        assert_eq!(v.url_display, "https://10.0.0.5:30080/healthz");
-        assert_eq!(&*v.name, "nlb~tls");
-    }
-
-    #[test]
-    fn switching_tls_moves_default_ports_both_ways() {
-        let c = client();
-        let k = view_url("shop", "alb", "http://10.0.0.5/");
-        let plan = plan_hybrids(&c, &k, 100);
-        let on =
-            &plan.iter().find(|h| h.switched == Side::Checker && h.attribute == Attribute::Tls).unwrap().view;
-        assert_eq!((on.scheme, on.url_endpoint.port), (Scheme::Https, 443));
-        let off =
-            &plan.iter().find(|h| h.switched == Side::Client && h.attribute == Attribute::Tls).unwrap().view;
-        assert_eq!((off.scheme, off.url_endpoint.port), (Scheme::Http, 80));
-        assert_eq!(&*off.name, "client~tls@alb");
-        // A connect_to port moves with it too.
-        let mut c2 = client();
-        c2.connect_to = Some(Endpoint { host: Host::Ip([203, 0, 113, 10].into()), port: 443 });
-        let plan = plan_hybrids(&c2, &k, 100);
-        let off =
-            &plan.iter().find(|h| h.switched == Side::Client && h.attribute == Attribute::Tls).unwrap().view;
-        assert_eq!(off.dial_endpoint().port, 80);
-    }
-
-    #[test]
     fn sni_and_verify_hybrids_only_between_tls_views() {
         let c = client();
         let mut k = view_url("shop", "alb", "https://10.0.0.5:8443/");
@@ -764,45 +345,6 @@ mod tests {
     }
 
     #[test]
-    fn address_headers_method_host_path_switches() {
-        let mut c = client();
-        c.connect_to = Some(Endpoint { host: Host::Ip([203, 0, 113, 10].into()), port: 443 });
-        c.http.headers = vec![header("authorization", "Bearer s3cret", true), header("x-env", "prod", false)];
-        c.http.method = http::Method::POST;
-        c.http.body = Some(crate::config::MaybeSecret::Plain("{}".into()));
-        let mut k = view_url("shop", "alb", "https://10.0.0.5:8443/healthz");
-        k.http.method = http::Method::OPTIONS;
-        k.http.host = HostHeader::DialedAddress;
-        let plan = plan_hybrids(&c, &k, 100);
-        let get = |a: Attribute| {
-            &plan.iter().find(|h| h.switched == Side::Checker && h.attribute == a).unwrap().view
-        };
-        let addr = get(Attribute::Address);
-        assert_eq!(addr.dial_endpoint().to_string(), "203.0.113.10:443");
-        assert_eq!(addr.url_endpoint, k.url_endpoint, "URL (Host, SNI rules) unchanged");
-        assert_eq!(get(Attribute::Headers).http.headers, c.http.headers, "the whole set");
-        let m = get(Attribute::Method);
-        assert_eq!((m.http.method.clone(), m.http.body.clone()), (http::Method::POST, c.http.body.clone()));
-        assert_eq!(get(Attribute::Host).http.host, HostHeader::Value("shop.example.com".into()));
-        let p = get(Attribute::Path);
-        assert_eq!((p.path.as_str(), p.url_display.as_str()), ("/cart", "https://10.0.0.5:8443/cart"));
-        // Reverse host: the client gets the checker's dialed address as a value.
-        let rev =
-            &plan.iter().find(|h| h.switched == Side::Client && h.attribute == Attribute::Host).unwrap().view;
-        assert_eq!(rev.http.host, HostHeader::Value("10.0.0.5:8443".into()));
-    }
-
-    #[test]
-    fn hybrids_probe_one_address_without_the_dns_expectation() {
-        let mut c = client();
-        c.each_address = true;
-        c.expect_addresses = vec!["203.0.113.10".parse().unwrap()];
-        let plan = plan_hybrids(&c, &nlb(), 100);
-        assert!(!plan.is_empty());
-        assert!(plan.iter().all(|h| !h.view.each_address && h.view.expect_addresses.is_empty()));
-    }
-
-    #[test]
     fn pin_dials_what_the_outcome_dialed() {
         let c = client();
         let mut o = ok_outcome(&c);
@@ -814,15 +356,6 @@ mod tests {
         o.request.address = None;
         o.peer = None;
         assert_eq!(pin(&c, &o), c, "nothing dialed: unchanged");
-    }
-
-    #[test]
-    fn display_path_never_shows_more_than_the_display_url() {
-        let mut v = nlb();
-        v.url_display = "http://10.0.0.5:30080/healthz?token=<redacted>".into();
-        assert_eq!(display_path(&v), "/healthz?token=<redacted>");
-        v.url_display = "tcp://10.0.0.5:30080".into();
-        assert_eq!(display_path(&v), "/");
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@
 //! Pure: time comes in with every call, so the daemon drives it from its probe results and a
 //! timer ([`TargetDiff::next_deadline`]) and tests drive it on paused time.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -368,6 +369,17 @@ pub fn probe_ok(outcomes: &[Outcome]) -> bool {
     !outcomes.is_empty() && outcomes.iter().all(|o| o.ok)
 }
 
+/// The index of the outcome that stands for a probe of several addresses (`each_address`): the
+/// first failure, else the first; `None` when there is no outcome.
+pub fn worst_index<O: Borrow<Outcome>>(outcomes: &[O]) -> Option<usize> {
+    outcomes.iter().position(|o| !o.borrow().ok).or((!outcomes.is_empty()).then_some(0))
+}
+
+/// The outcome that stands for a probe: the one [`worst_index`] points at.
+pub fn worst_outcome<O: Borrow<Outcome>>(outcomes: &[O]) -> Option<&O> {
+    worst_index(outcomes).and_then(|i| outcomes.get(i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,5 +724,19 @@ mod tests {
         assert!(probe_ok(&[ok.clone(), ok.clone()]));
         assert!(!probe_ok(&[ok, bad]));
         assert!(!probe_ok(&[]));
+    }
+
+    #[test]
+    fn the_worst_outcome_is_the_first_failure_else_the_first() {
+        let v = view("shop", "client");
+        let ok = outcome_for(&v, true, None, Some(200));
+        let refused = outcome_for(&v, false, Some(ErrorCode::ConnectRefused), None);
+        let timeout = outcome_for(&v, false, Some(ErrorCode::ConnectTimeout), None);
+        assert_eq!(worst_index(&[ok.clone(), refused.clone(), timeout.clone()]), Some(1));
+        assert_eq!(worst_outcome(&[ok.clone(), timeout.clone(), refused]), Some(&timeout));
+        assert_eq!(worst_index(&[ok.clone(), ok.clone()]), Some(0));
+        // Borrowed outcomes, as pairing holds them.
+        assert_eq!(worst_outcome(&[&ok, &timeout]).copied(), Some(&timeout));
+        assert_eq!(worst_index::<Outcome>(&[]), None);
     }
 }

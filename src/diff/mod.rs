@@ -1,151 +1,46 @@
 //! The mismatch engine: pairing the client view with each checker view, the mismatch lifecycle,
 //! attribution by hybrid probes, and the diagnosis of each disagreement.
 //!
+//! - [`mismatch`]: the record of one disagreement: direction, diagnosis, evidence, basis.
 //! - [`lifecycle`]: per target, verdicts paired and held; mismatches open and resolve (pure).
-//! - [`attribution`]: which attributes differ, the hybrid plan (pure), running it, its budget.
-//! - [`diagnosis`]: the DESIGN §6 codes and their evidence; the `allow_sources` audit (pure).
+//! - [`attribute`](mod@attribute): the request attributes two views can differ in, and which they do.
+//! - [`hybrid`]: a view with one attribute switched to the other view's value, and what it showed.
+//! - [`attribution`]: the hybrid plan (pure), running it and judging the flips, its budget.
+//! - [`diagnosis`]: the DESIGN §6 codes and the order they are decided in; `diagnosis/evidence.rs`
+//!   phrases them (pure).
+//! - [`audit`]: the `allow_sources` audit, which needs no traffic (pure).
 //! - [`one_shot`]: all of it for one round of `parallax probe` (hold time 0).
 
+pub mod attribute;
 pub mod attribution;
+pub mod audit;
 pub mod diagnosis;
+pub mod hybrid;
 pub mod lifecycle;
+pub mod mismatch;
 #[cfg(test)]
 pub(crate) mod testkit;
 
-use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 
-pub use attribution::{
-    attribute, differences, plan_hybrids, Attribute, Attribution, AttributionBudget, AttributionSettings,
-    Hybrid, HybridResult, Side,
+pub use attribute::{differences, Attribute};
+pub use attribution::{attribute, plan_hybrids, Attribution, AttributionBudget, AttributionSettings};
+pub use audit::{audit_allow_sources, SourceGap, SourceOrigin};
+pub use diagnosis::{diagnose, Case, Diagnosis, Finding};
+pub use hybrid::{Hybrid, HybridResult, Side};
+pub use lifecycle::{
+    probe_ok, worst_index, worst_outcome, DiffEvent, HoldTime, OpenMismatch, Pair, PairEvent, Resolution,
+    TargetDiff,
 };
-pub use diagnosis::{audit_allow_sources, diagnose, Case, Diagnosis, Finding, SourceGap};
-pub use lifecycle::{DiffEvent, HoldTime, OpenMismatch, Pair, PairEvent, Resolution, TargetDiff};
+pub use mismatch::{Basis, Direction, Mismatch};
 
 use crate::config::{Target, View};
 use crate::probe::{ErrorCode, Outcome, Prober};
 use crate::verdict::Health;
-
-/// Which way a client verdict and a checker verdict disagree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// The checker passes, clients fail: the LB keeps sending users to a broken route.
-    Blackhole,
-    /// The checker fails, clients succeed: the LB pulls a backend that works.
-    FalseDrain,
-}
-
-impl Direction {
-    /// `blackhole` or `false_drain`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Blackhole => "blackhole",
-            Direction::FalseDrain => "false_drain",
-        }
-    }
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a mismatch was found from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Basis {
-    /// The probes' outcomes disagreed.
-    Probes,
-    /// The `allow_sources` audit: no traffic needed, found even while probes pass.
-    Audit,
-}
-
-/// One mismatch, serialized exactly as DESIGN §7's `mismatch` record (the report adds `"type"`):
-/// `target`, `client_view`, `checker_view`, `direction`, `diagnosis`, `flipped`, `evidence`,
-/// plus fields of its own.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Mismatch {
-    /// Target name.
-    pub target: Arc<str>,
-    /// The client view's name.
-    pub client_view: Arc<str>,
-    /// The checker view's name.
-    pub checker_view: Arc<str>,
-    /// Which way they disagree.
-    pub direction: Direction,
-    /// The named failure.
-    pub diagnosis: Diagnosis,
-    /// The attributes whose switch flipped a result, most likely first.
-    pub flipped: Vec<Attribute>,
-    /// One line for a human: what differed, what happened.
-    pub evidence: String,
-    /// Probes or the audit.
-    pub basis: Basis,
-    /// The address the client outcome dialed (with `each_address`, which one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_address: Option<SocketAddr>,
-    /// The address the checker outcome dialed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checker_address: Option<SocketAddr>,
-    /// The client outcome's error code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_error: Option<ErrorCode>,
-    /// The checker outcome's error code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checker_error: Option<ErrorCode>,
-    /// The hybrids probed, when attribution ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attribution: Option<Attribution>,
-}
-
-impl Mismatch {
-    /// The record of a disagreeing pair after diagnosis.
-    pub fn from_case(case: &Case<'_>, finding: Finding) -> Mismatch {
-        Mismatch {
-            target: case.client_view.target.clone(),
-            client_view: case.client_view.name.clone(),
-            checker_view: case.checker_view.name.clone(),
-            direction: case.direction,
-            diagnosis: finding.diagnosis,
-            flipped: case.attribution.map(Attribution::flipped).unwrap_or_default(),
-            evidence: finding.evidence,
-            basis: Basis::Probes,
-            client_address: attribution::dialed(case.client),
-            checker_address: attribution::dialed(case.checker),
-            client_error: case.client.error,
-            checker_error: case.checker.error,
-            attribution: case.attribution.cloned(),
-        }
-    }
-
-    /// The record of an `allow_sources` gap.
-    pub fn from_audit(target: &Target, gap: &SourceGap) -> Mismatch {
-        let finding = gap.finding(target);
-        Mismatch {
-            target: target.name.clone(),
-            client_view: target.client.name.clone(),
-            checker_view: gap.checker.clone(),
-            direction: Direction::FalseDrain,
-            diagnosis: finding.diagnosis,
-            flipped: Vec::new(),
-            evidence: finding.evidence,
-            basis: Basis::Audit,
-            client_address: None,
-            checker_address: None,
-            client_error: None,
-            checker_error: None,
-            attribution: None,
-        }
-    }
-}
 
 /// One round's diff for `parallax probe`: hold time 0, so each view's first outcome decides its
 /// verdict; a disagreeing pair is a mismatch, attributed (one run each, at most
@@ -210,8 +105,7 @@ where
                 checker: ko,
                 attribution: attribution.as_ref(),
             };
-            let finding = diagnose(&case);
-            mismatches.push(Mismatch::from_case(&case, finding));
+            mismatches.push(Mismatch::diagnose(&case));
         }
     }
     for gap in audit_allow_sources(target) {
@@ -236,7 +130,7 @@ where
 /// - Several on both sides that share addresses (both views resolve the same name): outcomes
 ///   pair by dialed IP; addresses only one side reached are not paired.
 /// - Several on both sides with disjoint addresses (LB frontends vs backends): each checker
-///   outcome pairs with the client's worst outcome (the first failure, else the first), so a
+///   outcome pairs with the client's [`worst_outcome`] (the first failure, else the first), so a
 ///   broken frontend still counts and the count of pairs stays bounded by the larger side.
 pub fn pair_outcomes<'a>(client: &[&'a Outcome], checker: &[&'a Outcome]) -> Vec<(&'a Outcome, &'a Outcome)> {
     if client.is_empty() || checker.is_empty() {
@@ -256,8 +150,8 @@ pub fn pair_outcomes<'a>(client: &[&'a Outcome], checker: &[&'a Outcome]) -> Vec
     if !by_ip.is_empty() {
         return by_ip;
     }
-    let worst = client.iter().find(|c| !c.ok).unwrap_or(&client[0]);
-    checker.iter().map(|k| (*worst, *k)).collect()
+    let Some(&worst) = worst_outcome(client) else { return Vec::new() };
+    checker.iter().map(|k| (worst, *k)).collect()
 }
 
 #[cfg(test)]
@@ -533,12 +427,5 @@ mod tests {
             assert!(!text.contains("s3cret"), "{text}");
         }
         assert!(m[0].evidence.contains("authorization"), "names are fine: {}", m[0].evidence);
-    }
-
-    #[test]
-    fn direction_names() {
-        assert_eq!(serde_json::to_value(Direction::Blackhole).unwrap(), "blackhole");
-        assert_eq!(serde_json::to_value(Direction::FalseDrain).unwrap(), "false_drain");
-        assert_eq!(Direction::FalseDrain.to_string(), "false_drain");
     }
 }

@@ -4,7 +4,6 @@
 //! 5-byte length prefix, the prost-encoded messages, and `grpc-status` read from the trailers, or
 //! from the headers of a trailers-only answer.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -15,7 +14,8 @@ use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::http::{host_header, Exchange, Sent, TimedIo};
+use super::edges::TimedIo;
+use super::http::{h2_authority, Exchange, Sent};
 use super::outcome::{shorten, ErrorCode, Failure, Phase};
 use crate::config::{Scheme, View};
 
@@ -31,13 +31,14 @@ pub struct HealthAnswer {
 /// The path of the health check method.
 pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 
-/// Calls `Check` for `view.expect.grpc_service` over `io` before `deadline`.
+/// Calls `Check` for `view.expect.grpc_service` over `io` before `deadline`, with `:authority`
+/// from `host`, the Host rule's value for the dialed address (see [`super::http::host_header`]).
 /// Errors: `grpc_not_serving`, `grpc_unimplemented`, `grpc_status`, and the `http_*` transport
 /// codes (in phase `grpc`).
 pub async fn check<S>(
     io: S,
     view: &View,
-    dialed: SocketAddr,
+    host: Option<String>,
     deadline: Instant,
 ) -> (Sent, Result<HealthAnswer, Failure>)
 where
@@ -49,7 +50,7 @@ where
         version: "HTTP/2",
         received: Default::default(),
     };
-    let request = match build_request(view, dialed) {
+    let request = match build_request(view, host.as_deref()) {
         Ok(r) => r,
         Err(f) => return (sent, Err(f)),
     };
@@ -81,14 +82,9 @@ struct HealthCheckResponse {
     status: i32,
 }
 
-fn build_request(view: &View, dialed: SocketAddr) -> Result<Request<Full<Bytes>>, Failure> {
+fn build_request(view: &View, host: Option<&str>) -> Result<Request<Full<Bytes>>, Failure> {
     let scheme = if view.scheme == Scheme::Grpcs { "https" } else { "http" };
-    // `:authority` follows the Host rule; "no Host" and values that are no authority fall back
-    // to the URL's (HTTP/2 has no request without one).
-    let authority = host_header(view, dialed)
-        .and_then(|h| h.parse::<http::uri::Authority>().ok())
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| view.url_authority());
+    let authority = h2_authority(view, host);
     let uri: Uri = format!("{scheme}://{authority}{CHECK_PATH}").parse().map_err(|_| {
         Failure::in_phase(Phase::Grpc, ErrorCode::HttpMalformed, "the authority is not valid")
     })?;
@@ -279,6 +275,7 @@ fn percent_decode(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
+    use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
 
     use http_body_util::combinators::BoxBody;
@@ -286,11 +283,12 @@ mod tests {
     use hyper::body::{Frame, Incoming};
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpStream;
 
     use super::*;
     use crate::config::HostHeader;
-    use crate::probe::http::tests::{ip, soon, view};
+    use crate::probe::http::host_header;
+    use crate::testkit::{accept_one, loopback_view, soon};
 
     type Answer = http::Response<BoxBody<Bytes, Infallible>>;
 
@@ -376,13 +374,11 @@ mod tests {
 
     /// An HTTP/2 gRPC health server on `ip`, serving one connection.
     async fn server(ip_str: &str) -> (SocketAddr, Seen) {
-        let listener = TcpListener::bind((ip(ip_str), 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (addr, accepted) = accept_one(ip_str).await;
         let seen: Seen = Arc::default();
         let record = seen.clone();
         tokio::spawn(async move {
-            let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-            let (stream, _) = accepted.unwrap().unwrap();
+            let stream = accepted.await;
             let service = service_fn(move |req| health(req, record.clone()));
             let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -393,10 +389,10 @@ mod tests {
 
     async fn probe(ip_str: &str, service: &str) -> (Sent, Result<HealthAnswer, Failure>, Seen) {
         let (addr, seen) = server(ip_str).await;
-        let mut v = view(Scheme::Grpc, addr);
+        let mut v = loopback_view(Scheme::Grpc, addr);
         v.expect.grpc_service = service.to_owned();
         let io = TcpStream::connect(addr).await.unwrap();
-        let (sent, result) = check(io, &v, addr, soon()).await;
+        let (sent, result) = check(io, &v, host_header(&v, addr), soon()).await;
         (sent, result, seen)
     }
 
@@ -508,11 +504,11 @@ mod tests {
     #[tokio::test]
     async fn no_answer_before_the_deadline_is_http_timeout_in_grpc() {
         let (addr, _) = server("127.0.42.13").await;
-        let mut v = view(Scheme::Grpc, addr);
+        let mut v = loopback_view(Scheme::Grpc, addr);
         v.expect.grpc_service = "slow".into();
         let io = TcpStream::connect(addr).await.unwrap();
         let start = Instant::now();
-        let (_, result) = check(io, &v, addr, start + Duration::from_millis(300)).await;
+        let (_, result) = check(io, &v, host_header(&v, addr), start + Duration::from_millis(300)).await;
         let f = err(result);
         assert_eq!(f.code, ErrorCode::HttpTimeout);
         assert_eq!(f.phase, Phase::Grpc);
@@ -522,20 +518,18 @@ mod tests {
 
     #[tokio::test]
     async fn an_http1_server_is_http_malformed_in_grpc() {
-        let listener = TcpListener::bind((ip("127.0.42.14"), 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (addr, accepted) = accept_one("127.0.42.14").await;
         tokio::spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
-            let (mut s, _) = accepted.unwrap().unwrap();
+            let mut s = accepted.await;
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
             let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         });
-        let v = view(Scheme::Grpc, addr);
+        let v = loopback_view(Scheme::Grpc, addr);
         let io = TcpStream::connect(addr).await.unwrap();
-        let f = err(check(io, &v, addr, soon()).await.1);
+        let f = err(check(io, &v, host_header(&v, addr), soon()).await.1);
         assert_eq!(f.code, ErrorCode::HttpMalformed, "{f}");
         assert_eq!(f.phase, Phase::Grpc);
     }
@@ -543,19 +537,19 @@ mod tests {
     #[tokio::test]
     async fn authority_follows_the_host_rule_with_url_fallback() {
         let (addr, seen) = server("127.0.42.15").await;
-        let mut v = view(Scheme::Grpc, addr);
+        let mut v = loopback_view(Scheme::Grpc, addr);
         v.http.host = HostHeader::Value("health.internal:50051".into());
         let io = TcpStream::connect(addr).await.unwrap();
-        let (sent, result) = check(io, &v, addr, soon()).await;
+        let (sent, result) = check(io, &v, host_header(&v, addr), soon()).await;
         assert_eq!(result.unwrap().status, "SERVING");
         assert_eq!(sent.host.as_deref(), Some("health.internal:50051"));
         assert_eq!(seen.lock().unwrap()[0][0], "health.internal:50051");
 
         let (addr, seen) = server("127.0.42.16").await;
-        let mut v = view(Scheme::Grpc, addr);
+        let mut v = loopback_view(Scheme::Grpc, addr);
         v.http.host = HostHeader::None;
         let io = TcpStream::connect(addr).await.unwrap();
-        let (sent, result) = check(io, &v, addr, soon()).await;
+        let (sent, result) = check(io, &v, host_header(&v, addr), soon()).await;
         assert_eq!(result.unwrap().status, "SERVING");
         assert_eq!(sent.host, Some(addr.to_string()));
         assert_eq!(seen.lock().unwrap()[0][0], addr.to_string());

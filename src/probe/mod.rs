@@ -5,12 +5,14 @@
 //! taken from tokio's monotonic clock at the I/O edges.
 
 pub mod dns;
+mod edges;
 pub mod expect;
 pub mod grpc;
 pub mod http;
 pub mod outcome;
 pub mod proxy_protocol;
 pub mod tcp;
+pub(crate) mod timestamp;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -151,7 +153,7 @@ impl Prober {
             // Boxed: the HTTP/gRPC state machines are large, and held inline they would make
             // every probe's future (moved and allocated once per probe) several times larger
             // than the path it takes.
-            return Box::pin(self.application(view, attempt, stream, peer, false, deadline)).await;
+            return Box::pin(self.application(view, attempt, stream, false, deadline)).await;
         }
         let sni = view.sni();
         attempt.outcome.request.sni = sni.map(str::to_owned);
@@ -166,7 +168,7 @@ impl Prober {
                 attempt.outcome.timings.tls = Some(tls_start.elapsed());
                 let h2 = done.summary.alpn.as_deref() == Some("h2");
                 attempt.outcome.tls = Some(done.summary);
-                Box::pin(self.application(view, attempt, done.stream, peer, h2, deadline)).await
+                Box::pin(self.application(view, attempt, done.stream, h2, deadline)).await
             }
             Err((failure, summary)) => {
                 attempt.outcome.tls = summary;
@@ -181,7 +183,6 @@ impl Prober {
         view: &View,
         mut attempt: Attempt,
         io: S,
-        peer: SocketAddr,
         alpn_h2: bool,
         deadline: Instant,
     ) -> Outcome
@@ -191,13 +192,12 @@ impl Prober {
         if view.scheme.uses_http() {
             let h2 = alpn_h2
                 || (!view.scheme.uses_tls() && view.http.version == crate::config::HttpVersion::Http2);
-            // The Host value recorded for this probe is the one to send (`Attempt::new` and
-            // `probe_address` computed it from the view and the dialed address): moved in,
-            // moved back in `sent`, rather than built again.
+            // The record holds the Host value this view sends to `peer` (`Attempt::new` and
+            // `probe_address`); the layer sends it and hands back what really went out.
             let host = attempt.outcome.request.host.take();
-            let (sent, result) = http::exchange_with_host(io, view, host, h2, deadline).await;
+            let (sent, result) = http::exchange(io, view, host, h2, deadline).await;
             let received = sent.received;
-            attempt.record_sent(view, sent);
+            attempt.record_sent(sent);
             let response = match result {
                 Ok(r) => r,
                 Err(f) => {
@@ -222,9 +222,10 @@ impl Prober {
                 Err(f) => attempt.fail(f),
             }
         } else if view.scheme.uses_grpc() {
-            let (sent, result) = grpc::check(io, view, peer, deadline).await;
-            attempt.record_sent(view, sent);
-            attempt.outcome.request.path = Some("/grpc.health.v1.Health/Check".to_owned());
+            let host = attempt.outcome.request.host.take();
+            let (sent, result) = grpc::check(io, view, host, deadline).await;
+            attempt.record_sent(sent);
+            attempt.outcome.request.path = Some(grpc::CHECK_PATH.to_owned());
             match result {
                 Ok(answer) => {
                     attempt.outcome.grpc_status = Some(answer.status.to_owned());
@@ -319,7 +320,7 @@ impl Attempt {
         }
     }
 
-    fn record_sent(&mut self, _view: &View, sent: http::Sent) {
+    fn record_sent(&mut self, sent: http::Sent) {
         self.outcome.request.host = sent.host;
         self.outcome.request.user_agent = sent.user_agent;
         if !sent.version.is_empty() {
@@ -347,10 +348,11 @@ impl Attempt {
 mod tests {
     use super::*;
     use crate::config::Scheme;
+    use crate::testkit::loopback_view;
 
     #[test]
     fn the_recorded_path_shows_redactions_and_only_them() {
-        let mut v = http::tests::view(Scheme::Http, "127.0.0.1:80".parse().expect("addr"));
+        let mut v = loopback_view(Scheme::Http, "127.0.0.1:80".parse().expect("addr"));
         let cases = [
             ("http://127.0.0.1:80/healthz", "/healthz", "/healthz"),
             ("http://127.0.0.1:80", "/", "/"),

@@ -1,4 +1,4 @@
-//! What one probe yields: the [`Outcome`] record and the closed error taxonomy of DESIGN §5.
+//! What one probe yields: the [`Outcome`] record and the closed error taxonomy (`docs/errors.md`).
 //!
 //! Error codes are an API: they appear in JSON, span attributes and metric labels. Add codes
 //! freely; never rename one.
@@ -55,7 +55,7 @@ impl fmt::Display for Phase {
 
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal, $phase:ident; )*) => {
-        /// The closed set of failure codes (DESIGN §5). Stable snake_case names.
+        /// The closed set of failure codes (`docs/errors.md`). Stable snake_case names.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
         pub enum ErrorCode {
@@ -71,7 +71,7 @@ macro_rules! error_codes {
                 match self { $( ErrorCode::$variant => $name, )* }
             }
 
-            /// The phase this code belongs to in DESIGN §5's table.
+            /// The phase this code belongs to (the table of `docs/errors.md`).
             pub fn phase(self) -> Phase {
                 match self { $( ErrorCode::$variant => Phase::$phase, )* }
             }

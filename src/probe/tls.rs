@@ -31,7 +31,9 @@ use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::edges::Prefix;
 use super::outcome::{quote_bytes, ErrorCode, Failure, TlsSummary};
+use super::timestamp::{Precision, Timestamp};
 use crate::config::TlsSettings;
 
 /// `ClientConfig`s built once per distinct (verify, ca_file, alpn, SNI on/off) and shared by all
@@ -142,7 +144,7 @@ pub struct Handshake {
 /// `deadline`. With `verify`, the chain is checked against `sni`, or, without SNI, against
 /// `verify_name` (the URL host: a DNS name or an IP literal).
 /// On failure, returns the summary of whatever certificate chain was seen.
-/// Errors: every `tls_*` code of DESIGN §5.
+/// Errors: every `tls_*` code of [`ErrorCode`].
 pub async fn handshake(
     configs: &TlsConfigs,
     tcp: TcpStream,
@@ -200,8 +202,7 @@ pub async fn handshake(
 #[derive(Debug)]
 pub struct FirstBytes<S> {
     inner: S,
-    first: [u8; FIRST_BYTES],
-    len: usize,
+    first: Prefix<FIRST_BYTES>,
 }
 
 // Enough for a status line such as `HTTP/1.1 400 Bad Request`.
@@ -210,12 +211,12 @@ const FIRST_BYTES: usize = 24;
 impl<S> FirstBytes<S> {
     /// Wraps `inner`; nothing recorded yet.
     pub fn new(inner: S) -> FirstBytes<S> {
-        FirstBytes { inner, first: [0; FIRST_BYTES], len: 0 }
+        FirstBytes { inner, first: Prefix::default() }
     }
 
     /// The first bytes read from the peer (at most 24).
     pub fn first(&self) -> &[u8] {
-        &self.first[..self.len]
+        self.first.as_slice()
     }
 
     /// The wrapped stream.
@@ -232,13 +233,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if self.len < FIRST_BYTES {
-            let this = &mut *self;
-            let new = &buf.filled()[before..];
-            let take = new.len().min(FIRST_BYTES - this.len);
-            this.first[this.len..this.len + take].copy_from_slice(&new[..take]);
-            this.len += take;
-        }
+        self.first.keep(&buf.filled()[before..]);
         polled
     }
 }
@@ -374,7 +369,7 @@ fn not_tls(first: &[u8]) -> bool {
     first.first().is_some_and(|b| !(20..=24).contains(b)) && first.iter().all(text)
 }
 
-/// Names a failed handshake (DESIGN §5): `tls_plaintext_peer` when the server's first bytes
+/// Names a failed handshake: `tls_plaintext_peer` when the server's first bytes
 /// (`first`) are plain text, `tls_version_mismatch`, `tls_alert` with the alert's name, else
 /// `tls_handshake_failure`. `e` is the error tokio-rustls returned.
 pub fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
@@ -416,7 +411,7 @@ pub fn classify_handshake(e: &io::Error, first: &[u8]) -> Failure {
     }
 }
 
-/// Names a failed certificate verification (DESIGN §5): `tls_cert_expired`,
+/// Names a failed certificate verification: `tls_cert_expired`,
 /// `tls_cert_not_yet_valid`, `tls_cert_name_mismatch` (naming the certificate's SANs from
 /// `seen`) or `tls_cert_untrusted`. `name` is the name verified, `ca_file` the roots trusted
 /// (`None`: the public web roots).
@@ -436,7 +431,11 @@ pub fn classify_verification(
         }
         CertificateError::ExpiredContext { time, not_after } => Failure::new(
             ErrorCode::TlsCertExpired,
-            format!("the certificate expired at {} (now {})", rfc3339(unix(not_after)), rfc3339(unix(time))),
+            format!(
+                "the certificate expired at {} (now {})",
+                certificate_time(unix(not_after)),
+                certificate_time(unix(time))
+            ),
         ),
         CertificateError::NotValidYet => {
             Failure::new(ErrorCode::TlsCertNotYetValid, "the certificate is not valid yet")
@@ -445,8 +444,8 @@ pub fn classify_verification(
             ErrorCode::TlsCertNotYetValid,
             format!(
                 "the certificate is not valid before {} (now {})",
-                rfc3339(unix(not_before)),
-                rfc3339(unix(time))
+                certificate_time(unix(not_before)),
+                certificate_time(unix(time))
             ),
         ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => Failure::new(
@@ -502,7 +501,7 @@ fn summarize(conn: &rustls::ClientConnection, chain: &[CertificateDer<'_>]) -> T
             summary.cert_sans = san.value.general_names.iter().filter_map(san_string).collect();
         }
         let not_after = leaf.validity().not_after.timestamp();
-        summary.not_after = Some(rfc3339(not_after));
+        summary.not_after = Some(certificate_time(not_after));
         summary.not_after_unix = Some(not_after);
     }
     summary
@@ -576,21 +575,9 @@ fn unix(t: &UnixTime) -> i64 {
     i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Seconds since the Unix epoch as RFC 3339 UTC (`2027-01-01T00:00:00Z`).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (H. Hinnant), valid for the whole proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
+/// A certificate time (seconds since the Unix epoch) as RFC 3339 UTC, `2027-01-01T00:00:00Z`.
+fn certificate_time(secs: i64) -> String {
+    Timestamp::from_unix_secs(secs).rfc3339(Precision::Seconds)
 }
 
 #[cfg(test)]
@@ -1087,10 +1074,10 @@ mod tests {
     fn names_and_times_are_formatted() {
         assert_eq!(alert_name(AlertDescription::HandshakeFailure), "handshake_failure");
         assert_eq!(alert_name(AlertDescription::UnrecognisedName), "unrecognised_name");
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_798_761_600), "2027-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_827_696), "2000-02-29T12:34:56Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(certificate_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(certificate_time(1_798_761_600), "2027-01-01T00:00:00Z");
+        assert_eq!(certificate_time(951_827_696), "2000-02-29T12:34:56Z");
+        assert_eq!(certificate_time(-1), "1969-12-31T23:59:59Z");
         assert_eq!(escape_rfc4514("#a, b+c "), "\\#a\\, b\\+c\\ ");
         assert_eq!(quote_bytes(b"HTTP/1.1 400 Bad"), "\"HTTP/1.1 400 Bad\"");
         assert_eq!(quote_bytes(&[0x00, 0xff]), "\"\\x00\\xff\"");

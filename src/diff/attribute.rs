@@ -1,0 +1,255 @@
+//! Request attributes: the ways two views of one target can differ (address, source, PROXY
+//! header, TLS, SNI, verification, Host, path, method, headers, User-Agent), which of them two
+//! views differ in, and a view's effective value of the derived ones (SNI, Host, path).
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::config::{Host, HostHeader, Scheme, View};
+
+/// A request attribute in which two views can differ. The snake_case names appear in JSON as
+/// `flipped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attribute {
+    /// The dialed host:port (and how it is resolved).
+    Address,
+    /// The local source address bound before connecting.
+    Source,
+    /// The PROXY protocol header sent first.
+    ProxyProtocol,
+    /// TLS on or off (with the scheme and, for default ports, the port that go with it).
+    Tls,
+    /// The SNI sent (TLS views only).
+    Sni,
+    /// Certificate verification and trust anchors (TLS views only).
+    Verify,
+    /// The effective Host header (or gRPC `:authority`).
+    Host,
+    /// The request path.
+    Path,
+    /// The request method (and body).
+    Method,
+    /// The whole set of extra headers.
+    Headers,
+    /// The User-Agent.
+    UserAgent,
+}
+
+impl Attribute {
+    /// Most likely culprit first: the order hybrids are planned and flips are reported in.
+    pub const PRIORITY: [Attribute; 11] = [
+        Attribute::Tls,
+        Attribute::ProxyProtocol,
+        Attribute::Source,
+        Attribute::Sni,
+        Attribute::Host,
+        Attribute::Path,
+        Attribute::Headers,
+        Attribute::UserAgent,
+        Attribute::Address,
+        Attribute::Method,
+        Attribute::Verify,
+    ];
+
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribute::Address => "address",
+            Attribute::Source => "source",
+            Attribute::ProxyProtocol => "proxy_protocol",
+            Attribute::Tls => "tls",
+            Attribute::Sni => "sni",
+            Attribute::Verify => "verify",
+            Attribute::Host => "host",
+            Attribute::Path => "path",
+            Attribute::Method => "method",
+            Attribute::Headers => "headers",
+            Attribute::UserAgent => "user_agent",
+        }
+    }
+
+    /// The position in [`Attribute::PRIORITY`]: flips are reported in this order.
+    pub(super) fn rank(self) -> usize {
+        Attribute::PRIORITY.iter().position(|a| *a == self).unwrap_or(Attribute::PRIORITY.len())
+    }
+}
+
+impl fmt::Display for Attribute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The attributes in which `client` and `checker` differ, most likely culprit first.
+///
+/// Only attributes that mean something on both views are compared: SNI and verification only when
+/// both use TLS; Host and User-Agent when both speak HTTP or gRPC; path, method and headers when
+/// both speak HTTP.
+pub fn differences(client: &View, checker: &View) -> Vec<Attribute> {
+    Attribute::PRIORITY.iter().copied().filter(|a| differs(*a, client, checker)).collect()
+}
+
+fn differs(attribute: Attribute, a: &View, b: &View) -> bool {
+    let both_tls = a.scheme.uses_tls() && b.scheme.uses_tls();
+    let both_http = a.scheme.uses_http() && b.scheme.uses_http();
+    let both_authority = speaks_authority(a.scheme) && speaks_authority(b.scheme);
+    match attribute {
+        // How a name is resolved is part of where it goes; for an IP literal it is irrelevant.
+        Attribute::Address => {
+            a.dial_endpoint() != b.dial_endpoint()
+                || (matches!(a.dial_endpoint().host, Host::Name(_))
+                    && (a.resolver, a.ip_version) != (b.resolver, b.ip_version))
+        }
+        Attribute::Source => source_key(a) != source_key(b),
+        Attribute::ProxyProtocol => a.proxy_protocol != b.proxy_protocol,
+        Attribute::Tls => a.scheme.uses_tls() != b.scheme.uses_tls(),
+        Attribute::Sni => both_tls && effective_sni(a) != effective_sni(b),
+        Attribute::Verify => both_tls && (a.tls.verify, &a.tls.ca_file) != (b.tls.verify, &b.tls.ca_file),
+        Attribute::Host => both_authority && effective_host(a) != effective_host(b),
+        Attribute::Path => both_http && a.path != b.path,
+        Attribute::Method => both_http && (&a.http.method, &a.http.body) != (&b.http.method, &b.http.body),
+        Attribute::Headers => both_http && a.http.headers != b.http.headers,
+        Attribute::UserAgent => both_authority && a.http.user_agent != b.http.user_agent,
+    }
+}
+
+fn speaks_authority(scheme: Scheme) -> bool {
+    scheme.uses_http() || scheme.uses_grpc()
+}
+
+fn source_key(v: &View) -> Option<(crate::config::Source, std::net::IpAddr, bool)> {
+    v.source.map(|s| (s.requested, s.addr, v.freebind))
+}
+
+/// The SNI `view` sends (see [`View::sni`]).
+pub fn effective_sni(view: &View) -> Option<String> {
+    view.sni().map(str::to_owned)
+}
+
+/// The Host header `view` sends, as far as the view alone decides it: the URL's authority, the
+/// dialed endpoint, a value, or none.
+pub fn effective_host(view: &View) -> Option<String> {
+    match &view.http.host {
+        HostHeader::FromUrl => Some(view.url_authority()),
+        HostHeader::DialedAddress => Some(view.dial_endpoint().to_string()),
+        HostHeader::DialedIp => Some(view.dial_endpoint().host.to_string()),
+        HostHeader::Value(v) => Some(v.clone()),
+        HostHeader::None => None,
+    }
+}
+
+/// The path part of the view's display URL (secret substitutions already `<redacted>`).
+pub fn display_path(view: &View) -> &str {
+    let rest = view.url_display.split_once("://").map_or(view.url_display.as_str(), |(_, r)| r);
+    rest.find('/').map_or("/", |i| &rest[i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, ProxyHeader, ProxyVersion, Sni, Source, SourceBind};
+    use crate::diff::testkit::{header, view_url};
+
+    fn nlb() -> View {
+        view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")
+    }
+
+    fn client() -> View {
+        view_url("shop", "client", "https://shop.example.com/cart")
+    }
+
+    #[test]
+    fn every_attribute_is_detected_on_its_own() {
+        // An explicit port keeps the URL authority the same with TLS on or off.
+        let base = view_url("shop", "client", "https://shop.example.com:8443/cart");
+        let src = SourceBind {
+            requested: Source::Addr("127.0.0.9".parse().unwrap()),
+            addr: "127.0.0.9".parse().unwrap(),
+        };
+        type Edit = fn(&mut View, SourceBind);
+        let table: &[(Attribute, Edit)] = &[
+            (Attribute::Address, |v, _| {
+                v.connect_to = Some(Endpoint { host: Host::Ip([10, 0, 0, 5].into()), port: 443 })
+            }),
+            (Attribute::Source, |v, s| v.source = Some(s)),
+            (Attribute::ProxyProtocol, |v, _| {
+                v.proxy_protocol = Some(ProxyHeader { version: ProxyVersion::V2, local: true })
+            }),
+            (Attribute::Tls, |v, _| v.scheme = Scheme::Http),
+            (Attribute::Sni, |v, _| v.tls.sni = Sni::None),
+            (Attribute::Verify, |v, _| v.tls.verify = false),
+            (Attribute::Host, |v, _| v.http.host = HostHeader::None),
+            (Attribute::Path, |v, _| v.path = "/healthz".into()),
+            (Attribute::Method, |v, _| v.http.method = http::Method::OPTIONS),
+            (Attribute::Headers, |v, _| v.http.headers = vec![header("authorization", "Bearer x", true)]),
+            (Attribute::UserAgent, |v, _| v.http.user_agent = Some("GoogleHC/1.0".into())),
+        ];
+        for (want, edit) in table {
+            let mut other = base.clone();
+            edit(&mut other, src);
+            assert_eq!(differences(&base, &other), vec![*want], "{want}");
+        }
+        assert_eq!(table.len(), Attribute::PRIORITY.len(), "every attribute has a row");
+    }
+
+    #[test]
+    fn equivalent_rules_are_not_differences() {
+        let c = client();
+        let mut k = c.clone();
+        // The URL's name as an explicit SNI and Host is what FromUrl sends.
+        k.tls.sni = Sni::Name("shop.example.com".into());
+        k.http.host = HostHeader::Value("shop.example.com".into());
+        assert!(differences(&c, &k).is_empty(), "{:?}", differences(&c, &k));
+        // Dialed-address Host equals the value of the address dialed.
+        let mut a = nlb();
+        a.http.host = HostHeader::DialedAddress;
+        let mut b = a.clone();
+        b.http.host = HostHeader::Value("10.0.0.5:30080".into());
+        assert!(differences(&a, &b).is_empty());
+    }
+
+    #[test]
+    fn the_resolver_matters_only_for_names() {
+        let c = client();
+        let mut k = c.clone();
+        k.resolver = Some("127.0.0.53:53".parse().unwrap());
+        assert_eq!(differences(&c, &k), vec![Attribute::Address]);
+        let a = nlb();
+        let mut b = a.clone();
+        b.resolver = Some("127.0.0.53:53".parse().unwrap());
+        assert!(differences(&a, &b).is_empty());
+    }
+
+    #[test]
+    fn tls_only_attributes_are_not_compared_when_either_side_is_plain() {
+        let c = client();
+        let mut k = nlb();
+        k.tls.sni = Sni::Name("other.example.com".into());
+        k.tls.verify = false;
+        let d = differences(&c, &k);
+        assert!(d.contains(&Attribute::Tls));
+        assert!(!d.contains(&Attribute::Sni) && !d.contains(&Attribute::Verify), "{d:?}");
+    }
+
+    #[test]
+    fn http_attributes_are_not_compared_with_a_tcp_checker() {
+        let c = client();
+        let mut k = view_url("shop", "tcp", "tcp://10.0.0.5:30080");
+        k.http.user_agent = None;
+        k.http.headers = vec![header("x", "y", false)];
+        k.path = "/other".into();
+        let d = differences(&c, &k);
+        assert_eq!(d, vec![Attribute::Tls, Attribute::Address], "{d:?}");
+    }
+
+    #[test]
+    fn display_path_never_shows_more_than_the_display_url() {
+        let mut v = nlb();
+        v.url_display = "http://10.0.0.5:30080/healthz?token=<redacted>".into();
+        assert_eq!(display_path(&v), "/healthz?token=<redacted>");
+        v.url_display = "tcp://10.0.0.5:30080".into();
+        assert_eq!(display_path(&v), "/");
+    }
+}

@@ -1,0 +1,454 @@
+//! The phrasing of a diagnosis: the one-line `evidence` string of each finding, saying what
+//! differed, what happened and what to do. The decision of which diagnosis applies is the parent
+//! module's; the tests assert these strings byte for byte, so rewording one is a contract change.
+//!
+//! Never a header value (it may be a secret): only header names.
+
+use std::fmt;
+
+use super::{Case, Diagnosis};
+use crate::config::{ProxyVersion, View};
+use crate::diff::attribute::{display_path, effective_host, effective_sni, Attribute};
+use crate::diff::attribution::dialed;
+use crate::diff::hybrid::{HybridResult, Side};
+use crate::diff::Direction;
+use crate::probe::{ErrorCode, Outcome, Phase};
+
+/// "checker got http_tls_required on 10.0.0.5:30080" (false drain) or "client got 503 on
+/// 203.0.113.10:443 while the checker passes on 10.0.0.5:30080" (blackhole); with `attribute`,
+/// the checker's value of it after its address.
+fn situation(case: &Case<'_>, attribute: Option<Attribute>) -> String {
+    let (f, fv, side) = case.failing();
+    let with = attribute.map(|a| format!(" with {}", value(a, case.checker_view))).unwrap_or_default();
+    match case.direction {
+        Direction::FalseDrain => format!("{side} got {} on {}{with}", result(f), address(f, fv)),
+        Direction::Blackhole => format!(
+            "{side} got {} on {} while the checker passes on {}{with}",
+            result(f),
+            address(f, fv),
+            address(case.checker, case.checker_view)
+        ),
+    }
+}
+
+/// The client's DNS answered other addresses than its `expect_addresses`.
+pub(super) fn dns_wrong_address(case: &Case<'_>) -> String {
+    let name = case.client_view.url_endpoint.host.to_string();
+    let answered = if case.client.resolved.is_empty() {
+        "other addresses".to_owned()
+    } else {
+        join(case.client.resolved.iter())
+    };
+    let expected = join(case.client_view.expect_addresses.iter());
+    format!(
+        "client DNS for {name} answered {answered}, expected {expected}: the name does not point at \
+         the load balancer the checker {} passes on",
+        case.checker_view.name
+    )
+}
+
+/// The failing view's source could not be bound on this host.
+pub(super) fn source_unavailable(failing_view: &View, failing_side: &str) -> String {
+    let source = failing_view.source.map_or_else(|| "?".to_owned(), |s| s.requested.to_string());
+    format!(
+        "{failing_side} could not bind its source {source} on this host (source_unavailable): \
+         parallax cannot emulate it here; use a local source or freebind"
+    )
+}
+
+/// A flip of `attribute` that confirms `diagnosis`: the situation, the switch that reproduces the
+/// other view's result, the certificate served, whether several switches are needed together, and
+/// the advice.
+pub(super) fn flip(case: &Case<'_>, attribute: Attribute, diagnosis: Diagnosis) -> String {
+    let (failing, _, failing_side) = case.failing();
+    let (_, _, passing_side) = case.passing();
+    let Some(h) = case.telling_flip(attribute) else {
+        // Callers only pass flipped attributes; stay truthful if that ever changes.
+        return format!("{}; switching {attribute} flips it", situation(case, None));
+    };
+    let switch = switched_value(attribute, h);
+    // Name the checker's own value too, unless the address or error already says it.
+    let from = match attribute {
+        Attribute::Tls | Attribute::Address => None,
+        _ => Some(attribute),
+    };
+    let evidence = match (case.direction, h.switched) {
+        (Direction::FalseDrain, Side::Checker) => {
+            format!("{}; with {switch} it succeeds", situation(case, from))
+        }
+        (Direction::FalseDrain, Side::Client) => format!(
+            "{} while the client succeeds; the client with {switch} as the checker sends it fails too ({})",
+            situation(case, None),
+            hybrid_result(h)
+        ),
+        (Direction::Blackhole, Side::Checker) => {
+            format!("{}; with {switch} the checker fails too ({})", situation(case, from), hybrid_result(h))
+        }
+        (Direction::Blackhole, Side::Client) => {
+            format!("{}; with {switch} as the checker sends it, the client succeeds", situation(case, None))
+        }
+    };
+    // The certificate is what an SNI or verification flip is about: say which one was served.
+    let certificate = match (attribute, failing.tls.as_ref().and_then(certificate_names)) {
+        (Attribute::Sni | Attribute::Verify, Some(names)) => {
+            format!("; the {failing_side} was served the certificate for {names}")
+        }
+        _ => String::new(),
+    };
+    // Several attributes each break the passing view while none alone fixes the failing one:
+    // the failing view needs all of them changed (e.g. both the Host and the path of a route).
+    let fixes = case
+        .attribution
+        .is_some_and(|a| a.hybrids.iter().any(|h| h.flipped && h.switched == case.fixing_side()));
+    let breaking = case.telling_flips();
+    let together = if !fixes && breaking.len() > 1 {
+        format!(
+            "; no single switch fixes the {failing_side}: it needs the {passing_side}'s {} together",
+            and_join(breaking.iter())
+        )
+    } else {
+        String::new()
+    };
+    let advice = advice(case, diagnosis);
+    format!("{evidence}{certificate}{together}{advice}")
+}
+
+/// What an on-call engineer can do about a diagnosis found by a flip, phrased to follow a `;`.
+fn advice(case: &Case<'_>, diagnosis: Diagnosis) -> String {
+    let blackhole = case.direction == Direction::Blackhole;
+    match diagnosis {
+        Diagnosis::ShallowHealthPath if blackhole => {
+            "; the health path does not reflect the user route: make it check what the route depends on".to_owned()
+        }
+        Diagnosis::ShallowHealthPath => "; the health path fails while the user route is served: fix the \
+            health endpoint or check a path that reflects the route"
+            .to_owned(),
+        Diagnosis::AuthRequired => "; the health path needs credentials the checker does not send: exempt it \
+            from authentication or check an unauthenticated path"
+            .to_owned(),
+        Diagnosis::CheckerSourceBlocked => {
+            let source = case.checker_view.source.map_or_else(|| "addresses".to_owned(), |s| s.addr.to_string());
+            format!(
+                "; allow the checker's source {source} through the firewall in front of {}",
+                address(case.checker, case.checker_view)
+            )
+        }
+        Diagnosis::ProxyProtocolMismatch if case.checker_view.proxy_protocol.is_some() => {
+            "; the listener does not expect the PROXY header the checker sends: turn PROXY protocol off \
+             for health checks, or on at the listener"
+                .to_owned()
+        }
+        Diagnosis::ProxyProtocolMismatch => "; the listener requires a PROXY header the checker does not \
+            send: send one with health checks, or check a port without PROXY protocol"
+            .to_owned(),
+        Diagnosis::HostRouteMismatch if blackhole => {
+            "; the two Host values are routed to different backends: the check does not reach the users' vhost"
+                .to_owned()
+        }
+        Diagnosis::HostRouteMismatch => "; the two Host values are routed to different backends: route the \
+            checker's Host to the app, or set the check's Host"
+            .to_owned(),
+        Diagnosis::SniMismatch if blackhole => "; users are served a certificate that is not valid for their \
+            name (a vhost picked by SNI, or the default certificate when the TLS secret is missing) and the \
+            check does not see it: fix the certificate for the name, and make the check send SNI and verify"
+            .to_owned(),
+        Diagnosis::SniMismatch => "; the server picks its certificate by SNI: send SNI with the check, or make \
+            the default certificate valid for the checked name"
+            .to_owned(),
+        Diagnosis::UserAgentDependent => {
+            "; the app answers the checker's User-Agent differently: exempt it from User-Agent rules".to_owned()
+        }
+        Diagnosis::NodePortVsProxy if blackhole => {
+            "; the check bypasses the path users take: check through the address they reach".to_owned()
+        }
+        Diagnosis::NodePortVsProxy => {
+            "; the address the checker probes fails while the one users reach serves".to_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The switched value of a flipped hybrid, phrased to follow "with"; a source switched to the
+/// default names the address the kernel picked.
+fn switched_value(attribute: Attribute, h: &HybridResult) -> String {
+    match (attribute, h.hybrid.source, h.outcome.as_ref().and_then(|o| o.local)) {
+        (Attribute::Source, None, Some(local)) => format!("the default source address ({})", local.ip()),
+        _ => value(attribute, &h.hybrid),
+    }
+}
+
+/// "shop.example.com" or "a, b": the names a certificate was issued for (its SANs, else its
+/// subject).
+fn certificate_names(tls: &crate::probe::TlsSummary) -> Option<String> {
+    if !tls.cert_sans.is_empty() {
+        Some(join(tls.cert_sans.iter()))
+    } else {
+        tls.cert_subject.clone()
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn and_join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let items: Vec<String> = items.map(|i| i.to_string()).collect();
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// kube-proxy reports no ready local endpoint while clients are served.
+pub(super) fn no_local_endpoints(case: &Case<'_>) -> String {
+    let k = case.checker;
+    format!(
+        "kube-proxy on {} reports localEndpoints=0 ({}) while clients are served: \
+         this node has no ready local endpoint, so the LB drains it",
+        address(k, case.checker_view),
+        k.status.map_or_else(|| "no_local_endpoints".to_owned(), |s| s.to_string())
+    )
+}
+
+/// kube-proxy reports ready endpoints while the client's traffic to the node is not served.
+pub(super) fn endpoints_not_serving(case: &Case<'_>) -> String {
+    let k = case.checker;
+    let count =
+        k.local_endpoints.map_or_else(|| "ready endpoints".to_owned(), |n| format!("localEndpoints={n}"));
+    format!(
+        "kube-proxy on {} reports {count}, so the LB keeps this node, but the client got {} on {}",
+        address(k, case.checker_view),
+        result(case.client),
+        address(case.client, case.client_view)
+    )
+}
+
+/// The checker's protocol error on its own; `listener_wants_tls` says which way it is wrong.
+pub(super) fn protocol_by_code(case: &Case<'_>, listener_wants_tls: bool) -> String {
+    let why = if listener_wants_tls {
+        "it sends plain HTTP to a TLS listener; check with TLS"
+    } else {
+        "it speaks TLS to a plain-HTTP listener; check without TLS"
+    };
+    let tried = case
+        .attribution
+        .and_then(|a| a.hybrids.iter().find(|h| h.attribute == Attribute::Tls && h.switched == Side::Checker))
+        .map(|h| format!(" (with tls switched it still fails: {})", hybrid_result(h)))
+        .unwrap_or_default();
+    format!("{}: {why}{tried}", situation(case, None))
+}
+
+/// The failing view's matcher rejects `status`, which the passing view's accepts.
+pub(super) fn status_matcher(case: &Case<'_>, status: u16) -> String {
+    let (f, fv, fside) = case.failing();
+    let (_, pv, pside) = case.passing();
+    format!(
+        "{fside} got {status} on {}, which its matcher ({}) rejects; the {pside}'s matcher ({}) accepts it; \
+         make the route answer a status both accept",
+        address(f, fv),
+        ranges(fv),
+        ranges(pv)
+    )
+}
+
+/// A TCP or TLS check passing while the client fails at `phase`.
+pub(super) fn layer4_check(case: &Case<'_>, phase: Phase) -> String {
+    let k = case.checker_view;
+    let c = case.client;
+    format!(
+        "the checker only completes a {} handshake on {} and passes; the client got {} at the {phase} layer \
+         on {}: the check does not exercise HTTP",
+        if k.scheme.uses_tls() { "TCP+TLS" } else { "TCP" },
+        address(case.checker, k),
+        result(c),
+        address(c, case.client_view)
+    )
+}
+
+/// The error's likely `attribute`, which the views differ in, with no hybrid probe to confirm it.
+pub(super) fn unconfirmed_hint(case: &Case<'_>, attribute: Attribute) -> String {
+    format!(
+        "{}; the views differ in {attribute} (checker: {}; client: {}), \
+         not confirmed: no hybrid probe ran",
+        situation(case, None),
+        value(attribute, case.checker_view),
+        value(attribute, case.client_view)
+    )
+}
+
+/// No switch explains the disagreement: why (attribution off, nothing to switch, the cap, every
+/// hybrid tried) and what differs that parallax does not switch.
+pub(super) fn unattributed(case: &Case<'_>) -> String {
+    let why = match case.attribution {
+        None => "no hybrid probes ran (attribution off or not due)".to_owned(),
+        Some(a) if a.differences.is_empty() => {
+            "the views differ in no attribute parallax can switch".to_owned()
+        }
+        Some(a) if a.hybrids.is_empty() => format!(
+            "no hybrid probed: the cap allows none of the {} planned for {}",
+            a.not_tried,
+            join(a.differences.iter())
+        ),
+        Some(a) => {
+            let tried: Vec<String> =
+                a.hybrids.iter().map(|h| format!("{}: {}", h.view, hybrid_result(h))).collect();
+            let more = if a.not_tried > 0 {
+                format!("; {} more not tried (cap)", a.not_tried)
+            } else {
+                String::new()
+            };
+            let other = case.other_flips();
+            if other.is_empty() {
+                format!("no single switch flips it (tried {}{more})", tried.join(", "))
+            } else {
+                // A switch changed a result, but not into the other view's: a second problem,
+                // not the explanation of this one.
+                format!(
+                    "no single switch explains it: switching {} changes a result, but not to the other view's \
+                     (tried {}{more})",
+                    and_join(other.iter()),
+                    tried.join(", ")
+                )
+            }
+        }
+    };
+    let (_, _, pside) = case.passing();
+    let suffix = if case.direction == Direction::FalseDrain {
+        format!(" while the {pside} succeeds")
+    } else {
+        String::new()
+    };
+    let unswitched = unswitched_differences(case.client_view, case.checker_view);
+    let unswitched = if unswitched.is_empty() {
+        String::new()
+    } else {
+        format!("; the views also differ in what parallax does not switch: {}", unswitched.join(", "))
+    };
+    format!("{}{suffix}; {why}{unswitched}", situation(case, None))
+}
+
+/// How two views differ beyond the attributes hybrids switch (protocol details of a checker's
+/// request): the likely place to look when no switch explains a disagreement.
+pub(super) fn unswitched_differences(client: &View, checker: &View) -> Vec<String> {
+    let mut out = Vec::new();
+    let both_http = client.scheme.uses_http() && checker.scheme.uses_http();
+    if both_http {
+        let (c, k) = (&client.http, &checker.http);
+        let (cv, kv) = (http_version(client), http_version(checker));
+        if cv != kv {
+            out.push(format!("HTTP version (checker {kv}, client {cv})"));
+        }
+        if c.connection_close != k.connection_close {
+            let who = if k.connection_close { "the checker" } else { "the client" };
+            out.push(format!("Connection: close (only {who} sends it)"));
+        }
+        if c.title_case_headers != k.title_case_headers {
+            let who = if k.title_case_headers { "the checker" } else { "the client" };
+            out.push(format!("header name case (only {who} writes Title-Case)"));
+        }
+    }
+    if client.scheme.uses_tls() && checker.scheme.uses_tls() && client.tls.alpn != checker.tls.alpn {
+        let alpn = |v: &View| if v.tls.alpn.is_empty() { "none".to_owned() } else { v.tls.alpn.join(", ") };
+        out.push(format!("ALPN (checker {}, client {})", alpn(checker), alpn(client)));
+    }
+    out
+}
+
+/// The HTTP version a view puts on the wire (`auto` is HTTP/1.1 without TLS: no h2 upgrade).
+fn http_version(v: &View) -> &'static str {
+    use crate::config::HttpVersion;
+    match (v.http.version, v.scheme.uses_tls()) {
+        (HttpVersion::Http10, _) => "HTTP/1.0",
+        (HttpVersion::Http11, _) | (HttpVersion::Auto, false) => "HTTP/1.1",
+        (HttpVersion::Auto, true) => "HTTP/2 or HTTP/1.1 by ALPN",
+        (HttpVersion::Http2, _) => "HTTP/2",
+    }
+}
+
+/// "503", "http_tls_required", "ok (200)": an outcome in a few characters.
+fn result(o: &Outcome) -> String {
+    match (o.ok, o.error, o.status) {
+        (true, _, Some(s)) => format!("ok ({s})"),
+        (true, _, None) => "ok".to_owned(),
+        (false, Some(ErrorCode::HttpStatus), Some(s)) => s.to_string(),
+        (false, Some(e), Some(s)) => format!("{e} ({s})"),
+        (false, Some(e), None) => e.to_string(),
+        (false, None, Some(s)) => format!("failure ({s})"),
+        (false, None, None) => "a failure".to_owned(),
+    }
+}
+
+/// What a hybrid got, as [`result`] says it.
+fn hybrid_result(h: &HybridResult) -> String {
+    match &h.outcome {
+        Some(o) => result(o),
+        None => "no outcome".to_owned(),
+    }
+}
+
+/// Where an outcome went: the dialed address, or the view's endpoint when it got no further
+/// than DNS.
+fn address(o: &Outcome, v: &View) -> String {
+    dialed(o).map_or_else(|| v.dial_endpoint().to_string(), |a| a.to_string())
+}
+
+/// A view's value of `attribute`, phrased to follow "with": "tls on", "no SNI", "path /cart".
+fn value(attribute: Attribute, v: &View) -> String {
+    match attribute {
+        Attribute::Address => format!("address {}", v.dial_endpoint()),
+        Attribute::Source => match v.source {
+            Some(s) => format!("source {}", s.addr),
+            None => "the default source address".to_owned(),
+        },
+        Attribute::ProxyProtocol => match v.proxy_protocol {
+            Some(p) => format!(
+                "a PROXY {}{} header",
+                match p.version {
+                    ProxyVersion::V1 => "v1",
+                    ProxyVersion::V2 => "v2",
+                },
+                if p.local { " LOCAL" } else { "" }
+            ),
+            None => "no PROXY header".to_owned(),
+        },
+        Attribute::Tls => if v.scheme.uses_tls() { "tls on" } else { "tls off" }.to_owned(),
+        Attribute::Sni => match effective_sni(v) {
+            Some(n) => format!("SNI {n}"),
+            None => "no SNI".to_owned(),
+        },
+        Attribute::Verify => match (v.tls.verify, &v.tls.ca_file) {
+            (true, Some(ca)) => format!("certificate verification on (CA {})", ca.display()),
+            (true, None) => "certificate verification on".to_owned(),
+            (false, _) => "certificate verification off".to_owned(),
+        },
+        Attribute::Host => match effective_host(v) {
+            Some(h) => format!("Host {h}"),
+            None => "no Host header".to_owned(),
+        },
+        Attribute::Path => format!("path {}", display_path(v)),
+        Attribute::Method => format!("method {}", v.http.method),
+        // Names only: values may be secrets.
+        Attribute::Headers if v.http.headers.is_empty() => "no extra headers".to_owned(),
+        Attribute::Headers => {
+            format!("the headers [{}]", join(v.http.headers.iter().map(|(name, _)| name.as_str())))
+        }
+        Attribute::UserAgent => match &v.http.user_agent {
+            Some(ua) => format!("User-Agent {ua}"),
+            None => "no User-Agent".to_owned(),
+        },
+    }
+}
+
+/// "200-399", "200, 204": a view's status matcher.
+fn ranges(v: &View) -> String {
+    join(v.expect.status.iter().map(|r| {
+        if r.start() == r.end() {
+            r.start().to_string()
+        } else {
+            format!("{}-{}", r.start(), r.end())
+        }
+    }))
+}
+
+/// "a, b, c".
+pub(in crate::diff) fn join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,416 @@
+//! Diagnosis: the name of a field failure (DESIGN §6), decided from the attributes whose switch
+//! flipped a result plus the outcomes' error codes and status. This file holds the codes and the
+//! order of decision; `evidence.rs` phrases the one-line `evidence` string an on-call engineer can
+//! act on. The findings that need no traffic are the `allow_sources` audit
+//! ([`crate::diff::audit`]).
+//!
+//! Order of decision, most conclusive first:
+//! 1. the client's DNS answered the wrong address (`dns_wrong_address`);
+//! 2. parallax could not bind the checker's source here (`unattributed`, says so);
+//! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`);
+//! 4. a flipped attribute that the failing outcome's error points at (e.g. `tls` after
+//!    `http_tls_required`, `headers` after a 401, `source` after `connect_timeout`);
+//! 5. the checker's protocol errors (`http_tls_required`, `tls_plaintext_peer`) on their own;
+//! 6. the same response judged differently by the two matchers (`status_matcher_mismatch`);
+//! 7. a TCP/TLS-only check passing while clients fail at HTTP (`shallow_health_path`);
+//! 8. any other flipped attribute, most likely first;
+//! 9. without attribution: the failing error's likely attribute among those that differ,
+//!    marked as not confirmed;
+//! 10. otherwise `unattributed`, listing every hybrid tried.
+//!
+//! Evidence never contains header values (they may be secrets): only header names.
+
+pub(super) mod evidence;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::attribute::{differences, Attribute};
+use super::attribution::Attribution;
+use super::hybrid::{HybridResult, Side};
+use super::Direction;
+use crate::config::{ProfileName, View};
+use crate::probe::{ErrorCode, Outcome, Phase};
+
+/// The closed set of diagnoses (DESIGN §6). Stable snake_case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Diagnosis {
+    /// The health path passes while the user route fails (or the reverse): it does not reflect
+    /// what users use. Also a TCP/TLS-only check passing while HTTP fails.
+    ShallowHealthPath,
+    /// The check is refused for lack of credentials (401/403/redirect to login).
+    AuthRequired,
+    /// The checker speaks the wrong protocol: plain HTTP to a TLS listener, TLS to a plain one,
+    /// a method the app refuses, or no certificate verification hiding a broken certificate.
+    CheckerProtocolMismatch,
+    /// The checker's source address is blocked (or not allowed by `allow_sources`).
+    CheckerSourceBlocked,
+    /// kube-proxy reports no local ready endpoint on this node while clients are served, or
+    /// reports endpoints while the node's traffic fails.
+    NoLocalEndpoints,
+    /// The node-port check passes while clients going through the proxy fail (or the reverse).
+    NodePortVsProxy,
+    /// The SNI sent (or its absence) selects a different certificate or route.
+    SniMismatch,
+    /// The Host header selects a different (default) backend.
+    HostRouteMismatch,
+    /// A PROXY header is sent to a listener that does not expect one, or missing where required.
+    ProxyProtocolMismatch,
+    /// The same response is judged differently by the two views' matchers (204, 3xx).
+    StatusMatcherMismatch,
+    /// The result depends on the User-Agent.
+    UserAgentDependent,
+    /// The client's DNS does not point at the expected load balancer.
+    DnsWrongAddress,
+    /// No single switch explains the disagreement.
+    Unattributed,
+}
+
+impl Diagnosis {
+    /// Every diagnosis, in DESIGN §6 order.
+    pub const ALL: [Diagnosis; 13] = [
+        Diagnosis::ShallowHealthPath,
+        Diagnosis::AuthRequired,
+        Diagnosis::CheckerProtocolMismatch,
+        Diagnosis::CheckerSourceBlocked,
+        Diagnosis::NoLocalEndpoints,
+        Diagnosis::NodePortVsProxy,
+        Diagnosis::SniMismatch,
+        Diagnosis::HostRouteMismatch,
+        Diagnosis::ProxyProtocolMismatch,
+        Diagnosis::StatusMatcherMismatch,
+        Diagnosis::UserAgentDependent,
+        Diagnosis::DnsWrongAddress,
+        Diagnosis::Unattributed,
+    ];
+
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Diagnosis::ShallowHealthPath => "shallow_health_path",
+            Diagnosis::AuthRequired => "auth_required",
+            Diagnosis::CheckerProtocolMismatch => "checker_protocol_mismatch",
+            Diagnosis::CheckerSourceBlocked => "checker_source_blocked",
+            Diagnosis::NoLocalEndpoints => "no_local_endpoints",
+            Diagnosis::NodePortVsProxy => "node_port_vs_proxy",
+            Diagnosis::SniMismatch => "sni_mismatch",
+            Diagnosis::HostRouteMismatch => "host_route_mismatch",
+            Diagnosis::ProxyProtocolMismatch => "proxy_protocol_mismatch",
+            Diagnosis::StatusMatcherMismatch => "status_matcher_mismatch",
+            Diagnosis::UserAgentDependent => "user_agent_dependent",
+            Diagnosis::DnsWrongAddress => "dns_wrong_address",
+            Diagnosis::Unattributed => "unattributed",
+        }
+    }
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A diagnosis with its one-line evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The code.
+    pub diagnosis: Diagnosis,
+    /// What differed and what happened, for a human.
+    pub evidence: String,
+}
+
+/// Everything a diagnosis is decided from: one disagreeing pair.
+#[derive(Debug, Clone, Copy)]
+pub struct Case<'a> {
+    /// Which way they disagree.
+    pub direction: Direction,
+    /// The client view.
+    pub client_view: &'a View,
+    /// The checker view.
+    pub checker_view: &'a View,
+    /// The client's outcome.
+    pub client: &'a Outcome,
+    /// The checker's outcome.
+    pub checker: &'a Outcome,
+    /// The attribution run, or `None` when none ran (turned off, or its budget spent).
+    pub attribution: Option<&'a Attribution>,
+}
+
+impl<'a> Case<'a> {
+    /// The failing side: the checker in a false drain, the client in a blackhole.
+    fn failing(&self) -> (&'a Outcome, &'a View, &'static str) {
+        match self.direction {
+            Direction::FalseDrain => (self.checker, self.checker_view, "checker"),
+            Direction::Blackhole => (self.client, self.client_view, "client"),
+        }
+    }
+
+    /// The passing side.
+    fn passing(&self) -> (&'a Outcome, &'a View, &'static str) {
+        match self.direction {
+            Direction::FalseDrain => (self.client, self.client_view, "client"),
+            Direction::Blackhole => (self.checker, self.checker_view, "checker"),
+        }
+    }
+
+    /// The flipped attributes (most likely first) whose flip reproduces the other view's
+    /// result: a hybrid of the failing view that now passes, or a hybrid of the passing view
+    /// that now fails the way the failing view does.
+    fn telling_flips(&self) -> Vec<Attribute> {
+        let Some(a) = self.attribution else { return Vec::new() };
+        a.flipped().into_iter().filter(|attr| self.telling_flip(*attr).is_some()).collect()
+    }
+
+    /// The flipped attributes whose flip does not reproduce the other view's result.
+    fn other_flips(&self) -> Vec<Attribute> {
+        let telling = self.telling_flips();
+        self.attribution
+            .map(Attribution::flipped)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| !telling.contains(a))
+            .collect()
+    }
+
+    /// The hybrid that shows `attribute` flipping to the other view's result, the checker-side
+    /// one first (what the check would see with the client's value).
+    fn telling_flip(&self, attribute: Attribute) -> Option<&'a HybridResult> {
+        let a = self.attribution?;
+        let (failing, _, _) = self.failing();
+        let fixing = self.fixing_side();
+        let telling = |h: &&HybridResult| {
+            h.flipped
+                && h.attribute == attribute
+                && (h.switched == fixing || h.outcome.as_ref().is_some_and(|o| same_failure(o, failing)))
+        };
+        let hybrids = || a.hybrids.iter();
+        hybrids().filter(telling).find(|h| h.switched == Side::Checker).or_else(|| hybrids().find(telling))
+    }
+
+    /// The side whose hybrids can fix the failure: the checker's in a false drain (its request
+    /// with one client value), the client's in a blackhole.
+    fn fixing_side(&self) -> Side {
+        match self.direction {
+            Direction::FalseDrain => Side::Checker,
+            Direction::Blackhole => Side::Client,
+        }
+    }
+}
+
+/// Names the failure of one disagreeing pair.
+pub fn diagnose(case: &Case<'_>) -> Finding {
+    let (failing, failing_view, failing_side) = case.failing();
+
+    if case.direction == Direction::Blackhole && case.client.error == Some(ErrorCode::DnsUnexpectedAddress) {
+        return Finding {
+            diagnosis: Diagnosis::DnsWrongAddress,
+            evidence: evidence::dns_wrong_address(case),
+        };
+    }
+    if failing.error == Some(ErrorCode::SourceUnavailable) {
+        return Finding {
+            diagnosis: Diagnosis::Unattributed,
+            evidence: evidence::source_unavailable(failing_view, failing_side),
+        };
+    }
+    if let Some(f) = kube_proxy(case) {
+        return f;
+    }
+    // Only flips that reproduce the other view's result explain the disagreement: a client
+    // that gets 401 with the checker's headers does not explain the checker's 503.
+    let flipped = case.telling_flips();
+    let hints = hints(failing, case.direction);
+    if let Some(a) = hints.iter().find(|a| flipped.contains(a)) {
+        return from_flip(case, *a);
+    }
+    if case.direction == Direction::FalseDrain {
+        if let Some(f) = protocol_by_code(case) {
+            return f;
+        }
+    }
+    if let Some(f) = status_matcher(case) {
+        return f;
+    }
+    if let Some(f) = layer4_check(case) {
+        return f;
+    }
+    if let Some(a) = flipped.first() {
+        return from_flip(case, *a);
+    }
+    if case.attribution.is_none_or(|a| a.hybrids.is_empty()) {
+        let differ = differences(case.client_view, case.checker_view);
+        if let Some(a) = hints.iter().find(|a| differ.contains(a)) {
+            return Finding {
+                diagnosis: attribute_diagnosis(*a, failing),
+                evidence: evidence::unconfirmed_hint(case, *a),
+            };
+        }
+    }
+    Finding { diagnosis: Diagnosis::Unattributed, evidence: evidence::unattributed(case) }
+}
+
+/// The attribute a failure most likely comes from, in order of likelihood.
+fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
+    use Attribute::*;
+    if o.phase == Some(Phase::Proxy) {
+        return &[ProxyProtocol];
+    }
+    match o.error {
+        Some(ErrorCode::HttpTlsRequired | ErrorCode::TlsPlaintextPeer) => &[Tls],
+        Some(ErrorCode::HttpMalformed | ErrorCode::HttpReset | ErrorCode::ConnectReset) => {
+            &[ProxyProtocol, Tls]
+        }
+        Some(ErrorCode::ConnectTimeout) => &[Source, Address],
+        Some(ErrorCode::ConnectRefused | ErrorCode::ConnectUnreachable) => &[Address, Source],
+        Some(ErrorCode::TlsCertNameMismatch | ErrorCode::TlsHandshakeFailure | ErrorCode::TlsAlert) => {
+            &[Sni, Tls, Verify]
+        }
+        Some(ErrorCode::TlsCertUntrusted | ErrorCode::TlsCertExpired | ErrorCode::TlsCertNotYetValid) => {
+            &[Verify, Sni]
+        }
+        Some(ErrorCode::HttpStatus) => match (o.status, direction) {
+            (Some(401 | 403 | 407), _) => &[Headers],
+            (Some(300..=399), _) => &[Headers, UserAgent],
+            (Some(404 | 421), _) => &[Host, Path],
+            // A listener without PROXY protocol reads the header as a broken request line.
+            (Some(400), _) if o.request.proxy_protocol.is_some() => &[ProxyProtocol, Host],
+            (Some(400), _) => &[Host],
+            (Some(405 | 501), _) => &[Method],
+            // A 5xx for users behind a passing check: the check looks elsewhere. A 5xx for the
+            // checker while users are fine: it lands on a default vhost.
+            (Some(500..=599), Direction::Blackhole) => &[Path, Host, Address],
+            (Some(500..=599), Direction::FalseDrain) => &[Host, Path, Address],
+            _ => &[],
+        },
+        Some(ErrorCode::BodyMismatch) => &[Path, Host],
+        Some(ErrorCode::GrpcNotServing | ErrorCode::GrpcUnimplemented | ErrorCode::GrpcStatus) => {
+            &[Host, Tls]
+        }
+        _ => &[],
+    }
+}
+
+/// What a flip of `attribute` means.
+fn attribute_diagnosis(attribute: Attribute, failing: &Outcome) -> Diagnosis {
+    match attribute {
+        Attribute::Tls | Attribute::Method => Diagnosis::CheckerProtocolMismatch,
+        Attribute::ProxyProtocol => Diagnosis::ProxyProtocolMismatch,
+        Attribute::Source => Diagnosis::CheckerSourceBlocked,
+        Attribute::Sni => Diagnosis::SniMismatch,
+        // Verification only changes the result through the certificate. A wrong name or an
+        // untrusted chain means a different certificate is served (another vhost's, or the
+        // controller's default one after a missing TLS secret); anything else (an expired one)
+        // is the checker not checking.
+        Attribute::Verify
+            if matches!(
+                failing.error,
+                Some(ErrorCode::TlsCertNameMismatch | ErrorCode::TlsCertUntrusted)
+            ) =>
+        {
+            Diagnosis::SniMismatch
+        }
+        Attribute::Verify => Diagnosis::CheckerProtocolMismatch,
+        Attribute::Host => Diagnosis::HostRouteMismatch,
+        Attribute::Path => Diagnosis::ShallowHealthPath,
+        Attribute::Headers => Diagnosis::AuthRequired,
+        Attribute::UserAgent => Diagnosis::UserAgentDependent,
+        Attribute::Address => Diagnosis::NodePortVsProxy,
+    }
+}
+
+/// The diagnosis a flip of `attribute` confirms.
+fn from_flip(case: &Case<'_>, attribute: Attribute) -> Finding {
+    let (failing, _, _) = case.failing();
+    let diagnosis = attribute_diagnosis(attribute, failing);
+    Finding { diagnosis, evidence: evidence::flip(case, attribute, diagnosis) }
+}
+
+/// Whether `o` failed the way `reference` did: the same error (and status), a reset before or
+/// after the request counting as one.
+fn same_failure(o: &Outcome, reference: &Outcome) -> bool {
+    let reset = |e: Option<ErrorCode>| matches!(e, Some(ErrorCode::ConnectReset | ErrorCode::HttpReset));
+    !o.ok
+        && !reference.ok
+        && (o.error == reference.error || (reset(o.error) && reset(reference.error)))
+        && (o.status == reference.status || o.status.is_none() || reference.status.is_none())
+}
+
+/// kube-proxy's `localEndpoints` against the client's result: none while clients are served
+/// (the LB drains a node that works), or some while the node's traffic is not served.
+fn kube_proxy(case: &Case<'_>) -> Option<Finding> {
+    let k = case.checker;
+    let is_kube_proxy = case.checker_view.expect.kube_proxy_endpoints
+        || case.checker_view.profile == Some(ProfileName::KubeProxy);
+    if !is_kube_proxy {
+        return None;
+    }
+    let evidence = match case.direction {
+        Direction::FalseDrain
+            if k.error == Some(ErrorCode::NoLocalEndpoints) || k.local_endpoints == Some(0) =>
+        {
+            evidence::no_local_endpoints(case)
+        }
+        // kube-proxy says this node has ready endpoints, yet traffic to it is not served: the
+        // LB keeps sending users to it (ETP Local lag, a node identity mismatch).
+        Direction::Blackhole if k.ok && node_not_serving(case.client) => {
+            evidence::endpoints_not_serving(case)
+        }
+        _ => return None,
+    };
+    Some(Finding { diagnosis: Diagnosis::NoLocalEndpoints, evidence })
+}
+
+/// A failure that means nothing serves behind the address (as opposed to a TLS or routing
+/// problem, which kube-proxy's count cannot see).
+fn node_not_serving(o: &Outcome) -> bool {
+    matches!(o.phase, Some(Phase::Connect))
+        || matches!(
+            o.error,
+            Some(ErrorCode::HttpReset | ErrorCode::HttpTimeout | ErrorCode::NoLocalEndpoints)
+        )
+        || (o.error == Some(ErrorCode::HttpStatus) && matches!(o.status, Some(502..=504)))
+}
+
+/// The checker's protocol error on its own: plain HTTP to a TLS listener, or TLS to a plain one.
+fn protocol_by_code(case: &Case<'_>) -> Option<Finding> {
+    let listener_wants_tls = match case.checker.error? {
+        ErrorCode::HttpTlsRequired => true,
+        ErrorCode::TlsPlaintextPeer => false,
+        _ => return None,
+    };
+    Some(Finding {
+        diagnosis: Diagnosis::CheckerProtocolMismatch,
+        evidence: evidence::protocol_by_code(case, listener_wants_tls),
+    })
+}
+
+/// A status the failing view's matcher rejects and the passing view's accepts.
+fn status_matcher(case: &Case<'_>) -> Option<Finding> {
+    let (f, _, _) = case.failing();
+    let (_, pv, _) = case.passing();
+    if f.error != Some(ErrorCode::HttpStatus) {
+        return None;
+    }
+    let status = f.status?;
+    if !pv.expect.status_ok(status) {
+        return None;
+    }
+    Some(Finding {
+        diagnosis: Diagnosis::StatusMatcherMismatch,
+        evidence: evidence::status_matcher(case, status),
+    })
+}
+
+/// A TCP or TLS check passing while clients fail at the HTTP (gRPC, matcher) layer.
+fn layer4_check(case: &Case<'_>) -> Option<Finding> {
+    let k = case.checker_view;
+    if case.direction != Direction::Blackhole || k.scheme.uses_http() || k.scheme.uses_grpc() {
+        return None;
+    }
+    let phase = case.client.phase.filter(|p| matches!(p, Phase::Http | Phase::Grpc | Phase::Expect))?;
+    Some(Finding { diagnosis: Diagnosis::ShallowHealthPath, evidence: evidence::layer4_check(case, phase) })
+}

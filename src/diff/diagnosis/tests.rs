@@ -1,0 +1,835 @@
+//! The decision order and the evidence phrasing, on backend models: table-driven scenarios by
+//! diagnosis family, then one test per rule or field failure.
+
+use std::collections::BTreeSet;
+
+use super::evidence::unswitched_differences;
+use super::*;
+use crate::config::{HostHeader, ProxyHeader, ProxyVersion, Source, SourceBind};
+use crate::diff::attribute::{effective_host, effective_sni};
+use crate::diff::attribution::{explain_address_by_tls, pin, plan_hybrids};
+use crate::diff::hybrid::Hybrid;
+use crate::diff::testkit::{at, failed, header, ok_outcome, outcome_for, view_url};
+
+/// The client of every case: `https://shop.example.com/cart`, token in `authorization`.
+fn client() -> View {
+    let mut v = view_url("shop", "client", "https://shop.example.com/cart");
+    v.http.headers = vec![header("authorization", "Bearer s3cret-token", true)];
+    v
+}
+
+fn nlb() -> View {
+    let mut v = view_url("shop", "nlb", "http://10.0.0.5:30080/healthz");
+    v.profile = Some(ProfileName::AwsNlb);
+    v.http.host = HostHeader::DialedAddress;
+    v.http.user_agent = Some("ELB-HealthChecker/2.0".into());
+    v
+}
+
+/// Runs the pure planner and a backend model over the pair, as attribution would.
+fn attribution(
+    client: &View,
+    checker: &View,
+    co: &Outcome,
+    ko: &Outcome,
+    model: &dyn Fn(&View) -> Outcome,
+) -> Attribution {
+    let client = pin(client, co);
+    let checker = pin(checker, ko);
+    let plan: Vec<Hybrid> = plan_hybrids(&client, &checker, 100);
+    let mut hybrids: Vec<HybridResult> = plan
+        .into_iter()
+        .map(|h| {
+            let o = model(&h.view);
+            let base_ok = h.switched.pick(co, ko).ok;
+            HybridResult::new(h, Some(o), base_ok)
+        })
+        .collect();
+    explain_address_by_tls(&mut hybrids, &client, &checker);
+    Attribution { differences: differences(&client, &checker), hybrids, not_tried: 0 }
+}
+
+struct Scenario {
+    name: &'static str,
+    client: View,
+    checker: View,
+    /// The server: what any view gets.
+    model: Box<dyn Fn(&View) -> Outcome>,
+    direction: Direction,
+    diagnosis: Diagnosis,
+    flipped: Vec<Attribute>,
+    /// Substrings the evidence must contain.
+    evidence: Vec<&'static str>,
+}
+
+fn ok_if(cond: bool, v: &View, error: ErrorCode, status: Option<u16>) -> Outcome {
+    if cond {
+        ok_outcome(v)
+    } else {
+        failed(v, error, status)
+    }
+}
+
+fn has_auth(v: &View) -> bool {
+    v.http.headers.iter().any(|(n, _)| n == "authorization")
+}
+
+/// Runs each scenario's views and hybrids against its model, diagnoses the pair and checks the
+/// direction, diagnosis, flips and evidence; returns the diagnoses seen.
+fn check(scenarios: Vec<Scenario>) -> BTreeSet<Diagnosis> {
+    let mut seen = BTreeSet::new();
+    for s in scenarios {
+        let co = (s.model)(&s.client);
+        let ko = (s.model)(&s.checker);
+        let direction = match (co.ok, ko.ok) {
+            (false, true) => Direction::Blackhole,
+            (true, false) => Direction::FalseDrain,
+            other => panic!("{}: views agree {other:?}", s.name),
+        };
+        assert_eq!(direction, s.direction, "{}", s.name);
+        let a = attribution(&s.client, &s.checker, &co, &ko, &*s.model);
+        let case = Case {
+            direction,
+            client_view: &s.client,
+            checker_view: &s.checker,
+            client: &co,
+            checker: &ko,
+            attribution: Some(&a),
+        };
+        let f = diagnose(&case);
+        assert_eq!(f.diagnosis, s.diagnosis, "{}: {}", s.name, f.evidence);
+        assert_eq!(a.flipped(), s.flipped, "{}: {}", s.name, f.evidence);
+        for needle in &s.evidence {
+            assert!(f.evidence.contains(needle), "{}: {:?} not in {:?}", s.name, needle, f.evidence);
+        }
+        assert!(!f.evidence.contains("s3cret"), "{}: secret in evidence", s.name);
+        assert!(!f.evidence.contains('\n'), "{}: one line", s.name);
+        seen.insert(f.diagnosis);
+    }
+    seen
+}
+
+/// The checker speaks the wrong protocol: `checker_protocol_mismatch`, `proxy_protocol_mismatch`.
+fn protocol_scenarios() -> Vec<Scenario> {
+    vec![
+        // DESIGN §7's example: plain HTTP to the TLS port 30080.
+        Scenario {
+            name: "plain_http_to_tls_listener_is_checker_protocol_mismatch",
+            client: client(),
+            checker: nlb(),
+            model: Box::new(|v| ok_if(v.scheme.uses_tls(), v, ErrorCode::HttpTlsRequired, None)),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::CheckerProtocolMismatch,
+            flipped: vec![Attribute::Tls],
+            evidence: vec!["checker got http_tls_required on 10.0.0.5:30080; with tls on it succeeds"],
+        },
+        // A TLS checker against a plain listener.
+        Scenario {
+            name: "tls_to_plain_listener_is_checker_protocol_mismatch",
+            client: view_url("shop", "client", "http://shop.example.com/"),
+            checker: {
+                let mut v = view_url("shop", "alb", "https://10.0.0.5:8080/");
+                v.tls.verify = false;
+                v
+            },
+            model: Box::new(|v| ok_if(!v.scheme.uses_tls(), v, ErrorCode::TlsPlaintextPeer, None)),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::CheckerProtocolMismatch,
+            flipped: vec![Attribute::Tls],
+            evidence: vec!["tls_plaintext_peer", "with tls off it succeeds"],
+        },
+        // HAProxy's OPTIONS is refused with 405.
+        Scenario {
+            name: "options_refused_is_checker_protocol_mismatch",
+            client: view_url("shop", "client", "http://shop.example.com/"),
+            checker: {
+                let mut v = view_url("shop", "haproxy", "http://shop.example.com/");
+                v.http.method = http::Method::OPTIONS;
+                v
+            },
+            model: Box::new(|v| {
+                ok_if(v.http.method == http::Method::GET, v, ErrorCode::HttpStatus, Some(405))
+            }),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::CheckerProtocolMismatch,
+            flipped: vec![Attribute::Method],
+            evidence: vec!["checker got 405", "with method GET it succeeds"],
+        },
+        // An expired certificate the checker does not verify.
+        Scenario {
+            name: "unverified_expired_certificate_is_checker_protocol_mismatch",
+            client: view_url("shop", "client", "https://shop.example.com/"),
+            checker: {
+                let mut v = view_url("shop", "alb", "https://shop.example.com/");
+                v.tls.verify = false;
+                v
+            },
+            model: Box::new(|v| ok_if(!v.tls.verify, v, ErrorCode::TlsCertExpired, None)),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::CheckerProtocolMismatch,
+            flipped: vec![Attribute::Verify],
+            evidence: vec![
+                "client got tls_cert_expired",
+                "with certificate verification on the checker fails too",
+            ],
+        },
+        // The health port does not parse PROXY headers; the NLB sends a PPv2 LOCAL one.
+        Scenario {
+            name: "proxy_header_to_plain_listener_is_proxy_protocol_mismatch",
+            client: view_url("shop", "client", "http://shop.example.com:10254/healthz"),
+            checker: {
+                let mut v = view_url("shop", "nlb", "http://shop.example.com:10254/healthz");
+                v.proxy_protocol = Some(ProxyHeader { version: ProxyVersion::V2, local: true });
+                v
+            },
+            model: Box::new(|v| ok_if(v.proxy_protocol.is_none(), v, ErrorCode::HttpMalformed, None)),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::ProxyProtocolMismatch,
+            flipped: vec![Attribute::ProxyProtocol],
+            evidence: vec!["http_malformed", "with no PROXY header it succeeds"],
+        },
+        // The same, where the listener answers the header's bytes with 400 (nginx) and the
+        // checker's IP Host would land on the default backend's 404 as well: the client taking
+        // the checker's Host fails too, but only the PROXY header explains the checker's 400.
+        Scenario {
+            name: "proxy_header_answered_400_is_proxy_protocol_mismatch_not_host",
+            client: view_url("shop", "client", "http://shop.example.com/cart"),
+            checker: {
+                let mut v = view_url("shop", "nlb", "http://10.0.0.5/healthz");
+                v.http.host = HostHeader::DialedAddress;
+                v.proxy_protocol = Some(ProxyHeader { version: ProxyVersion::V2, local: true });
+                v
+            },
+            model: Box::new(|v| {
+                if v.proxy_protocol.is_some() {
+                    failed(v, ErrorCode::HttpStatus, Some(400))
+                } else {
+                    let routed = effective_host(v).as_deref() == Some("shop.example.com");
+                    ok_if(routed || v.path == "/healthz", v, ErrorCode::HttpStatus, Some(404))
+                }
+            }),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::ProxyProtocolMismatch,
+            flipped: vec![Attribute::ProxyProtocol, Attribute::Host],
+            evidence: vec!["checker got 400", "with no PROXY header it succeeds"],
+        },
+    ]
+}
+
+#[test]
+fn the_checker_speaking_the_wrong_protocol_is_diagnosed() {
+    check(protocol_scenarios());
+}
+
+/// The request selects another route or answer: `shallow_health_path`, `auth_required`,
+/// `sni_mismatch`, `host_route_mismatch`, `user_agent_dependent`.
+fn route_scenarios() -> Vec<Scenario> {
+    vec![
+        // Health path 200 while the user route is 503.
+        Scenario {
+            name: "health_path_passes_while_route_fails_is_shallow_health_path",
+            client: client(),
+            checker: {
+                let mut v = nlb();
+                v.scheme = crate::config::Scheme::Https;
+                v.tls.verify = false;
+                v.tls.sni = crate::config::Sni::None;
+                v
+        },
+            model: Box::new(|v| ok_if(v.path == "/healthz", v, ErrorCode::HttpStatus, Some(503))),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::ShallowHealthPath,
+            flipped: vec![Attribute::Path],
+            evidence: vec![
+                "client got 503 on 203.0.113.10:443 while the checker passes on 10.0.0.5:30080 with path /healthz; \
+                 with path /cart the checker fails too (503)",
+            ],
+        },
+        // The route needs a bearer token; the checker sends none.
+        Scenario {
+            name: "health_path_behind_auth_is_auth_required",
+            client: client(),
+            checker: {
+                let mut v = view_url("shop", "alb", "https://10.0.0.5:8443/cart");
+                v.tls.verify = false;
+                v.http.host = HostHeader::Value("shop.example.com".into());
+                v.tls.sni = crate::config::Sni::Name("shop.example.com".into());
+                v.http.user_agent = Some("ELB-HealthChecker/2.0".into());
+                v
+        },
+            model: Box::new(|v| ok_if(has_auth(v), v, ErrorCode::HttpStatus, Some(401))),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::AuthRequired,
+            flipped: vec![Attribute::Headers],
+            evidence: vec!["checker got 401 on 10.0.0.5:8443 with no extra headers; with the headers [authorization] it succeeds"],
+        },
+        // Per-SNI certificate: without SNI the default certificate does not match.
+        Scenario {
+            name: "no_sni_gets_default_certificate_is_sni_mismatch",
+            client: client(),
+            checker: {
+                let mut v = view_url("shop", "alb", "https://10.0.0.5:8443/cart");
+                v.tls.sni = crate::config::Sni::None;
+                v.http.host = HostHeader::Value("shop.example.com".into());
+                v.http.headers = client().http.headers;
+                v
+        },
+            model: Box::new(|v| {
+                ok_if(
+                    effective_sni(v).as_deref() == Some("shop.example.com"),
+                    v,
+                    ErrorCode::TlsCertNameMismatch,
+                    None,
+                )
+            }),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::SniMismatch,
+            flipped: vec![Attribute::Sni],
+            evidence: vec!["tls_cert_name_mismatch", "with SNI shop.example.com it succeeds"],
+        },
+        // Host-based routes: the IP Host lands on the default backend's 404.
+        Scenario {
+            name: "ip_host_lands_on_default_backend_is_host_route_mismatch",
+            client: client(),
+            checker: {
+                let mut v = view_url("shop", "alb", "https://10.0.0.5:8443/cart");
+                v.tls.verify = false;
+                v.tls.sni = crate::config::Sni::Name("shop.example.com".into());
+                v.http.host = HostHeader::DialedAddress;
+                v.http.headers = client().http.headers;
+                v
+        },
+            model: Box::new(|v| {
+                ok_if(effective_host(v).as_deref() == Some("shop.example.com"), v, ErrorCode::HttpStatus, Some(404))
+            }),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::HostRouteMismatch,
+            flipped: vec![Attribute::Host],
+            evidence: vec!["checker got 404 on 10.0.0.5:8443 with Host 10.0.0.5:8443; with Host shop.example.com it succeeds"],
+        },
+        // The app answers 302 only to the CLB's agent.
+        Scenario {
+            name: "redirect_only_for_checker_agent_is_user_agent_dependent",
+            client: view_url("shop", "client", "http://shop.example.com/"),
+            checker: {
+                let mut v = view_url("shop", "clb", "http://shop.example.com/");
+                v.http.user_agent = Some("ELB-HealthChecker/1.0".into());
+                v.expect.status = vec![200..=200];
+                v
+        },
+            model: Box::new(|v| {
+                let elb = v.http.user_agent.as_deref() == Some("ELB-HealthChecker/1.0");
+                // Both matchers judge their own response: the client accepts 302 too.
+                if elb && !v.expect.status_ok(302) {
+                    failed(v, ErrorCode::HttpStatus, Some(302))
+                } else {
+                    ok_outcome(v)
+                }
+            }),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::UserAgentDependent,
+            flipped: vec![Attribute::UserAgent],
+            evidence: vec!["checker got 302", "with User-Agent parallax/"],
+        },
+    ]
+}
+
+#[test]
+fn a_request_selecting_another_route_is_diagnosed() {
+    check(route_scenarios());
+}
+
+/// Where the probe connects, and from where: `node_port_vs_proxy`, `checker_source_blocked`.
+fn network_scenarios() -> Vec<Scenario> {
+    vec![
+        // Users go through a TLS edge that answers 502 (it re-encrypts to a plain-HTTP pod);
+        // the LB's plain-HTTP check of the node port passes. Only the edge's address spoken
+        // the edge's way (TLS) reproduces the users' 502: the address, not TLS, is the cause.
+        Scenario {
+            name: "tls_edge_failing_while_the_plain_node_port_passes_is_node_port_vs_proxy",
+            client: client(),
+            checker: nlb(),
+            model: Box::new(|v| {
+                let edge = v.dial_endpoint().port == 443;
+                match (edge, v.scheme.uses_tls()) {
+                    (true, true) => failed(v, ErrorCode::HttpStatus, Some(502)),
+                    (true, false) => failed(v, ErrorCode::HttpTlsRequired, Some(400)),
+                    (false, true) => failed(v, ErrorCode::TlsPlaintextPeer, None),
+                    (false, false) => ok_outcome(v),
+                }
+            }),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::NodePortVsProxy,
+            flipped: vec![Attribute::Tls, Attribute::Address],
+            evidence: vec!["502"],
+        },
+        // One source address is refused (firewall drop).
+        Scenario {
+            name: "refused_source_is_checker_source_blocked",
+            client: view_url("shop", "client", "http://shop.example.com:30080/healthz"),
+            checker: {
+                let mut v = view_url("shop", "nlb", "http://shop.example.com:30080/healthz");
+                let ip = "127.0.0.66".parse().unwrap();
+                v.source = Some(SourceBind { requested: Source::Addr(ip), addr: ip });
+                v
+            },
+            model: Box::new(|v| ok_if(v.source.is_none(), v, ErrorCode::ConnectTimeout, None)),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::CheckerSourceBlocked,
+            flipped: vec![Attribute::Source],
+            evidence: vec![
+                "connect_timeout",
+                "with the default source address it succeeds",
+                "allow the checker's source",
+            ],
+        },
+        // Node port passes, the proxy in front fails.
+        Scenario {
+            name: "node_port_passes_proxy_fails_is_node_port_vs_proxy",
+            client: {
+                let mut v = view_url("shop", "client", "http://shop.example.com/cart");
+                v.connect_to = Some(crate::config::Endpoint {
+                    host: crate::config::Host::Ip([127, 0, 0, 20].into()),
+                    port: 80,
+                });
+                v
+            },
+            checker: {
+                let mut v = view_url("shop", "np", "http://shop.example.com/cart");
+                v.connect_to = Some(crate::config::Endpoint {
+                    host: crate::config::Host::Ip([127, 0, 0, 21].into()),
+                    port: 30080,
+                });
+                v
+            },
+            model: Box::new(|v| ok_if(v.dial_endpoint().port == 30080, v, ErrorCode::HttpStatus, Some(502))),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::NodePortVsProxy,
+            flipped: vec![Attribute::Address],
+            evidence: vec![
+                "client got 502 on 127.0.0.20:80",
+                "with address 127.0.0.20:80 the checker fails too (502)",
+            ],
+        },
+    ]
+}
+
+#[test]
+fn where_and_whence_a_probe_connects_is_diagnosed() {
+    check(network_scenarios());
+}
+
+/// No switchable attribute explains it: `unattributed`.
+fn unattributed_scenarios() -> Vec<Scenario> {
+    vec![
+        // Nothing switchable explains it: the app chokes on Title-Case header names, which is not
+        // an attribute parallax switches.
+        Scenario {
+            name: "cause_outside_the_switchable_attributes_is_unattributed",
+            client: client(),
+            checker: {
+                let mut v = nlb();
+                v.http.title_case_headers = true;
+                v
+            },
+            model: Box::new(|v| ok_if(!v.http.title_case_headers, v, ErrorCode::HttpStatus, Some(500))),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::Unattributed,
+            flipped: vec![],
+            evidence: vec!["no single switch flips it", "nlb~tls: 500", "client~path@nlb: ok (200)"],
+        },
+    ]
+}
+
+#[test]
+fn a_cause_no_switch_reaches_is_unattributed() {
+    check(unattributed_scenarios());
+}
+
+#[test]
+fn the_scenarios_reach_most_diagnoses() {
+    let families = [protocol_scenarios(), route_scenarios(), network_scenarios(), unattributed_scenarios()];
+    let seen: BTreeSet<Diagnosis> = families.into_iter().flat_map(check).collect();
+    assert!(seen.len() >= 10, "{seen:?}");
+}
+
+fn case<'a>(
+    direction: Direction,
+    cv: &'a View,
+    kv: &'a View,
+    co: &'a Outcome,
+    ko: &'a Outcome,
+    a: Option<&'a Attribution>,
+) -> Finding {
+    diagnose(&Case { direction, client_view: cv, checker_view: kv, client: co, checker: ko, attribution: a })
+}
+
+#[test]
+fn http_tls_required_is_protocol_mismatch_even_without_attribution() {
+    let (c, k) = (client(), nlb());
+    let co = ok_outcome(&c);
+    let ko = failed(&k, ErrorCode::HttpTlsRequired, None);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::CheckerProtocolMismatch);
+    assert!(f.evidence.contains("plain HTTP to a TLS listener"), "{}", f.evidence);
+}
+
+#[test]
+fn status_matcher_mismatch_both_ways() {
+    // False drain: a 204 the client's 200-399 accepts, the GCP-like 200-only checker rejects.
+    let c = client();
+    let mut gcp = view_url("shop", "gcp", "http://10.0.0.5:8080/ready");
+    gcp.expect.status = vec![200..=200];
+    gcp.profile = Some(ProfileName::Gcp);
+    let co = ok_outcome(&c);
+    let ko = failed(&gcp, ErrorCode::HttpStatus, Some(204));
+    // Even when the path switch flips it (the user route answers 200), the matcher is the
+    // cause: the same 204 would pass the client's matcher.
+    let model = |v: &View| {
+        if v.path == "/ready" && !v.expect.status_ok(204) {
+            failed(v, ErrorCode::HttpStatus, Some(204))
+        } else {
+            ok_outcome(v)
+        }
+    };
+    let a = attribution(&c, &gcp, &co, &ko, &model);
+    let f = case(Direction::FalseDrain, &c, &gcp, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::StatusMatcherMismatch, "{}", f.evidence);
+    assert_eq!(
+        f.evidence,
+        "checker got 204 on 10.0.0.5:8080, which its matcher (200) rejects; the client's matcher (200-399) accepts \
+         it; make the route answer a status both accept"
+    );
+    // Blackhole: users expect exactly 200 and get a 302 the HAProxy-like checker accepts.
+    let mut strict = client();
+    strict.expect.status = vec![200..=200];
+    let hap = view_url("shop", "haproxy", "https://shop.example.com/cart");
+    let co = failed(&strict, ErrorCode::HttpStatus, Some(302));
+    let ko = outcome_for(&hap, true, None, Some(302));
+    let f = case(Direction::Blackhole, &strict, &hap, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::StatusMatcherMismatch, "{}", f.evidence);
+    assert!(f.evidence.contains("the checker's matcher (200-399) accepts it"));
+}
+
+#[test]
+fn redirect_to_login_with_headers_flip_is_auth_not_matcher() {
+    let c = client();
+    let mut k = view_url("shop", "gcp", "https://shop.example.com/cart");
+    k.expect.status = vec![200..=200];
+    let co = ok_outcome(&c);
+    let ko = failed(&k, ErrorCode::HttpStatus, Some(302));
+    let model = |v: &View| ok_if(has_auth(v), v, ErrorCode::HttpStatus, Some(302));
+    let a = attribution(&c, &k, &co, &ko, &model);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::AuthRequired, "{}", f.evidence);
+}
+
+#[test]
+fn kube_proxy_no_local_endpoints_both_directions() {
+    let c = view_url("shop", "client", "http://10.0.0.5:30080/");
+    let mut kp = view_url("shop", "kube-proxy", "http://10.0.0.5:32456/healthz");
+    kp.profile = Some(ProfileName::KubeProxy);
+    kp.expect.kube_proxy_endpoints = true;
+    kp.expect.status = vec![200..=200];
+    // False drain: 503 {"localEndpoints":0}.
+    let co = ok_outcome(&c);
+    let mut ko = failed(&kp, ErrorCode::NoLocalEndpoints, Some(503));
+    ko.local_endpoints = Some(0);
+    let f = case(Direction::FalseDrain, &c, &kp, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::NoLocalEndpoints);
+    assert!(f.evidence.contains("localEndpoints=0 (503)"), "{}", f.evidence);
+    assert!(f.evidence.contains("10.0.0.5:32456"));
+    // Blackhole: kube-proxy says 1 endpoint, the node port refuses.
+    let co = failed(&c, ErrorCode::ConnectRefused, None);
+    let mut ko = ok_outcome(&kp);
+    ko.local_endpoints = Some(1);
+    let f = case(Direction::Blackhole, &c, &kp, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::NoLocalEndpoints, "{}", f.evidence);
+    assert!(
+        f.evidence.contains("localEndpoints=1") && f.evidence.contains("connect_refused"),
+        "{}",
+        f.evidence
+    );
+    // A certificate problem is not something kube-proxy's count can explain.
+    let co = failed(&c, ErrorCode::TlsCertExpired, None);
+    let f = case(Direction::Blackhole, &c, &kp, &co, &ko, None);
+    assert_ne!(f.diagnosis, Diagnosis::NoLocalEndpoints);
+}
+
+#[test]
+fn dns_wrong_address_from_the_client_outcome() {
+    let mut c = client();
+    c.expect_addresses = vec!["203.0.113.10".parse().unwrap()];
+    let k = nlb();
+    let mut co = failed(&c, ErrorCode::DnsUnexpectedAddress, None);
+    co.resolved = vec!["198.51.100.9".parse().unwrap()];
+    let ko = ok_outcome(&k);
+    let f = case(Direction::Blackhole, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::DnsWrongAddress);
+    assert!(
+        f.evidence
+            .starts_with("client DNS for shop.example.com answered 198.51.100.9, expected 203.0.113.10"),
+        "{}",
+        f.evidence
+    );
+}
+
+#[test]
+fn tcp_check_passing_while_http_fails_is_shallow() {
+    let c = client();
+    let tcp = view_url("shop", "nlb-tcp", "tcp://10.0.0.5:30443");
+    let co = failed(&c, ErrorCode::HttpStatus, Some(503));
+    let ko = outcome_for(&tcp, true, None, None);
+    let f = case(Direction::Blackhole, &c, &tcp, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::ShallowHealthPath);
+    assert!(f.evidence.contains("only completes a TCP handshake on 10.0.0.5:30443"), "{}", f.evidence);
+}
+
+#[test]
+fn a_400_to_a_proxy_header_points_at_proxy_protocol_without_attribution() {
+    let c = view_url("shop", "client", "http://shop.example.com:10254/healthz");
+    let mut k = view_url("shop", "nlb", "http://10.0.0.5:10254/healthz");
+    k.proxy_protocol = Some(ProxyHeader { version: ProxyVersion::V2, local: true });
+    let co = ok_outcome(&c);
+    let mut ko = failed(&k, ErrorCode::HttpStatus, Some(400));
+    ko.request.proxy_protocol = Some(ProxyVersion::V2);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::ProxyProtocolMismatch, "{}", f.evidence);
+    assert!(f.evidence.contains("not confirmed"), "{}", f.evidence);
+    // The same 400 without a PROXY header points at the Host.
+    ko.request.proxy_protocol = None;
+    k.proxy_protocol = None;
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::HostRouteMismatch, "{}", f.evidence);
+}
+
+#[test]
+fn without_attribution_the_error_hint_names_a_differing_attribute_unconfirmed() {
+    let c = client();
+    let mut k = view_url("shop", "alb", "https://shop.example.com/cart");
+    k.http.headers.clear();
+    let co = ok_outcome(&c);
+    let ko = failed(&k, ErrorCode::HttpStatus, Some(401));
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::AuthRequired);
+    assert!(
+        f.evidence
+            .contains("differ in headers (checker: no extra headers; client: the headers [authorization])"),
+        "{}",
+        f.evidence
+    );
+    assert!(f.evidence.contains("not confirmed"), "{}", f.evidence);
+    assert!(!f.evidence.contains("s3cret"));
+    // No hint applies: unattributed, saying attribution was off.
+    let ko = failed(&k, ErrorCode::HttpTimeout, None);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::Unattributed);
+    assert!(f.evidence.contains("attribution off"), "{}", f.evidence);
+}
+
+#[test]
+fn a_flip_to_a_different_failure_does_not_explain_the_checkers() {
+    // The app answers 503 to Title-Case header names (not switchable) and wants a token.
+    // With the checker's (missing) headers the client gets 401: a flip, but not to the
+    // checker's 503: a second problem, not the explanation.
+    let c = client();
+    let mut k = nlb();
+    k.http.title_case_headers = true;
+    let model = |v: &View| {
+        if v.http.title_case_headers {
+            failed(v, ErrorCode::HttpStatus, Some(503))
+        } else {
+            ok_if(has_auth(v), v, ErrorCode::HttpStatus, Some(401))
+        }
+    };
+    let co = model(&c);
+    let ko = model(&k);
+    let a = attribution(&c, &k, &co, &ko, &model);
+    assert!(a.flipped().contains(&Attribute::Headers), "{:?}", a.flipped());
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::Unattributed, "{}", f.evidence);
+    assert!(
+        f.evidence.contains("switching headers changes a result, but not to the other view's"),
+        "{}",
+        f.evidence
+    );
+    assert!(f.evidence.contains("client~headers@nlb: 401"), "{}", f.evidence);
+}
+
+#[test]
+fn a_reset_before_or_after_the_request_is_the_same_failure() {
+    let c = view_url("shop", "client", "http://shop.example.com:8080/");
+    let mut k = c.clone();
+    k.name = "nlb".into();
+    let ip = "127.0.0.66".parse().unwrap();
+    k.source = Some(SourceBind { requested: Source::Addr(ip), addr: ip });
+    let co = ok_outcome(&c);
+    let ko = failed(&k, ErrorCode::HttpReset, None);
+    // Only the client-side hybrid ran (a cap of one from the other end): it got the reset
+    // at connect time instead.
+    let model = |v: &View| ok_if(v.source.is_none(), v, ErrorCode::ConnectReset, None);
+    let mut a = attribution(&c, &k, &co, &ko, &model);
+    a.hybrids.retain(|h| h.switched == Side::Client);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::CheckerSourceBlocked, "{}", f.evidence);
+    assert!(f.evidence.contains("allow the checker's source 127.0.0.66"), "{}", f.evidence);
+}
+
+#[test]
+fn a_route_needing_two_client_values_says_they_are_needed_together() {
+    let c = client();
+    let mut k = view_url("shop", "alb", "https://10.0.0.5:8443/healthz");
+    k.tls.sni = crate::config::Sni::Name("shop.example.com".into());
+    k.http.headers = c.http.headers.clone();
+    k.http.user_agent = Some("ELB-HealthChecker/2.0".into());
+    let model = |v: &View| {
+        let ok = effective_host(v).as_deref() == Some("shop.example.com") && v.path == "/cart";
+        ok_if(ok, v, ErrorCode::HttpStatus, Some(404))
+    };
+    let co = model(&c);
+    let ko = model(&k);
+    let a = attribution(&c, &k, &co, &ko, &model);
+    assert_eq!(a.flipped(), vec![Attribute::Host, Attribute::Path]);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::HostRouteMismatch, "{}", f.evidence);
+    assert!(
+        f.evidence
+            .contains("no single switch fixes the checker: it needs the client's host and path together"),
+        "{}",
+        f.evidence
+    );
+    // One attribute alone that fixes it: no such remark.
+    let single = |v: &View| ok_if(v.path == "/cart", v, ErrorCode::HttpStatus, Some(404));
+    let a = attribution(&c, &k, &co, &ko, &single);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &single(&k), Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::ShallowHealthPath, "{}", f.evidence);
+    assert!(!f.evidence.contains("together"), "{}", f.evidence);
+}
+
+#[test]
+fn a_cap_of_zero_is_not_no_difference() {
+    let c = client();
+    let k = nlb();
+    let co = ok_outcome(&c);
+    let ko = failed(&k, ErrorCode::HttpTimeout, None);
+    let a = Attribution { differences: differences(&c, &k), hybrids: vec![], not_tried: 10 };
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::Unattributed);
+    assert!(f.evidence.contains("no hybrid probed: the cap allows none of the 10 planned"), "{}", f.evidence);
+    assert!(!f.evidence.contains("differ in no attribute"), "{}", f.evidence);
+    // With nothing probed, the error's hint still names a differing attribute, unconfirmed.
+    let ko = failed(&k, ErrorCode::HttpStatus, Some(401));
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::AuthRequired, "{}", f.evidence);
+    assert!(f.evidence.contains("not confirmed"), "{}", f.evidence);
+}
+
+#[test]
+fn unattributed_names_the_differences_no_hybrid_switches() {
+    let c = view_url("shop", "client", "http://shop.example.com/");
+    let mut k = view_url("shop", "haproxy", "http://shop.example.com/");
+    k.http.version = crate::config::HttpVersion::Http10;
+    k.http.connection_close = true;
+    let co = ok_outcome(&c);
+    let ko = failed(&k, ErrorCode::HttpStatus, Some(426));
+    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0 };
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::Unattributed);
+    assert!(
+        f.evidence.ends_with(
+            "the views also differ in what parallax does not switch: HTTP version (checker HTTP/1.0, \
+             client HTTP/1.1), Connection: close (only the checker sends it)"
+        ),
+        "{}",
+        f.evidence
+    );
+    // `auto` over plain HTTP is HTTP/1.1 on the wire: no difference with an HTTP/1.1 checker.
+    let mut auto = c.clone();
+    auto.http.version = crate::config::HttpVersion::Auto;
+    assert!(unswitched_differences(&auto, &view_url("shop", "alb", "http://shop.example.com/")).is_empty());
+}
+
+#[test]
+fn unattributed_says_when_nothing_can_be_switched() {
+    let c = client();
+    let mut k = c.clone();
+    k.name = "twin".into();
+    let co = ok_outcome(&c);
+    let ko = failed(&k, ErrorCode::HttpStatus, Some(500));
+    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0 };
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::Unattributed);
+    assert!(f.evidence.contains("differ in no attribute"), "{}", f.evidence);
+}
+
+#[test]
+fn unbindable_source_is_parallaxs_problem_not_the_targets() {
+    let c = client();
+    let mut k = nlb();
+    let ip = "10.9.9.9".parse().unwrap();
+    k.source = Some(SourceBind { requested: Source::Addr(ip), addr: ip });
+    let co = ok_outcome(&c);
+    let ko = failed(&k, ErrorCode::SourceUnavailable, None);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::Unattributed);
+    assert!(f.evidence.contains("could not bind its source 10.9.9.9"), "{}", f.evidence);
+}
+
+#[test]
+fn hint_prefers_the_attribute_the_error_points_at() {
+    // Both host and path flip a 404; the 404 points at the Host first.
+    let c = client();
+    let mut k = view_url("shop", "alb", "https://10.0.0.5:8443/");
+    k.tls.sni = crate::config::Sni::Name("shop.example.com".into());
+    k.http.headers = c.http.headers.clone();
+    let model = |v: &View| {
+        let ok = effective_host(v).as_deref() == Some("shop.example.com") || v.path == "/cart";
+        ok_if(ok, v, ErrorCode::HttpStatus, Some(404))
+    };
+    let co = ok_outcome(&c);
+    let ko = model(&k);
+    let a = attribution(&c, &k, &co, &ko, &model);
+    assert_eq!(a.flipped(), vec![Attribute::Host, Attribute::Path]);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::HostRouteMismatch);
+}
+
+#[test]
+fn each_address_evidence_names_the_address_the_pair_used() {
+    let c = client();
+    let k = nlb();
+    let co = at(failed(&c, ErrorCode::ConnectTimeout, None), "203.0.113.12:443");
+    let ko = ok_outcome(&k);
+    let f = case(Direction::Blackhole, &c, &k, &co, &ko, None);
+    assert!(f.evidence.contains("client got connect_timeout on 203.0.113.12:443"), "{}", f.evidence);
+}
+
+#[test]
+fn diagnosis_names_are_the_design_codes() {
+    let names: Vec<String> = Diagnosis::ALL
+        .iter()
+        .map(|d| serde_json::to_value(d).unwrap().as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "shallow_health_path",
+            "auth_required",
+            "checker_protocol_mismatch",
+            "checker_source_blocked",
+            "no_local_endpoints",
+            "node_port_vs_proxy",
+            "sni_mismatch",
+            "host_route_mismatch",
+            "proxy_protocol_mismatch",
+            "status_matcher_mismatch",
+            "user_agent_dependent",
+            "dns_wrong_address",
+            "unattributed"
+        ]
+    );
+    for d in Diagnosis::ALL {
+        assert_eq!(d.as_str(), d.to_string());
+        assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+    }
+}

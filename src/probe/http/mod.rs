@@ -1,0 +1,442 @@
+//! HTTP layer: hyper's client connection API over a fresh connection; HTTP/1.0, HTTP/1.1 and
+//! HTTP/2; bounded headers and body.
+//!
+//! Byte fidelity matters more here than convenience: a checker profile must put exactly its
+//! request on the wire. hyper's `client::conn` API adds no header of its own (no Host, no
+//! User-Agent, no `connection: keep-alive` on a fresh HTTP/1.0 connection); the request head is
+//! built here in the wire order documented in `config::plan`, and `content-length` is set here so
+//! hyper never picks `transfer-encoding: chunked` or drops an HTTP/1.0 body.
+//!
+//! Here: the request and the [`Exchange`] that the gRPC layer runs too. The timings come from
+//! the I/O edges (`probe::edges`); failures are named in `classify`.
+
+mod classify;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
+use http::{Method, Request, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use classify::{classify, tls_required};
+
+use super::edges::{SharedEdges, TimedIo};
+use super::outcome::{ErrorCode, Failure, Phase};
+use crate::config::plan::{push_host_ip, push_port, AUTHORITY_CAPACITY, MAX_HEADER_BYTES};
+use crate::config::{HostHeader, HttpVersion, View};
+
+/// A response read within bounds.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub version: &'static str,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// Body, at most `max_body_bytes`.
+    pub body: Bytes,
+    /// Request written to first response byte.
+    pub ttfb: Duration,
+}
+
+/// What the probe put on the wire, for the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Host header (or `:authority`) sent.
+    pub host: Option<String>,
+    /// User-Agent sent.
+    pub user_agent: Option<String>,
+    /// Version used.
+    pub version: &'static str,
+    /// What arrived before a failure that came after the response head (a body that stalls,
+    /// resets or grows past the limit): kept for the record. Empty otherwise.
+    pub received: Received,
+}
+
+/// The part of a response that arrived before the exchange failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Status of the response head.
+    pub status: Option<u16>,
+    /// Time to the response head.
+    pub ttfb: Option<Duration>,
+    /// Body bytes read before the failure.
+    pub body_bytes: Option<u64>,
+}
+
+/// The Host header value `view` sends when it dialed `dialed`, or `None` for no Host header.
+pub fn host_header(view: &View, dialed: SocketAddr) -> Option<String> {
+    match &view.http.host {
+        HostHeader::FromUrl => Some(view.url_authority()),
+        HostHeader::DialedAddress => Some(match dialed {
+            SocketAddr::V4(a) => {
+                let mut s = String::with_capacity(AUTHORITY_CAPACITY);
+                push_host_ip(&mut s, IpAddr::V4(*a.ip()));
+                push_port(&mut s, a.port());
+                s
+            }
+            // `Display` keeps a scope id (`[fe80::1%2]:80`).
+            SocketAddr::V6(a) => a.to_string(),
+        }),
+        HostHeader::DialedIp => {
+            let mut s = String::with_capacity(AUTHORITY_CAPACITY);
+            push_host_ip(&mut s, dialed.ip());
+            Some(s)
+        }
+        HostHeader::Value(value) => Some(value.clone()),
+        HostHeader::None => None,
+    }
+}
+
+/// Sends `view`'s request over `io` with `host` as its Host header (what [`host_header`] gives
+/// for the dialed address) and reads the response within `view.max_body_bytes` and the header
+/// limit, before `deadline`. `h2` is true when ALPN selected `h2`. Errors: `http_tls_required`,
+/// `http_malformed`, `http_reset`, `http_timeout`, `http_body_too_large`. The status is not
+/// judged here: the caller asks [`tls_required`] about a 400, then the matcher.
+pub async fn exchange<S>(
+    io: S,
+    view: &View,
+    host: Option<String>,
+    h2: bool,
+    deadline: Instant,
+) -> (Sent, Result<Response, Failure>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // ALPN `h2` wins over the configured version (the server now expects HTTP/2). A view that
+    // asks for HTTP/2 only speaks it even when ALPN did not select it: falling back to HTTP/1.1
+    // would probe something the view did not ask for.
+    let use_h2 = h2 || view.http.version == HttpVersion::Http2;
+    let version = if use_h2 {
+        Version::HTTP_2
+    } else if view.http.version == HttpVersion::Http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let host = if use_h2 {
+        // HTTP/2 has no request without `:authority`; "no Host" falls back to the URL's.
+        Some(host.unwrap_or_else(|| view.url_authority()))
+    } else {
+        host
+    };
+    let request = build_request(view, version, host.as_deref());
+    let mut sent = Sent {
+        host,
+        user_agent: view.http.user_agent.clone(),
+        version: version_name(version),
+        received: Received::default(),
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err(f) => return (sent, Err(f)),
+    };
+    if use_h2 {
+        // What went out as `:authority` is what the URI carries (see `build_request`).
+        sent.host = request.uri().authority().map(|a| a.to_string());
+    }
+
+    let (timed, edges) = TimedIo::new(io, use_h2);
+    let exchange = Exchange::new(edges, Phase::Http, view.max_body_bytes);
+    let result = match tokio::time::timeout_at(deadline, exchange.run(timed, request, use_h2, view)).await {
+        Ok(r) => r,
+        Err(_) => Err(exchange.timeout()),
+    };
+    if result.is_err() {
+        sent.received = exchange.received();
+    }
+    (sent, result)
+}
+
+fn version_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The request head in the documented wire order: Host, User-Agent, the view's headers,
+/// `Connection: close`, `content-length`. (hyper writes a `HeaderMap` in insertion order; a name
+/// repeated later in `headers` is written next to its first occurrence.)
+fn build_request(view: &View, version: Version, host: Option<&str>) -> Result<Request<Full<Bytes>>, Failure> {
+    let settings = &view.http;
+    let uri = if version == Version::HTTP_2 {
+        let scheme = if view.scheme.uses_tls() { "https" } else { "http" };
+        format!("{scheme}://{}{}", h2_authority(view, host), view.path)
+    } else {
+        view.path.clone()
+    };
+    let uri: Uri = uri
+        .parse()
+        .map_err(|_| Failure::new(ErrorCode::HttpMalformed, "the request path is not a valid URI"))?;
+
+    let mut request = Request::new(Full::new(
+        settings.body.as_ref().map(|b| Bytes::copy_from_slice(b.expose().as_bytes())).unwrap_or_default(),
+    ));
+    *request.method_mut() = settings.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    let headers = request.headers_mut();
+    if version != Version::HTTP_2 {
+        if let Some(host) = host {
+            let value = HeaderValue::from_str(host).map_err(|_| {
+                Failure::new(ErrorCode::HttpMalformed, "the Host value is not a valid header value")
+            })?;
+            headers.insert(HOST, value);
+        }
+    }
+    if let Some(ua) = &settings.user_agent {
+        let value = HeaderValue::from_str(ua).map_err(|_| {
+            Failure::new(ErrorCode::HttpMalformed, "the User-Agent is not a valid header value")
+        })?;
+        headers.insert(USER_AGENT, value);
+    }
+    for (name, value) in &settings.headers {
+        // The value may be a secret: the detail names the header, never its value.
+        let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
+            Failure::new(ErrorCode::HttpMalformed, format!("header {name} has an invalid value"))
+        })?;
+        v.set_sensitive(value.is_secret());
+        headers.append(name.clone(), v);
+    }
+    // `Connection` is a hop-by-hop header HTTP/2 forbids.
+    if settings.connection_close && version != Version::HTTP_2 {
+        headers.append(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(body) = &settings.body {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.expose().len()));
+    } else if settings.method == Method::POST || settings.method == Method::PUT {
+        // Without it hyper would send `transfer-encoding: chunked` for an empty POST/PUT body.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+    }
+    Ok(request)
+}
+
+/// The `:authority` of an HTTP/2 request whose Host rule gave `host`: that value when it is a
+/// valid authority, else the URL's (HTTP/2 has no request without one).
+pub(crate) fn h2_authority(view: &View, host: Option<&str>) -> String {
+    host.and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| view.url_authority())
+}
+
+/// One exchange over a fresh connection, shared by the HTTP and gRPC layers: the I/O edges, the
+/// phase failures are reported in, the body limit, and what of the response arrived so far.
+pub(crate) struct Exchange {
+    edges: SharedEdges,
+    phase: Phase,
+    max_body_bytes: usize,
+    /// Status and ttfb, once the response head arrived.
+    head: OnceLock<(u16, Duration)>,
+    /// Body bytes read so far.
+    body_read: AtomicU64,
+}
+
+impl Exchange {
+    /// An exchange reading `edges`, failing in `phase`, reading bodies up to `max_body_bytes`.
+    pub(crate) fn new(edges: SharedEdges, phase: Phase, max_body_bytes: usize) -> Exchange {
+        Exchange { edges, phase, max_body_bytes, head: OnceLock::new(), body_read: AtomicU64::new(0) }
+    }
+
+    /// What arrived before now: nothing before the response head.
+    pub(crate) fn received(&self) -> Received {
+        match self.head.get() {
+            Some(&(status, ttfb)) => Received {
+                status: Some(status),
+                ttfb: Some(ttfb),
+                body_bytes: Some(self.body_read.load(Ordering::Relaxed)),
+            },
+            None => Received::default(),
+        }
+    }
+
+    async fn run<S>(
+        &self,
+        io: TimedIo<S>,
+        request: Request<Full<Bytes>>,
+        use_h2: bool,
+        view: &View,
+    ) -> Result<Response, Failure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (response, mut driver) = self.send(io, request, use_h2, view.http.title_case_headers).await?;
+        let ttfb = self.ttfb();
+        let version = version_name(response.version());
+        let status = response.status().as_u16();
+        let _ = self.head.set((status, ttfb));
+        let (parts, body) = response.into_parts();
+        let body = driver.drive(self.read_body(body, status)).await?;
+        Ok(Response { status, version, headers: parts.headers, body, ttfb })
+    }
+
+    /// Handshakes and sends `request`; returns the response head and the connection's
+    /// [`Driver`], which closes the connection when dropped (fresh connection per probe:
+    /// nothing outlives the exchange). Read the body through [`Driver::drive`].
+    pub(crate) async fn send<S>(
+        &self,
+        io: TimedIo<S>,
+        request: Request<Full<Bytes>>,
+        use_h2: bool,
+        title_case_headers: bool,
+    ) -> Result<(http::Response<Incoming>, Driver), Failure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(io);
+        if use_h2 {
+            let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(MAX_HEADER_BYTES as u32)
+                .handshake::<_, Full<Bytes>>(io)
+                .await
+                .map_err(|e| self.classify(&e))?;
+            let driver = Driver::Task(tokio::spawn(async move {
+                let _ = conn.await;
+            }));
+            let response = sender.send_request(request).await.map_err(|e| self.classify(&e))?;
+            Ok((response, driver))
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+                .title_case_headers(title_case_headers)
+                // Bounds the response head; the read buffer never grows past it either.
+                .max_buf_size(MAX_HEADER_BYTES.max(MIN_HYPER_BUF_BYTES))
+                .max_header_size(MAX_HEADER_BYTES)
+                .handshake::<_, Full<Bytes>>(io)
+                .await
+                .map_err(|e| self.classify(&e))?;
+            // HTTP/1 is driven in this task, alongside the request: a task of its own cost a
+            // spawn, an abort and a wake-up across tasks per probe (profiled), for nothing a
+            // single request on a fresh connection needs.
+            let response = sender.send_request(request);
+            // The sender lives as long as the connection: with it gone, hyper would end a
+            // finished exchange with a graceful shutdown (one more syscall); dropping the
+            // driver closes the socket instead, as an aborted task did.
+            let mut driver = Driver::Inline(Some(Box::pin(async move {
+                let _sender = sender;
+                let _ = conn.await;
+            })));
+            let response = driver.drive(response).await.map_err(|e| self.classify(&e))?;
+            Ok((response, driver))
+        }
+    }
+
+    /// Reads data frames until the end of the body or one byte past the limit.
+    async fn read_body(&self, mut body: Incoming, status: u16) -> Result<Bytes, Failure> {
+        let limit = self.max_body_bytes;
+        if let Some(declared) = body.size_hint().exact() {
+            if declared > limit as u64 {
+                return Err(self.too_large(format!(
+                    "status {status}: content-length {declared} exceeds max_body_bytes {limit}"
+                )));
+            }
+        }
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.classify(&e))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    return Err(
+                        self.too_large(format!("status {status}: body exceeds max_body_bytes {limit}"))
+                    );
+                }
+                buf.extend_from_slice(&data);
+                self.body_read.store(buf.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(buf.freeze())
+    }
+
+    /// `http_body_too_large` in this exchange's phase.
+    pub(crate) fn too_large(&self, detail: String) -> Failure {
+        Failure::in_phase(self.phase, ErrorCode::HttpBodyTooLarge, detail)
+    }
+
+    /// `http_timeout` at the deadline, saying whether any of the response had come.
+    pub(crate) fn timeout(&self) -> Failure {
+        let edges = self.edges.lock();
+        // HTTP/2 reads SETTINGS before any answer: "no response" means no response start.
+        let detail = if edges.bytes_read() == 0 || !edges.response_started() {
+            "no response before the deadline".to_owned()
+        } else {
+            format!("response incomplete at the deadline ({} bytes read)", edges.bytes_read())
+        };
+        Failure::in_phase(self.phase, ErrorCode::HttpTimeout, detail)
+    }
+
+    /// Request fully written to the first response byte (see [`Edges`](super::edges::Edges)).
+    pub(crate) fn ttfb(&self) -> Duration {
+        self.edges.lock().ttfb()
+    }
+
+    /// Names a hyper error with the [`ErrorCode`] taxonomy, from what the I/O edge saw.
+    pub(crate) fn classify(&self, err: &hyper::Error) -> Failure {
+        let edges = self.edges.lock();
+        classify(err, self.phase, edges.first_bytes(), edges.bytes_read())
+    }
+}
+
+/// hyper's smallest accepted `max_buf_size`.
+const MIN_HYPER_BUF_BYTES: usize = 8192;
+
+/// What keeps a connection going while its request and response are read: a task of its own
+/// (HTTP/2, which hyper drives with background tasks anyway), aborted when dropped; or the
+/// HTTP/1 connection future itself, polled by [`Driver::drive`] and dropped with it. Either way
+/// the socket closes when the driver goes.
+pub(crate) enum Driver {
+    /// A spawned task.
+    Task(JoinHandle<()>),
+    /// The connection future, until it ends.
+    Inline(Option<Pin<Box<dyn Future<Output = ()> + Send>>>),
+}
+
+impl Driver {
+    /// Runs `work` (sending the request, reading the body) to completion, polling the inline
+    /// connection alongside it. When the connection ends first (closed, or an error, which hyper
+    /// hands to `work`), `work` goes on alone and ends with what the connection left it.
+    pub(crate) async fn drive<F: Future>(&mut self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Driver::Inline(conn) = self {
+                if conn.as_mut().is_some_and(|c| c.as_mut().poll(cx).is_ready()) {
+                    *conn = None;
+                }
+            }
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Driver::Task(task) = self {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Driver::Task(_) => f.write_str("Driver::Task"),
+            Driver::Inline(conn) => write!(f, "Driver::Inline(running: {})", conn.is_some()),
+        }
+    }
+}
