@@ -246,24 +246,25 @@ pub(super) fn plan_changes(old: &[Lineup<'_>], new: &[Lineup<'_>]) -> PlanChange
 
 /// What `new` (a target's views, client first) keeps of `old` (the same target's views before).
 pub(super) fn target_changes(old: &[&View], new: &[&View]) -> TargetChanges {
-    // The old view of the same role and name as new view `i`.
-    let same_name = |i: usize| -> Option<usize> {
-        if i == 0 {
-            return (!old.is_empty()).then_some(0);
-        }
-        (1..old.len()).find(|&j| old[j].name == new[i].name)
-    };
+    // For each new view, the old view of the same role and name.
+    let same_name: Vec<Option<usize>> = new
+        .iter()
+        .enumerate()
+        .map(|(i, view)| match i {
+            0 => (!old.is_empty()).then_some(0),
+            _ => (1..old.len()).find(|&j| old[j].name == view.name),
+        })
+        .collect();
     let views: Vec<Option<usize>> =
-        (0..new.len()).map(|i| same_name(i).filter(|&j| *old[j] == *new[i])).collect();
+        same_name.iter().zip(new).map(|(same, view)| same.filter(|&j| *old[j] == **view)).collect();
     let removed_views: Vec<usize> =
         (1..old.len()).filter(|&j| !new.iter().skip(1).any(|v| v.name == old[j].name)).collect();
     let client_kept = views.first().is_some_and(Option::is_some);
     let mut pairs = Vec::with_capacity(new.len().saturating_sub(1));
     let mut ended_pairs = Vec::new();
-    for i in 1..new.len() {
-        let old_pair = same_name(i).map(|j| j - 1);
-        match old_pair {
-            Some(k) if client_kept && views[i].is_some() => pairs.push(Some(k)),
+    for (same, kept) in same_name.iter().zip(&views).skip(1) {
+        match same.map(|j| j - 1) {
+            Some(k) if client_kept && kept.is_some() => pairs.push(Some(k)),
             Some(k) => {
                 ended_pairs.push(k);
                 pairs.push(None);
