@@ -1,7 +1,7 @@
 //! The daemon against real in-process servers on 127.0.0.x, on real time: continuous probing and
 //! mismatches, reloads from a real configuration directory, shutdown, secrets, 1,000 views with
 //! a black-holed third, and `parallax run`. (The scheduler's timing on paused time is tested in
-//! `src/schedule.rs`, the engine's bookkeeping in `src/daemon.rs`.)
+//! `src/schedule.rs`, the engine's bookkeeping in `src/daemon/`.)
 
 mod support;
 

@@ -631,30 +631,17 @@ fn probe_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCounte
 
 /// `parallax_export_dropped_total`, `parallax_export_failures_total` and `parallax_reload_total`.
 fn export_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCounter<u64>> {
-    let m = metrics.clone();
-    let export_health = meter
-        .u64_observable_counter("parallax_export_dropped_total")
-        .with_description("Telemetry dropped: queue full or export failed after retries.")
-        .with_callback(move |obs| {
-            for signal in SIGNALS {
-                if let Some(c) = m.dropped.get(&SignalLabels { signal: signal.to_owned() }) {
-                    obs.observe(c.get(), &kv([("signal", signal)]));
-                }
-            }
-        })
-        .build();
-    let m = metrics.clone();
-    let export_failures = meter
-        .u64_observable_counter("parallax_export_failures_total")
-        .with_description("Failed export attempts.")
-        .with_callback(move |obs| {
-            for signal in SIGNALS {
-                if let Some(c) = m.failures.get(&SignalLabels { signal: signal.to_owned() }) {
-                    obs.observe(c.get(), &kv([("signal", signal)]));
-                }
-            }
-        })
-        .build();
+    let export_health = signal_counter(
+        metrics,
+        meter,
+        "parallax_export_dropped_total",
+        "Telemetry dropped: queue full or export failed after retries.",
+        |m| &m.dropped,
+    );
+    let export_failures =
+        signal_counter(metrics, meter, "parallax_export_failures_total", "Failed export attempts.", |m| {
+            &m.failures
+        });
     let m = metrics.clone();
     let reloads = meter
         .u64_observable_counter("parallax_reload_total")
@@ -668,6 +655,28 @@ fn export_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCount
         })
         .build();
     vec![export_health, export_failures, reloads]
+}
+
+/// A counter per export signal, read from the family `family` picks.
+fn signal_counter(
+    metrics: &Arc<Metrics>,
+    meter: &Meter,
+    name: &'static str,
+    description: &'static str,
+    family: fn(&Metrics) -> &Family<SignalLabels, Counter>,
+) -> ObservableCounter<u64> {
+    let m = metrics.clone();
+    meter
+        .u64_observable_counter(name)
+        .with_description(description)
+        .with_callback(move |obs| {
+            for signal in SIGNALS {
+                if let Some(c) = family(&m).get(&SignalLabels { signal: signal.to_owned() }) {
+                    obs.observe(c.get(), &kv([("signal", signal)]));
+                }
+            }
+        })
+        .build()
 }
 
 /// `parallax_mismatch_seconds_total`, caught up at each collection.
