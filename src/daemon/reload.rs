@@ -5,6 +5,7 @@
 //! applies its result, and makes the telemetry calls that go with it (a removed view's series
 //! dropped, an ended pair's mismatch resolved).
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -233,14 +234,17 @@ impl TargetChanges {
 /// The plan diff: targets match by name, views by role and name; a view keeps its state only
 /// when its recipe is unchanged, and a pair only when both its views do.
 pub(super) fn plan_changes(old: &[Lineup<'_>], new: &[Lineup<'_>]) -> PlanChanges {
+    // By name: a plan may hold tens of thousands of targets.
+    let old_index: HashMap<&str, usize> = old.iter().enumerate().map(|(i, o)| (o.name, i)).collect();
+    let new_names: HashSet<&str> = new.iter().map(|n| n.name).collect();
     let targets = new
         .iter()
         .map(|n| {
-            let i = old.iter().position(|o| o.name == n.name)?;
+            let i = *old_index.get(n.name)?;
             Some((i, target_changes(&old[i].views, &n.views)))
         })
         .collect();
-    let removed = (0..old.len()).filter(|&i| !new.iter().any(|n| n.name == old[i].name)).collect();
+    let removed = (0..old.len()).filter(|&i| !new_names.contains(old[i].name)).collect();
     PlanChanges { targets, removed }
 }
 
