@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use parallax::config::{self, ExportSettings, OtlpProtocol, OtlpSettings, Plan, Role, Target, View};
 use parallax::diff::{HoldTime, TargetDiff};
-use parallax::export::{ResourceInfo, Telemetry, TelemetryOptions};
+use parallax::export::{ProbeReport, ResourceInfo, Sink, Telemetry, TelemetryOptions};
 use parallax::probe::expect::judge;
 use parallax::probe::http::{classify, tls_required, Response};
 use parallax::probe::tls::{classify_handshake, classify_verification};
@@ -300,20 +300,20 @@ fn telemetry(c: &mut Criterion) {
     let ok = outcome(view, true);
     let failed = outcome(view, false);
     let lateness = Duration::from_micros(250);
+    let report = |outcome| ProbeReport {
+        view,
+        outcome,
+        started: SystemTime::now(),
+        lateness,
+        change: None,
+        force: false,
+    };
 
     let mut g = c.benchmark_group("telemetry");
-    g.bench_function("probe_otlp_off_success", |b| {
-        b.iter(|| off.probe(view, black_box(&ok), SystemTime::now(), lateness, None, false))
-    });
-    g.bench_function("probe_otlp_off_failure", |b| {
-        b.iter(|| off.probe(view, black_box(&failed), SystemTime::now(), lateness, None, false))
-    });
-    g.bench_function("probe_otlp_on_success_sampled", |b| {
-        b.iter(|| on.probe(view, black_box(&ok), SystemTime::now(), lateness, None, false))
-    });
-    g.bench_function("probe_otlp_on_failure", |b| {
-        b.iter(|| on.probe(view, black_box(&failed), SystemTime::now(), lateness, None, false))
-    });
+    g.bench_function("probe_otlp_off_success", |b| b.iter(|| off.probe(&report(black_box(&ok)))));
+    g.bench_function("probe_otlp_off_failure", |b| b.iter(|| off.probe(&report(black_box(&failed)))));
+    g.bench_function("probe_otlp_on_success_sampled", |b| b.iter(|| on.probe(&report(black_box(&ok)))));
+    g.bench_function("probe_otlp_on_failure", |b| b.iter(|| on.probe(&report(black_box(&failed)))));
     // The client view's own role: the spans carry it; kept to catch a label set that grows.
     assert_eq!(view.role, Role::Client);
     g.bench_function("encode_metrics", |b| b.iter(|| black_box(off.encode_metrics())));

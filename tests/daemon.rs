@@ -1,7 +1,7 @@
 //! The daemon against real in-process servers on 127.0.0.x, on real time: continuous probing and
 //! mismatches, reloads from a real configuration directory, shutdown, secrets, 1,000 views with
 //! a black-holed third, and `parallax run`. (The scheduler's timing on paused time is tested in
-//! `src/schedule.rs`, the engine's bookkeeping in `src/daemon.rs`.)
+//! `src/schedule.rs`, the engine's bookkeeping in `src/daemon/`.)
 
 mod support;
 
@@ -10,16 +10,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use parallax::admin::AdminState;
 use parallax::config::{Plan, View};
-use parallax::daemon::{Daemon, Handle, Options, TelemetrySink};
-use parallax::export::{MismatchEvent, SpanRef};
-use parallax::probe::{ErrorCode, Outcome};
+use parallax::daemon::{Daemon, Handle, Options};
+use parallax::export::{MismatchEvent, ProbeReport, Sink, SpanRef};
+use parallax::probe::ErrorCode;
 use parallax::schedule::{SchedulerConfig, CANCEL_GRACE};
 use parallax::status::StatusDoc;
-use parallax::verdict::VerdictChange;
 use tokio::time::Instant;
 
 use support::certs::Ca;
@@ -62,16 +61,9 @@ impl Recorder {
     }
 }
 
-impl TelemetrySink for Recorder {
-    fn probe(
-        &self,
-        view: &View,
-        outcome: &Outcome,
-        _started: SystemTime,
-        lateness: Duration,
-        change: Option<&VerdictChange>,
-        _force: bool,
-    ) -> Option<SpanRef> {
+impl Sink for Recorder {
+    fn probe(&self, report: &ProbeReport<'_>) -> Option<SpanRef> {
+        let ProbeReport { view, outcome, lateness, change, .. } = *report;
         let told = Told::Probe {
             view: view.id(),
             ok: outcome.ok,

@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 
 use parallax::config::{ExportSettings, OtlpProtocol, OtlpSettings, Plan, View};
 use parallax::diff::{Attribute, Basis, Diagnosis, Direction, Mismatch};
-use parallax::export::{MismatchEvent, ResourceInfo, SpanRef, Telemetry, TelemetryOptions};
+use parallax::export::{
+    MismatchEvent, ProbeReport, ResourceInfo, Sink, SpanRef, Telemetry, TelemetryOptions,
+};
 use parallax::probe::{ErrorCode, Outcome};
 use parallax::verdict::{Health, VerdictChange};
 use tokio::time::Instant;
@@ -146,6 +148,16 @@ fn change(from: Option<Health>, to: Health) -> VerdictChange {
     VerdictChange { from, to, at: Instant::now(), held: None, streak: 1 }
 }
 
+/// The report of `outcome` of `view`, started now and on time.
+fn report<'a>(
+    view: &'a View,
+    outcome: &'a Outcome,
+    change: Option<&'a VerdictChange>,
+    force: bool,
+) -> ProbeReport<'a> {
+    ProbeReport { view, outcome, started: SystemTime::now(), lateness: Duration::ZERO, change, force }
+}
+
 /// The value of the sample whose line starts with `series` (`name{labels}`), exemplar ignored.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -185,13 +197,24 @@ async fn grpc_probe_spans_carry_semconv_attributes_phases_and_the_resource() {
     let client = probe_one(shop.client()).await;
     assert!(client.ok, "client probe must succeed: {client:#?}");
     let started = SystemTime::now() - client.timings.total;
-    assert_eq!(t.probe(shop.client(), &client, started, Duration::from_millis(3), None, false), None);
-    let forced =
-        t.probe(shop.client(), &client, started, Duration::from_millis(3), None, true).expect("forced");
+    assert_eq!(
+        t.probe(&ProbeReport {
+            started,
+            lateness: Duration::from_millis(3),
+            ..report(shop.client(), &client, None, false)
+        }),
+        None
+    );
+    let forced = t
+        .probe(&ProbeReport {
+            started,
+            lateness: Duration::from_millis(3),
+            ..report(shop.client(), &client, None, true)
+        })
+        .expect("forced");
     let checker = probe_one(shop.checker()).await;
     assert_eq!(checker.error, Some(ErrorCode::ConnectRefused));
-    let failed =
-        t.probe(shop.checker(), &checker, SystemTime::now(), Duration::ZERO, None, false).expect("failure");
+    let failed = t.probe(&report(shop.checker(), &checker, None, false)).expect("failure");
 
     let spans = wait_spans(&receiver, 6).await;
     assert!(receiver.trace_requests().iter().all(|r| r.transport == Transport::Grpc));
@@ -290,12 +313,8 @@ async fn probe_both(t: &Telemetry, shop: &Shop) -> (Outcome, SpanRef, Outcome, S
     let checker = probe_one(shop.checker()).await;
     let up = change(None, Health::Healthy);
     let down = change(None, Health::Unhealthy);
-    let c = t
-        .probe(shop.client(), &client, SystemTime::now(), Duration::ZERO, Some(&up), false)
-        .expect("changed");
-    let k = t
-        .probe(shop.checker(), &checker, SystemTime::now(), Duration::ZERO, Some(&down), false)
-        .expect("failed");
+    let c = t.probe(&report(shop.client(), &client, Some(&up), false)).expect("changed");
+    let k = t.probe(&report(shop.checker(), &checker, Some(&down), false)).expect("failed");
     (client, c, checker, k)
 }
 
@@ -507,25 +526,8 @@ async fn forget_view_removes_every_series_of_the_view_and_keeps_the_others() {
     assert!(!t.exports_traces());
     let client = probe_one(shop.client()).await;
     let checker = probe_one(shop.checker()).await;
-    assert_eq!(
-        t.probe(
-            shop.client(),
-            &client,
-            SystemTime::now(),
-            Duration::ZERO,
-            Some(&change(None, Health::Healthy)),
-            true
-        ),
-        None
-    );
-    t.probe(
-        shop.checker(),
-        &checker,
-        SystemTime::now(),
-        Duration::ZERO,
-        Some(&change(None, Health::Unhealthy)),
-        false,
-    );
+    assert_eq!(t.probe(&report(shop.client(), &client, Some(&change(None, Health::Healthy)), true)), None);
+    t.probe(&report(shop.checker(), &checker, Some(&change(None, Health::Unhealthy)), false));
     t.skipped(shop.checker());
     let m = mismatch(Direction::FalseDrain);
     t.mismatch(MismatchEvent::Opened { mismatch: &m, since: SystemTime::now(), links: [None, None] });
@@ -563,8 +565,7 @@ async fn collector_down_drops_and_counts_without_blocking_and_export_resumes_whe
         options,
     );
     let checker = probe_one(shop.checker()).await;
-    let first =
-        t.probe(shop.checker(), &checker, SystemTime::now(), Duration::ZERO, None, false).expect("exported");
+    let first = t.probe(&report(shop.checker(), &checker, None, false)).expect("exported");
     wait_for(WAIT, || receiver.spans().iter().any(|s| s.trace_id() == first.trace_id_hex()).then_some(()))
         .await
         .expect("the first span arrives");
@@ -573,7 +574,7 @@ async fn collector_down_drops_and_counts_without_blocking_and_export_resumes_whe
     // The collector is gone: probing goes on at full speed, the queue overflows and counts.
     let start = Instant::now();
     for _ in 0..200 {
-        t.probe(shop.checker(), &checker, SystemTime::now(), Duration::ZERO, None, false);
+        t.probe(&report(shop.checker(), &checker, None, false));
     }
     assert!(
         start.elapsed() < Duration::from_secs(1),
@@ -592,7 +593,7 @@ async fn collector_down_drops_and_counts_without_blocking_and_export_resumes_whe
     // Back on the same address: new spans arrive.
     let receiver = OtlpReceiver::start_on(addr).await;
     let resumed = wait_for(WAIT, || {
-        let span = t.probe(shop.checker(), &checker, SystemTime::now(), Duration::ZERO, None, false);
+        let span = t.probe(&report(shop.checker(), &checker, None, false));
         let got = receiver.spans();
         span.and_then(|_| (!got.is_empty()).then_some(got.len()))
     })
@@ -624,7 +625,7 @@ async fn a_slow_collector_never_blocks_probing_and_timed_out_exports_are_counted
     let checker = probe_one(shop.checker()).await;
     let start = Instant::now();
     for _ in 0..100 {
-        t.probe(shop.checker(), &checker, SystemTime::now(), Duration::ZERO, None, false);
+        t.probe(&report(shop.checker(), &checker, None, false));
         tokio::task::yield_now().await;
     }
     assert!(
@@ -665,14 +666,7 @@ async fn shutdown_flushes_queued_spans_metrics_and_events() {
     );
     let checker = probe_one(shop.checker()).await;
     let span = t
-        .probe(
-            shop.checker(),
-            &checker,
-            SystemTime::now(),
-            Duration::ZERO,
-            Some(&change(None, Health::Unhealthy)),
-            false,
-        )
+        .probe(&report(shop.checker(), &checker, Some(&change(None, Health::Unhealthy)), false))
         .expect("exported");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(receiver.spans().is_empty(), "nothing exported before the batch interval");
@@ -722,14 +716,7 @@ async fn a_blocked_event_output_never_blocks_probing_and_drops_are_counted() {
     let checker = probe_one(shop.checker()).await;
     let start = Instant::now();
     for _ in 0..20 {
-        t.probe(
-            shop.checker(),
-            &checker,
-            SystemTime::now(),
-            Duration::ZERO,
-            Some(&change(None, Health::Unhealthy)),
-            false,
-        );
+        t.probe(&report(shop.checker(), &checker, Some(&change(None, Health::Unhealthy)), false));
     }
     assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
     let dropped =

@@ -10,15 +10,15 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use parallax::config::{self, ProcessEnv, View};
-use parallax::daemon::{Daemon, Options, TelemetrySink};
-use parallax::export::{MismatchEvent, ResourceInfo, SpanRef, Telemetry, TelemetryOptions};
-use parallax::probe::Outcome;
-use parallax::verdict::VerdictChange;
+use parallax::daemon::{Daemon, Options};
+use parallax::export::{
+    MismatchEvent, ProbeReport, ResourceInfo, Sink, SpanRef, Telemetry, TelemetryOptions,
+};
 
 use crate::daemon_child::{write_config, Fleet};
 use crate::procs::loopback;
@@ -55,16 +55,9 @@ impl Recorder {
     }
 }
 
-impl TelemetrySink for Recorder {
-    fn probe(
-        &self,
-        view: &View,
-        outcome: &Outcome,
-        started: SystemTime,
-        lateness: Duration,
-        change: Option<&VerdictChange>,
-        force: bool,
-    ) -> Option<SpanRef> {
+impl Sink for Recorder {
+    fn probe(&self, report: &ProbeReport<'_>) -> Option<SpanRef> {
+        let ProbeReport { outcome, lateness, .. } = *report;
         if self.recording.load(Ordering::Relaxed) {
             let mut s = self.samples();
             if s.lateness_ns.len() < MAX_SAMPLES {
@@ -83,7 +76,7 @@ impl TelemetrySink for Recorder {
                 (false, _, _) => s.failed += 1,
             }
         }
-        self.inner.probe(view, outcome, started, lateness, change, force)
+        self.inner.probe(report)
     }
 
     fn skipped(&self, view: &View) {
@@ -110,7 +103,7 @@ impl TelemetrySink for Recorder {
     }
 
     fn shutdown(&self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.inner.shutdown(deadline))
+        self.inner.shutdown(deadline)
     }
 }
 

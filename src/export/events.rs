@@ -11,13 +11,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::{ProfileName, Role, View};
+use crate::config::{ProfileName, Role};
 use crate::diff::Mismatch;
-use crate::probe::{ErrorCode, Outcome};
+use crate::probe::ErrorCode;
 use crate::verdict::VerdictChange;
 
 use super::metrics::Metrics;
-use super::{hex, SpanRef};
+use super::{hex, MismatchEvent, ProbeReport, SpanRef};
 
 /// RFC 3339 with milliseconds, UTC.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
@@ -54,16 +54,17 @@ pub(crate) struct VerdictChangeLine<'a> {
 }
 
 impl<'a> VerdictChangeLine<'a> {
+    /// The line of `report`, which decided `change` (its [`ProbeReport::change`]); `at` is when
+    /// the probe finished.
     pub(crate) fn new(
-        view: &'a View,
-        outcome: &Outcome,
-        at: SystemTime,
+        report: &ProbeReport<'a>,
         change: &VerdictChange,
         span: Option<SpanRef>,
     ) -> VerdictChangeLine<'a> {
+        let ProbeReport { view, outcome, started, .. } = *report;
         VerdictChangeLine {
             kind: "verdict_change",
-            at: rfc3339(at),
+            at: rfc3339(started + outcome.timings.total),
             target: &view.target,
             view: &view.name,
             role: view.role,
@@ -85,28 +86,55 @@ impl<'a> VerdictChangeLine<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct MismatchLine<'a> {
     #[serde(rename = "type")]
-    pub(crate) kind: &'static str,
+    kind: &'static str,
     /// When the event happened, RFC 3339.
-    pub(crate) at: String,
+    at: String,
     /// Opened: when the views started to disagree.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) since: Option<String>,
+    since: Option<String>,
     /// Resolved: when it opened.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) opened_at: Option<String>,
+    opened_at: Option<String>,
     /// Resolved: how long it was open, seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) open_for_s: Option<f64>,
+    open_for_s: Option<f64>,
     /// Resolved: `agreed`, `both_unhealthy` or `removed`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) resolution: Option<&'static str>,
+    resolution: Option<&'static str>,
     #[serde(flatten)]
-    pub(crate) mismatch: &'a Mismatch,
+    mismatch: &'a Mismatch,
     /// The exported `parallax.mismatch` span.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) trace_id: Option<String>,
+    trace_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) span_id: Option<String>,
+    span_id: Option<String>,
+}
+
+impl<'a> MismatchLine<'a> {
+    /// The line of `event`, happening at `now`, with its exported `parallax.mismatch` span.
+    pub(crate) fn new(event: &MismatchEvent<'a>, now: SystemTime, span: Option<SpanRef>) -> MismatchLine<'a> {
+        let line = MismatchLine {
+            kind: "mismatch_opened",
+            at: rfc3339(now),
+            since: None,
+            opened_at: None,
+            open_for_s: None,
+            resolution: None,
+            mismatch: event.mismatch(),
+            trace_id: span.map(|s| s.trace_id_hex()),
+            span_id: span.map(|s| s.span_id_hex()),
+        };
+        match event {
+            MismatchEvent::Opened { since, .. } => MismatchLine { since: Some(rfc3339(*since)), ..line },
+            MismatchEvent::Resolved { opened_at, open_for, resolution, .. } => MismatchLine {
+                kind: "mismatch_resolved",
+                opened_at: Some(rfc3339(*opened_at)),
+                open_for_s: Some(open_for.as_secs_f64()),
+                resolution: Some(resolution),
+                ..line
+            },
+        }
+    }
 }
 
 enum Message {

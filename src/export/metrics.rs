@@ -28,9 +28,9 @@ use tokio::time::Instant;
 use crate::config::{Role, View};
 use crate::diff::Mismatch;
 use crate::probe::{ErrorCode, Outcome};
-use crate::verdict::{Health, VerdictChange};
+use crate::verdict::Health;
 
-use super::{hex, SpanRef};
+use super::{hex, ProbeReport, SpanRef};
 
 /// Probe phase durations, seconds: 0.5 ms to 30 s.
 const DURATION_BUCKETS: [f64; 15] =
@@ -205,172 +205,128 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// The families, registered; `otel` when the histograms also go over OTLP.
     pub(crate) fn new(otel: Option<OtelHistograms>) -> Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::default(),
+            probe_total: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                HistogramWithExemplars::new(DURATION_BUCKETS.into_iter())
+            }),
+            view_up: Family::default(),
+            mismatch: Family::default(),
+            mismatch_seconds: Family::default(),
+            cert_not_after: Family::default(),
+            lateness: Histogram::new(LATENESS_BUCKETS),
+            skipped: Family::default(),
+            dropped: Family::default(),
+            failures: Family::default(),
+            reloads: Family::default(),
+            last_reload: Gauge::default(),
+            series: Mutex::new(Series::default()),
+            otel,
+        };
+        // Registered in this order, which is the order of `/metrics`.
         let mut registry = Registry::default();
-        let probe_total = Family::<ProbeLabels, Counter>::default();
+        metrics.register_probe_families(&mut registry);
+        metrics.register_health_families(&mut registry);
+        metrics.registry = registry;
+        metrics
+    }
+
+    /// What probes and mismatches record into.
+    fn register_probe_families(&self, registry: &mut Registry) {
         registry.register(
             "parallax_probe",
             "Probes run, by result and error code (error is empty for successes)",
-            probe_total.clone(),
+            self.probe_total.clone(),
         );
-        let duration: Family<PhaseLabels, DurationHistogram, fn() -> DurationHistogram> =
-            Family::new_with_constructor(|| HistogramWithExemplars::new(DURATION_BUCKETS.into_iter()));
         registry.register_with_unit(
             "parallax_probe_duration",
             "Probe phase durations (dns, connect, tls, ttfb, total); exemplars carry the trace id of exported spans",
             Unit::Seconds,
-            duration.clone(),
+            self.duration.clone(),
         );
-        let view_up = Family::<ViewRoleLabels, Gauge>::default();
         registry.register(
             "parallax_view_up",
             "The emulated load balancer's verdict of the view: 1 healthy, 0 unhealthy (absent until known)",
-            view_up.clone(),
+            self.view_up.clone(),
         );
-        let mismatch = Family::<MismatchLabels, Gauge>::default();
         registry.register(
             "parallax_mismatch",
             "1 while a mismatch between the client view and a checker view is open",
-            mismatch.clone(),
+            self.mismatch.clone(),
         );
-        let mismatch_seconds = Family::<MismatchLabels, Counter<f64, AtomicU64>>::default();
         registry.register_with_unit(
             "parallax_mismatch",
             "Time spent in mismatch",
             Unit::Seconds,
-            mismatch_seconds.clone(),
+            self.mismatch_seconds.clone(),
         );
-        let cert_not_after = Family::<TargetViewLabels, Gauge>::default();
         registry.register_with_unit(
             "parallax_tls_cert_not_after",
             "The leaf certificate's not_after, Unix time",
             Unit::Seconds,
-            cert_not_after.clone(),
+            self.cert_not_after.clone(),
         );
-        let lateness = Histogram::new(LATENESS_BUCKETS);
         registry.register_with_unit(
             "parallax_scheduler_lateness",
             "How late each probe started after its planned start",
             Unit::Seconds,
-            lateness.clone(),
+            self.lateness.clone(),
         );
-        let skipped = Family::<TargetViewLabels, Counter>::default();
         registry.register(
             "parallax_probe_skipped",
             "Ticks skipped because the view's previous probe was still running",
-            skipped.clone(),
+            self.skipped.clone(),
         );
-        let dropped = Family::<SignalLabels, Counter>::default();
+    }
+
+    /// The daemon's own health: exports dropped and failed, reloads. Their series are present
+    /// from the start at 0: an alert on rate() needs the series before the first drop.
+    fn register_health_families(&self, registry: &mut Registry) {
         registry.register(
             "parallax_export_dropped",
             "Spans, metric collections and event lines dropped: queue full or export failed after retries",
-            dropped.clone(),
+            self.dropped.clone(),
         );
-        let failures = Family::<SignalLabels, Counter>::default();
-        registry.register("parallax_export_failures", "Failed export attempts", failures.clone());
+        registry.register("parallax_export_failures", "Failed export attempts", self.failures.clone());
         for signal in SIGNALS {
-            // Present from the start at 0: an alert on rate() needs the series before the first drop.
-            let _ = dropped.get_or_create(&SignalLabels { signal: signal.to_owned() });
-            let _ = failures.get_or_create(&SignalLabels { signal: signal.to_owned() });
+            let _ = self.dropped.get_or_create(&SignalLabels { signal: signal.to_owned() });
+            let _ = self.failures.get_or_create(&SignalLabels { signal: signal.to_owned() });
         }
-        let reloads = Family::<ResultLabels, Counter>::default();
-        registry.register("parallax_reload", "Configuration reload attempts, by result", reloads.clone());
+        registry.register(
+            "parallax_reload",
+            "Configuration reload attempts, by result",
+            self.reloads.clone(),
+        );
         for result in ["success", "failure"] {
-            let _ = reloads.get_or_create(&ResultLabels { result: result.to_owned() });
+            let _ = self.reloads.get_or_create(&ResultLabels { result: result.to_owned() });
         }
-        let last_reload = Gauge::<f64, AtomicU64>::default();
         registry.register_with_unit(
             "parallax_config_last_reload_success_timestamp",
             "When the running configuration was loaded, Unix time",
             Unit::Seconds,
-            last_reload.clone(),
+            self.last_reload.clone(),
         );
-        Metrics {
-            registry,
-            probe_total,
-            duration,
-            view_up,
-            mismatch,
-            mismatch_seconds,
-            cert_not_after,
-            lateness,
-            skipped,
-            dropped,
-            failures,
-            reloads,
-            last_reload,
-            series: Mutex::new(Series::default()),
-            otel,
-        }
     }
 
     fn series(&self) -> MutexGuard<'_, Series> {
         self.series.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// One finished probe.
-    pub(crate) fn probe(
-        &self,
-        view: &View,
-        outcome: &Outcome,
-        lateness: Duration,
-        change: Option<&VerdictChange>,
-        span: Option<SpanRef>,
-    ) {
-        let t = &outcome.timings;
-        let durations = [t.dns, t.connect, t.tls, t.ttfb, Some(t.total)];
-        let not_after = outcome.tls.as_ref().and_then(|t| t.not_after_unix);
-        let exemplar = span.map(|s| TraceExemplar { trace_id: hex(&s.trace_id), span_id: hex(&s.span_id) });
-        let now = SystemTime::now();
+    /// One outcome of a finished probe, with its exported span (the exemplar).
+    pub(crate) fn probe(&self, report: &ProbeReport<'_>, span: Option<SpanRef>) {
+        let ProbeReport { view, outcome, lateness, change, .. } = *report;
         {
             let mut series = self.series();
-            let Series { handles, probes, phases, cert, .. } = &mut *series;
+            let Series { handles, probes, phases, cert, up, .. } = &mut *series;
             let handles = handles.entry((view.target.clone(), view.name.clone())).or_default();
             if handles.role != Some(view.role) {
                 // First probe of this view (or its role changed: new label sets).
                 *handles = ViewHandles { role: Some(view.role), ..ViewHandles::default() };
             }
-            let result = (outcome.ok, outcome.error);
-            let counter = match handles.probes.iter().find(|(r, _)| *r == result) {
-                Some((_, counter)) => counter,
-                None => {
-                    let labels = ProbeLabels {
-                        target: view.target.to_string(),
-                        view: view.name.to_string(),
-                        role: view.role.as_str().to_owned(),
-                        result: if outcome.ok { "success" } else { "failure" }.to_owned(),
-                        error: outcome.error.map(|e| e.as_str()).unwrap_or_default().to_owned(),
-                    };
-                    let counter = self.probe_total.get_or_create(&labels).clone();
-                    probes.entry(view_key(view)).or_default().insert(labels);
-                    handles.probes.push((result, counter));
-                    &handles.probes[handles.probes.len() - 1].1
-                }
-            };
-            counter.inc();
-            for ((phase, d), histogram) in PHASES.iter().zip(durations).zip(handles.phases.iter_mut()) {
-                let Some(d) = d else { continue };
-                let histogram = histogram.get_or_insert_with(|| {
-                    phases.entry(view_key(view)).or_default().insert(phase);
-                    let labels = PhaseLabels {
-                        target: view.target.to_string(),
-                        view: view.name.to_string(),
-                        phase: (*phase).to_owned(),
-                    };
-                    self.duration.get_or_create(&labels).clone()
-                });
-                histogram.observe(d.as_secs_f64(), exemplar.clone(), Some(now));
-                if let Some(otel) = &self.otel {
-                    otel.duration.record(
-                        d.as_secs_f64(),
-                        &[
-                            KeyValue::new("target", view.target.to_string()),
-                            KeyValue::new("view", view.name.to_string()),
-                            KeyValue::new("phase", *phase),
-                        ],
-                    );
-                }
-            }
-            if let Some(not_after) = not_after {
+            self.probe_counter(handles, probes, view, outcome).inc();
+            self.observe_durations(handles, phases, view, outcome, span);
+            if let Some(not_after) = outcome.tls.as_ref().and_then(|t| t.not_after_unix) {
                 let gauge = handles.cert.get_or_insert_with(|| {
                     cert.insert(view_key(view));
                     let labels =
@@ -380,7 +336,7 @@ impl Metrics {
                 gauge.set(not_after);
             }
             if change.is_some() {
-                series.up.insert(view_key(view), self.up_labels(view));
+                up.insert(view_key(view), self.up_labels(view));
             }
         }
         self.lateness.observe(lateness.as_secs_f64());
@@ -390,6 +346,71 @@ impl Metrics {
         if let Some(change) = change {
             let up = i64::from(change.to == Health::Healthy);
             self.view_up.get_or_create(&self.up_labels(view)).set(up);
+        }
+    }
+
+    /// The `parallax_probe_total` series of `outcome`'s result and error code, made (and its
+    /// label set remembered in `probes`) the first time the view has it.
+    fn probe_counter<'h>(
+        &self,
+        handles: &'h mut ViewHandles,
+        probes: &mut HashMap<ViewKey, HashSet<ProbeLabels>>,
+        view: &View,
+        outcome: &Outcome,
+    ) -> &'h Counter {
+        let result = (outcome.ok, outcome.error);
+        if let Some(i) = handles.probes.iter().position(|(r, _)| *r == result) {
+            return &handles.probes[i].1;
+        }
+        let labels = ProbeLabels {
+            target: view.target.to_string(),
+            view: view.name.to_string(),
+            role: view.role.as_str().to_owned(),
+            result: if outcome.ok { "success" } else { "failure" }.to_owned(),
+            error: outcome.error.map(|e| e.as_str()).unwrap_or_default().to_owned(),
+        };
+        let counter = self.probe_total.get_or_create(&labels).clone();
+        probes.entry(view_key(view)).or_default().insert(labels);
+        handles.probes.push((result, counter));
+        &handles.probes[handles.probes.len() - 1].1
+    }
+
+    /// `parallax_probe_duration_seconds` of every phase `outcome` timed, with `span` as the
+    /// exemplar (and into OpenTelemetry's histogram when OTLP metrics are on).
+    fn observe_durations(
+        &self,
+        handles: &mut ViewHandles,
+        phases: &mut HashMap<ViewKey, HashSet<&'static str>>,
+        view: &View,
+        outcome: &Outcome,
+        span: Option<SpanRef>,
+    ) {
+        let t = &outcome.timings;
+        let durations = [t.dns, t.connect, t.tls, t.ttfb, Some(t.total)];
+        let exemplar = span.map(|s| TraceExemplar { trace_id: hex(&s.trace_id), span_id: hex(&s.span_id) });
+        let now = SystemTime::now();
+        for ((phase, d), histogram) in PHASES.iter().zip(durations).zip(handles.phases.iter_mut()) {
+            let Some(d) = d else { continue };
+            let histogram = histogram.get_or_insert_with(|| {
+                phases.entry(view_key(view)).or_default().insert(phase);
+                let labels = PhaseLabels {
+                    target: view.target.to_string(),
+                    view: view.name.to_string(),
+                    phase: (*phase).to_owned(),
+                };
+                self.duration.get_or_create(&labels).clone()
+            });
+            histogram.observe(d.as_secs_f64(), exemplar.clone(), Some(now));
+            if let Some(otel) = &self.otel {
+                otel.duration.record(
+                    d.as_secs_f64(),
+                    &[
+                        KeyValue::new("target", view.target.to_string()),
+                        KeyValue::new("view", view.name.to_string()),
+                        KeyValue::new("phase", *phase),
+                    ],
+                );
+            }
         }
     }
 
@@ -557,149 +578,184 @@ fn kv<const N: usize>(pairs: [(&'static str, &str); N]) -> Vec<KeyValue> {
 impl Observables {
     /// Registers the observable instruments on `meter`.
     pub(crate) fn register(metrics: &Arc<Metrics>, meter: &Meter) -> Observables {
-        let m = metrics.clone();
-        let probe_total = meter
-            .u64_observable_counter("parallax_probe_total")
-            .with_description("Probes run, by result and error code.")
-            .with_callback(move |obs| {
-                let series = m.series();
-                for labels in series.probes.values().flatten() {
-                    if let Some(c) = m.probe_total.get(labels) {
-                        obs.observe(
-                            c.get(),
-                            &kv([
-                                ("target", &labels.target),
-                                ("view", &labels.view),
-                                ("role", &labels.role),
-                                ("result", &labels.result),
-                                ("error", &labels.error),
-                            ]),
-                        );
-                    }
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let skipped = meter
-            .u64_observable_counter("parallax_probe_skipped_total")
-            .with_description("Ticks skipped because the view's previous probe was still running.")
-            .with_callback(move |obs| {
-                let series = m.series();
-                for (target, view) in &series.skipped {
-                    let labels = TargetViewLabels { target: target.clone(), view: view.clone() };
-                    if let Some(c) = m.skipped.get(&labels) {
-                        obs.observe(c.get(), &kv([("target", target), ("view", view)]));
-                    }
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let export_health = meter
-            .u64_observable_counter("parallax_export_dropped_total")
-            .with_description("Telemetry dropped: queue full or export failed after retries.")
-            .with_callback(move |obs| {
-                for signal in SIGNALS {
-                    if let Some(c) = m.dropped.get(&SignalLabels { signal: signal.to_owned() }) {
-                        obs.observe(c.get(), &kv([("signal", signal)]));
-                    }
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let export_failures = meter
-            .u64_observable_counter("parallax_export_failures_total")
-            .with_description("Failed export attempts.")
-            .with_callback(move |obs| {
-                for signal in SIGNALS {
-                    if let Some(c) = m.failures.get(&SignalLabels { signal: signal.to_owned() }) {
-                        obs.observe(c.get(), &kv([("signal", signal)]));
-                    }
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let reloads = meter
-            .u64_observable_counter("parallax_reload_total")
-            .with_description("Configuration reload attempts, by result.")
-            .with_callback(move |obs| {
-                for result in ["success", "failure"] {
-                    if let Some(c) = m.reloads.get(&ResultLabels { result: result.to_owned() }) {
-                        obs.observe(c.get(), &kv([("result", result)]));
-                    }
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let mismatch_seconds = meter
-            .f64_observable_counter("parallax_mismatch_seconds_total")
-            .with_description("Time spent in mismatch.")
-            .with_unit("s")
-            .with_callback(move |obs| {
-                m.catch_up(Instant::now());
-                let series = m.series();
-                for labels in &series.mismatch_seconds {
-                    if let Some(c) = m.mismatch_seconds.get(labels) {
-                        obs.observe(c.get(), &mismatch_kv(labels));
-                    }
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let view_up = meter
-            .i64_observable_gauge("parallax_view_up")
-            .with_description("The emulated load balancer's verdict of the view: 1 healthy, 0 unhealthy.")
-            .with_callback(move |obs| {
-                let series = m.series();
-                for labels in series.up.values() {
-                    if let Some(g) = m.view_up.get(labels) {
-                        obs.observe(
-                            g.get(),
-                            &kv([("target", &labels.target), ("view", &labels.view), ("role", &labels.role)]),
-                        );
-                    }
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let mismatch = meter
-            .i64_observable_gauge("parallax_mismatch")
-            .with_description("1 while a mismatch is open.")
-            .with_callback(move |obs| {
-                let series = m.series();
-                for labels in series.open.keys() {
-                    obs.observe(1, &mismatch_kv(labels));
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let cert = meter
-            .i64_observable_gauge("parallax_tls_cert_not_after_seconds")
-            .with_description("The leaf certificate's not_after, Unix time.")
-            .with_unit("s")
-            .with_callback(move |obs| {
-                let series = m.series();
-                for (target, view) in &series.cert {
-                    let labels = TargetViewLabels { target: target.clone(), view: view.clone() };
-                    if let Some(g) = m.cert_not_after.get(&labels) {
-                        obs.observe(g.get(), &kv([("target", target), ("view", view)]));
-                    }
-                }
-            })
-            .build();
-        let m = metrics.clone();
-        let last_reload = meter
-            .f64_observable_gauge("parallax_config_last_reload_success_timestamp_seconds")
-            .with_description("When the running configuration was loaded, Unix time.")
-            .with_unit("s")
-            .with_callback(move |obs| obs.observe(m.last_reload.get(), &[]))
-            .build();
+        // Registered in this order (fields are evaluated as written).
         Observables {
-            _counters_u64: vec![probe_total, skipped, export_health, export_failures, reloads],
-            _counters_f64: vec![mismatch_seconds],
-            _gauges_i64: vec![view_up, mismatch, cert],
-            _gauges_f64: vec![last_reload],
+            _counters_u64: [probe_counters(metrics, meter), export_counters(metrics, meter)].concat(),
+            _counters_f64: vec![mismatch_seconds_counter(metrics, meter)],
+            _gauges_i64: gauges(metrics, meter),
+            _gauges_f64: vec![last_reload_gauge(metrics, meter)],
         }
     }
+}
+
+/// `parallax_probe_total` and `parallax_probe_skipped_total`.
+fn probe_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCounter<u64>> {
+    let m = metrics.clone();
+    let probe_total = meter
+        .u64_observable_counter("parallax_probe_total")
+        .with_description("Probes run, by result and error code.")
+        .with_callback(move |obs| {
+            let series = m.series();
+            for labels in series.probes.values().flatten() {
+                if let Some(c) = m.probe_total.get(labels) {
+                    obs.observe(
+                        c.get(),
+                        &kv([
+                            ("target", &labels.target),
+                            ("view", &labels.view),
+                            ("role", &labels.role),
+                            ("result", &labels.result),
+                            ("error", &labels.error),
+                        ]),
+                    );
+                }
+            }
+        })
+        .build();
+    let m = metrics.clone();
+    let skipped = meter
+        .u64_observable_counter("parallax_probe_skipped_total")
+        .with_description("Ticks skipped because the view's previous probe was still running.")
+        .with_callback(move |obs| {
+            let series = m.series();
+            for (target, view) in &series.skipped {
+                let labels = TargetViewLabels { target: target.clone(), view: view.clone() };
+                if let Some(c) = m.skipped.get(&labels) {
+                    obs.observe(c.get(), &kv([("target", target), ("view", view)]));
+                }
+            }
+        })
+        .build();
+    vec![probe_total, skipped]
+}
+
+/// `parallax_export_dropped_total`, `parallax_export_failures_total` and `parallax_reload_total`.
+fn export_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCounter<u64>> {
+    let export_health = signal_counter(
+        metrics,
+        meter,
+        "parallax_export_dropped_total",
+        "Telemetry dropped: queue full or export failed after retries.",
+        |m| &m.dropped,
+    );
+    let export_failures =
+        signal_counter(metrics, meter, "parallax_export_failures_total", "Failed export attempts.", |m| {
+            &m.failures
+        });
+    let m = metrics.clone();
+    let reloads = meter
+        .u64_observable_counter("parallax_reload_total")
+        .with_description("Configuration reload attempts, by result.")
+        .with_callback(move |obs| {
+            for result in ["success", "failure"] {
+                if let Some(c) = m.reloads.get(&ResultLabels { result: result.to_owned() }) {
+                    obs.observe(c.get(), &kv([("result", result)]));
+                }
+            }
+        })
+        .build();
+    vec![export_health, export_failures, reloads]
+}
+
+/// A counter per export signal, read from the family `family` picks.
+fn signal_counter(
+    metrics: &Arc<Metrics>,
+    meter: &Meter,
+    name: &'static str,
+    description: &'static str,
+    family: fn(&Metrics) -> &Family<SignalLabels, Counter>,
+) -> ObservableCounter<u64> {
+    let m = metrics.clone();
+    meter
+        .u64_observable_counter(name)
+        .with_description(description)
+        .with_callback(move |obs| {
+            for signal in SIGNALS {
+                if let Some(c) = family(&m).get(&SignalLabels { signal: signal.to_owned() }) {
+                    obs.observe(c.get(), &kv([("signal", signal)]));
+                }
+            }
+        })
+        .build()
+}
+
+/// `parallax_mismatch_seconds_total`, caught up at each collection.
+fn mismatch_seconds_counter(metrics: &Arc<Metrics>, meter: &Meter) -> ObservableCounter<f64> {
+    let m = metrics.clone();
+    let mismatch_seconds = meter
+        .f64_observable_counter("parallax_mismatch_seconds_total")
+        .with_description("Time spent in mismatch.")
+        .with_unit("s")
+        .with_callback(move |obs| {
+            m.catch_up(Instant::now());
+            let series = m.series();
+            for labels in &series.mismatch_seconds {
+                if let Some(c) = m.mismatch_seconds.get(labels) {
+                    obs.observe(c.get(), &mismatch_kv(labels));
+                }
+            }
+        })
+        .build();
+    mismatch_seconds
+}
+
+/// `parallax_view_up`, `parallax_mismatch` and `parallax_tls_cert_not_after_seconds`.
+fn gauges(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableGauge<i64>> {
+    let m = metrics.clone();
+    let view_up = meter
+        .i64_observable_gauge("parallax_view_up")
+        .with_description("The emulated load balancer's verdict of the view: 1 healthy, 0 unhealthy.")
+        .with_callback(move |obs| {
+            let series = m.series();
+            for labels in series.up.values() {
+                if let Some(g) = m.view_up.get(labels) {
+                    obs.observe(
+                        g.get(),
+                        &kv([("target", &labels.target), ("view", &labels.view), ("role", &labels.role)]),
+                    );
+                }
+            }
+        })
+        .build();
+    let m = metrics.clone();
+    let mismatch = meter
+        .i64_observable_gauge("parallax_mismatch")
+        .with_description("1 while a mismatch is open.")
+        .with_callback(move |obs| {
+            let series = m.series();
+            for labels in series.open.keys() {
+                obs.observe(1, &mismatch_kv(labels));
+            }
+        })
+        .build();
+    let m = metrics.clone();
+    let cert = meter
+        .i64_observable_gauge("parallax_tls_cert_not_after_seconds")
+        .with_description("The leaf certificate's not_after, Unix time.")
+        .with_unit("s")
+        .with_callback(move |obs| {
+            let series = m.series();
+            for (target, view) in &series.cert {
+                let labels = TargetViewLabels { target: target.clone(), view: view.clone() };
+                if let Some(g) = m.cert_not_after.get(&labels) {
+                    obs.observe(g.get(), &kv([("target", target), ("view", view)]));
+                }
+            }
+        })
+        .build();
+    vec![view_up, mismatch, cert]
+}
+
+/// `parallax_config_last_reload_success_timestamp_seconds`.
+fn last_reload_gauge(metrics: &Arc<Metrics>, meter: &Meter) -> ObservableGauge<f64> {
+    let m = metrics.clone();
+    let last_reload = meter
+        .f64_observable_gauge("parallax_config_last_reload_success_timestamp_seconds")
+        .with_description("When the running configuration was loaded, Unix time.")
+        .with_unit("s")
+        .with_callback(move |obs| obs.observe(m.last_reload.get(), &[]))
+        .build();
+    last_reload
 }
 
 fn mismatch_kv(labels: &MismatchLabels) -> Vec<KeyValue> {

@@ -10,7 +10,9 @@ mod sampling;
 mod spans;
 
 use std::fmt;
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,7 +27,9 @@ use crate::diff::Mismatch;
 use crate::probe::Outcome;
 use crate::verdict::VerdictChange;
 
-use events::{rfc3339, EventWriter, MismatchLine, VerdictChangeLine};
+pub(crate) use events::rfc3339;
+
+use events::{EventWriter, MismatchLine, VerdictChangeLine};
 use metrics::{Metrics, Observables, OtelHistograms};
 use otlp::{MetricPipeline, SharedReader, SpanPipeline};
 use sampling::Sampling;
@@ -72,6 +76,49 @@ pub struct ResourceInfo {
     pub node_name: Option<String>,
 }
 
+/// Where the daemon's telemetry goes: [`Telemetry`] in production; tests record the calls.
+/// Implementations must never block: the daemon calls them while its engine is locked.
+pub trait Sink: Send + Sync + 'static {
+    /// One outcome of a finished probe. Records the metrics; exports a span when sampled (every
+    /// failure, every verdict change, [`ProbeReport::force`], or the configured fraction of plain
+    /// successes); writes a JSON event line on a verdict change. Returns the exported span, if
+    /// any.
+    fn probe(&self, report: &ProbeReport<'_>) -> Option<SpanRef>;
+    /// A tick of `view` skipped because its previous probe was still running.
+    fn skipped(&self, view: &View);
+    /// A mismatch opened or resolved: `parallax_mismatch`, `parallax_mismatch_seconds_total`, a
+    /// `parallax.mismatch` span linked to the probe spans, and a JSON event line.
+    fn mismatch(&self, event: MismatchEvent<'_>);
+    /// A reload attempt: counted by result.
+    fn reload(&self, ok: bool);
+    /// Drops every metric series of a view that left the plan.
+    fn forget_view(&self, view: &View);
+    /// `/metrics` in the OpenMetrics text format (with exemplars carrying trace ids).
+    fn encode_metrics(&self) -> String;
+    /// Flushes spans and metrics, waiting at most `deadline`.
+    fn shutdown(&self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// One outcome of a finished probe, as telemetry receives it: built once where the probe ends
+/// and handed by reference to spans, metrics and event lines. A probe with `each_address` has
+/// one report per outcome; the verdict change goes with the outcome that stands for the probe.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeReport<'a> {
+    /// The view probed.
+    pub view: &'a View,
+    /// The outcome.
+    pub outcome: &'a Outcome,
+    /// When the probe started, wall time.
+    pub started: SystemTime,
+    /// How late it started after its planned start.
+    pub lateness: Duration,
+    /// The verdict change it decided, if any.
+    pub change: Option<&'a VerdictChange>,
+    /// Export the span whatever the sampling says (while a disagreement waits for its hold or
+    /// changes state, so the mismatch span can link the probes that decided it).
+    pub force: bool,
+}
+
 /// A mismatch that opened or resolved, with the probe spans it compares.
 #[derive(Debug, Clone)]
 pub enum MismatchEvent<'a> {
@@ -97,6 +144,15 @@ pub enum MismatchEvent<'a> {
         /// Spans of the probes that ended it (when exported).
         links: [Option<SpanRef>; 2],
     },
+}
+
+impl<'a> MismatchEvent<'a> {
+    /// The mismatch record the event is about.
+    pub fn mismatch(&self) -> &'a Mismatch {
+        match self {
+            MismatchEvent::Opened { mismatch, .. } | MismatchEvent::Resolved { mismatch, .. } => mismatch,
+        }
+    }
 }
 
 /// Knobs of the export pipelines; [`Default`] is what the daemon runs with. Tests shrink the
@@ -256,135 +312,85 @@ impl Telemetry {
     pub fn exports_traces(&self) -> bool {
         self.spans.is_some()
     }
+}
 
-    /// One finished probe of `view`, started at wall time `started`, `lateness` after its
-    /// planned start; `change` when it changed the view's verdict. Records the metrics; exports a
-    /// span when sampled (every failure, every verdict change, `force`, or the configured
-    /// fraction of plain successes); writes a JSON event line on a verdict change. Returns the
-    /// exported span, if any.
-    pub fn probe(
-        &self,
-        view: &View,
-        outcome: &Outcome,
-        started: SystemTime,
-        lateness: Duration,
-        change: Option<&VerdictChange>,
-        force: bool,
-    ) -> Option<SpanRef> {
+impl Sink for Telemetry {
+    fn probe(&self, report: &ProbeReport<'_>) -> Option<SpanRef> {
         let span = self.spans.as_ref().and_then(|pipeline| {
             let trace_id = self.ids.trace_id();
-            let sampling =
-                Sampling::decide(outcome.ok, change.is_some(), force, self.success_sample_ratio, trace_id);
+            let sampling = Sampling::decide(
+                report.outcome.ok,
+                report.change.is_some(),
+                report.force,
+                self.success_sample_ratio,
+                trace_id,
+            );
             if !sampling.keep() {
                 return None;
             }
-            let (root, spans) = spans::probe_spans(
-                view,
-                outcome,
-                started,
-                lateness,
-                change,
-                sampling,
-                trace_id,
-                &self.ids,
-                &self.scope,
-            );
+            let (root, spans) = spans::probe_spans(report, sampling, trace_id, &self.ids, &self.scope);
             pipeline.offer(spans, &self.metrics).then_some(root)
         });
-        self.metrics.probe(view, outcome, lateness, change, span);
-        if let Some(change) = change {
-            let at = started + outcome.timings.total;
-            self.events.emit(&VerdictChangeLine::new(view, outcome, at, change, span), &self.metrics);
+        self.metrics.probe(report, span);
+        if let Some(change) = report.change {
+            self.events.emit(&VerdictChangeLine::new(report, change, span), &self.metrics);
         }
         span
     }
 
-    /// A tick of `view` skipped because its previous probe was still running.
-    pub fn skipped(&self, view: &View) {
+    fn skipped(&self, view: &View) {
         self.metrics.skipped(view);
     }
 
-    /// A mismatch opened or resolved: `parallax_mismatch`, `parallax_mismatch_seconds_total`, a
-    /// `parallax.mismatch` span linked to the probe spans, and a JSON event line.
-    pub fn mismatch(&self, event: MismatchEvent<'_>) {
+    fn mismatch(&self, event: MismatchEvent<'_>) {
         let now = SystemTime::now();
         let mono = Instant::now();
-        let mismatch: &Mismatch = match &event {
-            MismatchEvent::Opened { mismatch, .. } => {
-                self.metrics.mismatch_opened(mismatch, mono);
-                mismatch
-            }
+        match &event {
+            MismatchEvent::Opened { mismatch, .. } => self.metrics.mismatch_opened(mismatch, mono),
             MismatchEvent::Resolved { mismatch, open_for, .. } => {
-                self.metrics.mismatch_resolved(mismatch, *open_for, mono);
-                mismatch
+                self.metrics.mismatch_resolved(mismatch, *open_for, mono)
             }
-        };
+        }
         let span = self.spans.as_ref().and_then(|pipeline| {
             let (root, span) = spans::mismatch_span(&event, now, &self.ids, &self.scope);
             pipeline.offer(vec![span], &self.metrics).then_some(root)
         });
-        let line = match &event {
-            MismatchEvent::Opened { since, .. } => MismatchLine {
-                kind: "mismatch_opened",
-                at: rfc3339(now),
-                since: Some(rfc3339(*since)),
-                opened_at: None,
-                open_for_s: None,
-                resolution: None,
-                mismatch,
-                trace_id: span.map(|s| s.trace_id_hex()),
-                span_id: span.map(|s| s.span_id_hex()),
-            },
-            MismatchEvent::Resolved { opened_at, open_for, resolution, .. } => MismatchLine {
-                kind: "mismatch_resolved",
-                at: rfc3339(now),
-                since: None,
-                opened_at: Some(rfc3339(*opened_at)),
-                open_for_s: Some(open_for.as_secs_f64()),
-                resolution: Some(resolution),
-                mismatch,
-                trace_id: span.map(|s| s.trace_id_hex()),
-                span_id: span.map(|s| s.span_id_hex()),
-            },
-        };
-        self.events.emit(&line, &self.metrics);
+        self.events.emit(&MismatchLine::new(&event, now, span), &self.metrics);
     }
 
-    /// A reload attempt: counted by result.
-    pub fn reload(&self, ok: bool) {
+    fn reload(&self, ok: bool) {
         self.metrics.reload(ok, SystemTime::now());
     }
 
-    /// Drops every metric series of a view that left the plan.
-    pub fn forget_view(&self, view: &View) {
+    fn forget_view(&self, view: &View) {
         self.metrics.forget_view(view);
     }
 
-    /// `/metrics` in the OpenMetrics text format (with exemplars carrying trace ids).
-    pub fn encode_metrics(&self) -> String {
+    fn encode_metrics(&self) -> String {
         self.metrics.encode()
     }
 
-    /// Flushes spans and metrics, waiting at most `deadline`.
-    pub async fn shutdown(&self, deadline: Duration) {
-        let spans = async {
-            if let Some(p) = &self.spans {
-                p.shutdown(deadline, &self.metrics).await;
+    fn shutdown(&self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let spans = async {
+                if let Some(p) = &self.spans {
+                    p.shutdown(deadline, &self.metrics).await;
+                }
+            };
+            let metrics = async {
+                if let Some(p) = &self.metric_push {
+                    p.shutdown(deadline, &self.metrics).await;
+                }
+            };
+            let events = async {
+                if !self.events.flush(deadline).await {
+                    tracing::warn!("event lines not flushed within {deadline:?}");
+                }
+            };
+            tokio::join!(spans, metrics, events);
+            if let Some(provider) = &self.meter_provider {
+                let _ = provider.shutdown();
             }
-        };
-        let metrics = async {
-            if let Some(p) = &self.metric_push {
-                p.shutdown(deadline, &self.metrics).await;
-            }
-        };
-        let events = async {
-            if !self.events.flush(deadline).await {
-                tracing::warn!("event lines not flushed within {deadline:?}");
-            }
-        };
-        tokio::join!(spans, metrics, events);
-        if let Some(provider) = &self.meter_provider {
-            let _ = provider.shutdown();
-        }
+        })
     }
 }

@@ -8,18 +8,17 @@
 //! header values, failure details never hold a secret.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::config::{Host, ProxyVersion, View};
-use crate::probe::{Outcome, Phase};
-use crate::verdict::VerdictChange;
+use crate::probe::{Outcome, Phase, TlsSummary};
 
 use super::sampling::Sampling;
-use super::{MismatchEvent, SpanRef};
+use super::{MismatchEvent, ProbeReport, SpanRef};
 
 /// The ids a new trace needs: one trace id, and span ids on demand.
 pub(crate) trait Ids {
@@ -104,22 +103,52 @@ fn failure_status(outcome: &Outcome) -> Status {
 
 /// The `parallax.probe` span and its phase children for one outcome. `trace_id` was drawn before
 /// the sampling decision (the ratio is decided on it).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn probe_spans(
-    view: &View,
-    outcome: &Outcome,
-    started: SystemTime,
-    lateness: Duration,
-    change: Option<&VerdictChange>,
+    report: &ProbeReport<'_>,
     sampling: Sampling,
     trace_id: [u8; 16],
     ids: &dyn Ids,
     scope: &InstrumentationScope,
 ) -> (SpanRef, Vec<SpanData>) {
+    let ProbeReport { view, outcome, started, .. } = *report;
     let root_id = ids.span_id();
     let root = SpanRef { trace_id, span_id: root_id };
     let end = started + outcome.timings.total;
+    let mut spans = vec![Draft {
+        context: context(trace_id, root_id),
+        parent: SpanId::INVALID,
+        kind: SpanKind::Client,
+        name: "parallax.probe",
+        start: started,
+        end,
+        attributes: probe_attributes(report, sampling),
+        links: Vec::new(),
+        status: if outcome.ok { Status::Unset } else { failure_status(outcome) },
+    }
+    .finish(scope)];
+    for phase in phases(view, outcome, started) {
+        spans.push(
+            Draft {
+                context: context(trace_id, ids.span_id()),
+                parent: SpanId::from_bytes(root_id),
+                kind: SpanKind::Internal,
+                name: phase.phase.as_str(),
+                start: phase.start,
+                end: phase.end.min(end),
+                attributes: phase_attributes(outcome, &phase),
+                links: Vec::new(),
+                status: if phase.failed { failure_status(outcome) } else { Status::Unset },
+            }
+            .finish(scope),
+        );
+    }
+    (root, spans)
+}
 
+/// The `parallax.probe` span's attributes, in a fixed order: the view, the request as sent, the
+/// connection and response, TLS, the failure, the verdict change.
+fn probe_attributes(report: &ProbeReport<'_>, sampling: Sampling) -> Vec<KeyValue> {
+    let ProbeReport { view, outcome, lateness, change, .. } = *report;
     let mut attributes = vec![
         s("parallax.target", view.target.to_string()),
         s("parallax.view", view.name.to_string()),
@@ -141,6 +170,29 @@ pub(crate) fn probe_spans(
     if let Some(profile) = view.profile {
         attributes.push(s("parallax.profile", profile.as_str()));
     }
+    push_request_attributes(&mut attributes, view, outcome);
+    push_response_attributes(&mut attributes, outcome);
+    if let Some(tls) = &outcome.tls {
+        push_tls_attributes(&mut attributes, tls);
+    }
+    if let Some(code) = outcome.error {
+        attributes.push(s("error.type", code.as_str()));
+    }
+    if let Some(phase) = outcome.phase {
+        attributes.push(s("parallax.error.phase", phase.as_str()));
+    }
+    if let Some(change) = change {
+        attributes.push(s("parallax.verdict.to", change.to.as_str()));
+        if let Some(from) = change.from {
+            attributes.push(s("parallax.verdict.from", from.as_str()));
+        }
+    }
+    attributes
+}
+
+/// The request as it was sent: method, Host, user agent, HTTP version, SNI, verification,
+/// source address, PROXY protocol.
+fn push_request_attributes(attributes: &mut Vec<KeyValue>, view: &View, outcome: &Outcome) {
     let request = &outcome.request;
     if let Some(method) = &request.method {
         attributes.push(s("http.request.method", method.clone()));
@@ -172,10 +224,14 @@ pub(crate) fn probe_spans(
             },
         ));
     }
+}
+
+/// The connection's two ends and what came back: HTTP status, gRPC health, local endpoints.
+fn push_response_attributes(attributes: &mut Vec<KeyValue>, outcome: &Outcome) {
     if let Some(peer) = outcome.peer {
         attributes.push(s("network.peer.address", peer.ip().to_string()));
         attributes.push(KeyValue::new("network.peer.port", i64::from(peer.port())));
-    } else if let Some(addr) = request.address {
+    } else if let Some(addr) = outcome.request.address {
         // Not connected: the address it tried is still the one that matters.
         attributes.push(s("network.peer.address", addr.ip().to_string()));
         attributes.push(KeyValue::new("network.peer.port", i64::from(addr.port())));
@@ -193,92 +249,56 @@ pub(crate) fn probe_spans(
     if let Some(n) = outcome.local_endpoints {
         attributes.push(KeyValue::new("parallax.local_endpoints", i64::try_from(n).unwrap_or(i64::MAX)));
     }
-    if let Some(tls) = &outcome.tls {
-        attributes.push(s("tls.protocol.name", "tls"));
-        if let Some(v) = &tls.version {
-            attributes.push(s("tls.protocol.version", tls_version(v)));
-        }
-        if let Some(c) = &tls.cipher {
-            attributes.push(s("tls.cipher", c.clone()));
-        }
-        if let Some(a) = &tls.alpn {
-            attributes.push(s("tls.next_protocol", a.clone()));
-        }
-        if let Some(subject) = &tls.cert_subject {
-            attributes.push(s("tls.server.subject", subject.clone()));
-        }
-        if let Some(not_after) = &tls.not_after {
-            attributes.push(s("tls.server.not_after", not_after.clone()));
-        }
-        if !tls.cert_sans.is_empty() {
-            attributes.push(strings("parallax.tls.cert_sans", tls.cert_sans.iter().cloned()));
-        }
-    }
-    if let Some(code) = outcome.error {
-        attributes.push(s("error.type", code.as_str()));
-    }
-    if let Some(phase) = outcome.phase {
-        attributes.push(s("parallax.error.phase", phase.as_str()));
-    }
-    if let Some(change) = change {
-        attributes.push(s("parallax.verdict.to", change.to.as_str()));
-        if let Some(from) = change.from {
-            attributes.push(s("parallax.verdict.from", from.as_str()));
-        }
-    }
+}
 
-    let mut spans = vec![Draft {
-        context: context(trace_id, root_id),
-        parent: SpanId::INVALID,
-        kind: SpanKind::Client,
-        name: "parallax.probe",
-        start: started,
-        end,
-        attributes,
-        links: Vec::new(),
-        status: if outcome.ok { Status::Unset } else { failure_status(outcome) },
+/// The TLS session and the server's leaf certificate.
+fn push_tls_attributes(attributes: &mut Vec<KeyValue>, tls: &TlsSummary) {
+    attributes.push(s("tls.protocol.name", "tls"));
+    if let Some(v) = &tls.version {
+        attributes.push(s("tls.protocol.version", tls_version(v)));
     }
-    .finish(scope)];
-    for phase in phases(view, outcome, started) {
-        let mut attributes = vec![s("parallax.phase", phase.phase.as_str())];
-        match phase.phase {
-            Phase::Dns if !outcome.resolved.is_empty() => {
-                attributes.push(strings(
-                    "parallax.dns.addresses",
-                    outcome.resolved.iter().map(|ip| ip.to_string()),
-                ));
-            }
-            Phase::Http | Phase::Grpc => {
-                if let Some(status) = outcome.status {
-                    attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
-                }
-                if let Some(ttfb) = outcome.timings.ttfb {
-                    attributes.push(KeyValue::new("parallax.ttfb_ms", ttfb.as_secs_f64() * 1e3));
-                }
-            }
-            _ => {}
-        }
-        if phase.failed {
-            if let Some(code) = outcome.error {
-                attributes.push(s("error.type", code.as_str()));
-            }
-        }
-        spans.push(
-            Draft {
-                context: context(trace_id, ids.span_id()),
-                parent: SpanId::from_bytes(root_id),
-                kind: SpanKind::Internal,
-                name: phase.phase.as_str(),
-                start: phase.start,
-                end: phase.end.min(end),
-                attributes,
-                links: Vec::new(),
-                status: if phase.failed { failure_status(outcome) } else { Status::Unset },
-            }
-            .finish(scope),
-        );
+    if let Some(c) = &tls.cipher {
+        attributes.push(s("tls.cipher", c.clone()));
     }
-    (root, spans)
+    if let Some(a) = &tls.alpn {
+        attributes.push(s("tls.next_protocol", a.clone()));
+    }
+    if let Some(subject) = &tls.cert_subject {
+        attributes.push(s("tls.server.subject", subject.clone()));
+    }
+    if let Some(not_after) = &tls.not_after {
+        attributes.push(s("tls.server.not_after", not_after.clone()));
+    }
+    if !tls.cert_sans.is_empty() {
+        attributes.push(strings("parallax.tls.cert_sans", tls.cert_sans.iter().cloned()));
+    }
+}
+
+/// A phase span's attributes: the phase, what it found (addresses, status, time to first
+/// byte), and the error when it is the phase that failed.
+fn phase_attributes(outcome: &Outcome, phase: &PhaseSpan) -> Vec<KeyValue> {
+    let mut attributes = vec![s("parallax.phase", phase.phase.as_str())];
+    match phase.phase {
+        Phase::Dns if !outcome.resolved.is_empty() => {
+            attributes
+                .push(strings("parallax.dns.addresses", outcome.resolved.iter().map(|ip| ip.to_string())));
+        }
+        Phase::Http | Phase::Grpc => {
+            if let Some(status) = outcome.status {
+                attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
+            }
+            if let Some(ttfb) = outcome.timings.ttfb {
+                attributes.push(KeyValue::new("parallax.ttfb_ms", ttfb.as_secs_f64() * 1e3));
+            }
+        }
+        _ => {}
+    }
+    if phase.failed {
+        if let Some(code) = outcome.error {
+            attributes.push(s("error.type", code.as_str()));
+        }
+    }
+    attributes
 }
 
 struct PhaseSpan {
@@ -413,6 +433,8 @@ pub(crate) fn mismatch_span(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::diff::testkit::{outcome_for, view};
     use crate::probe::{ErrorCode, Timings};

@@ -1,0 +1,375 @@
+//! Reloads: the reloader task, the fingerprint it watches the configuration with, and the pure
+//! plan diff that decides what of the running plan a new one keeps.
+//!
+//! The diff ([`plan_changes`]) compares names and recipes only: no telemetry, no I/O. The engine
+//! applies its result, and makes the telemetry calls that go with it (a removed view's series
+//! dropped, an ended pair's mismatch resolved).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, Interval};
+
+use crate::config::{self, ConfigError, ConfigErrors, Env, Plan, Target, View};
+
+use super::runtime::Shared;
+use super::Options;
+
+/// Compiles the directory on request and when its files, the files its `${file:..}`
+/// substitutions read or its `ca_file`s change (a rotated token or CA bundle, a Secret volume's
+/// `..data` swap); swaps good plans in, and has the prober read its `ca_file`s again.
+pub(super) async fn reloader(
+    shared: Arc<Shared>,
+    mut requests: mpsc::Receiver<()>,
+    options: Options,
+    mut read_files: Vec<PathBuf>,
+) {
+    let mut stop = shared.stop.subscribe();
+    let Some(dir) = options.config_dir else {
+        return refuse_reloads(stop, requests).await;
+    };
+    let mut seen = fingerprint_blocking(&dir, &read_files).await;
+    let mut poll = options.watch_interval.map(|every| {
+        let mut poll = tokio::time::interval_at(Instant::now() + every, every);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll
+    });
+    loop {
+        let forced = match next_check(&mut stop, &mut requests, poll.as_mut()).await {
+            Check::Requested => true,
+            Check::Polled => false,
+            Check::Stop => return,
+        };
+        // Read before compiling: a change made while compiling triggers one more reload.
+        let now_seen = fingerprint_blocking(&dir, &read_files).await;
+        if !forced && now_seen == seen {
+            continue;
+        }
+        if !forced {
+            tracing::info!(dir = %dir.display(), "configuration changed: reloading");
+        }
+        seen = now_seen;
+        let (loaded, named) = compile(&dir, &options.env).await;
+        // The files named, even by a configuration that failed (a token file not there yet
+        // makes the reload fail; its arrival must bring the next one). A changed list is
+        // fingerprinted anew at the next poll: at most one extra reload, which keeps every
+        // unchanged view's state.
+        if let Some(named) = named {
+            read_files = named;
+        }
+        if !install(&shared, loaded, Instant::now()).await {
+            // The scheduler has stopped: shutting down.
+            return;
+        }
+    }
+}
+
+/// What woke the reloader.
+enum Check {
+    /// SIGHUP or [`Handle::reload`](super::Handle::reload): reload whatever the fingerprint.
+    Requested,
+    /// The watch interval: reload if the fingerprint changed.
+    Polled,
+    /// Shutting down.
+    Stop,
+}
+
+/// Waits for a reload request, the next poll (never, without `poll`) or the stop.
+async fn next_check(
+    stop: &mut watch::Receiver<bool>,
+    requests: &mut mpsc::Receiver<()>,
+    poll: Option<&mut Interval>,
+) -> Check {
+    let polled = async {
+        match poll {
+            Some(poll) => {
+                poll.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => Check::Stop,
+        request = requests.recv() => match request {
+            Some(()) => Check::Requested,
+            None => Check::Stop,
+        },
+        () = polled => Check::Polled,
+    }
+}
+
+/// A daemon built from a plan, not a directory, has nothing to reload from: requests are
+/// answered with a warning until the stop.
+async fn refuse_reloads(mut stop: watch::Receiver<bool>, mut requests: mpsc::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            request = requests.recv() => match request {
+                Some(()) => tracing::warn!("reload requested, but the plan was not loaded from a directory"),
+                None => return,
+            },
+        }
+    }
+}
+
+/// Compiles `dir` off the runtime's threads. Returns the plan or every error, and the files the
+/// configuration named (`None` when the compiler did not finish: the list stays as it was).
+async fn compile(
+    dir: &Path,
+    env: &Arc<dyn Env + Send + Sync>,
+) -> (Result<Plan, ConfigErrors>, Option<Vec<PathBuf>>) {
+    let (load_dir, env) = (dir.to_path_buf(), env.clone());
+    match tokio::task::spawn_blocking(move || config::load_watched(&load_dir, &*env)).await {
+        Ok((result, named)) => (result, Some(named)),
+        Err(e) => {
+            let errors = ConfigErrors(vec![ConfigError {
+                file: Some(dir.to_path_buf()),
+                key: String::new(),
+                message: format!("compiling the configuration failed: {e}"),
+            }]);
+            (Err(errors), None)
+        }
+    }
+}
+
+/// Swaps a compiled plan in (the prober reads its `ca_file`s again), or records why the reload
+/// failed. Returns false when the scheduler has stopped.
+async fn install(shared: &Arc<Shared>, loaded: Result<Plan, ConfigErrors>, now: Instant) -> bool {
+    match loaded {
+        Ok(plan) => {
+            if let Some(prober) = &shared.prober {
+                prober.forget_tls();
+            }
+            shared.swap(plan, now).await
+        }
+        Err(errors) => {
+            shared.engine().reload_failed(&errors, &*shared.telemetry);
+            true
+        }
+    }
+}
+
+/// What a change of the configuration looks like from outside: every configuration file's,
+/// `${file:..}` file's and `ca_file`'s path, size, mtime and inode (metadata follows symlinks,
+/// so a ConfigMap's or Secret's `..data` swap changes the inode even when sizes and mtimes are
+/// equal).
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>, u64)>;
+
+async fn fingerprint_blocking(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
+    let (dir, read_files) = (dir.to_path_buf(), read_files.to_vec());
+    tokio::task::spawn_blocking(move || fingerprint(&dir, &read_files)).await.unwrap_or_default()
+}
+
+fn fingerprint(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    // An unreadable or empty directory is a fingerprint too: the reload reports why; so is a
+    // named file that is missing (its arrival changes the fingerprint).
+    config::files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .chain(read_files.iter().cloned())
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let (len, modified, ino) = meta.map_or((0, None, 0), |m| (m.len(), m.modified().ok(), m.ino()));
+            (path, len, modified, ino)
+        })
+        .collect()
+}
+
+/// A target as the plan diff compares it: its name and its views, the client first, then the
+/// checkers in configuration order (the order of the engine's view states and of
+/// [`TargetChanges`]' indices).
+#[derive(Debug)]
+pub(super) struct Lineup<'a> {
+    pub(super) name: &'a str,
+    pub(super) views: Vec<&'a View>,
+}
+
+impl<'a> Lineup<'a> {
+    /// The lineup of a compiled target.
+    pub(super) fn of(target: &'a Target) -> Lineup<'a> {
+        Lineup { name: &target.name, views: super::target::views_of(target).collect() }
+    }
+}
+
+/// What a new plan keeps of the running one, by position.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct PlanChanges {
+    /// For each target of the new plan, in order: the old target of the same name and what of
+    /// it carries over (`None`: a new target).
+    pub(super) targets: Vec<Option<(usize, TargetChanges)>>,
+    /// Old targets not in the new plan, in their old order: their mismatches end, their views'
+    /// series go.
+    pub(super) removed: Vec<usize>,
+}
+
+/// What a target of the new plan keeps of the same target in the old one. Views are indexed as
+/// in [`Lineup::views`] (0 is the client), pairs by checker (pair `k` is view `k + 1`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct TargetChanges {
+    /// For each new view: the old view whose state it keeps (same role and name, same recipe).
+    /// `None`: a new view, or one whose recipe changed, starts fresh.
+    pub(super) views: Vec<Option<usize>>,
+    /// Old checkers no longer in the target: their series go. A view whose recipe changed
+    /// keeps its series (the labels are the same); the client never leaves.
+    pub(super) removed_views: Vec<usize>,
+    /// For each new checker: the old pair that carries on (its open mismatch and attribution
+    /// budget), when both its client and its checker kept their state.
+    pub(super) pairs: Vec<Option<usize>>,
+    /// Old pairs that end, in the order their open mismatches close: those of checkers still
+    /// in the target (in the new order), then those of checkers that left (in the old order).
+    pub(super) ended_pairs: Vec<usize>,
+}
+
+impl TargetChanges {
+    /// Whether new view `i` keeps its state.
+    pub(super) fn keeps_view(&self, i: usize) -> bool {
+        self.views.get(i).is_some_and(Option::is_some)
+    }
+}
+
+/// The plan diff: targets match by name, views by role and name; a view keeps its state only
+/// when its recipe is unchanged, and a pair only when both its views do.
+pub(super) fn plan_changes(old: &[Lineup<'_>], new: &[Lineup<'_>]) -> PlanChanges {
+    // By name: a plan may hold tens of thousands of targets.
+    let old_index: HashMap<&str, usize> = old.iter().enumerate().map(|(i, o)| (o.name, i)).collect();
+    let new_names: HashSet<&str> = new.iter().map(|n| n.name).collect();
+    let targets = new
+        .iter()
+        .map(|n| {
+            let i = *old_index.get(n.name)?;
+            Some((i, target_changes(&old[i].views, &n.views)))
+        })
+        .collect();
+    let removed = (0..old.len()).filter(|&i| !new_names.contains(old[i].name)).collect();
+    PlanChanges { targets, removed }
+}
+
+/// What `new` (a target's views, client first) keeps of `old` (the same target's views before).
+pub(super) fn target_changes(old: &[&View], new: &[&View]) -> TargetChanges {
+    // For each new view, the old view of the same role and name.
+    let same_name: Vec<Option<usize>> = new
+        .iter()
+        .enumerate()
+        .map(|(i, view)| match i {
+            0 => (!old.is_empty()).then_some(0),
+            _ => (1..old.len()).find(|&j| old[j].name == view.name),
+        })
+        .collect();
+    let views: Vec<Option<usize>> =
+        same_name.iter().zip(new).map(|(same, view)| same.filter(|&j| *old[j] == **view)).collect();
+    let removed_views: Vec<usize> =
+        (1..old.len()).filter(|&j| !new.iter().skip(1).any(|v| v.name == old[j].name)).collect();
+    let client_kept = views.first().is_some_and(Option::is_some);
+    let mut pairs = Vec::with_capacity(new.len().saturating_sub(1));
+    let mut ended_pairs = Vec::new();
+    for (same, kept) in same_name.iter().zip(&views).skip(1) {
+        match same.map(|j| j - 1) {
+            Some(k) if client_kept && kept.is_some() => pairs.push(Some(k)),
+            Some(k) => {
+                ended_pairs.push(k);
+                pairs.push(None);
+            }
+            None => pairs.push(None),
+        }
+    }
+    ended_pairs.extend(removed_views.iter().map(|j| j - 1));
+    TargetChanges { views, removed_views, pairs, ended_pairs }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::testkit::{target, view, view_url};
+
+    fn changed(mut v: View) -> View {
+        v.path = "/other".into();
+        v
+    }
+
+    #[test]
+    fn an_unchanged_target_keeps_every_view_and_pair() {
+        let (client, a, b) = (view("shop", "client"), view("shop", "a"), view("shop", "b"));
+        let changes = target_changes(&[&client, &a, &b], &[&client, &a, &b]);
+        assert_eq!(
+            changes,
+            TargetChanges {
+                views: vec![Some(0), Some(1), Some(2)],
+                removed_views: vec![],
+                pairs: vec![Some(0), Some(1)],
+                ended_pairs: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn views_match_by_name_whatever_their_order_and_added_ones_start_fresh() {
+        let (client, a, b, c) =
+            (view("shop", "client"), view("shop", "a"), view("shop", "b"), view("shop", "c"));
+        let changes = target_changes(&[&client, &a, &b], &[&client, &c, &b, &a]);
+        assert_eq!(changes.views, [Some(0), None, Some(2), Some(1)]);
+        assert_eq!(changes.pairs, [None, Some(1), Some(0)]);
+        assert!(changes.removed_views.is_empty() && changes.ended_pairs.is_empty());
+    }
+
+    #[test]
+    fn a_changed_checker_starts_fresh_keeps_its_series_and_ends_its_pair() {
+        let (client, a, b) = (view("shop", "client"), view("shop", "a"), view("shop", "b"));
+        let b2 = changed(b.clone());
+        let changes = target_changes(&[&client, &a, &b], &[&client, &a, &b2]);
+        assert_eq!(changes.views, [Some(0), Some(1), None]);
+        assert!(changes.removed_views.is_empty(), "same labels: the series stay");
+        assert_eq!(changes.pairs, [Some(0), None]);
+        assert_eq!(changes.ended_pairs, [1]);
+        assert!(!changes.keeps_view(2));
+    }
+
+    #[test]
+    fn a_changed_client_ends_every_pair_but_the_checkers_keep_their_state() {
+        let (client, a, b) = (view("shop", "client"), view("shop", "a"), view("shop", "b"));
+        let client2 = changed(client.clone());
+        let changes = target_changes(&[&client, &a, &b], &[&client2, &a, &b]);
+        assert_eq!(changes.views, [None, Some(1), Some(2)]);
+        assert_eq!(changes.pairs, [None, None]);
+        assert_eq!(changes.ended_pairs, [0, 1]);
+    }
+
+    #[test]
+    fn checkers_that_left_lose_their_series_and_their_pairs_end_after_the_changed_ones() {
+        let (client, a, b, c) =
+            (view("shop", "client"), view("shop", "a"), view("shop", "b"), view("shop", "c"));
+        let c2 = changed(c.clone());
+        let changes = target_changes(&[&client, &a, &b, &c], &[&client, &c2]);
+        assert_eq!(changes.views, [Some(0), None]);
+        assert_eq!(changes.removed_views, [1, 2]);
+        assert_eq!(changes.pairs, [None]);
+        assert_eq!(changes.ended_pairs, [2, 0, 1], "the changed checker's first, then those that left");
+    }
+
+    #[test]
+    fn targets_match_by_name_and_the_rest_are_added_or_removed() {
+        let shop = target(view("shop", "client"), vec![view("shop", "nlb"), view("shop", "gone")]);
+        let old = target(view_url("old", "client", "https://old.example.com/"), vec![]);
+        let fresh = target(view_url("fresh", "client", "https://fresh.example.com/"), vec![]);
+        let mut shop2 = shop.clone();
+        shop2.checkers.truncate(1);
+        let before = [Lineup::of(&old), Lineup::of(&shop)];
+        let after = [Lineup::of(&shop2), Lineup::of(&fresh)];
+        let changes = plan_changes(&before, &after);
+        assert_eq!(changes.removed, [0]);
+        let [Some((1, kept)), None] = &changes.targets[..] else { panic!("{changes:?}") };
+        assert_eq!(kept.views, [Some(0), Some(1)]);
+        assert_eq!(kept.removed_views, [2]);
+        assert_eq!(kept.ended_pairs, [1]);
+    }
+
+    #[test]
+    fn the_first_plan_adds_everything() {
+        let shop = target(view("shop", "client"), vec![view("shop", "nlb")]);
+        let changes = plan_changes(&[], &[Lineup::of(&shop)]);
+        assert_eq!(changes, PlanChanges { targets: vec![None], removed: vec![] });
+    }
+}
