@@ -17,6 +17,8 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
+use crate::probe::timestamp::Timestamp;
+
 /// Why a certificate could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -45,20 +47,10 @@ impl Date {
         Date { year, month, day }
     }
 
-    /// The UTC calendar day of `t` (Howard Hinnant's `civil_from_days`); the epoch's for a time
-    /// before it.
+    /// The UTC calendar day of `t`; the epoch's for a time before it.
     pub fn of(t: SystemTime) -> Date {
-        let days = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        Date::new(year as i32, month as u8, day as u8)
+        let (year, month, day) = Timestamp::from(t.max(UNIX_EPOCH)).date();
+        Date::new(i32::try_from(year).unwrap_or(i32::MAX), month, day)
     }
 }
 

@@ -686,7 +686,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::diff::testkit::{ok_outcome, view};
+    use crate::testkit::{ok_outcome, view};
     use crate::probe::ErrorCode;
 
     /// 2023-11-14T22:13:20.123Z: an arbitrary fixed wall time for the anchors.

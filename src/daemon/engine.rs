@@ -11,16 +11,17 @@ use tokio::time::Instant;
 use crate::config::{self, ConfigErrors, Plan, Target, View};
 use crate::diff::lifecycle::probe_ok;
 use crate::diff::{
-    audit_allow_sources, Attribution, Case, DiffEvent, Mismatch, OpenMismatch, PairEvent, TargetDiff,
+    audit_allow_sources, worst_index, Attribution, Case, DiffEvent, Mismatch, OpenMismatch, PairEvent, TargetDiff,
 };
-use crate::export::{rfc3339, MismatchEvent, ProbeReport, Sink, SpanRef};
+use crate::export::{MismatchEvent, ProbeReport, Sink, SpanRef};
+use crate::probe::timestamp::rfc3339;
 use crate::schedule::{Finished, Scheduled, WallClock};
 use crate::status::{ReloadStatus, StatusDoc};
 use crate::verdict::VerdictChange;
 
 use super::reload::{plan_changes, Lineup, TargetChanges};
 use super::target::{
-    attribution_settings, diagnosed, hold_of, views_of, worst_index, AttributionJob, AuditRecord, PairState,
+    attribution_settings, hold_of, views_of, AttributionJob, AuditRecord, PairState,
     TargetState, ViewState,
 };
 
@@ -437,7 +438,7 @@ impl Engine {
             // Resolved (or replaced by a reload) while the hybrids ran.
             return Vec::new();
         };
-        let mismatch = diagnosed(&Case {
+        let mismatch = Mismatch::diagnose(&Case {
             direction: record.mismatch.direction,
             client_view: &job.client_view,
             checker_view: &job.checker_view,
@@ -502,7 +503,7 @@ fn export_probe(
     force: bool,
     telemetry: &dyn Sink,
 ) -> Option<SpanRef> {
-    let worst = worst_index(&probe.outcomes);
+    let worst = worst_index(&probe.outcomes).unwrap_or(0);
     let mut span = None;
     for (i, outcome) in probe.outcomes.iter().enumerate() {
         let report = ProbeReport {

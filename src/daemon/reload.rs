@@ -283,7 +283,7 @@ pub(super) fn target_changes(old: &[&View], new: &[&View]) -> TargetChanges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::testkit::{target, view, view_url};
+    use crate::testkit::{target, view, view_url};
 
     fn changed(mut v: View) -> View {
         v.path = "/other".into();

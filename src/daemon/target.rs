@@ -9,10 +9,11 @@ use tokio::time::Instant;
 
 use crate::config::{Role, Target, View};
 use crate::diff::{
-    diagnose, pair_outcomes, AttributionBudget, AttributionSettings, Case, Direction, HoldTime, Mismatch,
+    pair_outcomes, worst_outcome, AttributionBudget, AttributionSettings, Case, Direction, HoldTime, Mismatch,
     OpenMismatch, Resolution, TargetDiff,
 };
-use crate::export::{rfc3339, MismatchEvent, Sink, SpanRef};
+use crate::export::{MismatchEvent, Sink, SpanRef};
+use crate::probe::timestamp::rfc3339;
 use crate::probe::{ErrorCode, Outcome};
 use crate::schedule::WallClock;
 use crate::status::{
@@ -96,7 +97,7 @@ impl ViewState {
             at_ms: u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
             total_us: u32::try_from(total.as_micros()).unwrap_or(u32::MAX),
             ok,
-            error: worst(&outcomes).and_then(|o| o.error),
+            error: worst_outcome(&outcomes).and_then(|o| o.error),
         });
         self.last = outcomes;
     }
@@ -122,7 +123,7 @@ impl ViewState {
                 rise,
                 fall,
             },
-            last_outcome: worst(&self.last).cloned(),
+            last_outcome: worst_outcome(&self.last).cloned(),
             recent: self.recent.iter().map(Recent::status).collect(),
             probes: self.probes,
             failures: self.failures,
@@ -286,21 +287,6 @@ pub(super) fn views_of(target: &Target) -> impl Iterator<Item = &View> {
     std::iter::once(&target.client).chain(target.checkers.iter())
 }
 
-/// The index of the outcome that stands for a probe: the first failure, else the first.
-pub(super) fn worst_index(outcomes: &[Outcome]) -> usize {
-    outcomes.iter().position(|o| !o.ok).unwrap_or(0)
-}
-
-/// The outcome that stands for a probe (see [`worst_index`]).
-fn worst(outcomes: &[Outcome]) -> Option<&Outcome> {
-    outcomes.get(worst_index(outcomes))
-}
-
-/// The mismatch record of `case`, with its diagnosis.
-pub(super) fn diagnosed(case: &Case<'_>) -> Mismatch {
-    Mismatch::from_case(case, diagnose(case))
-}
-
 fn resolution_name(resolution: Resolution) -> &'static str {
     match resolution {
         Resolution::BothHealthy => "agreed",
@@ -364,7 +350,7 @@ impl TargetState {
             // them cannot be diagnosed and is left to the next probe.
             return None;
         };
-        let mismatch = diagnosed(&Case {
+        let mismatch = Mismatch::diagnose(&Case {
             direction,
             client_view: &client_state.view,
             checker_view: &checker_state.view,

@@ -14,7 +14,7 @@ use crate::config::{
     self, AdminSettings, ConfigErrors, ExportSettings, InitialHealth, Plan, ProfileName, SourceBind, Target,
     View,
 };
-use crate::diff::testkit::{failed, ok_outcome, target, view_url};
+use crate::testkit::{failed, ok_outcome, target, view_url};
 use crate::export::{MismatchEvent, ProbeReport, Sink, SpanRef};
 use crate::probe::ErrorCode;
 use crate::schedule::{ProbeFuture, WallClock};

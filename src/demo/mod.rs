@@ -173,11 +173,12 @@ pub async fn run(
 
 /// The daemon's telemetry: JSON event lines to `events`, OTLP only with `--otlp`.
 fn telemetry(plan: &Plan, events: Box<dyn Write + Send>, otlp: bool) -> Arc<Telemetry> {
+    // Without `--otlp`, no OTEL_* variable may turn exports on: the demo stays on loopback.
+    let env = demo_env(otlp);
     Arc::new(Telemetry::with_options(
         &plan.export,
-        ResourceInfo { host_name: host_name(), node_name: None },
-        // Without `--otlp`, no OTEL_* variable may turn exports on: the demo stays on loopback.
-        &*demo_env(otlp),
+        ResourceInfo { host_name: daemon::host_name(&*env), node_name: None },
+        &*env,
         TelemetryOptions { events, ..TelemetryOptions::default() },
     ))
 }
@@ -217,14 +218,6 @@ fn demo_env(otlp: bool) -> Box<dyn config::Env> {
     } else {
         Box::new(HashMap::<String, String>::new())
     }
-}
-
-/// This host's name for the telemetry resource, from the kernel.
-fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
 }
 
 /// Binds `addr`, or a free port on the same address when `addr` is taken (`true` then).

@@ -150,7 +150,7 @@ pub fn display_path(view: &View) -> &str {
 mod tests {
     use super::*;
     use crate::config::{Endpoint, ProxyHeader, ProxyVersion, Sni, Source, SourceBind};
-    use crate::diff::testkit::{header, view_url};
+    use crate::testkit::{header, view_url};
 
     fn nlb() -> View {
         view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")

@@ -269,7 +269,7 @@ mod tests {
     use super::*;
     use crate::config::{HostHeader, Sni};
     use crate::diff::attribute::effective_sni;
-    use crate::diff::testkit::{ok_outcome, outcome_for, view_url};
+    use crate::testkit::{ok_outcome, outcome_for, view_url};
     use crate::probe::ErrorCode;
 
     fn nlb() -> View {

@@ -89,7 +89,7 @@ impl SourceGap {
 mod tests {
     use super::*;
     use crate::config::{SourceBind, View};
-    use crate::diff::testkit::{target, view_url};
+    use crate::testkit::{target, view_url};
 
     fn client() -> View {
         view_url("shop", "client", "https://shop.example.com/cart")

@@ -199,7 +199,7 @@ mod tests {
     use super::*;
     use crate::config::{Endpoint, Host, Scheme};
     use crate::diff::attribution::plan_hybrids;
-    use crate::diff::testkit::{header, view_url};
+    use crate::testkit::{header, view_url};
 
     fn nlb() -> View {
         view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")

@@ -384,7 +384,7 @@ pub fn worst_outcome<O: Borrow<Outcome>>(outcomes: &[O]) -> Option<&O> {
 mod tests {
     use super::*;
     use crate::config::InitialHealth;
-    use crate::diff::testkit::{outcome_for, target, view};
+    use crate::testkit::{outcome_for, target, view};
     use crate::probe::ErrorCode;
 
     const H: Option<Health> = Some(Health::Healthy);

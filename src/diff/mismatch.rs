@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::attribute::Attribute;
 use super::attribution::{dialed, Attribution};
 use super::audit::SourceGap;
-use super::diagnosis::{diagnose, Case, Diagnosis, Finding};
+use super::diagnosis::{diagnose, Case, Diagnosis};
 use crate::config::Target;
 use crate::probe::ErrorCode;
 
@@ -92,12 +92,7 @@ impl Mismatch {
     /// The record of a disagreeing pair: diagnoses it ([`diagnose`]) and keeps the attribution
     /// the diagnosis was made from.
     pub fn diagnose(case: &Case<'_>) -> Mismatch {
-        Mismatch::from_case(case, diagnose(case))
-    }
-
-    /// The record of a disagreeing pair with a diagnosis made beforehand. Prefer
-    /// [`Mismatch::diagnose`], which cannot pair a case with another case's finding.
-    pub fn from_case(case: &Case<'_>, finding: Finding) -> Mismatch {
+        let finding = diagnose(case);
         Mismatch {
             target: case.client_view.target.clone(),
             client_view: case.client_view.name.clone(),

@@ -18,8 +18,6 @@ pub mod diagnosis;
 pub mod hybrid;
 pub mod lifecycle;
 pub mod mismatch;
-#[cfg(test)]
-pub(crate) mod testkit;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -160,7 +158,7 @@ mod tests {
 
     use super::*;
     use crate::config::{ProfileName, SourceBind};
-    use crate::diff::testkit::{at, failed, ok_outcome, target, view_url};
+    use crate::testkit::{at, failed, ok_outcome, target, view_url};
 
     fn client() -> View {
         view_url("shop", "client", "https://shop.example.com/cart")
@@ -409,9 +407,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn secrets_never_reach_the_record() {
         let mut c = client();
-        c.http.headers = vec![crate::diff::testkit::header("authorization", "Bearer s3cret-token", true)];
+        c.http.headers = vec![crate::testkit::header("authorization", "Bearer s3cret-token", true)];
         let mut k = view_url("shop", "alb", "https://shop.example.com/cart");
-        k.http.headers = vec![crate::diff::testkit::header("cookie", "session=s3cret-cookie", true)];
+        k.http.headers = vec![crate::testkit::header("cookie", "session=s3cret-cookie", true)];
         let t = target(c, vec![k]);
         let outcomes = vec![ok_outcome(&t.client), failed(&t.checkers[0], ErrorCode::HttpStatus, Some(401))];
         let backend = |v: View| async move {

@@ -13,16 +13,12 @@ use serde::Serialize;
 
 use crate::config::{ProfileName, Role};
 use crate::diff::Mismatch;
+use crate::probe::timestamp::rfc3339;
 use crate::probe::ErrorCode;
 use crate::verdict::VerdictChange;
 
 use super::metrics::Metrics;
 use super::{hex, MismatchEvent, ProbeReport, SpanRef};
-
-/// RFC 3339 with milliseconds, UTC.
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
 
 /// A verdict change line.
 #[derive(Debug, Serialize)]

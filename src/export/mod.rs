@@ -27,8 +27,6 @@ use crate::diff::Mismatch;
 use crate::probe::Outcome;
 use crate::verdict::VerdictChange;
 
-pub(crate) use events::rfc3339;
-
 use events::{EventWriter, MismatchLine, VerdictChangeLine};
 use metrics::{Metrics, Observables, OtelHistograms};
 use otlp::{MetricPipeline, SharedReader, SpanPipeline};

@@ -436,7 +436,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::diff::testkit::{outcome_for, view};
+    use crate::testkit::{outcome_for, view};
     use crate::probe::{ErrorCode, Timings};
 
     const MS: Duration = Duration::from_millis(1);

@@ -13,11 +13,12 @@ pub(crate) enum Precision {
     /// Whole seconds, `2027-01-01T00:00:00Z` (certificate validity has no finer grain).
     Seconds,
     /// Milliseconds, truncated, `2027-01-01T00:00:00.000Z` (events and status).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "export::events and the daemon switch to it when issue 11 merges")
-    )]
     Millis,
+}
+
+/// `t` as RFC 3339 with milliseconds, UTC: the form of every event, status and reload time.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    Timestamp::from(t).rfc3339(Precision::Millis)
 }
 
 /// A point in time, as whole seconds since the Unix epoch (negative before it) and the

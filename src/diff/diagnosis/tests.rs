@@ -9,7 +9,7 @@ use crate::config::{HostHeader, ProxyHeader, ProxyVersion, Source, SourceBind};
 use crate::diff::attribute::{effective_host, effective_sni};
 use crate::diff::attribution::{explain_address_by_tls, pin, plan_hybrids};
 use crate::diff::hybrid::Hybrid;
-use crate::diff::testkit::{at, failed, header, ok_outcome, outcome_for, view_url};
+use crate::testkit::{at, failed, header, ok_outcome, outcome_for, view_url};
 
 /// The client of every case: `https://shop.example.com/cart`, token in `authorization`.
 fn client() -> View {
