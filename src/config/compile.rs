@@ -26,7 +26,9 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
 use super::plan::*;
-use super::profiles::{self, ProfileDefaults, ProfileName};
+use super::secret::*;
+use super::view::*;
+use super::profiles::{self, ProfileDefaults};
 use super::raw::*;
 use super::subst::{self, Substituted};
 use super::{ConfigError, ConfigErrors, Env};

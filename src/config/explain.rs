@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 
 use super::plan::*;
-use super::ProfileName;
+use super::secret::*;
+use super::view::*;
 
 /// Renders the compiled plan for humans: every view with its effective settings after profile
 /// defaults; secrets as `<redacted>`.
@@ -66,7 +67,7 @@ pub fn explain(plan: &Plan) -> String {
             None => "two checker intervals".to_owned(),
         };
         line(&mut out, 2, "hold", &hold);
-        for view in std::iter::once(&target.client).chain(&target.checkers) {
+        for view in target.views() {
             out.push('\n');
             explain_view(&mut out, view);
         }
@@ -239,25 +240,15 @@ fn tls(v: &View) -> String {
 }
 
 fn host(v: &View) -> String {
-    match &v.http.host {
-        HostHeader::FromUrl => {
-            let default_port = if v.scheme.uses_tls() { 443 } else { 80 };
-            if v.url_endpoint.port == default_port {
-                format!("{} (from URL)", v.url_endpoint.host)
-            } else {
-                format!("{} (from URL)", v.url_endpoint)
-            }
-        }
-        HostHeader::DialedAddress => match &v.dial_endpoint().host {
-            Host::Ip(_) => format!("{} (the dialed address)", v.dial_endpoint()),
-            Host::Name(_) => format!("the dialed ip:port (port {})", v.dial_endpoint().port),
-        },
-        HostHeader::DialedIp => match &v.dial_endpoint().host {
-            Host::Ip(ip) => format!("{ip} (the dialed IP, no port)"),
-            Host::Name(_) => "the dialed IP, no port".to_owned(),
-        },
-        HostHeader::Value(h) => h.clone(),
-        HostHeader::None => "none".to_owned(),
+    let dial = v.dial_endpoint();
+    let Some(sent) = v.host_header(Dialed::Endpoint(dial)) else { return "none".to_owned() };
+    match (&v.http.host, &dial.host) {
+        (HostHeader::FromUrl, _) => format!("{sent} (from URL)"),
+        (HostHeader::DialedAddress, Host::Ip(_)) => format!("{sent} (the dialed address)"),
+        (HostHeader::DialedAddress, Host::Name(_)) => format!("the dialed ip:port (port {})", dial.port),
+        (HostHeader::DialedIp, Host::Ip(_)) => format!("{sent} (the dialed IP, no port)"),
+        (HostHeader::DialedIp, Host::Name(_)) => "the dialed IP, no port".to_owned(),
+        (HostHeader::Value(_) | HostHeader::None, _) => sent.into_owned(),
     }
 }
 

@@ -6,7 +6,9 @@ mod explain;
 pub mod plan;
 pub mod profiles;
 mod raw;
+mod secret;
 mod subst;
+pub mod view;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 pub use explain::explain;
 pub use plan::*;
-pub use profiles::ProfileName;
+pub use secret::{MaybeSecret, Secret};
+pub use view::*;
 
 /// Where substitutions read `${NODE_NAME}`, `${NODE_IP}` and `${env:NAME}` from. Injected so
 /// tests do not touch the process environment.
