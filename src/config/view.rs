@@ -662,3 +662,144 @@ pub enum InitialHealth {
     /// Decided by the first probe (kubelet, Envoy: one success at startup is enough).
     FirstProbe,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+
+    /// The client view of a one-target plan whose client has `url`.
+    fn view(url: &str) -> View {
+        let text = format!("[[target]]\nname = \"t\"\n[target.client]\nurl = \"{url}\"\n");
+        match super::super::load_str(Path::new("t.toml"), &text, &HashMap::new()) {
+            Ok(plan) => plan.targets[0].client.clone(),
+            Err(e) => panic!("{url}: {e}"),
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn host(v: &View, dialed: Dialed<'_>) -> Option<String> {
+        v.host_header(dialed).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn host_from_the_url_carries_the_port_only_when_not_the_schemes_default() {
+        let dialed = Dialed::Address(addr("10.1.2.3:30080"));
+        let cases = [
+            ("http://shop.example.com/", "shop.example.com"),
+            ("http://shop.example.com:8080/", "shop.example.com:8080"),
+            ("https://shop.example.com:443/", "shop.example.com"),
+            ("https://shop.example.com:80/", "shop.example.com:80"),
+            ("https://[2001:db8::1]:8443/", "[2001:db8::1]:8443"),
+            ("https://[2001:db8::1]/", "[2001:db8::1]"),
+            ("http://10.0.0.5:80/", "10.0.0.5"),
+            ("grpc://health.internal:80", "health.internal"),
+            ("grpcs://health.internal:50051", "health.internal:50051"),
+        ];
+        for (url, want) in cases {
+            let v = view(url);
+            for dialed in [dialed, Dialed::NotYet, Dialed::Endpoint(v.dial_endpoint())] {
+                assert_eq!(host(&v, dialed).as_deref(), Some(want), "{url} {dialed:?}");
+            }
+            assert_eq!(v.url_authority(), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn host_of_the_dialed_address_is_known_once_dialed() {
+        let mut v = view("http://shop.example.com/");
+        v.http.host = HostHeader::DialedAddress;
+        assert_eq!(host(&v, Dialed::NotYet), None, "not dialed yet");
+        assert_eq!(host(&v, Dialed::Address(addr("10.1.2.3:30080"))).as_deref(), Some("10.1.2.3:30080"));
+        assert_eq!(
+            host(&v, Dialed::Address(addr("[2001:db8::2]:30080"))).as_deref(),
+            Some("[2001:db8::2]:30080")
+        );
+        assert_eq!(host(&v, Dialed::Address(addr("[fe80::1%2]:80"))).as_deref(), Some("[fe80::1%2]:80"));
+        v.http.host = HostHeader::DialedIp;
+        assert_eq!(host(&v, Dialed::NotYet), None);
+        assert_eq!(host(&v, Dialed::Address(addr("192.168.100.7:30080"))).as_deref(), Some("192.168.100.7"));
+        assert_eq!(host(&v, Dialed::Address(addr("[2001:db8::2]:30080"))).as_deref(), Some("[2001:db8::2]"));
+    }
+
+    /// Without dialing, an IP endpoint gives what dialing it would; a name stands in for its
+    /// address.
+    #[test]
+    fn host_of_the_configured_endpoint_matches_dialing_it() {
+        let mut v = view("http://shop.example.com/");
+        for rule in [HostHeader::DialedAddress, HostHeader::DialedIp] {
+            v.http.host = rule;
+            for endpoint in ["10.0.0.5:30080", "[2001:db8::5]:8443"] {
+                let dialed = addr(endpoint);
+                let configured = Endpoint { host: Host::Ip(dialed.ip()), port: dialed.port() };
+                assert_eq!(host(&v, Dialed::Endpoint(&configured)), host(&v, Dialed::Address(dialed)));
+            }
+        }
+        let named = Endpoint { host: Host::Name("lb.example".into()), port: 80 };
+        v.http.host = HostHeader::DialedAddress;
+        assert_eq!(host(&v, Dialed::Endpoint(&named)).as_deref(), Some("lb.example:80"));
+        v.http.host = HostHeader::DialedIp;
+        assert_eq!(host(&v, Dialed::Endpoint(&named)).as_deref(), Some("lb.example"));
+    }
+
+    #[test]
+    fn a_configured_host_is_borrowed_and_none_is_none() {
+        let mut v = view("http://shop.example.com/");
+        v.http.host = HostHeader::Value("127.0.0.1".into());
+        for dialed in [Dialed::NotYet, Dialed::Address(addr("10.0.0.1:80"))] {
+            assert!(matches!(v.host_header(dialed), Some(Cow::Borrowed("127.0.0.1"))));
+        }
+        v.http.host = HostHeader::None;
+        assert_eq!(host(&v, Dialed::Address(addr("10.0.0.1:80"))), None);
+    }
+
+    #[test]
+    fn views_without_an_http_request_send_no_host() {
+        for url in ["tcp://10.0.0.5:30080", "tls://shop.example.com:443"] {
+            let v = view(url);
+            assert_eq!(host(&v, Dialed::Address(addr("10.0.0.5:30080"))), None, "{url}");
+        }
+    }
+
+    /// What the JSON `path` field, `parallax check` and attribution evidence show.
+    #[test]
+    fn the_displayed_path_shows_redactions_and_only_them() {
+        let mut v = view("http://127.0.0.1:80/healthz");
+        let cases = [
+            ("http://127.0.0.1:80/healthz", "/healthz", "/healthz"),
+            ("http://127.0.0.1:80", "/", "/"),
+            ("http://h/a?key=<redacted>", "/a?key=s3cret", "/a?key=<redacted>"),
+            ("http://h?key=<redacted>#frag", "/?key=s3cret", "/?key=<redacted>"),
+            ("http://h/<b>?q=1", "/%3Cb%3E?q=1", "/%3Cb%3E?q=1"),
+            ("http://h/p#<redacted>", "/p", "/p"),
+            ("http://h/p?q=1#frag", "/p?q=1", "/p?q=1"),
+            ("http://u:<redacted>@h/p", "/p", "/p"),
+            // Never more than the display URL shows, even for a path it does not.
+            ("tcp://10.0.0.5:30080", "/healthz", "/"),
+        ];
+        for (url_display, path, shown) in cases {
+            v.url_display = url_display.to_owned();
+            v.path = path.to_owned();
+            assert_eq!(v.path_display(), shown, "{url_display}");
+        }
+    }
+
+    #[test]
+    fn a_targets_views_are_the_client_then_its_checkers() {
+        let text = "[[target]]\nname = \"t\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n\
+                    [[target.checker]]\nname = \"a\"\nurl = \"http://127.0.0.1/\"\n\
+                    [[target.checker]]\nname = \"b\"\nurl = \"http://127.0.0.1/\"\n";
+        let plan = match super::super::load_str(Path::new("t.toml"), text, &HashMap::new()) {
+            Ok(plan) => plan,
+            Err(e) => panic!("{e}"),
+        };
+        let names: Vec<&str> = plan.targets[0].views().map(|v| &*v.name).collect();
+        assert_eq!(names, ["client", "a", "b"]);
+        assert_eq!(plan.views().count(), 3);
+    }
+}
