@@ -3,6 +3,8 @@
 
 mod compile;
 mod explain;
+mod key_path;
+mod load;
 pub mod plan;
 pub mod profiles;
 mod raw;
@@ -108,7 +110,7 @@ impl std::error::Error for ConfigErrors {}
 
 /// The configuration files of `dir` that [`load`] reads, in merge order (hidden files skipped).
 pub fn files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    compile::list_files(dir)
+    load::list_files(dir)
 }
 
 /// Loads and compiles every `*.toml`/`*.yaml`/`*.yml` file of `dir` with the process environment.
@@ -118,14 +120,14 @@ pub fn load(dir: &Path) -> Result<Plan, ConfigErrors> {
 
 /// Loads and compiles `dir`, reading substitutions from `env`.
 pub fn load_with(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> {
-    compile::load_dir(dir, env).0
+    compile::compile_dir(dir, env).0
 }
 
 /// [`load_with`], and the files its `${file:..}` substitutions and `ca_file`s name, read or not
 /// and whether the configuration compiled or not: what a reloader watches besides `dir` (a file
 /// missing now may appear, and must trigger the next reload).
 pub fn load_watched(dir: &Path, env: &dyn Env) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
-    compile::load_dir(dir, env)
+    compile::compile_dir(dir, env)
 }
 
 /// Compiles one configuration file held in memory, `text`, as if it had been read from `path`
@@ -133,7 +135,7 @@ pub fn load_watched(dir: &Path, env: &dyn Env) -> (Result<Plan, ConfigErrors>, V
 /// `${file:..}` paths resolve against its directory. For configurations a program builds
 /// itself, such as `parallax demo`'s.
 pub fn load_str(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, ConfigErrors> {
-    compile::load_text(path, text, env)
+    compile::compile_text(path, text, env)
 }
 
 #[cfg(test)]

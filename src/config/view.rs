@@ -139,7 +139,11 @@ impl View {
             Dialed::Address(address) => address,
             Dialed::Endpoint(Endpoint { host: Host::Ip(ip), port }) => SocketAddr::new(*ip, *port),
             Dialed::Endpoint(Endpoint { host: Host::Name(name), port }) => {
-                return Some(if with_port { Cow::Owned(format!("{name}:{port}")) } else { Cow::Borrowed(name) })
+                return Some(if with_port {
+                    Cow::Owned(format!("{name}:{port}"))
+                } else {
+                    Cow::Borrowed(name)
+                })
             }
         };
         Some(Cow::Owned(match address {
@@ -264,7 +268,6 @@ fn push_decimal(s: &mut String, n: u32) {
         s.push(char::from(d));
     }
 }
-
 
 /// Default response body limit (bytes).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
