@@ -112,6 +112,38 @@ fn explain_view(out: &mut String, v: &View) {
     };
     line(out, 4, "proxy_protocol", &proxy);
     line(out, 4, "tls", &tls(v));
+    explain_request(out, v);
+    line(out, 4, "expect", &expect(v));
+    let timing = format!(
+        "interval {}, timeout {}, rise {}, fall {}, initial {}",
+        humantime::format_duration(v.interval),
+        humantime::format_duration(v.timeout),
+        v.rise,
+        v.fall,
+        match v.initial {
+            InitialHealth::Healthy => "healthy",
+            InitialHealth::Unhealthy => "unhealthy",
+            InitialHealth::FirstProbe => "first_probe",
+        }
+    );
+    line(out, 4, "timing", &timing);
+    line(out, 4, "limits", &format!("max_body_bytes {}", v.max_body_bytes));
+    let addresses = if v.expect_addresses.is_empty() {
+        "any".to_owned()
+    } else {
+        v.expect_addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let dns = format!(
+        "resolver {}, each_address {}, expect_addresses {}",
+        v.resolver.map_or("system".to_owned(), |r| r.to_string()),
+        if v.each_address { "on" } else { "off" },
+        addresses
+    );
+    line(out, 4, "dns", &dns);
+}
+
+/// The request lines: what is sent, and how, by scheme.
+fn explain_request(out: &mut String, v: &View) {
     if v.scheme.uses_http() {
         line(
             out,
@@ -148,33 +180,6 @@ fn explain_view(out: &mut String, v: &View) {
         );
         line(out, 4, "connection", &connection);
     }
-    line(out, 4, "expect", &expect(v));
-    let timing = format!(
-        "interval {}, timeout {}, rise {}, fall {}, initial {}",
-        humantime::format_duration(v.interval),
-        humantime::format_duration(v.timeout),
-        v.rise,
-        v.fall,
-        match v.initial {
-            InitialHealth::Healthy => "healthy",
-            InitialHealth::Unhealthy => "unhealthy",
-            InitialHealth::FirstProbe => "first_probe",
-        }
-    );
-    line(out, 4, "timing", &timing);
-    line(out, 4, "limits", &format!("max_body_bytes {}", v.max_body_bytes));
-    let addresses = if v.expect_addresses.is_empty() {
-        "any".to_owned()
-    } else {
-        v.expect_addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
-    };
-    let dns = format!(
-        "resolver {}, each_address {}, expect_addresses {}",
-        v.resolver.map_or("system".to_owned(), |r| r.to_string()),
-        if v.each_address { "on" } else { "off" },
-        addresses
-    );
-    line(out, 4, "dns", &dns);
 }
 
 fn line(out: &mut String, indent: usize, label: &str, value: &str) {

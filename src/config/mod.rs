@@ -1,5 +1,14 @@
 //! Configuration: `probes.d/` files (raw serde types, unknown keys rejected) compiled into a typed,
 //! immutable [`Plan`]. Compilation collects every error, each naming the file and the key path.
+//!
+//! - `load`: files -> parsed trees; settings layered across files and `PARALLAX_...` overrides,
+//!   every value keeping its origin; each file's `[[target]]` items.
+//! - `raw`: the serde shapes of the files; `subst`: `${..}` substitution; `key_path`: where an
+//!   error is.
+//! - `compile`: the compiler, raw settings and targets -> [`Plan`].
+//! - [`plan`]: [`Plan`], [`Target`], the settings; [`view`]: [`View`] and what it is made of,
+//!   with the rules derived from it (SNI, Host header, displayed path); `secret`: [`Secret`].
+//! - [`profiles`]: what each checker profile supplies; `explain`: `parallax check`'s output.
 
 mod compile;
 mod explain;

@@ -407,6 +407,13 @@ impl Scheme {
         }
     }
 
+    /// The scheme written in a URL (lowercase), if parallax speaks it.
+    pub fn from_name(name: &str) -> Option<Scheme> {
+        [Scheme::Http, Scheme::Https, Scheme::Tcp, Scheme::Tls, Scheme::Grpc, Scheme::Grpcs]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
     /// The port a URL of this scheme means when it names none (`tcp` and `tls` have none).
     pub fn default_port(self) -> Option<u16> {
         match self {

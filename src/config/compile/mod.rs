@@ -109,6 +109,17 @@ impl Compiler<'_> {
         self.errors.push(ConfigError { file: at.file.clone(), key: at.key(key), message });
     }
 
+    /// Deserializes the table `value` at `at`, or reports the key serde failed on.
+    fn deserialize<T: serde::de::DeserializeOwned>(&mut self, at: &Location, value: Value) -> Option<T> {
+        match deserialize(value) {
+            Ok(raw) => Some(raw),
+            Err((segments, message)) => {
+                self.error(at, &render_key_path(&segments), message);
+                None
+            }
+        }
+    }
+
     /// Substitutes `raw`; each substitution problem is an error at `key`.
     fn text(&mut self, at: &Location, key: &str, raw: &str) -> Option<Substituted> {
         let mut files = Vec::new();
@@ -187,13 +198,7 @@ impl Compiler<'_> {
         file: &Arc<Path>,
         first_definitions: &mut FirstDefinitions,
     ) -> Option<Target> {
-        let raw: RawTarget = match deserialize(value) {
-            Ok(raw) => raw,
-            Err((segments, message)) => {
-                self.error(at, &render_key_path(&segments), message);
-                return None;
-            }
-        };
+        let raw: RawTarget = self.deserialize(at, value)?;
         let before = self.errors.len();
         let name = self.target_name(at, raw.name.as_deref(), file, first_definitions);
         let allow_sources = self.allow_sources(at, raw.allow_sources.as_deref().unwrap_or_default());

@@ -87,23 +87,16 @@ impl Compiler<'_> {
             );
             return None;
         };
-        let scheme = match raw[..sep].to_ascii_lowercase().as_str() {
-            "http" => Scheme::Http,
-            "https" => Scheme::Https,
-            "tcp" => Scheme::Tcp,
-            "tls" => Scheme::Tls,
-            "grpc" => Scheme::Grpc,
-            "grpcs" => Scheme::Grpcs,
-            other => {
-                self.error(
-                    at,
-                    "url",
-                    format!(
-                        "unsupported scheme `{other}` in `{raw}`: use http, https, tcp, tls, grpc or grpcs"
-                    ),
-                );
-                return None;
-            }
+        let written = raw[..sep].to_ascii_lowercase();
+        let Some(scheme) = Scheme::from_name(&written) else {
+            self.error(
+                at,
+                "url",
+                format!(
+                    "unsupported scheme `{written}` in `{raw}`: use http, https, tcp, tls, grpc or grpcs"
+                ),
+            );
+            return None;
         };
         Some((scheme, &raw[sep + 3..]))
     }

@@ -13,7 +13,7 @@ use super::settings::{Defaults, Layered};
 use super::url::UrlParts;
 use super::values::{human, parse_endpoint, parse_method, parse_status, valid_dns_name};
 use super::Compiler;
-use crate::config::key_path::{deserialize, render_key_path, Location};
+use crate::config::key_path::Location;
 use crate::config::profiles::{self, ProfileDefaults};
 use crate::config::raw::{RawExpect, RawHeaders, RawView, Toggle};
 use crate::config::secret::{MaybeSecret, Secret};
@@ -93,13 +93,7 @@ impl Compiler<'_> {
         target: &Arc<str>,
         defaults: &Defaults,
     ) -> Option<View> {
-        let raw: RawView = match deserialize(value) {
-            Ok(raw) => raw,
-            Err((segments, message)) => {
-                self.error(at, &render_key_path(&segments), message);
-                return None;
-            }
-        };
+        let raw: RawView = self.deserialize(at, value)?;
         let before = self.errors.len();
         let identity = self.identity(at, &raw, role);
         let dialing = self.dialing(at, &raw, defaults, &identity.supplied);
