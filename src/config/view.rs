@@ -247,6 +247,7 @@ pub(crate) fn push_host_ip(s: &mut String, ip: IpAddr) {
     }
 }
 
+/// `:port`, written as [`push_host_ip`] writes an IPv4 address.
 pub(crate) fn push_port(s: &mut String, port: u16) {
     s.push(':');
     push_decimal(s, port.into());
@@ -797,6 +798,14 @@ mod tests {
             v.path = path.to_owned();
             assert_eq!(v.path_display(), shown, "{url_display}");
         }
+    }
+
+    #[test]
+    fn every_scheme_round_trips_its_name() {
+        for scheme in [Scheme::Http, Scheme::Https, Scheme::Tcp, Scheme::Tls, Scheme::Grpc, Scheme::Grpcs] {
+            assert_eq!(Scheme::from_name(scheme.as_str()), Some(scheme));
+        }
+        assert_eq!(Scheme::from_name("ftp"), None);
     }
 
     #[test]
