@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 
 use super::plan::*;
-use super::ProfileName;
+use super::secret::*;
+use super::view::*;
 
 /// Renders the compiled plan for humans: every view with its effective settings after profile
 /// defaults; secrets as `<redacted>`.
@@ -66,7 +67,7 @@ pub fn explain(plan: &Plan) -> String {
             None => "two checker intervals".to_owned(),
         };
         line(&mut out, 2, "hold", &hold);
-        for view in std::iter::once(&target.client).chain(&target.checkers) {
+        for view in target.views() {
             out.push('\n');
             explain_view(&mut out, view);
         }
@@ -111,6 +112,38 @@ fn explain_view(out: &mut String, v: &View) {
     };
     line(out, 4, "proxy_protocol", &proxy);
     line(out, 4, "tls", &tls(v));
+    explain_request(out, v);
+    line(out, 4, "expect", &expect(v));
+    let timing = format!(
+        "interval {}, timeout {}, rise {}, fall {}, initial {}",
+        humantime::format_duration(v.interval),
+        humantime::format_duration(v.timeout),
+        v.rise,
+        v.fall,
+        match v.initial {
+            InitialHealth::Healthy => "healthy",
+            InitialHealth::Unhealthy => "unhealthy",
+            InitialHealth::FirstProbe => "first_probe",
+        }
+    );
+    line(out, 4, "timing", &timing);
+    line(out, 4, "limits", &format!("max_body_bytes {}", v.max_body_bytes));
+    let addresses = if v.expect_addresses.is_empty() {
+        "any".to_owned()
+    } else {
+        v.expect_addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let dns = format!(
+        "resolver {}, each_address {}, expect_addresses {}",
+        v.resolver.map_or("system".to_owned(), |r| r.to_string()),
+        if v.each_address { "on" } else { "off" },
+        addresses
+    );
+    line(out, 4, "dns", &dns);
+}
+
+/// The request lines: what is sent, and how, by scheme.
+fn explain_request(out: &mut String, v: &View) {
     if v.scheme.uses_http() {
         line(
             out,
@@ -147,33 +180,6 @@ fn explain_view(out: &mut String, v: &View) {
         );
         line(out, 4, "connection", &connection);
     }
-    line(out, 4, "expect", &expect(v));
-    let timing = format!(
-        "interval {}, timeout {}, rise {}, fall {}, initial {}",
-        humantime::format_duration(v.interval),
-        humantime::format_duration(v.timeout),
-        v.rise,
-        v.fall,
-        match v.initial {
-            InitialHealth::Healthy => "healthy",
-            InitialHealth::Unhealthy => "unhealthy",
-            InitialHealth::FirstProbe => "first_probe",
-        }
-    );
-    line(out, 4, "timing", &timing);
-    line(out, 4, "limits", &format!("max_body_bytes {}", v.max_body_bytes));
-    let addresses = if v.expect_addresses.is_empty() {
-        "any".to_owned()
-    } else {
-        v.expect_addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
-    };
-    let dns = format!(
-        "resolver {}, each_address {}, expect_addresses {}",
-        v.resolver.map_or("system".to_owned(), |r| r.to_string()),
-        if v.each_address { "on" } else { "off" },
-        addresses
-    );
-    line(out, 4, "dns", &dns);
 }
 
 fn line(out: &mut String, indent: usize, label: &str, value: &str) {
@@ -239,25 +245,15 @@ fn tls(v: &View) -> String {
 }
 
 fn host(v: &View) -> String {
-    match &v.http.host {
-        HostHeader::FromUrl => {
-            let default_port = if v.scheme.uses_tls() { 443 } else { 80 };
-            if v.url_endpoint.port == default_port {
-                format!("{} (from URL)", v.url_endpoint.host)
-            } else {
-                format!("{} (from URL)", v.url_endpoint)
-            }
-        }
-        HostHeader::DialedAddress => match &v.dial_endpoint().host {
-            Host::Ip(_) => format!("{} (the dialed address)", v.dial_endpoint()),
-            Host::Name(_) => format!("the dialed ip:port (port {})", v.dial_endpoint().port),
-        },
-        HostHeader::DialedIp => match &v.dial_endpoint().host {
-            Host::Ip(ip) => format!("{ip} (the dialed IP, no port)"),
-            Host::Name(_) => "the dialed IP, no port".to_owned(),
-        },
-        HostHeader::Value(h) => h.clone(),
-        HostHeader::None => "none".to_owned(),
+    let dial = v.dial_endpoint();
+    let Some(sent) = v.host_header(Dialed::Endpoint(dial)) else { return "none".to_owned() };
+    match (&v.http.host, &dial.host) {
+        (HostHeader::FromUrl, _) => format!("{sent} (from URL)"),
+        (HostHeader::DialedAddress, Host::Ip(_)) => format!("{sent} (the dialed address)"),
+        (HostHeader::DialedAddress, Host::Name(_)) => format!("the dialed ip:port (port {})", dial.port),
+        (HostHeader::DialedIp, Host::Ip(_)) => format!("{sent} (the dialed IP, no port)"),
+        (HostHeader::DialedIp, Host::Name(_)) => "the dialed IP, no port".to_owned(),
+        (HostHeader::Value(_) | HostHeader::None, _) => sent.into_owned(),
     }
 }
 

@@ -1,12 +1,25 @@
 //! Configuration: `probes.d/` files (raw serde types, unknown keys rejected) compiled into a typed,
 //! immutable [`Plan`]. Compilation collects every error, each naming the file and the key path.
+//!
+//! - `load`: files -> parsed trees; settings layered across files and `PARALLAX_...` overrides,
+//!   every value keeping its origin; each file's `[[target]]` items.
+//! - `raw`: the serde shapes of the files; `subst`: `${..}` substitution; `key_path`: where an
+//!   error is.
+//! - `compile`: the compiler, raw settings and targets -> [`Plan`].
+//! - [`plan`]: [`Plan`], [`Target`], the settings; [`view`]: [`View`] and what it is made of,
+//!   with the rules derived from it (SNI, Host header, displayed path); `secret`: [`Secret`].
+//! - [`profiles`]: what each checker profile supplies; `explain`: `parallax check`'s output.
 
 mod compile;
 mod explain;
+mod key_path;
+mod load;
 pub mod plan;
 pub mod profiles;
 mod raw;
+mod secret;
 mod subst;
+pub mod view;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +27,8 @@ use std::path::{Path, PathBuf};
 
 pub use explain::explain;
 pub use plan::*;
-pub use profiles::ProfileName;
+pub use secret::{MaybeSecret, Secret};
+pub use view::*;
 
 /// Where substitutions read `${NODE_NAME}`, `${NODE_IP}` and `${env:NAME}` from. Injected so
 /// tests do not touch the process environment.
@@ -105,7 +119,7 @@ impl std::error::Error for ConfigErrors {}
 
 /// The configuration files of `dir` that [`load`] reads, in merge order (hidden files skipped).
 pub fn files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    compile::list_files(dir)
+    load::list_files(dir)
 }
 
 /// Loads and compiles every `*.toml`/`*.yaml`/`*.yml` file of `dir` with the process environment.
@@ -115,14 +129,14 @@ pub fn load(dir: &Path) -> Result<Plan, ConfigErrors> {
 
 /// Loads and compiles `dir`, reading substitutions from `env`.
 pub fn load_with(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> {
-    compile::load_dir(dir, env).0
+    compile::compile_dir(dir, env).0
 }
 
 /// [`load_with`], and the files its `${file:..}` substitutions and `ca_file`s name, read or not
 /// and whether the configuration compiled or not: what a reloader watches besides `dir` (a file
 /// missing now may appear, and must trigger the next reload).
 pub fn load_watched(dir: &Path, env: &dyn Env) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
-    compile::load_dir(dir, env)
+    compile::compile_dir(dir, env)
 }
 
 /// Compiles one configuration file held in memory, `text`, as if it had been read from `path`
@@ -130,7 +144,7 @@ pub fn load_watched(dir: &Path, env: &dyn Env) -> (Result<Plan, ConfigErrors>, V
 /// `${file:..}` paths resolve against its directory. For configurations a program builds
 /// itself, such as `parallax demo`'s.
 pub fn load_str(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, ConfigErrors> {
-    compile::load_text(path, text, env)
+    compile::compile_text(path, text, env)
 }
 
 #[cfg(test)]

@@ -18,95 +18,10 @@
 //! - GoogleHC: Host, User-Agent, `Connection: Keep-alive`.
 //! - Envoy: `host`, `user-agent`, then `request_headers_to_add`.
 
-use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
-
-use super::plan::{HostHeader, HttpVersion, InitialHealth, ProxyHeader, ProxyVersion, Sni};
-
-/// A named checker profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProfileName {
-    /// AWS Application Load Balancer target group.
-    AwsAlb,
-    /// AWS Network Load Balancer target group.
-    AwsNlb,
-    /// AWS Classic ELB.
-    AwsClb,
-    /// GCP health checks (HTTP, HTTPS, HTTP2, TCP, SSL, gRPC).
-    Gcp,
-    /// GCP legacy HTTP(S) health checks (target-pool network LB).
-    GcpLegacy,
-    /// Azure Load Balancer probe.
-    AzureLb,
-    /// Azure Application Gateway probe.
-    AzureAppgw,
-    /// kube-proxy `healthCheckNodePort`.
-    KubeProxy,
-    /// HAProxy `option httpchk`.
-    Haproxy,
-    /// Envoy active health checking.
-    Envoy,
-    /// kubelet readiness probe.
-    Kubelet,
-    /// A plain checker with parallax's own defaults.
-    Generic,
-}
-
-impl ProfileName {
-    /// Every profile.
-    pub const ALL: &'static [ProfileName] = &[
-        ProfileName::AwsAlb,
-        ProfileName::AwsNlb,
-        ProfileName::AwsClb,
-        ProfileName::Gcp,
-        ProfileName::GcpLegacy,
-        ProfileName::AzureLb,
-        ProfileName::AzureAppgw,
-        ProfileName::KubeProxy,
-        ProfileName::Haproxy,
-        ProfileName::Envoy,
-        ProfileName::Kubelet,
-        ProfileName::Generic,
-    ];
-
-    /// The name used in config (`aws-alb`...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProfileName::AwsAlb => "aws-alb",
-            ProfileName::AwsNlb => "aws-nlb",
-            ProfileName::AwsClb => "aws-clb",
-            ProfileName::Gcp => "gcp",
-            ProfileName::GcpLegacy => "gcp-legacy",
-            ProfileName::AzureLb => "azure-lb",
-            ProfileName::AzureAppgw => "azure-appgw",
-            ProfileName::KubeProxy => "kube-proxy",
-            ProfileName::Haproxy => "haproxy",
-            ProfileName::Envoy => "envoy",
-            ProfileName::Kubelet => "kubelet",
-            ProfileName::Generic => "generic",
-        }
-    }
-
-    /// Parses a config name.
-    pub fn from_name(name: &str) -> Option<ProfileName> {
-        ProfileName::ALL.iter().copied().find(|p| p.as_str() == name)
-    }
-}
-
-impl fmt::Display for ProfileName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for ProfileName {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
+use super::view::{HostHeader, HttpVersion, InitialHealth, ProfileName, ProxyHeader, ProxyVersion, Sni};
 
 /// What a profile supplies when the view does not say otherwise.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,285 @@
+//! `[defaults]`, `[admin]` and `[export]`: the layered settings tree (see `load`) compiled into
+//! [`Defaults`] for every view, [`AdminSettings`] and [`ExportSettings`], each error at the key
+//! (or environment variable) its value came from.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::values::human;
+use super::Compiler;
+use crate::config::key_path::{deserialize, KeySegment, Location};
+use crate::config::load::{self, SettingsTree, SourceFile};
+use crate::config::plan::*;
+use crate::config::raw::{RawAdmin, RawDefaults, RawExport};
+use crate::config::view::IpVersion;
+
+/// Default fraction of plain successes whose spans are exported.
+const DEFAULT_SUCCESS_SAMPLE_RATIO: f64 = 0.1;
+
+/// A setting after layering, with where its value came from (for messages).
+#[derive(Debug, Clone)]
+pub(super) struct Layered<T> {
+    pub(super) value: T,
+    /// `[defaults] in 00-daemon.toml`, or the environment variable.
+    pub(super) from: String,
+}
+
+/// `[defaults]` after layering and validation: what every view takes unless it says otherwise.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Defaults {
+    pub(super) interval: Option<Layered<Duration>>,
+    pub(super) timeout: Option<Layered<Duration>>,
+    pub(super) max_body_bytes: Option<Layered<usize>>,
+    pub(super) resolver: Option<Layered<SocketAddr>>,
+    pub(super) ip_version: Option<Layered<IpVersion>>,
+    pub(super) user_agent: Option<Layered<Option<String>>>,
+    pub(super) diff: DiffSettings,
+}
+
+/// The diff keys of `[defaults]` or a `[[target]]`, before validation.
+pub(super) struct RawDiffKeys {
+    pub(super) attribution: Option<bool>,
+    pub(super) attribution_interval: Option<String>,
+    pub(super) max_hybrids: Option<u64>,
+    pub(super) hold: Option<String>,
+}
+
+/// The three settings sections, compiled.
+pub(super) struct Settings {
+    pub(super) defaults: Defaults,
+    pub(super) admin: AdminSettings,
+    pub(super) export: ExportSettings,
+}
+
+impl Compiler<'_> {
+    /// The settings of `files`, layered with the environment's overrides.
+    pub(super) fn settings(&mut self, files: &[SourceFile<'_>]) -> Settings {
+        let tree = load::layer_settings(files, self.env, &mut self.errors);
+        let defaults = self.section::<RawDefaults>(&tree, "defaults").map(|r| self.defaults(r, &tree));
+        let admin = self.section::<RawAdmin>(&tree, "admin").map(|r| self.admin(r, &tree));
+        let export = self.section::<RawExport>(&tree, "export").map(|r| self.export(r, &tree));
+        Settings {
+            defaults: defaults.unwrap_or_default(),
+            admin: admin.unwrap_or_else(|| AdminSettings { listen: default_admin_listen() }),
+            export: export.unwrap_or(ExportSettings { otlp: None }),
+        }
+    }
+
+    /// Deserializes one settings section, reporting the error where its key came from.
+    fn section<T: DeserializeOwned + Default>(&mut self, tree: &SettingsTree<'_>, name: &str) -> Option<T> {
+        let Some(value) = tree.section(name) else { return Some(T::default()) };
+        match deserialize::<T>(value.clone()) {
+            Ok(raw) => Some(raw),
+            Err((segments, message)) => {
+                let mut path = vec![KeySegment::Key(name.to_owned())];
+                path.extend(segments);
+                let (at, key) = tree.location(&path);
+                self.error(&at, &key, message);
+                None
+            }
+        }
+    }
+
+    fn defaults(&mut self, raw: RawDefaults, tree: &SettingsTree<'_>) -> Defaults {
+        let path = |key: &str| vec![KeySegment::Key("defaults".to_owned()), KeySegment::Key(key.to_owned())];
+        let mut d = Defaults {
+            interval: self.layered(tree, "interval", raw.interval, |compiler, at, key, v| {
+                compiler.duration(at, key, &v)
+            }),
+            timeout: self
+                .layered(tree, "timeout", raw.timeout, |compiler, at, key, v| compiler.duration(at, key, &v)),
+            ..Defaults::default()
+        };
+        if let (Some(i), Some(t)) = (&d.interval, &d.timeout) {
+            if t.value >= i.value {
+                let (at, key) = tree.location(&path("timeout"));
+                self.error(
+                    &at,
+                    &key,
+                    format!(
+                        "timeout {} must be below interval {}{}",
+                        human(t.value),
+                        human(i.value),
+                        if i.from == t.from { String::new() } else { format!(" (from {})", i.from) }
+                    ),
+                );
+            }
+        }
+        d.max_body_bytes =
+            self.layered(tree, "max_body_bytes", raw.max_body_bytes, |compiler, at, key, v| {
+                compiler.max_body_bytes(at, key, v)
+            });
+        d.resolver = self
+            .layered(tree, "resolver", raw.resolver, |compiler, at, key, v| compiler.resolver(at, key, &v));
+        d.ip_version = self.layered(tree, "ip_version", raw.ip_version, |compiler, at, key, v| {
+            compiler.ip_version(at, key, &v)
+        });
+        d.user_agent = self.layered(tree, "user_agent", raw.user_agent, |compiler, at, key, v| {
+            compiler.user_agent(at, key, &v)
+        });
+        let keys = RawDiffKeys {
+            attribution: raw.attribution,
+            attribution_interval: raw.attribution_interval,
+            max_hybrids: raw.max_hybrids,
+            hold: raw.hold,
+        };
+        d.diff = self.diff_settings(keys, DiffSettings::default(), |key| tree.location(&path(key)));
+        d
+    }
+
+    /// `[defaults] key`, when set: `parse`d where it came from, and described for messages.
+    fn layered<R, T>(
+        &mut self,
+        tree: &SettingsTree<'_>,
+        key: &str,
+        raw: Option<R>,
+        parse: impl FnOnce(&mut Self, &Location, &str, R) -> Option<T>,
+    ) -> Option<Layered<T>> {
+        let raw = raw?;
+        let path = [KeySegment::Key("defaults".to_owned()), KeySegment::Key(key.to_owned())];
+        let (at, key) = tree.location(&path);
+        let value = parse(self, &at, &key, raw)?;
+        Some(Layered { value, from: tree.describe(&path) })
+    }
+
+    /// The diff keys over `base` (built-in defaults, or `[defaults]` for a target).
+    pub(super) fn diff_settings(
+        &mut self,
+        raw: RawDiffKeys,
+        base: DiffSettings,
+        location_of: impl Fn(&str) -> (Location, String),
+    ) -> DiffSettings {
+        let mut d = base;
+        if let Some(on) = raw.attribution {
+            d.attribution = on;
+        }
+        if let Some(v) = raw.attribution_interval {
+            let (at, key) = location_of("attribution_interval");
+            if let Some(i) = self.duration(&at, &key, &v) {
+                d.attribution_interval = i;
+            }
+        }
+        if let Some(n) = raw.max_hybrids {
+            let (at, key) = location_of("max_hybrids");
+            match usize::try_from(n) {
+                Ok(n) if (1..=MAX_HYBRIDS_CAP).contains(&n) => d.max_hybrids = n,
+                _ => self.error(
+                    &at,
+                    &key,
+                    format!(
+                        "max_hybrids {n} is out of range: 1 to {MAX_HYBRIDS_CAP} (every hybrid is a real \
+                         request; use attribution = false to send none)"
+                    ),
+                ),
+            }
+        }
+        if let Some(v) = raw.hold {
+            let (at, key) = location_of("hold");
+            if let Some(s) = self.plain(&at, &key, &v) {
+                match humantime::parse_duration(s.trim()) {
+                    Ok(h) => d.hold = Some(h),
+                    Err(e) => {
+                        self.error(&at, &key, format!("`{s}` is not a duration (e.g. 0s, 10s, 1m): {e}"))
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    fn admin(&mut self, raw: RawAdmin, tree: &SettingsTree<'_>) -> AdminSettings {
+        let mut listen = default_admin_listen();
+        if let Some(v) = raw.listen {
+            let (at, key) =
+                tree.location(&[KeySegment::Key("admin".to_owned()), KeySegment::Key("listen".to_owned())]);
+            if let Some(s) = self.plain(&at, &key, &self.bracket_node_ip(v.trim())) {
+                match s.trim().parse::<SocketAddr>() {
+                    Ok(addr) => listen = addr,
+                    Err(_) => self.error(
+                        &at,
+                        &key,
+                        format!("`{s}` is not an ip:port address (e.g. 127.0.0.1:9464)"),
+                    ),
+                }
+            }
+        }
+        AdminSettings { listen }
+    }
+
+    fn export(&mut self, raw: RawExport, tree: &SettingsTree<'_>) -> ExportSettings {
+        let Some(otlp) = raw.otlp else { return ExportSettings { otlp: None } };
+        let path = |key: &str| {
+            vec![
+                KeySegment::Key("export".to_owned()),
+                KeySegment::Key("otlp".to_owned()),
+                KeySegment::Key(key.to_owned()),
+            ]
+        };
+        let endpoint = match otlp.endpoint {
+            None => {
+                let (at, _) = tree.location(&path("endpoint"));
+                self.error(
+                    &at,
+                    "endpoint",
+                    "missing endpoint: the collector URL (e.g. http://127.0.0.1:4317)",
+                );
+                None
+            }
+            Some(v) => {
+                let (at, key) = tree.location(&path("endpoint"));
+                self.plain(&at, &key, &v).and_then(|s| match url::Url::parse(s.trim()) {
+                    Ok(u)
+                        if matches!(u.scheme(), "http" | "https")
+                            && u.host_str().is_some_and(|h| !h.is_empty()) =>
+                    {
+                        Some(s.trim().to_owned())
+                    }
+                    _ => {
+                        self.error(&at, &key, format!("`{s}` is not an http:// or https:// collector URL"));
+                        None
+                    }
+                })
+            }
+        };
+        let protocol = match otlp.protocol {
+            None => Some(OtlpProtocol::Grpc),
+            Some(v) => {
+                let (at, key) = tree.location(&path("protocol"));
+                match self.plain(&at, &key, &v).as_deref().map(str::trim) {
+                    Some("grpc") => Some(OtlpProtocol::Grpc),
+                    Some("http/protobuf") => Some(OtlpProtocol::HttpProtobuf),
+                    Some(other) => {
+                        self.error(
+                            &at,
+                            &key,
+                            format!("unknown protocol `{other}`: use \"grpc\" or \"http/protobuf\""),
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+        };
+        let ratio = match otlp.success_sample_ratio {
+            None => Some(DEFAULT_SUCCESS_SAMPLE_RATIO),
+            Some(r) if (0.0..=1.0).contains(&r) => Some(r),
+            Some(r) => {
+                let (at, key) = tree.location(&path("success_sample_ratio"));
+                self.error(&at, &key, format!("{r} is not a fraction: use a number from 0 to 1"));
+                None
+            }
+        };
+        match (endpoint, protocol, ratio) {
+            (Some(endpoint), Some(protocol), Some(success_sample_ratio)) => {
+                ExportSettings { otlp: Some(OtlpSettings { endpoint, protocol, success_sample_ratio }) }
+            }
+            _ => ExportSettings { otlp: None },
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    DEFAULT_ADMIN_LISTEN.parse().unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464))
+}

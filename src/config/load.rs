@@ -1,0 +1,346 @@
+//! Loading, and nothing of compiling: the configuration files of a directory (or one text held
+//! in memory) parsed with the `config` crate, each keeping its path; their settings
+//! (`[defaults]`, `[admin]`, `[export]`) layered across files in file-name order, then
+//! `PARALLAX_...` environment overrides, every value keeping its origin so that an error names
+//! the file (or the variable) it came from; and each file's `[[target]]` items, handed out one
+//! file at a time. Targets are concatenated in file order by hand, because the `config` crate
+//! replaces arrays when it merges.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use config::{FileFormat, Format as _, Source as _, Value, ValueKind};
+
+use super::key_path::{render_key_path, KeySegment, Location};
+use super::{ConfigError, Env};
+
+/// Largest configuration file read.
+pub(super) const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+/// Prefix of environment overrides.
+const ENV_PREFIX: &str = "PARALLAX_";
+/// Valid top-level keys of a file.
+const TOP_LEVEL_KEYS: [&str; 4] = ["defaults", "admin", "export", "target"];
+
+/// The configuration files of `dir`, in file-name order. Hidden files are skipped: Kubernetes
+/// ConfigMap volumes hold `..data` links next to the real files.
+pub(super) fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir_error =
+        |message: String| ConfigError { file: Some(dir.to_path_buf()), key: String::new(), message };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| dir_error(format!("cannot read the configuration directory: {e}")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| dir_error(format!("cannot read the configuration directory: {e}")))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if name.starts_with('.') || format_of(&path).is_none() {
+            continue;
+        }
+        // `metadata` follows symlinks, as ConfigMap files are.
+        if std::fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+            files.push(path);
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    if files.is_empty() {
+        return Err(dir_error("no *.toml, *.yaml or *.yml configuration file in this directory".to_owned()));
+    }
+    Ok(files)
+}
+
+fn format_of(path: &Path) -> Option<FileFormat> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => Some(FileFormat::Toml),
+        Some("yaml" | "yml") => Some(FileFormat::Yaml),
+        _ => None,
+    }
+}
+
+/// One parsed file: its path, and its settings sections, every value tagged with `uri` as
+/// origin.
+///
+/// Its targets are not kept as a tree: the trees of every file (most of a large
+/// configuration) would be held at once, and the memory they leave behind once freed stays
+/// resident. The file's text is kept instead and parsed again when its targets are compiled,
+/// one file at a time, once the settings of every file are known.
+#[derive(Debug)]
+pub(super) struct SourceFile<'t> {
+    /// Where it was read from (or, for a text, is named after).
+    pub(super) path: PathBuf,
+    /// `path` as the `config` crate's origin of its values.
+    uri: String,
+    format: FileFormat,
+    /// The known top-level keys but `target`.
+    settings: config::Map<String, Value>,
+    /// The text, if the file has a `target` key; taken by [`SourceFile::take_targets`].
+    targets_text: Option<Cow<'t, str>>,
+}
+
+/// A parsed file as a `config` layer.
+#[derive(Debug, Clone)]
+struct Layer(config::Map<String, Value>);
+
+impl config::Source for Layer {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, Value>, config::ConfigError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The layered settings tree, for finding where a key came from.
+pub(super) struct SettingsTree<'a> {
+    root: Value,
+    uris: HashMap<&'a str, &'a Path>,
+}
+
+impl SettingsTree<'_> {
+    /// The layered value of the top-level section `name`.
+    pub(super) fn section(&self, name: &str) -> Option<&Value> {
+        match &self.root.kind {
+            ValueKind::Table(root) => root.get(name),
+            _ => None,
+        }
+    }
+
+    /// The location of `path` (whose last segment is the key): its file, or the environment
+    /// variable that set it.
+    pub(super) fn location(&self, path: &[KeySegment]) -> (Location, String) {
+        let (parent, key) = match path.split_last() {
+            Some((KeySegment::Key(k), parent)) => (parent, k.clone()),
+            Some((KeySegment::Index(i), parent)) => (parent, format!("[{i}]")),
+            None => (path, String::new()),
+        };
+        let mut at = Location { prefix: render_key_path(parent), ..Location::default() };
+        match self.origin(path) {
+            Some("the environment") => {
+                let var =
+                    format!("{ENV_PREFIX}{}", render_key_path(path).replace('.', "__").to_ascii_uppercase());
+                at.note = Some(format!("set by environment variable {var}"));
+            }
+            Some(uri) => at.file = self.uris.get(uri).map(|p| p.to_path_buf()),
+            None => {}
+        }
+        (at, key)
+    }
+
+    /// Describes where the value at `path` came from: `[defaults] in 00-daemon.toml`.
+    pub(super) fn describe(&self, path: &[KeySegment]) -> String {
+        let (at, _) = self.location(path);
+        if let Some(note) = at.note {
+            return note.replace("set by ", "");
+        }
+        let section = match path.first() {
+            Some(KeySegment::Key(k)) => format!("[{k}]"),
+            _ => "settings".to_owned(),
+        };
+        match at.file.as_deref().and_then(|f| f.file_name()) {
+            Some(name) => format!("{section} in {}", name.to_string_lossy()),
+            None => section,
+        }
+    }
+
+    /// The origin of the value at `path`, or of the first value below or above it.
+    fn origin(&self, path: &[KeySegment]) -> Option<&str> {
+        let mut node = &self.root;
+        let mut deepest = None;
+        for seg in path {
+            let next = match (seg, &node.kind) {
+                (KeySegment::Key(k), ValueKind::Table(t)) => t.get(k),
+                (KeySegment::Index(i), ValueKind::Array(a)) => a.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(n) => {
+                    node = n;
+                    deepest = first_origin(n).or(deepest);
+                }
+                None => break,
+            }
+        }
+        first_origin(node).or(deepest)
+    }
+}
+
+/// `value` with `uri` as the origin of it and of every value in it.
+fn with_origin(value: Value, uri: &String) -> Value {
+    let kind = match value.kind {
+        ValueKind::Table(t) => {
+            ValueKind::Table(t.into_iter().map(|(k, v)| (k, with_origin(v, uri))).collect())
+        }
+        ValueKind::Array(a) => ValueKind::Array(a.into_iter().map(|v| with_origin(v, uri)).collect()),
+        other => other,
+    };
+    Value::new(Some(uri), kind)
+}
+
+fn first_origin(value: &Value) -> Option<&str> {
+    if let Some(o) = value.origin() {
+        return Some(o);
+    }
+    match &value.kind {
+        ValueKind::Table(t) => t.values().find_map(first_origin),
+        ValueKind::Array(a) => a.iter().find_map(first_origin),
+        _ => None,
+    }
+}
+
+impl SourceFile<'static> {
+    /// Reads and parses the file at `path`; what is wrong with it goes to `errors`.
+    pub(super) fn read(path: &Path, errors: &mut Vec<ConfigError>) -> Option<SourceFile<'static>> {
+        format_of(path)?;
+        let mut text = String::new();
+        let read = std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_FILE_BYTES + 1).read_to_string(&mut text));
+        match read {
+            Ok(n) if n as u64 > MAX_CONFIG_FILE_BYTES => {
+                errors.push(file_error(
+                    path,
+                    "",
+                    format!("larger than {} KiB", MAX_CONFIG_FILE_BYTES / 1024),
+                ));
+                return None;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                errors.push(file_error(path, "", format!("cannot be read: {e}")));
+                return None;
+            }
+        }
+        SourceFile::parse(path, Cow::Owned(text), errors)
+    }
+}
+
+impl<'t> SourceFile<'t> {
+    /// Parses the `text` of the file at `path` (TOML or YAML by its extension).
+    pub(super) fn parse(
+        path: &Path,
+        text: Cow<'t, str>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<SourceFile<'t>> {
+        let Some(format) = format_of(path) else {
+            errors.push(file_error(path, "", "not a *.toml, *.yaml or *.yml file"));
+            return None;
+        };
+        let uri = path.display().to_string();
+        // Without origins: most of a large file is targets, which are dropped here and parsed
+        // again (with origins) when compiled; the settings are tagged below.
+        let root = parse_tree(path, &uri, None, format, &text, errors)?;
+        for key in root.keys() {
+            if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+                let message =
+                    format!("unknown key `{key}`; valid top-level keys: {}", TOP_LEVEL_KEYS.join(", "));
+                errors.push(file_error(path, key, message));
+            }
+        }
+        let mut settings = root;
+        let targets_text = settings.shift_remove("target").map(|_| text);
+        settings.retain(|k, _| TOP_LEVEL_KEYS.contains(&k.as_str()));
+        let settings = settings.into_iter().map(|(k, v)| (k, with_origin(v, &uri))).collect();
+        Some(SourceFile { path: path.to_path_buf(), uri, format, settings, targets_text })
+    }
+
+    /// The file's `[[target]]` items, each value tagged with the file as origin, parsed again
+    /// from its text (which is dropped), or `None` when it has none or they are not an array.
+    pub(super) fn take_targets(&mut self, errors: &mut Vec<ConfigError>) -> Option<Vec<Value>> {
+        let text = self.targets_text.take()?;
+        // The same text parsed the first time, so this parse succeeds too.
+        let mut root = parse_tree(&self.path, &self.uri, Some(&self.uri), self.format, &text, errors)?;
+        drop(text);
+        let value = root.shift_remove("target")?;
+        drop(root);
+        match value.kind {
+            ValueKind::Array(items) => Some(items),
+            ValueKind::Table(_) => {
+                errors.push(file_error(
+                    &self.path,
+                    "target",
+                    "write [[target]] (an array of tables), not [target]",
+                ));
+                None
+            }
+            _ => {
+                errors.push(file_error(&self.path, "target", "must be an array of tables ([[target]])"));
+                None
+            }
+        }
+    }
+}
+
+/// Parses `text`, the file at `path` (`uri`), into a tree whose values have `origin` as
+/// origin, or reports why it is not valid TOML or YAML.
+fn parse_tree(
+    path: &Path,
+    uri: &str,
+    origin: Option<&String>,
+    format: FileFormat,
+    text: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<config::Map<String, Value>> {
+    match format.parse(origin, text) {
+        Ok(root) => Some(root),
+        Err(e) => {
+            let kind = if format == FileFormat::Toml { "TOML" } else { "YAML" };
+            // The `config` crate appends " in PATH"; the error names the file already.
+            let message = e.to_string().replace(&format!(" in {uri}"), "");
+            errors.push(file_error(path, "", format!("not valid {kind}: {}", message.trim_end())));
+            None
+        }
+    }
+}
+
+/// The settings of `files` layered in order, then the environment's overrides.
+pub(super) fn layer_settings<'f>(
+    files: &'f [SourceFile<'_>],
+    env: &dyn Env,
+    errors: &mut Vec<ConfigError>,
+) -> SettingsTree<'f> {
+    let mut builder = config::Config::builder();
+    for f in files {
+        builder = builder.add_source(Layer(f.settings.clone()));
+    }
+    builder = builder.add_source(env_overrides(env, errors));
+    let root = match builder.build().and_then(|c| c.collect()) {
+        Ok(root) => root,
+        Err(e) => {
+            let message = format!("cannot layer the settings: {e}");
+            errors.push(ConfigError { file: None, key: String::new(), message });
+            config::Map::new()
+        }
+    };
+    SettingsTree {
+        root: Value::new(None, ValueKind::Table(root)),
+        uris: files.iter().map(|f| (f.uri.as_str(), f.path.as_path())).collect(),
+    }
+}
+
+/// `PARALLAX_DEFAULTS__...`, `PARALLAX_ADMIN__...` and `PARALLAX_EXPORT__...` as a layer.
+/// Other `PARALLAX_` variables (`PARALLAX_CONFIG`, `PARALLAX_LOG`) are not settings.
+fn env_overrides(env: &dyn Env, errors: &mut Vec<ConfigError>) -> config::Environment {
+    let mut vars = config::Map::new();
+    for (name, value) in env.vars_with_prefix(ENV_PREFIX) {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let section = rest.split("__").next().unwrap_or_default();
+        if ["DEFAULTS", "ADMIN", "EXPORT"].contains(&section) && rest.len() > section.len() {
+            vars.insert(name, value);
+        } else if section.starts_with("TARGET") {
+            errors.push(ConfigError {
+                file: None,
+                key: name,
+                message: "environment variables override [defaults], [admin] and [export] only; \
+                          targets come from files"
+                    .to_owned(),
+            });
+        }
+    }
+    config::Environment::with_prefix("PARALLAX").prefix_separator("_").separator("__").source(Some(vars))
+}
+
+/// An error about the file at `path`, at top-level `key` (empty: the whole file).
+fn file_error(path: &Path, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { file: Some(path.to_path_buf()), key: key.to_owned(), message: message.into() }
+}
