@@ -16,7 +16,7 @@ pub async fn probe_round(prober: Arc<Prober>, targets: &[&Target], concurrency: 
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::new();
     for target in targets {
-        for view in std::iter::once(&target.client).chain(target.checkers.iter()) {
+        for view in target.views() {
             let prober = prober.clone();
             let permits = permits.clone();
             let view: View = view.clone();

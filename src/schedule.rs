@@ -686,8 +686,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::testkit::{ok_outcome, view};
     use crate::probe::ErrorCode;
+    use crate::testkit::{ok_outcome, view};
 
     /// 2023-11-14T22:13:20.123Z: an arbitrary fixed wall time for the anchors.
     fn wall(offset_ms: u64) -> SystemTime {

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use crate::config::profiles::PARALLAX_USER_AGENT;
 use crate::config::{
-    Endpoint, Expect, Host, HostHeader, HttpSettings, HttpVersion, InitialHealth, IpVersion, MaybeSecret,
-    Role, Scheme, Secret, Sni, Target, TlsSettings, View, DEFAULT_MAX_BODY_BYTES,
+    Dialed, Endpoint, Expect, Host, HostHeader, HttpSettings, HttpVersion, InitialHealth, IpVersion,
+    MaybeSecret, Role, Scheme, Secret, Sni, Target, TlsSettings, View, DEFAULT_MAX_BODY_BYTES,
 };
 use crate::probe::{ErrorCode, Outcome, RequestSummary, Timings};
 
@@ -187,6 +187,12 @@ pub(crate) fn loopback_view(scheme: Scheme, addr: SocketAddr) -> View {
     view.rise = 1;
     view.fall = 1;
     view
+}
+
+/// The Host header `view` sends when it dialed `dialed` ([`View::host_header`]), owned: what
+/// the probe engine hands the HTTP and gRPC layers.
+pub(crate) fn host_header(view: &View, dialed: SocketAddr) -> Option<String> {
+    view.host_header(Dialed::Address(dialed)).map(std::borrow::Cow::into_owned)
 }
 
 /// `s` as an IP address.

@@ -15,10 +15,6 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::view::View;
-// Paths the probe engine imports from here; `View`'s file holds them now.
-#[cfg(test)]
-pub(crate) use super::view::DEFAULT_MAX_BODY_BYTES;
-pub(crate) use super::view::{push_host_ip, push_port, AUTHORITY_CAPACITY, MAX_HEADER_BYTES};
 
 /// The whole compiled configuration.
 #[derive(Debug, Clone)]
@@ -56,6 +52,10 @@ pub struct ExportSettings {
     /// `[export.otlp]`, when configured.
     pub otlp: Option<OtlpSettings>,
 }
+
+/// Default `success_sample_ratio`: the fraction of plain successes whose spans are exported,
+/// for `[export.otlp]` and for OTLP configured by the environment alone.
+pub const DEFAULT_SUCCESS_SAMPLE_RATIO: f64 = 0.1;
 
 /// `[export.otlp]`.
 #[derive(Debug, Clone, PartialEq)]

@@ -226,10 +226,10 @@ impl fmt::Debug for View {
 }
 
 /// Room for the longest IPv4 `a.b.c.d:port` and most names without growing.
-pub(crate) const AUTHORITY_CAPACITY: usize = 32;
+const AUTHORITY_CAPACITY: usize = 32;
 
 /// An IP as a Host header carries it: IPv6 in brackets.
-pub(crate) fn push_host_ip(s: &mut String, ip: IpAddr) {
+fn push_host_ip(s: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(ip) => {
             for (i, octet) in ip.octets().into_iter().enumerate() {
@@ -248,7 +248,7 @@ pub(crate) fn push_host_ip(s: &mut String, ip: IpAddr) {
 }
 
 /// `:port`, written as [`push_host_ip`] writes an IPv4 address.
-pub(crate) fn push_port(s: &mut String, port: u16) {
+fn push_port(s: &mut String, port: u16) {
     s.push(':');
     push_decimal(s, port.into());
 }

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use crate::config::{self, ConfigErrors, Plan, Target, View};
 use crate::diff::lifecycle::probe_ok;
 use crate::diff::{
-    audit_allow_sources, worst_index, Attribution, Case, DiffEvent, Mismatch, OpenMismatch, PairEvent, TargetDiff,
+    audit_allow_sources, worst_index, Attribution, Case, DiffEvent, Mismatch, OpenMismatch, PairEvent,
+    TargetDiff,
 };
 use crate::export::{MismatchEvent, ProbeReport, Sink, SpanRef};
 use crate::probe::timestamp::rfc3339;
@@ -21,8 +22,7 @@ use crate::verdict::VerdictChange;
 
 use super::reload::{plan_changes, Lineup, TargetChanges};
 use super::target::{
-    attribution_settings, hold_of, views_of, AttributionJob, AuditRecord, PairState,
-    TargetState, ViewState,
+    attribution_settings, hold_of, AttributionJob, AuditRecord, PairState, TargetState, ViewState,
 };
 
 /// Work the engine asks for after a call, done once the lock is released.
@@ -213,7 +213,8 @@ impl Engine {
         for &j in &changes.removed_views {
             telemetry.forget_view(&prev.views[j].view);
         }
-        let kept: HashSet<Arc<str>> = views_of(&target)
+        let kept: HashSet<Arc<str>> = target
+            .views()
             .enumerate()
             .filter(|(i, _)| changes.keeps_view(*i))
             .map(|(_, view)| view.name.clone())

@@ -191,7 +191,7 @@ pub(super) struct Lineup<'a> {
 impl<'a> Lineup<'a> {
     /// The lineup of a compiled target.
     pub(super) fn of(target: &'a Target) -> Lineup<'a> {
-        Lineup { name: &target.name, views: super::target::views_of(target).collect() }
+        Lineup { name: &target.name, views: target.views().collect() }
     }
 }
 

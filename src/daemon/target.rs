@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use crate::config::{Role, Target, View};
 use crate::diff::{
-    pair_outcomes, worst_outcome, AttributionBudget, AttributionSettings, Case, Direction, HoldTime, Mismatch,
-    OpenMismatch, Resolution, TargetDiff,
+    pair_outcomes, worst_outcome, AttributionBudget, AttributionSettings, Case, Direction, HoldTime,
+    Mismatch, OpenMismatch, Resolution, TargetDiff,
 };
 use crate::export::{MismatchEvent, Sink, SpanRef};
 use crate::probe::timestamp::rfc3339;
@@ -281,10 +281,6 @@ pub(super) fn attribution_settings(target: &Target) -> AttributionSettings {
 
 pub(super) fn hold_of(target: &Target) -> HoldTime {
     target.diff.hold.map_or(HoldTime::TwoCheckerIntervals, HoldTime::Fixed)
-}
-
-pub(super) fn views_of(target: &Target) -> impl Iterator<Item = &View> {
-    std::iter::once(&target.client).chain(target.checkers.iter())
 }
 
 fn resolution_name(resolution: Resolution) -> &'static str {

@@ -14,10 +14,10 @@ use crate::config::{
     self, AdminSettings, ConfigErrors, ExportSettings, InitialHealth, Plan, ProfileName, SourceBind, Target,
     View,
 };
-use crate::testkit::{failed, ok_outcome, target, view_url};
 use crate::export::{MismatchEvent, ProbeReport, Sink, SpanRef};
 use crate::probe::ErrorCode;
 use crate::schedule::{ProbeFuture, WallClock};
+use crate::testkit::{failed, ok_outcome, target, view_url};
 use crate::verdict::Health;
 
 use super::runtime::{Daemon, Handle, ProbeFn};

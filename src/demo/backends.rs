@@ -408,7 +408,7 @@ mod tests {
             if let Some(e) = scenario.expected {
                 assert!(target.checkers.iter().any(|c| &*c.name == e.checker), "{}", scenario.target);
             }
-            for view in std::iter::once(&target.client).chain(&target.checkers) {
+            for view in target.views() {
                 assert_eq!(view.interval, Duration::from_secs(1), "{}/{}", target.name, view.name);
             }
         }

@@ -2,11 +2,12 @@
 //! header, TLS, SNI, verification, Host, path, method, headers, User-Agent), which of them two
 //! views differ in, and a view's effective value of the derived ones (SNI, Host, path).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::config::{Host, HostHeader, Scheme, View};
+use crate::config::{Dialed, Host, Scheme, View};
 
 /// A request attribute in which two views can differ. The snake_case names appear in JSON as
 /// `flipped`.
@@ -128,28 +129,16 @@ pub fn effective_sni(view: &View) -> Option<String> {
     view.sni().map(str::to_owned)
 }
 
-/// The Host header `view` sends, as far as the view alone decides it: the URL's authority, the
-/// dialed endpoint, a value, or none.
-pub fn effective_host(view: &View) -> Option<String> {
-    match &view.http.host {
-        HostHeader::FromUrl => Some(view.url_authority()),
-        HostHeader::DialedAddress => Some(view.dial_endpoint().to_string()),
-        HostHeader::DialedIp => Some(view.dial_endpoint().host.to_string()),
-        HostHeader::Value(v) => Some(v.clone()),
-        HostHeader::None => None,
-    }
-}
-
-/// The path part of the view's display URL (secret substitutions already `<redacted>`).
-pub fn display_path(view: &View) -> &str {
-    let rest = view.url_display.split_once("://").map_or(view.url_display.as_str(), |(_, r)| r);
-    rest.find('/').map_or("/", |i| &rest[i..])
+/// The Host header `view` sends, as far as the view alone decides it ([`View::host_header`] with
+/// its configured dial endpoint standing in for the address it will dial).
+pub fn effective_host(view: &View) -> Option<Cow<'_, str>> {
+    view.host_header(Dialed::Endpoint(view.dial_endpoint()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Endpoint, ProxyHeader, ProxyVersion, Sni, Source, SourceBind};
+    use crate::config::{Endpoint, HostHeader, ProxyHeader, ProxyVersion, Sni, Source, SourceBind};
     use crate::testkit::{header, view_url};
 
     fn nlb() -> View {
@@ -245,11 +234,11 @@ mod tests {
     }
 
     #[test]
-    fn display_path_never_shows_more_than_the_display_url() {
+    fn path_display_never_shows_more_than_the_display_url() {
         let mut v = nlb();
         v.url_display = "http://10.0.0.5:30080/healthz?token=<redacted>".into();
-        assert_eq!(display_path(&v), "/healthz?token=<redacted>");
+        assert_eq!(v.path_display(), "/healthz?token=<redacted>");
         v.url_display = "tcp://10.0.0.5:30080".into();
-        assert_eq!(display_path(&v), "/");
+        assert_eq!(v.path_display(), "/");
     }
 }

@@ -269,8 +269,8 @@ mod tests {
     use super::*;
     use crate::config::{HostHeader, Sni};
     use crate::diff::attribute::effective_sni;
-    use crate::testkit::{ok_outcome, outcome_for, view_url};
     use crate::probe::ErrorCode;
+    use crate::testkit::{ok_outcome, outcome_for, view_url};
 
     fn nlb() -> View {
         view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")

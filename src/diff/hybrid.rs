@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::attribute::{display_path, effective_host, effective_sni, Attribute};
+use super::attribute::{effective_host, effective_sni, Attribute};
 use crate::config::{HostHeader, Sni, View};
 use crate::probe::{ErrorCode, Outcome};
 
@@ -74,7 +74,7 @@ fn switched_view(base: &View, donor: &View, attribute: Attribute, name: String) 
     v.name = name.into();
     v.each_address = false;
     v.expect_addresses.clear();
-    let mut path_for_display = display_path(base).to_owned();
+    let mut path_for_display = base.path_display().into_owned();
     match attribute {
         Attribute::Address => {
             v.connect_to = Some(donor.dial_endpoint().clone());
@@ -122,13 +122,13 @@ fn switched_view(base: &View, donor: &View, attribute: Attribute, name: String) 
         }
         Attribute::Host => {
             v.http.host = match effective_host(donor) {
-                Some(h) => HostHeader::Value(h),
+                Some(h) => HostHeader::Value(h.into_owned()),
                 None => HostHeader::None,
             }
         }
         Attribute::Path => {
             v.path = donor.path.clone();
-            path_for_display = display_path(donor).to_owned();
+            path_for_display = donor.path_display().into_owned();
         }
         Attribute::Method => {
             v.http.method = donor.http.method.clone();

@@ -384,8 +384,8 @@ pub fn worst_outcome<O: Borrow<Outcome>>(outcomes: &[O]) -> Option<&O> {
 mod tests {
     use super::*;
     use crate::config::InitialHealth;
-    use crate::testkit::{outcome_for, target, view};
     use crate::probe::ErrorCode;
+    use crate::testkit::{outcome_for, target, view};
 
     const H: Option<Health> = Some(Health::Healthy);
     const U: Option<Health> = Some(Health::Unhealthy);

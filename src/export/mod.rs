@@ -300,7 +300,7 @@ impl Telemetry {
             _observables: observables,
             events,
             success_sample_ratio: destination
-                .map_or(otlp::DEFAULT_SUCCESS_SAMPLE_RATIO, |d| d.success_sample_ratio),
+                .map_or(crate::config::DEFAULT_SUCCESS_SAMPLE_RATIO, |d| d.success_sample_ratio),
             ids: RandomIdGenerator::default(),
             scope,
         }

@@ -40,14 +40,11 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Env, OtlpProtocol, OtlpSettings};
+use crate::config::{Env, OtlpProtocol, OtlpSettings, DEFAULT_SUCCESS_SAMPLE_RATIO};
 
 use super::metrics::Metrics;
 use super::{ResourceInfo, TelemetryOptions};
 
-/// `success_sample_ratio` when only the environment configures OTLP (the `[export.otlp]`
-/// default too).
-pub(crate) const DEFAULT_SUCCESS_SAMPLE_RATIO: f64 = 0.1;
 /// Largest collector response body read (the OTLP partial-success message is small).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 

@@ -436,8 +436,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::testkit::{outcome_for, view};
     use crate::probe::{ErrorCode, Timings};
+    use crate::testkit::{outcome_for, view};
 
     const MS: Duration = Duration::from_millis(1);
 

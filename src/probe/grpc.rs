@@ -32,7 +32,7 @@ pub struct HealthAnswer {
 pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 
 /// Calls `Check` for `view.expect.grpc_service` over `io` before `deadline`, with `:authority`
-/// from `host`, the Host rule's value for the dialed address (see [`super::http::host_header`]).
+/// from `host`, the Host rule's value for the dialed address (see [`View::host_header`]).
 /// Errors: `grpc_not_serving`, `grpc_unimplemented`, `grpc_status`, and the `http_*` transport
 /// codes (in phase `grpc`).
 pub async fn check<S>(
@@ -287,8 +287,7 @@ mod tests {
 
     use super::*;
     use crate::config::HostHeader;
-    use crate::probe::http::host_header;
-    use crate::testkit::{accept_one, loopback_view, soon};
+    use crate::testkit::{accept_one, host_header, loopback_view, soon};
 
     type Answer = http::Response<BoxBody<Bytes, Infallible>>;
 

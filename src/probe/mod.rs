@@ -15,6 +15,7 @@ pub mod tcp;
 pub(crate) mod timestamp;
 pub mod tls;
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 
 pub use outcome::{ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary};
 
-use crate::config::{Host, HostHeader, View};
+use crate::config::{Dialed, Host, View};
 
 /// Runs probes. Holds what is worth building once: resolvers and TLS client configs.
 #[derive(Debug, Default)]
@@ -123,12 +124,8 @@ impl Prober {
         deadline: Instant,
     ) -> Outcome {
         attempt.outcome.request.address = Some(peer);
-        let speaks_host = view.scheme.uses_http() || view.scheme.uses_grpc();
-        if speaks_host
-            && matches!(view.http.host, HostHeader::DialedAddress | HostHeader::DialedIp)
-            && attempt.outcome.request.host.is_none()
-        {
-            attempt.outcome.request.host = http::host_header(view, peer);
+        if attempt.outcome.request.host.is_none() {
+            attempt.outcome.request.host = view.host_header(Dialed::Address(peer)).map(Cow::into_owned);
         }
         let connected = match tcp::connect(peer, view.source.as_ref(), view.freebind, deadline).await {
             Ok(c) => c,
@@ -278,15 +275,7 @@ impl Attempt {
             // What the view will send, recorded up front so a probe that fails before the
             // request still shows it; the HTTP layer overwrites these with what it really sent.
             sni: if view.scheme.uses_tls() { view.sni().map(str::to_owned) } else { None },
-            host: if view.scheme.uses_http() || view.scheme.uses_grpc() {
-                match &view.http.host {
-                    HostHeader::FromUrl => Some(view.url_authority()),
-                    HostHeader::Value(v) => Some(v.clone()),
-                    HostHeader::DialedAddress | HostHeader::DialedIp | HostHeader::None => None,
-                }
-            } else {
-                None
-            },
+            host: view.host_header(Dialed::NotYet).map(Cow::into_owned),
             user_agent: if view.scheme.uses_http() || view.scheme.uses_grpc() {
                 view.http.user_agent.clone()
             } else {

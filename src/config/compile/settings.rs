@@ -14,9 +14,7 @@ use crate::config::load::{self, SettingsTree, SourceFile};
 use crate::config::plan::*;
 use crate::config::raw::{RawAdmin, RawDefaults, RawExport};
 use crate::config::view::IpVersion;
-
-/// Default fraction of plain successes whose spans are exported.
-const DEFAULT_SUCCESS_SAMPLE_RATIO: f64 = 0.1;
+use crate::config::DEFAULT_SUCCESS_SAMPLE_RATIO;
 
 /// A setting after layering, with where its value came from (for messages).
 #[derive(Debug, Clone)]

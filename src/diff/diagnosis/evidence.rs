@@ -8,7 +8,7 @@ use std::fmt;
 
 use super::{Case, Diagnosis};
 use crate::config::{ProxyVersion, View};
-use crate::diff::attribute::{display_path, effective_host, effective_sni, Attribute};
+use crate::diff::attribute::{effective_host, effective_sni, Attribute};
 use crate::diff::attribution::dialed;
 use crate::diff::hybrid::{HybridResult, Side};
 use crate::diff::Direction;
@@ -423,7 +423,7 @@ fn value(attribute: Attribute, v: &View) -> String {
             Some(h) => format!("Host {h}"),
             None => "no Host header".to_owned(),
         },
-        Attribute::Path => format!("path {}", display_path(v)),
+        Attribute::Path => format!("path {}", v.path_display()),
         Attribute::Method => format!("method {}", v.http.method),
         // Names only: values may be secrets.
         Attribute::Headers if v.http.headers.is_empty() => "no extra headers".to_owned(),

@@ -5,7 +5,7 @@
 use std::io;
 
 use super::Response;
-use crate::config::plan::MAX_HEADER_BYTES;
+use crate::config::MAX_HEADER_BYTES;
 use crate::probe::expect::contains;
 use crate::probe::outcome::{quote_bytes, ErrorCode, Failure, Phase};
 

@@ -15,7 +15,6 @@ mod classify;
 mod tests;
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -35,8 +34,8 @@ pub use classify::{classify, tls_required};
 
 use super::edges::{SharedEdges, TimedIo};
 use super::outcome::{ErrorCode, Failure, Phase};
-use crate::config::plan::{push_host_ip, push_port, AUTHORITY_CAPACITY, MAX_HEADER_BYTES};
-use crate::config::{HostHeader, HttpVersion, View};
+use crate::config::MAX_HEADER_BYTES;
+use crate::config::{HttpVersion, View};
 
 /// A response read within bounds.
 #[derive(Debug, Clone)]
@@ -78,31 +77,7 @@ pub struct Received {
     pub body_bytes: Option<u64>,
 }
 
-/// The Host header value `view` sends when it dialed `dialed`, or `None` for no Host header.
-pub fn host_header(view: &View, dialed: SocketAddr) -> Option<String> {
-    match &view.http.host {
-        HostHeader::FromUrl => Some(view.url_authority()),
-        HostHeader::DialedAddress => Some(match dialed {
-            SocketAddr::V4(a) => {
-                let mut s = String::with_capacity(AUTHORITY_CAPACITY);
-                push_host_ip(&mut s, IpAddr::V4(*a.ip()));
-                push_port(&mut s, a.port());
-                s
-            }
-            // `Display` keeps a scope id (`[fe80::1%2]:80`).
-            SocketAddr::V6(a) => a.to_string(),
-        }),
-        HostHeader::DialedIp => {
-            let mut s = String::with_capacity(AUTHORITY_CAPACITY);
-            push_host_ip(&mut s, dialed.ip());
-            Some(s)
-        }
-        HostHeader::Value(value) => Some(value.clone()),
-        HostHeader::None => None,
-    }
-}
-
-/// Sends `view`'s request over `io` with `host` as its Host header (what [`host_header`] gives
+/// Sends `view`'s request over `io` with `host` as its Host header (what [`View::host_header`] gives
 /// for the dialed address) and reads the response within `view.max_body_bytes` and the header
 /// limit, before `deadline`. `h2` is true when ALPN selected `h2`. Errors: `http_tls_required`,
 /// `http_malformed`, `http_reset`, `http_timeout`, `http_body_too_large`. The status is not

@@ -20,10 +20,10 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{exchange, host_header, Received, Response, Sent};
+use super::{exchange, Received, Response, Sent};
 use crate::config::{Endpoint, Host, HostHeader, HttpVersion, MaybeSecret, Scheme, Secret, View};
 use crate::probe::Failure;
-use crate::testkit::{accept_one, ip, loopback_view, soon};
+use crate::testkit::{accept_one, host_header, ip, loopback_view, soon};
 
 /// [`exchange`] with the Host value `view` sends when it dialed `dialed`, as the engine does.
 pub(super) async fn exchange_dialed<S>(
