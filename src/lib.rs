@@ -3,25 +3,34 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: `probes.d/` files (serde types, unknown keys rejected) compiled into an immutable
-//!   [`config::Plan`]; checker profiles; `${..}` substitution and secret redaction.
-//! - [`probe`]: the probe engine — dns, tcp (source bind), PROXY header, tls, http, grpc layers —
-//!   and the [`probe::Outcome`] record with its closed error taxonomy.
+//! The map of record is `docs/architecture.md` (the data flow, what each module owns and may not
+//! touch, where to add a profile, an error code, a diagnosis, an export or a configuration
+//! source). In brief, each module depends only on those listed before it:
+//!
+//! - [`config`]: `probes.d/` loaded (`load`), compiled (`compile`) into an immutable
+//!   [`config::Plan`] of [`config::Target`]s, each a client [`config::View`] and its checker
+//!   views (`view`); checker profiles (`profiles`); `${..}` substitution and secrets.
+//! - [`probe`]: one execution of a view — dns, tcp (source bind), PROXY header, tls, http, grpc —
+//!   and the [`probe::Outcome`] record with its closed error taxonomy (`outcome`).
+//! - [`pki`]: certificates made at run time (a CA, leaves with chosen names and validity,
+//!   self-signed ones): the demo's backends and every test use this one builder.
 //! - [`verdict`]: per view, the health the emulated LB holds (rise/fall, starting state).
-//! - [`diff`]: per target, client verdict against each checker verdict; mismatch lifecycle,
-//!   attribution by hybrid probes (planned purely), diagnosis, the `allow_sources` audit.
+//! - [`diff`]: per target, client verdict against each checker verdict (`lifecycle`); request
+//!   attributes (`attribute`), hybrids (`hybrid`), attribution (`attribution`), the diagnosis
+//!   (`diagnosis`), the mismatch record (`mismatch`), the `allow_sources` audit (`audit`).
 //! - [`report`]: `parallax probe` output (JSON lines and the table).
 //! - [`schedule`]: timers — per-view intervals spread by a stable hash, jitter, skip-when-busy,
 //!   the cap on probes in flight, lateness.
-//! - [`daemon`]: `parallax run` — scheduling, verdicts, diff and attribution continuously, reload,
-//!   shutdown.
-//! - [`export`]: OTLP traces and metrics, Prometheus `/metrics`, JSON events.
-//! - [`admin`]: the admin HTTP server (health, readiness, metrics, status API, dashboard).
 //! - [`status`]: the status document the daemon keeps and the admin server serves.
-//! - [`demo`]: `parallax demo` — embedded loopback backends reproducing field failures, the daemon
-//!   on their configuration, the dashboard and a live terminal table.
-//! - [`pki`]: certificates made at run time (a CA, leaves with chosen names and validity,
-//!   self-signed ones): the demo's backends and every test use this one builder.
+//! - [`export`]: the [`export::Sink`] the daemon reports typed events to ([`export::ProbeReport`],
+//!   [`export::MismatchEvent`]), implemented by [`export::Telemetry`]: OTLP traces and metrics,
+//!   Prometheus `/metrics`, JSON events.
+//! - [`admin`]: the admin HTTP server (health, readiness, metrics, status API, dashboard).
+//! - [`daemon`]: `parallax run` — process edge (`mod`), task wiring (`runtime`), the engine
+//!   (`engine`), per-target records (`target`), reloads and the pure plan diff (`reload`).
+//! - [`demo`]: `parallax demo` — field failures (`scenarios`) on in-process loopback backends
+//!   (`backends`), the daemon on their configuration, the dashboard and a terminal table
+//!   (`screen`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

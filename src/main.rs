@@ -166,7 +166,7 @@ struct ConfigDir {
 enum Format {
     /// Aligned columns for people.
     Table,
-    /// One JSON object per line (DESIGN §7), for scripts.
+    /// One JSON object per line (outcomes, then mismatches, then a summary), for scripts.
     Json,
 }
 

@@ -1,4 +1,4 @@
-//! `parallax probe` output: JSON lines in the order of DESIGN §7 (outcomes, then mismatches, then
+//! `parallax probe` output: JSON lines in their contract's order (outcomes, then mismatches, then
 //! one summary) and a human table.
 
 use std::fmt::Write as _;
@@ -83,7 +83,7 @@ impl Summary {
         }
     }
 
-    /// `parallax probe`'s exit code (DESIGN §7): 0 all client views succeeded and no mismatch,
+    /// `parallax probe`'s exit code: 0 all client views succeeded and no mismatch,
     /// 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         if self.client_failed > 0 || self.mismatches > 0 {
@@ -103,7 +103,7 @@ struct Tagged<'a, T: Serialize> {
 }
 
 /// One JSON object per line: every `outcome`, then every `mismatch`, then the `summary`
-/// (DESIGN §7).
+/// (docs/architecture.md#contracts).
 pub fn json_lines(outcomes: &[Outcome], mismatches: &[Mismatch], summary: &Summary) -> String {
     let mut out = String::new();
     for o in outcomes {

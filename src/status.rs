@@ -112,7 +112,7 @@ pub struct RecentProbe {
 /// An open mismatch.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenMismatchStatus {
-    /// The record (DESIGN §7 fields: direction, diagnosis, flipped, evidence...).
+    /// The record (the `mismatch` record's fields: direction, diagnosis, flipped, evidence...).
     #[serde(flatten)]
     pub mismatch: Mismatch,
     /// When the views started to disagree, RFC 3339.

@@ -1,5 +1,5 @@
-//! The mismatch engine against real servers: one reproduction per diagnosis of DESIGN §6, each
-//! named after the field failure it reproduces (CHECKERS.md §2), with in-process servers on its
+//! The mismatch engine against real servers: one reproduction per diagnosis of docs/errors.md#diagnoses, each
+//! named after the field failure it reproduces (docs/field-failures.md), with in-process servers on its
 //! own 127.0.0.x addresses.
 //!
 //! Every test runs exactly what `parallax probe` runs: a `probes.d` directory is loaded with

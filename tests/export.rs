@@ -1,4 +1,4 @@
-//! Exports (DESIGN §8) against a real in-process OTLP receiver (opentelemetry-proto tonic
+//! Exports (docs/exports.md) against a real in-process OTLP receiver (opentelemetry-proto tonic
 //! services for gRPC, a hyper server for HTTP/protobuf): span names, attributes, parent/child
 //! structure, links, resource, sampling; the collector stopped and restarted; `/metrics` text;
 //! `forget_view`; events; shutdown; and a secret that appears nowhere.

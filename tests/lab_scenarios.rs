@@ -1,4 +1,4 @@
-//! The lab's scenarios: each field failure of the seed's tables (and CHECKERS.md §2) reproduced
+//! The lab's scenarios: each field failure of the seed's tables (and docs/field-failures.md) reproduced
 //! for real with nginx, HAProxy, dnsmasq and iptables in network namespaces, and `parallax probe`
 //! (the binary, run inside the client namespace) asserted to name it: outcome codes, mismatch
 //! direction, diagnosis, flipped attributes. Tests are named after the failure. `tests/lab/`
@@ -110,7 +110,7 @@ fn etp_local_node_without_local_endpoints_is_no_local_endpoints() {
     assert_eq!((state("n1").as_deref(), state("n2").as_deref()), (Some("DOWN"), Some("UP")), "{ha:#?}");
 }
 
-/// The LB's HTTP check goes to the TLS port (CHECKERS.md §2.3): nginx answers 400 "The plain
+/// The LB's HTTP check goes to the TLS port (field failure 3): nginx answers 400 "The plain
 /// HTTP request was sent to HTTPS port".
 #[test]
 fn plain_http_health_check_to_an_https_listener_is_checker_protocol_mismatch() {
@@ -124,7 +124,7 @@ fn plain_http_health_check_to_an_https_listener_is_checker_protocol_mismatch() {
 }
 
 /// The nodes' firewall (loadBalancerSourceRanges) allows 130.211.0.0/22 but not GCP's other
-/// checker range, 35.191.0.0/16: the checks' SYNs are dropped (CHECKERS.md §2.14).
+/// checker range, 35.191.0.0/16: the checks' SYNs are dropped (field failure 14).
 #[test]
 fn health_checker_source_missing_from_the_allowlist_is_checker_source_blocked() {
     let lab = Lab::start("source_blocked");
@@ -164,7 +164,7 @@ fn health_checker_source_missing_from_the_allowlist_is_checker_source_blocked() 
 // ---------------------------------------------------------------------------------------------
 
 /// A verifying checker that sends no SNI (Envoy's active check without `sni` on the cluster,
-/// CHECKERS.md §2.8) gets the controller's default certificate, not the host's.
+/// field failure 8) gets the controller's default certificate, not the host's.
 #[test]
 fn checker_without_sni_gets_the_default_certificate_is_sni_mismatch() {
     let lab = Lab::start("no_sni");
@@ -199,7 +199,7 @@ fn certificate_san_missing_the_host_is_a_blackhole_on_the_certificate_name() {
     r.assert_mismatch("api", "gcp-ssl", "blackhole", "sni_mismatch", &["verify"]);
 }
 
-/// The ALB's check carries `Host: <target ip>:<port>` (CHECKERS.md §2.5): nginx routes it to
+/// The ALB's check carries `Host: <target ip>:<port>` (field failure 5): nginx routes it to
 /// the default server, whose default backend answers 404, while users' Host is routed.
 #[test]
 fn checker_host_matching_no_route_is_host_route_mismatch() {
@@ -337,7 +337,7 @@ fn backend_without_ready_endpoints_is_a_blackhole_behind_the_controller_healthz(
 // ---------------------------------------------------------------------------------------------
 
 /// The traffic port expects PROXY v2 (the NLB sends it with users' traffic), but GCP-style
-/// checks send none: nginx rejects the "broken header" (CHECKERS.md §2.9, the reverse of the
+/// checks send none: nginx rejects the "broken header" (field failure 9, the reverse of the
 /// NLB case).
 #[test]
 fn proxy_protocol_expected_but_not_sent_by_the_checker_is_proxy_protocol_mismatch() {
@@ -357,7 +357,7 @@ fn proxy_protocol_expected_but_not_sent_by_the_checker_is_proxy_protocol_mismatc
 }
 
 /// The NLB's target group has PROXY v2 on, so its checks carry a `LOCAL` header, but the port
-/// does not expect one (CHECKERS.md §2.9, kubernetes/ingress-nginx#10982).
+/// does not expect one (field failure 9, kubernetes/ingress-nginx#10982).
 #[test]
 fn proxy_protocol_sent_by_the_checker_but_not_expected_is_proxy_protocol_mismatch() {
     let lab = Lab::start("pp_unexpected");
@@ -378,7 +378,7 @@ fn proxy_protocol_sent_by_the_checker_but_not_expected_is_proxy_protocol_mismatc
 // ---------------------------------------------------------------------------------------------
 
 /// The app's readiness endpoint answers 204: kubelet's matcher (200-399) passes it, GCP's
-/// (exactly 200) does not (CHECKERS.md §2.4, weaviate/weaviate#1039).
+/// (exactly 200) does not (field failure 4, weaviate/weaviate#1039).
 #[test]
 fn status_204_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_mismatch() {
     let lab = Lab::start("status_204");
@@ -401,7 +401,7 @@ fn status_204_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_mis
 }
 
 /// The ingress redirects plain HTTP to HTTPS (ssl-redirect): users follow it and are served, a
-/// 200-only checker on :80 fails on the 308 (CHECKERS.md §2.1).
+/// 200-only checker on :80 fails on the 308 (field failure 1).
 #[test]
 fn redirect_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_mismatch() {
     let lab = Lab::start("status_3xx");
@@ -415,7 +415,7 @@ fn redirect_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_misma
     r.assert_mismatch("www", "gcp", "false_drain", "status_matcher_mismatch", &[]);
 }
 
-/// Every route of `admin.lab` needs credentials; the check sends none (CHECKERS.md §2.15).
+/// Every route of `admin.lab` needs credentials; the check sends none (field failure 15).
 #[test]
 fn health_path_behind_auth_is_auth_required() {
     let lab = Lab::start("auth");

@@ -1,4 +1,4 @@
-//! Every error code of DESIGN §5 that one host can produce, each through a real server on a
+//! Every error code of docs/errors.md that one host can produce, each through a real server on a
 //! 127.0.0.x address and asserted exactly (code and phase), plus the success paths: http, https
 //! with `ca_file`, h2, tcp://, tls://, grpc://, grpcs://, each_address, source bind,
 //! `connect_to`, `sni = false`, kube-proxy's `localEndpoints`.

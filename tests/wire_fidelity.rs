@@ -332,7 +332,7 @@ async fn probe_and_record(toml: &str, view_name: &str, recorder: &mut Recorder) 
 // ---------------------------------------------------------------------------------------------
 
 /// The exact HTTP/1 request head `profile` sends for `path`, with `authority` the URL's
-/// authority and `dialed` the dialed `ip:port`. Sources: CHECKERS.md §1 and the doc comment of
+/// authority and `dialed` the dialed `ip:port`. Sources: docs/profiles.md, and the doc comment of
 /// each profile in `src/config/profiles.rs`.
 fn expected_head(profile: Option<ProfileName>, path: &str, authority: &str, dialed: &str) -> String {
     let parallax_ua = format!("parallax/{}", env!("CARGO_PKG_VERSION"));

@@ -1,4 +1,4 @@
-//! The macro benchmark (issue 7, DESIGN §11): in one run on this machine, against one local
+//! The macro benchmark (issue 7): in one run on this machine, against one local
 //! nginx, measures
 //!
 //! 1. CPU per probe, new connection per probe, plain HTTP and HTTPS: `parallax run` (a child

@@ -101,7 +101,7 @@ impl Target {
     }
 }
 
-/// How a target's client and checker verdicts are compared (DESIGN §6): `[defaults]` or
+/// How a target's client and checker verdicts are compared (docs/architecture.md): `[defaults]` or
 /// `[[target]]` keys `attribution`, `attribution_interval`, `max_hybrids`, `hold`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiffSettings {
@@ -117,7 +117,7 @@ pub struct DiffSettings {
     pub hold: Option<Duration>,
 }
 
-/// Default `attribution_interval` (DESIGN §6).
+/// Default `attribution_interval` (docs/configuration.md).
 pub const DEFAULT_ATTRIBUTION_INTERVAL: Duration = Duration::from_secs(300);
 /// Default `max_hybrids`: both directions of the six likeliest attributes.
 pub const DEFAULT_MAX_HYBRIDS: usize = 12;

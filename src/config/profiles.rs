@@ -1,4 +1,4 @@
-//! Checker profiles: what each real health checker sends and how it judges (CHECKERS.md §1).
+//! Checker profiles: what each real health checker sends and how it judges (docs/profiles.md).
 //!
 //! A profile only supplies defaults; explicit view keys win.
 //!
@@ -94,7 +94,7 @@ const fn millis(ms: u64) -> Duration {
 }
 
 /// The defaults of a client view (no profile): what a browser-like user agent does. Accepts
-/// 200-399 (what a browser treats as served, DESIGN §4), verifies certificates, sends the URL's
+/// 200-399 (what a browser treats as served), verifies certificates, sends the URL's
 /// name as SNI and Host, offers h2 and http/1.1.
 pub fn client_defaults() -> ProfileDefaults {
     ProfileDefaults {
@@ -144,7 +144,7 @@ fn generic() -> ProfileDefaults {
     ProfileDefaults { http_version: HttpVersion::Http11, alpn: &[], rise: 2, fall: 2, ..client_defaults() }
 }
 
-/// CHECKERS.md §1 "AWS ALB target group": `GET` over HTTP/1.1 on a new connection that the node
+/// docs/profiles.md, "AWS ALB target group": `GET` over HTTP/1.1 on a new connection that the node
 /// closes, with `Connection: close` (re:Post "Why ALB executes healthcheck URLs with Connection:
 /// close"), `Host` = target IP:port (obs., aptible/docker-nginx#114: `host: "10.58.7.217:25419"`;
 /// not configurable), `User-Agent: ELB-HealthChecker/2.0`, no SNI and no certificate validation
@@ -176,7 +176,7 @@ fn aws_alb() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "AWS NLB target group": `Host` is the LB node's IP and listener port, which a
+/// docs/profiles.md, "AWS NLB target group": `Host` is the LB node's IP and listener port, which a
 /// prober cannot know: we send the dialed address (set `host` when you know the node's), 200-399,
 /// 30 s / 6 s (HTTP; AWS uses 10 s for HTTPS checks: set `timeout` for those), healthy 5 /
 /// unhealthy 2, TLS not validated, a new connection closed after each check. With
@@ -188,7 +188,7 @@ fn aws_nlb() -> ProfileDefaults {
     ProfileDefaults { status: OK_2XX_3XX, timeout: secs(6), proxy_local: true, ..aws_alb() }
 }
 
-/// CHECKERS.md §1 "AWS Classic ELB": HTTP 200 only, 30 s / 5 s, healthy 10 / unhealthy 2,
+/// docs/profiles.md, "AWS Classic ELB": HTTP 200 only, 30 s / 5 s, healthy 10 / unhealthy 2,
 /// `User-Agent: ELB-HealthChecker/1.0` (aptible/docker-nginx#114), `GET` over HTTP/1.1 (obs.,
 /// getsentry/sentry#2590: `"GET /_health/ HTTP/1.1" ... "ELB-HealthChecker/1.0"`). The Host
 /// header is "unknown" in the table; two user reports say the Classic ELB sends **none**
@@ -207,7 +207,7 @@ fn aws_clb() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "GCP health checks": HTTP **200 only**, 5 s interval, healthy 2 / unhealthy 2,
+/// docs/profiles.md, "GCP health checks": HTTP **200 only**, 5 s interval, healthy 2 / unhealthy 2,
 /// `User-Agent: GoogleHC/1.0`, `Connection: Keep-alive` (though one request per connection was
 /// observed), `Host` = the probe's destination unless `host` is set. The raw request observed
 /// ([14], metalbear.co/blog/mirrord-dump) is exactly `GET /health HTTP/1.1`, `Host:
@@ -241,7 +241,7 @@ fn gcp() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "GCP legacy HTTP/HTTPS" (target-pool network LB): like [`gcp`] (the same
+/// docs/profiles.md, "GCP legacy HTTP/HTTPS" (target-pool network LB): like [`gcp`] (the same
 /// `GoogleHC/1.0` prober is assumed, unverified), 200, 2 / 2, 5 s, and the legacy source ranges
 /// 35.191.0.0/16, 209.85.152.0/22, 209.85.204.0/22. Its Host is "the public IP on behalf of which
 /// this health check is performed", the forwarding rule's address, which a prober dialing the
@@ -250,7 +250,7 @@ fn gcp_legacy() -> ProfileDefaults {
     ProfileDefaults { source_ranges: &["35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"], ..gcp() }
 }
 
-/// CHECKERS.md §1 "Azure Load Balancer probe": HTTP 200 only, `Host` = the backend `ip:port`
+/// docs/profiles.md, "Azure Load Balancer probe": HTTP 200 only, `Host` = the backend `ip:port`
 /// (obs., MicrosoftDocs/azure-docs#97795), no SNI and no certificate validation (self-signed
 /// accepted), 5 s interval; a failed probe marks the backend down at once (`probeThreshold` 1).
 /// The HTTP timeout (30 s in the docs) exceeds the interval; parallax caps it at 4.9 s. Probes
@@ -280,7 +280,7 @@ fn azure_lb() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "Azure Application Gateway probe": default probe `<proto>://127.0.0.1:<port>/`
+/// docs/profiles.md, "Azure Application Gateway probe": default probe `<proto>://127.0.0.1:<port>/`
 /// with `Host: 127.0.0.1`, 200-399, 30 s interval (timeout 30 s, capped below the interval at
 /// 29 s), healthy 1 / unhealthy 3, no User-Agent observed (MicrosoftDocs/azure-docs#69155). v2
 /// verifies the certificate and sends SNI from the probe host, then the HTTP-settings host, then
@@ -310,7 +310,7 @@ fn azure_appgw() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "kube-proxy `healthCheckNodePort`": any path answers 200 when the node has
+/// docs/profiles.md, "kube-proxy `healthCheckNodePort`": any path answers 200 when the node has
 /// local **ready** endpoints and kube-proxy is healthy, else 503, with a JSON body carrying
 /// `localEndpoints`; Host and User-Agent are ignored. The request is the provider's; we send a
 /// plain `GET` with the dialed address as Host and parallax's agent. Interval and thresholds are
@@ -339,7 +339,7 @@ fn kube_proxy() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "HAProxy `option httpchk`", checked against the real HAProxy 2.6 on loopback
+/// docs/profiles.md, "HAProxy `option httpchk`", checked against the real HAProxy 2.6 on loopback
 /// (tests/wire_fidelity.rs compares the bytes): the request is exactly `OPTIONS / HTTP/1.0`
 /// CRLF CRLF, no Host, no User-Agent, no other header; header names it does send (`http-check
 /// send hdr`) are lowercase. 2xx and 3xx pass (199 and 400 fail), `inter` 2 s (the check timeout
@@ -384,7 +384,7 @@ fn haproxy() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "Envoy active HC": HTTP/1.1 `GET` with `user-agent: Envoy/HC`
+/// docs/profiles.md, "Envoy active HC": HTTP/1.1 `GET` with `user-agent: Envoy/HC`
 /// (`source/common/http/headers.h`), lowercase header names (Envoy's HTTP/1 codec default),
 /// `host` first then `user-agent`, no `content-length` on a bodiless `GET`, keep-alive
 /// (`reuse_connection` default true: no `Connection` header), 200 only. A non-expected status
@@ -419,7 +419,7 @@ fn envoy() -> ProfileDefaults {
     }
 }
 
-/// CHECKERS.md §1 "kubelet readiness probe" (`pkg/probe/http/request.go`, `http.go`): Go's
+/// docs/profiles.md, "kubelet readiness probe" (`pkg/probe/http/request.go`, `http.go`): Go's
 /// HTTP/1.1 client with keep-alives and compression off, so the request observed ([14]) is
 /// `GET <path> HTTP/1.1`, `Host: <podIP>:<port>` (the port always, `net.JoinHostPort`),
 /// `User-Agent: kube-probe/<major>.<minor>`, `Accept: */*`, `Connection: close`, in that order

@@ -20,7 +20,7 @@ use serde::{Serialize, Serializer};
 
 use super::secret::MaybeSecret;
 
-/// One complete request recipe (DESIGN §2). Immutable once compiled.
+/// One complete request recipe (docs/architecture.md, "view"). Immutable once compiled.
 ///
 /// `Debug` shows [`View::path_display`] in place of `path`: a URL's query may hold a secret.
 #[derive(Clone, PartialEq)]

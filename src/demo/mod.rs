@@ -2,7 +2,7 @@
 //!
 //! [`Backends::start`] binds, inside this process, small HTTP and HTTPS servers on loopback
 //! addresses `127.0.0.11` to `127.0.0.18` (free ports; certificates from a CA made at start with
-//! [`crate::pki`]), each reproducing one field failure of DESIGN §6 next to a healthy service
+//! [`crate::pki`]), each reproducing one field failure (docs/field-failures.md) next to a healthy service
 //! ([`SCENARIOS`]). [`Backends::config`] is the `probes.d` file that watches them (every view
 //! probed each second, a disagreement held 2 s opens a mismatch), compiled in memory with
 //! [`config::load_str`]. [`run`] starts the daemon on it with the admin server and dashboard, and

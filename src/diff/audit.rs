@@ -26,7 +26,7 @@ pub struct SourceGap {
 pub enum SourceOrigin {
     /// The view's `source`.
     View,
-    /// The ranges the profile's real checker is documented to probe from (CHECKERS.md §1).
+    /// The ranges the profile's real checker is documented to probe from (docs/profiles.md).
     Profile(ProfileName),
 }
 

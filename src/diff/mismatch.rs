@@ -50,7 +50,7 @@ pub enum Basis {
     Audit,
 }
 
-/// One mismatch, serialized exactly as DESIGN §7's `mismatch` record (the report adds `"type"`):
+/// One mismatch, serialized exactly as the `mismatch` record of `parallax probe --format json` (the report adds `"type"`):
 /// `target`, `client_view`, `checker_view`, `direction`, `diagnosis`, `flipped`, `evidence`,
 /// plus fields of its own.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -6,7 +6,7 @@
 //! - [`attribute`](mod@attribute): the request attributes two views can differ in, and which they do.
 //! - [`hybrid`]: a view with one attribute switched to the other view's value, and what it showed.
 //! - [`attribution`]: the hybrid plan (pure), running it and judging the flips, its budget.
-//! - [`diagnosis`]: the DESIGN §6 codes and the order they are decided in; `diagnosis/evidence.rs`
+//! - [`diagnosis`]: the codes of docs/errors.md and the order they are decided in; `diagnosis/evidence.rs`
 //!   phrases them (pure).
 //! - [`audit`]: the `allow_sources` audit, which needs no traffic (pure).
 //! - [`one_shot`]: all of it for one round of `parallax probe` (hold time 0).

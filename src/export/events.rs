@@ -1,4 +1,4 @@
-//! JSON event lines (DESIGN §8): one line per verdict change and per mismatch opened or resolved,
+//! JSON event lines (docs/exports.md): one line per verdict change and per mismatch opened or resolved,
 //! on stdout by default.
 //!
 //! Probing never waits for the writer: lines go through a bounded channel to a writer thread
@@ -78,7 +78,7 @@ impl<'a> VerdictChangeLine<'a> {
     }
 }
 
-/// A mismatch opened/resolved line: the DESIGN §7 mismatch record plus the event's own fields.
+/// A mismatch opened/resolved line: the `mismatch` record of `parallax probe --format json` plus the event's own fields.
 #[derive(Debug, Serialize)]
 pub(crate) struct MismatchLine<'a> {
     #[serde(rename = "type")]

@@ -1,4 +1,4 @@
-//! The `parallax_*` metric families (DESIGN §8): prometheus-client families for `/metrics`
+//! The `parallax_*` metric families (docs/exports.md): prometheus-client families for `/metrics`
 //! (OpenMetrics text, exemplars on the duration histogram), and the same families over OTLP.
 //!
 //! The prometheus-client families are the one store. OTLP reads counters and gauges from them

@@ -1,4 +1,4 @@
-//! OTLP export (DESIGN §8): where to send (the `[export.otlp]` table and the standard
+//! OTLP export (docs/exports.md): where to send (the `[export.otlp]` table and the standard
 //! `OTEL_EXPORTER_OTLP_*` / `OTEL_RESOURCE_ATTRIBUTES` variables), the resource, the
 //! opentelemetry-otlp exporters over gRPC (tonic) or HTTP/protobuf (a small hyper client), and
 //! the two pipelines that feed them.

@@ -1,4 +1,4 @@
-//! Which probes leave as spans (DESIGN §8): every failure, every verdict change, every forced
+//! Which probes leave as spans (docs/exports.md): every failure, every verdict change, every forced
 //! probe, and a fraction of plain successes, so high-frequency probing does not flood the
 //! pipeline. The fraction is decided by the trace id, as OpenTelemetry's `TraceIdRatioBased`
 //! sampler does: deterministic for a given id, uniform over random ids.

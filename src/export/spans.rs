@@ -1,4 +1,4 @@
-//! Spans built after the fact (DESIGN §8): a probe is over when its outcome arrives, so its
+//! Spans built after the fact (docs/exports.md): a probe is over when its outcome arrives, so its
 //! `parallax.probe` span and one child per phase are laid out from the wall-clock start and the
 //! outcome's monotonic phase timings, with explicit start and end times. A `parallax.mismatch`
 //! span links the probe spans it compares.

@@ -27,7 +27,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// Parses the JSON lines; panics with the whole output when they are not DESIGN §7's.
+    /// Parses the JSON lines; panics with the whole output when they are not the JSON contract's.
     pub fn parse(exit: i32, stdout: String, stderr: String, config: &str) -> Report {
         let mut report = Report {
             exit,
@@ -96,7 +96,7 @@ impl Report {
         assert!(found.is_empty(), "expected no mismatch for {target}, found {found:?}\n{}", self.context());
     }
 
-    /// Asserts an outcome: success, or failure with `error` (its DESIGN §5 code) and `phase`.
+    /// Asserts an outcome: success, or failure with `error` (its docs/errors.md code) and `phase`.
     pub fn assert_outcome(&self, target: &str, view: &str, expected: Expect) {
         let o = self.outcome(target, view);
         let (ok, error, phase) = match expected {

@@ -22,7 +22,7 @@
   const FETCH_TIMEOUT_MS = 5000;
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
-  // DESIGN §6, one line each.
+  // docs/errors.md#diagnoses, one line each.
   const DIAGNOSES = {
     shallow_health_path: 'The health path passes while the users\u2019 route fails (or the reverse): it does not reflect what users use.',
     auth_required: 'The check is refused for lack of credentials (401, 403 or a redirect to a login page).',

@@ -1,4 +1,4 @@
-//! Diagnosis: the name of a field failure (DESIGN §6), decided from the attributes whose switch
+//! Diagnosis: the name of a field failure (docs/errors.md#diagnoses), decided from the attributes whose switch
 //! flipped a result plus the outcomes' error codes and status. This file holds the codes and the
 //! order of decision; `evidence.rs` phrases the one-line `evidence` string an on-call engineer can
 //! act on. The findings that need no traffic are the `allow_sources` audit
@@ -35,7 +35,7 @@ use super::Direction;
 use crate::config::{ProfileName, View};
 use crate::probe::{ErrorCode, Outcome, Phase};
 
-/// The closed set of diagnoses (DESIGN §6). Stable snake_case names.
+/// The closed set of diagnoses (docs/errors.md#diagnoses). Stable snake_case names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Diagnosis {
@@ -71,7 +71,7 @@ pub enum Diagnosis {
 }
 
 impl Diagnosis {
-    /// Every diagnosis, in DESIGN §6 order.
+    /// Every diagnosis, in the order of docs/errors.md.
     pub const ALL: [Diagnosis; 13] = [
         Diagnosis::ShallowHealthPath,
         Diagnosis::AuthRequired,

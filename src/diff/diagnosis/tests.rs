@@ -112,7 +112,7 @@ fn check(scenarios: Vec<Scenario>) -> BTreeSet<Diagnosis> {
 /// The checker speaks the wrong protocol: `checker_protocol_mismatch`, `proxy_protocol_mismatch`.
 fn protocol_scenarios() -> Vec<Scenario> {
     vec![
-        // DESIGN §7's example: plain HTTP to the TLS port 30080.
+        // the README's example: plain HTTP to the TLS port 30080.
         Scenario {
             name: "plain_http_to_tls_listener_is_checker_protocol_mismatch",
             client: client(),
