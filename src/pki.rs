@@ -143,6 +143,7 @@ impl Authority {
 pub struct LeafSpec {
     names: Vec<String>,
     common_name: String,
+    organization: Option<String>,
     validity: Validity,
 }
 
@@ -153,6 +154,7 @@ impl LeafSpec {
         LeafSpec {
             names: names.iter().map(|n| (*n).to_owned()).collect(),
             common_name: names.first().copied().unwrap_or("leaf").to_owned(),
+            organization: None,
             validity: Validity::CURRENT,
         }
     }
@@ -160,6 +162,13 @@ impl LeafSpec {
     /// With subject common name `name` instead of the first SAN.
     pub fn common_name(mut self, name: &str) -> LeafSpec {
         name.clone_into(&mut self.common_name);
+        self
+    }
+
+    /// With an organization (`O=`) in the subject after the common name, for tests of how a
+    /// subject is shown.
+    pub fn organization(mut self, name: &str) -> LeafSpec {
+        self.organization = Some(name.to_owned());
         self
     }
 
@@ -179,6 +188,9 @@ impl LeafSpec {
     fn params(&self) -> Result<(CertificateParams, KeyPair), PkiError> {
         let mut params = CertificateParams::new(self.names.clone())?;
         params.distinguished_name.push(DnType::CommonName, self.common_name.as_str());
+        if let Some(organization) = &self.organization {
+            params.distinguished_name.push(DnType::OrganizationName, organization.as_str());
+        }
         params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -257,8 +269,16 @@ impl Leaf {
 
     /// The certificate and signing key a rustls server presents.
     pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, PkiError> {
+        self.certified_key_with_chain(self.chain())
+    }
+
+    /// The same, sending `chain` (the leaf first; some servers send their root too).
+    pub fn certified_key_with_chain(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+    ) -> Result<Arc<CertifiedKey>, PkiError> {
         let signer = rustls::crypto::ring::sign::any_supported_type(&self.key())?;
-        Ok(Arc::new(CertifiedKey::new(self.chain(), signer)))
+        Ok(Arc::new(CertifiedKey::new(chain, signer)))
     }
 }
 

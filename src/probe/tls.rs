@@ -586,8 +586,6 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Duration;
 
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use rustls::server::{ClientHello, ResolvesServerCert};
     use rustls::sign::CertifiedKey;
     use rustls::ServerConfig;
@@ -597,55 +595,37 @@ mod tests {
 
     use super::*;
     use crate::config::Sni;
+    use crate::pki::{Authority, Date, LeafSpec, Validity};
 
-    /// A test PKI: a CA and a way to issue leaves, all made now.
+    /// A test PKI ([`crate::pki`]): a CA in a `ca_file`, and leaves it signs.
     struct Pki {
-        ca: rcgen::Certificate,
-        ca_key: KeyPair,
+        ca: Authority,
         ca_file: tempfile::NamedTempFile,
     }
 
     impl Pki {
         fn new() -> Pki {
-            let ca_key = KeyPair::generate().expect("key");
-            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.distinguished_name.push(DnType::CommonName, "parallax test CA");
-            let ca = params.self_signed(&ca_key).expect("ca");
+            let ca = Authority::new("parallax test CA", Validity::ROOT).expect("ca");
             let mut ca_file = tempfile::NamedTempFile::new().expect("tempfile");
             ca_file.write_all(ca.pem().as_bytes()).expect("write ca");
-            Pki { ca, ca_key, ca_file }
+            Pki { ca, ca_file }
         }
 
-        /// A leaf for `names` (DNS names or IPs) signed by the CA, chain [leaf, ca].
+        /// A leaf for `names` (DNS names or IPs) signed by the CA, valid from January 1st of
+        /// the first year to January 1st of the second (else [`Validity::CURRENT`]), with an
+        /// `O=` that needs escaping in the subject; chain [leaf, ca].
         fn leaf(&self, names: &[&str], validity: Option<(i32, i32)>) -> Arc<CertifiedKey> {
-            let key = KeyPair::generate().expect("key");
-            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-            let mut params = CertificateParams::new(names.clone()).expect("params");
-            params.distinguished_name.push(DnType::CommonName, names[0].clone());
-            params.distinguished_name.push(DnType::OrganizationName, "Parallax, Tests");
+            let mut spec = LeafSpec::new(names).organization("Parallax, Tests");
             if let Some((from, to)) = validity {
-                params.not_before = rcgen::date_time_ymd(from, 1, 1);
-                params.not_after = rcgen::date_time_ymd(to, 1, 1);
+                spec = spec.validity(Validity::between(Date::new(from, 1, 1), Date::new(to, 1, 1)));
             }
-            let cert = params.signed_by(&key, &self.ca, &self.ca_key).expect("sign");
-            certified(vec![cert.der().clone(), self.ca.der().clone()], &key)
+            let leaf = self.ca.issue(&spec).expect("leaf");
+            leaf.certified_key_with_chain(vec![leaf.der().clone(), self.ca.der()]).expect("key loads")
         }
     }
 
     fn self_signed(name: &str) -> Arc<CertifiedKey> {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).expect("self-signed");
-        certified(vec![cert.der().clone()], &key)
-    }
-
-    fn certified(chain: Vec<CertificateDer<'static>>, key: &KeyPair) -> Arc<CertifiedKey> {
-        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let signing =
-            rustls::crypto::ring::default_provider().key_provider.load_private_key(der).expect("key loads");
-        Arc::new(CertifiedKey::new(chain, signing))
+        LeafSpec::new(&[name]).self_signed().and_then(|leaf| leaf.certified_key()).expect("self-signed")
     }
 
     /// Serves one certificate and records the SNI of every ClientHello (`None`: no SNI).

@@ -137,6 +137,7 @@ mod tests {
 
     use super::*;
     use crate::config::{HttpVersion, Scheme};
+    use crate::pki::LeafSpec;
     use crate::probe::http::tests::{answer_with, connect, err, exchange_dialed, raw_server, ring};
     use crate::testkit::{accept_one, loopback_view, soon};
 
@@ -283,13 +284,12 @@ mod tests {
 
     #[tokio::test]
     async fn plain_http_to_a_rustls_listener_is_tls_required() {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+        let leaf = LeafSpec::new(&["localhost"]).self_signed().unwrap();
         let config = rustls::ServerConfig::builder_with_provider(ring())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .with_single_cert(leaf.chain(), leaf.key())
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let (addr, accepted) = accept_one("127.0.41.15").await;

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::{exchange, Received, Response, Sent};
 use crate::config::{Endpoint, Host, HostHeader, HttpVersion, MaybeSecret, Scheme, Secret, View};
+use crate::pki::LeafSpec;
 use crate::probe::Failure;
 use crate::testkit::{accept_one, host_header, ip, loopback_view, soon};
 
@@ -303,9 +304,8 @@ async fn tls_server(
     ip_str: &str,
     delay: Duration,
 ) -> (SocketAddr, Seen, rustls_pki_types::CertificateDer<'static>) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-    let der = cert.cert.der().clone();
+    let leaf = LeafSpec::new(&["localhost"]).self_signed().unwrap();
+    let (key, der) = (leaf.key(), leaf.der().clone());
     let mut config = rustls::ServerConfig::builder_with_provider(ring())
         .with_safe_default_protocol_versions()
         .unwrap()
