@@ -1,5 +1,5 @@
 //! The one nginx every subject probes (Debian `nginx-light`): an HTTP and an HTTPS vhost on a
-//! loopback address, `return 200`, certificates made by rcgen now.
+//! loopback address, `return 200`, certificates made now by `parallax::pki`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use parallax::pki::{Authority, LeafSpec, PkiError, Validity};
 
 use crate::procs::{free_port, loopback, wait_listening, Guard};
 
@@ -25,27 +25,13 @@ pub struct Pki {
 
 impl Pki {
     /// A CA and a leaf for `ip` (an IP SAN: every subject dials the IP, so no one sends SNI)
-    /// with ECDSA P-256 keys, rcgen's default and the common choice.
-    pub fn new(dir: &Path, ip: IpAddr) -> Result<Pki, rcgen::Error> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.distinguished_name.push(DnType::CommonName, "parallax bench CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        ca_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        ca_params.not_after = rcgen::date_time_ymd(2100, 1, 1);
-        let ca_key = KeyPair::generate()?;
-        let ca = ca_params.self_signed(&ca_key)?;
+    /// with ECDSA P-256 keys, rcgen's default and the common choice ([`parallax::pki`]).
+    pub fn new(dir: &Path, ip: IpAddr) -> Result<Pki, PkiError> {
+        let ca = Authority::new("parallax bench CA", Validity::ROOT)?;
+        let ip = ip.to_string();
+        let leaf = ca.issue(&LeafSpec::new(&["bench.test", &ip]))?;
 
-        let mut leaf_params = CertificateParams::new(vec!["bench.test".to_owned()])?;
-        leaf_params.subject_alt_names.push(SanType::IpAddress(ip));
-        leaf_params.distinguished_name.push(DnType::CommonName, "bench.test");
-        leaf_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        leaf_params.not_after = rcgen::date_time_ymd(2090, 1, 1);
-        let leaf_key = KeyPair::generate()?;
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
-
-        let write = |name: &str, pem: String| -> PathBuf {
+        let write = |name: &str, pem: &str| -> PathBuf {
             let path = dir.join(name);
             if let Err(e) = std::fs::write(&path, pem) {
                 panic!("writing {}: {e}", path.display());
@@ -55,10 +41,10 @@ impl Pki {
         // The server sends its leaf and the CA (a chain of two, as most sites send).
         let chain = format!("{}{}", leaf.pem(), ca.pem());
         Ok(Pki {
-            ca_file: write("ca.pem", ca.pem()),
+            ca_file: write("ca.pem", &ca.pem()),
             ca_der: ca.der().to_vec(),
-            cert_file: write("server.pem", chain),
-            key_file: write("server.key", leaf_key.serialize_pem()),
+            cert_file: write("server.pem", &chain),
+            key_file: write("server.key", leaf.key_pem()),
         })
     }
 }
