@@ -204,13 +204,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The multi-threaded runtime (`workers` threads, else one per core), or exit code 1.
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("parallax: starting the async runtime: {e}");
+        ExitCode::from(1)
+    })
+}
+
 fn demo(options: demo::Options) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(None) {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("parallax: starting the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;
@@ -251,14 +260,10 @@ fn config_errors(dir: &std::path::Path, errors: &config::ConfigErrors) -> ExitCo
 }
 
 fn run(dir: &std::path::Path, workers: usize) -> ExitCode {
-    let runtime =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                eprintln!("parallax: starting the async runtime: {e}");
-                return ExitCode::from(1);
-            }
-        };
+    let runtime = match runtime(Some(workers)) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
     let result = runtime.block_on(async {
         // Installed before anything starts, so a signal during start-up is not lost.
         let shutdown = shutdown_signal().context("installing the SIGTERM/SIGINT handlers")?;

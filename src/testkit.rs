@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::config::profiles::PARALLAX_USER_AGENT;
 use crate::config::{
     Dialed, Endpoint, Expect, Host, HostHeader, HttpSettings, HttpVersion, InitialHealth, IpVersion,
-    MaybeSecret, Role, Scheme, Secret, Sni, Target, TlsSettings, View, DEFAULT_MAX_BODY_BYTES,
+    MaybeSecret, ProfileName, Role, Scheme, Secret, Sni, Target, TlsSettings, View, DEFAULT_MAX_BODY_BYTES,
 };
 use crate::probe::{ErrorCode, Outcome, RequestSummary, Timings};
 
@@ -187,6 +187,21 @@ pub(crate) fn loopback_view(scheme: Scheme, addr: SocketAddr) -> View {
     view.rise = 1;
     view.fall = 1;
     view
+}
+
+/// The users' view of the `shop` target in most unit tests: `https://shop.example.com/cart`.
+pub(crate) fn shop_client() -> View {
+    view_url("shop", "client", "https://shop.example.com/cart")
+}
+
+/// A checker of `shop` with plain HTTP to node port 30080 (no profile).
+pub(crate) fn shop_nlb() -> View {
+    view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")
+}
+
+/// [`shop_nlb`] with the `aws-nlb` profile, which decides its documented source ranges.
+pub(crate) fn shop_aws_nlb() -> View {
+    View { profile: Some(ProfileName::AwsNlb), ..shop_nlb() }
 }
 
 /// The Host header `view` sends when it dialed `dialed` ([`View::host_header`]), owned: what

@@ -139,15 +139,7 @@ pub fn effective_host(view: &View) -> Option<Cow<'_, str>> {
 mod tests {
     use super::*;
     use crate::config::{Endpoint, HostHeader, ProxyHeader, ProxyVersion, Sni, Source, SourceBind};
-    use crate::testkit::{header, view_url};
-
-    fn nlb() -> View {
-        view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")
-    }
-
-    fn client() -> View {
-        view_url("shop", "client", "https://shop.example.com/cart")
-    }
+    use crate::testkit::{header, shop_client as client, shop_nlb as nlb, view_url};
 
     #[test]
     fn every_attribute_is_detected_on_its_own() {

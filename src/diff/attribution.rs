@@ -270,15 +270,7 @@ mod tests {
     use crate::config::{HostHeader, Sni};
     use crate::diff::attribute::effective_sni;
     use crate::probe::ErrorCode;
-    use crate::testkit::{ok_outcome, outcome_for, view_url};
-
-    fn nlb() -> View {
-        view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")
-    }
-
-    fn client() -> View {
-        view_url("shop", "client", "https://shop.example.com/cart")
-    }
+    use crate::testkit::{ok_outcome, outcome_for, shop_client as client, shop_nlb as nlb, view_url};
 
     #[test]
     fn identical_views_have_no_differences_and_no_hybrids() {

@@ -89,18 +89,7 @@ impl SourceGap {
 mod tests {
     use super::*;
     use crate::config::{SourceBind, View};
-    use crate::testkit::{target, view_url};
-
-    fn client() -> View {
-        view_url("shop", "client", "https://shop.example.com/cart")
-    }
-
-    /// An NLB checker: the profile decides which source ranges are documented.
-    fn nlb() -> View {
-        let mut v = view_url("shop", "nlb", "http://10.0.0.5:30080/healthz");
-        v.profile = Some(ProfileName::AwsNlb);
-        v
-    }
+    use crate::testkit::{shop_aws_nlb as nlb, shop_client as client, target, view_url};
 
     #[test]
     fn allow_sources_audit() {

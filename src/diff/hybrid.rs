@@ -199,15 +199,7 @@ mod tests {
     use super::*;
     use crate::config::{Endpoint, Host, Scheme};
     use crate::diff::attribution::plan_hybrids;
-    use crate::testkit::{header, view_url};
-
-    fn nlb() -> View {
-        view_url("shop", "nlb", "http://10.0.0.5:30080/healthz")
-    }
-
-    fn client() -> View {
-        view_url("shop", "client", "https://shop.example.com/cart")
-    }
+    use crate::testkit::{header, shop_client as client, shop_nlb as nlb, view_url};
 
     #[test]
     fn switching_tls_on_takes_the_clients_tls_settings_and_keeps_an_explicit_port() {

@@ -158,17 +158,9 @@ mod tests {
 
     use super::*;
     use crate::config::{ProfileName, SourceBind};
-    use crate::testkit::{at, failed, ok_outcome, target, view_url};
-
-    fn client() -> View {
-        view_url("shop", "client", "https://shop.example.com/cart")
-    }
-
-    fn nlb() -> View {
-        let mut v = view_url("shop", "nlb", "http://10.0.0.5:30080/healthz");
-        v.profile = Some(ProfileName::AwsNlb);
-        v
-    }
+    use crate::testkit::{
+        at, failed, ok_outcome, shop_aws_nlb as nlb, shop_client as client, target, view_url,
+    };
 
     /// Ports 30080 and 443 are TLS listeners, every other port is plain HTTP; every route answers.
     fn tls_port_backend(calls: &AtomicUsize) -> impl Fn(View) -> std::future::Ready<Vec<Outcome>> + '_ {

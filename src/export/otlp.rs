@@ -326,37 +326,54 @@ fn tls_config(endpoint: &str) -> Option<tonic::transport::ClientTlsConfig> {
     endpoint.starts_with("https://").then(|| tonic::transport::ClientTlsConfig::new().with_webpki_roots())
 }
 
+/// What every gRPC exporter of ours is given: the endpoint, the timeout, the headers as
+/// metadata, no retries (a failed export is dropped and counted), TLS for `https://`.
+fn over_grpc<B: WithExportConfig + WithTonicConfig>(
+    builder: B,
+    endpoint: &str,
+    timeout: Duration,
+    headers: &[(String, String)],
+) -> B {
+    let builder = builder
+        .with_endpoint(endpoint)
+        .with_timeout(timeout)
+        .with_metadata(metadata(headers))
+        .with_retry_policy(RetryPolicy::disabled());
+    match tls_config(endpoint) {
+        Some(tls) => builder.with_tls_config(tls),
+        None => builder,
+    }
+}
+
+/// What every HTTP/protobuf exporter of ours is given: the endpoint, the timeout, the headers,
+/// our own bounded client, no retries.
+fn over_http<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    endpoint: &str,
+    timeout: Duration,
+    headers: &[(String, String)],
+) -> Result<B, String> {
+    let client = HyperClient::new(timeout).map_err(|e| format!("TLS setup failed: {e}"))?;
+    Ok(builder
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .with_timeout(timeout)
+        .with_headers(header_map(headers))
+        .with_http_client(client)
+        .with_retry_policy(RetryPolicy::disabled()))
+}
+
 /// The span exporter for `destination`, or why there is none (never holding a secret).
 pub(crate) fn span_exporter(
     destination: &Destination,
     timeout: Duration,
 ) -> Result<Option<opentelemetry_otlp::SpanExporter>, String> {
     let Some(endpoint) = &destination.traces else { return Ok(None) };
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let headers = &destination.trace_headers;
     let built = match destination.protocol {
-        OtlpProtocol::Grpc => {
-            let mut b = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .with_timeout(timeout)
-                .with_metadata(metadata(&destination.trace_headers))
-                .with_retry_policy(RetryPolicy::disabled());
-            if let Some(tls) = tls_config(endpoint) {
-                b = b.with_tls_config(tls);
-            }
-            b.build()
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let client = HyperClient::new(timeout).map_err(|e| format!("TLS setup failed: {e}"))?;
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(endpoint.clone())
-                .with_timeout(timeout)
-                .with_headers(header_map(&destination.trace_headers))
-                .with_http_client(client)
-                .with_retry_policy(RetryPolicy::disabled())
-                .build()
-        }
+        OtlpProtocol::Grpc => over_grpc(builder.with_tonic(), endpoint, timeout, headers).build(),
+        OtlpProtocol::HttpProtobuf => over_http(builder.with_http(), endpoint, timeout, headers)?.build(),
     };
     // The builder's message quotes the endpoint, which may carry credentials: not repeated.
     built.map(Some).map_err(|_| "invalid traces endpoint or exporter settings".to_owned())
@@ -368,32 +385,16 @@ pub(crate) fn metric_exporter(
     timeout: Duration,
 ) -> Result<Option<opentelemetry_otlp::MetricExporter>, String> {
     let Some(endpoint) = &destination.metrics else { return Ok(None) };
+    let builder = opentelemetry_otlp::MetricExporter::builder();
+    let headers = &destination.metric_headers;
     let built = match destination.protocol {
         OtlpProtocol::Grpc => {
-            let mut b = opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_temporality(Temporality::Cumulative)
-                .with_endpoint(endpoint.clone())
-                .with_timeout(timeout)
-                .with_metadata(metadata(&destination.metric_headers))
-                .with_retry_policy(RetryPolicy::disabled());
-            if let Some(tls) = tls_config(endpoint) {
-                b = b.with_tls_config(tls);
-            }
-            b.build()
+            let builder = builder.with_tonic().with_temporality(Temporality::Cumulative);
+            over_grpc(builder, endpoint, timeout, headers).build()
         }
         OtlpProtocol::HttpProtobuf => {
-            let client = HyperClient::new(timeout).map_err(|e| format!("TLS setup failed: {e}"))?;
-            opentelemetry_otlp::MetricExporter::builder()
-                .with_http()
-                .with_temporality(Temporality::Cumulative)
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(endpoint.clone())
-                .with_timeout(timeout)
-                .with_headers(header_map(&destination.metric_headers))
-                .with_http_client(client)
-                .with_retry_policy(RetryPolicy::disabled())
-                .build()
+            let builder = builder.with_http().with_temporality(Temporality::Cumulative);
+            over_http(builder, endpoint, timeout, headers)?.build()
         }
     };
     built.map(Some).map_err(|_| "invalid metrics endpoint or exporter settings".to_owned())
