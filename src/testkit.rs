@@ -189,6 +189,22 @@ pub(crate) fn loopback_view(scheme: Scheme, addr: SocketAddr) -> View {
     view
 }
 
+/// `(url_display, path, shown)`: what [`View::path_display`] shows, and so what the JSON `path`
+/// field, `parallax check` and attribution evidence show, for a view with this display URL and
+/// path: secret substitutions redacted, no fragment, `/` for no path.
+pub(crate) const PATH_DISPLAY_CASES: &[(&str, &str, &str)] = &[
+    ("http://127.0.0.1:80/healthz", "/healthz", "/healthz"),
+    ("http://127.0.0.1:80", "/", "/"),
+    ("http://h/a?key=<redacted>", "/a?key=s3cret", "/a?key=<redacted>"),
+    ("http://h?key=<redacted>#frag", "/?key=s3cret", "/?key=<redacted>"),
+    ("http://h/<b>?q=1", "/%3Cb%3E?q=1", "/%3Cb%3E?q=1"),
+    ("http://h/p#<redacted>", "/p", "/p"),
+    ("http://h/p?q=1#frag", "/p?q=1", "/p?q=1"),
+    ("http://u:<redacted>@h/p", "/p", "/p"),
+    // Never more than the display URL shows, even for a path it does not.
+    ("tcp://10.0.0.5:30080", "/healthz", "/"),
+];
+
 /// The users' view of the `shop` target in most unit tests: `https://shop.example.com/cart`.
 pub(crate) fn shop_client() -> View {
     view_url("shop", "client", "https://shop.example.com/cart")

@@ -781,19 +781,7 @@ mod tests {
     #[test]
     fn the_displayed_path_shows_redactions_and_only_them() {
         let mut v = view("http://127.0.0.1:80/healthz");
-        let cases = [
-            ("http://127.0.0.1:80/healthz", "/healthz", "/healthz"),
-            ("http://127.0.0.1:80", "/", "/"),
-            ("http://h/a?key=<redacted>", "/a?key=s3cret", "/a?key=<redacted>"),
-            ("http://h?key=<redacted>#frag", "/?key=s3cret", "/?key=<redacted>"),
-            ("http://h/<b>?q=1", "/%3Cb%3E?q=1", "/%3Cb%3E?q=1"),
-            ("http://h/p#<redacted>", "/p", "/p"),
-            ("http://h/p?q=1#frag", "/p?q=1", "/p?q=1"),
-            ("http://u:<redacted>@h/p", "/p", "/p"),
-            // Never more than the display URL shows, even for a path it does not.
-            ("tcp://10.0.0.5:30080", "/healthz", "/"),
-        ];
-        for (url_display, path, shown) in cases {
+        for &(url_display, path, shown) in crate::testkit::PATH_DISPLAY_CASES {
             v.url_display = url_display.to_owned();
             v.path = path.to_owned();
             assert_eq!(v.path_display(), shown, "{url_display}");
