@@ -447,13 +447,12 @@ impl Engine {
             checker: &job.checker_outcome,
             attribution: Some(&attribution),
         });
-        tracing::warn!(
+        tracing::info!(
             target = %job.target, checker = %job.checker, diagnosis = %mismatch.diagnosis,
             flipped = ?mismatch.flipped.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
-            "mismatch diagnosed: {}", mismatch.evidence
+            "attribution finished"
         );
-        record.mismatch = mismatch;
-        record.report_once(telemetry);
+        record.rediagnose(mismatch, Instant::now(), telemetry);
         Vec::new()
     }
 

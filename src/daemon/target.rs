@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use crate::config::{Role, Target, View};
 use crate::diff::{
-    pair_outcomes, worst_outcome, AttributionBudget, AttributionSettings, Case, Direction, HoldTime,
-    Mismatch, OpenMismatch, Resolution, TargetDiff,
+    pair_outcomes, worst_outcome, AttributionBudget, AttributionSettings, Case, Diagnosis, Direction,
+    HoldTime, Mismatch, OpenMismatch, Resolution, TargetDiff,
 };
 use crate::export::{MismatchEvent, Sink, SpanRef};
 use crate::probe::timestamp::rfc3339;
@@ -199,16 +199,38 @@ pub(super) struct OpenRecord {
 }
 
 impl OpenRecord {
-    /// Sends `Opened` unless it has gone already.
+    /// Logs and sends `Opened` unless it has gone already: the one moment the mismatch's
+    /// diagnosis is told, so the log line, the event, the span and the metric labels agree.
     pub(super) fn report_once(&mut self, telemetry: &dyn Sink) {
         if self.reported.is_none() {
-            telemetry.mismatch(MismatchEvent::Opened {
-                mismatch: &self.mismatch,
-                since: self.since,
-                links: self.links,
-            });
+            let m = &self.mismatch;
+            tracing::warn!(
+                target = %m.target, checker = %m.checker_view, direction = %m.direction,
+                diagnosis = %m.diagnosis, "mismatch opened: {}", m.evidence
+            );
+            telemetry.mismatch(MismatchEvent::Opened { mismatch: m, since: self.since, links: self.links });
             self.reported = Some(self.mismatch.clone());
         }
+    }
+
+    /// A later attribution run's record: when it names another diagnosis than the one told,
+    /// the told one resolves (`rediagnosed`) and the new one opens, so the `parallax_mismatch`
+    /// series, the events and the status keep telling one story.
+    pub(super) fn rediagnose(&mut self, mismatch: Mismatch, now: Instant, telemetry: &dyn Sink) {
+        let changed = self.reported.as_ref().is_some_and(|told| told.diagnosis != mismatch.diagnosis);
+        if changed {
+            if let Some(told) = self.reported.take() {
+                telemetry.mismatch(MismatchEvent::Resolved {
+                    mismatch: &told,
+                    opened_at: self.opened_at,
+                    open_for: now.saturating_duration_since(self.opened),
+                    resolution: "rediagnosed",
+                    links: self.links,
+                });
+            }
+        }
+        self.mismatch = mismatch;
+        self.report_once(telemetry);
     }
 
     /// Sends `Resolved` (after `Opened`, if that was still waiting for its attribution).
@@ -230,8 +252,18 @@ impl OpenRecord {
     }
 
     fn status(&self, now: Instant) -> OpenMismatchStatus {
+        let mismatch = match &self.reported {
+            Some(_) => self.mismatch.clone(),
+            // Not told yet: the first attribution run is probing its hybrids.
+            None => Mismatch {
+                diagnosis: Diagnosis::Pending,
+                flipped: Vec::new(),
+                evidence: "attribution is probing hybrids; the diagnosis follows".to_owned(),
+                ..self.mismatch.clone()
+            },
+        };
         OpenMismatchStatus {
-            mismatch: self.mismatch.clone(),
+            mismatch,
             since: rfc3339(self.since),
             opened_at: rfc3339(self.opened_at),
             open_for_s: now.saturating_duration_since(self.opened).as_secs_f64(),
@@ -354,10 +386,6 @@ impl TargetState {
             checker: checker_outcome,
             attribution: None,
         });
-        tracing::warn!(
-            target = %self.name, checker = %checker, direction = %direction,
-            diagnosis = %mismatch.diagnosis, "mismatch opened: {}", mismatch.evidence
-        );
         let links = [client_state.last_span, checker_state.last_span];
         let pair = &mut self.pairs[k];
         pair.budget.opened();
@@ -371,10 +399,15 @@ impl TargetState {
             links,
         }));
         let job = self.attribution_job(k, at);
-        if job.is_none() {
-            if let Some(record) = self.pairs[k].open.as_mut() {
-                record.report_once(telemetry);
-            }
+        match (&job, self.pairs[k].open.as_mut()) {
+            (None, Some(record)) => record.report_once(telemetry),
+            // The log line, the event, the span, the metric and the status all wait for the
+            // hybrids, so none of them shows a provisional guess from the error codes.
+            (Some(_), _) => tracing::warn!(
+                target = %self.name, checker = %checker, direction = %direction,
+                diagnosis = %Diagnosis::Pending, "mismatch opened: attribution running, diagnosis pending"
+            ),
+            (None, None) => {}
         }
         job
     }
@@ -458,16 +491,12 @@ mod tests {
         assert!(std::mem::size_of::<Recent>() <= 16, "{}", std::mem::size_of::<Recent>());
     }
 
-    /// A later attribution run may change an open mismatch's diagnosis (the status shows the
-    /// new one); `Resolved` must still carry the labels `Opened` reported, or the
-    /// `parallax_mismatch` series that opened would never close.
-    #[tokio::test(start_paused = true)]
-    async fn a_mismatch_resolves_with_the_labels_it_opened_with() {
-        let mismatch = |diagnosis| Mismatch {
+    fn mismatch(diagnosis: Diagnosis) -> Mismatch {
+        Mismatch {
             target: "shop".into(),
             client_view: "client".into(),
             checker_view: "nlb".into(),
-            direction: crate::diff::Direction::FalseDrain,
+            direction: Direction::FalseDrain,
             diagnosis,
             flipped: Vec::new(),
             evidence: String::new(),
@@ -477,19 +506,29 @@ mod tests {
             client_error: None,
             checker_error: None,
             attribution: None,
-        };
-        let recorder = Recorder::default();
-        let mut record = OpenRecord {
+        }
+    }
+
+    fn record(diagnosis: Diagnosis) -> OpenRecord {
+        OpenRecord {
             id: 1,
-            mismatch: mismatch(crate::diff::Diagnosis::CheckerProtocolMismatch),
+            mismatch: mismatch(diagnosis),
             since: UNIX_EPOCH,
             opened_at: UNIX_EPOCH,
             opened: Instant::now(),
             reported: None,
             links: [None, None],
-        };
+        }
+    }
+
+    /// `Resolved` carries the labels `Opened` reported, or the `parallax_mismatch` series that
+    /// opened would never close.
+    #[tokio::test(start_paused = true)]
+    async fn a_mismatch_resolves_with_the_labels_it_opened_with() {
+        let recorder = Recorder::default();
+        let mut record = record(Diagnosis::CheckerProtocolMismatch);
         record.report_once(&recorder);
-        record.mismatch = mismatch(crate::diff::Diagnosis::ShallowHealthPath);
+        record.mismatch = mismatch(Diagnosis::ShallowHealthPath);
         record.close(Duration::from_secs(3), "agreed", [None, None], &recorder);
         let told = recorder.mismatches();
         let [Told::Opened { diagnosis: opened, .. }, Told::Resolved { diagnosis: resolved, .. }] = &told[..]
@@ -500,5 +539,36 @@ mod tests {
             (opened.as_str(), resolved.as_str()),
             ("checker_protocol_mismatch", "checker_protocol_mismatch")
         );
+    }
+
+    /// A later attribution run that names another diagnosis closes the told one and opens the
+    /// new one, so events, metric labels and the status agree; the same diagnosis tells nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_later_run_with_another_diagnosis_resolves_the_old_and_opens_the_new() {
+        let recorder = Recorder::default();
+        let mut record = record(Diagnosis::CheckerProtocolMismatch);
+        record.rediagnose(mismatch(Diagnosis::CheckerProtocolMismatch), Instant::now(), &recorder);
+        record.rediagnose(mismatch(Diagnosis::CheckerProtocolMismatch), Instant::now(), &recorder);
+        assert_eq!(recorder.mismatches().len(), 1, "{:?}", recorder.mismatches());
+        record.rediagnose(mismatch(Diagnosis::ShallowHealthPath), Instant::now(), &recorder);
+        assert_eq!(record.status(Instant::now()).mismatch.diagnosis, Diagnosis::ShallowHealthPath);
+        record.close(Duration::from_secs(3), "agreed", [None, None], &recorder);
+        let told: Vec<(String, Option<&str>)> = recorder
+            .mismatches()
+            .into_iter()
+            .map(|t| match t {
+                Told::Opened { diagnosis, .. } => (diagnosis, None),
+                Told::Resolved { diagnosis, resolution, .. } => (diagnosis, Some(resolution)),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let expected = [
+            ("checker_protocol_mismatch", None),
+            ("checker_protocol_mismatch", Some("rediagnosed")),
+            ("shallow_health_path", None),
+            ("shallow_health_path", Some("agreed")),
+        ];
+        let told: Vec<(&str, Option<&str>)> = told.iter().map(|(d, r)| (d.as_str(), *r)).collect();
+        assert_eq!(told, expected);
     }
 }

@@ -190,6 +190,58 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// `inner`, with every hybrid (a view named `base~attribute`) answering after `delay`.
+fn slow_hybrids(inner: ProbeFn, delay: Duration) -> ProbeFn {
+    Arc::new(move |v: Arc<View>| -> ProbeFuture {
+        let hybrid = v.name.contains('~');
+        let answer = inner(v);
+        Box::pin(async move {
+            if hybrid {
+                tokio::time::sleep(delay).await;
+            }
+            answer.await
+        })
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mismatch_is_pending_until_its_attribution_names_it_everywhere() {
+    let backend = backend(Arc::new(AtomicBool::new(true)), Arc::new(AtomicUsize::new(0)));
+    let recorder = Arc::new(Recorder::default());
+    let daemon = Daemon::with_probe(
+        plan(vec![target(client(), vec![nlb()])]),
+        recorder.clone(),
+        options(),
+        slow_hybrids(backend, secs(3)),
+    );
+    let running = Running::start(daemon);
+
+    // The hold has elapsed (3 s) and the hybrids are still out: nothing is told, and the status
+    // says so rather than guessing from the error codes.
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    assert!(recorder.mismatches().is_empty(), "told before attribution: {:?}", recorder.mismatches());
+    let status = running.handle.status();
+    let [open] = &status.targets[0].mismatches[..] else { panic!("{:?}", status.targets[0].mismatches) };
+    assert_eq!(open.mismatch.diagnosis.as_str(), "pending");
+    assert!(open.mismatch.flipped.is_empty(), "{:?}", open.mismatch.flipped);
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["targets"][0]["mismatches"][0]["diagnosis"], "pending");
+
+    // The hybrids answered (four at a time, 3 s each): the event (and so the span and the
+    // metric labels) and the status name the same diagnosis.
+    tokio::time::sleep(secs(10)).await;
+    let mismatches = recorder.mismatches();
+    let [Told::Opened { diagnosis, flipped, .. }] = &mismatches[..] else {
+        panic!("one opened mismatch: {mismatches:?}")
+    };
+    assert_eq!(diagnosis, "checker_protocol_mismatch");
+    assert!(flipped.contains(&"tls".to_owned()), "{flipped:?}");
+    let status = running.handle.status();
+    let [open] = &status.targets[0].mismatches[..] else { panic!("{:?}", status.targets[0].mismatches) };
+    assert_eq!(open.mismatch.diagnosis.as_str(), diagnosis);
+    running.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_false_drain_opens_after_the_hold_is_attributed_and_resolves() {
     let tls = Arc::new(AtomicBool::new(true));

@@ -37,6 +37,7 @@
     user_agent_dependent: 'The result depends on the User-Agent.',
     dns_wrong_address: 'The clients\u2019 DNS does not point at the expected load balancer.',
     unattributed: 'No single switched attribute explains the disagreement.',
+    pending: 'Attribution is probing hybrids; the diagnosis follows within seconds.',
   };
 
   const DIRECTIONS = {

@@ -68,6 +68,10 @@ pub enum Diagnosis {
     DnsWrongAddress,
     /// No single switch explains the disagreement.
     Unattributed,
+    /// Not a diagnosis: the daemon's status while the first attribution run of a mismatch is
+    /// still probing its hybrids. Nothing is exported or logged with it; events, spans and
+    /// metrics wait for the diagnosis.
+    Pending,
 }
 
 impl Diagnosis {
@@ -104,6 +108,7 @@ impl Diagnosis {
             Diagnosis::UserAgentDependent => "user_agent_dependent",
             Diagnosis::DnsWrongAddress => "dns_wrong_address",
             Diagnosis::Unattributed => "unattributed",
+            Diagnosis::Pending => "pending",
         }
     }
 }
