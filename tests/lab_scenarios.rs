@@ -497,7 +497,9 @@ fn expired_certificate_behind_an_alb_style_checker_is_certificate_rejected() {
     let detail = r.outcome("expired", "client")["detail"].as_str().unwrap_or_default().to_owned();
     assert!(
         detail.starts_with("the certificate expired at 2002-01-01T00:00:00Z (now ")
-            && detail.contains("the server presented CN=expired.lab (SANs expired.lab; issuer CN=parallax lab CA;"),
+            && detail.contains(
+                "the server presented CN=expired.lab (SANs expired.lab; issuer CN=parallax lab CA;"
+            ),
         "{detail}"
     );
     r.assert_outcome("expired", "alb", Ok);
@@ -517,7 +519,8 @@ fn expired_certificate_behind_an_alb_style_checker_is_certificate_rejected() {
 #[test]
 fn pinned_self_signed_ca_certificate_given_as_ca_file_succeeds() {
     let lab = Lab::start("pinned_cert");
-    let client = |ca: &str| format!("url = \"https://pinned.lab/\"\nconnect_to = \"{VIP}:443\"\nca_file = \"{ca}\"");
+    let client =
+        |ca: &str| format!("url = \"https://pinned.lab/\"\nconnect_to = \"{VIP}:443\"\nca_file = \"{ca}\"");
     let checker = format!("name = \"gcp-ssl\"\nprofile = \"gcp\"\nurl = \"tls://{}:443\"", node(1));
     let mut toml = target("pinned", &client(&lab.cert_file("pinned")), &[&checker]);
     toml.push_str(&target("other", &client(&lab.cert_file("pinned-other")), &[&checker]));

@@ -211,7 +211,9 @@ fn certificate_advice(case: &Case<'_>) -> String {
     let (f, fv, _) = case.failing();
     let name = verified_name(fv);
     let fix = match f.error {
-        Some(ErrorCode::TlsCertExpired) => "renew the certificate (and fix whatever should have renewed it)".to_owned(),
+        Some(ErrorCode::TlsCertExpired) => {
+            "renew the certificate (and fix whatever should have renewed it)".to_owned()
+        }
         Some(ErrorCode::TlsCertNotYetValid) => {
             "serve a certificate that is valid now (or fix the clock of whatever issued it)".to_owned()
         }
@@ -240,7 +242,11 @@ fn default_certificate_served(case: &Case<'_>) -> String {
         None => "a handshake without SNI".to_owned(),
         Some(n) => format!("a handshake with SNI {n}"),
     };
-    let fingerprint = tls.cert_sha256.as_deref().map(|h| format!(", SHA-256 {}", &h[..h.len().min(16)])).unwrap_or_default();
+    let fingerprint = tls
+        .cert_sha256
+        .as_deref()
+        .map(|h| format!(", SHA-256 {}", &h[..h.len().min(16)]))
+        .unwrap_or_default();
     format!(
         "; the certificate served for {name}, {}{fingerprint}, is the same one the server gives {handshake}, \
          and it does not cover {name}: the server has no certificate for {name} and serves its default one",

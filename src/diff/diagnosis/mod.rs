@@ -377,7 +377,8 @@ pub(super) fn default_certificate<'a>(case: &Case<'a>) -> Option<(&'a Outcome, O
     let (passing, passing_view, _) = case.passing();
     let passing_sni = effective_sni(passing_view);
     from_hybrid.or_else(|| {
-        (passing_view.scheme.uses_tls() && passing_sni != sni && same(passing)).then_some((passing, passing_sni))
+        (passing_view.scheme.uses_tls() && passing_sni != sni && same(passing))
+            .then_some((passing, passing_sni))
     })
 }
 
@@ -396,9 +397,9 @@ pub(super) fn covers(sans: &[String], name: &str) -> bool {
     sans.iter().any(|san| {
         let san = san.trim_end_matches('.').to_ascii_lowercase();
         match san.strip_prefix("*.") {
-            Some(suffix) => name
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            Some(suffix) => {
+                name.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix)
+            }
             None => san == name,
         }
     })

@@ -465,15 +465,24 @@ fn certificate(cn: &str, sans: &[&str], fp: char) -> crate::probe::TlsSummary {
 /// An ingress-style server: a certificate per SNI in `by_sni`, else the default one (fingerprint
 /// `d`, for `ingress.local`); a view that verifies fails on a certificate that does not cover its
 /// name with `error`, and passes with one that does.
-fn ingress(by_sni: &'static [(&'static str, &'static [&'static str])], error: ErrorCode) -> Box<dyn Fn(&View) -> Outcome> {
+fn ingress(
+    by_sni: &'static [(&'static str, &'static [&'static str])],
+    error: ErrorCode,
+) -> Box<dyn Fn(&View) -> Outcome> {
     Box::new(move |v| {
         let sni = effective_sni(v);
         let (tls, name_ok) = match by_sni.iter().position(|(n, _)| Some(*n) == sni.as_deref()) {
             Some(i) => {
                 let sans = by_sni[i].1;
-                (certificate(sans[0], sans, char::from(b'a' + i as u8)), covers(&certificate("x", sans, 'x').cert_sans, &verified_name(v)))
+                (
+                    certificate(sans[0], sans, char::from(b'a' + i as u8)),
+                    covers(&certificate("x", sans, 'x').cert_sans, &verified_name(v)),
+                )
             }
-            None => (certificate("Kubernetes Ingress Controller Fake Certificate", &["ingress.local"], 'd'), false),
+            None => (
+                certificate("Kubernetes Ingress Controller Fake Certificate", &["ingress.local"], 'd'),
+                false,
+            ),
         };
         let mut o = ok_if(!v.tls.verify || name_ok, v, error, None);
         o.tls = Some(tls);
@@ -549,7 +558,9 @@ fn certificate_scenarios() -> Vec<Scenario> {
 #[test]
 fn certificate_failures_are_diagnosed() {
     let seen = check(certificate_scenarios());
-    assert!(seen.contains(&Diagnosis::CertificateRejected) && seen.contains(&Diagnosis::DefaultCertificateServed));
+    assert!(
+        seen.contains(&Diagnosis::CertificateRejected) && seen.contains(&Diagnosis::DefaultCertificateServed)
+    );
 }
 
 #[test]

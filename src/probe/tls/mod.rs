@@ -95,10 +95,9 @@ impl TlsConfigs {
                 Some(path) => roots_from_file(path).await?,
                 None => (RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }, Vec::new()),
             };
-            let webpki =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                    .build()
-                    .map_err(|e| handshake_failure(format!("cannot build the certificate verifier: {e}")))?;
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| handshake_failure(format!("cannot build the certificate verifier: {e}")))?;
             Some(Arc::new(TrustVerifier { webpki, pinned }))
         } else {
             None
@@ -346,12 +345,17 @@ fn pinnable(e: &rustls::Error, cert: &CertificateDer<'_>) -> bool {
 }
 
 /// The checks a pinned certificate still passes (see [`TrustVerifier`]).
-fn verify_pinned(cert: &CertificateDer<'_>, name: &ServerName<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+fn verify_pinned(
+    cert: &CertificateDer<'_>,
+    name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
     let invalid = rustls::Error::InvalidCertificate;
     let (_, parsed) =
         x509_parser::parse_x509_certificate(cert).map_err(|_| invalid(CertificateError::BadEncoding))?;
     let validity = parsed.validity();
-    let at = |secs: i64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0).unsigned_abs()));
+    let at =
+        |secs: i64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0).unsigned_abs()));
     let secs = unix(&now);
     if secs < validity.not_before.timestamp() {
         return Err(invalid(CertificateError::NotValidYetContext {
@@ -370,11 +374,13 @@ fn verify_pinned(cert: &CertificateDer<'_>, name: &ServerName<'_>, now: UnixTime
             return Err(invalid(CertificateError::InvalidPurpose));
         }
     }
-    let end_entity = webpki::EndEntityCert::try_from(cert).map_err(|_| invalid(CertificateError::BadEncoding))?;
+    let end_entity =
+        webpki::EndEntityCert::try_from(cert).map_err(|_| invalid(CertificateError::BadEncoding))?;
     end_entity.verify_is_valid_for_subject_name(name).map_err(|e| match e {
-        webpki::Error::CertNotValidForName(cx) => {
-            invalid(CertificateError::NotValidForNameContext { expected: cx.expected, presented: cx.presented })
-        }
+        webpki::Error::CertNotValidForName(cx) => invalid(CertificateError::NotValidForNameContext {
+            expected: cx.expected,
+            presented: cx.presented,
+        }),
         other => invalid(CertificateError::Other(rustls::OtherError(Arc::new(other)))),
     })
 }
@@ -528,7 +534,10 @@ fn tls_error_sentence(e: &rustls::Error) -> String {
         E::PeerMisbehaved(m) => format!("the server broke the TLS protocol ({})", words(m)),
         E::AlertReceived(alert) => format!("the server sent alert {}", alert_name(*alert)),
         E::InvalidCertificate(c) => {
-            format!("the server's certificate or handshake signature was rejected: {}", certificate_error_reason(c))
+            format!(
+                "the server's certificate or handshake signature was rejected: {}",
+                certificate_error_reason(c)
+            )
         }
         E::InvalidCertRevocationList(_) => "a certificate revocation list is invalid".to_owned(),
         E::General(message) => message.clone(),
@@ -602,7 +611,9 @@ pub fn classify_verification(
         ),
         CertificateError::UnknownIssuer => (
             ErrorCode::TlsCertUntrusted,
-            format!("the certificate chain does not lead to a trusted root (unknown issuer; trusting {trusted})"),
+            format!(
+                "the certificate chain does not lead to a trusted root (unknown issuer; trusting {trusted})"
+            ),
             "serve the full chain, or trust the CA that issued it (ca_file)".to_owned(),
         ),
         CertificateError::Other(other)
@@ -637,7 +648,9 @@ fn certificate_error_reason(e: &CertificateError) -> String {
         C::Expired | C::ExpiredContext { .. } => "it has expired".to_owned(),
         C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".to_owned(),
         C::Revoked => "it has been revoked".to_owned(),
-        C::UnhandledCriticalExtension => "it has a critical extension the verifier does not process".to_owned(),
+        C::UnhandledCriticalExtension => {
+            "it has a critical extension the verifier does not process".to_owned()
+        }
         C::UnknownIssuer => "no trusted root issued it (unknown issuer)".to_owned(),
         C::UnknownRevocationStatus => "its revocation status is unknown".to_owned(),
         C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
@@ -648,7 +661,9 @@ fn certificate_error_reason(e: &CertificateError) -> String {
         | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
             "it is signed with an algorithm the verifier does not support".to_owned()
         }
-        C::NotValidForName | C::NotValidForNameContext { .. } => "it is not valid for the name checked".to_owned(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "it is not valid for the name checked".to_owned()
+        }
         C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
             "its extended key usage does not allow TLS server authentication".to_owned()
         }
@@ -668,9 +683,13 @@ fn webpki_reason(e: &webpki::Error) -> String {
     use webpki::Error as W;
     match e {
         W::CaUsedAsEndEntity => "it is a CA certificate (CA:TRUE) used as a server certificate".to_owned(),
-        W::EndEntityUsedAsCa => "a certificate that is not a CA (CA:FALSE) signed the next one in the chain".to_owned(),
+        W::EndEntityUsedAsCa => {
+            "a certificate that is not a CA (CA:FALSE) signed the next one in the chain".to_owned()
+        }
         W::CertDistrusted => "its key is explicitly distrusted".to_owned(),
-        W::PathLenConstraintViolated => "the chain is longer than a CA's path length constraint allows".to_owned(),
+        W::PathLenConstraintViolated => {
+            "the chain is longer than a CA's path length constraint allows".to_owned()
+        }
         W::NameConstraintViolation => "it violates a CA's name constraints".to_owned(),
         W::MaximumPathDepthExceeded => "the chain is too long".to_owned(),
         W::MaximumSignatureChecksExceeded | W::MaximumPathBuildCallsExceeded => {
@@ -682,7 +701,9 @@ fn webpki_reason(e: &webpki::Error) -> String {
         W::MalformedDnsIdentifier => "one of its DNS names is malformed".to_owned(),
         W::MalformedNameConstraint => "a name constraint is malformed".to_owned(),
         W::UnsupportedCertVersion => "it is not an X.509 v3 certificate".to_owned(),
-        W::UnsupportedCriticalExtension => "it has a critical extension the verifier does not process".to_owned(),
+        W::UnsupportedCriticalExtension => {
+            "it has a critical extension the verifier does not process".to_owned()
+        }
         W::SignatureAlgorithmMismatch => "its two signature algorithm fields disagree".to_owned(),
         W::InvalidSerialNumber => "its serial number is malformed".to_owned(),
         W::InvalidCertValidity => "its validity window is invalid (notAfter before notBefore)".to_owned(),

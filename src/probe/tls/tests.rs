@@ -472,7 +472,8 @@ fn names_and_times_are_formatted() {
 
 /// A self-signed `CA:TRUE` leaf for `name` (as `openssl req -x509` makes), its PEM in a file.
 fn pinned_leaf(name: &str, validity: Validity) -> (Arc<CertifiedKey>, tempfile::NamedTempFile) {
-    let leaf = LeafSpec::new(&[name]).validity(validity).ca_flagged().self_signed().expect("self-signed CA:TRUE");
+    let leaf =
+        LeafSpec::new(&[name]).validity(validity).ca_flagged().self_signed().expect("self-signed CA:TRUE");
     let mut file = tempfile::NamedTempFile::new().expect("tempfile");
     file.write_all(leaf.pem().as_bytes()).expect("write pem");
     (leaf.certified_key().expect("key loads"), file)
@@ -657,7 +658,10 @@ fn no_failure_detail_is_a_debug_form() {
          issuer CN=parallax test CA; valid 2020-01-01T00:00:00Z to 2060-01-01T00:00:00Z); renew it (or fix \
          the renewal that should have)"
     );
-    assert_eq!(words(&PeerMisbehaved::IllegalMiddleboxChangeCipherSpec), "illegal middlebox change cipher spec");
+    assert_eq!(
+        words(&PeerMisbehaved::IllegalMiddleboxChangeCipherSpec),
+        "illegal middlebox change cipher spec"
+    );
     assert_eq!(
         words(&rustls::Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec)),
         "illegal middlebox change cipher spec"
