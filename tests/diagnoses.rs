@@ -1031,18 +1031,24 @@ async fn parallax_probe_prints_the_mismatch_json_line_and_exits_1() {
 // ---------------------------------------------------------------------------------------------
 // certificate_rejected, default_certificate_served
 
-#[tokio::test]
-async fn expired_certificate_behind_a_checker_that_does_not_verify_is_certificate_rejected() {
-    // The certificate renewal failed; the ALB's HTTPS check verifies nothing and keeps passing.
-    let ca = Ca::new("shop test CA");
-    let site = TlsSite::new(ca.leaf_with(&["shop.test"], support::certs::Validity::EXPIRED));
-    let app = HttpServer::start_tls(lo(140), site, always("ok")).await;
+/// One round against `site` served on `ip`: users of shop.test verifying with `ca`, and an
+/// ALB-style HTTPS check (no verification, no SNI).
+async fn behind_an_alb_check(ip: std::net::IpAddr, site: TlsSite, ca: &Ca) -> Round {
+    let app = HttpServer::start_tls(ip, site, always("ok")).await;
     let dir = ProbesDir::new();
     let ca_file = ca.write_pem(dir.path(), "ca.pem");
     let client = format!("{}\nca_file = \"{}\"", client_keys("https", app.addr, "/"), ca_file.display());
     let alb = format!("profile = \"aws-alb\"\nurl = \"https://{}/\"", app.addr);
     dir.file("shop.toml", &target("shop", &client, &[("alb", &alb)]));
-    let round = probe_and_diff(&dir).await;
+    probe_and_diff(&dir).await
+}
+
+#[tokio::test]
+async fn expired_certificate_behind_a_checker_that_does_not_verify_is_certificate_rejected() {
+    // The certificate renewal failed; the ALB's HTTPS check verifies nothing and keeps passing.
+    let ca = Ca::new("shop test CA");
+    let site = TlsSite::new(ca.leaf_with(&["shop.test"], support::certs::Validity::EXPIRED));
+    let round = behind_an_alb_check(lo(140), site, &ca).await;
     assert_eq!(round.outcome("shop", "client").error, Some(ErrorCode::TlsCertExpired));
     assert!(round.outcome("shop", "alb").ok);
     assert_mismatch(
@@ -1070,13 +1076,7 @@ async fn missing_tls_secret_serves_the_default_certificate_is_default_certificat
     let ca = Ca::new("shop test CA");
     let fake = support::certs::self_signed(&["ingress.local"]);
     let site = TlsSite::new(fake).vhost("other.test", ca.leaf(&["other.test"]));
-    let app = HttpServer::start_tls(lo(141), site, always("ok")).await;
-    let dir = ProbesDir::new();
-    let ca_file = ca.write_pem(dir.path(), "ca.pem");
-    let client = format!("{}\nca_file = \"{}\"", client_keys("https", app.addr, "/"), ca_file.display());
-    let alb = format!("profile = \"aws-alb\"\nurl = \"https://{}/\"", app.addr);
-    dir.file("shop.toml", &target("shop", &client, &[("alb", &alb)]));
-    let round = probe_and_diff(&dir).await;
+    let round = behind_an_alb_check(lo(141), site, &ca).await;
     let client = round.outcome("shop", "client");
     assert_eq!(client.error, Some(ErrorCode::TlsCertUntrusted));
     let fingerprint = client.tls.as_ref().and_then(|t| t.cert_sha256.clone()).expect("cert_sha256");

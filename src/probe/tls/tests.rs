@@ -152,6 +152,11 @@ impl TimeProvider for FixedClock {
     }
 }
 
+/// Configs whose clock says `unix_secs`.
+fn configs_at(unix_secs: u64) -> TlsConfigs {
+    TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(Duration::from_secs(unix_secs)))))
+}
+
 #[tokio::test]
 async fn valid_chain_with_ca_file_and_summary() {
     let pki = Pki::new();
@@ -284,18 +289,14 @@ async fn the_injected_clock_decides_validity() {
     let s = settings(true, Some(pki.ca_file.path()), &[]);
 
     // 2010-01-01: before the leaf's not_before.
-    let early = TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(Duration::from_secs(
-        1_262_304_000,
-    )))));
+    let early = configs_at(1_262_304_000);
     let (f, _) =
         run(&early, addr, &s, Some("shop.test"), "shop.test", SOON).await.expect_err("not yet valid");
     assert_eq!(f.code, ErrorCode::TlsCertNotYetValid, "{f}");
     assert!(f.detail.contains("2010-01-01T00:00:00Z"), "{f}");
 
     // 2200-01-01: after its not_after.
-    let late = TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(Duration::from_secs(
-        7_258_118_400,
-    )))));
+    let late = configs_at(7_258_118_400);
     let (f, _) = run(&late, addr, &s, Some("shop.test"), "shop.test", SOON).await.expect_err("expired");
     assert_eq!(f.code, ErrorCode::TlsCertExpired, "{f}");
 }
@@ -497,11 +498,13 @@ async fn a_self_signed_ca_flagged_certificate_in_ca_file_is_pinned() {
     assert_eq!(f.code, ErrorCode::TlsCertNameMismatch, "{f}");
     assert!(f.detail.contains("[pinned.test], not other.test"), "{f}");
     // ... and its validity window against the injected clock (2200-01-01).
-    let late = TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(Duration::from_secs(
-        7_258_118_400,
-    )))));
+    let late = configs_at(7_258_118_400);
     let (f, _) = run(&late, addr, &s, Some("pinned.test"), "pinned.test", SOON).await.expect_err("expired");
     assert_eq!(f.code, ErrorCode::TlsCertExpired, "{f}");
+    let (f, _) = run(&configs_at(1_262_304_000), addr, &s, Some("pinned.test"), "pinned.test", SOON)
+        .await
+        .expect_err("not yet valid");
+    assert_eq!(f.code, ErrorCode::TlsCertNotYetValid, "{f}");
 }
 
 #[tokio::test]
