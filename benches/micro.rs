@@ -93,6 +93,7 @@ fn outcome(view: &View, ok: bool) -> Outcome {
             not_after: Some("2027-01-01T00:00:00Z".to_owned()),
             not_after_unix: Some(1_798_761_600),
             chain_len: 2,
+            ..TlsSummary::default()
         }),
         resolved: Vec::new(),
         body_bytes: Some(512),

@@ -6,7 +6,7 @@
 //! integration tests' support module, the lab's PEM files for nginx and HAProxy): one builder,
 //! so a demo certificate and a test certificate differ only in what is asked of them. Every key
 //! is ECDSA P-256 (rcgen's default; ring cannot generate RSA keys), every leaf is a TLS server
-//! certificate (`digitalSignature`, `serverAuth`).
+//! certificate (`digitalSignature`, `serverAuth`) unless made [`LeafSpec::ca_flagged`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -145,6 +145,7 @@ pub struct LeafSpec {
     common_name: String,
     organization: Option<String>,
     validity: Validity,
+    ca_flagged: bool,
 }
 
 impl LeafSpec {
@@ -156,6 +157,7 @@ impl LeafSpec {
             common_name: names.first().copied().unwrap_or("leaf").to_owned(),
             organization: None,
             validity: Validity::CURRENT,
+            ca_flagged: false,
         }
     }
 
@@ -178,6 +180,13 @@ impl LeafSpec {
         self
     }
 
+    /// Flagged `CA:TRUE`, without key usage or extended key usage, as `openssl req -x509`
+    /// makes a self-signed certificate (the certificate users pin with curl `--cacert`).
+    pub fn ca_flagged(mut self) -> LeafSpec {
+        self.ca_flagged = true;
+        self
+    }
+
     /// The leaf signed by its own key: trusted by nobody.
     pub fn self_signed(&self) -> Result<Leaf, PkiError> {
         let (params, key) = self.params()?;
@@ -191,9 +200,13 @@ impl LeafSpec {
         if let Some(organization) = &self.organization {
             params.distinguished_name.push(DnType::OrganizationName, organization.as_str());
         }
-        params.is_ca = IsCa::NoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if self.ca_flagged {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        } else {
+            params.is_ca = IsCa::NoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        }
         self.validity.apply(&mut params);
         Ok((params, KeyPair::generate()?))
     }

@@ -190,6 +190,7 @@ fn outcome(view: &View, status: u16, error: Option<ErrorCode>, total_ms: u64) ->
             not_after: Some("2031-01-01T00:00:00Z".to_owned()),
             not_after_unix: Some(1_924_992_000),
             chain_len: 2,
+            ..TlsSummary::default()
         }),
         resolved: Vec::new(),
         body_bytes: Some(12),

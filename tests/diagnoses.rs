@@ -1027,3 +1027,75 @@ async fn parallax_probe_prints_the_mismatch_json_line_and_exits_1() {
     // The server saw the round (client over TLS, checker in plain HTTP) and the hybrids.
     assert!(app.requests().iter().any(|r| r.path == "/cart" && r.sni.as_deref() == Some("shop.test")));
 }
+
+// ---------------------------------------------------------------------------------------------
+// certificate_rejected, default_certificate_served
+
+/// One round against `site` served on `ip`: users of shop.test verifying with `ca`, and an
+/// ALB-style HTTPS check (no verification, no SNI).
+async fn behind_an_alb_check(ip: std::net::IpAddr, site: TlsSite, ca: &Ca) -> Round {
+    let app = HttpServer::start_tls(ip, site, always("ok")).await;
+    let dir = ProbesDir::new();
+    let ca_file = ca.write_pem(dir.path(), "ca.pem");
+    let client = format!("{}\nca_file = \"{}\"", client_keys("https", app.addr, "/"), ca_file.display());
+    let alb = format!("profile = \"aws-alb\"\nurl = \"https://{}/\"", app.addr);
+    dir.file("shop.toml", &target("shop", &client, &[("alb", &alb)]));
+    probe_and_diff(&dir).await
+}
+
+#[tokio::test]
+async fn expired_certificate_behind_a_checker_that_does_not_verify_is_certificate_rejected() {
+    // The certificate renewal failed; the ALB's HTTPS check verifies nothing and keeps passing.
+    let ca = Ca::new("shop test CA");
+    let site = TlsSite::new(ca.leaf_with(&["shop.test"], support::certs::Validity::EXPIRED));
+    let round = behind_an_alb_check(lo(140), site, &ca).await;
+    assert_eq!(round.outcome("shop", "client").error, Some(ErrorCode::TlsCertExpired));
+    assert!(round.outcome("shop", "alb").ok);
+    assert_mismatch(
+        round.only_mismatch("shop"),
+        Want {
+            checker: "alb",
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::CertificateRejected,
+            flipped: &[Attribute::Verify],
+            evidence: &[
+                "client got tls_cert_expired",
+                "the client's verification rejects the certificate CN=shop.test (SANs shop.test; issuer \
+                 CN=shop test CA; valid 2001-01-01T00:00:00Z to 2002-01-01T00:00:00Z): it expired at \
+                 2002-01-01T00:00:00Z, while the checker, which does not verify certificates, passes",
+                "; renew the certificate",
+            ],
+        },
+    );
+}
+
+#[tokio::test]
+async fn missing_tls_secret_serves_the_default_certificate_is_default_certificate_served() {
+    // The Ingress of shop.test names a TLS Secret that does not exist: the controller has a
+    // certificate for other.test only and serves its self-signed default one for shop.test.
+    let ca = Ca::new("shop test CA");
+    let fake = support::certs::self_signed(&["ingress.local"]);
+    let site = TlsSite::new(fake).vhost("other.test", ca.leaf(&["other.test"]));
+    let round = behind_an_alb_check(lo(141), site, &ca).await;
+    let client = round.outcome("shop", "client");
+    assert_eq!(client.error, Some(ErrorCode::TlsCertUntrusted));
+    let fingerprint = client.tls.as_ref().and_then(|t| t.cert_sha256.clone()).expect("cert_sha256");
+    assert_eq!(fingerprint.len(), 64);
+    assert!(round.outcome("shop", "alb").ok);
+    assert_mismatch(
+        round.only_mismatch("shop"),
+        Want {
+            checker: "alb",
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::DefaultCertificateServed,
+            flipped: &[Attribute::Verify],
+            evidence: &[
+                "client got tls_cert_untrusted",
+                "the certificate served for shop.test, CN=ingress.local (SANs ingress.local;",
+                &fingerprint[..16],
+                "is the same one the server gives a handshake without SNI, and it does not cover shop.test",
+                "the TLS Secret for shop.test is missing or in the wrong namespace",
+            ],
+        },
+    );
+}

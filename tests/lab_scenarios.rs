@@ -196,7 +196,13 @@ fn certificate_san_missing_the_host_is_a_blackhole_on_the_certificate_name() {
     r.assert_outcome("api", "client", Fail("tls", "tls_cert_name_mismatch"));
     assert_eq!(r.outcome("api", "client")["tls"]["cert_sans"], serde_json::json!(["shop.lab"]));
     r.assert_outcome("api", "gcp-ssl", Ok);
-    r.assert_mismatch("api", "gcp-ssl", "blackhole", "sni_mismatch", &["verify"]);
+    // Issue 12: the certificate is what users reject, not the SNI (switching it changes nothing).
+    let m = r.assert_mismatch("api", "gcp-ssl", "blackhole", "certificate_rejected", &["verify"]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("api.shop.lab is not in its SANs") && evidence.contains("(SANs shop.lab;"),
+        "{evidence}"
+    );
 }
 
 /// The ALB's check carries `Host: <target ip>:<port>` (field failure 5): nginx routes it to
@@ -282,8 +288,16 @@ fn missing_tls_secret_serves_the_default_certificate_to_users() {
     let tls = &r.outcome("blog", "client")["tls"];
     assert!(tls["cert_subject"].as_str().is_some_and(|s| s.contains(lab::certs::FAKE_CERT_CN)), "{tls}");
     r.assert_outcome("blog", "alb", Ok);
-    // The checker passes only because it verifies nothing: verification is what flips.
-    r.assert_mismatch("blog", "alb", "blackhole", "sni_mismatch", &["verify"]);
+    // The checker passes only because it verifies nothing: verification is what flips, and the
+    // certificate users get for blog.lab is the one a handshake without SNI gets (issue 12: not
+    // sni_mismatch, switching SNI changes nothing).
+    let m = r.assert_mismatch("blog", "alb", "blackhole", "default_certificate_served", &["verify"]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("is the same one the server gives a handshake without SNI")
+            && evidence.contains("the TLS Secret for blog.lab is missing or in the wrong namespace"),
+        "{evidence}"
+    );
 }
 
 /// Users ask for a host no Ingress rule names (`store.lab`): the default backend's 404. The LB's
@@ -466,4 +480,69 @@ fn decommissioned_lb_address_is_connect_unreachable() {
     r.assert_outcome("shop", "gcp", Ok);
     assert_eq!(r.exit, 1, "a failed client view exits 1");
     r.assert_mismatch("shop", "gcp", "blackhole", "node_port_vs_proxy", &["address"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates (issue 12)
+// ---------------------------------------------------------------------------------------------
+
+/// `expired.lab`'s certificate was not renewed: users' clients refuse it, while the ALB's HTTPS
+/// check (no verification) passes on the controller's `/healthz`.
+#[test]
+fn expired_certificate_behind_an_alb_style_checker_is_certificate_rejected() {
+    let lab = Lab::start("expired_cert");
+    let checker = format!("name = \"alb\"\nprofile = \"aws-alb\"\nurl = \"https://{}/healthz\"", node(1));
+    let r = lab.probe(Ns::Client, &target("expired", &https_client(&lab, "expired.lab", "/"), &[&checker]));
+    r.assert_outcome("expired", "client", Fail("tls", "tls_cert_expired"));
+    let detail = r.outcome("expired", "client")["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        detail.starts_with("the certificate expired at 2002-01-01T00:00:00Z (now ")
+            && detail.contains(
+                "the server presented CN=expired.lab (SANs expired.lab; issuer CN=parallax lab CA;"
+            ),
+        "{detail}"
+    );
+    r.assert_outcome("expired", "alb", Ok);
+    let m = r.assert_mismatch("expired", "alb", "blackhole", "certificate_rejected", &["verify"]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("it expired at 2002-01-01T00:00:00Z")
+            && evidence.contains("the checker, which does not verify certificates, passes")
+            && evidence.contains("renew the certificate"),
+        "{evidence}"
+    );
+}
+
+/// `pinned.lab` serves a self-signed `CA:TRUE` certificate made the ordinary way (`openssl req
+/// -x509`); users pin it by giving exactly it as `ca_file`, as curl `--cacert` does. A client
+/// pinning another such certificate still refuses it, as untrusted.
+#[test]
+fn pinned_self_signed_ca_certificate_given_as_ca_file_succeeds() {
+    let lab = Lab::start("pinned_cert");
+    let client =
+        |ca: &str| format!("url = \"https://pinned.lab/\"\nconnect_to = \"{VIP}:443\"\nca_file = \"{ca}\"");
+    let checker = format!("name = \"gcp-ssl\"\nprofile = \"gcp\"\nurl = \"tls://{}:443\"", node(1));
+    let mut toml = target("pinned", &client(&lab.cert_file("pinned")), &[&checker]);
+    toml.push_str(&target("other", &client(&lab.cert_file("pinned-other")), &[&checker]));
+    let r = lab.probe(Ns::Client, &toml);
+    r.assert_outcome("pinned", "client", Ok);
+    assert_eq!(r.outcome("pinned", "client")["tls"]["cert_subject"], "CN=pinned.lab");
+    r.assert_no_mismatch("pinned");
+    r.assert_outcome("other", "client", Fail("tls", "tls_cert_untrusted"));
+    let detail = r.outcome("other", "client")["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(detail.contains("a CA certificate (CA:TRUE)") && !detail.contains("Other("), "{detail}");
+
+    // curl agrees on both.
+    let curl = |ca: String| {
+        std::process::Command::new(lab::binary("ip"))
+            .args(["netns", "exec", &lab.ns(Ns::Client), &lab::binary("curl"), "-sS", "-o", "/dev/null"])
+            .args(["--max-time", "5", "--cacert", &ca, "--resolve", &format!("pinned.lab:443:{VIP}")])
+            .arg("https://pinned.lab/")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run curl")
+            .success()
+    };
+    assert!(curl(lab.cert_file("pinned")), "curl --cacert accepts the pinned certificate");
+    assert!(!curl(lab.cert_file("pinned-other")), "curl refuses another self-signed certificate");
 }

@@ -320,6 +320,39 @@ async fn expired_certificate_is_tls_cert_expired() {
     assert!(not_after.starts_with("2002-01-01"), "not_after recorded: {not_after}");
 }
 
+/// A self-signed `CA:TRUE` certificate (as `openssl req -x509` makes it) written as `name`.
+fn pinned_pem(dir: &ProbesDir, name: &str) -> (certs::Leaf, String) {
+    let leaf = parallax::pki::LeafSpec::new(&["shop.test"]).ca_flagged().self_signed().expect("CA:TRUE leaf");
+    let path = dir.path().join(name);
+    std::fs::write(&path, leaf.pem()).expect("write pem");
+    let keys = format!("ca_file = {}", support::probes::toml_str(&path.display().to_string()));
+    (leaf, keys)
+}
+
+#[tokio::test]
+async fn self_signed_ca_certificate_pinned_as_ca_file_is_trusted() {
+    let dir = ProbesDir::new();
+    let (leaf, pinned) = pinned_pem(&dir, "pinned.pem");
+    let server = HttpServer::start_tls(lo(23), TlsSite::new(leaf), always("ok")).await;
+    let view = load_client(&dir, &shop_https(server.addr, &pinned));
+    let outcome = probe_one(&view).await;
+    assert_ok(&outcome);
+    assert_eq!(outcome.tls.and_then(|t| t.cert_issuer).as_deref(), Some("CN=shop.test"));
+}
+
+#[tokio::test]
+async fn another_self_signed_ca_certificate_in_ca_file_is_tls_cert_untrusted() {
+    let dir = ProbesDir::new();
+    let (served, _) = pinned_pem(&dir, "served.pem");
+    let (_, other) = pinned_pem(&dir, "other.pem");
+    let server = HttpServer::start_tls(lo(23), TlsSite::new(served), always("ok")).await;
+    let view = load_client(&dir, &shop_https(server.addr, &other));
+    let outcome = probe_one(&view).await;
+    assert_code(&outcome, ErrorCode::TlsCertUntrusted, Phase::Tls);
+    let detail = outcome.detail.unwrap_or_default();
+    assert!(detail.contains("a CA certificate (CA:TRUE)") && !detail.contains("Other("), "{detail}");
+}
+
 #[tokio::test]
 async fn certificate_not_valid_yet_is_tls_cert_not_yet_valid() {
     let ca = Ca::new("future CA");

@@ -269,6 +269,16 @@ fn push_tls_attributes(attributes: &mut Vec<KeyValue>, tls: &TlsSummary) {
     if let Some(not_after) = &tls.not_after {
         attributes.push(s("tls.server.not_after", not_after.clone()));
     }
+    if let Some(issuer) = &tls.cert_issuer {
+        attributes.push(s("tls.server.issuer", issuer.clone()));
+    }
+    if let Some(not_before) = &tls.not_before {
+        attributes.push(s("tls.server.not_before", not_before.clone()));
+    }
+    // The semantic conventions write the fingerprint in uppercase hex.
+    if let Some(sha256) = &tls.cert_sha256 {
+        attributes.push(s("tls.server.hash.sha256", sha256.to_ascii_uppercase()));
+    }
     if !tls.cert_sans.is_empty() {
         attributes.push(strings("parallax.tls.cert_sans", tls.cert_sans.iter().cloned()));
     }

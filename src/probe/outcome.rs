@@ -285,6 +285,10 @@ pub struct TlsSummary {
     pub cert_subject: Option<String>,
     /// Leaf certificate subject alternative names (DNS names and IPs).
     pub cert_sans: Vec<String>,
+    /// Leaf certificate issuer, RFC 4514 style.
+    pub cert_issuer: Option<String>,
+    /// Leaf certificate not_before, RFC 3339.
+    pub not_before: Option<String>,
     /// Leaf certificate not_after, RFC 3339.
     pub not_after: Option<String>,
     /// Leaf not_after as seconds since the Unix epoch (for the metric).
@@ -292,6 +296,9 @@ pub struct TlsSummary {
     pub not_after_unix: Option<i64>,
     /// Certificates the server sent.
     pub chain_len: usize,
+    /// SHA-256 of the leaf certificate's DER, lowercase hex: tells whether two handshakes were
+    /// served the same certificate (the default one, whatever the SNI).
+    pub cert_sha256: Option<String>,
 }
 
 /// The result of one probe of one view (one per address with `each_address`).

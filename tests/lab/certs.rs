@@ -1,6 +1,9 @@
 //! The lab's certificates, made with [`parallax::pki`] when a lab starts and written as PEM files
 //! for nginx, HAProxy and parallax's `ca_file`: one CA for the "cluster", a leaf per TLS secret,
-//! and the ingress controller's self-signed default certificate.
+//! and the ingress controller's self-signed default certificate; then `expired` (for
+//! `expired.lab`, signed by the lab CA, long expired), `pinned` (for `pinned.lab`: self-signed and
+//! `CA:TRUE` as `openssl req -x509` makes it, which its users pin as their `ca_file`) and
+//! `pinned-other` (another like it, served by nobody).
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +47,12 @@ impl Pki {
         }
         let fake = LeafSpec::new(&["ingress.local"]).common_name(FAKE_CERT_CN);
         write_pair(dir, "fake", &fake.self_signed().expect("self-signed default certificate"));
+        let expired = LeafSpec::new(&["expired.lab"]).validity(Validity::EXPIRED);
+        write_pair(dir, "expired", &authority.issue(&expired).expect("sign the expired leaf"));
+        for name in ["pinned", "pinned-other"] {
+            let pinned = LeafSpec::new(&["pinned.lab"]).ca_flagged().self_signed();
+            write_pair(dir, name, &pinned.expect("self-signed CA:TRUE certificate"));
+        }
         Pki { ca, dir: dir.to_owned() }
     }
 

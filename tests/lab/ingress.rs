@@ -14,7 +14,9 @@
 //! `orders.lab` (no ready endpoints: 503), `admin.lab` (basic auth), `api.lab` (only `/v1/`),
 //! `api.shop.lab` (its secret was issued for `shop.lab` only), `blog.lab` (TLS secret missing:
 //! the default certificate), `secure.lab` (proxies HTTP to the HTTPS pod), `legacy.lab`
-//! (proxies HTTPS to the plain-HTTP shop pod), `www.lab` (ssl-redirect on :80).
+//! (proxies HTTPS to the plain-HTTP shop pod), `www.lab` (ssl-redirect on :80), `expired.lab`
+//! (its certificate was not renewed), `pinned.lab` (a self-signed `CA:TRUE` certificate its users
+//! pin).
 
 use std::path::Path;
 
@@ -74,6 +76,8 @@ pub fn config(dir: &Path, pki: &Pki, node: usize) -> String {
         .replace("@CERT_SECURE@", &cert("secure"))
         .replace("@CERT_WWW@", &cert("www"))
         .replace("@CERT_LEGACY@", &cert("legacy"))
+        .replace("@CERT_EXPIRED@", &cert("expired"))
+        .replace("@CERT_PINNED@", &cert("pinned"))
 }
 
 const TEMPLATE: &str = r#"
@@ -231,6 +235,20 @@ http {
         listen @A@:443 ssl;
         server_name www.lab;
         @CERT_WWW@
+        location / { proxy_pass http://127.0.0.1:8081; }
+    }
+    # The certificate of expired.lab was not renewed.
+    server {
+        listen @A@:443 ssl;
+        server_name expired.lab;
+        @CERT_EXPIRED@
+        location / { proxy_pass http://127.0.0.1:8081; }
+    }
+    # A self-signed CA:TRUE certificate (openssl req -x509), pinned by its users (curl --cacert).
+    server {
+        listen @A@:443 ssl;
+        server_name pinned.lab;
+        @CERT_PINNED@
         location / { proxy_pass http://127.0.0.1:8081; }
     }
 }

@@ -174,6 +174,12 @@ impl Lab {
         self.pki.ca.display().to_string()
     }
 
+    /// The certificate file (PEM) of secret or extra certificate `name` (see [`certs`]), as a
+    /// string for probes.d (a `ca_file` that pins it).
+    pub fn cert_file(&self, name: &str) -> String {
+        self.pki.pair(name).cert.display().to_string()
+    }
+
     /// Runs `parallax probe --format json` inside `ns` on a fresh probes.d holding the lab's
     /// `[defaults]` and `toml`, and parses its output.
     pub fn probe(&self, ns: Ns, toml: &str) -> Report {

@@ -31,6 +31,8 @@
     no_local_endpoints: 'kube-proxy reports no ready endpoint on this node while clients are served (or endpoints while the node\u2019s traffic fails).',
     node_port_vs_proxy: 'The node-port check passes while clients going through the proxy fail (or the reverse).',
     sni_mismatch: 'The SNI sent (or its absence) selects a different certificate or route.',
+    certificate_rejected: 'The users\u2019 clients reject the certificate (expired, not yet valid, untrusted, or their name not in its SANs) while the checker, which does not verify, passes.',
+    default_certificate_served: 'The server gives the users\u2019 name its default certificate, which does not cover it: the TLS Secret for the host is missing or in the wrong namespace.',
     host_route_mismatch: 'The Host header selects a different (default) backend.',
     proxy_protocol_mismatch: 'A PROXY protocol header is sent to a listener that does not expect one, or is missing where one is required.',
     status_matcher_mismatch: 'The same response is judged differently by the two views\u2019 status matchers (204, 3xx\u2026).',

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::{Case, Diagnosis};
+use super::{default_certificate, verified_name, Case, Diagnosis};
 use crate::config::{ProxyVersion, View};
 use crate::diff::attribute::{effective_host, effective_sni, Attribute};
 use crate::diff::attribution::dialed;
@@ -89,8 +89,10 @@ pub(super) fn flip(case: &Case<'_>, attribute: Attribute, diagnosis: Diagnosis) 
         }
     };
     // The certificate is what an SNI or verification flip is about: say which one was served.
-    let certificate = match (attribute, failing.tls.as_ref().and_then(certificate_names)) {
-        (Attribute::Sni | Attribute::Verify, Some(names)) => {
+    let certificate = match (diagnosis, attribute, failing.tls.as_ref().and_then(certificate_names)) {
+        (Diagnosis::CertificateRejected, _, _) => certificate_rejected(case),
+        (Diagnosis::DefaultCertificateServed, _, _) => default_certificate_served(case),
+        (_, Attribute::Sni | Attribute::Verify, Some(names)) => {
             format!("; the {failing_side} was served the certificate for {names}")
         }
         _ => String::new(),
@@ -155,6 +157,16 @@ fn advice(case: &Case<'_>, diagnosis: Diagnosis) -> String {
         Diagnosis::SniMismatch => "; the server picks its certificate by SNI: send SNI with the check, or make \
             the default certificate valid for the checked name"
             .to_owned(),
+        Diagnosis::CertificateRejected => certificate_advice(case),
+        Diagnosis::DefaultCertificateServed => {
+            let (_, fv, _) = case.failing();
+            format!(
+                "; the TLS Secret for {} is missing or in the wrong namespace: create it in the \
+                 Ingress's namespace (or fix the Ingress's secretName) so the server has a certificate \
+                 for the name",
+                verified_name(fv)
+            )
+        }
         Diagnosis::UserAgentDependent => {
             "; the app answers the checker's User-Agent differently: exempt it from User-Agent rules".to_owned()
         }
@@ -166,6 +178,94 @@ fn advice(case: &Case<'_>, diagnosis: Diagnosis) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// Why the failing side's verification rejected the certificate, the certificate itself, and
+/// why the other side passes regardless (`certificate_rejected`).
+fn certificate_rejected(case: &Case<'_>) -> String {
+    let (f, fv, fside) = case.failing();
+    let (_, pv, pside) = case.passing();
+    let Some(tls) = f.tls.as_ref() else { return String::new() };
+    let unknown = "an unknown time";
+    let name = verified_name(fv);
+    let why = match f.error {
+        Some(ErrorCode::TlsCertExpired) => {
+            format!("it expired at {}", tls.not_after.as_deref().unwrap_or(unknown))
+        }
+        Some(ErrorCode::TlsCertNotYetValid) => {
+            format!("it is not valid before {}", tls.not_before.as_deref().unwrap_or(unknown))
+        }
+        Some(ErrorCode::TlsCertNameMismatch) => format!("{name} is not in its SANs"),
+        _ => format!("it does not chain to a root the {fside} trusts"),
+    };
+    let passes = if pv.tls.verify {
+        format!("the {pside}, which trusts other roots, passes")
+    } else {
+        format!("the {pside}, which does not verify certificates, passes")
+    };
+    format!("; the {fside}'s verification rejects the certificate {}: {why}, while {passes}", describe(tls))
+}
+
+/// What to do about a rejected certificate, by why it was rejected.
+fn certificate_advice(case: &Case<'_>) -> String {
+    let (f, fv, _) = case.failing();
+    let name = verified_name(fv);
+    let fix = match f.error {
+        Some(ErrorCode::TlsCertExpired) => {
+            "renew the certificate (and fix whatever should have renewed it)".to_owned()
+        }
+        Some(ErrorCode::TlsCertNotYetValid) => {
+            "serve a certificate that is valid now (or fix the clock of whatever issued it)".to_owned()
+        }
+        Some(ErrorCode::TlsCertNameMismatch) => {
+            format!("add {name} to the certificate's SANs, or serve the certificate issued for {name}")
+        }
+        _ => "serve the full chain, from a CA the users trust".to_owned(),
+    };
+    let check = if case.direction == Direction::Blackhole && !case.checker_view.tls.verify {
+        ", and make the check verify the certificate so the LB sees what users see"
+    } else {
+        ""
+    };
+    format!("; {fix}{check}")
+}
+
+/// The failing side's certificate is the server's default one (`default_certificate_served`):
+/// which other handshake got it too, and that it does not cover the name.
+fn default_certificate_served(case: &Case<'_>) -> String {
+    let (f, fv, _) = case.failing();
+    let (Some(tls), Some((_, other_sni))) = (f.tls.as_ref(), default_certificate(case)) else {
+        return String::new();
+    };
+    let name = verified_name(fv);
+    let handshake = match other_sni {
+        None => "a handshake without SNI".to_owned(),
+        Some(n) => format!("a handshake with SNI {n}"),
+    };
+    let fingerprint = tls
+        .cert_sha256
+        .as_deref()
+        .map(|h| format!(", SHA-256 {}", &h[..h.len().min(16)]))
+        .unwrap_or_default();
+    format!(
+        "; the certificate served for {name}, {}{fingerprint}, is the same one the server gives {handshake}, \
+         and it does not cover {name}: the server has no certificate for {name} and serves its default one",
+        describe(tls)
+    )
+}
+
+/// "CN=shop.example.com (SANs shop.example.com; issuer CN=R3; valid 2026-01-01T00:00:00Z to
+/// 2026-04-01T00:00:00Z)".
+fn describe(tls: &crate::probe::TlsSummary) -> String {
+    let unknown = "unknown";
+    let sans = if tls.cert_sans.is_empty() { "none".to_owned() } else { join(tls.cert_sans.iter()) };
+    format!(
+        "{} (SANs {sans}; issuer {}; valid {} to {})",
+        tls.cert_subject.as_deref().unwrap_or("with an unreadable subject"),
+        tls.cert_issuer.as_deref().unwrap_or(unknown),
+        tls.not_before.as_deref().unwrap_or(unknown),
+        tls.not_after.as_deref().unwrap_or(unknown)
+    )
 }
 
 /// The switched value of a flipped hybrid, phrased to follow "with"; a source switched to the

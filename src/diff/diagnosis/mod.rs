@@ -13,7 +13,8 @@
 //! 5. the checker's protocol errors (`http_tls_required`, `tls_plaintext_peer`) on their own;
 //! 6. the same response judged differently by the two matchers (`status_matcher_mismatch`);
 //! 7. a TCP/TLS-only check passing while clients fail at HTTP (`shallow_health_path`);
-//! 8. any other flipped attribute, most likely first;
+//! 8. any other flipped attribute, most likely first (a `verify` flip: the certificate the failing
+//!    side rejected, `default_certificate_served` or `certificate_rejected`);
 //! 9. without attribution: the failing error's likely attribute among those that differ,
 //!    marked as not confirmed;
 //! 10. otherwise `unattributed`, listing every hybrid tried.
@@ -28,7 +29,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::attribute::{differences, Attribute};
+use super::attribute::{differences, effective_sni, Attribute};
 use super::attribution::Attribution;
 use super::hybrid::{HybridResult, Side};
 use super::Direction;
@@ -56,6 +57,14 @@ pub enum Diagnosis {
     NodePortVsProxy,
     /// The SNI sent (or its absence) selects a different certificate or route.
     SniMismatch,
+    /// One side's certificate verification rejects the certificate (expired, not yet valid,
+    /// untrusted, the name not in its SANs) while the other side, which does not verify (or
+    /// trusts other roots), passes: users are refused while the check sees nothing wrong.
+    CertificateRejected,
+    /// The certificate served for the name is the one the server gives without SNI (or for
+    /// another name), and it does not cover the name: the TLS Secret for the host is missing (or
+    /// in the wrong namespace), so the server falls back to its default certificate.
+    DefaultCertificateServed,
     /// The Host header selects a different (default) backend.
     HostRouteMismatch,
     /// A PROXY header is sent to a listener that does not expect one, or missing where required.
@@ -76,7 +85,7 @@ pub enum Diagnosis {
 
 impl Diagnosis {
     /// Every diagnosis, in the order of docs/errors.md.
-    pub const ALL: [Diagnosis; 13] = [
+    pub const ALL: [Diagnosis; 15] = [
         Diagnosis::ShallowHealthPath,
         Diagnosis::AuthRequired,
         Diagnosis::CheckerProtocolMismatch,
@@ -84,6 +93,8 @@ impl Diagnosis {
         Diagnosis::NoLocalEndpoints,
         Diagnosis::NodePortVsProxy,
         Diagnosis::SniMismatch,
+        Diagnosis::CertificateRejected,
+        Diagnosis::DefaultCertificateServed,
         Diagnosis::HostRouteMismatch,
         Diagnosis::ProxyProtocolMismatch,
         Diagnosis::StatusMatcherMismatch,
@@ -102,6 +113,8 @@ impl Diagnosis {
             Diagnosis::NoLocalEndpoints => "no_local_endpoints",
             Diagnosis::NodePortVsProxy => "node_port_vs_proxy",
             Diagnosis::SniMismatch => "sni_mismatch",
+            Diagnosis::CertificateRejected => "certificate_rejected",
+            Diagnosis::DefaultCertificateServed => "default_certificate_served",
             Diagnosis::HostRouteMismatch => "host_route_mismatch",
             Diagnosis::ProxyProtocolMismatch => "proxy_protocol_mismatch",
             Diagnosis::StatusMatcherMismatch => "status_matcher_mismatch",
@@ -250,7 +263,7 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
         let differ = differences(case.client_view, case.checker_view);
         if let Some(a) = hints.iter().find(|a| differ.contains(a)) {
             return Finding {
-                diagnosis: attribute_diagnosis(*a, failing),
+                diagnosis: attribute_diagnosis(case, *a),
                 evidence: evidence::unconfirmed_hint(case, *a),
             };
         }
@@ -300,25 +313,13 @@ fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
 }
 
 /// What a flip of `attribute` means.
-fn attribute_diagnosis(attribute: Attribute, failing: &Outcome) -> Diagnosis {
+fn attribute_diagnosis(case: &Case<'_>, attribute: Attribute) -> Diagnosis {
     match attribute {
         Attribute::Tls | Attribute::Method => Diagnosis::CheckerProtocolMismatch,
         Attribute::ProxyProtocol => Diagnosis::ProxyProtocolMismatch,
         Attribute::Source => Diagnosis::CheckerSourceBlocked,
         Attribute::Sni => Diagnosis::SniMismatch,
-        // Verification only changes the result through the certificate. A wrong name or an
-        // untrusted chain means a different certificate is served (another vhost's, or the
-        // controller's default one after a missing TLS secret); anything else (an expired one)
-        // is the checker not checking.
-        Attribute::Verify
-            if matches!(
-                failing.error,
-                Some(ErrorCode::TlsCertNameMismatch | ErrorCode::TlsCertUntrusted)
-            ) =>
-        {
-            Diagnosis::SniMismatch
-        }
-        Attribute::Verify => Diagnosis::CheckerProtocolMismatch,
+        Attribute::Verify => verify_diagnosis(case),
         Attribute::Host => Diagnosis::HostRouteMismatch,
         Attribute::Path => Diagnosis::ShallowHealthPath,
         Attribute::Headers => Diagnosis::AuthRequired,
@@ -327,10 +328,91 @@ fn attribute_diagnosis(attribute: Attribute, failing: &Outcome) -> Diagnosis {
     }
 }
 
+/// What a `verify` flip means. Verification only changes the result through the certificate:
+/// when the failing side rejected it (expired, not yet valid, untrusted, not for the name), the
+/// certificate is what is wrong — the default one when the same certificate comes back without
+/// SNI or for another name and it does not cover the name ([`default_certificate`]), else the
+/// certificate itself ([`Diagnosis::CertificateRejected`]). SNI is not the cause: switching it is
+/// a hybrid of its own, and `sni_mismatch` is kept for when that one flips. Any other failure
+/// (a handshake failure) is the checker's protocol.
+fn verify_diagnosis(case: &Case<'_>) -> Diagnosis {
+    let (failing, _, _) = case.failing();
+    if !certificate_rejection(failing) {
+        return Diagnosis::CheckerProtocolMismatch;
+    }
+    if default_certificate(case).is_some() {
+        Diagnosis::DefaultCertificateServed
+    } else {
+        Diagnosis::CertificateRejected
+    }
+}
+
+/// Whether `o` failed because its verification rejected the certificate.
+fn certificate_rejection(o: &Outcome) -> bool {
+    matches!(
+        o.error,
+        Some(
+            ErrorCode::TlsCertExpired
+                | ErrorCode::TlsCertNotYetValid
+                | ErrorCode::TlsCertUntrusted
+                | ErrorCode::TlsCertNameMismatch
+        )
+    )
+}
+
+/// Another handshake that got the very certificate the failing side was served: its outcome and
+/// the SNI it sent (`None`: no SNI). Only when that certificate does not cover the name the
+/// failing side verified: then the server serves the same certificate whatever the name, its
+/// default one. Looked for in the attribution's SNI hybrids (the same request with the other
+/// view's SNI), then in the passing side's own outcome, when it sent another SNI.
+pub(super) fn default_certificate<'a>(case: &Case<'a>) -> Option<(&'a Outcome, Option<String>)> {
+    let (failing, failing_view, _) = case.failing();
+    let tls = failing.tls.as_ref()?;
+    let fingerprint = tls.cert_sha256.as_deref()?;
+    let sni = effective_sni(failing_view);
+    if covers(&tls.cert_sans, &verified_name(failing_view)) {
+        return None;
+    }
+    let same = |o: &Outcome| o.tls.as_ref().and_then(|t| t.cert_sha256.as_deref()) == Some(fingerprint);
+    let hybrids = case.attribution.into_iter().flat_map(|a| a.hybrids.iter());
+    let from_hybrid = hybrids
+        .filter(|h| h.attribute == Attribute::Sni)
+        .filter_map(|h| Some((h.outcome.as_ref()?, effective_sni(&h.hybrid))))
+        .find(|(o, other)| *other != sni && same(o));
+    let (passing, passing_view, _) = case.passing();
+    let passing_sni = effective_sni(passing_view);
+    from_hybrid.or_else(|| {
+        (passing_view.scheme.uses_tls() && passing_sni != sni && same(passing))
+            .then_some((passing, passing_sni))
+    })
+}
+
+/// The name a view's certificate is verified against: its SNI, else its URL host.
+pub(super) fn verified_name(v: &View) -> String {
+    effective_sni(v).unwrap_or_else(|| match &v.url_endpoint.host {
+        crate::config::Host::Name(name) => name.clone(),
+        crate::config::Host::Ip(ip) => ip.to_string(),
+    })
+}
+
+/// Whether a certificate with `sans` is valid for `name`: an exact name (case-insensitive), a
+/// `*.` wildcard for one leftmost label, or the same IP address.
+pub(super) fn covers(sans: &[String], name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    sans.iter().any(|san| {
+        let san = san.trim_end_matches('.').to_ascii_lowercase();
+        match san.strip_prefix("*.") {
+            Some(suffix) => {
+                name.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix)
+            }
+            None => san == name,
+        }
+    })
+}
+
 /// The diagnosis a flip of `attribute` confirms.
 fn from_flip(case: &Case<'_>, attribute: Attribute) -> Finding {
-    let (failing, _, _) = case.failing();
-    let diagnosis = attribute_diagnosis(attribute, failing);
+    let diagnosis = attribute_diagnosis(case, attribute);
     Finding { diagnosis, evidence: evidence::flip(case, attribute, diagnosis) }
 }
 

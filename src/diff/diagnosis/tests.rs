@@ -155,9 +155,10 @@ fn protocol_scenarios() -> Vec<Scenario> {
             flipped: vec![Attribute::Method],
             evidence: vec!["checker got 405", "with method GET it succeeds"],
         },
-        // An expired certificate the checker does not verify.
+        // An expired certificate the checker does not verify (issue 12: the certificate is what
+        // is wrong, not the checker's protocol).
         Scenario {
-            name: "unverified_expired_certificate_is_checker_protocol_mismatch",
+            name: "unverified_expired_certificate_is_certificate_rejected",
             client: view_url("shop", "client", "https://shop.example.com/"),
             checker: {
                 let mut v = view_url("shop", "alb", "https://shop.example.com/");
@@ -166,11 +167,13 @@ fn protocol_scenarios() -> Vec<Scenario> {
             },
             model: Box::new(|v| ok_if(!v.tls.verify, v, ErrorCode::TlsCertExpired, None)),
             direction: Direction::Blackhole,
-            diagnosis: Diagnosis::CheckerProtocolMismatch,
+            diagnosis: Diagnosis::CertificateRejected,
             flipped: vec![Attribute::Verify],
             evidence: vec![
                 "client got tls_cert_expired",
                 "with certificate verification on the checker fails too",
+                "; renew the certificate",
+                "make the check verify the certificate",
             ],
         },
         // The health port does not parse PROXY headers; the NLB sends a PPv2 LOCAL one.
@@ -444,6 +447,132 @@ fn unattributed_scenarios() -> Vec<Scenario> {
 #[test]
 fn a_cause_no_switch_reaches_is_unattributed() {
     check(unattributed_scenarios());
+}
+
+/// A certificate as a TLS summary shows it: `cn`, `sans`, a fingerprint made of `fp`.
+fn certificate(cn: &str, sans: &[&str], fp: char) -> crate::probe::TlsSummary {
+    crate::probe::TlsSummary {
+        cert_subject: Some(format!("CN={cn}")),
+        cert_sans: sans.iter().map(|s| (*s).to_owned()).collect(),
+        cert_issuer: Some(format!("CN={cn}")),
+        not_before: Some("2020-01-01T00:00:00Z".into()),
+        not_after: Some("2060-01-01T00:00:00Z".into()),
+        cert_sha256: Some(fp.to_string().repeat(64)),
+        ..crate::probe::TlsSummary::default()
+    }
+}
+
+/// An ingress-style server: a certificate per SNI in `by_sni`, else the default one (fingerprint
+/// `d`, for `ingress.local`); a view that verifies fails on a certificate that does not cover its
+/// name with `error`, and passes with one that does.
+fn ingress(
+    by_sni: &'static [(&'static str, &'static [&'static str])],
+    error: ErrorCode,
+) -> Box<dyn Fn(&View) -> Outcome> {
+    Box::new(move |v| {
+        let sni = effective_sni(v);
+        let (tls, name_ok) = match by_sni.iter().position(|(n, _)| Some(*n) == sni.as_deref()) {
+            Some(i) => {
+                let sans = by_sni[i].1;
+                (
+                    certificate(sans[0], sans, char::from(b'a' + i as u8)),
+                    covers(&certificate("x", sans, 'x').cert_sans, &verified_name(v)),
+                )
+            }
+            None => (
+                certificate("Kubernetes Ingress Controller Fake Certificate", &["ingress.local"], 'd'),
+                false,
+            ),
+        };
+        let mut o = ok_if(!v.tls.verify || name_ok, v, error, None);
+        o.tls = Some(tls);
+        o
+    })
+}
+
+/// `certificate_rejected`, `default_certificate_served`, and `sni_mismatch` kept for an SNI flip.
+fn certificate_scenarios() -> Vec<Scenario> {
+    let gcp_ssl = || {
+        let mut v = view_url("shop", "gcp", "https://10.0.0.5:443/");
+        v.tls.verify = false;
+        v.http.host = HostHeader::Value("shop.example.com".into());
+        v
+    };
+    vec![
+        // The TLS Secret of shop.example.com is missing: every SNI gets the default certificate.
+        Scenario {
+            name: "missing_tls_secret_is_default_certificate_served",
+            client: view_url("shop", "client", "https://shop.example.com/"),
+            checker: gcp_ssl(),
+            model: ingress(&[], ErrorCode::TlsCertUntrusted),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::DefaultCertificateServed,
+            flipped: vec![Attribute::Verify],
+            evidence: vec![
+                "client got tls_cert_untrusted",
+                "with certificate verification on the checker fails too (tls_cert_untrusted)",
+                "the certificate served for shop.example.com, CN=Kubernetes Ingress Controller Fake Certificate \
+                 (SANs ingress.local; issuer CN=Kubernetes Ingress Controller Fake Certificate; valid \
+                 2020-01-01T00:00:00Z to 2060-01-01T00:00:00Z), SHA-256 dddddddddddddddd, is the same one the \
+                 server gives a handshake without SNI, and it does not cover shop.example.com",
+                "; the TLS Secret for shop.example.com is missing or in the wrong namespace",
+            ],
+        },
+        // The host's secret was issued for another name; without SNI the default one comes back.
+        Scenario {
+            name: "san_missing_the_host_is_certificate_rejected",
+            client: view_url("shop", "client", "https://shop.example.com/"),
+            checker: gcp_ssl(),
+            model: ingress(&[("shop.example.com", &["www.example.com"])], ErrorCode::TlsCertNameMismatch),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::CertificateRejected,
+            flipped: vec![Attribute::Verify],
+            evidence: vec![
+                "client got tls_cert_name_mismatch",
+                "; the client's verification rejects the certificate CN=www.example.com (SANs www.example.com; \
+                 issuer CN=www.example.com; valid 2020-01-01T00:00:00Z to 2060-01-01T00:00:00Z): \
+                 shop.example.com is not in its SANs, while the checker, which does not verify certificates, \
+                 passes",
+                "; add shop.example.com to the certificate's SANs",
+            ],
+        },
+        // A verifying checker without SNI gets the default certificate: SNI is what flips.
+        Scenario {
+            name: "verifying_checker_without_sni_is_still_sni_mismatch",
+            client: view_url("shop", "client", "https://shop.example.com/"),
+            checker: {
+                let mut v = view_url("shop", "appgw", "https://10.0.0.5:443/");
+                v.http.host = HostHeader::Value("shop.example.com".into());
+                v.tls.sni = crate::config::Sni::None;
+                v
+            },
+            model: ingress(&[("shop.example.com", &["shop.example.com"])], ErrorCode::TlsCertNameMismatch),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::SniMismatch,
+            flipped: vec![Attribute::Sni],
+            evidence: vec!["with SNI shop.example.com it succeeds"],
+        },
+    ]
+}
+
+#[test]
+fn certificate_failures_are_diagnosed() {
+    let seen = check(certificate_scenarios());
+    assert!(
+        seen.contains(&Diagnosis::CertificateRejected) && seen.contains(&Diagnosis::DefaultCertificateServed)
+    );
+}
+
+#[test]
+fn a_certificate_covers_exact_names_one_wildcard_label_and_ips() {
+    let sans = |s: &[&str]| s.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    assert!(covers(&sans(&["shop.example.com"]), "SHOP.example.com."));
+    assert!(covers(&sans(&["*.example.com"]), "shop.example.com"));
+    assert!(!covers(&sans(&["*.example.com"]), "a.shop.example.com"));
+    assert!(!covers(&sans(&["*.example.com"]), "example.com"));
+    assert!(covers(&sans(&["10.0.0.5"]), "10.0.0.5"));
+    assert!(!covers(&sans(&["ingress.local"]), "blog.lab"));
+    assert!(!covers(&[], "blog.lab"));
 }
 
 #[test]
@@ -820,6 +949,8 @@ fn diagnosis_names_are_the_design_codes() {
             "no_local_endpoints",
             "node_port_vs_proxy",
             "sni_mismatch",
+            "certificate_rejected",
+            "default_certificate_served",
             "host_route_mismatch",
             "proxy_protocol_mismatch",
             "status_matcher_mismatch",

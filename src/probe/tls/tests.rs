@@ -152,6 +152,11 @@ impl TimeProvider for FixedClock {
     }
 }
 
+/// Configs whose clock says `unix_secs`.
+fn configs_at(unix_secs: u64) -> TlsConfigs {
+    TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(Duration::from_secs(unix_secs)))))
+}
+
 #[tokio::test]
 async fn valid_chain_with_ca_file_and_summary() {
     let pki = Pki::new();
@@ -284,18 +289,14 @@ async fn the_injected_clock_decides_validity() {
     let s = settings(true, Some(pki.ca_file.path()), &[]);
 
     // 2010-01-01: before the leaf's not_before.
-    let early = TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(Duration::from_secs(
-        1_262_304_000,
-    )))));
+    let early = configs_at(1_262_304_000);
     let (f, _) =
         run(&early, addr, &s, Some("shop.test"), "shop.test", SOON).await.expect_err("not yet valid");
     assert_eq!(f.code, ErrorCode::TlsCertNotYetValid, "{f}");
     assert!(f.detail.contains("2010-01-01T00:00:00Z"), "{f}");
 
     // 2200-01-01: after its not_after.
-    let late = TlsConfigs::with_time(Arc::new(FixedClock(UnixTime::since_unix_epoch(Duration::from_secs(
-        7_258_118_400,
-    )))));
+    let late = configs_at(7_258_118_400);
     let (f, _) = run(&late, addr, &s, Some("shop.test"), "shop.test", SOON).await.expect_err("expired");
     assert_eq!(f.code, ErrorCode::TlsCertExpired, "{f}");
 }
@@ -468,4 +469,204 @@ fn names_and_times_are_formatted() {
     assert_eq!(escape_rfc4514("#a, b+c "), "\\#a\\, b\\+c\\ ");
     assert_eq!(quote_bytes(b"HTTP/1.1 400 Bad"), "\"HTTP/1.1 400 Bad\"");
     assert_eq!(quote_bytes(&[0x00, 0xff]), "\"\\x00\\xff\"");
+}
+
+/// A self-signed `CA:TRUE` leaf for `name` (as `openssl req -x509` makes), its PEM in a file.
+fn pinned_leaf(name: &str, validity: Validity) -> (Arc<CertifiedKey>, tempfile::NamedTempFile) {
+    let leaf =
+        LeafSpec::new(&[name]).validity(validity).ca_flagged().self_signed().expect("self-signed CA:TRUE");
+    let mut file = tempfile::NamedTempFile::new().expect("tempfile");
+    file.write_all(leaf.pem().as_bytes()).expect("write pem");
+    (leaf.certified_key().expect("key loads"), file)
+}
+
+#[tokio::test]
+async fn a_self_signed_ca_flagged_certificate_in_ca_file_is_pinned() {
+    let (key, pem) = pinned_leaf("pinned.test", Validity::CURRENT);
+    let (addr, _) = tls_server(Ipv4Addr::new(127, 0, 0, 55), Some(key), &[]).await;
+    let configs = TlsConfigs::new();
+    let s = settings(true, Some(pem.path()), &[]);
+    let done = run(&configs, addr, &s, Some("pinned.test"), "pinned.test", SOON)
+        .await
+        .map_err(|(f, _)| f)
+        .expect("a pinned certificate verifies, as with curl --cacert");
+    assert_eq!(done.summary.cert_issuer.as_deref(), Some("CN=pinned.test"));
+    assert_eq!(done.summary.cert_sha256.as_ref().map(String::len), Some(64));
+
+    // Still checked: the name against its SANs...
+    let (f, _) = run(&configs, addr, &s, Some("other.test"), "other.test", SOON).await.expect_err("name");
+    assert_eq!(f.code, ErrorCode::TlsCertNameMismatch, "{f}");
+    assert!(f.detail.contains("[pinned.test], not other.test"), "{f}");
+    // ... and its validity window against the injected clock (2200-01-01).
+    let late = configs_at(7_258_118_400);
+    let (f, _) = run(&late, addr, &s, Some("pinned.test"), "pinned.test", SOON).await.expect_err("expired");
+    assert_eq!(f.code, ErrorCode::TlsCertExpired, "{f}");
+    let (f, _) = run(&configs_at(1_262_304_000), addr, &s, Some("pinned.test"), "pinned.test", SOON)
+        .await
+        .expect_err("not yet valid");
+    assert_eq!(f.code, ErrorCode::TlsCertNotYetValid, "{f}");
+}
+
+#[tokio::test]
+async fn a_different_self_signed_ca_flagged_certificate_is_still_untrusted() {
+    let (served, _) = pinned_leaf("pinned.test", Validity::CURRENT);
+    let (_, other_pem) = pinned_leaf("pinned.test", Validity::CURRENT);
+    let (addr, _) = tls_server(Ipv4Addr::new(127, 0, 0, 56), Some(served), &[]).await;
+    let (f, summary) = run(
+        &TlsConfigs::new(),
+        addr,
+        &settings(true, Some(other_pem.path()), &[]),
+        Some("pinned.test"),
+        "pinned.test",
+        SOON,
+    )
+    .await
+    .expect_err("not the pinned certificate");
+    assert_eq!(f.code, ErrorCode::TlsCertUntrusted, "{f}");
+    assert!(f.detail.contains("CA certificate (CA:TRUE)") && f.detail.contains("CN=pinned.test"), "{f}");
+    assert!(!f.detail.contains("Other("), "{f}");
+    assert!(summary.is_some());
+}
+
+#[tokio::test]
+async fn a_ca_flagged_certificate_with_the_public_roots_is_untrusted() {
+    let (served, _) = pinned_leaf("pinned.test", Validity::CURRENT);
+    let (addr, _) = tls_server(Ipv4Addr::new(127, 0, 0, 57), Some(served), &[]).await;
+    let (f, _) =
+        run(&TlsConfigs::new(), addr, &settings(true, None, &[]), Some("pinned.test"), "pinned.test", SOON)
+            .await
+            .expect_err("untrusted");
+    assert_eq!(f.code, ErrorCode::TlsCertUntrusted, "{f}");
+    assert!(f.detail.contains("the public web roots"), "{f}");
+}
+
+/// Every failure path's detail is a sentence: no `Debug` form of a rustls or webpki error.
+#[test]
+fn no_failure_detail_is_a_debug_form() {
+    use rustls::{InvalidMessage, OtherError, PeerMisbehaved};
+    let seen = TlsSummary {
+        cert_subject: Some("CN=shop.test".into()),
+        cert_sans: vec!["shop.test".into()],
+        cert_issuer: Some("CN=parallax test CA".into()),
+        not_before: Some("2020-01-01T00:00:00Z".into()),
+        not_after: Some("2060-01-01T00:00:00Z".into()),
+        ..TlsSummary::default()
+    };
+    let t = UnixTime::since_unix_epoch(Duration::from_secs(1_800_000_000));
+    let other = |w: webpki::Error| CertificateError::Other(OtherError(Arc::new(w)));
+    #[allow(deprecated)]
+    let mut cert_errors = vec![
+        CertificateError::BadEncoding,
+        CertificateError::Expired,
+        CertificateError::ExpiredContext { time: t, not_after: t },
+        CertificateError::NotValidYet,
+        CertificateError::NotValidYetContext { time: t, not_before: t },
+        CertificateError::Revoked,
+        CertificateError::UnhandledCriticalExtension,
+        CertificateError::UnknownIssuer,
+        CertificateError::UnknownRevocationStatus,
+        CertificateError::ExpiredRevocationList,
+        CertificateError::ExpiredRevocationListContext { time: t, next_update: t },
+        CertificateError::BadSignature,
+        CertificateError::UnsupportedSignatureAlgorithm,
+        CertificateError::UnsupportedSignatureAlgorithmContext {
+            signature_algorithm_id: vec![1, 2],
+            supported_algorithms: Vec::new(),
+        },
+        CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext {
+            signature_algorithm_id: vec![1],
+            public_key_algorithm_id: vec![2],
+        },
+        CertificateError::NotValidForName,
+        CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("other.test").expect("name").to_owned(),
+            presented: vec!["shop.test".into()],
+        },
+        CertificateError::InvalidPurpose,
+        CertificateError::InvalidOcspResponse,
+        CertificateError::ApplicationVerificationFailure,
+        CertificateError::Other(OtherError(Arc::new(io::Error::other("a custom verifier's reason")))),
+    ];
+    #[allow(deprecated)]
+    let webpki_errors = [
+        webpki::Error::BadDer,
+        webpki::Error::BadDerTime,
+        webpki::Error::CaUsedAsEndEntity,
+        webpki::Error::CertDistrusted,
+        webpki::Error::EmptyEkuExtension,
+        webpki::Error::EndEntityUsedAsCa,
+        webpki::Error::ExtensionValueInvalid,
+        webpki::Error::InvalidCertValidity,
+        webpki::Error::InvalidSerialNumber,
+        webpki::Error::MalformedDnsIdentifier,
+        webpki::Error::MalformedExtensions,
+        webpki::Error::MalformedNameConstraint,
+        webpki::Error::MaximumNameConstraintComparisonsExceeded,
+        webpki::Error::MaximumPathBuildCallsExceeded,
+        webpki::Error::MaximumPathDepthExceeded,
+        webpki::Error::MaximumSignatureChecksExceeded,
+        webpki::Error::NameConstraintViolation,
+        webpki::Error::PathLenConstraintViolated,
+        webpki::Error::SignatureAlgorithmMismatch,
+        webpki::Error::UnsupportedCertVersion,
+        webpki::Error::UnsupportedCriticalExtension,
+        webpki::Error::UnsupportedNameType,
+        webpki::Error::UnsupportedCrlVersion,
+        webpki::Error::UnsupportedSignatureAlgorithm,
+    ];
+    cert_errors.extend(webpki_errors.into_iter().map(other));
+    let mut details = Vec::new();
+    for c in cert_errors {
+        let e = rustls::Error::InvalidCertificate(c);
+        for ca in [None, Some(Path::new("/etc/parallax/ca.pem"))] {
+            details.push(classify_verification(&e, "shop.test", ca, &seen).detail);
+        }
+        details.push(classify_handshake(&io::Error::other(e.clone()), b"").detail);
+    }
+    let others = [
+        rustls::Error::General("the peer is odd".into()),
+        rustls::Error::InvalidMessage(InvalidMessage::HandshakePayloadTooLarge),
+        rustls::Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec),
+        rustls::Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon),
+        rustls::Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered),
+        rustls::Error::InappropriateMessage {
+            expect_types: vec![rustls::ContentType::Handshake],
+            got_type: rustls::ContentType::Alert,
+        },
+        rustls::Error::NoCertificatesPresented,
+        rustls::Error::DecryptError,
+        rustls::Error::AlertReceived(AlertDescription::BadCertificate),
+        rustls::Error::NoApplicationProtocol,
+        rustls::Error::InvalidCertRevocationList(rustls::CertRevocationListError::BadSignature),
+    ];
+    for e in others {
+        details.push(classify_handshake(&io::Error::other(e.clone()), b"").detail);
+        details.push(classify_verification(&e, "shop.test", None, &seen).detail);
+    }
+    // A certificate parallax cannot read is said so.
+    let unreadable = rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+    details.push(classify_verification(&unreadable, "shop.test", None, &TlsSummary::default()).detail);
+    for d in &details {
+        for form in ["Other(", "OtherError", "CertificateError", "{", "}", "Context"] {
+            assert!(!d.contains(form), "{form} in a detail: {d}");
+        }
+        assert!(!d.is_empty());
+    }
+    // What was presented is named.
+    let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
+    let d = classify_verification(&expired, "shop.test", None, &seen).detail;
+    assert_eq!(
+        d,
+        "the certificate expired at 2060-01-01T00:00:00Z; the server presented CN=shop.test (SANs shop.test; \
+         issuer CN=parallax test CA; valid 2020-01-01T00:00:00Z to 2060-01-01T00:00:00Z); renew it (or fix \
+         the renewal that should have)"
+    );
+    assert_eq!(
+        words(&PeerMisbehaved::IllegalMiddleboxChangeCipherSpec),
+        "illegal middlebox change cipher spec"
+    );
+    assert_eq!(
+        words(&rustls::Error::PeerMisbehaved(PeerMisbehaved::IllegalMiddleboxChangeCipherSpec)),
+        "illegal middlebox change cipher spec"
+    );
 }
