@@ -1,6 +1,11 @@
 //! Request attributes: the ways two views of one target can differ (address, source, PROXY
-//! header, TLS, SNI, verification, Host, path, method, headers, User-Agent), which of them two
-//! views differ in, and a view's effective value of the derived ones (SNI, Host, path).
+//! header, TLS, SNI, verification, Host, path, method, headers, User-Agent, HTTP version, and
+//! the matcher that judges the response), which of them two views differ in, and a view's
+//! effective value of the derived ones (SNI, Host, path, HTTP version).
+//!
+//! Fair differences: the headers that are part of a checker's identity ([`IDENTITY_HEADERS`]:
+//! its `Connection`, `Accept`, User-Agent) are not a `headers` difference on their own: GoogleHC's
+//! `Connection: Keep-alive` is how that checker talks, not a credential it lacks.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,11 +41,20 @@ pub enum Attribute {
     Headers,
     /// The User-Agent.
     UserAgent,
+    /// The HTTP version put on the wire (HTTP/1.0, HTTP/1.1, HTTP/2; with TLS, the ALPN offer
+    /// that selects it).
+    HttpVersion,
+    /// The matcher that judges the response (accepted statuses, body rules). Not part of the
+    /// request: switched only in combinations (the checker's request judged by the client's
+    /// matcher), since on its own the `status_matcher_mismatch` rule already judges the
+    /// observed response with the other matcher without a probe. Listed by [`combinable`], not
+    /// by [`differences`].
+    Matcher,
 }
 
 impl Attribute {
     /// Most likely culprit first: the order hybrids are planned and flips are reported in.
-    pub const PRIORITY: [Attribute; 11] = [
+    pub const PRIORITY: [Attribute; 13] = [
         Attribute::Tls,
         Attribute::ProxyProtocol,
         Attribute::Source,
@@ -51,7 +65,9 @@ impl Attribute {
         Attribute::UserAgent,
         Attribute::Address,
         Attribute::Method,
+        Attribute::HttpVersion,
         Attribute::Verify,
+        Attribute::Matcher,
     ];
 
     /// The stable snake_case name.
@@ -68,6 +84,8 @@ impl Attribute {
             Attribute::Method => "method",
             Attribute::Headers => "headers",
             Attribute::UserAgent => "user_agent",
+            Attribute::HttpVersion => "http_version",
+            Attribute::Matcher => "matcher",
         }
     }
 
@@ -83,13 +101,39 @@ impl fmt::Display for Attribute {
     }
 }
 
-/// The attributes in which `client` and `checker` differ, most likely culprit first.
+/// The request attributes in which `client` and `checker` differ, most likely culprit first:
+/// each is switched alone by a hybrid.
 ///
 /// Only attributes that mean something on both views are compared: SNI and verification only when
-/// both use TLS; Host and User-Agent when both speak HTTP or gRPC; path, method and headers when
-/// both speak HTTP.
+/// both use TLS; Host and User-Agent when both speak HTTP or gRPC; path, method, headers (without
+/// the [identity headers](IDENTITY_HEADERS)) and HTTP version when both speak HTTP. The matcher is
+/// not a request attribute: see [`combinable`].
 pub fn differences(client: &View, checker: &View) -> Vec<Attribute> {
+    Attribute::PRIORITY
+        .iter()
+        .copied()
+        .filter(|a| *a != Attribute::Matcher && differs(*a, client, checker))
+        .collect()
+}
+
+/// The attributes a combination of switches may take: [`differences`] and, when the two views
+/// judge responses differently, [`Attribute::Matcher`], most likely culprit first.
+pub fn combinable(client: &View, checker: &View) -> Vec<Attribute> {
     Attribute::PRIORITY.iter().copied().filter(|a| differs(*a, client, checker)).collect()
+}
+
+/// Header names that belong to a checker's identity: how it talks, not what it is allowed.
+/// They are not a `headers` difference on their own, and a `headers` switch keeps the view's own.
+pub const IDENTITY_HEADERS: [&str; 3] = ["connection", "accept", "user-agent"];
+
+/// Whether `name` is one of the [`IDENTITY_HEADERS`] (names are lowercase in a view).
+pub fn is_identity_header(name: &http::HeaderName) -> bool {
+    IDENTITY_HEADERS.contains(&name.as_str())
+}
+
+/// A view's extra headers without its identity headers: what a `headers` difference compares.
+pub fn suspect_headers(view: &View) -> Vec<&(http::HeaderName, crate::config::MaybeSecret)> {
+    view.http.headers.iter().filter(|(name, _)| !is_identity_header(name)).collect()
 }
 
 fn differs(attribute: Attribute, a: &View, b: &View) -> bool {
@@ -111,8 +155,25 @@ fn differs(attribute: Attribute, a: &View, b: &View) -> bool {
         Attribute::Host => both_authority && effective_host(a) != effective_host(b),
         Attribute::Path => both_http && a.path != b.path,
         Attribute::Method => both_http && (&a.http.method, &a.http.body) != (&b.http.method, &b.http.body),
-        Attribute::Headers => both_http && a.http.headers != b.http.headers,
+        Attribute::Headers => both_http && suspect_headers(a) != suspect_headers(b),
         Attribute::UserAgent => both_authority && a.http.user_agent != b.http.user_agent,
+        Attribute::HttpVersion => both_http && effective_http_version(a) != effective_http_version(b),
+        Attribute::Matcher => a.expect != b.expect,
+    }
+}
+
+/// The HTTP version a view puts on the wire, as it would be named: `auto` is HTTP/1.1 without
+/// TLS (no h2 upgrade) or when its ALPN offers no `h2`.
+pub fn effective_http_version(v: &View) -> &'static str {
+    use crate::config::HttpVersion;
+    match v.http.version {
+        HttpVersion::Http10 => "HTTP/1.0",
+        HttpVersion::Http11 => "HTTP/1.1",
+        HttpVersion::Auto if v.scheme.uses_tls() && v.tls.alpn.iter().any(|a| a == "h2") => {
+            "HTTP/2 or HTTP/1.1 by ALPN"
+        }
+        HttpVersion::Auto => "HTTP/1.1",
+        HttpVersion::Http2 => "HTTP/2",
     }
 }
 

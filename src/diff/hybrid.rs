@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::attribute::{effective_host, effective_sni, Attribute};
-use crate::config::{HostHeader, Sni, View};
+use super::attribute::{effective_host, effective_sni, is_identity_header, Attribute};
+use crate::config::{HostHeader, HttpVersion, Sni, View};
 use crate::probe::{ErrorCode, Outcome};
 
 /// Which view of the pair a hybrid starts from (and has one attribute switched).
@@ -55,12 +55,12 @@ impl Hybrid {
     pub fn new(attribute: Attribute, switched: Side, client: &View, checker: &View) -> Hybrid {
         let view = match switched {
             Side::Checker => {
-                switched_view(checker, client, attribute, format!("{}~{}", checker.name, attribute))
+                switched_view(checker, client, &[attribute], format!("{}~{}", checker.name, attribute))
             }
             Side::Client => switched_view(
                 client,
                 checker,
-                attribute,
+                &[attribute],
                 format!("{}~{}@{}", client.name, attribute, checker.name),
             ),
         };
@@ -68,13 +68,95 @@ impl Hybrid {
     }
 }
 
-/// `base` with `attribute` taken from `donor`, named `name` (see [`Hybrid::new`]).
-fn switched_view(base: &View, donor: &View, attribute: Attribute, name: String) -> View {
+/// One planned combination: a view of the pair with SEVERAL attributes switched together, probed
+/// when no single switch heals the disagreement (see [`crate::diff::attribution::CauseSearch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Combined {
+    /// The attributes switched, most likely culprit first.
+    pub attributes: Vec<Attribute>,
+    /// The view it starts from.
+    pub switched: Side,
+    /// The complete view to probe, named `gcp~host+matcher` (checker side) or
+    /// `client~host+matcher@gcp` (client side).
+    pub view: View,
+}
+
+impl Combined {
+    /// The view of a pair that switches every attribute of `attributes` on the `switched` side,
+    /// each as [`Hybrid::new`] switches it alone.
+    pub fn new(attributes: &[Attribute], switched: Side, client: &View, checker: &View) -> Combined {
+        let names = attributes.iter().map(|a| a.as_str()).collect::<Vec<_>>().join("+");
+        let view = match switched {
+            Side::Checker => switched_view(checker, client, attributes, format!("{}~{names}", checker.name)),
+            Side::Client => switched_view(
+                client,
+                checker,
+                attributes,
+                format!("{}~{names}@{}", client.name, checker.name),
+            ),
+        };
+        Combined { attributes: attributes.to_vec(), switched, view }
+    }
+}
+
+/// What one combination showed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CombinedResult {
+    /// The combination's view name (`gcp~host+matcher`).
+    pub view: Arc<str>,
+    /// The attributes switched together.
+    pub attributes: Vec<Attribute>,
+    /// Which view it started from.
+    pub switched: Side,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Its error code.
+    pub error: Option<ErrorCode>,
+    /// Its HTTP status.
+    pub status: Option<u16>,
+    /// Whether it heals the side it started from: its result is the other view's.
+    pub healed: bool,
+    /// The complete outcome (not serialized).
+    #[serde(skip)]
+    pub outcome: Option<Outcome>,
+}
+
+impl CombinedResult {
+    /// What `combined` showed: `outcome` (none counts as a failure), healed when its result
+    /// differs from `base_ok`, the result of the view it started from.
+    pub fn new(combined: Combined, outcome: Option<Outcome>, base_ok: bool) -> CombinedResult {
+        let ok = outcome.as_ref().is_some_and(|o| o.ok);
+        CombinedResult {
+            view: combined.view.name.clone(),
+            attributes: combined.attributes,
+            switched: combined.switched,
+            ok,
+            error: outcome.as_ref().and_then(|o| o.error),
+            status: outcome.as_ref().and_then(|o| o.status),
+            healed: ok != base_ok,
+            outcome,
+        }
+    }
+}
+
+/// `base` with every attribute of `attributes` taken from `donor`, in order, named `name` (see
+/// [`Hybrid::new`]).
+fn switched_view(base: &View, donor: &View, attributes: &[Attribute], name: String) -> View {
     let mut v = base.clone();
     v.name = name.into();
     v.each_address = false;
     v.expect_addresses.clear();
     let mut path_for_display = base.path_display().into_owned();
+    for attribute in attributes {
+        let current = v.clone();
+        switch(&mut v, &current, donor, *attribute, &mut path_for_display);
+    }
+    v.url_display = format!("{}://{}{}", v.scheme.as_str(), v.url_endpoint, path_for_display);
+    v
+}
+
+/// Switches `attribute` of `v` (which is `base`) to `donor`'s value.
+fn switch(v: &mut View, base: &View, donor: &View, attribute: Attribute, path_for_display: &mut String) {
     match attribute {
         Attribute::Address => {
             v.connect_to = Some(donor.dial_endpoint().clone());
@@ -128,17 +210,34 @@ fn switched_view(base: &View, donor: &View, attribute: Attribute, name: String) 
         }
         Attribute::Path => {
             v.path = donor.path.clone();
-            path_for_display = donor.path_display().into_owned();
+            *path_for_display = donor.path_display().into_owned();
         }
         Attribute::Method => {
             v.http.method = donor.http.method.clone();
             v.http.body = donor.http.body.clone();
         }
-        Attribute::Headers => v.http.headers = donor.http.headers.clone(),
+        // The donor's suspect headers with the view's own identity headers: a checker's
+        // `Connection: Keep-alive` is how it talks, not what it lacks.
+        Attribute::Headers => {
+            let own = base.http.headers.iter().filter(|(n, _)| is_identity_header(n));
+            let donated = donor.http.headers.iter().filter(|(n, _)| !is_identity_header(n));
+            v.http.headers = own.chain(donated).cloned().collect();
+        }
         Attribute::UserAgent => v.http.user_agent = donor.http.user_agent.clone(),
+        // The version with what selects it: over TLS, ALPN decides between h2 and HTTP/1.1, so the
+        // donor's offer comes along. HTTP/1.1 and HTTP/2 need a Host (RFC 9112 section 3.2): a
+        // request that sent none (HAProxy's HTTP/1.0 check) takes its URL's authority.
+        Attribute::HttpVersion => {
+            v.http.version = donor.http.version;
+            if base.scheme.uses_tls() && donor.scheme.uses_tls() {
+                v.tls.alpn = donor.tls.alpn.clone();
+            }
+            if donor.http.version != HttpVersion::Http10 && base.http.host == HostHeader::None {
+                v.http.host = HostHeader::FromUrl;
+            }
+        }
+        Attribute::Matcher => v.expect = donor.expect.clone(),
     }
-    v.url_display = format!("{}://{}{}", v.scheme.as_str(), v.url_endpoint, path_for_display);
-    v
 }
 
 fn sni_rule(sni: Option<String>) -> Sni {

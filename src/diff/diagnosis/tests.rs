@@ -46,7 +46,7 @@ fn attribution(
         })
         .collect();
     explain_address_by_tls(&mut hybrids, &client, &checker);
-    Attribution { differences: differences(&client, &checker), hybrids, not_tried: 0 }
+    Attribution { differences: differences(&client, &checker), hybrids, not_tried: 0, combinations: vec![] }
 }
 
 struct Scenario {
@@ -712,7 +712,12 @@ fn a_cap_of_zero_is_not_no_difference() {
     let k = nlb();
     let co = ok_outcome(&c);
     let ko = failed(&k, ErrorCode::HttpTimeout, None);
-    let a = Attribution { differences: differences(&c, &k), hybrids: vec![], not_tried: 10 };
+    let a = Attribution {
+        differences: differences(&c, &k),
+        hybrids: vec![],
+        not_tried: 10,
+        combinations: vec![],
+    };
     let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
     assert_eq!(f.diagnosis, Diagnosis::Unattributed);
     assert!(f.evidence.contains("no hybrid probed: the cap allows none of the 10 planned"), "{}", f.evidence);
@@ -732,7 +737,7 @@ fn unattributed_names_the_differences_no_hybrid_switches() {
     k.http.connection_close = true;
     let co = ok_outcome(&c);
     let ko = failed(&k, ErrorCode::HttpStatus, Some(426));
-    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0 };
+    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0, combinations: vec![] };
     let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
     assert_eq!(f.diagnosis, Diagnosis::Unattributed);
     assert!(
@@ -756,7 +761,7 @@ fn unattributed_says_when_nothing_can_be_switched() {
     k.name = "twin".into();
     let co = ok_outcome(&c);
     let ko = failed(&k, ErrorCode::HttpStatus, Some(500));
-    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0 };
+    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0, combinations: vec![] };
     let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
     assert_eq!(f.diagnosis, Diagnosis::Unattributed);
     assert!(f.evidence.contains("differ in no attribute"), "{}", f.evidence);
