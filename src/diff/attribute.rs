@@ -227,13 +227,65 @@ mod tests {
             (Attribute::Method, |v, _| v.http.method = http::Method::OPTIONS),
             (Attribute::Headers, |v, _| v.http.headers = vec![header("authorization", "Bearer x", true)]),
             (Attribute::UserAgent, |v, _| v.http.user_agent = Some("GoogleHC/1.0".into())),
+            (Attribute::HttpVersion, |v, _| v.http.version = crate::config::HttpVersion::Http10),
+            (Attribute::Matcher, |v, _| v.expect.status = vec![200..=200]),
         ];
         for (want, edit) in table {
             let mut other = base.clone();
             edit(&mut other, src);
-            assert_eq!(differences(&base, &other), vec![*want], "{want}");
+            assert_eq!(combinable(&base, &other), vec![*want], "{want}");
+            let request: Vec<Attribute> = [*want].into_iter().filter(|a| *a != Attribute::Matcher).collect();
+            assert_eq!(differences(&base, &other), request, "{want}: the matcher is not a request attribute");
         }
         assert_eq!(table.len(), Attribute::PRIORITY.len(), "every attribute has a row");
+    }
+
+    #[test]
+    fn identity_headers_are_not_a_headers_difference_on_their_own() {
+        // GoogleHC's `Connection: Keep-alive`, an `Accept`, a User-Agent header: how the checker
+        // talks, not what it lacks.
+        let c = client();
+        for (name, value) in [("connection", "Keep-alive"), ("accept", "*/*"), ("user-agent", "GoogleHC/1.0")]
+        {
+            let mut k = c.clone();
+            k.http.headers = vec![header(name, value, false)];
+            assert!(!differences(&c, &k).contains(&Attribute::Headers), "{name}");
+            assert!(is_identity_header(&http::HeaderName::from_static(name)));
+        }
+        // Beside another header they are still ignored: the difference is the other header.
+        let mut with_token = c.clone();
+        with_token.http.headers = vec![header("authorization", "Bearer x", true)];
+        let mut gcp = c.clone();
+        gcp.http.headers = vec![header("connection", "Keep-alive", false)];
+        assert_eq!(differences(&with_token, &gcp), vec![Attribute::Headers]);
+        assert_eq!(suspect_headers(&gcp), Vec::<&(http::HeaderName, crate::config::MaybeSecret)>::new());
+        assert_eq!(suspect_headers(&with_token).len(), 1);
+        // Any other header is a suspect, whatever its case on the wire (names are lowercase).
+        assert!(!is_identity_header(&http::HeaderName::from_static("x-forwarded-proto")));
+        assert!(!is_identity_header(&http::HeaderName::from_static("authorization")));
+    }
+
+    #[test]
+    fn the_http_version_compares_what_goes_on_the_wire() {
+        use crate::config::HttpVersion;
+        // Plain `auto` is HTTP/1.1.
+        let mut a = nlb();
+        a.http.version = HttpVersion::Auto;
+        let mut b = a.clone();
+        b.http.version = HttpVersion::Http11;
+        assert!(differences(&a, &b).is_empty());
+        b.http.version = HttpVersion::Http10;
+        assert_eq!(differences(&a, &b), vec![Attribute::HttpVersion]);
+        // Over TLS, `auto` with h2 offered is not HTTP/1.1; without h2 it is.
+        let mut t = client();
+        t.http.version = HttpVersion::Auto;
+        t.tls.alpn = vec!["h2".into(), "http/1.1".into()];
+        let mut u = t.clone();
+        u.http.version = HttpVersion::Http11;
+        assert_eq!(differences(&t, &u), vec![Attribute::HttpVersion]);
+        t.tls.alpn = vec!["http/1.1".into()];
+        assert!(differences(&t, &u).is_empty());
+        assert_eq!(effective_http_version(&b), "HTTP/1.0");
     }
 
     #[test]

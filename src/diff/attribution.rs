@@ -644,4 +644,177 @@ mod tests {
         assert!(a.hybrids.iter().all(|h| !h.ok && h.outcome.is_none()));
         assert!(a.hybrids.iter().all(|h| !h.flipped), "failed like the checker");
     }
+
+    // ---- the compound-cause search (pure), over synthetic hybrid results ----------------------
+
+    use Attribute::{Address, Headers, Host, Matcher, Path, UserAgent};
+
+    /// Runs a search to its end against `heals` (the synthetic result of any set), as
+    /// `attribute_with` does round by round; returns the cause and every set probed.
+    fn run(
+        candidates: &[Attribute],
+        singles: &[SingleSwitch],
+        budget: usize,
+        heals: impl Fn(&[Attribute]) -> bool,
+    ) -> (Option<Vec<Attribute>>, Vec<Vec<Attribute>>) {
+        let mut search = CauseSearch::new(candidates, singles, budget);
+        let mut probed = Vec::new();
+        loop {
+            let round = search.next_round();
+            if round.is_empty() {
+                break;
+            }
+            for set in round {
+                search.record(&set, heals(&set));
+                probed.push(set);
+            }
+        }
+        assert_eq!(search.tried().len(), probed.len());
+        assert!(probed.len() <= budget, "{} probed, budget {budget}", probed.len());
+        (search.cause().map(<[Attribute]>::to_vec), probed)
+    }
+
+    fn single(attribute: Attribute, changed: bool, healed: bool) -> SingleSwitch {
+        SingleSwitch { attribute, changed, healed }
+    }
+
+    /// The singles of the example: the checker's Host changes 404 into 204, nothing
+    /// else changes anything.
+    fn host_changes() -> Vec<SingleSwitch> {
+        vec![single(Host, true, false), single(UserAgent, false, false), single(Address, false, false)]
+    }
+
+    #[test]
+    fn one_cause_a_single_switch_that_heals_plans_nothing() {
+        let singles = [single(Host, true, false), single(Path, true, true), single(Headers, true, true)];
+        let (cause, probed) = run(&[Host, Path, Headers], &singles, 10, |_| true);
+        assert_eq!(cause, Some(vec![Path]), "the likelier of two healing switches");
+        assert!(probed.is_empty(), "no combination probed");
+    }
+
+    #[test]
+    fn two_causes_host_and_matcher() {
+        let candidates = [Host, UserAgent, Address, Matcher];
+        let (cause, probed) =
+            run(&candidates, &host_changes(), 10, |set| set.contains(&Host) && set.contains(&Matcher));
+        assert_eq!(cause, Some(vec![Host, Matcher]));
+        // The matcher judging the changed result is tried first; then the search stops after
+        // its round (every pair holding the changed Host).
+        assert_eq!(probed, vec![vec![Host, Matcher], vec![Host, UserAgent], vec![Host, Address]]);
+    }
+
+    #[test]
+    fn pairs_of_changed_attributes_come_first_and_unchanged_pairs_never() {
+        let singles = [single(Host, true, false), single(Path, true, false), single(UserAgent, false, false)];
+        let (cause, probed) = run(&[Host, Path, UserAgent, Matcher], &singles, 100, |_| false);
+        assert_eq!(cause, None);
+        assert_eq!(probed[0], vec![Host, Path], "two changed attributes first");
+        assert!(
+            probed.iter().all(|set| set.contains(&Host) || set.contains(&Path)),
+            "every set holds a changed attribute: {probed:?}"
+        );
+        assert!(!probed.contains(&vec![UserAgent, Matcher]));
+        // Pairs, then triples; nothing larger than MAX_CAUSES.
+        let sizes: Vec<usize> = probed.iter().map(Vec::len).collect();
+        assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+        assert_eq!(sizes.iter().max(), Some(&MAX_CAUSES));
+        // All 5 pairs and 4 triples with Host or Path: C(4,2)-1, C(4,3)-0.
+        assert_eq!(probed.len(), 5 + 4);
+    }
+
+    #[test]
+    fn three_causes_after_every_pair() {
+        let singles =
+            [single(Host, true, false), single(Path, false, false), single(UserAgent, false, false)];
+        let needs = [Host, Path, Matcher];
+        let (cause, probed) = run(&[Host, Path, UserAgent, Matcher], &singles, 100, |set| {
+            needs.iter().all(|a| set.contains(a))
+        });
+        assert_eq!(cause, Some(vec![Host, Path, Matcher]));
+        let pairs = probed.iter().filter(|s| s.len() == 2).count();
+        assert_eq!(pairs, 3, "every pair with Host tried first: {probed:?}");
+        assert_eq!(
+            probed.iter().filter(|s| s.len() == 3).count(),
+            3,
+            "then the triples with Host: {probed:?}"
+        );
+        assert!(probed.iter().position(|s| *s == vec![Host, Path, Matcher]).is_some());
+    }
+
+    #[test]
+    fn none_within_the_budget_is_no_cause() {
+        // The healing triple exists, but the budget ends inside the pairs.
+        let needs = [Host, Path, Matcher];
+        let singles =
+            [single(Host, true, false), single(Path, false, false), single(UserAgent, false, false)];
+        for budget in 0..=3 {
+            let (cause, probed) = run(&[Host, Path, UserAgent, Matcher], &singles, budget, |set| {
+                needs.iter().all(|a| set.contains(a))
+            });
+            assert_eq!(cause, None, "budget {budget}");
+            assert_eq!(probed.len(), budget.min(3));
+        }
+        // Nothing changed anything: nothing to start from, nothing probed, whatever the budget.
+        let inert = [single(Host, false, false), single(Path, false, false)];
+        assert_eq!(run(&[Host, Path, Matcher], &inert, 100, |_| true), (None, vec![]));
+        // Nothing heals at all: the search ends with every set of up to three tried.
+        let (cause, probed) = run(&[Host, Path, Matcher], &host_changes(), 100, |_| false);
+        assert_eq!((cause, probed.len()), (None, 2 + 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hybrids_and_combinations_together_never_exceed_max_hybrids() {
+        // A GCP-like check: Host = the dialed IP lands on a default vhost (404), the users' Host
+        // gets 204, which only the client's matcher accepts.
+        let c = client();
+        let mut k = nlb();
+        k.http.host = HostHeader::DialedIp;
+        k.http.user_agent = Some("GoogleHC/1.0".into());
+        k.path = "/cart".into();
+        k.expect.status = vec![200..=200];
+        let calls = AtomicUsize::new(0);
+        let backend = |v: View| {
+            let calls = &calls;
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let status =
+                    if crate::diff::attribute::effective_host(&v).as_deref() == Some("shop.example.com") {
+                        204
+                    } else {
+                        404
+                    };
+                let ok = v.expect.status_ok(status);
+                vec![outcome_for(&v, ok, (!ok).then_some(ErrorCode::HttpStatus), Some(status))]
+            }
+        };
+        let co = outcome_for(&c, true, None, Some(204));
+        let ko = outcome_for(&k, false, Some(ErrorCode::HttpStatus), Some(404));
+        for cap in 0..20 {
+            calls.store(0, Ordering::SeqCst);
+            let a = attribute_with(backend, &c, &k, &co, &ko, cap).await;
+            let probed = a.hybrids.len() + a.combinations.len();
+            assert!(probed <= cap, "cap {cap}: {probed}");
+            assert_eq!(calls.load(Ordering::SeqCst), probed, "cap {cap}: every probe is reported");
+            let singles = 2 * a.differences.len();
+            if cap > singles {
+                let heal = a.compound().expect("found with room for it");
+                assert_eq!(heal.attributes, vec![Host, Matcher], "cap {cap}");
+                assert_eq!(&*heal.view, "nlb~host+matcher");
+            } else {
+                assert!(a.combinations.is_empty(), "cap {cap}: no room left");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blackhole_is_not_searched() {
+        let c = client();
+        let k = nlb();
+        let backend =
+            |v: View| async move { vec![outcome_for(&v, false, Some(ErrorCode::HttpStatus), Some(500))] };
+        let co = outcome_for(&c, false, Some(ErrorCode::HttpStatus), Some(503));
+        let ko = outcome_for(&k, true, None, Some(200));
+        let a = attribute_with(backend, &c, &k, &co, &ko, 100).await;
+        assert!(a.combinations.is_empty());
+    }
 }

@@ -382,4 +382,84 @@ mod tests {
         assert!(!plan.is_empty());
         assert!(plan.iter().all(|h| !h.view.each_address && h.view.expect_addresses.is_empty()));
     }
+
+    #[test]
+    fn switching_headers_keeps_the_views_own_identity_headers() {
+        let mut c = client();
+        c.http.headers =
+            vec![header("authorization", "Bearer s3cret", true), header("accept", "text/html", false)];
+        let mut k = nlb();
+        k.http.headers = vec![header("connection", "Keep-alive", false)];
+        let plan = plan_hybrids(&c, &k, 100);
+        let get = |side: Side| {
+            &plan.iter().find(|h| h.switched == side && h.attribute == Attribute::Headers).unwrap().view
+        };
+        let names = |v: &View| v.http.headers.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(get(Side::Checker)),
+            ["connection", "authorization"],
+            "checker keeps its Connection"
+        );
+        assert_eq!(names(get(Side::Client)), ["accept"], "client keeps its Accept, loses its token");
+    }
+
+    #[test]
+    fn switching_the_http_version_brings_alpn_and_a_host_for_http11() {
+        use crate::config::HttpVersion;
+        // HAProxy's HTTP/1.0 check sends no Host; as HTTP/1.1 it needs one: the URL's.
+        let c = view_url("shop", "client", "http://shop.example.com/cart");
+        let mut k = view_url("shop", "haproxy", "http://10.0.0.5:30080/");
+        k.http.version = HttpVersion::Http10;
+        k.http.host = HostHeader::None;
+        let plan = plan_hybrids(&c, &k, 100);
+        let get = |side: Side| {
+            &plan.iter().find(|h| h.switched == side && h.attribute == Attribute::HttpVersion).unwrap().view
+        };
+        let up = get(Side::Checker);
+        assert_eq!((up.http.version, &up.http.host), (c.http.version, &HostHeader::FromUrl));
+        assert_eq!(&*up.name, "haproxy~http_version");
+        let down = get(Side::Client);
+        assert_eq!(
+            (down.http.version, &down.http.host),
+            (HttpVersion::Http10, &c.http.host),
+            "1.0 keeps its Host"
+        );
+        // Over TLS the ALPN offer that picks h2 or HTTP/1.1 comes with it.
+        let mut t = client();
+        t.http.version = HttpVersion::Auto;
+        t.tls.alpn = vec!["h2".into(), "http/1.1".into()];
+        let mut u = view_url("shop", "alb", "https://10.0.0.5:8443/cart");
+        u.http.version = HttpVersion::Http11;
+        u.tls.alpn = vec![];
+        let plan = plan_hybrids(&t, &u, 100);
+        let v = &plan
+            .iter()
+            .find(|h| h.switched == Side::Checker && h.attribute == Attribute::HttpVersion)
+            .unwrap()
+            .view;
+        assert_eq!((v.http.version, v.tls.alpn.clone()), (HttpVersion::Auto, t.tls.alpn.clone()));
+    }
+
+    #[test]
+    fn a_combination_switches_every_attribute_it_names() {
+        let c = client();
+        let mut k = nlb();
+        k.http.host = HostHeader::DialedIp;
+        k.expect.status = vec![200..=200];
+        let combined = Combined::new(&[Attribute::Host, Attribute::Matcher], Side::Checker, &c, &k);
+        assert_eq!(&*combined.view.name, "nlb~host+matcher");
+        assert_eq!(combined.view.http.host, HostHeader::Value("shop.example.com".into()));
+        assert_eq!(combined.view.expect, c.expect, "judged by the client's matcher");
+        assert_eq!(
+            (combined.view.path.as_str(), combined.view.scheme),
+            ("/healthz", Scheme::Http),
+            "the rest is the checker's"
+        );
+        let rev = Combined::new(&[Attribute::Host, Attribute::Path], Side::Client, &c, &k);
+        assert_eq!(&*rev.view.name, "client~host+path@nlb");
+        assert_eq!(
+            (rev.view.path.as_str(), rev.view.url_display.as_str()),
+            ("/healthz", "https://shop.example.com:443/healthz")
+        );
+    }
 }
