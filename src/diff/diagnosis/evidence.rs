@@ -535,7 +535,7 @@ fn value(attribute: Attribute, v: &View) -> String {
             None => "no User-Agent".to_owned(),
         },
         Attribute::HttpVersion => effective_http_version(v).to_owned(),
-        Attribute::Matcher => format!("the matcher {}", ranges(v)),
+        Attribute::Matcher => format!("matcher {}", ranges(v)),
     }
 }
 

@@ -882,7 +882,7 @@ async fn host_and_matcher_together_are_two_causes() {
     assert!(
         f.evidence.starts_with(
             "checker got 404 on 10.0.0.5:80; no single switch heals it, host and matcher together do: \
-             with Host shop.example.com alone still fails (204), with the matcher 200-399 alone still fails (404); \
+             with Host shop.example.com alone still fails (204), with matcher 200-399 alone still fails (404); \
              with all of them it succeeds (gcp~host+matcher, ok (204)); all of them must be fixed: "
         ),
         "{}",
