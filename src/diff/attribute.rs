@@ -157,10 +157,21 @@ fn differs(attribute: Attribute, a: &View, b: &View) -> bool {
         Attribute::Method => both_http && (&a.http.method, &a.http.body) != (&b.http.method, &b.http.body),
         Attribute::Headers => both_http && suspect_headers(a) != suspect_headers(b),
         Attribute::UserAgent => both_authority && a.http.user_agent != b.http.user_agent,
-        Attribute::HttpVersion => both_http && effective_http_version(a) != effective_http_version(b),
+        // With TLS on one side only, ALPN (which picks h2) is part of the `tls` switch: the
+        // plain side cannot speak h2 by ALPN, so `auto` compares as the HTTP/1.1 it becomes.
+        Attribute::HttpVersion => {
+            let wire = |v: &View| match effective_http_version(v) {
+                ALPN_VERSION if !both_tls => "HTTP/1.1",
+                other => other,
+            };
+            both_http && wire(a) != wire(b)
+        }
         Attribute::Matcher => a.expect != b.expect,
     }
 }
+
+/// [`effective_http_version`] of an `auto` view over TLS offering `h2`.
+const ALPN_VERSION: &str = "HTTP/2 or HTTP/1.1 by ALPN";
 
 /// The HTTP version a view puts on the wire, as it would be named: `auto` is HTTP/1.1 without
 /// TLS (no h2 upgrade) or when its ALPN offers no `h2`.
@@ -169,9 +180,7 @@ pub fn effective_http_version(v: &View) -> &'static str {
     match v.http.version {
         HttpVersion::Http10 => "HTTP/1.0",
         HttpVersion::Http11 => "HTTP/1.1",
-        HttpVersion::Auto if v.scheme.uses_tls() && v.tls.alpn.iter().any(|a| a == "h2") => {
-            "HTTP/2 or HTTP/1.1 by ALPN"
-        }
+        HttpVersion::Auto if v.scheme.uses_tls() && v.tls.alpn.iter().any(|a| a == "h2") => ALPN_VERSION,
         HttpVersion::Auto => "HTTP/1.1",
         HttpVersion::Http2 => "HTTP/2",
     }
@@ -285,6 +294,13 @@ mod tests {
         assert_eq!(differences(&t, &u), vec![Attribute::HttpVersion]);
         t.tls.alpn = vec!["http/1.1".into()];
         assert!(differences(&t, &u).is_empty());
+        // Against a plain view, ALPN goes with `tls`: `auto` with h2 offered compares as HTTP/1.1.
+        t.tls.alpn = vec!["h2".into(), "http/1.1".into()];
+        let mut plain = nlb();
+        plain.http.version = HttpVersion::Http11;
+        assert!(!differences(&t, &plain).contains(&Attribute::HttpVersion));
+        plain.http.version = HttpVersion::Http10;
+        assert!(differences(&t, &plain).contains(&Attribute::HttpVersion));
         assert_eq!(effective_http_version(&b), "HTTP/1.0");
     }
 
