@@ -7,9 +7,9 @@
 //! Order of decision, most conclusive first:
 //! 1. the client's DNS answered the wrong address (`dns_wrong_address`);
 //! 2. parallax could not bind the checker's source here (`unattributed`, says so);
-//! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`);
-//! 3b. a compound cause: no single switch heals the checker, a set of them does (the first
-//!    attribute's diagnosis is the primary one; [`causes`] lists one per attribute);
+//! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`); then a compound cause: no
+//!    single switch heals the checker, a set of them does (the first attribute's diagnosis is
+//!    the primary one; [`causes`] lists one per attribute);
 //! 4. a flipped attribute that the failing outcome's error points at (e.g. `tls` after
 //!    `http_tls_required`, `headers` after a 401, `source` after `connect_timeout`);
 //! 5. the checker's protocol errors (`http_tls_required`, `tls_plaintext_peer`) on their own;
