@@ -796,109 +796,75 @@ async fn name_still_pointing_at_the_old_lb_is_dns_wrong_address() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// unattributed
-
-#[tokio::test]
-async fn http10_health_check_to_envoy_is_http_version_dependent() {
-    // HAProxy's default `OPTIONS / HTTP/1.0` check against an Envoy listener, which refuses
-    // HTTP/1.0 with 426 (accept_http_10 is off by default). The HTTP version is an attribute
-    // parallax switches: the check as HTTP/1.1 succeeds. (This was `unattributed` before the
-    // version could be switched.)
-    let envoy = HttpServer::start(
-        lo(43),
-        router(|req| {
-            if req.version == http::Version::HTTP_10 {
-                Reply::status(426, "Upgrade Required")
-            } else {
-                Reply::ok("ok")
-            }
-        }),
-    )
-    .await;
-    let dir = ProbesDir::new();
-    dir.file(
-        "shop.toml",
-        &target(
-            "shop",
-            &client_keys("http", envoy.addr, "/cart"),
-            &[("haproxy", &format!("profile = \"haproxy\"\nurl = \"http://{}/\"", envoy.addr))],
-        ),
-    );
-    let round = probe_and_diff(&dir).await;
-    assert!(round.outcome("shop", "client").ok);
-    assert_eq!(round.outcome("shop", "haproxy").status, Some(426));
-    let m = round.only_mismatch("shop");
-    assert_mismatch(
-        m,
-        Want {
-            checker: "haproxy",
-            direction: Direction::FalseDrain,
-            diagnosis: Diagnosis::HttpVersionDependent,
-            flipped: &[Attribute::HttpVersion],
-            evidence: &["checker got 426", "with HTTP/1.0; with HTTP/1.1 it succeeds", "accept_http_10"],
-        },
-    );
-}
+// http_version_dependent, and a route needing two attributes
 
 #[tokio::test]
 async fn server_refusing_http10_fails_haproxys_options_check_is_http_version_dependent() {
-    // A hyper server that only speaks HTTP/1.1 and later: HTTP/1.0 gets 505 HTTP Version Not
-    // Supported. Users speak HTTP/1.1; the HAProxy-profile check sends `OPTIONS / HTTP/1.0`.
-    let app = HttpServer::start(
-        lo(49),
-        router(|req| {
-            if req.version == http::Version::HTTP_10 {
-                Reply::status(505, "HTTP Version Not Supported")
-            } else {
-                Reply::ok("ok")
-            }
-        }),
-    )
-    .await;
-    let dir = ProbesDir::new();
-    dir.file(
-        "shop.toml",
-        &target(
-            "shop",
-            &client_keys("http", app.addr, "/"),
-            &[("haproxy", &format!("profile = \"haproxy\"\nurl = \"http://{}/\"", app.addr))],
-        ),
-    );
-    let round = probe_and_diff(&dir).await;
-    assert!(round.outcome("shop", "client").ok);
-    assert_eq!(round.outcome("shop", "haproxy").status, Some(505));
-    let seen = app.requests();
-    assert!(
-        seen.iter().any(|r| r.method == "OPTIONS" && r.version == http::Version::HTTP_10),
-        "the check is HAProxy's OPTIONS / HTTP/1.0: {seen:#?}"
-    );
-    let m = round.only_mismatch("shop");
-    assert_mismatch(
-        m,
-        Want {
-            checker: "haproxy",
-            direction: Direction::FalseDrain,
-            diagnosis: Diagnosis::HttpVersionDependent,
-            flipped: &[Attribute::HttpVersion],
-            evidence: &[
-                "checker got 505",
-                "with HTTP/1.1 it succeeds",
-                "the checker's HTTP/1.0 gets 505, the HTTP/1.1 the client speaks gets ok (200)",
-                "http-check send ver HTTP/1.1",
-            ],
-        },
-    );
-    assert_eq!(m.causes.len(), 1);
-    assert_eq!(m.causes[0].diagnosis, Diagnosis::HttpVersionDependent);
-    assert_eq!(m.causes[0].attributes, [Attribute::HttpVersion]);
-    // The version hybrid really spoke HTTP/1.1, with the Host HTTP/1.1 requires.
-    assert!(
-        app.requests()
-            .iter()
-            .any(|r| r.method == "OPTIONS" && r.version == http::Version::HTTP_11 && r.host.is_some()),
-        "{:#?}",
-        app.requests()
-    );
+    // Servers that only speak HTTP/1.1 and later: a hyper server answering HTTP/1.0 with 505
+    // HTTP Version Not Supported, and Envoy's 426 (accept_http_10 is off by default). Users
+    // speak HTTP/1.1; the HAProxy-profile check sends `OPTIONS / HTTP/1.0`. The HTTP version is
+    // an attribute parallax switches: the check as HTTP/1.1 succeeds. (The 426 case was
+    // `unattributed` before the version could be switched.)
+    for (ip, refusal, reason) in [(49, 505, "HTTP Version Not Supported"), (43, 426, "Upgrade Required")] {
+        let app = HttpServer::start(
+            lo(ip),
+            router(move |req| {
+                if req.version == http::Version::HTTP_10 {
+                    Reply::status(refusal, reason)
+                } else {
+                    Reply::ok("ok")
+                }
+            }),
+        )
+        .await;
+        let dir = ProbesDir::new();
+        dir.file(
+            "shop.toml",
+            &target(
+                "shop",
+                &client_keys("http", app.addr, "/"),
+                &[("haproxy", &format!("profile = \"haproxy\"\nurl = \"http://{}/\"", app.addr))],
+            ),
+        );
+        let round = probe_and_diff(&dir).await;
+        assert!(round.outcome("shop", "client").ok);
+        assert_eq!(round.outcome("shop", "haproxy").status, Some(refusal));
+        let seen = app.requests();
+        assert!(
+            seen.iter().any(|r| r.method == "OPTIONS" && r.version == http::Version::HTTP_10),
+            "the check is HAProxy's OPTIONS / HTTP/1.0: {seen:#?}"
+        );
+        let m = round.only_mismatch("shop");
+        let got =
+            format!("the checker's HTTP/1.0 gets {refusal}, the HTTP/1.1 the client speaks gets ok (200)");
+        assert_mismatch(
+            m,
+            Want {
+                checker: "haproxy",
+                direction: Direction::FalseDrain,
+                diagnosis: Diagnosis::HttpVersionDependent,
+                flipped: &[Attribute::HttpVersion],
+                evidence: &[
+                    &format!("checker got {refusal}"),
+                    "with HTTP/1.0; with HTTP/1.1 it succeeds",
+                    &got,
+                    "accept_http_10",
+                    "http-check send ver HTTP/1.1",
+                ],
+            },
+        );
+        assert_eq!(m.causes.len(), 1);
+        assert_eq!(m.causes[0].diagnosis, Diagnosis::HttpVersionDependent);
+        assert_eq!(m.causes[0].attributes, [Attribute::HttpVersion]);
+        // The version hybrid really spoke HTTP/1.1, with the Host HTTP/1.1 requires.
+        assert!(
+            app.requests()
+                .iter()
+                .any(|r| r.method == "OPTIONS" && r.version == http::Version::HTTP_11 && r.host.is_some()),
+            "{:#?}",
+            app.requests()
+        );
+    }
 }
 
 #[tokio::test]

@@ -848,6 +848,24 @@ fn diagnosis_names_are_the_design_codes() {
 
 // ---- compound causes and the HTTP version --------------------------------------------------
 
+/// The false drain of a pair, with its attribution.
+fn false_drain<'a>(
+    c: &'a View,
+    k: &'a View,
+    co: &'a Outcome,
+    ko: &'a Outcome,
+    a: &'a Attribution,
+) -> Case<'a> {
+    Case {
+        direction: Direction::FalseDrain,
+        client_view: c,
+        checker_view: k,
+        client: co,
+        checker: ko,
+        attribution: Some(a),
+    }
+}
+
 /// The example on a backend model: a GCP-like check sends Host = the dialed IP and
 /// lands on the default vhost (404); with the users' Host it gets 204, which its 200-only
 /// matcher still rejects. Only the Host and the matcher together heal it.
@@ -869,14 +887,7 @@ async fn host_and_matcher_together_are_two_causes() {
     let ko = outcome_for(&k, false, Some(ErrorCode::HttpStatus), Some(404));
     let a = crate::diff::attribution::attribute_with(backend, &c, &k, &co, &ko, 12).await;
     assert!(!a.differences.contains(&Attribute::Headers), "Connection: Keep-alive is GoogleHC's identity");
-    let case = Case {
-        direction: Direction::FalseDrain,
-        client_view: &c,
-        checker_view: &k,
-        client: &co,
-        checker: &ko,
-        attribution: Some(&a),
-    };
+    let case = false_drain(&c, &k, &co, &ko, &a);
     let f = diagnose(&case);
     assert_eq!(f.diagnosis, Diagnosis::HostRouteMismatch, "{}", f.evidence);
     assert!(
@@ -924,14 +935,7 @@ fn a_single_cause_is_one_entry_and_unattributed_none() {
     let co = ok_outcome(&c);
     let ko = model(&k);
     let a = attribution(&c, &k, &co, &ko, &model);
-    let case = Case {
-        direction: Direction::FalseDrain,
-        client_view: &c,
-        checker_view: &k,
-        client: &co,
-        checker: &ko,
-        attribution: Some(&a),
-    };
+    let case = false_drain(&c, &k, &co, &ko, &a);
     let f = diagnose(&case);
     let got = causes(&case, &f);
     assert_eq!(got.len(), 1);
