@@ -266,6 +266,7 @@ fn status_doc(plan: &Plan) -> StatusDoc {
         diagnosis: Diagnosis::ShallowHealthPath,
         flipped: vec![Attribute::Path],
         evidence: format!("{EVIDENCE} {HOSTILE}"),
+        causes: Vec::new(),
         basis: Basis::Probes,
         client_address: client_out.peer,
         checker_address: nlb_out.peer,
@@ -285,6 +286,7 @@ fn status_doc(plan: &Plan) -> StatusDoc {
                 hybrid: nlb.clone(),
             }],
             not_tried: 0,
+            combinations: Vec::new(),
         }),
     };
     StatusDoc {

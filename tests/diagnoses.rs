@@ -10,9 +10,11 @@
 //! nothing, attribution stays inside its bounds (requests counted at the servers), and the
 //! `parallax` binary prints the `mismatch` JSON line and exits 1.
 //!
-//! `unattributed` is reproduced by HAProxy's HTTP/1.0 check against Envoy's 426: a route that
-//! needs both the client's Host and path is NOT unattributed, because the client-side hybrids
-//! flip on each (the client breaks with either of the checker's values); it gets its own test.
+//! `unattributed` is reproduced in the lab (tests/lab_scenarios.rs, HTTPS to a plain pod) and
+//! by the unit tests; HAProxy's HTTP/1.0 check against Envoy's 426 is `http_version_dependent`
+//! now that the version is switched. A route that needs both the client's Host and path is NOT
+//! unattributed, because the client-side hybrids flip on each (the client breaks with either of
+//! the checker's values); it gets its own test.
 
 mod support;
 
@@ -794,56 +796,74 @@ async fn name_still_pointing_at_the_old_lb_is_dns_wrong_address() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// unattributed
+// http_version_dependent, and a route needing two attributes
 
 #[tokio::test]
-async fn http10_health_check_to_envoy_is_unattributed() {
-    // HAProxy's default `OPTIONS / HTTP/1.0` check against an Envoy listener, which refuses
-    // HTTP/1.0 with 426 (accept_http_10 is off by default): no single attribute parallax can
-    // switch explains it, the protocol version does.
-    let envoy = HttpServer::start(
-        lo(43),
-        router(|req| {
-            if req.version == http::Version::HTTP_10 {
-                Reply::status(426, "Upgrade Required")
-            } else {
-                Reply::ok("ok")
-            }
-        }),
-    )
-    .await;
-    let dir = ProbesDir::new();
-    dir.file(
-        "shop.toml",
-        &target(
-            "shop",
-            &client_keys("http", envoy.addr, "/cart"),
-            &[("haproxy", &format!("profile = \"haproxy\"\nurl = \"http://{}/\"", envoy.addr))],
-        ),
-    );
-    let round = probe_and_diff(&dir).await;
-    assert!(round.outcome("shop", "client").ok);
-    assert_eq!(round.outcome("shop", "haproxy").status, Some(426));
-    let m = round.only_mismatch("shop");
-    assert_mismatch(
-        m,
-        Want {
-            checker: "haproxy",
-            direction: Direction::FalseDrain,
-            diagnosis: Diagnosis::Unattributed,
-            flipped: &[],
-            evidence: &[
-                "checker got 426",
-                "no single switch flips it",
-                "HTTP version (checker HTTP/1.0, client HTTP/1.1)",
-            ],
-        },
-    );
-    // Every hybrid tried is in the evidence.
-    let attribution = m.attribution.as_ref().expect("attribution ran");
-    assert!(!attribution.hybrids.is_empty());
-    for h in &attribution.hybrids {
-        assert!(m.evidence.contains(&*h.view), "{} missing from {:?}", h.view, m.evidence);
+async fn server_refusing_http10_fails_haproxys_options_check_is_http_version_dependent() {
+    // Servers that only speak HTTP/1.1 and later: a hyper server answering HTTP/1.0 with 505
+    // HTTP Version Not Supported, and Envoy's 426 (accept_http_10 is off by default). Users
+    // speak HTTP/1.1; the HAProxy-profile check sends `OPTIONS / HTTP/1.0`. The HTTP version is
+    // an attribute parallax switches: the check as HTTP/1.1 succeeds. (The 426 case was
+    // `unattributed` before the version could be switched.)
+    for (ip, refusal, reason) in [(49, 505, "HTTP Version Not Supported"), (43, 426, "Upgrade Required")] {
+        let app = HttpServer::start(
+            lo(ip),
+            router(move |req| {
+                if req.version == http::Version::HTTP_10 {
+                    Reply::status(refusal, reason)
+                } else {
+                    Reply::ok("ok")
+                }
+            }),
+        )
+        .await;
+        let dir = ProbesDir::new();
+        dir.file(
+            "shop.toml",
+            &target(
+                "shop",
+                &client_keys("http", app.addr, "/"),
+                &[("haproxy", &format!("profile = \"haproxy\"\nurl = \"http://{}/\"", app.addr))],
+            ),
+        );
+        let round = probe_and_diff(&dir).await;
+        assert!(round.outcome("shop", "client").ok);
+        assert_eq!(round.outcome("shop", "haproxy").status, Some(refusal));
+        let seen = app.requests();
+        assert!(
+            seen.iter().any(|r| r.method == "OPTIONS" && r.version == http::Version::HTTP_10),
+            "the check is HAProxy's OPTIONS / HTTP/1.0: {seen:#?}"
+        );
+        let m = round.only_mismatch("shop");
+        let got =
+            format!("the checker's HTTP/1.0 gets {refusal}, the HTTP/1.1 the client speaks gets ok (200)");
+        assert_mismatch(
+            m,
+            Want {
+                checker: "haproxy",
+                direction: Direction::FalseDrain,
+                diagnosis: Diagnosis::HttpVersionDependent,
+                flipped: &[Attribute::HttpVersion],
+                evidence: &[
+                    &format!("checker got {refusal}"),
+                    "with HTTP/1.0; with HTTP/1.1 it succeeds",
+                    &got,
+                    "accept_http_10",
+                    "http-check send ver HTTP/1.1",
+                ],
+            },
+        );
+        assert_eq!(m.causes.len(), 1);
+        assert_eq!(m.causes[0].diagnosis, Diagnosis::HttpVersionDependent);
+        assert_eq!(m.causes[0].attributes, [Attribute::HttpVersion]);
+        // The version hybrid really spoke HTTP/1.1, with the Host HTTP/1.1 requires.
+        assert!(
+            app.requests()
+                .iter()
+                .any(|r| r.method == "OPTIONS" && r.version == http::Version::HTTP_11 && r.host.is_some()),
+            "{:#?}",
+            app.requests()
+        );
     }
 }
 
@@ -940,10 +960,13 @@ async fn attribution_never_exceeds_its_bounds() {
                 None => assert!(!settings.enabled, "attribution ran while off: {m:#?}"),
                 Some(a) => {
                     assert!(settings.enabled);
-                    assert!(a.hybrids.len() <= settings.max_hybrids, "{settings:?}: {a:#?}");
+                    // Single switches first, then combinations with what the cap leaves.
+                    let probed = a.hybrids.len() + a.combinations.len();
+                    assert!(probed <= settings.max_hybrids, "{settings:?}: {a:#?}");
                     assert_eq!(a.hybrids.len(), settings.max_hybrids.min(2 * a.differences.len()));
                     assert_eq!(a.hybrids.len() + a.not_tried, 2 * a.differences.len());
-                    hybrids += a.hybrids.len();
+                    assert!(a.combinations.is_empty() || a.not_tried == 0, "singles before combinations");
+                    hybrids += probed;
                 }
             }
         }
@@ -953,12 +976,13 @@ async fn attribution_never_exceeds_its_bounds() {
         let cap = if settings.enabled { settings.max_hybrids } else { 0 };
         assert!(sent <= 3 + 2 * cap, "{settings:?}: {sent} requests");
         if settings == default {
-            // The HAProxy check differs in 7 attributes (14 hybrids planned): the cap cut 2.
+            // The HAProxy check differs in 8 attributes (16 hybrids planned, the HTTP version
+            // among them): the cap cut 4, and left nothing for combinations.
             let m =
                 round.mismatches.iter().find(|m| &*m.checker_view == "haproxy").expect("haproxy mismatch");
             let a = m.attribution.as_ref().expect("attribution ran");
-            assert_eq!(a.differences.len(), 7, "{:?}", a.differences);
-            assert_eq!((a.hybrids.len(), a.not_tried), (12, 2));
+            assert_eq!(a.differences.len(), 8, "{:?}", a.differences);
+            assert_eq!((a.hybrids.len(), a.not_tried, a.combinations.len()), (12, 4, 0));
         }
         // Each request came from the source its view binds: the HAProxy check and every hybrid
         // that keeps (or takes) its source from 127.0.0.68, none other.

@@ -298,6 +298,7 @@ fn mismatch(direction: Direction) -> Mismatch {
         diagnosis: Diagnosis::CheckerProtocolMismatch,
         flipped: vec![Attribute::Tls],
         evidence: "checker got connect_refused; with tls on it succeeds".to_owned(),
+        causes: Vec::new(),
         basis: Basis::Probes,
         client_address: None,
         checker_address: None,

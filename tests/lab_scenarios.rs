@@ -546,3 +546,58 @@ fn pinned_self_signed_ca_certificate_given_as_ca_file_succeeds() {
     assert!(curl(lab.cert_file("pinned")), "curl --cacert accepts the pinned certificate");
     assert!(!curl(lab.cert_file("pinned-other")), "curl refuses another self-signed certificate");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Compound causes
+// ---------------------------------------------------------------------------------------------
+
+/// Host + matcher: a GCP check sends Host = the node IP and lands on the ingress's default
+/// vhost (404); with the users' Host the same check gets the shop's readiness 204, which GCP's
+/// 200-only matcher still rejects. Setting the check's Host alone would not heal it: both the
+/// Host and the matcher (or the route's status) must be fixed, and parallax says so.
+#[test]
+fn default_vhost_404_then_204_vs_gcp_needs_host_and_matcher() {
+    let lab = Lab::start("host_and_matcher");
+    let gcp = format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/ready\"", node(0));
+    let r = lab.probe(Ns::Client, &target("shop", &http_client("shop.lab", "/ready"), &[&gcp]));
+    r.assert_outcome("shop", "client", Ok);
+    assert_eq!(r.outcome("shop", "client")["status"], 204);
+    r.assert_outcome("shop", "gcp", Fail("http", "http_status"));
+    assert_eq!(r.outcome("shop", "gcp")["status"], 404);
+    assert_eq!(r.outcome("shop", "gcp")["request"]["host"], node(0));
+    let m = r.assert_mismatch("shop", "gcp", "false_drain", "host_route_mismatch", &[]);
+    let causes: Vec<(&str, Vec<&str>)> = m["causes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    let attrs =
+                        c["attributes"].as_array().map(|v| v.iter().filter_map(|x| x.as_str()).collect());
+                    (c["diagnosis"].as_str().unwrap_or_default(), attrs.unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        causes,
+        [("host_route_mismatch", vec!["host"]), ("status_matcher_mismatch", vec!["matcher"])],
+        "{m:#}\n{}",
+        r.context()
+    );
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("checker got 404")
+            && evidence.contains("with Host shop.lab alone still fails (204)")
+            && evidence.contains("gcp~host+matcher, ok (204)")
+            && evidence.contains("all of them must be fixed"),
+        "{evidence}"
+    );
+    for c in m["causes"].as_array().into_iter().flatten() {
+        assert!(c["evidence"].as_str().is_some_and(|e| e.contains("must be fixed too")), "{c:#}");
+    }
+    let combinations = m["attribution"]["combinations"].as_array().cloned().unwrap_or_default();
+    assert!(
+        combinations.iter().any(|c| c["view"] == "gcp~host+matcher" && c["healed"] == true),
+        "the healing combination was probed for real: {combinations:#?}"
+    );
+}

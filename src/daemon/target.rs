@@ -500,6 +500,7 @@ mod tests {
             diagnosis,
             flipped: Vec::new(),
             evidence: String::new(),
+            causes: Vec::new(),
             basis: crate::diff::Basis::Probes,
             client_address: None,
             checker_address: None,

@@ -400,6 +400,7 @@ mod tests {
             diagnosis: Diagnosis::ShallowHealthPath,
             flipped: vec![Attribute::Path],
             evidence: "client got 503 while the checker passes with path /healthz".to_owned(),
+            causes: Vec::new(),
             basis: Basis::Probes,
             client_address: None,
             checker_address: None,

@@ -1,6 +1,11 @@
 //! Request attributes: the ways two views of one target can differ (address, source, PROXY
-//! header, TLS, SNI, verification, Host, path, method, headers, User-Agent), which of them two
-//! views differ in, and a view's effective value of the derived ones (SNI, Host, path).
+//! header, TLS, SNI, verification, Host, path, method, headers, User-Agent, HTTP version, and
+//! the matcher that judges the response), which of them two views differ in, and a view's
+//! effective value of the derived ones (SNI, Host, path, HTTP version).
+//!
+//! Fair differences: the headers that are part of a checker's identity ([`IDENTITY_HEADERS`]:
+//! its `Connection`, `Accept`, User-Agent) are not a `headers` difference on their own: GoogleHC's
+//! `Connection: Keep-alive` is how that checker talks, not a credential it lacks.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,11 +41,20 @@ pub enum Attribute {
     Headers,
     /// The User-Agent.
     UserAgent,
+    /// The HTTP version put on the wire (HTTP/1.0, HTTP/1.1, HTTP/2; with TLS, the ALPN offer
+    /// that selects it).
+    HttpVersion,
+    /// The matcher that judges the response (accepted statuses, body rules). Not part of the
+    /// request: switched only in combinations (the checker's request judged by the client's
+    /// matcher), since on its own the `status_matcher_mismatch` rule already judges the
+    /// observed response with the other matcher without a probe. Listed by [`combinable`], not
+    /// by [`differences`].
+    Matcher,
 }
 
 impl Attribute {
     /// Most likely culprit first: the order hybrids are planned and flips are reported in.
-    pub const PRIORITY: [Attribute; 11] = [
+    pub const PRIORITY: [Attribute; 13] = [
         Attribute::Tls,
         Attribute::ProxyProtocol,
         Attribute::Source,
@@ -51,7 +65,9 @@ impl Attribute {
         Attribute::UserAgent,
         Attribute::Address,
         Attribute::Method,
+        Attribute::HttpVersion,
         Attribute::Verify,
+        Attribute::Matcher,
     ];
 
     /// The stable snake_case name.
@@ -68,6 +84,8 @@ impl Attribute {
             Attribute::Method => "method",
             Attribute::Headers => "headers",
             Attribute::UserAgent => "user_agent",
+            Attribute::HttpVersion => "http_version",
+            Attribute::Matcher => "matcher",
         }
     }
 
@@ -83,13 +101,39 @@ impl fmt::Display for Attribute {
     }
 }
 
-/// The attributes in which `client` and `checker` differ, most likely culprit first.
+/// The request attributes in which `client` and `checker` differ, most likely culprit first:
+/// each is switched alone by a hybrid.
 ///
 /// Only attributes that mean something on both views are compared: SNI and verification only when
-/// both use TLS; Host and User-Agent when both speak HTTP or gRPC; path, method and headers when
-/// both speak HTTP.
+/// both use TLS; Host and User-Agent when both speak HTTP or gRPC; path, method, headers (without
+/// the [identity headers](IDENTITY_HEADERS)) and HTTP version when both speak HTTP. The matcher is
+/// not a request attribute: see [`combinable`].
 pub fn differences(client: &View, checker: &View) -> Vec<Attribute> {
+    Attribute::PRIORITY
+        .iter()
+        .copied()
+        .filter(|a| *a != Attribute::Matcher && differs(*a, client, checker))
+        .collect()
+}
+
+/// The attributes a combination of switches may take: [`differences`] and, when the two views
+/// judge responses differently, [`Attribute::Matcher`], most likely culprit first.
+pub fn combinable(client: &View, checker: &View) -> Vec<Attribute> {
     Attribute::PRIORITY.iter().copied().filter(|a| differs(*a, client, checker)).collect()
+}
+
+/// Header names that belong to a checker's identity: how it talks, not what it is allowed.
+/// They are not a `headers` difference on their own, and a `headers` switch keeps the view's own.
+pub const IDENTITY_HEADERS: [&str; 3] = ["connection", "accept", "user-agent"];
+
+/// Whether `name` is one of the [`IDENTITY_HEADERS`] (names are lowercase in a view).
+pub fn is_identity_header(name: &http::HeaderName) -> bool {
+    IDENTITY_HEADERS.contains(&name.as_str())
+}
+
+/// A view's extra headers without its identity headers: what a `headers` difference compares.
+pub fn suspect_headers(view: &View) -> Vec<&(http::HeaderName, crate::config::MaybeSecret)> {
+    view.http.headers.iter().filter(|(name, _)| !is_identity_header(name)).collect()
 }
 
 fn differs(attribute: Attribute, a: &View, b: &View) -> bool {
@@ -111,8 +155,34 @@ fn differs(attribute: Attribute, a: &View, b: &View) -> bool {
         Attribute::Host => both_authority && effective_host(a) != effective_host(b),
         Attribute::Path => both_http && a.path != b.path,
         Attribute::Method => both_http && (&a.http.method, &a.http.body) != (&b.http.method, &b.http.body),
-        Attribute::Headers => both_http && a.http.headers != b.http.headers,
+        Attribute::Headers => both_http && suspect_headers(a) != suspect_headers(b),
         Attribute::UserAgent => both_authority && a.http.user_agent != b.http.user_agent,
+        // With TLS on one side only, ALPN (which picks h2) is part of the `tls` switch: the
+        // plain side cannot speak h2 by ALPN, so `auto` compares as the HTTP/1.1 it becomes.
+        Attribute::HttpVersion => {
+            let wire = |v: &View| match effective_http_version(v) {
+                ALPN_VERSION if !both_tls => "HTTP/1.1",
+                other => other,
+            };
+            both_http && wire(a) != wire(b)
+        }
+        Attribute::Matcher => a.expect != b.expect,
+    }
+}
+
+/// [`effective_http_version`] of an `auto` view over TLS offering `h2`.
+const ALPN_VERSION: &str = "HTTP/2 or HTTP/1.1 by ALPN";
+
+/// The HTTP version a view puts on the wire, as it would be named: `auto` is HTTP/1.1 without
+/// TLS (no h2 upgrade) or when its ALPN offers no `h2`.
+pub fn effective_http_version(v: &View) -> &'static str {
+    use crate::config::HttpVersion;
+    match v.http.version {
+        HttpVersion::Http10 => "HTTP/1.0",
+        HttpVersion::Http11 => "HTTP/1.1",
+        HttpVersion::Auto if v.scheme.uses_tls() && v.tls.alpn.iter().any(|a| a == "h2") => ALPN_VERSION,
+        HttpVersion::Auto => "HTTP/1.1",
+        HttpVersion::Http2 => "HTTP/2",
     }
 }
 
@@ -166,13 +236,72 @@ mod tests {
             (Attribute::Method, |v, _| v.http.method = http::Method::OPTIONS),
             (Attribute::Headers, |v, _| v.http.headers = vec![header("authorization", "Bearer x", true)]),
             (Attribute::UserAgent, |v, _| v.http.user_agent = Some("GoogleHC/1.0".into())),
+            (Attribute::HttpVersion, |v, _| v.http.version = crate::config::HttpVersion::Http10),
+            (Attribute::Matcher, |v, _| v.expect.status = vec![200..=200]),
         ];
         for (want, edit) in table {
             let mut other = base.clone();
             edit(&mut other, src);
-            assert_eq!(differences(&base, &other), vec![*want], "{want}");
+            assert_eq!(combinable(&base, &other), vec![*want], "{want}");
+            let request: Vec<Attribute> = [*want].into_iter().filter(|a| *a != Attribute::Matcher).collect();
+            assert_eq!(differences(&base, &other), request, "{want}: the matcher is not a request attribute");
         }
         assert_eq!(table.len(), Attribute::PRIORITY.len(), "every attribute has a row");
+    }
+
+    #[test]
+    fn identity_headers_are_not_a_headers_difference_on_their_own() {
+        // GoogleHC's `Connection: Keep-alive`, an `Accept`, a User-Agent header: how the checker
+        // talks, not what it lacks.
+        let c = client();
+        for (name, value) in [("connection", "Keep-alive"), ("accept", "*/*"), ("user-agent", "GoogleHC/1.0")]
+        {
+            let mut k = c.clone();
+            k.http.headers = vec![header(name, value, false)];
+            assert!(!differences(&c, &k).contains(&Attribute::Headers), "{name}");
+            assert!(is_identity_header(&http::HeaderName::from_static(name)));
+        }
+        // Beside another header they are still ignored: the difference is the other header.
+        let mut with_token = c.clone();
+        with_token.http.headers = vec![header("authorization", "Bearer x", true)];
+        let mut gcp = c.clone();
+        gcp.http.headers = vec![header("connection", "Keep-alive", false)];
+        assert_eq!(differences(&with_token, &gcp), vec![Attribute::Headers]);
+        assert_eq!(suspect_headers(&gcp), Vec::<&(http::HeaderName, crate::config::MaybeSecret)>::new());
+        assert_eq!(suspect_headers(&with_token).len(), 1);
+        // Any other header is a suspect, whatever its case on the wire (names are lowercase).
+        assert!(!is_identity_header(&http::HeaderName::from_static("x-forwarded-proto")));
+        assert!(!is_identity_header(&http::HeaderName::from_static("authorization")));
+    }
+
+    #[test]
+    fn the_http_version_compares_what_goes_on_the_wire() {
+        use crate::config::HttpVersion;
+        // Plain `auto` is HTTP/1.1.
+        let mut a = nlb();
+        a.http.version = HttpVersion::Auto;
+        let mut b = a.clone();
+        b.http.version = HttpVersion::Http11;
+        assert!(differences(&a, &b).is_empty());
+        b.http.version = HttpVersion::Http10;
+        assert_eq!(differences(&a, &b), vec![Attribute::HttpVersion]);
+        // Over TLS, `auto` with h2 offered is not HTTP/1.1; without h2 it is.
+        let mut t = client();
+        t.http.version = HttpVersion::Auto;
+        t.tls.alpn = vec!["h2".into(), "http/1.1".into()];
+        let mut u = t.clone();
+        u.http.version = HttpVersion::Http11;
+        assert_eq!(differences(&t, &u), vec![Attribute::HttpVersion]);
+        t.tls.alpn = vec!["http/1.1".into()];
+        assert!(differences(&t, &u).is_empty());
+        // Against a plain view, ALPN goes with `tls`: `auto` with h2 offered compares as HTTP/1.1.
+        t.tls.alpn = vec!["h2".into(), "http/1.1".into()];
+        let mut plain = nlb();
+        plain.http.version = HttpVersion::Http11;
+        assert!(!differences(&t, &plain).contains(&Attribute::HttpVersion));
+        plain.http.version = HttpVersion::Http10;
+        assert!(differences(&t, &plain).contains(&Attribute::HttpVersion));
+        assert_eq!(effective_http_version(&b), "HTTP/1.0");
     }
 
     #[test]

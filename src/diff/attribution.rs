@@ -6,6 +6,14 @@
 //! [`attribute`] probes them and judges which switches flip the result. Hybrids are real requests
 //! to production endpoints, so every run is bounded: [`AttributionSettings::max_hybrids`] per run,
 //! [`HYBRID_CONCURRENCY`] at a time, and [`AttributionBudget`] decides when a run may happen at all.
+//!
+//! Compound causes: when the checker fails and no single switch heals it (a false drain), the
+//! run spends what is left of `max_hybrids` on [`CauseSearch`] (pure): sets of two, then three
+//! switches of the checker's request, each holding at least one attribute whose single switch
+//! *changed* the checker's result (status, error or phase) without healing it. The smallest set
+//! that heals is the compound cause: every attribute in it must be fixed. A blackhole is not
+//! searched: there the failing request is the users', which nobody can reconfigure, and the
+//! single switches already say what the check does not see.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,10 +23,10 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::attribute::{differences, Attribute};
-use super::hybrid::{Hybrid, HybridResult, Side};
+use super::attribute::{combinable, differences, Attribute};
+use super::hybrid::{Combined, CombinedResult, Hybrid, HybridResult, Side};
 use crate::config::{Endpoint, Host, View};
-use crate::probe::{Outcome, Prober};
+use crate::probe::{ErrorCode, Outcome, Prober};
 
 /// Plans the hybrids for a pair: first the checker's view with one attribute switched to the
 /// client's value, for every attribute in [`differences`], most likely first; then the client's
@@ -156,6 +164,10 @@ pub struct Attribution {
     pub hybrids: Vec<HybridResult>,
     /// Hybrids planned beyond the cap and not probed.
     pub not_tried: usize,
+    /// The combinations of switches probed by the compound-cause search, in the order probed
+    /// (none when a single switch healed, in a blackhole, or with no hybrid left in the cap).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub combinations: Vec<CombinedResult>,
 }
 
 impl Attribution {
@@ -174,6 +186,130 @@ impl Attribution {
             |side| self.hybrids.iter().find(|h| h.flipped && h.attribute == attribute && h.switched == side);
         flipped(Side::Checker).or_else(|| flipped(Side::Client))
     }
+
+    /// The smallest combination that healed (the compound cause), when the search found one.
+    pub fn compound(&self) -> Option<&CombinedResult> {
+        self.combinations.iter().find(|c| c.healed)
+    }
+
+    /// The single hybrid of `attribute` on `side`, when it was probed.
+    pub fn single(&self, attribute: Attribute, side: Side) -> Option<&HybridResult> {
+        self.hybrids.iter().find(|h| h.attribute == attribute && h.switched == side)
+    }
+}
+
+/// The largest set of switches [`CauseSearch`] tries.
+pub const MAX_CAUSES: usize = 3;
+
+/// What one single-switch hybrid of the failing side showed, as the search needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SingleSwitch {
+    /// The attribute switched.
+    pub attribute: Attribute,
+    /// Its result differs from the failing view's (status, error or phase), healed or not.
+    pub changed: bool,
+    /// It passes where the failing view fails.
+    pub healed: bool,
+}
+
+/// The search for the smallest set of switches that heals a failing view (pure): seeded by the
+/// single switches, it plans rounds of combinations — every set of two, then of three,
+/// [`combinable`] attributes holding at least one attribute whose single switch changed the
+/// result — most promising first (more changed attributes, then the matcher, which judges a
+/// changed result, then priority), and never more than its budget in all. The caller probes a
+/// round, [`records`](CauseSearch::record) each result in plan order and asks for the next; the
+/// first set that heals ends the search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CauseSearch {
+    candidates: Vec<Attribute>,
+    changers: Vec<Attribute>,
+    budget: usize,
+    size: usize,
+    tried: Vec<(Vec<Attribute>, bool)>,
+    cause: Option<Vec<Attribute>>,
+}
+
+impl CauseSearch {
+    /// A search over `candidates` (in priority order) seeded by `singles`, allowed `budget`
+    /// combinations. A single switch that healed is the cause already: nothing is planned.
+    pub fn new(candidates: &[Attribute], singles: &[SingleSwitch], budget: usize) -> CauseSearch {
+        let mut healed: Vec<Attribute> = singles.iter().filter(|s| s.healed).map(|s| s.attribute).collect();
+        healed.sort_by_key(|a| a.rank());
+        let mut candidates = candidates.to_vec();
+        candidates.sort_by_key(|a| a.rank());
+        candidates.dedup();
+        CauseSearch {
+            changers: singles.iter().filter(|s| s.changed && !s.healed).map(|s| s.attribute).collect(),
+            candidates,
+            budget,
+            size: 2,
+            tried: Vec::new(),
+            cause: healed.first().map(|a| vec![*a]),
+        }
+    }
+
+    /// The next round of combinations to probe (each in priority order), empty when the search
+    /// is over: a cause found, the budget spent, or no set of up to [`MAX_CAUSES`] left.
+    pub fn next_round(&mut self) -> Vec<Vec<Attribute>> {
+        while self.cause.is_none() && self.size <= MAX_CAUSES && self.budget > 0 {
+            let size = self.size;
+            self.size += 1;
+            let mut sets: Vec<Vec<Attribute>> = subsets(&self.candidates, size)
+                .into_iter()
+                .filter(|set| set.iter().any(|a| self.changers.contains(a)))
+                .collect();
+            // More changed attributes first, then sets the matcher judges, then priority.
+            sets.sort_by_key(|set| {
+                let changed = set.iter().filter(|a| self.changers.contains(a)).count();
+                let ranks: Vec<usize> = set.iter().map(|a| a.rank()).collect();
+                (std::cmp::Reverse(changed), !set.contains(&Attribute::Matcher), ranks)
+            });
+            sets.truncate(self.budget);
+            if !sets.is_empty() {
+                self.budget -= sets.len();
+                return sets;
+            }
+        }
+        Vec::new()
+    }
+
+    /// What the combination `set` showed; the first that heals is the cause.
+    pub fn record(&mut self, set: &[Attribute], healed: bool) {
+        self.tried.push((set.to_vec(), healed));
+        if healed && self.cause.is_none() {
+            self.cause = Some(set.to_vec());
+        }
+    }
+
+    /// The smallest healing set found so far, most likely culprit first.
+    pub fn cause(&self) -> Option<&[Attribute]> {
+        self.cause.as_deref()
+    }
+
+    /// Every combination recorded, in order, and whether it healed.
+    pub fn tried(&self) -> &[(Vec<Attribute>, bool)] {
+        &self.tried
+    }
+}
+
+/// Every subset of `items` of `size`, in lexicographic order of position.
+fn subsets(items: &[Attribute], size: usize) -> Vec<Vec<Attribute>> {
+    if size == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for (i, first) in items.iter().enumerate() {
+        for mut rest in subsets(&items[i + 1..], size - 1) {
+            rest.insert(0, *first);
+            out.push(rest);
+        }
+    }
+    out
+}
+
+/// Whether `o` shows another result than `base`: success, error, status or phase.
+fn changed(o: Option<&Outcome>, base: &Outcome) -> bool {
+    o.is_some_and(|o| (o.ok, o.error, o.status, o.phase) != (base.ok, base.error, base.status, base.phase))
 }
 
 /// Runs one attribution for a pair: pins both views to the addresses their outcomes dialed, plans
@@ -234,7 +370,49 @@ where
         .await;
     let mut hybrids = hybrids;
     explain_address_by_tls(&mut hybrids, &client, &checker);
-    Attribution { differences, hybrids, not_tried }
+    // A false drain no single switch heals: search for the smallest set of switches that does,
+    // with what is left of the cap.
+    let mut combinations = Vec::new();
+    if client_outcome.ok && !checker_outcome.ok {
+        let mut singles: Vec<SingleSwitch> = hybrids
+            .iter()
+            .filter(|h| h.switched == Side::Checker)
+            .map(|h| SingleSwitch {
+                attribute: h.attribute,
+                changed: changed(h.outcome.as_ref(), checker_outcome),
+                healed: h.flipped,
+            })
+            .collect();
+        // The matcher alone needs no probe: the client's matcher judges the checker's response.
+        if let (Some(ErrorCode::HttpStatus), Some(status)) = (checker_outcome.error, checker_outcome.status) {
+            if client.expect.status_ok(status) && client.expect != checker.expect {
+                singles.push(SingleSwitch { attribute: Attribute::Matcher, changed: false, healed: true });
+            }
+        }
+        let mut search =
+            CauseSearch::new(&combinable(&client, &checker), &singles, cap.saturating_sub(hybrids.len()));
+        loop {
+            let round = search.next_round();
+            if round.is_empty() {
+                break;
+            }
+            let results = stream::iter(round)
+                .map(|set| {
+                    let c = Combined::new(&set, Side::Checker, &client, &checker);
+                    let probe = probe(c.view.clone());
+                    async move { (c, probe.await) }
+                })
+                .buffered(HYBRID_CONCURRENCY)
+                .map(|(c, outcomes)| CombinedResult::new(c, outcomes.into_iter().next(), checker_outcome.ok))
+                .collect::<Vec<CombinedResult>>()
+                .await;
+            for r in results {
+                search.record(&r.attributes, r.healed);
+                combinations.push(r);
+            }
+        }
+    }
+    Attribution { differences, hybrids, not_tried, combinations }
 }
 
 /// An `address` hybrid that also had to switch TLS on (see [`Hybrid::new`]) does not count as
@@ -269,7 +447,6 @@ mod tests {
     use super::*;
     use crate::config::{HostHeader, Sni};
     use crate::diff::attribute::effective_sni;
-    use crate::probe::ErrorCode;
     use crate::testkit::{ok_outcome, outcome_for, shop_client as client, shop_nlb as nlb, view_url};
 
     #[test]
@@ -466,5 +643,178 @@ mod tests {
         let a = attribute_with(|_v: View| async { Vec::new() }, &c, &k, &co, &ko, 3).await;
         assert!(a.hybrids.iter().all(|h| !h.ok && h.outcome.is_none()));
         assert!(a.hybrids.iter().all(|h| !h.flipped), "failed like the checker");
+    }
+
+    // ---- the compound-cause search (pure), over synthetic hybrid results ----------------------
+
+    use Attribute::{Address, Headers, Host, Matcher, Path, UserAgent};
+
+    /// Runs a search to its end against `heals` (the synthetic result of any set), as
+    /// `attribute_with` does round by round; returns the cause and every set probed.
+    fn run(
+        candidates: &[Attribute],
+        singles: &[SingleSwitch],
+        budget: usize,
+        heals: impl Fn(&[Attribute]) -> bool,
+    ) -> (Option<Vec<Attribute>>, Vec<Vec<Attribute>>) {
+        let mut search = CauseSearch::new(candidates, singles, budget);
+        let mut probed = Vec::new();
+        loop {
+            let round = search.next_round();
+            if round.is_empty() {
+                break;
+            }
+            for set in round {
+                search.record(&set, heals(&set));
+                probed.push(set);
+            }
+        }
+        assert_eq!(search.tried().len(), probed.len());
+        assert!(probed.len() <= budget, "{} probed, budget {budget}", probed.len());
+        (search.cause().map(<[Attribute]>::to_vec), probed)
+    }
+
+    fn single(attribute: Attribute, changed: bool, healed: bool) -> SingleSwitch {
+        SingleSwitch { attribute, changed, healed }
+    }
+
+    /// The singles of the example: the checker's Host changes 404 into 204, nothing
+    /// else changes anything.
+    fn host_changes() -> Vec<SingleSwitch> {
+        vec![single(Host, true, false), single(UserAgent, false, false), single(Address, false, false)]
+    }
+
+    #[test]
+    fn one_cause_a_single_switch_that_heals_plans_nothing() {
+        let singles = [single(Host, true, false), single(Path, true, true), single(Headers, true, true)];
+        let (cause, probed) = run(&[Host, Path, Headers], &singles, 10, |_| true);
+        assert_eq!(cause, Some(vec![Path]), "the likelier of two healing switches");
+        assert!(probed.is_empty(), "no combination probed");
+    }
+
+    #[test]
+    fn two_causes_host_and_matcher() {
+        let candidates = [Host, UserAgent, Address, Matcher];
+        let (cause, probed) =
+            run(&candidates, &host_changes(), 10, |set| set.contains(&Host) && set.contains(&Matcher));
+        assert_eq!(cause, Some(vec![Host, Matcher]));
+        // The matcher judging the changed result is tried first; then the search stops after
+        // its round (every pair holding the changed Host).
+        assert_eq!(probed, vec![vec![Host, Matcher], vec![Host, UserAgent], vec![Host, Address]]);
+    }
+
+    #[test]
+    fn pairs_of_changed_attributes_come_first_and_unchanged_pairs_never() {
+        let singles = [single(Host, true, false), single(Path, true, false), single(UserAgent, false, false)];
+        let (cause, probed) = run(&[Host, Path, UserAgent, Matcher], &singles, 100, |_| false);
+        assert_eq!(cause, None);
+        assert_eq!(probed[0], vec![Host, Path], "two changed attributes first");
+        assert!(
+            probed.iter().all(|set| set.contains(&Host) || set.contains(&Path)),
+            "every set holds a changed attribute: {probed:?}"
+        );
+        assert!(!probed.contains(&vec![UserAgent, Matcher]));
+        // Pairs, then triples; nothing larger than MAX_CAUSES.
+        let sizes: Vec<usize> = probed.iter().map(Vec::len).collect();
+        assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+        assert_eq!(sizes.iter().max(), Some(&MAX_CAUSES));
+        // All 5 pairs and 4 triples with Host or Path: C(4,2)-1, C(4,3)-0.
+        assert_eq!(probed.len(), 5 + 4);
+    }
+
+    #[test]
+    fn three_causes_after_every_pair() {
+        let singles =
+            [single(Host, true, false), single(Path, false, false), single(UserAgent, false, false)];
+        let needs = [Host, Path, Matcher];
+        let (cause, probed) = run(&[Host, Path, UserAgent, Matcher], &singles, 100, |set| {
+            needs.iter().all(|a| set.contains(a))
+        });
+        assert_eq!(cause, Some(vec![Host, Path, Matcher]));
+        let pairs = probed.iter().filter(|s| s.len() == 2).count();
+        assert_eq!(pairs, 3, "every pair with Host tried first: {probed:?}");
+        assert_eq!(
+            probed.iter().filter(|s| s.len() == 3).count(),
+            3,
+            "then the triples with Host: {probed:?}"
+        );
+        assert!(probed.iter().position(|s| *s == vec![Host, Path, Matcher]).is_some());
+    }
+
+    #[test]
+    fn none_within_the_budget_is_no_cause() {
+        // The healing triple exists, but the budget ends inside the pairs.
+        let needs = [Host, Path, Matcher];
+        let singles =
+            [single(Host, true, false), single(Path, false, false), single(UserAgent, false, false)];
+        for budget in 0..=3 {
+            let (cause, probed) = run(&[Host, Path, UserAgent, Matcher], &singles, budget, |set| {
+                needs.iter().all(|a| set.contains(a))
+            });
+            assert_eq!(cause, None, "budget {budget}");
+            assert_eq!(probed.len(), budget.min(3));
+        }
+        // Nothing changed anything: nothing to start from, nothing probed, whatever the budget.
+        let inert = [single(Host, false, false), single(Path, false, false)];
+        assert_eq!(run(&[Host, Path, Matcher], &inert, 100, |_| true), (None, vec![]));
+        // Nothing heals at all: the search ends with every set of up to three tried.
+        let (cause, probed) = run(&[Host, Path, Matcher], &host_changes(), 100, |_| false);
+        assert_eq!((cause, probed.len()), (None, 2 + 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hybrids_and_combinations_together_never_exceed_max_hybrids() {
+        // A GCP-like check: Host = the dialed IP lands on a default vhost (404), the users' Host
+        // gets 204, which only the client's matcher accepts.
+        let c = client();
+        let mut k = nlb();
+        k.http.host = HostHeader::DialedIp;
+        k.http.user_agent = Some("GoogleHC/1.0".into());
+        k.path = "/cart".into();
+        k.expect.status = vec![200..=200];
+        let calls = AtomicUsize::new(0);
+        let backend = |v: View| {
+            let calls = &calls;
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let status =
+                    if crate::diff::attribute::effective_host(&v).as_deref() == Some("shop.example.com") {
+                        204
+                    } else {
+                        404
+                    };
+                let ok = v.expect.status_ok(status);
+                vec![outcome_for(&v, ok, (!ok).then_some(ErrorCode::HttpStatus), Some(status))]
+            }
+        };
+        let co = outcome_for(&c, true, None, Some(204));
+        let ko = outcome_for(&k, false, Some(ErrorCode::HttpStatus), Some(404));
+        for cap in 0..20 {
+            calls.store(0, Ordering::SeqCst);
+            let a = attribute_with(backend, &c, &k, &co, &ko, cap).await;
+            let probed = a.hybrids.len() + a.combinations.len();
+            assert!(probed <= cap, "cap {cap}: {probed}");
+            assert_eq!(calls.load(Ordering::SeqCst), probed, "cap {cap}: every probe is reported");
+            let singles = 2 * a.differences.len();
+            if cap > singles {
+                let heal = a.compound().expect("found with room for it");
+                assert_eq!(heal.attributes, vec![Host, Matcher], "cap {cap}");
+                assert_eq!(&*heal.view, "nlb~host+matcher");
+            } else {
+                assert!(a.combinations.is_empty(), "cap {cap}: no room left");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blackhole_is_not_searched() {
+        let c = client();
+        let k = nlb();
+        let backend =
+            |v: View| async move { vec![outcome_for(&v, false, Some(ErrorCode::HttpStatus), Some(500))] };
+        let co = outcome_for(&c, false, Some(ErrorCode::HttpStatus), Some(503));
+        let ko = outcome_for(&k, true, None, Some(200));
+        let a = attribute_with(backend, &c, &k, &co, &ko, 100).await;
+        assert!(a.combinations.is_empty());
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::attribute::{effective_host, effective_sni, Attribute};
-use crate::config::{HostHeader, Sni, View};
+use super::attribute::{effective_host, effective_sni, is_identity_header, Attribute};
+use crate::config::{HostHeader, HttpVersion, Sni, View};
 use crate::probe::{ErrorCode, Outcome};
 
 /// Which view of the pair a hybrid starts from (and has one attribute switched).
@@ -55,12 +55,12 @@ impl Hybrid {
     pub fn new(attribute: Attribute, switched: Side, client: &View, checker: &View) -> Hybrid {
         let view = match switched {
             Side::Checker => {
-                switched_view(checker, client, attribute, format!("{}~{}", checker.name, attribute))
+                switched_view(checker, client, &[attribute], format!("{}~{}", checker.name, attribute))
             }
             Side::Client => switched_view(
                 client,
                 checker,
-                attribute,
+                &[attribute],
                 format!("{}~{}@{}", client.name, attribute, checker.name),
             ),
         };
@@ -68,13 +68,95 @@ impl Hybrid {
     }
 }
 
-/// `base` with `attribute` taken from `donor`, named `name` (see [`Hybrid::new`]).
-fn switched_view(base: &View, donor: &View, attribute: Attribute, name: String) -> View {
+/// One planned combination: a view of the pair with SEVERAL attributes switched together, probed
+/// when no single switch heals the disagreement (see [`crate::diff::attribution::CauseSearch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Combined {
+    /// The attributes switched, most likely culprit first.
+    pub attributes: Vec<Attribute>,
+    /// The view it starts from.
+    pub switched: Side,
+    /// The complete view to probe, named `gcp~host+matcher` (checker side) or
+    /// `client~host+matcher@gcp` (client side).
+    pub view: View,
+}
+
+impl Combined {
+    /// The view of a pair that switches every attribute of `attributes` on the `switched` side,
+    /// each as [`Hybrid::new`] switches it alone.
+    pub fn new(attributes: &[Attribute], switched: Side, client: &View, checker: &View) -> Combined {
+        let names = attributes.iter().map(|a| a.as_str()).collect::<Vec<_>>().join("+");
+        let view = match switched {
+            Side::Checker => switched_view(checker, client, attributes, format!("{}~{names}", checker.name)),
+            Side::Client => switched_view(
+                client,
+                checker,
+                attributes,
+                format!("{}~{names}@{}", client.name, checker.name),
+            ),
+        };
+        Combined { attributes: attributes.to_vec(), switched, view }
+    }
+}
+
+/// What one combination showed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CombinedResult {
+    /// The combination's view name (`gcp~host+matcher`).
+    pub view: Arc<str>,
+    /// The attributes switched together.
+    pub attributes: Vec<Attribute>,
+    /// Which view it started from.
+    pub switched: Side,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Its error code.
+    pub error: Option<ErrorCode>,
+    /// Its HTTP status.
+    pub status: Option<u16>,
+    /// Whether it heals the side it started from: its result is the other view's.
+    pub healed: bool,
+    /// The complete outcome (not serialized).
+    #[serde(skip)]
+    pub outcome: Option<Outcome>,
+}
+
+impl CombinedResult {
+    /// What `combined` showed: `outcome` (none counts as a failure), healed when its result
+    /// differs from `base_ok`, the result of the view it started from.
+    pub fn new(combined: Combined, outcome: Option<Outcome>, base_ok: bool) -> CombinedResult {
+        let ok = outcome.as_ref().is_some_and(|o| o.ok);
+        CombinedResult {
+            view: combined.view.name.clone(),
+            attributes: combined.attributes,
+            switched: combined.switched,
+            ok,
+            error: outcome.as_ref().and_then(|o| o.error),
+            status: outcome.as_ref().and_then(|o| o.status),
+            healed: ok != base_ok,
+            outcome,
+        }
+    }
+}
+
+/// `base` with every attribute of `attributes` taken from `donor`, in order, named `name` (see
+/// [`Hybrid::new`]).
+fn switched_view(base: &View, donor: &View, attributes: &[Attribute], name: String) -> View {
     let mut v = base.clone();
     v.name = name.into();
     v.each_address = false;
     v.expect_addresses.clear();
     let mut path_for_display = base.path_display().into_owned();
+    for attribute in attributes {
+        let current = v.clone();
+        switch(&mut v, &current, donor, *attribute, &mut path_for_display);
+    }
+    v.url_display = format!("{}://{}{}", v.scheme.as_str(), v.url_endpoint, path_for_display);
+    v
+}
+
+/// Switches `attribute` of `v` (which is `base`) to `donor`'s value.
+fn switch(v: &mut View, base: &View, donor: &View, attribute: Attribute, path_for_display: &mut String) {
     match attribute {
         Attribute::Address => {
             v.connect_to = Some(donor.dial_endpoint().clone());
@@ -128,17 +210,34 @@ fn switched_view(base: &View, donor: &View, attribute: Attribute, name: String) 
         }
         Attribute::Path => {
             v.path = donor.path.clone();
-            path_for_display = donor.path_display().into_owned();
+            *path_for_display = donor.path_display().into_owned();
         }
         Attribute::Method => {
             v.http.method = donor.http.method.clone();
             v.http.body = donor.http.body.clone();
         }
-        Attribute::Headers => v.http.headers = donor.http.headers.clone(),
+        // The donor's suspect headers with the view's own identity headers: a checker's
+        // `Connection: Keep-alive` is how it talks, not what it lacks.
+        Attribute::Headers => {
+            let own = base.http.headers.iter().filter(|(n, _)| is_identity_header(n));
+            let donated = donor.http.headers.iter().filter(|(n, _)| !is_identity_header(n));
+            v.http.headers = own.chain(donated).cloned().collect();
+        }
         Attribute::UserAgent => v.http.user_agent = donor.http.user_agent.clone(),
+        // The version with what selects it: over TLS, ALPN decides between h2 and HTTP/1.1, so the
+        // donor's offer comes along. HTTP/1.1 and HTTP/2 need a Host (RFC 9112 section 3.2): a
+        // request that sent none (HAProxy's HTTP/1.0 check) takes its URL's authority.
+        Attribute::HttpVersion => {
+            v.http.version = donor.http.version;
+            if base.scheme.uses_tls() && donor.scheme.uses_tls() {
+                v.tls.alpn = donor.tls.alpn.clone();
+            }
+            if donor.http.version != HttpVersion::Http10 && base.http.host == HostHeader::None {
+                v.http.host = HostHeader::FromUrl;
+            }
+        }
+        Attribute::Matcher => v.expect = donor.expect.clone(),
     }
-    v.url_display = format!("{}://{}{}", v.scheme.as_str(), v.url_endpoint, path_for_display);
-    v
 }
 
 fn sni_rule(sni: Option<String>) -> Sni {
@@ -282,5 +381,85 @@ mod tests {
         let plan = plan_hybrids(&c, &nlb(), 100);
         assert!(!plan.is_empty());
         assert!(plan.iter().all(|h| !h.view.each_address && h.view.expect_addresses.is_empty()));
+    }
+
+    #[test]
+    fn switching_headers_keeps_the_views_own_identity_headers() {
+        let mut c = client();
+        c.http.headers =
+            vec![header("authorization", "Bearer s3cret", true), header("accept", "text/html", false)];
+        let mut k = nlb();
+        k.http.headers = vec![header("connection", "Keep-alive", false)];
+        let plan = plan_hybrids(&c, &k, 100);
+        let get = |side: Side| {
+            &plan.iter().find(|h| h.switched == side && h.attribute == Attribute::Headers).unwrap().view
+        };
+        let names = |v: &View| v.http.headers.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(get(Side::Checker)),
+            ["connection", "authorization"],
+            "checker keeps its Connection"
+        );
+        assert_eq!(names(get(Side::Client)), ["accept"], "client keeps its Accept, loses its token");
+    }
+
+    #[test]
+    fn switching_the_http_version_brings_alpn_and_a_host_for_http11() {
+        use crate::config::HttpVersion;
+        // HAProxy's HTTP/1.0 check sends no Host; as HTTP/1.1 it needs one: the URL's.
+        let c = view_url("shop", "client", "http://shop.example.com/cart");
+        let mut k = view_url("shop", "haproxy", "http://10.0.0.5:30080/");
+        k.http.version = HttpVersion::Http10;
+        k.http.host = HostHeader::None;
+        let plan = plan_hybrids(&c, &k, 100);
+        let get = |side: Side| {
+            &plan.iter().find(|h| h.switched == side && h.attribute == Attribute::HttpVersion).unwrap().view
+        };
+        let up = get(Side::Checker);
+        assert_eq!((up.http.version, &up.http.host), (c.http.version, &HostHeader::FromUrl));
+        assert_eq!(&*up.name, "haproxy~http_version");
+        let down = get(Side::Client);
+        assert_eq!(
+            (down.http.version, &down.http.host),
+            (HttpVersion::Http10, &c.http.host),
+            "1.0 keeps its Host"
+        );
+        // Over TLS the ALPN offer that picks h2 or HTTP/1.1 comes with it.
+        let mut t = client();
+        t.http.version = HttpVersion::Auto;
+        t.tls.alpn = vec!["h2".into(), "http/1.1".into()];
+        let mut u = view_url("shop", "alb", "https://10.0.0.5:8443/cart");
+        u.http.version = HttpVersion::Http11;
+        u.tls.alpn = vec![];
+        let plan = plan_hybrids(&t, &u, 100);
+        let v = &plan
+            .iter()
+            .find(|h| h.switched == Side::Checker && h.attribute == Attribute::HttpVersion)
+            .unwrap()
+            .view;
+        assert_eq!((v.http.version, v.tls.alpn.clone()), (HttpVersion::Auto, t.tls.alpn.clone()));
+    }
+
+    #[test]
+    fn a_combination_switches_every_attribute_it_names() {
+        let c = client();
+        let mut k = nlb();
+        k.http.host = HostHeader::DialedIp;
+        k.expect.status = vec![200..=200];
+        let combined = Combined::new(&[Attribute::Host, Attribute::Matcher], Side::Checker, &c, &k);
+        assert_eq!(&*combined.view.name, "nlb~host+matcher");
+        assert_eq!(combined.view.http.host, HostHeader::Value("shop.example.com".into()));
+        assert_eq!(combined.view.expect, c.expect, "judged by the client's matcher");
+        assert_eq!(
+            (combined.view.path.as_str(), combined.view.scheme),
+            ("/healthz", Scheme::Http),
+            "the rest is the checker's"
+        );
+        let rev = Combined::new(&[Attribute::Host, Attribute::Path], Side::Client, &c, &k);
+        assert_eq!(&*rev.view.name, "client~host+path@nlb");
+        assert_eq!(
+            (rev.view.path.as_str(), rev.view.url_display.as_str()),
+            ("/healthz", "https://shop.example.com:443/healthz")
+        );
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::attribute::Attribute;
 use super::attribution::{dialed, Attribution};
 use super::audit::SourceGap;
-use super::diagnosis::{diagnose, Case, Diagnosis};
+use super::diagnosis::{causes, diagnose, Case, Cause, Diagnosis};
 use crate::config::Target;
 use crate::probe::ErrorCode;
 
@@ -69,6 +69,9 @@ pub struct Mismatch {
     pub flipped: Vec<Attribute>,
     /// One line for a human: what differed, what happened.
     pub evidence: String,
+    /// Every cause, primary first (its diagnosis is `diagnosis`): one for a single cause, one per
+    /// attribute of a compound cause (all must be fixed), none when `unattributed`.
+    pub causes: Vec<Cause>,
     /// Probes or the audit.
     pub basis: Basis,
     /// The address the client outcome dialed (with `each_address`, which one).
@@ -93,6 +96,7 @@ impl Mismatch {
     /// the diagnosis was made from.
     pub fn diagnose(case: &Case<'_>) -> Mismatch {
         let finding = diagnose(case);
+        let causes = causes(case, &finding);
         Mismatch {
             target: case.client_view.target.clone(),
             client_view: case.client_view.name.clone(),
@@ -101,6 +105,7 @@ impl Mismatch {
             diagnosis: finding.diagnosis,
             flipped: case.attribution.map(Attribution::flipped).unwrap_or_default(),
             evidence: finding.evidence,
+            causes,
             basis: Basis::Probes,
             client_address: dialed(case.client),
             checker_address: dialed(case.checker),
@@ -120,6 +125,11 @@ impl Mismatch {
             direction: Direction::FalseDrain,
             diagnosis: finding.diagnosis,
             flipped: Vec::new(),
+            causes: vec![Cause {
+                diagnosis: finding.diagnosis,
+                attributes: Vec::new(),
+                evidence: finding.evidence.clone(),
+            }],
             evidence: finding.evidence,
             basis: Basis::Audit,
             client_address: None,

@@ -26,10 +26,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use attribute::{differences, Attribute};
-pub use attribution::{attribute, plan_hybrids, Attribution, AttributionBudget, AttributionSettings};
+pub use attribution::{
+    attribute, plan_hybrids, Attribution, AttributionBudget, AttributionSettings, CauseSearch, SingleSwitch,
+};
 pub use audit::{audit_allow_sources, SourceGap, SourceOrigin};
-pub use diagnosis::{diagnose, Case, Diagnosis, Finding};
-pub use hybrid::{Hybrid, HybridResult, Side};
+pub use diagnosis::{causes, diagnose, Case, Cause, Diagnosis, Finding};
+pub use hybrid::{Combined, CombinedResult, Hybrid, HybridResult, Side};
 pub use lifecycle::{
     probe_ok, worst_index, worst_outcome, DiffEvent, HoldTime, OpenMismatch, Pair, PairEvent, Resolution,
     TargetDiff,

@@ -782,6 +782,7 @@ mod tests {
             diagnosis: Diagnosis::ShallowHealthPath,
             flipped: vec![Attribute::Path],
             evidence: String::new(),
+            causes: Vec::new(),
             basis: Basis::Probes,
             client_address: None,
             checker_address: None,

@@ -37,6 +37,7 @@
     proxy_protocol_mismatch: 'A PROXY protocol header is sent to a listener that does not expect one, or is missing where one is required.',
     status_matcher_mismatch: 'The same response is judged differently by the two views\u2019 status matchers (204, 3xx\u2026).',
     user_agent_dependent: 'The result depends on the User-Agent.',
+    http_version_dependent: 'The result depends on the HTTP version (HTTP/1.0, HTTP/1.1, HTTP/2): the server refuses the checker\u2019s.',
     dns_wrong_address: 'The clients\u2019 DNS does not point at the expected load balancer.',
     unattributed: 'No single switched attribute explains the disagreement.',
     pending: 'Attribution is probing hybrids; the diagnosis follows within seconds.',

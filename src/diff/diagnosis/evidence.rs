@@ -8,9 +8,9 @@ use std::fmt;
 
 use super::{default_certificate, verified_name, Case, Diagnosis};
 use crate::config::{ProxyVersion, View};
-use crate::diff::attribute::{effective_host, effective_sni, Attribute};
+use crate::diff::attribute::{effective_host, effective_http_version, effective_sni, Attribute};
 use crate::diff::attribution::dialed;
-use crate::diff::hybrid::{HybridResult, Side};
+use crate::diff::hybrid::{CombinedResult, HybridResult, Side};
 use crate::diff::Direction;
 use crate::probe::{ErrorCode, Outcome, Phase};
 
@@ -176,6 +176,7 @@ fn advice(case: &Case<'_>, diagnosis: Diagnosis) -> String {
         Diagnosis::NodePortVsProxy => {
             "; the address the checker probes fails while the one users reach serves".to_owned()
         }
+        Diagnosis::HttpVersionDependent => http_version_advice(case),
         _ => String::new(),
     }
 }
@@ -266,6 +267,113 @@ fn describe(tls: &crate::probe::TlsSummary) -> String {
         tls.not_before.as_deref().unwrap_or(unknown),
         tls.not_after.as_deref().unwrap_or(unknown)
     )
+}
+
+/// Both HTTP versions, what each got, and what to do.
+fn http_version_advice(case: &Case<'_>) -> String {
+    let (kv, cv) = (effective_http_version(case.checker_view), effective_http_version(case.client_view));
+    let with_client_version = case
+        .attribution
+        .and_then(|a| a.single(Attribute::HttpVersion, Side::Checker))
+        .map_or_else(|| "not tried".to_owned(), hybrid_result);
+    let got = format!(
+        "; the checker's {kv} gets {}, the {cv} the client speaks gets {with_client_version}",
+        result(case.checker)
+    );
+    match case.direction {
+        Direction::FalseDrain => format!(
+            "{got}: the server refuses {kv}: make it accept {kv} (Envoy: accept_http_10) or make the check \
+             speak {cv} (HAProxy: http-check send ver HTTP/1.1 with a Host header)"
+        ),
+        Direction::Blackhole => format!(
+            "{got}: users fail on {cv} while the check passes on {kv}: make the check speak the users' version"
+        ),
+    }
+}
+
+/// A compound cause: no single switch heals the checker, `c`'s attributes together do; what each
+/// alone returned, what all together returned, and that all must be fixed.
+pub(super) fn compound(case: &Case<'_>, c: &CombinedResult) -> String {
+    let alone: Vec<String> = c
+        .attributes
+        .iter()
+        .map(|a| format!("with {} alone {}", value(*a, case.client_view), alone(case, *a)))
+        .collect();
+    let fixes: Vec<String> =
+        c.attributes.iter().map(|a| part_advice(case, c, *a, super::attribute_diagnosis(case, *a))).collect();
+    format!(
+        "{}; no single switch heals it, {} together do: {}; with all of them it succeeds ({}, {}); \
+         all of them must be fixed: {}",
+        situation(case, None),
+        and_join(c.attributes.iter()),
+        alone.join(", "),
+        c.view,
+        combined_result(c),
+        fixes.join("; ")
+    )
+}
+
+/// One attribute of a compound cause: the checker's value and the client's, what switching it
+/// alone returned, what to do, and that the others must be fixed too.
+pub(super) fn compound_part(case: &Case<'_>, c: &CombinedResult, attribute: Attribute) -> String {
+    let others: Vec<Attribute> = c.attributes.iter().copied().filter(|a| *a != attribute).collect();
+    format!(
+        "checker {} (client {}): with the client's value alone it {}; {}; not enough alone: {} must be fixed too \
+         (with all switched, {}: {})",
+        value(attribute, case.checker_view),
+        value(attribute, case.client_view),
+        alone(case, attribute),
+        part_advice(case, c, attribute, super::attribute_diagnosis(case, attribute)),
+        and_join(others.iter()),
+        c.view,
+        combined_result(c)
+    )
+}
+
+/// What the checker got with `attribute` alone switched to the client's value: the single
+/// hybrid's result; for the matcher, the checker's own response judged by the client's matcher.
+fn alone(case: &Case<'_>, attribute: Attribute) -> String {
+    if attribute == Attribute::Matcher {
+        return format!("still fails ({})", result(case.checker));
+    }
+    match case.attribution.and_then(|a| a.single(attribute, Side::Checker)) {
+        Some(h) if h.ok => format!("succeeds ({})", hybrid_result(h)),
+        Some(h) => format!("still fails ({})", hybrid_result(h)),
+        None => "was not tried (cap)".to_owned(),
+    }
+}
+
+/// What to do about one attribute of a compound cause, phrased as an imperative.
+fn part_advice(case: &Case<'_>, c: &CombinedResult, attribute: Attribute, diagnosis: Diagnosis) -> String {
+    let status = c.status.map_or_else(|| "the status".to_owned(), |s| s.to_string());
+    match diagnosis {
+        Diagnosis::StatusMatcherMismatch => format!(
+            "the checker's matcher ({}) rejects the {status} the route answers once the rest is fixed: make the \
+             check accept {status}, or the route answer a status it accepts",
+            ranges(case.checker_view)
+        ),
+        Diagnosis::HostRouteMismatch => format!(
+            "route the checker's Host to the app, or set the check's Host to {}",
+            effective_host(case.client_view).unwrap_or_default()
+        ),
+        _ => {
+            let advice = advice(case, diagnosis);
+            let advice = advice.trim_start_matches("; ");
+            if advice.is_empty() {
+                format!("make the check's {attribute} the client's ({})", diagnosis)
+            } else {
+                format!("{advice} ({diagnosis})")
+            }
+        }
+    }
+}
+
+/// What a combination got.
+fn combined_result(c: &CombinedResult) -> String {
+    match &c.outcome {
+        Some(o) => result(o),
+        None => "no outcome".to_owned(),
+    }
 }
 
 /// The switched value of a flipped hybrid, phrased to follow "with"; a source switched to the
@@ -426,16 +534,12 @@ pub(super) fn unattributed(case: &Case<'_>) -> String {
 }
 
 /// How two views differ beyond the attributes hybrids switch (protocol details of a checker's
-/// request): the likely place to look when no switch explains a disagreement.
+/// request; the HTTP version is an attribute now, `http_version`): the likely place to look when no switch explains a disagreement.
 pub(super) fn unswitched_differences(client: &View, checker: &View) -> Vec<String> {
     let mut out = Vec::new();
     let both_http = client.scheme.uses_http() && checker.scheme.uses_http();
     if both_http {
         let (c, k) = (&client.http, &checker.http);
-        let (cv, kv) = (http_version(client), http_version(checker));
-        if cv != kv {
-            out.push(format!("HTTP version (checker {kv}, client {cv})"));
-        }
         if c.connection_close != k.connection_close {
             let who = if k.connection_close { "the checker" } else { "the client" };
             out.push(format!("Connection: close (only {who} sends it)"));
@@ -450,17 +554,6 @@ pub(super) fn unswitched_differences(client: &View, checker: &View) -> Vec<Strin
         out.push(format!("ALPN (checker {}, client {})", alpn(checker), alpn(client)));
     }
     out
-}
-
-/// The HTTP version a view puts on the wire (`auto` is HTTP/1.1 without TLS: no h2 upgrade).
-fn http_version(v: &View) -> &'static str {
-    use crate::config::HttpVersion;
-    match (v.http.version, v.scheme.uses_tls()) {
-        (HttpVersion::Http10, _) => "HTTP/1.0",
-        (HttpVersion::Http11, _) | (HttpVersion::Auto, false) => "HTTP/1.1",
-        (HttpVersion::Auto, true) => "HTTP/2 or HTTP/1.1 by ALPN",
-        (HttpVersion::Http2, _) => "HTTP/2",
-    }
 }
 
 /// "503", "http_tls_required", "ok (200)": an outcome in a few characters.
@@ -534,6 +627,8 @@ fn value(attribute: Attribute, v: &View) -> String {
             Some(ua) => format!("User-Agent {ua}"),
             None => "no User-Agent".to_owned(),
         },
+        Attribute::HttpVersion => effective_http_version(v).to_owned(),
+        Attribute::Matcher => format!("matcher {}", ranges(v)),
     }
 }
 

@@ -7,7 +7,9 @@
 //! Order of decision, most conclusive first:
 //! 1. the client's DNS answered the wrong address (`dns_wrong_address`);
 //! 2. parallax could not bind the checker's source here (`unattributed`, says so);
-//! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`);
+//! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`); then a compound cause: no
+//!    single switch heals the checker, a set of them does (the first attribute's diagnosis is
+//!    the primary one; [`causes`] lists one per attribute);
 //! 4. a flipped attribute that the failing outcome's error points at (e.g. `tls` after
 //!    `http_tls_required`, `headers` after a 401, `source` after `connect_timeout`);
 //! 5. the checker's protocol errors (`http_tls_required`, `tls_plaintext_peer`) on their own;
@@ -73,6 +75,8 @@ pub enum Diagnosis {
     StatusMatcherMismatch,
     /// The result depends on the User-Agent.
     UserAgentDependent,
+    /// The result depends on the HTTP version (HTTP/1.0, HTTP/1.1, HTTP/2).
+    HttpVersionDependent,
     /// The client's DNS does not point at the expected load balancer.
     DnsWrongAddress,
     /// No single switch explains the disagreement.
@@ -85,7 +89,7 @@ pub enum Diagnosis {
 
 impl Diagnosis {
     /// Every diagnosis, in the order of docs/errors.md.
-    pub const ALL: [Diagnosis; 15] = [
+    pub const ALL: [Diagnosis; 16] = [
         Diagnosis::ShallowHealthPath,
         Diagnosis::AuthRequired,
         Diagnosis::CheckerProtocolMismatch,
@@ -99,6 +103,7 @@ impl Diagnosis {
         Diagnosis::ProxyProtocolMismatch,
         Diagnosis::StatusMatcherMismatch,
         Diagnosis::UserAgentDependent,
+        Diagnosis::HttpVersionDependent,
         Diagnosis::DnsWrongAddress,
         Diagnosis::Unattributed,
     ];
@@ -119,6 +124,7 @@ impl Diagnosis {
             Diagnosis::ProxyProtocolMismatch => "proxy_protocol_mismatch",
             Diagnosis::StatusMatcherMismatch => "status_matcher_mismatch",
             Diagnosis::UserAgentDependent => "user_agent_dependent",
+            Diagnosis::HttpVersionDependent => "http_version_dependent",
             Diagnosis::DnsWrongAddress => "dns_wrong_address",
             Diagnosis::Unattributed => "unattributed",
             Diagnosis::Pending => "pending",
@@ -138,6 +144,19 @@ pub struct Finding {
     /// The code.
     pub diagnosis: Diagnosis,
     /// What differed and what happened, for a human.
+    pub evidence: String,
+}
+
+/// One of the causes of a mismatch (the `causes` of its record): a diagnosis, the attributes it
+/// is about, and its evidence. A compound cause lists one per attribute, each saying that the
+/// others must be fixed too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cause {
+    /// The code.
+    pub diagnosis: Diagnosis,
+    /// The attributes it is about (empty when a rule without a switch decided it).
+    pub attributes: Vec<Attribute>,
+    /// What was seen and what to do.
     pub evidence: String,
 }
 
@@ -238,6 +257,9 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
     if let Some(f) = kube_proxy(case) {
         return f;
     }
+    if let Some(f) = compound(case) {
+        return f;
+    }
     // Only flips that reproduce the other view's result explain the disagreement: a client
     // that gets 401 with the checker's headers does not explain the checker's 503.
     let flipped = case.telling_flips();
@@ -271,6 +293,53 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
     Finding { diagnosis: Diagnosis::Unattributed, evidence: evidence::unattributed(case) }
 }
 
+/// The compound cause of a false drain: the smallest set of switches that heals the checker
+/// when no single one does. Its primary diagnosis is its first attribute's.
+fn compound(case: &Case<'_>) -> Option<Finding> {
+    let c = compound_set(case)?;
+    Some(Finding {
+        diagnosis: attribute_diagnosis(case, c.attributes[0]),
+        evidence: evidence::compound(case, c),
+    })
+}
+
+/// The healing combination of a false drain, when the compound-cause search found one.
+fn compound_set<'a>(case: &Case<'a>) -> Option<&'a super::hybrid::CombinedResult> {
+    if case.direction != Direction::FalseDrain {
+        return None;
+    }
+    case.attribution?.compound().filter(|c| c.attributes.len() > 1)
+}
+
+/// The causes of a mismatch diagnosed as `finding`, primary first: one per attribute of a
+/// compound cause (each evidence saying all must be fixed), one for any other diagnosis, none
+/// when it is `unattributed`.
+pub fn causes(case: &Case<'_>, finding: &Finding) -> Vec<Cause> {
+    if let Some(c) = compound_set(case) {
+        return c
+            .attributes
+            .iter()
+            .map(|a| Cause {
+                diagnosis: attribute_diagnosis(case, *a),
+                attributes: vec![*a],
+                evidence: evidence::compound_part(case, c, *a),
+            })
+            .collect();
+    }
+    if finding.diagnosis == Diagnosis::Unattributed {
+        return Vec::new();
+    }
+    let mut attributes: Vec<Attribute> = case
+        .telling_flips()
+        .into_iter()
+        .filter(|a| attribute_diagnosis(case, *a) == finding.diagnosis)
+        .collect();
+    if attributes.is_empty() && finding.diagnosis == Diagnosis::StatusMatcherMismatch {
+        attributes.push(Attribute::Matcher);
+    }
+    vec![Cause { diagnosis: finding.diagnosis, attributes, evidence: finding.evidence.clone() }]
+}
+
 /// The attribute a failure most likely comes from, in order of likelihood.
 fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
     use Attribute::*;
@@ -280,7 +349,7 @@ fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
     match o.error {
         Some(ErrorCode::HttpTlsRequired | ErrorCode::TlsPlaintextPeer) => &[Tls],
         Some(ErrorCode::HttpMalformed | ErrorCode::HttpReset | ErrorCode::ConnectReset) => {
-            &[ProxyProtocol, Tls]
+            &[ProxyProtocol, Tls, HttpVersion]
         }
         Some(ErrorCode::ConnectTimeout) => &[Source, Address],
         Some(ErrorCode::ConnectRefused | ErrorCode::ConnectUnreachable) => &[Address, Source],
@@ -298,6 +367,8 @@ fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
             (Some(400), _) if o.request.proxy_protocol.is_some() => &[ProxyProtocol, Host],
             (Some(400), _) => &[Host],
             (Some(405 | 501), _) => &[Method],
+            // 505 HTTP Version Not Supported; 426 Upgrade Required (Envoy refusing HTTP/1.0).
+            (Some(426 | 505), _) => &[HttpVersion],
             // A 5xx for users behind a passing check: the check looks elsewhere. A 5xx for the
             // checker while users are fine: it lands on a default vhost.
             (Some(500..=599), Direction::Blackhole) => &[Path, Host, Address],
@@ -324,6 +395,8 @@ fn attribute_diagnosis(case: &Case<'_>, attribute: Attribute) -> Diagnosis {
         Attribute::Path => Diagnosis::ShallowHealthPath,
         Attribute::Headers => Diagnosis::AuthRequired,
         Attribute::UserAgent => Diagnosis::UserAgentDependent,
+        Attribute::HttpVersion => Diagnosis::HttpVersionDependent,
+        Attribute::Matcher => Diagnosis::StatusMatcherMismatch,
         Attribute::Address => Diagnosis::NodePortVsProxy,
     }
 }

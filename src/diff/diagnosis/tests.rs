@@ -46,7 +46,7 @@ fn attribution(
         })
         .collect();
     explain_address_by_tls(&mut hybrids, &client, &checker);
-    Attribution { differences: differences(&client, &checker), hybrids, not_tried: 0 }
+    Attribution { differences: differences(&client, &checker), hybrids, not_tried: 0, combinations: vec![] }
 }
 
 struct Scenario {
@@ -841,7 +841,12 @@ fn a_cap_of_zero_is_not_no_difference() {
     let k = nlb();
     let co = ok_outcome(&c);
     let ko = failed(&k, ErrorCode::HttpTimeout, None);
-    let a = Attribution { differences: differences(&c, &k), hybrids: vec![], not_tried: 10 };
+    let a = Attribution {
+        differences: differences(&c, &k),
+        hybrids: vec![],
+        not_tried: 10,
+        combinations: vec![],
+    };
     let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
     assert_eq!(f.diagnosis, Diagnosis::Unattributed);
     assert!(f.evidence.contains("no hybrid probed: the cap allows none of the 10 planned"), "{}", f.evidence);
@@ -860,14 +865,20 @@ fn unattributed_names_the_differences_no_hybrid_switches() {
     k.http.version = crate::config::HttpVersion::Http10;
     k.http.connection_close = true;
     let co = ok_outcome(&c);
+    // A 426 points at the HTTP version, now an attribute: with no hybrid it is named, unconfirmed.
     let ko = failed(&k, ErrorCode::HttpStatus, Some(426));
-    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0 };
+    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0, combinations: vec![] };
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::HttpVersionDependent, "{}", f.evidence);
+    assert!(f.evidence.contains("HTTP/1.0") && f.evidence.contains("not confirmed"), "{}", f.evidence);
+    // A status that points at nothing they differ in: unattributed, listing what is not switched.
+    let ko = failed(&k, ErrorCode::HttpStatus, Some(418));
     let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
     assert_eq!(f.diagnosis, Diagnosis::Unattributed);
     assert!(
         f.evidence.ends_with(
-            "the views also differ in what parallax does not switch: HTTP version (checker HTTP/1.0, \
-             client HTTP/1.1), Connection: close (only the checker sends it)"
+            // The HTTP version is no longer listed here: it is the `http_version` attribute.
+            "the views also differ in what parallax does not switch: Connection: close (only the checker sends it)"
         ),
         "{}",
         f.evidence
@@ -885,7 +896,7 @@ fn unattributed_says_when_nothing_can_be_switched() {
     k.name = "twin".into();
     let co = ok_outcome(&c);
     let ko = failed(&k, ErrorCode::HttpStatus, Some(500));
-    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0 };
+    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0, combinations: vec![] };
     let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
     assert_eq!(f.diagnosis, Diagnosis::Unattributed);
     assert!(f.evidence.contains("differ in no attribute"), "{}", f.evidence);
@@ -955,6 +966,7 @@ fn diagnosis_names_are_the_design_codes() {
             "proxy_protocol_mismatch",
             "status_matcher_mismatch",
             "user_agent_dependent",
+            "http_version_dependent",
             "dns_wrong_address",
             "unattributed"
         ]
@@ -963,4 +975,137 @@ fn diagnosis_names_are_the_design_codes() {
         assert_eq!(d.as_str(), d.to_string());
         assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
     }
+}
+
+// ---- compound causes and the HTTP version --------------------------------------------------
+
+/// The false drain of a pair, with its attribution.
+fn false_drain<'a>(
+    c: &'a View,
+    k: &'a View,
+    co: &'a Outcome,
+    ko: &'a Outcome,
+    a: &'a Attribution,
+) -> Case<'a> {
+    Case {
+        direction: Direction::FalseDrain,
+        client_view: c,
+        checker_view: k,
+        client: co,
+        checker: ko,
+        attribution: Some(a),
+    }
+}
+
+/// The issue's example on a backend model: a GCP-like check sends Host = the dialed IP and
+/// lands on the default vhost (404); with the users' Host it gets 204, which its 200-only
+/// matcher still rejects. Only the Host and the matcher together heal it.
+#[tokio::test(start_paused = true)]
+async fn host_and_matcher_together_are_two_causes() {
+    let c = view_url("shop", "client", "http://shop.example.com/ready");
+    let mut k = view_url("shop", "gcp", "http://10.0.0.5/ready");
+    k.profile = Some(ProfileName::Gcp);
+    k.http.host = HostHeader::DialedIp;
+    k.http.user_agent = Some("GoogleHC/1.0".into());
+    k.http.headers = vec![header("connection", "Keep-alive", false)];
+    k.expect.status = vec![200..=200];
+    let backend = |v: View| async move {
+        let status = if effective_host(&v).as_deref() == Some("shop.example.com") { 204 } else { 404 };
+        let ok = v.expect.status_ok(status);
+        vec![outcome_for(&v, ok, (!ok).then_some(ErrorCode::HttpStatus), Some(status))]
+    };
+    let co = outcome_for(&c, true, None, Some(204));
+    let ko = outcome_for(&k, false, Some(ErrorCode::HttpStatus), Some(404));
+    let a = crate::diff::attribution::attribute_with(backend, &c, &k, &co, &ko, 12).await;
+    assert!(!a.differences.contains(&Attribute::Headers), "Connection: Keep-alive is GoogleHC's identity");
+    let case = false_drain(&c, &k, &co, &ko, &a);
+    let f = diagnose(&case);
+    assert_eq!(f.diagnosis, Diagnosis::HostRouteMismatch, "{}", f.evidence);
+    assert!(
+        f.evidence.starts_with(
+            "checker got 404 on 10.0.0.5:80; no single switch heals it, host and matcher together do: \
+             with Host shop.example.com alone still fails (204), with matcher 200-399 alone still fails (404); \
+             with all of them it succeeds (gcp~host+matcher, ok (204)); all of them must be fixed: "
+        ),
+        "{}",
+        f.evidence
+    );
+    let causes = causes(&case, &f);
+    let got: Vec<(Diagnosis, Vec<Attribute>)> =
+        causes.iter().map(|c| (c.diagnosis, c.attributes.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            (Diagnosis::HostRouteMismatch, vec![Attribute::Host]),
+            (Diagnosis::StatusMatcherMismatch, vec![Attribute::Matcher])
+        ]
+    );
+    assert!(
+        causes[0].evidence.contains("not enough alone: matcher must be fixed too"),
+        "{}",
+        causes[0].evidence
+    );
+    assert!(
+        causes[0].evidence.contains("set the check's Host to shop.example.com"),
+        "{}",
+        causes[0].evidence
+    );
+    assert!(
+        causes[1].evidence.contains("not enough alone: host must be fixed too"),
+        "{}",
+        causes[1].evidence
+    );
+    assert!(causes[1].evidence.contains("make the check accept 204"), "{}", causes[1].evidence);
+}
+
+#[test]
+fn a_single_cause_is_one_entry_and_unattributed_none() {
+    let c = client();
+    let k = nlb();
+    let model = |v: &View| ok_if(v.scheme.uses_tls(), v, ErrorCode::HttpTlsRequired, None);
+    let co = ok_outcome(&c);
+    let ko = model(&k);
+    let a = attribution(&c, &k, &co, &ko, &model);
+    let case = false_drain(&c, &k, &co, &ko, &a);
+    let f = diagnose(&case);
+    let got = causes(&case, &f);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].diagnosis, got[0].attributes.clone(), &got[0].evidence),
+        (f.diagnosis, vec![Attribute::Tls], &f.evidence)
+    );
+    let a = Attribution { differences: vec![], hybrids: vec![], not_tried: 0, combinations: vec![] };
+    let case = Case { attribution: Some(&a), ..case };
+    let ko2 = failed(&k, ErrorCode::HttpStatus, Some(418));
+    let case = Case { checker: &ko2, ..case };
+    let f = diagnose(&case);
+    assert_eq!(f.diagnosis, Diagnosis::Unattributed);
+    assert!(causes(&case, &f).is_empty());
+}
+
+#[test]
+fn a_server_refusing_http10_is_http_version_dependent() {
+    let c = view_url("shop", "client", "http://shop.example.com/");
+    let mut k = view_url("shop", "haproxy", "http://10.0.0.5:8080/");
+    k.profile = Some(ProfileName::Haproxy);
+    k.http.version = crate::config::HttpVersion::Http10;
+    k.http.method = http::Method::OPTIONS;
+    k.http.host = HostHeader::None;
+    let model = |v: &View| {
+        let ten = v.http.version == crate::config::HttpVersion::Http10;
+        ok_if(!ten, v, ErrorCode::HttpStatus, Some(505))
+    };
+    let co = ok_outcome(&c);
+    let ko = model(&k);
+    let a = attribution(&c, &k, &co, &ko, &model);
+    assert_eq!(a.flipped(), vec![Attribute::HttpVersion]);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::HttpVersionDependent, "{}", f.evidence);
+    assert!(
+        f.evidence.contains("with HTTP/1.0; with HTTP/1.1 it succeeds")
+            && f.evidence.contains("the checker's HTTP/1.0 gets 505, the HTTP/1.1 the client speaks gets ok")
+            && f.evidence.contains("make it accept HTTP/1.0"),
+        "{}",
+        f.evidence
+    );
 }
