@@ -156,6 +156,7 @@ fn outcome(view: &View, status: u16, error: Option<ErrorCode>, total_ms: u64) ->
         error,
         detail: error.map(|_| format!("HTTP/1.1 {status} Service Unavailable {HOSTILE}")),
         status: Some(status),
+        location: None,
         grpc_status: None,
         local_endpoints: None,
         timings: Timings {

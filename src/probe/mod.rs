@@ -22,7 +22,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-pub use outcome::{ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary};
+pub use outcome::{
+    location_display, ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary,
+    MAX_LOCATION_CHARS,
+};
 
 use crate::config::{Dialed, Host, View};
 
@@ -207,6 +210,10 @@ impl Prober {
                 }
             };
             attempt.outcome.status = Some(response.status);
+            if (300..=399).contains(&response.status) {
+                attempt.outcome.location =
+                    response.headers.get(::http::header::LOCATION).map(|l| location_display(l.as_bytes()));
+            }
             attempt.outcome.timings.ttfb = Some(response.ttfb);
             attempt.outcome.body_bytes = Some(response.body.len() as u64);
             if let Some(f) = http::tls_required(&response) {
@@ -296,6 +303,7 @@ impl Attempt {
                 error: None,
                 detail: None,
                 status: None,
+                location: None,
                 grpc_status: None,
                 local_endpoints: None,
                 timings: Timings::default(),

@@ -249,6 +249,105 @@ pub(super) fn status_matcher(case: &Case<'_>, status: u16) -> String {
     )
 }
 
+/// The check answered with a redirect its matcher rejects: the Location, the matcher, what the
+/// client got, a switch that heals it (if one did), and the advice.
+pub(super) fn checker_redirected(case: &Case<'_>) -> String {
+    let k = case.checker;
+    let kv = case.checker_view;
+    let status = k.status.map_or_else(|| "a redirect".to_owned(), |s| s.to_string());
+    let location = location_phrase(k);
+    let client = case.client;
+    let client_side = if client.status == k.status && client.ok {
+        format!(
+            "; the client gets the same {status} and its matcher ({}) accepts it",
+            ranges(case.client_view)
+        )
+    } else {
+        format!("; the client gets {} on {}", result(client), address(client, case.client_view))
+    };
+    // A switch that heals the check says which difference triggers the redirect.
+    let healed = case
+        .telling_flips()
+        .into_iter()
+        .find_map(|a| case.telling_flip(a).filter(|h| h.switched == Side::Checker).map(|h| (a, h)))
+        .map(|(a, h)| format!("; with {} the check succeeds ({})", switched_value(a, h), hybrid_result(h)))
+        .unwrap_or_default();
+    let login = match k.location.as_deref() {
+        Some(l) if super::looks_like_login(l) => match case.attribution {
+            Some(a) if !a.hybrids.is_empty() => {
+                "; the Location looks like a login page, but no switch of the headers confirms missing credentials"
+            }
+            _ => "; the Location looks like a login page (not confirmed: no hybrid probe switched the headers)",
+        },
+        _ => "",
+    };
+    let target = match k.location.as_deref().and_then(redirect_target) {
+        Some(t) => format!(" ({t})"),
+        None => String::new(),
+    };
+    format!(
+        "checker got {status} on {}{location}, which its matcher ({}) rejects: the check is redirected{client_side}\
+         {healed}{login}; exempt the health path from the redirect, or check the scheme and port the redirect \
+         points to{target}",
+        address(k, kv),
+        ranges(kv),
+    )
+}
+
+/// The checker passes on a redirect while users fail behind it.
+pub(super) fn redirect_masks_outage(case: &Case<'_>) -> String {
+    let k = case.checker;
+    let kv = case.checker_view;
+    let c = case.client;
+    let cv = case.client_view;
+    let status = k.status.map_or_else(|| "a redirect".to_owned(), |s| s.to_string());
+    let users_path = {
+        let scheme = if cv.scheme.uses_tls() { "https" } else { "http" };
+        let host = effective_host(cv).map(|h| format!(", Host {h}")).unwrap_or_default();
+        format!("{scheme} to port {}{host}", cv.dial_endpoint().port)
+    };
+    format!(
+        "checker passes on {status} from {}{}, which its matcher ({}) accepts, while the client got {} on {}: \
+         the check never reaches what the redirect points to, so the LB keeps a backend users cannot use; \
+         make the check follow the users' path ({users_path}) or accept 2xx only",
+        address(k, kv),
+        location_phrase(k),
+        ranges(kv),
+        result(c),
+        address(c, cv),
+    )
+}
+
+/// " (Location: https://…)" or " (no Location header)".
+fn location_phrase(o: &Outcome) -> String {
+    match &o.location {
+        Some(l) => format!(" (Location: {l})"),
+        None => " (no Location header)".to_owned(),
+    }
+}
+
+/// "https on port 443": where an absolute Location points (`None` for a relative one).
+fn redirect_target(location: &str) -> Option<String> {
+    let (scheme, rest) = location.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // An IPv6 literal's colons are inside its brackets.
+    let port = match hostport.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') && !host.is_empty() => port.parse::<u16>().ok(),
+        _ => None,
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let port = port.or(match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    });
+    Some(match port {
+        Some(p) => format!("{scheme} on port {p}"),
+        None => scheme,
+    })
+}
+
 /// A TCP or TLS check passing while the client fails at `phase`.
 pub(super) fn layer4_check(case: &Case<'_>, phase: Phase) -> String {
     let k = case.checker_view;
