@@ -195,8 +195,8 @@ impl Prober {
             // The record holds the Host value this view sends to `peer` (`Attempt::new` and
             // `probe_address`); the layer sends it and hands back what really went out.
             let host = attempt.outcome.request.host.take();
-            let (sent, result) = http::exchange(io, view, host, h2, deadline).await;
-            let received = sent.received;
+            let (mut sent, result) = http::exchange(io, view, host, h2, deadline).await;
+            let received = std::mem::take(&mut sent.received);
             attempt.record_sent(sent);
             let response = match result {
                 Ok(r) => r,
@@ -204,16 +204,14 @@ impl Prober {
                     // A body that stalled, reset or grew too large: the status and ttfb still
                     // say what the server answered, and how much came.
                     attempt.outcome.status = received.status;
+                    attempt.outcome.location = received.location;
                     attempt.outcome.timings.ttfb = received.ttfb;
                     attempt.outcome.body_bytes = received.body_bytes;
                     return attempt.fail(f);
                 }
             };
             attempt.outcome.status = Some(response.status);
-            if (300..=399).contains(&response.status) {
-                attempt.outcome.location =
-                    response.headers.get(::http::header::LOCATION).map(|l| location_display(l.as_bytes()));
-            }
+            attempt.outcome.location = http::redirect_location(response.status, &response.headers);
             attempt.outcome.timings.ttfb = Some(response.ttfb);
             attempt.outcome.body_bytes = Some(response.body.len() as u64);
             if let Some(f) = http::tls_required(&response) {

@@ -257,41 +257,55 @@ pub(super) fn checker_redirected(case: &Case<'_>) -> String {
     let status = k.status.map_or_else(|| "a redirect".to_owned(), |s| s.to_string());
     let location = location_phrase(k);
     let client = case.client;
-    let client_side = if client.status == k.status && client.ok {
-        format!(
-            "; the client gets the same {status} and its matcher ({}) accepts it",
-            ranges(case.client_view)
-        )
-    } else {
-        format!("; the client gets {} on {}", result(client), address(client, case.client_view))
+    let client_side = match (client.ok, client.status) {
+        (true, Some(s)) if Some(s) == k.status => {
+            format!(
+                "; the client gets the same {s} and its matcher ({}) accepts it",
+                ranges(case.client_view)
+            )
+        }
+        (true, Some(s)) => format!("; the client is served ({s}) on {}", address(client, case.client_view)),
+        _ => format!("; the client gets {} on {}", result(client), address(client, case.client_view)),
     };
     // A switch that heals the check says which difference triggers the redirect.
     let healed = case
         .telling_flips()
         .into_iter()
         .find_map(|a| case.telling_flip(a).filter(|h| h.switched == Side::Checker).map(|h| (a, h)))
-        .map(|(a, h)| format!("; with {} the check succeeds ({})", switched_value(a, h), hybrid_result(h)))
+        .map(|(a, h)| format!("; with {} the check succeeds", switched_value(a, h)))
         .unwrap_or_default();
-    let login = match k.location.as_deref() {
-        Some(l) if super::looks_like_login(l) => match case.attribution {
-            Some(a) if !a.hybrids.is_empty() => {
-                "; the Location looks like a login page, but no switch of the headers confirms missing credentials"
-            }
-            _ => "; the Location looks like a login page (not confirmed: no hybrid probe switched the headers)",
-        },
-        _ => "",
+    let login = k.location.as_deref().is_some_and(super::looks_like_login);
+    let login_note = match (login, case.attribution) {
+        (false, _) => "",
+        (true, Some(a)) if !a.hybrids.is_empty() => {
+            "; the Location looks like a login page, but no switch of the headers confirms missing credentials"
+        }
+        (true, _) => "; the Location looks like a login page (not confirmed: no hybrid probe switched the headers)",
     };
-    let target = match k.location.as_deref().and_then(redirect_target) {
-        Some(t) => format!(" ({t})"),
-        None => String::new(),
+    let advice = if login {
+        " and from authentication, or check a path that answers without credentials".to_owned()
+    } else {
+        match k.location.as_deref().and_then(redirect_target) {
+            // Pointing elsewhere: the scheme and port are what to check instead.
+            Some((scheme, port))
+                if (scheme.as_str(), Some(port)) != (kv.scheme.as_str(), dialed_port(k, kv)) =>
+            {
+                format!(", or check the scheme and port the redirect points to ({scheme} on port {port})")
+            }
+            _ => ", or check the URL the redirect points to".to_owned(),
+        }
     };
     format!(
         "checker got {status} on {}{location}, which its matcher ({}) rejects: the check is redirected{client_side}\
-         {healed}{login}; exempt the health path from the redirect, or check the scheme and port the redirect \
-         points to{target}",
+         {healed}{login_note}; exempt the health path from the redirect{advice}",
         address(k, kv),
         ranges(kv),
     )
+}
+
+/// The port an outcome dialed, else its view's.
+fn dialed_port(o: &Outcome, v: &View) -> Option<u16> {
+    Some(dialed(o).map_or_else(|| v.dial_endpoint().port, |a| a.port()))
 }
 
 /// The checker passes on a redirect while users fail behind it.
@@ -326,8 +340,9 @@ fn location_phrase(o: &Outcome) -> String {
     }
 }
 
-/// "https on port 443": where an absolute Location points (`None` for a relative one).
-fn redirect_target(location: &str) -> Option<String> {
+/// `("https", 443)`: the scheme and port an absolute `http`/`https` Location points to (`None`
+/// for a relative one, or another scheme without a port).
+fn redirect_target(location: &str) -> Option<(String, u16)> {
     let (scheme, rest) = location.split_once("://")?;
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -341,11 +356,8 @@ fn redirect_target(location: &str) -> Option<String> {
         "https" => Some(443),
         "http" => Some(80),
         _ => None,
-    });
-    Some(match port {
-        Some(p) => format!("{scheme} on port {p}"),
-        None => scheme,
-    })
+    })?;
+    Some((scheme, port))
 }
 
 /// A TCP or TLS check passing while the client fails at `phase`.
