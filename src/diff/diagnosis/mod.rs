@@ -8,7 +8,7 @@
 //! 1. the client's DNS answered the wrong address (`dns_wrong_address`);
 //! 2. parallax could not bind the checker's source here (`unattributed`, says so);
 //! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`);
-//! 3a. a redirect: the check answered with a 3xx its matcher rejects (`checker_redirected`,
+//!    then a redirect: the check answered with a 3xx its matcher rejects (`checker_redirected`,
 //!    unless switching the User-Agent heals it, or switching the headers does and the Location
 //!    looks like a login page: then `user_agent_dependent` / `auth_required`), or the checker
 //!    passing on a 3xx while users fail at HTTP (`redirect_masks_outage`);
