@@ -566,7 +566,13 @@ fn redirect_to_a_login_page_is_auth_required_only_when_credentials_flip_it() {
     let gcp = r.outcome("portal", "gcp");
     assert_eq!(gcp["status"], 302);
     assert_eq!(gcp["location"], "http://portal.lab/login?next=/");
-    r.assert_mismatch("portal", "gcp", "false_drain", "auth_required", &["headers"]);
+    let m = r.assert_mismatch("portal", "gcp", "false_drain", "auth_required", &["headers"]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("(Location: http://portal.lab/login?next=/)")
+            && evidence.contains("with the headers [cookie] it succeeds"),
+        "the evidence names the login redirect and the switch that heals it: {evidence}"
+    );
     let secret = PORTAL_COOKIE.trim_start_matches("session=");
     assert!(
         !r.stdout.contains(secret) && !r.stderr.contains(secret),

@@ -20,10 +20,12 @@ use crate::probe::{ErrorCode, Outcome, Phase};
 fn situation(case: &Case<'_>, attribute: Option<Attribute>) -> String {
     let (f, fv, side) = case.failing();
     let with = attribute.map(|a| format!(" with {}", value(a, case.checker_view))).unwrap_or_default();
+    // A redirect says where it points.
+    let location = f.location.as_ref().map(|l| format!(" (Location: {l})")).unwrap_or_default();
     match case.direction {
-        Direction::FalseDrain => format!("{side} got {} on {}{with}", result(f), address(f, fv)),
+        Direction::FalseDrain => format!("{side} got {} on {}{location}{with}", result(f), address(f, fv)),
         Direction::Blackhole => format!(
-            "{side} got {} on {} while the checker passes on {}{with}",
+            "{side} got {} on {}{location} while the checker passes on {}{with}",
             result(f),
             address(f, fv),
             address(case.checker, case.checker_view)

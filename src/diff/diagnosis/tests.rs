@@ -529,6 +529,14 @@ fn redirect_to_login_with_headers_flip_is_auth_not_matcher() {
     let a = attribution(&c, &k, &co, &ko, &login);
     let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
     assert_eq!(f.diagnosis, Diagnosis::AuthRequired, "{}", f.evidence);
+    assert!(
+        f.evidence.starts_with(
+            "checker got 302 on 203.0.113.10:443 (Location: https://shop.example.com/login?next=/cart) with no extra \
+             headers; with the headers [authorization] it succeeds"
+        ),
+        "{}",
+        f.evidence
+    );
     // The same flip for a redirect elsewhere (the client's headers carry what the app wants,
     // say X-Forwarded-Proto): a redirect, not missing credentials.
     let elsewhere = |v: &View| {
