@@ -232,23 +232,19 @@ const REDACTED: &str = "<redacted>";
 /// Relative references (`/login?next=/cart`) are kept relative.
 pub fn location_display(raw: &[u8]) -> String {
     let text: String = raw.escape_ascii().to_string();
-    // The authority starts after `scheme://` or, scheme-relative, after a leading `//`.
-    let authority_start = match text.find("://") {
-        Some(i) if is_scheme(&text[..i]) => Some(i + 3),
-        _ if text.starts_with("//") => Some(2),
-        _ => None,
-    };
+    let parts = location_parts(&text);
     let mut out = String::with_capacity(text.len().min(MAX_LOCATION_CHARS + 16));
-    let mut rest = text.as_str();
-    if let Some(start) = authority_start {
-        out.push_str(&text[..start]);
-        let after = &text[start..];
-        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-        let authority = &after[..end];
+    if let Some(authority) = parts.authority {
+        match parts.scheme {
+            Some(scheme) => {
+                out.push_str(scheme);
+                out.push_str("://");
+            }
+            None => out.push_str("//"),
+        }
         match authority.rfind('@') {
             Some(at) => {
-                let userinfo = &authority[..at];
-                match userinfo.split_once(':') {
+                match authority[..at].split_once(':') {
                     Some((user, _password)) => {
                         out.push_str(user);
                         out.push(':');
@@ -260,8 +256,8 @@ pub fn location_display(raw: &[u8]) -> String {
             }
             None => out.push_str(authority),
         }
-        rest = &after[end..];
     }
+    let rest = parts.rest;
     let (before_fragment, fragment) = match rest.split_once('#') {
         Some((b, f)) => (b, Some(f)),
         None => (rest, None),
@@ -286,6 +282,30 @@ pub fn location_display(raw: &[u8]) -> String {
         out.push_str(REDACTED);
     }
     shorten(&out, MAX_LOCATION_CHARS)
+}
+
+/// A `Location` split where its parts begin: `https` / `ops:pw@shop.example.com:8443` /
+/// `/cart?x=1#f`. A relative reference has neither scheme nor authority; a scheme-relative one
+/// (`//cdn.example/a`) an authority only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocationParts<'a> {
+    /// The scheme, without `://`.
+    pub(crate) scheme: Option<&'a str>,
+    /// User info, host and port.
+    pub(crate) authority: Option<&'a str>,
+    /// Path, query and fragment.
+    pub(crate) rest: &'a str,
+}
+
+/// Splits a `Location` (RFC 3986 reference) into [`LocationParts`].
+pub(crate) fn location_parts(location: &str) -> LocationParts<'_> {
+    let (scheme, after) = match location.find("://") {
+        Some(i) if is_scheme(&location[..i]) => (Some(&location[..i]), &location[i + 3..]),
+        _ if location.starts_with("//") => (None, &location[2..]),
+        _ => return LocationParts { scheme: None, authority: None, rest: location },
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    LocationParts { scheme, authority: Some(&after[..end]), rest: &after[end..] }
 }
 
 /// RFC 3986 `scheme`: a letter, then letters, digits, `+`, `-` or `.`.

@@ -12,6 +12,7 @@ use crate::diff::attribute::{effective_host, effective_sni, Attribute};
 use crate::diff::attribution::dialed;
 use crate::diff::hybrid::{HybridResult, Side};
 use crate::diff::Direction;
+use crate::probe::outcome::location_parts;
 use crate::probe::{ErrorCode, Outcome, Phase};
 
 /// "checker got http_tls_required on 10.0.0.5:30080" (false drain) or "client got 503 on
@@ -345,8 +346,8 @@ fn location_phrase(o: &Outcome) -> String {
 /// `("https", 443)`: the scheme and port an absolute `http`/`https` Location points to (`None`
 /// for a relative one, or another scheme without a port).
 fn redirect_target(location: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = location.split_once("://")?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let parts = location_parts(location);
+    let (scheme, authority) = (parts.scheme?, parts.authority?);
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     // An IPv6 literal's colons are inside its brackets.
     let port = match hostport.rsplit_once(':') {

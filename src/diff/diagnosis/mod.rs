@@ -37,6 +37,7 @@ use super::attribution::Attribution;
 use super::hybrid::{HybridResult, Side};
 use super::Direction;
 use crate::config::{ProfileName, View};
+use crate::probe::outcome::location_parts;
 use crate::probe::{ErrorCode, Outcome, Phase};
 
 /// The closed set of diagnoses (docs/errors.md#diagnoses). Stable snake_case names.
@@ -446,18 +447,7 @@ const LOGIN_WORDS: &[&str] = &["login", "signin", "sign-in", "sign_in", "logon",
 /// Whether a Location's path or query (not its host) mentions a login (`/login?next=/`,
 /// `/oauth2/start`, `/sso/...`, `/signin`). `auth` covers `oauth` and `authorize`.
 pub(super) fn looks_like_login(location: &str) -> bool {
-    let after_authority = match location.find("://") {
-        Some(i) => {
-            let rest = &location[i + 3..];
-            rest.find(['/', '?', '#']).map_or("", |end| &rest[end..])
-        }
-        None if location.starts_with("//") => {
-            let rest = &location[2..];
-            rest.find(['/', '?', '#']).map_or("", |end| &rest[end..])
-        }
-        None => location,
-    };
-    let lower = after_authority.to_ascii_lowercase();
+    let lower = location_parts(location).rest.to_ascii_lowercase();
     LOGIN_WORDS.iter().any(|w| lower.contains(w))
 }
 
