@@ -60,6 +60,7 @@ fn outcome(view: &View, ok: bool) -> Outcome {
         error: (!ok).then_some(ErrorCode::HttpStatus),
         detail: (!ok).then(|| "status 503, expected 200-299".to_owned()),
         status: Some(if ok { 200 } else { 503 }),
+        location: None,
         grpc_status: None,
         local_endpoints: None,
         timings: Timings {

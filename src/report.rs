@@ -176,7 +176,8 @@ pub fn table(plan: &Plan, outcomes: &[Outcome], mismatches: &[Mismatch], summary
     out
 }
 
-/// One block: a label column and one column per outcome, then the failure details of `details`.
+/// One block: a label column and one column per outcome, then the failure details of `details`
+/// and the `Location` of each redirect among them.
 fn side_by_side(columns: &[&Outcome], details: &[&Outcome]) -> String {
     const LABELS: [&str; 9] = ["", "result", "status", "total", "dialed", "request", "host", "tls", "sent"];
     let cells: Vec<[String; 9]> = columns.iter().map(|o| column(o)).collect();
@@ -192,9 +193,22 @@ fn side_by_side(columns: &[&Outcome], details: &[&Outcome]) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    for o in details.iter().filter(|o| !o.ok) {
-        if let Some(d) = &o.detail {
-            let _ = writeln!(out, "  ↳ {}: {d}", o.view);
+    for o in details {
+        // A redirect's Location says where the answer points, passing or not.
+        let location = o.location.as_deref().map(|l| format!("Location: {l}"));
+        match (o.ok, &o.detail, location) {
+            (false, Some(d), Some(l)) => {
+                let _ = writeln!(out, "  ↳ {}: {d}; {l}", o.view);
+            }
+            (false, Some(d), None) => {
+                let _ = writeln!(out, "  ↳ {}: {d}", o.view);
+            }
+            (_, _, Some(l)) => {
+                let status = o.status.map(|s| format!("{s} ")).unwrap_or_default();
+                let result = if o.ok { "ok on " } else { "" };
+                let _ = writeln!(out, "  ↳ {}: {result}{status}{l}", o.view);
+            }
+            _ => {}
         }
     }
     out

@@ -131,6 +131,7 @@ pub(crate) fn outcome_for(view: &View, ok: bool, error: Option<ErrorCode>, statu
         error,
         detail: error.map(|e| format!("synthetic {e}")),
         status,
+        location: None,
         grpc_status: None,
         local_endpoints: None,
         timings: Timings::default(),

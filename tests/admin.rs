@@ -156,6 +156,7 @@ fn outcome(view: &View, status: u16, error: Option<ErrorCode>, total_ms: u64) ->
         error,
         detail: error.map(|_| format!("HTTP/1.1 {status} Service Unavailable {HOSTILE}")),
         status: Some(status),
+        location: None,
         grpc_status: None,
         local_endpoints: None,
         timings: Timings {
@@ -339,7 +340,11 @@ fn status_doc(plan: &Plan) -> StatusDoc {
                     view_status(
                         kubelet,
                         verdict("healthy", kubelet, 9, 0),
-                        Some(outcome(kubelet, 200, None, 1)),
+                        // kubelet accepts the app's redirect (200-399): its Location is shown.
+                        Some(Outcome {
+                            location: Some("https://pay.example.com/ready".to_owned()),
+                            ..outcome(kubelet, 308, None, 1)
+                        }),
                         recent(9, |_| false, ErrorCode::HttpStatus),
                     ),
                 ],
@@ -522,6 +527,12 @@ async fn status_is_the_status_document_as_json() {
     assert_eq!(shop["views"][0]["verdict"]["state"], "unhealthy");
     assert_eq!(shop["views"][0]["last_outcome"]["error"], "http_status");
     assert_eq!(shop["views"][0]["last_outcome"]["status"], 503);
+    assert_eq!(shop["views"][0]["last_outcome"]["location"], serde_json::Value::Null);
+    let kubelet = &served["targets"][1]["views"][1]["last_outcome"];
+    assert_eq!(
+        (kubelet["status"].as_u64(), kubelet["location"].as_str()),
+        (Some(308), Some("https://pay.example.com/ready"))
+    );
     assert_eq!(shop["views"][1]["profile"], "aws-nlb");
     assert_eq!(shop["views"][1]["verdict"]["state"], "healthy");
     let m = &shop["mismatches"][0];
@@ -850,6 +861,11 @@ async fn dashboard_renders_views_verdicts_and_mismatches_in_chromium() {
     // The agreeing target.
     assert!(!payments.contains("data-mismatch="), "payments has no mismatch");
     assert_has(start_tag(payments, "data-view=\"kubelet\""), "data-verdict=\"healthy\"", "kubelet verdict");
+    assert_has(
+        element(payments, "data-view=\"kubelet\"", "</article>"),
+        "class=\"outcome-status\">308 → <code class=\"outcome-location\">https://pay.example.com/ready</code><",
+        "the redirect's Location next to its status",
+    );
     assert_has(payments, "no open mismatch", "payments summary");
 
     // Hostile text stays text; the secret is nowhere.

@@ -687,7 +687,10 @@ async fn readiness_204_failed_by_a_200_only_checker_is_status_matcher_mismatch()
     config.push_str(&target("redirect", &client_keys("http", app.addr, "/"), &[("gcp", &gcp("/"))]));
     dir.file("shop.toml", &config);
     let round = probe_and_diff(&dir).await;
-    for (name, status) in [("ready", 204), ("redirect", 301)] {
+    // The 301 is not a matter of matchers: the check is redirected (issue 12).
+    for (name, status, diagnosis) in
+        [("ready", 204, Diagnosis::StatusMatcherMismatch), ("redirect", 301, Diagnosis::CheckerRedirected)]
+    {
         assert!(round.outcome(name, "client").ok);
         assert_eq!(round.outcome(name, "gcp").status, Some(status));
         assert_mismatch(
@@ -695,7 +698,7 @@ async fn readiness_204_failed_by_a_200_only_checker_is_status_matcher_mismatch()
             Want {
                 checker: "gcp",
                 direction: Direction::FalseDrain,
-                diagnosis: Diagnosis::StatusMatcherMismatch,
+                diagnosis,
                 flipped: &[],
                 evidence: &[
                     &format!("checker got {status}"),
@@ -705,6 +708,105 @@ async fn readiness_204_failed_by_a_200_only_checker_is_status_matcher_mismatch()
             },
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// checker_redirected, redirect_masks_outage
+
+#[tokio::test]
+async fn health_check_redirected_to_https_is_checker_redirected() {
+    // The app redirects every request without X-Forwarded-Proto: https (drone/drone#2706), to a
+    // Location that carries user info and a token: both are redacted wherever it is shown.
+    let app = HttpServer::start(
+        lo(121),
+        router(|req| match req.header("x-forwarded-proto") {
+            Some("https") => Reply::ok("ok"),
+            _ => Reply::status(301, "")
+                .header("location", "https://ops:hunter2@shop.test/healthz?token=t0ken-9d"),
+        }),
+    )
+    .await;
+    let dir = ProbesDir::new();
+    let client =
+        format!("{}\nheaders = {{ x-forwarded-proto = \"https\" }}", client_keys("http", app.addr, "/"));
+    let gcp = format!("profile = \"gcp\"\nurl = \"http://{}/healthz\"", app.addr);
+    dir.file("shop.toml", &target("shop", &client, &[("gcp", &gcp)]));
+    let shown = "https://ops:<redacted>@shop.test/healthz?token=<redacted>";
+    for attribution in [true, false] {
+        let settings = AttributionSettings { enabled: attribution, ..AttributionSettings::default() };
+        let round = probe_and_diff_with(&dir, &settings).await;
+        assert!(round.outcome("shop", "client").ok);
+        assert_eq!(round.outcome("shop", "client").location, None);
+        let checker = round.outcome("shop", "gcp");
+        assert_eq!((checker.status, checker.location.as_deref()), (Some(301), Some(shown)));
+        let flipped: &[Attribute] = if attribution { &[Attribute::Headers] } else { &[] };
+        let healed: &[&str] =
+            if attribution { &["with the headers [x-forwarded-proto] the check succeeds"] } else { &[] };
+        let m = round.only_mismatch("shop");
+        assert_mismatch(
+            m,
+            Want {
+                checker: "gcp",
+                direction: Direction::FalseDrain,
+                diagnosis: Diagnosis::CheckerRedirected,
+                flipped,
+                evidence: &[
+                    &format!("checker got 301 on {} (Location: {shown}), which its matcher (200) rejects", app.addr),
+                    "exempt the health path from the redirect, or check the scheme and port the redirect points \
+                     to (https on port 443)",
+                ],
+            },
+        );
+        assert!(healed.iter().all(|h| m.evidence.contains(h)), "{}", m.evidence);
+        let table = round.table();
+        assert!(table.contains(&format!("Location: {shown}")), "the table shows the Location:\n{table}");
+        let json = serde_json::to_string(&round.outcomes).expect("outcomes serialize");
+        for secret in ["hunter2", "t0ken-9d"] {
+            assert!(
+                !table.contains(secret) && !json.contains(secret) && !m.evidence.contains(secret),
+                "{secret}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn checker_passing_on_a_redirect_while_users_get_503_is_redirect_masks_outage() {
+    // nginx answers 301 on the HTTP port whatever the app's state (wellcomecollection/platform#608);
+    // HAProxy accepts 3xx, users' route is down.
+    let app = HttpServer::start(
+        lo(122),
+        router(|req| match req.path.as_str() {
+            "/" => Reply::status(301, "").header("location", "https://shop.test/"),
+            _ => Reply::status(503, "no healthy upstream"),
+        }),
+    )
+    .await;
+    let dir = ProbesDir::new();
+    let haproxy = format!("profile = \"haproxy\"\nurl = \"http://{}/\"", app.addr);
+    dir.file("shop.toml", &target("shop", &client_keys("http", app.addr, "/cart"), &[("lb", &haproxy)]));
+    let round = probe_and_diff(&dir).await;
+    assert_eq!(round.outcome("shop", "client").status, Some(503));
+    let lb = round.outcome("shop", "lb");
+    assert!(lb.ok);
+    assert_eq!((lb.status, lb.location.as_deref()), (Some(301), Some("https://shop.test/")));
+    assert_mismatch(
+        round.only_mismatch("shop"),
+        Want {
+            checker: "lb",
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::RedirectMasksOutage,
+            flipped: &[Attribute::Path],
+            evidence: &[
+                &format!("checker passes on 301 from {} (Location: https://shop.test/)", app.addr),
+                "which its matcher (200-399) accepts, while the client got 503",
+                "make the check follow the users' path",
+                "or accept 2xx only",
+            ],
+        },
+    );
+    let table = round.table();
+    assert!(table.contains("lb: ok on 301 Location: https://shop.test/"), "{table}");
 }
 
 // ---------------------------------------------------------------------------------------------

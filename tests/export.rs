@@ -761,3 +761,41 @@ async fn the_env_secret_appears_in_no_span_metric_or_event() {
     assert!(!lines.contains(COLLECTOR_KEY) && !metrics.contains(COLLECTOR_KEY));
     assert!(!format!("{t:?}").contains(COLLECTOR_KEY));
 }
+
+#[tokio::test]
+async fn a_redirect_span_carries_its_location_redacted_as_the_semconv_response_header() {
+    let app = HttpServer::start(
+        lo(124),
+        router(|_| {
+            Reply::status(301, "").header("location", "https://ops:pw-77c1@shop.test/cart?token=tk-5e")
+        }),
+    )
+    .await;
+    let receiver = OtlpReceiver::start(lo(125)).await;
+    let events = Captured::default();
+    let t = telemetry(&settings(&receiver.endpoint(), OtlpProtocol::Grpc, 0.0), &events);
+    let dir = ProbesDir::new();
+    let checker = format!("profile = \"gcp\"\nurl = \"http://{}/healthz\"", app.addr);
+    dir.file("shop.toml", &target("shop", &format!("url = \"http://{}/\"", app.addr), &[("gcp", &checker)]));
+    let plan = dir.load();
+    let gcp = view(&plan, "shop", "gcp");
+    let outcome = probe_one(gcp).await;
+    assert_eq!((outcome.ok, outcome.status), (false, Some(301)), "{outcome:#?}");
+    let shown = "https://ops:<redacted>@shop.test/cart?token=<redacted>";
+    assert_eq!(outcome.location.as_deref(), Some(shown));
+    let span = t.probe(&report(gcp, &outcome, None, false)).expect("a failure is exported");
+
+    let spans = wait_spans(&receiver, 1).await;
+    let root = spans_named(&spans, "parallax.probe")
+        .into_iter()
+        .find(|s| s.span_id() == span.span_id_hex())
+        .expect("the probe span");
+    assert_eq!(root.attr("http.response.status_code").as_deref(), Some("301"));
+    assert_eq!(root.attr("http.response.header.location").as_deref(), Some(shown));
+    let events = events.text();
+    for secret in ["pw-77c1", "tk-5e"] {
+        assert!(spans.iter().all(|s| !format!("{:?}", s.span).contains(secret)), "{secret} in a span");
+        assert!(!events.contains(secret), "{secret} in an event");
+    }
+    t.shutdown(Duration::from_secs(5)).await;
+}

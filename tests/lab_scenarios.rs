@@ -8,7 +8,7 @@
 
 mod lab;
 
-use lab::ingress::ADMIN_AUTHORIZATION;
+use lab::ingress::{ADMIN_AUTHORIZATION, PORTAL_COOKIE};
 use lab::probe::Expect::{Fail, Ok};
 use lab::{Lab, Ns, CHECKER_IP, DNS, DNS_ANSWER_SHOP, NODE_IPS, OLD_VIP, VIP};
 
@@ -415,9 +415,10 @@ fn status_204_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_mis
 }
 
 /// The ingress redirects plain HTTP to HTTPS (ssl-redirect): users follow it and are served, a
-/// 200-only checker on :80 fails on the 308 (field failure 1).
+/// 200-only checker on :80 fails on the 308 (field failure 1). The matcher is not what to fix:
+/// the check is redirected.
 #[test]
-fn redirect_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_mismatch() {
+fn redirect_accepted_by_clients_fails_a_200_only_checker_is_checker_redirected() {
     let lab = Lab::start("status_3xx");
     let checker =
         format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/\"\nhost = \"www.lab\"", node(0));
@@ -426,7 +427,8 @@ fn redirect_accepted_by_clients_fails_a_200_only_checker_is_status_matcher_misma
     assert_eq!(r.outcome("www", "client")["status"], 308);
     r.assert_outcome("www", "gcp", Fail("http", "http_status"));
     assert_eq!(r.outcome("www", "gcp")["status"], 308);
-    r.assert_mismatch("www", "gcp", "false_drain", "status_matcher_mismatch", &[]);
+    assert_eq!(r.outcome("www", "gcp")["location"], "https://www.lab/");
+    r.assert_mismatch("www", "gcp", "false_drain", "checker_redirected", &[]);
 }
 
 /// Every route of `admin.lab` needs credentials; the check sends none (field failure 15).
@@ -600,4 +602,129 @@ fn default_vhost_404_then_204_vs_gcp_needs_host_and_matcher() {
         combinations.iter().any(|c| c["view"] == "gcp~host+matcher" && c["healed"] == true),
         "the healing combination was probed for real: {combinations:#?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redirects (field failures 1, 2 and 15)
+// ---------------------------------------------------------------------------------------------
+
+/// The app behind NodePort 30081 redirects every request without `X-Forwarded-Proto: https` to
+/// HTTPS, the health path too: GCP's check (200 only) fails on the 301 while users, through the
+/// LB on HTTPS, are served (field failure 1).
+#[test]
+fn health_port_301_to_https_vs_a_gcp_checker_is_checker_redirected() {
+    let lab = Lab::start("redirect_gcp");
+    let checker = format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}:30081/healthz\"", node(0));
+    let r = lab.probe(Ns::Client, &target("web", &https_client(&lab, "shop.lab", "/cart"), &[&checker]));
+    r.assert_outcome("web", "client", Ok);
+    assert_eq!(r.outcome("web", "client")["location"], serde_json::Value::Null, "no redirect, no location");
+    r.assert_outcome("web", "gcp", Fail("http", "http_status"));
+    let gcp = r.outcome("web", "gcp");
+    assert_eq!(gcp["status"], 301);
+    let location = format!("https://{}/healthz", node(0));
+    assert_eq!(gcp["location"], location.as_str());
+    let m = r.assert_mismatch("web", "gcp", "false_drain", "checker_redirected", &[]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains(&format!("(Location: {location})"))
+            && evidence.contains("its matcher (200) rejects")
+            && evidence.contains("exempt the health path from the redirect"),
+        "the evidence names the Location, the matcher and what to do: {evidence}"
+    );
+}
+
+/// The same app checked by an ALB (200 by default). Users' requests reach it through the ALB
+/// with `X-Forwarded-Proto: https`: switching the headers heals the check, and still it is a
+/// redirect, not missing credentials (the Location is no login page).
+#[test]
+fn health_port_301_to_https_vs_an_alb_checker_is_checker_redirected() {
+    let lab = Lab::start("redirect_alb");
+    let client =
+        format!("{}\nheaders = {{ x-forwarded-proto = \"https\" }}", https_client(&lab, "shop.lab", "/cart"));
+    let checker =
+        format!("name = \"alb\"\nprofile = \"aws-alb\"\nurl = \"http://{}:30081/healthz\"", node(0));
+    let r = lab.probe(Ns::Client, &target("web", &client, &[&checker]));
+    r.assert_outcome("web", "client", Ok);
+    r.assert_outcome("web", "alb", Fail("http", "http_status"));
+    let alb = r.outcome("web", "alb");
+    assert_eq!(alb["status"], 301);
+    assert_eq!(alb["location"], format!("https://{}/healthz", node(0)).as_str());
+    let m = r.assert_mismatch("web", "alb", "false_drain", "checker_redirected", &["headers"]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("with the headers [x-forwarded-proto] the check succeeds"),
+        "the evidence names the switch that heals the check: {evidence}"
+    );
+}
+
+/// nginx redirects the HTTP port to HTTPS whatever the state of the app, which is down: HAProxy
+/// (2xx and 3xx pass) keeps the backend while users get 503 (field failure 2).
+#[test]
+fn haproxy_passing_on_a_301_while_users_get_503_is_redirect_masks_outage() {
+    let lab = Lab::start("redirect_masks");
+    let checker =
+        format!("name = \"lb\"\nprofile = \"haproxy\"\nurl = \"http://{}/\"\nhost = \"outage.lab\"", node(0));
+    let r = lab.probe(Ns::Client, &target("outage", &https_client(&lab, "outage.lab", "/"), &[&checker]));
+    r.assert_outcome("outage", "client", Fail("http", "http_status"));
+    assert_eq!(r.outcome("outage", "client")["status"], 503);
+    r.assert_outcome("outage", "lb", Ok);
+    let lb = r.outcome("outage", "lb");
+    assert_eq!((lb["status"].as_u64(), lb["location"].as_str()), (Some(301), Some("https://outage.lab/")));
+    let m = r.assert_mismatch("outage", "lb", "blackhole", "redirect_masks_outage", &[]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("checker passes on 301")
+            && evidence.contains("(Location: https://outage.lab/)")
+            && evidence.contains("client got 503")
+            && evidence.contains("accept 2xx only"),
+        "the evidence names the status, the Location, what users got and what to do: {evidence}"
+    );
+}
+
+/// `portal.lab` redirects to its login page (302 `Location: …/login?next=/`) unless the session
+/// cookie is sent; signed-in users get 200. With attribution, switching the headers flips the
+/// check: `auth_required`. Without that flip — attribution off, or users without the cookie —
+/// the same 302 is only a redirect.
+#[test]
+fn redirect_to_a_login_page_is_auth_required_only_when_credentials_flip_it() {
+    let lab = Lab::start("redirect_login");
+    let signed_in =
+        format!("{}\nheaders = {{ cookie = \"{PORTAL_COOKIE}\" }}", http_client("portal.lab", "/"));
+    let checker =
+        format!("name = \"gcp\"\nprofile = \"gcp\"\nurl = \"http://{}/\"\nhost = \"portal.lab\"", node(0));
+    let toml = target("portal", &signed_in, &[&checker]);
+    let r = lab.probe(Ns::Client, &toml);
+    r.assert_outcome("portal", "client", Ok);
+    assert_eq!(r.outcome("portal", "client")["status"], 200);
+    r.assert_outcome("portal", "gcp", Fail("http", "http_status"));
+    let gcp = r.outcome("portal", "gcp");
+    assert_eq!(gcp["status"], 302);
+    assert_eq!(gcp["location"], "http://portal.lab/login?next=/");
+    let m = r.assert_mismatch("portal", "gcp", "false_drain", "auth_required", &["headers"]);
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("(Location: http://portal.lab/login?next=/)")
+            && evidence.contains("with the headers [cookie] it succeeds"),
+        "the evidence names the login redirect and the switch that heals it: {evidence}"
+    );
+    let secret = PORTAL_COOKIE.trim_start_matches("session=");
+    assert!(
+        !r.stdout.contains(secret) && !r.stderr.contains(secret),
+        "the cookie never appears in the output"
+    );
+
+    // The codes alone cannot tell a login page from any redirect.
+    let r = lab.probe_with(Ns::Client, lab::probe::LAB_DEFAULTS, &toml, &["--no-attribution"]);
+    let m = r.assert_mismatch("portal", "gcp", "false_drain", "checker_redirected", &[]);
+    assert!(
+        m["evidence"].as_str().is_some_and(|e| e.contains("looks like a login page (not confirmed")),
+        "{m}"
+    );
+
+    // Users who did not sign in get the same 302, which their matcher (200-399) accepts: no
+    // credentials differ, nothing flips, and the check is redirected.
+    let r = lab.probe(Ns::Client, &target("portal", &http_client("portal.lab", "/"), &[&checker]));
+    r.assert_outcome("portal", "client", Ok);
+    assert_eq!(r.outcome("portal", "client")["status"], 302);
+    r.assert_mismatch("portal", "gcp", "false_drain", "checker_redirected", &[]);
 }

@@ -932,3 +932,27 @@ fn every_error_code_is_covered_or_explained() {
         assert!(reason.len() > 40, "{code:?} needs a real reason");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// redirects
+
+#[tokio::test]
+async fn a_redirect_records_its_location_redacted_also_when_its_body_stalls() {
+    let head = b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://ops:pw-1f@shop.test/cart\r\ncontent-length: 100\r\n\r\nhi"
+        .to_vec();
+    let script = vec![Step::ReadHead, Step::Write(head), Step::Sleep(Duration::from_secs(3)), Step::Close];
+    let server = RawServer::start(lo(123), script).await;
+    let (_dir, view) = client_view(&format!("url = \"http://{}/\"\ntimeout = \"500ms\"", server.addr));
+    let outcome = probe_one(&view).await;
+    assert_code(&outcome, ErrorCode::HttpTimeout, Phase::Http);
+    assert_eq!(outcome.status, Some(301));
+    assert_eq!(outcome.location.as_deref(), Some("https://ops:<redacted>@shop.test/cart"));
+
+    // Only a 3xx's Location is kept.
+    let server =
+        HttpServer::start(lo(123), router(|_| Reply::ok("ok").header("location", "/elsewhere"))).await;
+    let (_dir, view) = client_view(&format!("url = \"http://{}/\"", server.addr));
+    let outcome = probe_one(&view).await;
+    assert_ok(&outcome);
+    assert_eq!(outcome.location, None);
+}

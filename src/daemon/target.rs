@@ -258,6 +258,7 @@ impl OpenRecord {
             None => Mismatch {
                 diagnosis: Diagnosis::Pending,
                 flipped: Vec::new(),
+                causes: Vec::new(),
                 evidence: "attribution is probing hybrids; the diagnosis follows".to_owned(),
                 ..self.mismatch.clone()
             },

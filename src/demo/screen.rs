@@ -369,6 +369,7 @@ mod tests {
             error: Some(ErrorCode::HttpStatus),
             detail: None,
             status: Some(503),
+            location: None,
             grpc_status: None,
             local_endpoints: None,
             timings: Timings { total: Duration::from_micros(1250), ..Timings::default() },

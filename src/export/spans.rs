@@ -243,6 +243,10 @@ fn push_response_attributes(attributes: &mut Vec<KeyValue>, outcome: &Outcome) {
     if let Some(status) = outcome.status {
         attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
     }
+    if let Some(location) = &outcome.location {
+        // Semconv: `http.response.header.<name>` is a string array (one value per header line).
+        attributes.push(strings("http.response.header.location", [location.clone()]));
+    }
     if let Some(grpc) = &outcome.grpc_status {
         attributes.push(s("parallax.grpc.health_status", grpc.clone()));
     }
@@ -500,6 +504,31 @@ mod tests {
         o.timings =
             Timings { connect: Some(MS), tls: Some(MS), ttfb: Some(MS), total: 5 * MS, ..Timings::default() };
         assert_eq!(layout(&o).last(), Some(&("http", 2, 5, true)));
+    }
+
+    #[test]
+    fn a_redirect_carries_its_location_as_the_semconv_response_header() {
+        let v = view("shop", "gcp");
+        let mut o = outcome_for(&v, false, Some(ErrorCode::HttpStatus), Some(301));
+        o.location = Some("https://shop.example.com/healthz".into());
+        let report = ProbeReport {
+            view: &v,
+            outcome: &o,
+            started: SystemTime::UNIX_EPOCH,
+            lateness: MS,
+            change: None,
+            force: true,
+        };
+        let attributes = probe_attributes(&report, Sampling::Failure);
+        let location = attributes.iter().find(|kv| kv.key.as_str() == "http.response.header.location");
+        assert_eq!(
+            location.map(|kv| kv.value.clone()),
+            Some(Value::Array(Array::String(vec![StringValue::from("https://shop.example.com/healthz")])))
+        );
+        let plain = outcome_for(&v, false, Some(ErrorCode::HttpStatus), Some(503));
+        let report = ProbeReport { outcome: &plain, ..report };
+        let attributes = probe_attributes(&report, Sampling::Failure);
+        assert!(attributes.iter().all(|kv| kv.key.as_str() != "http.response.header.location"));
     }
 
     #[test]

@@ -22,7 +22,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-pub use outcome::{ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary};
+pub use outcome::{
+    location_display, ErrorCode, Failure, Outcome, Phase, RequestSummary, Timings, TlsSummary,
+    MAX_LOCATION_CHARS,
+};
 
 use crate::config::{Dialed, Host, View};
 
@@ -192,8 +195,8 @@ impl Prober {
             // The record holds the Host value this view sends to `peer` (`Attempt::new` and
             // `probe_address`); the layer sends it and hands back what really went out.
             let host = attempt.outcome.request.host.take();
-            let (sent, result) = http::exchange(io, view, host, h2, deadline).await;
-            let received = sent.received;
+            let (mut sent, result) = http::exchange(io, view, host, h2, deadline).await;
+            let received = std::mem::take(&mut sent.received);
             attempt.record_sent(sent);
             let response = match result {
                 Ok(r) => r,
@@ -201,12 +204,14 @@ impl Prober {
                     // A body that stalled, reset or grew too large: the status and ttfb still
                     // say what the server answered, and how much came.
                     attempt.outcome.status = received.status;
+                    attempt.outcome.location = received.location;
                     attempt.outcome.timings.ttfb = received.ttfb;
                     attempt.outcome.body_bytes = received.body_bytes;
                     return attempt.fail(f);
                 }
             };
             attempt.outcome.status = Some(response.status);
+            attempt.outcome.location = http::redirect_location(response.status, &response.headers);
             attempt.outcome.timings.ttfb = Some(response.ttfb);
             attempt.outcome.body_bytes = Some(response.body.len() as u64);
             if let Some(f) = http::tls_required(&response) {
@@ -296,6 +301,7 @@ impl Attempt {
                 error: None,
                 detail: None,
                 status: None,
+                location: None,
                 grpc_status: None,
                 local_endpoints: None,
                 timings: Timings::default(),

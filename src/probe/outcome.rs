@@ -214,6 +214,112 @@ pub(crate) fn shorten(s: &str, max_chars: usize) -> String {
     }
 }
 
+/// The longest `Location` an outcome keeps (characters; longer ones are cut and end in `…`).
+pub const MAX_LOCATION_CHARS: usize = 256;
+
+/// Query parameters whose values a `Location` never shows: a name containing one of these
+/// (case-insensitive) looks like it carries a credential (`access_token`, `X-Amz-Signature`,
+/// an OAuth `code`, a `session` id).
+const SECRET_QUERY_NAMES: &[&str] =
+    &["token", "secret", "password", "passwd", "pwd", "key", "sig", "code", "session", "credential", "auth"];
+
+const REDACTED: &str = "<redacted>";
+
+/// A response's `Location` as outputs show it: the URL's user info `<redacted>` (`user:<redacted>@`
+/// with a password, `<redacted>@` for a bare user, which may be a token), the values of
+/// credential-looking query parameters and any fragment (where OAuth puts tokens) `<redacted>`,
+/// bytes that are not printable ASCII escaped, and the whole cut to [`MAX_LOCATION_CHARS`].
+/// Relative references (`/login?next=/cart`) are kept relative.
+pub fn location_display(raw: &[u8]) -> String {
+    let text: String = raw.escape_ascii().to_string();
+    let parts = location_parts(&text);
+    let mut out = String::with_capacity(text.len().min(MAX_LOCATION_CHARS + 16));
+    if let Some(authority) = parts.authority {
+        match parts.scheme {
+            Some(scheme) => {
+                out.push_str(scheme);
+                out.push_str("://");
+            }
+            None => out.push_str("//"),
+        }
+        match authority.rfind('@') {
+            Some(at) => {
+                match authority[..at].split_once(':') {
+                    Some((user, _password)) => {
+                        out.push_str(user);
+                        out.push(':');
+                        out.push_str(REDACTED);
+                    }
+                    None => out.push_str(REDACTED),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+    }
+    let rest = parts.rest;
+    let (before_fragment, fragment) = match rest.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (rest, None),
+    };
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if secret_query_name(name) => format!("{name}={REDACTED}"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&pairs.join("&"));
+        }
+        None => out.push_str(before_fragment),
+    }
+    if fragment.is_some_and(|f| !f.is_empty()) {
+        out.push('#');
+        out.push_str(REDACTED);
+    }
+    shorten(&out, MAX_LOCATION_CHARS)
+}
+
+/// A `Location` split where its parts begin: `https` / `ops:pw@shop.example.com:8443` /
+/// `/cart?x=1#f`. A relative reference has neither scheme nor authority; a scheme-relative one
+/// (`//cdn.example/a`) an authority only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocationParts<'a> {
+    /// The scheme, without `://`.
+    pub(crate) scheme: Option<&'a str>,
+    /// User info, host and port.
+    pub(crate) authority: Option<&'a str>,
+    /// Path, query and fragment.
+    pub(crate) rest: &'a str,
+}
+
+/// Splits a `Location` (RFC 3986 reference) into [`LocationParts`].
+pub(crate) fn location_parts(location: &str) -> LocationParts<'_> {
+    let (scheme, after) = match location.find("://") {
+        Some(i) if is_scheme(&location[..i]) => (Some(&location[..i]), &location[i + 3..]),
+        _ if location.starts_with("//") => (None, &location[2..]),
+        _ => return LocationParts { scheme: None, authority: None, rest: location },
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    LocationParts { scheme, authority: Some(&after[..end]), rest: &after[end..] }
+}
+
+/// RFC 3986 `scheme`: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+fn secret_query_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_QUERY_NAMES.iter().any(|s| name.contains(s))
+}
+
 /// Phase durations, taken from the monotonic clock at the I/O edges. `None` when the phase did
 /// not run (no DNS for an IP literal, no TLS for plain HTTP) or did not finish.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -322,6 +428,9 @@ pub struct Outcome {
     pub detail: Option<String>,
     /// HTTP status, when a response head was read.
     pub status: Option<u16>,
+    /// The `Location` header of a 3xx response, as [`location_display`] shows it (user info and
+    /// secret-looking query values `<redacted>`, at most [`MAX_LOCATION_CHARS`]); `null` otherwise.
+    pub location: Option<String>,
     /// gRPC health status name (`SERVING`, `NOT_SERVING`...), for gRPC views.
     pub grpc_status: Option<String>,
     /// kube-proxy `localEndpoints`, when the body carried it.
@@ -353,5 +462,47 @@ impl Outcome {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_never_shows_user_info_or_credential_looking_query_values() {
+        let cases = [
+            ("https://shop.example.com/cart", "https://shop.example.com/cart"),
+            ("https://ops:hunter2@shop.example.com/", "https://ops:<redacted>@shop.example.com/"),
+            ("https://ghp_tok3n@github.example/x", "https://<redacted>@github.example/x"),
+            ("//u:p@cdn.example/a", "//u:<redacted>@cdn.example/a"),
+            ("/login?next=/cart", "/login?next=/cart"),
+            (
+                "https://idp.example/authorize?client_id=shop&access_token=abc&X-Amz-Signature=f00&next=%2F",
+                "https://idp.example/authorize?client_id=shop&access_token=<redacted>&X-Amz-Signature=<redacted>&next=%2F",
+            ),
+            ("https://shop.example.com/cb#access_token=abc", "https://shop.example.com/cb#<redacted>"),
+            ("https://a@b@host.example/", "https://<redacted>@host.example/"),
+            ("http://host/p?@x", "http://host/p?@x"),
+            ("/odd\r\n", "/odd\\r\\n"),
+        ];
+        for (raw, shown) in cases {
+            assert_eq!(location_display(raw.as_bytes()), shown, "{raw}");
+        }
+        for secret in ["hunter2", "ghp_tok3n", "abc", "f00"] {
+            for (raw, _) in cases {
+                assert!(!location_display(raw.as_bytes()).contains(secret), "{raw} shows {secret}");
+            }
+        }
+        assert_eq!(location_display(b"/\xff\x01"), "/\\xff\\x01");
+        assert_eq!(location_display(&[b'/', 0xff, 0x01]), "/\\xff\\x01");
+    }
+
+    #[test]
+    fn a_location_is_bounded() {
+        let long = format!("https://shop.example.com/{}", "a".repeat(10_000));
+        let shown = location_display(long.as_bytes());
+        assert_eq!(shown.chars().count(), MAX_LOCATION_CHARS + 1);
+        assert!(shown.ends_with('…'));
     }
 }

@@ -8,6 +8,7 @@
 //! | `A:30080` | kube-proxy's NodePort of service `shop`, to the shop pod |
 //! | `A:32456` | kube-proxy's `healthCheckNodePort` of `shop` (ETP Local): 503 `localEndpoints: 0` on node 1, 200 `localEndpoints: 1` on node 2 |
 //! | `A:8443` | the `secure` pod (hostNetwork), which serves HTTPS itself |
+//! | `A:30081` | the NodePort of `web`, an app that redirects to HTTPS unless `X-Forwarded-Proto: https` |
 //! | `127.0.0.1:8081`, `:8082` | the shop pod (200; `/ready` 204) and the checkout pod (503: its database is down) |
 //!
 //! Ingress hosts: `shop.lab` (healthy), `checkout.lab` (shallow `/healthz`, every route 503),
@@ -16,7 +17,9 @@
 //! the default certificate), `secure.lab` (proxies HTTP to the HTTPS pod), `legacy.lab`
 //! (proxies HTTPS to the plain-HTTP shop pod), `www.lab` (ssl-redirect on :80), `expired.lab`
 //! (its certificate was not renewed), `pinned.lab` (a self-signed `CA:TRUE` certificate its users
-//! pin).
+//! pin), `outage.lab` (:80 redirects to HTTPS, where the app is down: 503), `portal.lab` (302 to
+//! `/login` without the session cookie). `A:30081` is the NodePort of an app that redirects any
+//! request without `X-Forwarded-Proto: https`.
 
 use std::path::Path;
 
@@ -33,15 +36,19 @@ pub const SECRETS: &[(&str, &[&str])] = &[
     ("secure", &["secure.lab"]),
     ("www", &["www.lab"]),
     ("legacy", &["legacy.lab"]),
+    ("outage", &["outage.lab"]),
 ];
 
 /// The ports every node listens on (on its node address).
-pub const PORTS: &[u16] = &[80, 443, 8080, 8443, 30080, 32456];
+pub const PORTS: &[u16] = &[80, 443, 8080, 8443, 30080, 32456, 30081];
 
 /// `admin.lab`'s user (`{PLAIN}` is a scheme nginx's `auth_basic_user_file` understands).
 pub const HTPASSWD: &str = "ops:{PLAIN}lab-secret-pw\n";
 /// The `authorization` header value that `admin.lab` accepts: Basic base64("ops:lab-secret-pw").
 pub const ADMIN_AUTHORIZATION: &str = "Basic b3BzOmxhYi1zZWNyZXQtcHc=";
+
+/// The session cookie `portal.lab` accepts (users who signed in send it as `cookie`).
+pub const PORTAL_COOKIE: &str = "session=lab-portal-session-7e1f";
 
 /// kube-proxy's `healthCheckNodePort` body for `local_endpoints` ready endpoints on this node.
 pub fn kube_proxy_body(local_endpoints: u32) -> String {
@@ -78,6 +85,8 @@ pub fn config(dir: &Path, pki: &Pki, node: usize) -> String {
         .replace("@CERT_LEGACY@", &cert("legacy"))
         .replace("@CERT_EXPIRED@", &cert("expired"))
         .replace("@CERT_PINNED@", &cert("pinned"))
+        .replace("@CERT_OUTAGE@", &cert("outage"))
+        .replace("@PORTAL_COOKIE@", PORTAL_COOKIE)
 }
 
 const TEMPLATE: &str = r#"
@@ -250,6 +259,39 @@ http {
         server_name pinned.lab;
         @CERT_PINNED@
         location / { proxy_pass http://127.0.0.1:8081; }
+    }
+    # NodePort 30081 of default/web: the app redirects every request that does not carry
+    # X-Forwarded-Proto: https to HTTPS (field failure 1, drone/drone#2706), the health path too.
+    server {
+        listen @A@:30081;
+        location / {
+            if ($http_x_forwarded_proto != "https") { return 301 https://$host$request_uri; }
+            proxy_pass http://127.0.0.1:8081;
+        }
+    }
+    # The HTTP port redirects to HTTPS whatever the state of the app, which is down (field
+    # failure 2, wellcomecollection/platform#608).
+    server {
+        listen @A@:80;
+        server_name outage.lab;
+        location / { return 301 https://outage.lab$request_uri; }
+    }
+    server {
+        listen @A@:443 ssl;
+        server_name outage.lab;
+        @CERT_OUTAGE@
+        location / { proxy_pass http://127.0.0.1:8082; }
+    }
+    # Every route redirects to the login page unless the session cookie is sent (oauth2-proxy
+    # style, field failure 15); the login page itself is public.
+    server {
+        listen @A@:80;
+        server_name portal.lab;
+        location = /login { return 200 "portal: sign in\n"; }
+        location / {
+            if ($http_cookie !~ "@PORTAL_COOKIE@") { return 302 /login?next=$request_uri; }
+            proxy_pass http://127.0.0.1:8081;
+        }
     }
 }
 "#;

@@ -14,6 +14,7 @@
 //         .direction .diagnosis-code .diagnosis-text .evidence .flipped li
 //       article.view[data-view][data-role][data-verdict][data-mismatched]
 //         .verdict-text .outcome-result .outcome-phase .outcome-error .outcome-status
+//         .outcome-location (a 3xx's Location, inside .outcome-status)
 //         .outcome-latency .outcome-detail svg.sparkline
 'use strict';
 
@@ -41,6 +42,8 @@
     dns_wrong_address: 'The clients\u2019 DNS does not point at the expected load balancer.',
     unattributed: 'No single switched attribute explains the disagreement.',
     pending: 'Attribution is probing hybrids; the diagnosis follows within seconds.',
+    checker_redirected: 'The check is answered with a redirect (3xx) its matcher rejects: exempt the health path from the redirect, or check the scheme and port it points to.',
+    redirect_masks_outage: 'The checker passes on a redirect (3xx) while users fail behind it: check what the redirect points to, or accept 2xx only.',
   };
 
   const DIRECTIONS = {
@@ -376,7 +379,9 @@
       ['Result', 'outcome-result', o.ok ? '\u2714 ok' : '\u2716 failed'],
       ['Phase', 'outcome-phase', dash(o.phase)],
       ['Error', 'outcome-error', dash(o.error)],
-      ['Status', 'outcome-status', dash(status)],
+      // A redirect's Location next to its status (a text node, never a link).
+      ['Status', 'outcome-status', [dash(status),
+        o.location ? [' \u2192 ', el('code', { class: 'outcome-location' }, o.location)] : null]],
       ['Latency', 'outcome-latency', fmtMs(timings.total)],
     ];
     const sent = [

@@ -12,6 +12,7 @@ use crate::diff::attribute::{effective_host, effective_http_version, effective_s
 use crate::diff::attribution::dialed;
 use crate::diff::hybrid::{CombinedResult, HybridResult, Side};
 use crate::diff::Direction;
+use crate::probe::outcome::location_parts;
 use crate::probe::{ErrorCode, Outcome, Phase};
 
 /// "checker got http_tls_required on 10.0.0.5:30080" (false drain) or "client got 503 on
@@ -20,10 +21,12 @@ use crate::probe::{ErrorCode, Outcome, Phase};
 fn situation(case: &Case<'_>, attribute: Option<Attribute>) -> String {
     let (f, fv, side) = case.failing();
     let with = attribute.map(|a| format!(" with {}", value(a, case.checker_view))).unwrap_or_default();
+    // A redirect says where it points.
+    let location = f.location.as_ref().map(|l| format!(" (Location: {l})")).unwrap_or_default();
     match case.direction {
-        Direction::FalseDrain => format!("{side} got {} on {}{with}", result(f), address(f, fv)),
+        Direction::FalseDrain => format!("{side} got {} on {}{location}{with}", result(f), address(f, fv)),
         Direction::Blackhole => format!(
-            "{side} got {} on {} while the checker passes on {}{with}",
+            "{side} got {} on {}{location} while the checker passes on {}{with}",
             result(f),
             address(f, fv),
             address(case.checker, case.checker_view)
@@ -455,6 +458,117 @@ pub(super) fn status_matcher(case: &Case<'_>, status: u16) -> String {
         ranges(fv),
         ranges(pv)
     )
+}
+
+/// The check answered with a redirect its matcher rejects: the Location, the matcher, what the
+/// client got, a switch that heals it (if one did), and the advice.
+pub(super) fn checker_redirected(case: &Case<'_>) -> String {
+    let k = case.checker;
+    let kv = case.checker_view;
+    let status = k.status.map_or_else(|| "a redirect".to_owned(), |s| s.to_string());
+    let location = location_phrase(k);
+    let client = case.client;
+    let client_side = match (client.ok, client.status) {
+        (true, Some(s)) if Some(s) == k.status => {
+            format!(
+                "; the client gets the same {s} and its matcher ({}) accepts it",
+                ranges(case.client_view)
+            )
+        }
+        (true, Some(s)) => format!("; the client is served ({s}) on {}", address(client, case.client_view)),
+        _ => format!("; the client gets {} on {}", result(client), address(client, case.client_view)),
+    };
+    // A switch that heals the check says which difference triggers the redirect.
+    let healed = case
+        .telling_flips()
+        .into_iter()
+        .find_map(|a| case.telling_flip(a).filter(|h| h.switched == Side::Checker).map(|h| (a, h)))
+        .map(|(a, h)| format!("; with {} the check succeeds", switched_value(a, h)))
+        .unwrap_or_default();
+    let login = k.location.as_deref().is_some_and(super::looks_like_login);
+    let login_note = match (login, case.attribution) {
+        (false, _) => "",
+        (true, Some(a)) if !a.hybrids.is_empty() => {
+            "; the Location looks like a login page, but no switch of the headers confirms missing credentials"
+        }
+        (true, _) => "; the Location looks like a login page (not confirmed: no hybrid probe switched the headers)",
+    };
+    let advice = if login {
+        " and from authentication, or check a path that answers without credentials".to_owned()
+    } else {
+        match k.location.as_deref().and_then(redirect_target) {
+            // Pointing elsewhere: the scheme and port are what to check instead.
+            Some((scheme, port))
+                if (scheme.as_str(), Some(port)) != (kv.scheme.as_str(), dialed_port(k, kv)) =>
+            {
+                format!(", or check the scheme and port the redirect points to ({scheme} on port {port})")
+            }
+            _ => ", or check the URL the redirect points to".to_owned(),
+        }
+    };
+    format!(
+        "checker got {status} on {}{location}, which its matcher ({}) rejects: the check is redirected{client_side}\
+         {healed}{login_note}; exempt the health path from the redirect{advice}",
+        address(k, kv),
+        ranges(kv),
+    )
+}
+
+/// The port an outcome dialed, else its view's.
+fn dialed_port(o: &Outcome, v: &View) -> Option<u16> {
+    Some(dialed(o).map_or_else(|| v.dial_endpoint().port, |a| a.port()))
+}
+
+/// The checker passes on a redirect while users fail behind it.
+pub(super) fn redirect_masks_outage(case: &Case<'_>) -> String {
+    let k = case.checker;
+    let kv = case.checker_view;
+    let c = case.client;
+    let cv = case.client_view;
+    let status = k.status.map_or_else(|| "a redirect".to_owned(), |s| s.to_string());
+    let users_path = {
+        let scheme = if cv.scheme.uses_tls() { "https" } else { "http" };
+        let host = effective_host(cv).map(|h| format!(", Host {h}")).unwrap_or_default();
+        format!("{scheme} to port {}{host}", cv.dial_endpoint().port)
+    };
+    format!(
+        "checker passes on {status} from {}{}, which its matcher ({}) accepts, while the client got {} on {}: \
+         the check never reaches what the redirect points to, so the LB keeps a backend users cannot use; \
+         make the check follow the users' path ({users_path}) or accept 2xx only",
+        address(k, kv),
+        location_phrase(k),
+        ranges(kv),
+        result(c),
+        address(c, cv),
+    )
+}
+
+/// " (Location: https://…)" or " (no Location header)".
+fn location_phrase(o: &Outcome) -> String {
+    match &o.location {
+        Some(l) => format!(" (Location: {l})"),
+        None => " (no Location header)".to_owned(),
+    }
+}
+
+/// `("https", 443)`: the scheme and port an absolute `http`/`https` Location points to (`None`
+/// for a relative one, or another scheme without a port).
+fn redirect_target(location: &str) -> Option<(String, u16)> {
+    let parts = location_parts(location);
+    let (scheme, authority) = (parts.scheme?, parts.authority?);
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    // An IPv6 literal's colons are inside its brackets.
+    let port = match hostport.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') && !host.is_empty() => port.parse::<u16>().ok(),
+        _ => None,
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let port = port.or(match scheme.as_str() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    })?;
+    Some((scheme, port))
 }
 
 /// A TCP or TLS check passing while the client fails at `phase`.

@@ -7,9 +7,13 @@
 //! Order of decision, most conclusive first:
 //! 1. the client's DNS answered the wrong address (`dns_wrong_address`);
 //! 2. parallax could not bind the checker's source here (`unattributed`, says so);
-//! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`); then a compound cause: no
-//!    single switch heals the checker, a set of them does (the first attribute's diagnosis is
-//!    the primary one; [`causes`] lists one per attribute);
+//! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`);
+//!    then a redirect: the check answered with a 3xx its matcher rejects (`checker_redirected`,
+//!    unless switching the User-Agent heals it, or switching the headers does and the Location
+//!    looks like a login page: then `user_agent_dependent` / `auth_required`), or the checker
+//!    passing on a 3xx while users fail at HTTP (`redirect_masks_outage`); then a compound
+//!    cause: no single switch heals the checker, a set of them does (the first attribute's
+//!    diagnosis is the primary one; [`causes`] lists one per attribute);
 //! 4. a flipped attribute that the failing outcome's error points at (e.g. `tls` after
 //!    `http_tls_required`, `headers` after a 401, `source` after `connect_timeout`);
 //! 5. the checker's protocol errors (`http_tls_required`, `tls_plaintext_peer`) on their own;
@@ -36,6 +40,7 @@ use super::attribution::Attribution;
 use super::hybrid::{HybridResult, Side};
 use super::Direction;
 use crate::config::{ProfileName, View};
+use crate::probe::outcome::location_parts;
 use crate::probe::{ErrorCode, Outcome, Phase};
 
 /// The closed set of diagnoses (docs/errors.md#diagnoses). Stable snake_case names.
@@ -79,6 +84,12 @@ pub enum Diagnosis {
     HttpVersionDependent,
     /// The client's DNS does not point at the expected load balancer.
     DnsWrongAddress,
+    /// The check is answered with a redirect (3xx) its matcher rejects (an HTTP-to-HTTPS
+    /// redirect on the health port, a missing `X-Forwarded-Proto`).
+    CheckerRedirected,
+    /// The checker passes on a redirect (3xx) while users fail behind it: the check never
+    /// reaches what the redirect points to.
+    RedirectMasksOutage,
     /// No single switch explains the disagreement.
     Unattributed,
     /// Not a diagnosis: the daemon's status while the first attribution run of a mismatch is
@@ -89,7 +100,7 @@ pub enum Diagnosis {
 
 impl Diagnosis {
     /// Every diagnosis, in the order of docs/errors.md.
-    pub const ALL: [Diagnosis; 16] = [
+    pub const ALL: [Diagnosis; 18] = [
         Diagnosis::ShallowHealthPath,
         Diagnosis::AuthRequired,
         Diagnosis::CheckerProtocolMismatch,
@@ -105,6 +116,8 @@ impl Diagnosis {
         Diagnosis::UserAgentDependent,
         Diagnosis::HttpVersionDependent,
         Diagnosis::DnsWrongAddress,
+        Diagnosis::CheckerRedirected,
+        Diagnosis::RedirectMasksOutage,
         Diagnosis::Unattributed,
     ];
 
@@ -126,6 +139,8 @@ impl Diagnosis {
             Diagnosis::UserAgentDependent => "user_agent_dependent",
             Diagnosis::HttpVersionDependent => "http_version_dependent",
             Diagnosis::DnsWrongAddress => "dns_wrong_address",
+            Diagnosis::CheckerRedirected => "checker_redirected",
+            Diagnosis::RedirectMasksOutage => "redirect_masks_outage",
             Diagnosis::Unattributed => "unattributed",
             Diagnosis::Pending => "pending",
         }
@@ -257,6 +272,9 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
     if let Some(f) = kube_proxy(case) {
         return f;
     }
+    if let Some(f) = redirect(case) {
+        return f;
+    }
     if let Some(f) = compound(case) {
         return f;
     }
@@ -278,12 +296,16 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
     if let Some(f) = layer4_check(case) {
         return f;
     }
-    if let Some(a) = flipped.first() {
+    // Headers that change a redirect are not credentials unless it points at a login page.
+    let credentials = |a: &&Attribute| **a != Attribute::Headers || !redirect_not_to_login(failing);
+    if let Some(a) = flipped.iter().find(credentials) {
         return from_flip(case, *a);
     }
     if case.attribution.is_none_or(|a| a.hybrids.is_empty()) {
         let differ = differences(case.client_view, case.checker_view);
-        if let Some(a) = hints.iter().find(|a| differ.contains(a)) {
+        // Without a hybrid to show it, a redirect never suggests missing credentials.
+        let guess = |a: &&Attribute| !(**a == Attribute::Headers && is_redirect(failing));
+        if let Some(a) = hints.iter().filter(guess).find(|a| differ.contains(a)) {
             return Finding {
                 diagnosis: attribute_diagnosis(case, *a),
                 evidence: evidence::unconfirmed_hint(case, *a),
@@ -361,7 +383,11 @@ fn hints(o: &Outcome, direction: Direction) -> &'static [Attribute] {
         }
         Some(ErrorCode::HttpStatus) => match (o.status, direction) {
             (Some(401 | 403 | 407), _) => &[Headers],
-            (Some(300..=399), _) => &[Headers, UserAgent],
+            // Headers only when the redirect points at a login page (`redirect_not_to_login`).
+            (Some(300..=399), _) if o.location.as_deref().is_some_and(looks_like_login) => {
+                &[Headers, UserAgent]
+            }
+            (Some(300..=399), _) => &[UserAgent],
             (Some(404 | 421), _) => &[Host, Path],
             // A listener without PROXY protocol reads the header as a broken request line.
             (Some(400), _) if o.request.proxy_protocol.is_some() => &[ProxyProtocol, Host],
@@ -563,6 +589,68 @@ fn status_matcher(case: &Case<'_>) -> Option<Finding> {
         diagnosis: Diagnosis::StatusMatcherMismatch,
         evidence: evidence::status_matcher(case, status),
     })
+}
+
+/// Whether `o` was answered with a redirect (a 3xx status).
+fn is_redirect(o: &Outcome) -> bool {
+    o.status.is_some_and(|s| (300..=399).contains(&s))
+}
+
+/// A redirect whose Location does not look like a login page (or is unknown).
+fn redirect_not_to_login(o: &Outcome) -> bool {
+    is_redirect(o) && !o.location.as_deref().is_some_and(looks_like_login)
+}
+
+/// Words in a Location's path or query that say it leads to a login page.
+const LOGIN_WORDS: &[&str] = &["login", "signin", "sign-in", "sign_in", "logon", "auth", "sso"];
+
+/// Whether a Location's path or query (not its host) mentions a login (`/login?next=/`,
+/// `/oauth2/start`, `/sso/...`, `/signin`). `auth` covers `oauth` and `authorize`.
+pub(super) fn looks_like_login(location: &str) -> bool {
+    let lower = location_parts(location).rest.to_ascii_lowercase();
+    LOGIN_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// A redirect on either side of the disagreement: the check answered with a 3xx its matcher
+/// rejects (false drain), or passing on one while users fail at HTTP behind it (blackhole).
+fn redirect(case: &Case<'_>) -> Option<Finding> {
+    let k = case.checker;
+    match case.direction {
+        Direction::FalseDrain => {
+            if k.error != Some(ErrorCode::HttpStatus) || !is_redirect(k) {
+                return None;
+            }
+            let flipped = case.telling_flips();
+            // An app that redirects only the checker's User-Agent (field failure 18).
+            if flipped.contains(&Attribute::UserAgent) {
+                return Some(from_flip(case, Attribute::UserAgent));
+            }
+            // A redirect to a login page that the client's credentials avoid.
+            if flipped.contains(&Attribute::Headers) && !redirect_not_to_login(k) {
+                return Some(from_flip(case, Attribute::Headers));
+            }
+            Some(Finding {
+                diagnosis: Diagnosis::CheckerRedirected,
+                evidence: evidence::checker_redirected(case),
+            })
+        }
+        Direction::Blackhole => {
+            let c = case.client;
+            // Users failing before HTTP (DNS, connect, TLS) fail for a reason of their own; users
+            // whose matcher rejects the redirect itself see the same answer judged differently
+            // (`status_matcher_mismatch`).
+            let behind = matches!(c.phase, Some(Phase::Http | Phase::Grpc | Phase::Expect))
+                && c.error != Some(ErrorCode::HttpTlsRequired)
+                && !(c.error == Some(ErrorCode::HttpStatus) && is_redirect(c));
+            if !k.ok || !is_redirect(k) || !behind {
+                return None;
+            }
+            Some(Finding {
+                diagnosis: Diagnosis::RedirectMasksOutage,
+                evidence: evidence::redirect_masks_outage(case),
+            })
+        }
+    }
 }
 
 /// A TCP or TLS check passing while clients fail at the HTTP (gRPC, matcher) layer.

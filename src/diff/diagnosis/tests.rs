@@ -646,11 +646,46 @@ fn redirect_to_login_with_headers_flip_is_auth_not_matcher() {
     let mut k = view_url("shop", "gcp", "https://shop.example.com/cart");
     k.expect.status = vec![200..=200];
     let co = ok_outcome(&c);
-    let ko = failed(&k, ErrorCode::HttpStatus, Some(302));
-    let model = |v: &View| ok_if(has_auth(v), v, ErrorCode::HttpStatus, Some(302));
-    let a = attribution(&c, &k, &co, &ko, &model);
+    // The redirect points at a login page, and the client's credentials avoid it.
+    let login = |v: &View| {
+        let mut o = ok_if(has_auth(v), v, ErrorCode::HttpStatus, Some(302));
+        if !o.ok {
+            o.location = Some("https://shop.example.com/login?next=/cart".into());
+        }
+        o
+    };
+    let ko = login(&k);
+    let a = attribution(&c, &k, &co, &ko, &login);
     let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
     assert_eq!(f.diagnosis, Diagnosis::AuthRequired, "{}", f.evidence);
+    assert!(
+        f.evidence.starts_with(
+            "checker got 302 on 203.0.113.10:443 (Location: https://shop.example.com/login?next=/cart) with no extra \
+             headers; with the headers [authorization] it succeeds"
+        ),
+        "{}",
+        f.evidence
+    );
+    // The same flip for a redirect elsewhere (the client's headers carry what the app wants,
+    // say X-Forwarded-Proto): a redirect, not missing credentials.
+    let elsewhere = |v: &View| {
+        let mut o = login(v);
+        if !o.ok {
+            o.location = Some("https://shop.example.com/cart".into());
+        }
+        o
+    };
+    let ko = elsewhere(&k);
+    let a = attribution(&c, &k, &co, &ko, &elsewhere);
+    assert!(a.flipped().contains(&Attribute::Headers));
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, Some(&a));
+    assert_eq!(f.diagnosis, Diagnosis::CheckerRedirected, "{}", f.evidence);
+    assert!(f.evidence.contains("with the headers [authorization] the check succeeds"), "{}", f.evidence);
+    // Without a hybrid probe, even a login-looking Location is not taken as missing credentials.
+    let ko = login(&k);
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::CheckerRedirected, "{}", f.evidence);
+    assert!(f.evidence.contains("looks like a login page (not confirmed"), "{}", f.evidence);
 }
 
 #[test]
@@ -968,6 +1003,8 @@ fn diagnosis_names_are_the_design_codes() {
             "user_agent_dependent",
             "http_version_dependent",
             "dns_wrong_address",
+            "checker_redirected",
+            "redirect_masks_outage",
             "unattributed"
         ]
     );
@@ -1108,4 +1145,159 @@ fn a_server_refusing_http10_is_http_version_dependent() {
         "{}",
         f.evidence
     );
+}
+
+/// A view's result for a `status` redirect to `location`, judged by its own matcher.
+fn redirected(v: &View, status: u16, location: &str) -> Outcome {
+    let mut o = if v.expect.status_ok(status) {
+        outcome_for(v, true, None, Some(status))
+    } else {
+        failed(v, ErrorCode::HttpStatus, Some(status))
+    };
+    o.location = Some(location.to_owned());
+    o
+}
+
+/// Redirects: `checker_redirected`, `redirect_masks_outage` (field failures 1 and 2).
+fn redirect_scenarios() -> Vec<Scenario> {
+    vec![
+        // nginx redirects the plain health port to HTTPS; GCP accepts only 200 (field failure 1).
+        Scenario {
+            name: "health_port_301_to_https_vs_a_200_only_checker_is_checker_redirected",
+            client: client(),
+            checker: {
+                let mut v = view_url("shop", "gcp", "http://10.0.0.5/healthz");
+                v.profile = Some(ProfileName::Gcp);
+                v.expect.status = vec![200..=200];
+                v
+            },
+            model: Box::new(|v| {
+                if v.scheme.uses_tls() {
+                    ok_outcome(v)
+                } else {
+                    redirected(v, 301, "https://shop.example.com/healthz")
+                }
+            }),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::CheckerRedirected,
+            flipped: vec![Attribute::Tls],
+            evidence: vec![
+                "checker got 301 on 10.0.0.5:80 (Location: https://shop.example.com/healthz), which its matcher \
+                 (200) rejects: the check is redirected",
+                "with tls on the check succeeds",
+                "exempt the health path from the redirect, or check the scheme and port the redirect points to \
+                 (https on port 443)",
+            ],
+        },
+        // The app redirects requests without X-Forwarded-Proto (drone/drone#2706): the client's
+        // headers heal the check, and the Location is no login page, so it is no credential.
+        Scenario {
+            name: "redirect_without_forwarded_proto_healed_by_headers_is_checker_redirected_not_auth",
+            client: {
+                let mut v = client();
+                v.http.headers.push(header("x-forwarded-proto", "https", false));
+                v
+            },
+            checker: {
+                let mut v = nlb();
+                v.profile = Some(ProfileName::AwsAlb);
+                v.expect.status = vec![200..=200];
+                v
+            },
+            model: Box::new(|v| {
+                if v.http.headers.iter().any(|(n, _)| n == "x-forwarded-proto") {
+                    ok_outcome(v)
+                } else {
+                    redirected(v, 301, "https://10.0.0.5/healthz")
+                }
+            }),
+            direction: Direction::FalseDrain,
+            diagnosis: Diagnosis::CheckerRedirected,
+            flipped: vec![Attribute::Headers],
+            evidence: vec![
+                "(Location: https://10.0.0.5/healthz)",
+                "with the headers [authorization, x-forwarded-proto] the check succeeds",
+            ],
+        },
+        // HAProxy accepts 2xx and 3xx: it passes on nginx's redirect while the app behind it is
+        // down (field failure 2).
+        Scenario {
+            name: "haproxy_passing_on_a_301_while_users_get_503_is_redirect_masks_outage",
+            client: client(),
+            checker: {
+                let mut v = view_url("shop", "haproxy", "http://10.0.0.5/");
+                v.profile = Some(ProfileName::Haproxy);
+                v
+            },
+            model: Box::new(|v| {
+                if v.scheme.uses_tls() {
+                    failed(v, ErrorCode::HttpStatus, Some(503))
+                } else {
+                    redirected(v, 301, "https://shop.example.com/")
+                }
+            }),
+            direction: Direction::Blackhole,
+            diagnosis: Diagnosis::RedirectMasksOutage,
+            flipped: vec![Attribute::Tls],
+            evidence: vec![
+                "checker passes on 301 from 10.0.0.5:80 (Location: https://shop.example.com/), which its matcher \
+                 (200-399) accepts, while the client got 503 on 203.0.113.10:443",
+                "make the check follow the users' path (https to port 443, Host shop.example.com) or accept 2xx only",
+            ],
+        },
+    ]
+}
+
+#[test]
+fn redirects_are_named_as_redirects() {
+    let seen = check(redirect_scenarios());
+    assert_eq!(seen, BTreeSet::from([Diagnosis::CheckerRedirected, Diagnosis::RedirectMasksOutage]));
+}
+
+#[test]
+fn a_plain_redirect_without_attribution_is_checker_redirected_never_auth_required() {
+    // The codes alone: a 301 the 200-only checker rejects, views that differ in headers.
+    let c = client();
+    let mut k = nlb();
+    k.expect.status = vec![200..=200];
+    let co = ok_outcome(&c);
+    let ko = redirected(&k, 301, "https://shop.example.com/healthz");
+    let f = case(Direction::FalseDrain, &c, &k, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::CheckerRedirected, "{}", f.evidence);
+    // No Location at all (a server that forgot it) is still a redirect.
+    let mut bare = ko.clone();
+    bare.location = None;
+    let f = case(Direction::FalseDrain, &c, &k, &co, &bare, None);
+    assert_eq!(f.diagnosis, Diagnosis::CheckerRedirected, "{}", f.evidence);
+    assert!(f.evidence.contains("(no Location header)"), "{}", f.evidence);
+    // A checker passing on a redirect while users fail before HTTP is not masking an outage.
+    let hap = view_url("shop", "haproxy", "http://10.0.0.5/");
+    let ko = redirected(&hap, 301, "https://shop.example.com/");
+    let co = failed(&c, ErrorCode::TlsCertExpired, None);
+    let f = case(Direction::Blackhole, &c, &hap, &co, &ko, None);
+    assert_ne!(f.diagnosis, Diagnosis::RedirectMasksOutage, "{}", f.evidence);
+    let co = failed(&c, ErrorCode::HttpStatus, Some(503));
+    let f = case(Direction::Blackhole, &c, &hap, &co, &ko, None);
+    assert_eq!(f.diagnosis, Diagnosis::RedirectMasksOutage, "{}", f.evidence);
+}
+
+#[test]
+fn login_looking_locations() {
+    for l in [
+        "/login?next=/cart",
+        "https://h/oauth2/start?rd=%2F",
+        "https://h/sso/x",
+        "https://h/u/SignIn",
+        "/?auth=1",
+    ] {
+        assert!(looks_like_login(l), "{l}");
+    }
+    for l in [
+        "https://shop.example.com/cart",
+        "https://auth.example.com/",
+        "https://login.example.com",
+        "/healthz",
+    ] {
+        assert!(!looks_like_login(l), "{l}");
+    }
 }

@@ -32,8 +32,17 @@ use tokio::time::Instant;
 
 pub use classify::{classify, tls_required};
 
+/// A 3xx response's `Location` as outputs show it ([`location_display`]); `None` for any other
+/// status or without the header.
+pub fn redirect_location(status: u16, headers: &http::HeaderMap) -> Option<String> {
+    if !(300..=399).contains(&status) {
+        return None;
+    }
+    headers.get(http::header::LOCATION).map(|l| location_display(l.as_bytes()))
+}
+
 use super::edges::{SharedEdges, TimedIo};
-use super::outcome::{ErrorCode, Failure, Phase};
+use super::outcome::{location_display, ErrorCode, Failure, Phase};
 use crate::config::MAX_HEADER_BYTES;
 use crate::config::{HttpVersion, View};
 
@@ -67,10 +76,12 @@ pub struct Sent {
 }
 
 /// The part of a response that arrived before the exchange failed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Received {
     /// Status of the response head.
     pub status: Option<u16>,
+    /// A 3xx head's `Location`, as [`location_display`] shows it.
+    pub location: Option<String>,
     /// Time to the response head.
     pub ttfb: Option<Duration>,
     /// Body bytes read before the failure.
@@ -220,6 +231,8 @@ pub(crate) struct Exchange {
     max_body_bytes: usize,
     /// Status and ttfb, once the response head arrived.
     head: OnceLock<(u16, Duration)>,
+    /// A 3xx head's `Location`, shown as [`location_display`] does.
+    location: OnceLock<String>,
     /// Body bytes read so far.
     body_read: AtomicU64,
 }
@@ -227,7 +240,14 @@ pub(crate) struct Exchange {
 impl Exchange {
     /// An exchange reading `edges`, failing in `phase`, reading bodies up to `max_body_bytes`.
     pub(crate) fn new(edges: SharedEdges, phase: Phase, max_body_bytes: usize) -> Exchange {
-        Exchange { edges, phase, max_body_bytes, head: OnceLock::new(), body_read: AtomicU64::new(0) }
+        Exchange {
+            edges,
+            phase,
+            max_body_bytes,
+            head: OnceLock::new(),
+            location: OnceLock::new(),
+            body_read: AtomicU64::new(0),
+        }
     }
 
     /// What arrived before now: nothing before the response head.
@@ -235,6 +255,7 @@ impl Exchange {
         match self.head.get() {
             Some(&(status, ttfb)) => Received {
                 status: Some(status),
+                location: self.location.get().cloned(),
                 ttfb: Some(ttfb),
                 body_bytes: Some(self.body_read.load(Ordering::Relaxed)),
             },
@@ -258,6 +279,9 @@ impl Exchange {
         let status = response.status().as_u16();
         let _ = self.head.set((status, ttfb));
         let (parts, body) = response.into_parts();
+        if let Some(location) = redirect_location(status, &parts.headers) {
+            let _ = self.location.set(location);
+        }
         let body = driver.drive(self.read_body(body, status)).await?;
         Ok(Response { status, version, headers: parts.headers, body, ttfb })
     }
