@@ -35,6 +35,44 @@ struct Cli {
     command: Command,
 }
 
+/// `parallax probe --help`'s list of diagnoses: each code, what it means, and an example of
+/// the failure it names (docs/errors.md has each in full, with what to do).
+const DIAGNOSES_HELP: &str = "\
+Diagnoses (the mismatch's `diagnosis`; docs/errors.md explains each, with what to do):
+  shallow_health_path         the health path passes while the user route fails
+                              (/healthz 200 while /api/cart answers 503)
+  auth_required               the check lacks credentials the route needs
+                              (401, or a 302 to /login that the client's cookie avoids)
+  checker_protocol_mismatch   the checker speaks the wrong protocol
+                              (plain HTTP to a TLS listener: 400 \"sent to HTTPS port\")
+  checker_source_blocked      the checker's source addresses are dropped
+                              (GCP's 35.191.0.0/16 missing from the firewall)
+  no_local_endpoints          kube-proxy's health port reports no local endpoint
+                              (externalTrafficPolicy: Local, no ready pod on this node)
+  node_port_vs_proxy          the node port passes while users through the proxy fail
+  sni_mismatch                the SNI sent selects another certificate or route
+                              (a check without SNI gets the default certificate)
+  certificate_rejected        users' clients reject the certificate a non-verifying check accepts
+                              (expired, not yet valid, untrusted, host not in its SANs)
+  default_certificate_served  the users' host gets the server's default certificate
+                              (the Ingress's TLS Secret is missing or in another namespace)
+  host_route_mismatch         the Host header selects another (default) backend
+                              (Host = the node IP lands on the default vhost: 404)
+  proxy_protocol_mismatch     a PROXY header is sent where none is expected, or missing
+  status_matcher_mismatch     one response, judged differently by the two matchers
+                              (a 204 that GCP's 200-only matcher rejects)
+  user_agent_dependent        the result depends on the User-Agent
+  http_version_dependent      the server refuses the checker's HTTP version
+                              (HAProxy's OPTIONS / HTTP/1.0 answered 505 or 426)
+  dns_wrong_address           the users' DNS does not point at the expected load balancer
+  checker_redirected          the check is redirected and its matcher rejects the 3xx
+                              (HTTP to HTTPS on the health port, failing a 200-only check)
+  redirect_masks_outage       the checker passes on a 3xx while users fail behind it
+                              (HAProxy accepts a 301 while the app answers 503)
+  unattributed                no switch, nor a combination within the budget, explains it
+When two fixes are needed, `causes` lists each (diagnosis, attributes, evidence); the status
+API says `pending` while a mismatch's first attribution run is still probing.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: probe every view on its interval, keep verdicts and mismatches, export
@@ -81,6 +119,7 @@ enum Command {
     /// `allow_sources` audit, which needs no traffic), 1 otherwise, 2 on a usage or
     /// configuration error. JSON output is one object per line: every `outcome`, then every
     /// `mismatch`, then one `summary`.
+    #[command(after_long_help = DIAGNOSES_HELP)]
     Probe {
         #[command(flatten)]
         config: ConfigDir,

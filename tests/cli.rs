@@ -242,3 +242,15 @@ headers = {{ authorization = "Bearer ${{env:API_TOKEN}}", x-file = "${{file:{}}}
     assert!(all.contains("API_KEY"), "{all}");
     assert!(!all.contains(TOKEN), "{all}");
 }
+
+/// `parallax probe --help` names every diagnosis code, each with what it means.
+#[test]
+fn probe_help_explains_every_diagnosis() {
+    let out = parallax(&["probe", "--help"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let help = text(&out.stdout);
+    for d in parallax::diff::Diagnosis::ALL {
+        let line = help.lines().find(|l| l.trim_start().starts_with(d.as_str())).unwrap_or_default();
+        assert!(line.trim().len() > d.as_str().len() + 10, "{d} is explained in --help:\n{help}");
+    }
+}

@@ -8,7 +8,9 @@ use std::fmt;
 
 use super::{default_certificate, verified_name, Case, Diagnosis};
 use crate::config::{ProxyVersion, View};
-use crate::diff::attribute::{effective_host, effective_http_version, effective_sni, Attribute};
+use crate::diff::attribute::{
+    effective_host, effective_http_version, effective_sni, suspect_headers, Attribute,
+};
 use crate::diff::attribution::dialed;
 use crate::diff::hybrid::{CombinedResult, HybridResult, Side};
 use crate::diff::Direction;
@@ -733,10 +735,11 @@ fn value(attribute: Attribute, v: &View) -> String {
         Attribute::Path => format!("path {}", v.path_display()),
         Attribute::Method => format!("method {}", v.http.method),
         // Names only: values may be secrets.
-        Attribute::Headers if v.http.headers.is_empty() => "no extra headers".to_owned(),
-        Attribute::Headers => {
-            format!("the headers [{}]", join(v.http.headers.iter().map(|(name, _)| name.as_str())))
-        }
+        // A checker's identity headers are part of it, not of what a `headers` switch changes.
+        Attribute::Headers => match suspect_headers(v) {
+            headers if headers.is_empty() => "no extra headers".to_owned(),
+            headers => format!("the headers [{}]", join(headers.iter().map(|(name, _)| name.as_str()))),
+        },
         Attribute::UserAgent => match &v.http.user_agent {
             Some(ua) => format!("User-Agent {ua}"),
             None => "no User-Agent".to_owned(),
