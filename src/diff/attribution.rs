@@ -7,13 +7,15 @@
 //! to production endpoints, so every run is bounded: [`AttributionSettings::max_hybrids`] per run,
 //! [`HYBRID_CONCURRENCY`] at a time, and [`AttributionBudget`] decides when a run may happen at all.
 //!
-//! Compound causes: when the checker fails and no single switch heals it (a false drain), the
-//! run spends what is left of `max_hybrids` on [`CauseSearch`] (pure): sets of two, then three
-//! switches of the checker's request, each holding at least one attribute whose single switch
-//! *changed* the checker's result (status, error or phase) without healing it. The smallest set
-//! that heals is the compound cause: every attribute in it must be fixed. A blackhole is not
-//! searched: there the failing request is the users', which nobody can reconfigure, and the
-//! single switches already say what the check does not see.
+//! Compound causes: when no single switch heals the disagreement, the run spends what is left of
+//! `max_hybrids` on [`CauseSearch`] (pure): sets of two, then three switches of the checker's
+//! request (the client's values into it), each holding at least one attribute whose single switch
+//! *changed* the checker's result (status, error or phase) without healing it. In a false drain a
+//! set heals when the checker passes with it; in a blackhole when the checker fails with it the
+//! way the users do ([`reproduces`]: same error code, and same status when the users got one), so
+//! the check would see what they see. The smallest set that heals is the compound cause: every
+//! attribute in it is needed (a false drain: all must be fixed; a blackhole: the users' failure
+//! needs all of them together, and the check sees none of it).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -165,7 +167,7 @@ pub struct Attribution {
     /// Hybrids planned beyond the cap and not probed.
     pub not_tried: usize,
     /// The combinations of switches probed by the compound-cause search, in the order probed
-    /// (none when a single switch healed, in a blackhole, or with no hybrid left in the cap).
+    /// (none when a single switch healed or with no hybrid left in the cap).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub combinations: Vec<CombinedResult>,
 }
@@ -312,6 +314,13 @@ fn changed(o: Option<&Outcome>, base: &Outcome) -> bool {
     o.is_some_and(|o| (o.ok, o.error, o.status, o.phase) != (base.ok, base.error, base.status, base.phase))
 }
 
+/// Whether `o` fails the way the users' `users` outcome does: the same error code, and the same
+/// status when the users got one (a blackhole's combination that reproduces it heals the
+/// disagreement: the check would see what users see).
+pub fn reproduces(o: &Outcome, users: &Outcome) -> bool {
+    !o.ok && !users.ok && o.error == users.error && (users.status.is_none() || o.status == users.status)
+}
+
 /// Runs one attribution for a pair: pins both views to the addresses their outcomes dialed, plans
 /// at most `cap` hybrids and probes them, [`HYBRID_CONCURRENCY`] at a time. A checker-side hybrid
 /// flipped when its result differs from `checker_outcome`'s; a client-side one when it differs
@@ -370,21 +379,32 @@ where
         .await;
     let mut hybrids = hybrids;
     explain_address_by_tls(&mut hybrids, &client, &checker);
-    // A false drain no single switch heals: search for the smallest set of switches that does,
-    // with what is left of the cap.
+    // A disagreement no single switch heals: search for the smallest set of switches of the
+    // checker's request that does, with what is left of the cap. A false drain heals when the
+    // checker passes; a blackhole when the checker fails the way the users do.
     let mut combinations = Vec::new();
-    if client_outcome.ok && !checker_outcome.ok {
+    let blackhole = !client_outcome.ok && checker_outcome.ok;
+    if (client_outcome.ok && !checker_outcome.ok) || blackhole {
+        let heals = |o: Option<&Outcome>, flipped: bool| {
+            if blackhole {
+                o.is_some_and(|o| reproduces(o, client_outcome))
+            } else {
+                flipped
+            }
+        };
         let mut singles: Vec<SingleSwitch> = hybrids
             .iter()
             .filter(|h| h.switched == Side::Checker)
             .map(|h| SingleSwitch {
                 attribute: h.attribute,
                 changed: changed(h.outcome.as_ref(), checker_outcome),
-                healed: h.flipped,
+                healed: heals(h.outcome.as_ref(), h.flipped),
             })
             .collect();
         // The matcher alone needs no probe: the client's matcher judges the checker's response.
-        if let (Some(ErrorCode::HttpStatus), Some(status)) = (checker_outcome.error, checker_outcome.status) {
+        if let (false, Some(ErrorCode::HttpStatus), Some(status)) =
+            (blackhole, checker_outcome.error, checker_outcome.status)
+        {
             if client.expect.status_ok(status) && client.expect != checker.expect {
                 singles.push(SingleSwitch { attribute: Attribute::Matcher, changed: false, healed: true });
             }
@@ -403,7 +423,11 @@ where
                     async move { (c, probe.await) }
                 })
                 .buffered(HYBRID_CONCURRENCY)
-                .map(|(c, outcomes)| CombinedResult::new(c, outcomes.into_iter().next(), checker_outcome.ok))
+                .map(|(c, outcomes)| {
+                    let mut r = CombinedResult::new(c, outcomes.into_iter().next(), checker_outcome.ok);
+                    r.healed = heals(r.outcome.as_ref(), r.healed);
+                    r
+                })
                 .collect::<Vec<CombinedResult>>()
                 .await;
             for r in results {
@@ -806,15 +830,108 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_blackhole_is_not_searched() {
+    // ---- the blackhole search: the users' values into the check until it fails like them ----
+
+    /// A host-routed backend: the users' vhost answers 503 on /cart (the outage) and 200 on
+    /// /healthz; any other Host lands on the default vhost, 404 on /cart and 200 on /healthz.
+    fn host_routed(v: View) -> Outcome {
+        let users_vhost = crate::diff::attribute::effective_host(&v).as_deref() == Some("shop.example.com");
+        let status = match (users_vhost, v.path.as_str()) {
+            (true, "/cart") => 503,
+            (false, "/cart") => 404,
+            _ => 200,
+        };
+        let ok = v.expect.status_ok(status);
+        outcome_for(&v, ok, (!ok).then_some(ErrorCode::HttpStatus), Some(status))
+    }
+
+    /// An ALB-like check of the health path on the dialed IP, passing while users get 503.
+    fn blackhole_pair() -> (View, View, Outcome, Outcome) {
         let c = client();
-        let k = nlb();
-        let backend =
-            |v: View| async move { vec![outcome_for(&v, false, Some(ErrorCode::HttpStatus), Some(500))] };
+        let mut k = nlb();
+        k.http.host = HostHeader::DialedIp;
+        k.path = "/healthz".into();
         let co = outcome_for(&c, false, Some(ErrorCode::HttpStatus), Some(503));
         let ko = outcome_for(&k, true, None, Some(200));
+        (c, k, co, ko)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blackhole_single_switch_that_reproduces_the_users_failure_plans_nothing() {
+        let (c, k, co, ko) = blackhole_pair();
+        // /cart is down whatever the Host: the path alone reproduces the users' 503.
+        let backend = |v: View| async move {
+            let status = if v.path == "/cart" { 503 } else { 200 };
+            let ok = v.expect.status_ok(status);
+            vec![outcome_for(&v, ok, (!ok).then_some(ErrorCode::HttpStatus), Some(status))]
+        };
         let a = attribute_with(backend, &c, &k, &co, &ko, 100).await;
-        assert!(a.combinations.is_empty());
+        assert!(a.single(Path, Side::Checker).is_some_and(|h| h.flipped && h.status == Some(503)));
+        assert!(a.combinations.is_empty(), "{:?}", a.combinations);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blackhole_needs_host_and_path_together() {
+        let (c, k, co, ko) = blackhole_pair();
+        let a = attribute_with(|v: View| async move { vec![host_routed(v)] }, &c, &k, &co, &ko, 100).await;
+        // Alone: the users' Host still passes (200 on /healthz), their path gets 404 (default vhost).
+        assert!(a.single(Host, Side::Checker).is_some_and(|h| h.ok && h.status == Some(200)));
+        assert!(a.single(Path, Side::Checker).is_some_and(|h| !h.ok && h.status == Some(404)));
+        let heal = a.compound().expect("host and path together reproduce the 503");
+        assert_eq!(heal.attributes, vec![Host, Path]);
+        assert_eq!((heal.ok, heal.status, &*heal.view), (false, Some(503), "nlb~host+path"));
+        assert_eq!(a.combinations.iter().filter(|c| c.healed).count(), 1);
+        // A combination that fails otherwise (404) does not heal: it is not the users' failure.
+        assert!(a.combinations.iter().all(|c| c.healed == (c.status == Some(503))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blackhole_nothing_reproduces_is_no_cause() {
+        let (c, k, co, ko) = blackhole_pair();
+        // The users' 503 comes from something no switch reaches: every combination is tried
+        // (they fail, with 404, but not like the users) and none heals.
+        let backend = |v: View| async move {
+            let mut o = host_routed(v);
+            if o.status == Some(503) {
+                o.status = Some(200);
+                o.ok = true;
+                o.error = None;
+                o.phase = None;
+            }
+            vec![o]
+        };
+        let a = attribute_with(backend, &c, &k, &co, &ko, 100).await;
+        assert!(!a.combinations.is_empty());
+        assert!(a.compound().is_none());
+        // With no hybrid left after the singles, nothing is combined.
+        let singles = 2 * a.differences.len();
+        let a = attribute_with(|v: View| async move { vec![host_routed(v)] }, &c, &k, &co, &ko, singles).await;
+        assert!(a.combinations.is_empty() && a.compound().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blackhole_hybrids_and_combinations_together_never_exceed_max_hybrids() {
+        let (c, k, co, ko) = blackhole_pair();
+        let calls = AtomicUsize::new(0);
+        let backend = |v: View| {
+            let calls = &calls;
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                vec![host_routed(v)]
+            }
+        };
+        for cap in 0..24 {
+            calls.store(0, Ordering::SeqCst);
+            let a = attribute_with(backend, &c, &k, &co, &ko, cap).await;
+            let probed = a.hybrids.len() + a.combinations.len();
+            assert!(probed <= cap, "cap {cap}: {probed}");
+            assert_eq!(calls.load(Ordering::SeqCst), probed, "cap {cap}: every probe is reported");
+            if a.combinations.iter().any(|c| c.attributes == vec![Host, Path]) {
+                assert_eq!(a.compound().map(|c| c.attributes.clone()), Some(vec![Host, Path]), "cap {cap}");
+            } else {
+                assert!(a.compound().is_none(), "cap {cap}");
+            }
+        }
+        assert!(attribute_with(backend, &c, &k, &co, &ko, 23).await.compound().is_some());
     }
 }

@@ -299,6 +299,9 @@ fn http_version_advice(case: &Case<'_>) -> String {
 /// A compound cause: no single switch heals the checker, `c`'s attributes together do; what each
 /// alone returned, what all together returned, and that all must be fixed.
 pub(super) fn compound(case: &Case<'_>, c: &CombinedResult) -> String {
+    if case.direction == Direction::Blackhole {
+        return compound_blackhole(case, c);
+    }
     let alone: Vec<String> = c
         .attributes
         .iter()
@@ -321,6 +324,9 @@ pub(super) fn compound(case: &Case<'_>, c: &CombinedResult) -> String {
 /// One attribute of a compound cause: the checker's value and the client's, what switching it
 /// alone returned, what to do, and that the others must be fixed too.
 pub(super) fn compound_part(case: &Case<'_>, c: &CombinedResult, attribute: Attribute) -> String {
+    if case.direction == Direction::Blackhole {
+        return compound_part_blackhole(case, c, attribute);
+    }
     let others: Vec<Attribute> = c.attributes.iter().copied().filter(|a| *a != attribute).collect();
     format!(
         "checker {} (client {}): with the client's value alone it {}; {}; not enough alone: {} must be fixed too \
@@ -333,6 +339,68 @@ pub(super) fn compound_part(case: &Case<'_>, c: &CombinedResult, attribute: Attr
         c.view,
         combined_result(c)
     )
+}
+
+/// A blackhole's compound cause: no single switch of the users' values into the check reproduces
+/// their failure, `c`'s attributes together do; what the check got with each alone, what with
+/// all, and what the check does not see about each.
+fn compound_blackhole(case: &Case<'_>, c: &CombinedResult) -> String {
+    let alone: Vec<String> = c
+        .attributes
+        .iter()
+        .map(|a| format!("with {} alone {}", value(*a, case.client_view), alone_in_blackhole(case, *a)))
+        .collect();
+    let blind: Vec<String> =
+        c.attributes.iter().map(|a| blind_advice(case, *a, super::attribute_diagnosis(case, *a))).collect();
+    format!(
+        "{}; no single one of the users' values makes the check fail like them, {} together do: {};          with all of them it fails like users ({}, {}); the users' failure needs all of these together          and the check sees none of it: {}",
+        situation(case, None),
+        and_join(c.attributes.iter()),
+        alone.join(", "),
+        c.view,
+        combined_result(c),
+        blind.join("; ")
+    )
+}
+
+/// One attribute of a blackhole's compound cause: the check's value and the users', what the
+/// check got with the users' value alone, what it does not see, and that the others are needed too.
+fn compound_part_blackhole(case: &Case<'_>, c: &CombinedResult, attribute: Attribute) -> String {
+    let others: Vec<Attribute> = c.attributes.iter().copied().filter(|a| *a != attribute).collect();
+    format!(
+        "checker {} (users {}): with the users' value alone the check {}; {}; not enough alone: users fail          only with {} too (with all switched, {}: {})",
+        value(attribute, case.checker_view),
+        value(attribute, case.client_view),
+        alone_in_blackhole(case, attribute),
+        blind_advice(case, attribute, super::attribute_diagnosis(case, attribute)),
+        and_join(others.iter()),
+        c.view,
+        combined_result(c)
+    )
+}
+
+/// What the check got with `attribute` alone switched to the users' value, in a blackhole.
+fn alone_in_blackhole(case: &Case<'_>, attribute: Attribute) -> String {
+    match case.attribution.and_then(|a| a.single(attribute, Side::Checker)) {
+        Some(h) if h.ok => format!("still passes ({})", hybrid_result(h)),
+        Some(h) => format!("gets {}", hybrid_result(h)),
+        None => "was not tried (cap)".to_owned(),
+    }
+}
+
+/// What the check does not see about one attribute of a blackhole's compound cause, phrased as
+/// what to make the check cover (never a change to the users' request).
+fn blind_advice(case: &Case<'_>, attribute: Attribute, diagnosis: Diagnosis) -> String {
+    let advice = advice(case, diagnosis);
+    let advice = advice.trim_start_matches("; ");
+    if advice.is_empty() {
+        format!(
+            "the check does not send the users' {attribute} ({}): make the health check cover the route              users take ({diagnosis})",
+            value(attribute, case.client_view)
+        )
+    } else {
+        format!("{advice} ({diagnosis})")
+    }
 }
 
 /// What the checker got with `attribute` alone switched to the client's value: the single

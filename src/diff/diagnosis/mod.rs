@@ -315,8 +315,10 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
     Finding { diagnosis: Diagnosis::Unattributed, evidence: evidence::unattributed(case) }
 }
 
-/// The compound cause of a false drain: the smallest set of switches that heals the checker
-/// when no single one does. Its primary diagnosis is its first attribute's.
+/// The compound cause of a disagreement: the smallest set of switches of the checker's request
+/// that heals it when no single one does (a false drain: the checker passes with it; a
+/// blackhole: the checker fails with it like the users). Its primary diagnosis is its first
+/// attribute's.
 fn compound(case: &Case<'_>) -> Option<Finding> {
     let c = compound_set(case)?;
     Some(Finding {
@@ -325,11 +327,8 @@ fn compound(case: &Case<'_>) -> Option<Finding> {
     })
 }
 
-/// The healing combination of a false drain, when the compound-cause search found one.
+/// The healing combination of a disagreement, when the compound-cause search found one.
 fn compound_set<'a>(case: &Case<'a>) -> Option<&'a super::hybrid::CombinedResult> {
-    if case.direction != Direction::FalseDrain {
-        return None;
-    }
     case.attribution?.compound().filter(|c| c.attributes.len() > 1)
 }
 
