@@ -1013,6 +1013,64 @@ async fn route_needing_both_host_and_path_names_both() {
     );
 }
 
+#[tokio::test]
+async fn users_failing_only_with_host_and_path_together_is_a_compound_blackhole() {
+    // Host-based routing: the users' vhost shop.test is down on /cart (503) and up on /healthz;
+    // any other Host lands on the default vhost (200 on /healthz, 404 on /cart). The ALB-style
+    // check (Host = ip:port, /healthz) passes. No single one of the users' values makes the check
+    // fail like them: their Host alone still passes, their path alone gets the default vhost's
+    // 404; both together reproduce the 503.
+    let ingress = HttpServer::start(
+        lo(49),
+        router(|req| match (host_name(req.host.as_deref()), req.path.as_str()) {
+            ("shop.test", "/cart") => Reply::status(503, "no healthy upstream"),
+            (_, "/cart") => Reply::status(404, "default backend - 404"),
+            _ => Reply::ok("ok"),
+        }),
+    )
+    .await;
+    let dir = ProbesDir::new();
+    dir.file(
+        "shop.toml",
+        &target(
+            "shop",
+            &client_keys("http", ingress.addr, "/cart"),
+            &[("alb", &format!("profile = \"aws-alb\"\nurl = \"http://{}/healthz\"", ingress.addr))],
+        ),
+    );
+    let round = probe_and_diff(&dir).await;
+    assert_eq!(round.outcome("shop", "client").status, Some(503));
+    assert!(round.outcome("shop", "alb").ok);
+    let m = round.only_mismatch("shop");
+    let context = format!("{m:#?}");
+    assert_eq!(m.direction, Direction::Blackhole, "{context}");
+    let attribution = m.attribution.as_ref().expect("attribution ran");
+    let heal = attribution.compound().expect("a set reproduces the users' failure");
+    assert_eq!(heal.attributes, [Attribute::Host, Attribute::Path], "{context}");
+    assert_eq!((heal.ok, heal.status), (false, Some(503)), "{context}");
+    let causes: Vec<&[Attribute]> = m.causes.iter().map(|c| c.attributes.as_slice()).collect();
+    assert_eq!(causes, [[Attribute::Host], [Attribute::Path]], "{context}");
+    assert_eq!(m.diagnosis, m.causes[0].diagnosis, "{context}");
+    assert_eq!(m.diagnosis, Diagnosis::HostRouteMismatch, "{context}");
+    assert_eq!(m.causes[1].diagnosis, Diagnosis::ShallowHealthPath, "{context}");
+    for needle in [
+        "with Host shop.test",
+        "alone still passes (200)",
+        "with path /cart alone gets 404",
+        "with all of them it fails like users",
+        "503",
+        "needs all of these together",
+        "the check does not reach the users' vhost",
+        "make it check what the route depends on",
+    ] {
+        assert!(m.evidence.contains(needle), "{needle:?} missing from {:?}", m.evidence);
+    }
+    for cause in &m.causes {
+        assert!(cause.evidence.contains("not enough alone"), "{:?}", cause.evidence);
+        assert!(!cause.evidence.contains("set the check's Host"), "{:?}", cause.evidence);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Attribution bounds
 

@@ -353,7 +353,9 @@ fn compound_blackhole(case: &Case<'_>, c: &CombinedResult) -> String {
     let blind: Vec<String> =
         c.attributes.iter().map(|a| blind_advice(case, *a, super::attribute_diagnosis(case, *a))).collect();
     format!(
-        "{}; no single one of the users' values makes the check fail like them, {} together do: {};          with all of them it fails like users ({}, {}); the users' failure needs all of these together          and the check sees none of it: {}",
+        "{}; no single one of the users' values makes the check fail like them, {} together do: {}; \
+         with all of them it fails like users ({}, {}); the users' failure needs all of these together \
+         and the check sees none of it: {}",
         situation(case, None),
         and_join(c.attributes.iter()),
         alone.join(", "),
@@ -368,7 +370,8 @@ fn compound_blackhole(case: &Case<'_>, c: &CombinedResult) -> String {
 fn compound_part_blackhole(case: &Case<'_>, c: &CombinedResult, attribute: Attribute) -> String {
     let others: Vec<Attribute> = c.attributes.iter().copied().filter(|a| *a != attribute).collect();
     format!(
-        "checker {} (users {}): with the users' value alone the check {}; {}; not enough alone: users fail          only with {} too (with all switched, {}: {})",
+        "checker {} (users {}): with the users' value alone the check {}; {}; not enough alone: users fail \
+         only with {} too (with all switched, {}: {})",
         value(attribute, case.checker_view),
         value(attribute, case.client_view),
         alone_in_blackhole(case, attribute),
@@ -382,7 +385,7 @@ fn compound_part_blackhole(case: &Case<'_>, c: &CombinedResult, attribute: Attri
 /// What the check got with `attribute` alone switched to the users' value, in a blackhole.
 fn alone_in_blackhole(case: &Case<'_>, attribute: Attribute) -> String {
     match case.attribution.and_then(|a| a.single(attribute, Side::Checker)) {
-        Some(h) if h.ok => format!("still passes ({})", hybrid_result(h)),
+        Some(h) if h.ok => format!("still passes ({})", h.status.map_or_else(|| "ok".to_owned(), |s| s.to_string())),
         Some(h) => format!("gets {}", hybrid_result(h)),
         None => "was not tried (cap)".to_owned(),
     }
@@ -395,7 +398,8 @@ fn blind_advice(case: &Case<'_>, attribute: Attribute, diagnosis: Diagnosis) -> 
     let advice = advice.trim_start_matches("; ");
     if advice.is_empty() {
         format!(
-            "the check does not send the users' {attribute} ({}): make the health check cover the route              users take ({diagnosis})",
+            "the check does not send the users' {attribute} ({}): make the health check cover the route \
+             users take ({diagnosis})",
             value(attribute, case.client_view)
         )
     } else {
