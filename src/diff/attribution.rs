@@ -905,7 +905,8 @@ mod tests {
         assert!(a.compound().is_none());
         // With no hybrid left after the singles, nothing is combined.
         let singles = 2 * a.differences.len();
-        let a = attribute_with(|v: View| async move { vec![host_routed(v)] }, &c, &k, &co, &ko, singles).await;
+        let a =
+            attribute_with(|v: View| async move { vec![host_routed(v)] }, &c, &k, &co, &ko, singles).await;
         assert!(a.combinations.is_empty() && a.compound().is_none());
     }
 

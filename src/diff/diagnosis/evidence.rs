@@ -385,7 +385,9 @@ fn compound_part_blackhole(case: &Case<'_>, c: &CombinedResult, attribute: Attri
 /// What the check got with `attribute` alone switched to the users' value, in a blackhole.
 fn alone_in_blackhole(case: &Case<'_>, attribute: Attribute) -> String {
     match case.attribution.and_then(|a| a.single(attribute, Side::Checker)) {
-        Some(h) if h.ok => format!("still passes ({})", h.status.map_or_else(|| "ok".to_owned(), |s| s.to_string())),
+        Some(h) if h.ok => {
+            format!("still passes ({})", h.status.map_or_else(|| "ok".to_owned(), |s| s.to_string()))
+        }
         Some(h) => format!("gets {}", hybrid_result(h)),
         None => "was not tried (cap)".to_owned(),
     }
