@@ -264,12 +264,15 @@ fn backend_protocol_https_to_a_plain_pod_is_a_blackhole_no_single_switch_explain
     r.assert_outcome("legacy", "client", Fail("http", "http_status"));
     assert_eq!(r.outcome("legacy", "client")["status"], 502);
     r.assert_outcome("legacy", "kubelet", Ok);
-    let m = r.assert_mismatch("legacy", "kubelet", "blackhole", "unattributed", &["tls", "address"]);
+    // No single switch, but the users' address and Host together reproduce the 502 (issue 12:
+    // compound causes in blackholes): the check bypasses the ingress users go through.
+    let m = r.assert_mismatch("legacy", "kubelet", "blackhole", "node_port_vs_proxy", &["tls", "address"]);
     let evidence = m["evidence"].as_str().unwrap_or_default();
     assert!(
         evidence.contains("client got 502")
-            && evidence.contains("client~address@kubelet: tls_plaintext_peer"),
-        "the evidence names the users' 502 and every hybrid tried: {evidence}"
+            && evidence.contains("address and host together do")
+            && evidence.contains("fails like users (kubelet~host+address, 502)"),
+        "the evidence names the users' 502 and the set that reproduces it: {evidence}"
     );
 }
 
@@ -727,4 +730,55 @@ fn redirect_to_a_login_page_is_auth_required_only_when_credentials_flip_it() {
     r.assert_outcome("portal", "client", Ok);
     assert_eq!(r.outcome("portal", "client")["status"], 302);
     r.assert_mismatch("portal", "gcp", "false_drain", "checker_redirected", &[]);
+}
+
+/// checkout.lab is down on every route but `/healthz` (503, its database), and an ALB check of
+/// `/healthz` with `Host: <node ip>:80` lands on nginx's default server (200): users fail only
+/// with their Host AND their path together (their Host alone still passes on /healthz, their
+/// path alone gets the default backend's 404). A compound blackhole naming both.
+#[test]
+fn users_failing_only_with_host_and_path_together_is_a_compound_blackhole() {
+    let lab = Lab::start("compound_blackhole");
+    let alb = format!("name = \"alb\"\nprofile = \"aws-alb\"\nurl = \"http://{}/healthz\"", node(0));
+    let r = lab.probe(Ns::Client, &target("checkout", &http_client("checkout.lab", "/pay"), &[&alb]));
+    r.assert_outcome("checkout", "client", Fail("http", "http_status"));
+    assert_eq!(r.outcome("checkout", "client")["status"], 503);
+    r.assert_outcome("checkout", "alb", Ok);
+    let m = r.mismatch("checkout", "alb");
+    assert_eq!(
+        (m["direction"].as_str(), m["diagnosis"].as_str()),
+        (Some("blackhole"), Some("shallow_health_path")),
+        "{m:#}\n{}",
+        r.context()
+    );
+    let causes: Vec<(&str, Vec<&str>)> = m["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let attrs = c["attributes"].as_array().map(|v| v.iter().filter_map(|x| x.as_str()).collect());
+            (c["diagnosis"].as_str().unwrap_or_default(), attrs.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        causes,
+        [("shallow_health_path", vec!["path"]), ("host_route_mismatch", vec!["host"])],
+        "{m:#}\n{}",
+        r.context()
+    );
+    let evidence = m["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("with Host checkout.lab alone still passes (200)")
+            && evidence.contains("with path /pay alone gets 404")
+            && evidence.contains("alb~host+path, 503")
+            && evidence.contains("needs all of these together"),
+        "{evidence}"
+    );
+    let combinations = m["attribution"]["combinations"].as_array().cloned().unwrap_or_default();
+    assert!(
+        combinations
+            .iter()
+            .any(|c| c["view"] == "alb~host+path" && c["healed"] == true && c["status"] == 503),
+        "the reproducing combination was probed for real: {combinations:#?}"
+    );
 }

@@ -345,19 +345,24 @@ pub(super) fn compound_part(case: &Case<'_>, c: &CombinedResult, attribute: Attr
 /// their failure, `c`'s attributes together do; what the check got with each alone, what with
 /// all, and what the check does not see about each.
 fn compound_blackhole(case: &Case<'_>, c: &CombinedResult) -> String {
-    let alone: Vec<String> = c
-        .attributes
+    format!("{}; {}", situation(case, None), compound_tail(case, c))
+}
+
+/// [`compound_blackhole`] after the situation: what the check got with each of the users' values
+/// alone and with all, and what it does not see.
+pub(super) fn compound_tail(case: &Case<'_>, c: &CombinedResult) -> String {
+    let order = super::compound_order(case, c);
+    let alone: Vec<String> = order
         .iter()
         .map(|a| format!("with {} alone {}", value(*a, case.client_view), alone_in_blackhole(case, *a)))
         .collect();
     let blind: Vec<String> =
-        c.attributes.iter().map(|a| blind_advice(case, *a, super::attribute_diagnosis(case, *a))).collect();
+        order.iter().map(|a| blind_advice(case, *a, super::attribute_diagnosis(case, *a))).collect();
     format!(
-        "{}; no single one of the users' values makes the check fail like them, {} together do: {}; \
+        "no single one of the users' values makes the check fail like them, {} together do: {}; \
          with all of them it fails like users ({}, {}); the users' failure needs all of these together \
          and the check sees none of it: {}",
-        situation(case, None),
-        and_join(c.attributes.iter()),
+        and_join(order.iter()),
         alone.join(", "),
         c.view,
         combined_result(c),
@@ -368,7 +373,8 @@ fn compound_blackhole(case: &Case<'_>, c: &CombinedResult) -> String {
 /// One attribute of a blackhole's compound cause: the check's value and the users', what the
 /// check got with the users' value alone, what it does not see, and that the others are needed too.
 fn compound_part_blackhole(case: &Case<'_>, c: &CombinedResult, attribute: Attribute) -> String {
-    let others: Vec<Attribute> = c.attributes.iter().copied().filter(|a| *a != attribute).collect();
+    let others: Vec<Attribute> =
+        super::compound_order(case, c).into_iter().filter(|a| *a != attribute).collect();
     format!(
         "checker {} (users {}): with the users' value alone the check {}; {}; not enough alone: users fail \
          only with {} too (with all switched, {}: {})",

@@ -253,8 +253,24 @@ impl<'a> Case<'a> {
     }
 }
 
-/// Names the failure of one disagreeing pair.
+/// Names the failure of one disagreeing pair. A blackhole's compound cause (see [`compound`])
+/// does not replace what the rules name: its evidence is appended (that the users' failure
+/// needs all of its attributes together), and it names the failure when the rules find nothing.
 pub fn diagnose(case: &Case<'_>) -> Finding {
+    let f = diagnose_rules(case);
+    match compound_set(case) {
+        Some(c) if case.direction == Direction::Blackhole => {
+            if f.diagnosis == Diagnosis::Unattributed {
+                return compound(case).unwrap_or(f);
+            }
+            Finding { evidence: format!("{}; {}", f.evidence, evidence::compound_tail(case, c)), ..f }
+        }
+        _ => f,
+    }
+}
+
+/// [`diagnose`]'s rules, most conclusive first.
+fn diagnose_rules(case: &Case<'_>) -> Finding {
     let (failing, failing_view, failing_side) = case.failing();
 
     if case.direction == Direction::Blackhole && case.client.error == Some(ErrorCode::DnsUnexpectedAddress) {
@@ -275,7 +291,7 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
     if let Some(f) = redirect(case) {
         return f;
     }
-    if let Some(f) = compound(case) {
+    if let Some(f) = compound(case).filter(|_| case.direction == Direction::FalseDrain) {
         return f;
     }
     // Only flips that reproduce the other view's result explain the disagreement: a client
@@ -322,9 +338,25 @@ pub fn diagnose(case: &Case<'_>) -> Finding {
 fn compound(case: &Case<'_>) -> Option<Finding> {
     let c = compound_set(case)?;
     Some(Finding {
-        diagnosis: attribute_diagnosis(case, c.attributes[0]),
+        diagnosis: attribute_diagnosis(case, compound_order(case, c)[0]),
         evidence: evidence::compound(case, c),
     })
+}
+
+/// The attributes of a compound cause, primary first: in a false drain as the search ordered
+/// them; in a blackhole those whose single switch changed the check's result first (what the
+/// single-switch rules would name), then the rest, each group in that order.
+pub(super) fn compound_order(case: &Case<'_>, c: &super::hybrid::CombinedResult) -> Vec<Attribute> {
+    let mut out = c.attributes.clone();
+    if case.direction == Direction::Blackhole {
+        let changed = |a: &Attribute| {
+            case.attribution.and_then(|at| at.single(*a, super::hybrid::Side::Checker)).is_some_and(|h| {
+                (h.ok, h.error, h.status) != (case.checker.ok, case.checker.error, case.checker.status)
+            })
+        };
+        out.sort_by_key(|a| !changed(a));
+    }
+    out
 }
 
 /// The healing combination of a disagreement, when the compound-cause search found one.
@@ -337,8 +369,10 @@ fn compound_set<'a>(case: &Case<'a>) -> Option<&'a super::hybrid::CombinedResult
 /// when it is `unattributed`.
 pub fn causes(case: &Case<'_>, finding: &Finding) -> Vec<Cause> {
     if let Some(c) = compound_set(case) {
-        return c
-            .attributes
+        let mut order = compound_order(case, c);
+        // The cause the diagnosis names first.
+        order.sort_by_key(|a| attribute_diagnosis(case, *a) != finding.diagnosis);
+        return order
             .iter()
             .map(|a| Cause {
                 diagnosis: attribute_diagnosis(case, *a),
