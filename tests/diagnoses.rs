@@ -1285,3 +1285,49 @@ async fn missing_tls_secret_serves_the_default_certificate_is_default_certificat
         },
     );
 }
+
+/// The server refuses every request that asks to close the connection (`Connection: close`,
+/// which the ALB's check sends and the users' client does not): something parallax does not
+/// switch. No hybrid changes either view's result, so no set is searched and parallax says it
+/// cannot attribute the disagreement, naming what differs that it did not switch, rather than
+/// guessing.
+#[tokio::test]
+async fn server_refusing_connection_close_is_unattributed() {
+    let app = HttpServer::start(
+        lo(50),
+        router(|req| {
+            let closing = req
+                .headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+            if closing {
+                Reply::status(503, "connection: close refused")
+            } else {
+                Reply::ok("ok")
+            }
+        }),
+    )
+    .await;
+    let dir = ProbesDir::new();
+    dir.file(
+        "shop.toml",
+        &target(
+            "shop",
+            &client_keys("http", app.addr, "/healthz"),
+            &[("alb", &format!("profile = \"aws-alb\"\nurl = \"http://{}/healthz\"", app.addr))],
+        ),
+    );
+    let round = probe_and_diff(&dir).await;
+    assert!(round.outcome("shop", "client").ok);
+    assert_eq!(round.outcome("shop", "alb").status, Some(503));
+    let m = round.only_mismatch("shop");
+    assert_eq!((m.direction, m.diagnosis), (Direction::FalseDrain, Diagnosis::Unattributed), "{m:#?}");
+    assert!(m.flipped.is_empty() && m.causes.is_empty(), "{m:#?}");
+    let attribution = m.attribution.as_ref().expect("attribution ran");
+    assert!(!attribution.hybrids.is_empty() && attribution.hybrids.iter().all(|h| !h.flipped), "{m:#?}");
+    assert!(
+        m.evidence.contains("Connection: close"),
+        "the evidence names what it did not switch: {}",
+        m.evidence
+    );
+}
