@@ -39,6 +39,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod diff;
+pub mod discovery;
 pub mod export;
 pub mod pki;
 pub mod probe;

@@ -21,7 +21,7 @@ pub(super) const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// Prefix of environment overrides.
 const ENV_PREFIX: &str = "PARALLAX_";
 /// Valid top-level keys of a file.
-const TOP_LEVEL_KEYS: [&str; 4] = ["defaults", "admin", "export", "target"];
+const TOP_LEVEL_KEYS: [&str; 5] = ["defaults", "admin", "export", "discovery", "target"];
 
 /// The configuration files of `dir`, in file-name order. Hidden files are skipped: Kubernetes
 /// ConfigMap volumes hold `..data` links next to the real files.

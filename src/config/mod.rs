@@ -11,6 +11,7 @@
 //! - [`profiles`]: what each checker profile supplies; `explain`: `parallax check`'s output.
 
 mod compile;
+pub mod discovery;
 mod explain;
 mod key_path;
 mod load;
@@ -25,6 +26,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use discovery::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
 pub use explain::explain;
 pub use plan::*;
 pub use secret::{MaybeSecret, Secret};

@@ -14,6 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::discovery::KubernetesDiscovery;
 use super::view::View;
 
 /// The whole compiled configuration.
@@ -25,6 +26,9 @@ pub struct Plan {
     pub admin: AdminSettings,
     /// Export settings.
     pub export: ExportSettings,
+    /// `[discovery.kubernetes]`, when configured: targets derived from the cluster are compiled
+    /// into the plan beside the files' (see `crate::discovery`).
+    pub discovery: Option<KubernetesDiscovery>,
     /// The files the plan was compiled from, in merge order.
     pub files: Vec<PathBuf>,
     /// The files `${file:..}` substitutions (tokens, passwords) and `ca_file`s name, sorted: the

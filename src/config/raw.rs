@@ -40,6 +40,24 @@ pub(super) struct RawExport {
     pub otlp: Option<RawOtlp>,
 }
 
+/// `[discovery]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiscovery {
+    pub kubernetes: Option<RawKubernetesDiscovery>,
+}
+
+/// `[discovery.kubernetes]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKubernetesDiscovery {
+    pub kubeconfig: Option<String>,
+    pub mode: Option<String>,
+    pub namespaces: Option<Vec<String>>,
+    pub selector: Option<String>,
+    pub provider: Option<String>,
+}
+
 /// `[export.otlp]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

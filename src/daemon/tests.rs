@@ -113,6 +113,7 @@ fn plan(targets: Vec<Target>) -> Plan {
         targets,
         admin: AdminSettings { listen: "127.0.0.1:0".parse().unwrap() },
         export: ExportSettings { otlp: None },
+        discovery: None,
         files: Vec::new(),
         read_files: Vec::new(),
     }

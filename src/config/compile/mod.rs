@@ -89,6 +89,7 @@ impl<'a> Compiler<'a> {
                 targets,
                 admin: settings.admin,
                 export: settings.export,
+                discovery: settings.discovery,
                 files: paths,
                 read_files: read_files.clone(),
             };

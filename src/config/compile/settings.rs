@@ -12,7 +12,8 @@ use super::Compiler;
 use crate::config::key_path::{deserialize, KeySegment, Location};
 use crate::config::load::{self, SettingsTree, SourceFile};
 use crate::config::plan::*;
-use crate::config::raw::{RawAdmin, RawDefaults, RawExport};
+use crate::config::discovery::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
+use crate::config::raw::{RawAdmin, RawDefaults, RawDiscovery, RawExport, RawKubernetesDiscovery};
 use crate::config::view::IpVersion;
 use crate::config::DEFAULT_SUCCESS_SAMPLE_RATIO;
 
@@ -49,6 +50,7 @@ pub(super) struct Settings {
     pub(super) defaults: Defaults,
     pub(super) admin: AdminSettings,
     pub(super) export: ExportSettings,
+    pub(super) discovery: Option<KubernetesDiscovery>,
 }
 
 impl Compiler<'_> {
@@ -58,10 +60,15 @@ impl Compiler<'_> {
         let defaults = self.section::<RawDefaults>(&tree, "defaults").map(|r| self.defaults(r, &tree));
         let admin = self.section::<RawAdmin>(&tree, "admin").map(|r| self.admin(r, &tree));
         let export = self.section::<RawExport>(&tree, "export").map(|r| self.export(r, &tree));
+        let discovery = self
+            .section::<RawDiscovery>(&tree, "discovery")
+            .and_then(|r| r.kubernetes)
+            .and_then(|r| self.kubernetes_discovery(r, &tree));
         Settings {
             defaults: defaults.unwrap_or_default(),
             admin: admin.unwrap_or_else(|| AdminSettings { listen: default_admin_listen() }),
             export: export.unwrap_or(ExportSettings { otlp: None }),
+            discovery,
         }
     }
 
@@ -275,6 +282,72 @@ impl Compiler<'_> {
             }
             _ => ExportSettings { otlp: None },
         }
+    }
+}
+
+impl Compiler<'_> {
+    /// `[discovery.kubernetes]`: every key checked; `None` when one is wrong.
+    fn kubernetes_discovery(
+        &mut self,
+        raw: RawKubernetesDiscovery,
+        tree: &SettingsTree<'_>,
+    ) -> Option<KubernetesDiscovery> {
+        let at = |key: &str| {
+            tree.location(&[
+                KeySegment::Key("discovery".to_owned()),
+                KeySegment::Key("kubernetes".to_owned()),
+                KeySegment::Key(key.to_owned()),
+            ])
+        };
+        let mut ok = true;
+        let kubeconfig = raw.kubeconfig.and_then(|v| {
+            let (loc, key) = at("kubeconfig");
+            let path = self.plain(&loc, &key, &v).map(|s| self.dir.join(s.trim()));
+            ok &= path.is_some();
+            path
+        });
+        let mode = match raw.mode {
+            None => Mode::Node,
+            Some(v) => Mode::parse(v.trim()).unwrap_or_else(|| {
+                let (loc, key) = at("mode");
+                self.error(&loc, &key, format!("unknown mode `{v}`: use \"node\" (a DaemonSet) or \"external\" (a VM outside the cluster)"));
+                ok = false;
+                Mode::Node
+            }),
+        };
+        let provider = match raw.provider {
+            None => ProviderChoice::Auto,
+            Some(v) => ProviderChoice::parse(v.trim()).unwrap_or_else(|| {
+                let (loc, key) = at("provider");
+                let names = ProviderChoice::NAMES.join(", ");
+                self.error(&loc, &key, format!("unknown provider `{v}`: use one of {names}"));
+                ok = false;
+                ProviderChoice::Auto
+            }),
+        };
+        let selector = match raw.selector {
+            None => Selector::default(),
+            Some(v) => Selector::parse(&v).unwrap_or_else(|e| {
+                let (loc, key) = at("selector");
+                self.error(&loc, &key, format!("bad label selector: {e}"));
+                ok = false;
+                Selector::default()
+            }),
+        };
+        let mut namespaces = Vec::new();
+        for (i, ns) in raw.namespaces.unwrap_or_default().into_iter().enumerate() {
+            let valid = !ns.is_empty()
+                && ns.len() <= 63
+                && ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if valid {
+                namespaces.push(ns);
+            } else {
+                let (loc, key) = at("namespaces");
+                self.error(&loc, &format!("{key}[{i}]"), format!("`{ns}` is not a namespace name (lowercase letters, digits, -)"));
+                ok = false;
+            }
+        }
+        ok.then_some(KubernetesDiscovery { kubeconfig, mode, namespaces, selector, provider })
     }
 }
 

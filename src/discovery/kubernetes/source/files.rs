@@ -1,0 +1,84 @@
+//! Saved `kubectl get … -o json` output as a [`Cluster`]: `parallax discover --from`, to try the
+//! derivation without a cluster, or to review what a change of annotations would derive.
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+
+use k8s_openapi::api::core::v1::Node;
+
+use super::super::cluster::Cluster;
+
+/// What a set of files held.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The objects of the kinds discovery reads, but nodes.
+    pub cluster: Cluster,
+    /// Every Node of the files: the selection keeps the one named `--node` (or the only one).
+    pub nodes: Vec<Node>,
+    /// `Kind name` of every object of a kind discovery does not read.
+    pub ignored: Vec<String>,
+}
+
+/// Largest file read.
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The objects of `paths` (each a `List` of objects, or one object), by kind. Kinds discovery
+/// does not read are counted, not kept; an object of a known kind that does not parse is an
+/// error naming the file, the kind and the object.
+pub fn read(paths: &[impl AsRef<Path>]) -> Result<Loaded, String> {
+    let mut loaded = Loaded::default();
+    for path in paths {
+        let path = path.as_ref();
+        let text = read_bounded(path)?;
+        let json: Json = serde_json::from_str(&text).map_err(|e| {
+            format!("{}: not JSON ({e}); save objects with `kubectl get … -o json`", path.display())
+        })?;
+        let items = match json.get("kind").and_then(Json::as_str) {
+            Some(kind) if kind.ends_with("List") => match json.get("items") {
+                Some(Json::Array(items)) => items.clone(),
+                _ => return Err(format!("{}: a {kind} without items", path.display())),
+            },
+            Some(_) => vec![json],
+            None => return Err(format!("{}: not a Kubernetes object or List (no kind)", path.display())),
+        };
+        for item in items {
+            add(&mut loaded, item).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(loaded)
+}
+
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("{}: larger than {} MiB", path.display(), MAX_FILE_BYTES / 1024 / 1024));
+    }
+    Ok(text)
+}
+
+/// Adds one object to `cluster` by its kind (kinds discovery does not read go to `ignored`).
+fn add(loaded: &mut Loaded, item: Json) -> Result<(), String> {
+    let cluster = &mut loaded.cluster;
+    let kind = item.get("kind").and_then(Json::as_str).unwrap_or_default().to_owned();
+    let name = item.pointer("/metadata/name").and_then(Json::as_str).unwrap_or("?").to_owned();
+    let bad = |e: serde_json::Error| format!("{kind} {name}: {e}");
+    match kind.as_str() {
+        "Service" => cluster.services.push(serde_json::from_value(item).map_err(bad)?),
+        "EndpointSlice" => cluster.endpoint_slices.push(serde_json::from_value(item).map_err(bad)?),
+        "Ingress" => cluster.ingresses.push(serde_json::from_value(item).map_err(bad)?),
+        "IngressClass" => cluster.ingress_classes.push(serde_json::from_value(item).map_err(bad)?),
+        "Gateway" => cluster.gateways.push(serde_json::from_value(item).map_err(bad)?),
+        "HTTPRoute" => cluster.http_routes.push(serde_json::from_value(item).map_err(bad)?),
+        "BackendConfig" => cluster.backend_configs.push(serde_json::from_value(item).map_err(bad)?),
+        "Pod" => cluster.pods.push(serde_json::from_value(item).map_err(bad)?),
+        "Node" => loaded.nodes.push(serde_json::from_value(item).map_err(bad)?),
+        _ => loaded.ignored.push(format!("{kind} {name}")),
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Where discovery reads objects: saved files (`files`, for `parallax discover --from`) or the
+//! API server (`watch`). Both end in [`select`], so that a file and a cluster holding the same
+//! objects derive the same targets.
+
+pub mod files;
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::cluster::{labels, Cluster};
+use crate::config::KubernetesDiscovery;
+
+/// The label EndpointSlices name their Service with.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The objects of `cluster` that `settings` select: Services, Ingresses, Gateways and HTTPRoutes
+/// carrying the selector's labels in the watched namespaces; the EndpointSlices of the selected
+/// Services; Pods and BackendConfigs of their namespaces; every IngressClass; the node as is.
+pub fn select(cluster: Cluster, settings: &KubernetesDiscovery) -> Cluster {
+    let selected = |meta: &ObjectMeta| {
+        let in_namespaces = settings.namespaces.is_empty()
+            || meta.namespace.as_ref().is_some_and(|ns| settings.namespaces.contains(ns));
+        in_namespaces && settings.selector.matches(labels(meta))
+    };
+    let services: Vec<_> = cluster.services.into_iter().filter(|s| selected(&s.metadata)).collect();
+    let service_keys: BTreeSet<(String, String)> = services
+        .iter()
+        .map(|s| (s.metadata.namespace.clone().unwrap_or_default(), s.metadata.name.clone().unwrap_or_default()))
+        .collect();
+    let namespaces: BTreeSet<&str> = service_keys.iter().map(|(ns, _)| ns.as_str()).collect();
+    let in_service_namespace =
+        |meta: &ObjectMeta| meta.namespace.as_deref().is_some_and(|ns| namespaces.contains(ns));
+    let endpoint_slices = cluster
+        .endpoint_slices
+        .into_iter()
+        .filter(|slice| {
+            let ns = slice.metadata.namespace.clone().unwrap_or_default();
+            labels(&slice.metadata)
+                .get(SERVICE_NAME_LABEL)
+                .is_some_and(|service| service_keys.contains(&(ns, service.clone())))
+        })
+        .collect();
+    let pods = cluster.pods.into_iter().filter(|p| in_service_namespace(&p.metadata)).collect();
+    let backend_configs =
+        cluster.backend_configs.into_iter().filter(|b| in_service_namespace(&b.metadata)).collect();
+    Cluster {
+        ingresses: cluster.ingresses.into_iter().filter(|i| selected(&i.metadata)).collect(),
+        gateways: cluster.gateways.into_iter().filter(|g| selected(&g.metadata)).collect(),
+        http_routes: cluster.http_routes.into_iter().filter(|r| selected(&r.metadata)).collect(),
+        ingress_classes: cluster.ingress_classes,
+        node: cluster.node,
+        services,
+        endpoint_slices,
+        pods,
+        backend_configs,
+    }
+}
