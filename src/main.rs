@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use parallax::config::{self, OtlpProtocol, Plan, Target};
 use parallax::daemon;
 use parallax::demo;
+use parallax::discovery::kubernetes::discover;
 use parallax::probe::Prober;
 use parallax::report;
 
@@ -137,6 +138,58 @@ enum Command {
         #[arg(long)]
         no_attribution: bool,
     },
+    /// Print the targets Kubernetes discovery derives, as a probes.d file: every view with a
+    /// comment naming the object, annotation or provider default each value came from, and what
+    /// was skipped and why. Review it, commit it, or start from it.
+    ///
+    /// Reads the live cluster (the kubeconfig of `--kubeconfig`, `[discovery.kubernetes]` or
+    /// `KUBECONFIG`, else the in-cluster service account) or, with `--from`, saved
+    /// `kubectl get … -o json` output (a List or single objects; repeatable), so the derivation
+    /// can be tried without a cluster:
+    ///
+    ///   kubectl get svc,endpointslices,ingresses,ingressclasses -A -o json > objects.json
+    ///   kubectl get node "$NODE" -o json > node.json
+    ///   parallax discover --from objects.json --from node.json --node "$NODE"
+    ///
+    /// Settings come from `-c DIR`'s `[discovery.kubernetes]` when it has one; flags override
+    /// them. Exit 0 with the file, 2 on a usage or configuration error, 1 when the cluster or a
+    /// file cannot be read.
+    Discover {
+        /// Configuration directory whose `[discovery.kubernetes]` gives the defaults.
+        #[arg(short = 'c', long = "config", value_name = "DIR")]
+        config: Option<PathBuf>,
+        /// A kubeconfig file (default: `[discovery.kubernetes] kubeconfig`, then in-cluster,
+        /// `KUBECONFIG`, `~/.kube/config`).
+        #[arg(long, value_name = "FILE", conflicts_with = "from")]
+        kubeconfig: Option<PathBuf>,
+        /// Saved `kubectl get -o json` output to derive from instead of the cluster (repeatable).
+        #[arg(long, value_name = "FILE")]
+        from: Vec<PathBuf>,
+        /// node: this node's checker views and the LB-forwarded client view (a DaemonSet);
+        /// external: client views through the LB addresses (a VM outside the cluster).
+        #[arg(long, value_enum)]
+        mode: Option<DiscoverMode>,
+        /// This node's name (node mode): its Node and which endpoints are local.
+        #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+        node: Option<String>,
+        /// This node's IP (node mode). Default: the Node's InternalIP.
+        #[arg(long, value_name = "IP", env = "NODE_IP")]
+        node_ip: Option<std::net::IpAddr>,
+        /// Label selector of the Services, Ingresses, Gateways and HTTPRoutes (default
+        /// `parallax.io/probe=true`; "" selects everything).
+        #[arg(long, short = 'l', value_name = "SELECTOR")]
+        selector: Option<String>,
+        /// Only this namespace (repeatable). Default: all.
+        #[arg(long = "namespace", short = 'n', value_name = "NS")]
+        namespaces: Vec<String>,
+        /// aws, gcp, azure, metallb, generic, or auto (the node's providerID, then each
+        /// Service's annotations).
+        #[arg(long, value_name = "PROVIDER")]
+        provider: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DiscoverFormat::Toml)]
+        format: DiscoverFormat,
+    },
     /// Try parallax in one command: start, inside this process, backends on 127.0.0.x that
     /// reproduce real load-balancer failures next to a healthy service, watch them with the
     /// daemon, serve the dashboard, and show a live table (views, verdicts, open mismatches with
@@ -168,6 +221,22 @@ enum Command {
         #[arg(long)]
         events: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DiscoverMode {
+    /// A DaemonSet on every node.
+    Node,
+    /// A VM outside the cluster.
+    External,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DiscoverFormat {
+    /// A probes.d file with every value's origin as a comment.
+    Toml,
+    /// The derivation as JSON (targets, views, settings with origins, notes).
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -225,6 +294,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Discover {
+            config,
+            kubeconfig,
+            from,
+            mode,
+            node,
+            node_ip,
+            selector,
+            namespaces,
+            provider,
+            format,
+        } => {
+            let flags = DiscoverFlags { kubeconfig, mode, selector, namespaces, provider };
+            let settings = match discover_settings(config.as_deref(), flags) {
+                Ok(settings) => settings,
+                Err(code) => return code,
+            };
+            let request = discover::Request {
+                settings,
+                from,
+                node_name: node.filter(|n| !n.is_empty()),
+                node_ip,
+                json: format == DiscoverFormat::Json,
+            };
+            discover(&request)
+        }
         Command::Demo { listen, run_for, otlp, otlp_protocol, events } => {
             let otlp = otlp.map(|endpoint| demo::Otlp {
                 endpoint,
@@ -253,6 +348,68 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> 
         eprintln!("parallax: starting the async runtime: {e}");
         ExitCode::from(1)
     })
+}
+
+/// `discover`'s flags that override `[discovery.kubernetes]`.
+struct DiscoverFlags {
+    kubeconfig: Option<PathBuf>,
+    mode: Option<DiscoverMode>,
+    selector: Option<String>,
+    namespaces: Vec<String>,
+    provider: Option<String>,
+}
+
+/// `[discovery.kubernetes]` of `dir` (defaults without one), overridden by `flags`; exit code 2
+/// on a configuration or usage error.
+fn discover_settings(dir: Option<&std::path::Path>, flags: DiscoverFlags) -> Result<config::KubernetesDiscovery, ExitCode> {
+    let mut settings = match dir {
+        Some(dir) => load(dir)?.discovery.unwrap_or_else(config::KubernetesDiscovery::defaults),
+        None => config::KubernetesDiscovery::defaults(),
+    };
+    let usage = |message: String| {
+        eprintln!("parallax discover: {message}");
+        ExitCode::from(2)
+    };
+    if let Some(path) = flags.kubeconfig {
+        settings.kubeconfig = Some(path);
+    }
+    if let Some(mode) = flags.mode {
+        settings.mode = match mode {
+            DiscoverMode::Node => config::Mode::Node,
+            DiscoverMode::External => config::Mode::External,
+        };
+    }
+    if let Some(selector) = flags.selector {
+        settings.selector = config::Selector::parse(&selector).map_err(|e| usage(format!("--selector: {e}")))?;
+    }
+    if !flags.namespaces.is_empty() {
+        settings.namespaces = flags.namespaces;
+    }
+    if let Some(provider) = flags.provider {
+        settings.provider = config::ProviderChoice::parse(&provider).ok_or_else(|| {
+            usage(format!("--provider `{provider}`: use one of {}", config::ProviderChoice::NAMES.join(", ")))
+        })?;
+    }
+    Ok(settings)
+}
+
+fn discover(request: &discover::Request) -> ExitCode {
+    let runtime = match runtime(Some(1)) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(discover::discover(request));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("parallax discover: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn demo(options: demo::Options) -> ExitCode {

@@ -28,6 +28,85 @@ pub struct StatusDoc {
     pub last_reload: Option<ReloadStatus>,
     /// Every target, in configuration order.
     pub targets: Vec<TargetStatus>,
+    /// Kubernetes discovery, when `[discovery.kubernetes]` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoveryStatus>,
+}
+
+/// How Kubernetes discovery is doing: what `/readyz`'s detail and the dashboard say.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiscoveryStatus {
+    /// `node` or `external`.
+    pub mode: &'static str,
+    /// Every kind the cluster serves has been listed once (until then the daemon is not ready).
+    pub synced: bool,
+    /// No watch is failing now.
+    pub healthy: bool,
+    /// Since when a watch (or the client) has been failing, RFC 3339; the last good objects keep
+    /// being probed meanwhile.
+    pub failing_since: Option<String>,
+    /// Why the client could not be built (bad kubeconfig, no credentials), if so.
+    pub client_error: Option<String>,
+    /// Targets derived from the cluster and compiled into the running plan.
+    pub targets: usize,
+    /// Derived targets that did not compile, each with its error (dropped; the others run).
+    pub rejected: Vec<String>,
+    /// What the derivation skipped or found, each with its object and reason.
+    pub notes: Vec<String>,
+    /// When the cluster's objects were last derived, RFC 3339.
+    pub derived_at: Option<String>,
+    /// Per kind watched.
+    pub resources: Vec<DiscoveryResource>,
+}
+
+/// The watch of one kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiscoveryResource {
+    /// `services`, `endpointslices`, `ingresses`, `ingressclasses`, `gateways`, `httproutes`,
+    /// `backendconfigs`, `node`.
+    pub resource: &'static str,
+    /// Listed once.
+    pub synced: bool,
+    /// Not served by the cluster (a CRD not installed): asked again every 5 minutes.
+    pub absent: bool,
+    /// The last request failed; retrying with backoff.
+    pub failing: bool,
+    /// Errors since start.
+    pub errors: u64,
+    /// Objects held.
+    pub objects: usize,
+    /// The last error, one line.
+    pub last_error: Option<String>,
+}
+
+impl DiscoveryStatus {
+    /// `/readyz`'s detail: one line of state, then one line per failing or absent kind.
+    pub fn readiness_detail(&self) -> String {
+        let mut out = String::new();
+        let state = match (&self.client_error, self.synced, self.healthy) {
+            (Some(e), _, _) => format!("discovery: no Kubernetes client: {e}"),
+            (None, false, _) => "discovery: waiting for the first list of the cluster".to_owned(),
+            (None, true, true) => format!("discovery: {} mode, {} targets derived, watching", self.mode, self.targets),
+            (None, true, false) => format!(
+                "discovery: failing since {}: probing the last good objects ({} targets)",
+                self.failing_since.as_deref().unwrap_or("?"),
+                self.targets
+            ),
+        };
+        out.push_str(&state);
+        for r in &self.resources {
+            if r.failing {
+                let error = r.last_error.as_deref().unwrap_or("");
+                out.push_str(&format!("\n  {}: failing ({} errors): {error}", r.resource, r.errors));
+            } else if r.absent {
+                out.push_str(&format!("\n  {}: not served by this cluster", r.resource));
+            }
+        }
+        if !self.rejected.is_empty() {
+            out.push_str(&format!("\n  {} derived targets rejected (see /api/v1/status)", self.rejected.len()));
+        }
+        out
+    }
 }
 
 /// A reload attempt.

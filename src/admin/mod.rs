@@ -33,6 +33,11 @@ pub trait AdminState: Send + Sync + 'static {
     fn status(&self) -> StatusDoc;
     /// `/metrics` body (OpenMetrics text).
     fn metrics(&self) -> String;
+    /// Lines `/readyz` adds after `ready`/`not ready` (Kubernetes discovery's state); none by
+    /// default.
+    fn readiness_detail(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The admin server's resource bounds. [`Limits::default`] is what [`serve`] uses.

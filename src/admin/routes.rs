@@ -79,8 +79,16 @@ impl Routes {
         // hyper sends the head of a HEAD response (Content-Length included) and drops its body.
         match endpoint {
             Endpoint::Healthz => plain(StatusCode::OK, "ok"),
-            Endpoint::Readyz if self.state.ready() => plain(StatusCode::OK, "ready"),
-            Endpoint::Readyz => plain(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+            Endpoint::Readyz => {
+                let (code, word) = match self.state.ready() {
+                    true => (StatusCode::OK, "ready"),
+                    false => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+                };
+                match self.state.readiness_detail() {
+                    None => plain(code, word),
+                    Some(detail) => no_store(response(code, TEXT, format!("{word}\n{detail}\n").into())),
+                }
+            }
             Endpoint::Metrics => match self.off_runtime(|state| state.metrics().into()).await {
                 Some(body) => no_store(response(StatusCode::OK, OPENMETRICS, body)),
                 None => plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n"),

@@ -26,6 +26,20 @@ pub struct KubernetesDiscovery {
     pub provider: ProviderChoice,
 }
 
+impl KubernetesDiscovery {
+    /// The settings of an empty `[discovery.kubernetes]`: in-cluster credentials, node mode,
+    /// every namespace, the opt-in label, the provider detected.
+    pub fn defaults() -> KubernetesDiscovery {
+        KubernetesDiscovery {
+            kubeconfig: None,
+            mode: Mode::Node,
+            namespaces: Vec::new(),
+            selector: Selector::default(),
+            provider: ProviderChoice::Auto,
+        }
+    }
+}
+
 /// What discovery derives on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -131,14 +131,26 @@ pub fn load(dir: &Path) -> Result<Plan, ConfigErrors> {
 
 /// Loads and compiles `dir`, reading substitutions from `env`.
 pub fn load_with(dir: &Path, env: &dyn Env) -> Result<Plan, ConfigErrors> {
-    compile::compile_dir(dir, env).0
+    compile::compile_dir(dir, env, &[]).0
 }
 
 /// [`load_with`], and the files its `${file:..}` substitutions and `ca_file`s name, read or not
 /// and whether the configuration compiled or not: what a reloader watches besides `dir` (a file
 /// missing now may appear, and must trigger the next reload).
 pub fn load_watched(dir: &Path, env: &dyn Env) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
-    compile::compile_dir(dir, env)
+    compile::compile_dir(dir, env, &[])
+}
+
+/// [`load_watched`], with `generated` files compiled after the directory's as if they were in
+/// it: a configuration source's output (Kubernetes discovery's targets), each file its virtual
+/// path (errors name it) and its text. They may hold targets only in effect: their settings
+/// would be layered like any file's, and discovery writes none.
+pub fn load_watched_with(
+    dir: &Path,
+    env: &dyn Env,
+    generated: &[(PathBuf, String)],
+) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
+    compile::compile_dir(dir, env, generated)
 }
 
 /// Compiles one configuration file held in memory, `text`, as if it had been read from `path`

@@ -490,6 +490,7 @@ impl Engine {
             plan_loaded_at: rfc3339(self.plan_loaded_at),
             last_reload: self.last_reload.clone(),
             targets: self.targets.iter().map(|t| t.status(&self.clock, now)).collect(),
+            discovery: None,
         }
     }
 }

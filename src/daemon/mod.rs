@@ -24,6 +24,7 @@
 //!
 //! This file is the process edge: [`run`], its [`Options`], signals and the host's name.
 
+mod discover;
 mod engine;
 mod reload;
 mod runtime;

@@ -15,17 +15,23 @@ use tokio::time::{Instant, Interval};
 
 use crate::config::{self, ConfigError, ConfigErrors, Env, Plan, Target, View};
 
+use super::discover::Generated;
 use super::runtime::Shared;
 use super::Options;
 
 /// Compiles the directory on request and when its files, the files its `${file:..}`
 /// substitutions read or its `ca_file`s change (a rotated token or CA bundle, a Secret volume's
 /// `..data` swap); swaps good plans in, and has the prober read its `ca_file`s again.
+///
+/// With Kubernetes discovery, `generated` carries the derived targets: each new set is compiled
+/// with the directory, and a derived target that does not compile is dropped (and reported)
+/// rather than failing the reload.
 pub(super) async fn reloader(
     shared: Arc<Shared>,
     mut requests: mpsc::Receiver<()>,
     options: Options,
     mut read_files: Vec<PathBuf>,
+    mut generated: Option<watch::Receiver<Generated>>,
 ) {
     let mut stop = shared.stop.subscribe();
     let Some(dir) = options.config_dir else {
@@ -38,7 +44,7 @@ pub(super) async fn reloader(
         poll
     });
     loop {
-        let forced = match next_check(&mut stop, &mut requests, poll.as_mut()).await {
+        let forced = match next_check(&mut stop, &mut requests, poll.as_mut(), generated.as_mut()).await {
             Check::Requested => true,
             Check::Polled => false,
             Check::Stop => return,
@@ -52,7 +58,8 @@ pub(super) async fn reloader(
             tracing::info!(dir = %dir.display(), "configuration changed: reloading");
         }
         seen = now_seen;
-        let (loaded, named) = compile(&dir, &options.env).await;
+        let files = generated.as_mut().map(|g| g.borrow_and_update().clone()).unwrap_or_default();
+        let (loaded, named) = compile(&dir, &options.env, files, &shared).await;
         // The files named, even by a configuration that failed (a token file not there yet
         // makes the reload fail; its arrival must bring the next one). A changed list is
         // fingerprinted anew at the next poll: at most one extra reload, which keeps every
@@ -69,7 +76,8 @@ pub(super) async fn reloader(
 
 /// What woke the reloader.
 enum Check {
-    /// SIGHUP or [`Handle::reload`](super::Handle::reload): reload whatever the fingerprint.
+    /// SIGHUP, [`Handle::reload`](super::Handle::reload) or new derived targets: reload
+    /// whatever the fingerprint.
     Requested,
     /// The watch interval: reload if the fingerprint changed.
     Polled,
@@ -82,7 +90,18 @@ async fn next_check(
     stop: &mut watch::Receiver<bool>,
     requests: &mut mpsc::Receiver<()>,
     poll: Option<&mut Interval>,
+    generated: Option<&mut watch::Receiver<Generated>>,
 ) -> Check {
+    let derived = async {
+        match generated {
+            Some(generated) => match generated.changed().await {
+                Ok(()) => Check::Requested,
+                // Discovery ended (the daemon is stopping): nothing more will come from it.
+                Err(_) => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    };
     let polled = async {
         match poll {
             Some(poll) => {
@@ -98,6 +117,7 @@ async fn next_check(
             None => Check::Stop,
         },
         () = polled => Check::Polled,
+        check = derived => check,
     }
 }
 
@@ -115,15 +135,26 @@ async fn refuse_reloads(mut stop: watch::Receiver<bool>, mut requests: mpsc::Rec
     }
 }
 
-/// Compiles `dir` off the runtime's threads. Returns the plan or every error, and the files the
-/// configuration named (`None` when the compiler did not finish: the list stays as it was).
+/// Compiles `dir` with the derived `generated` files off the runtime's threads. Returns the plan
+/// or every error, and the files the configuration named (`None` when the compiler did not
+/// finish: the list stays as it was). Derived files with errors are dropped and the rest
+/// compiled again; discovery's status is told which.
 async fn compile(
     dir: &Path,
     env: &Arc<dyn Env + Send + Sync>,
+    generated: Generated,
+    shared: &Shared,
 ) -> (Result<Plan, ConfigErrors>, Option<Vec<PathBuf>>) {
     let (load_dir, env) = (dir.to_path_buf(), env.clone());
-    match tokio::task::spawn_blocking(move || config::load_watched(&load_dir, &*env)).await {
-        Ok((result, named)) => (result, Some(named)),
+    let compiled = tokio::task::spawn_blocking(move || compile_isolating(&load_dir, &*env, &generated)).await;
+    match compiled {
+        Ok((result, named, accepted, rejected)) => {
+            if let Some(discovery) = &shared.discovery {
+                discovery.compiled(accepted, rejected);
+                shared.telemetry.discovery(&discovery.report());
+            }
+            (result, Some(named))
+        }
         Err(e) => {
             let errors = ConfigErrors(vec![ConfigError {
                 file: Some(dir.to_path_buf()),
@@ -133,6 +164,30 @@ async fn compile(
             (Err(errors), None)
         }
     }
+}
+
+/// [`config::load_watched_with`], dropping the derived files that have errors: the plan (or the
+/// directory's errors), the files named, how many derived files compiled and the errors of the
+/// others.
+fn compile_isolating(
+    dir: &Path,
+    env: &dyn Env,
+    generated: &[(PathBuf, String)],
+) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>, usize, Vec<String>) {
+    let (result, named) = config::load_watched_with(dir, env, generated);
+    let Err(errors) = &result else { return (result, named, generated.len(), Vec::new()) };
+    let is_generated = |file: &Option<PathBuf>| file.as_ref().is_some_and(|f| generated.iter().any(|(p, _)| p == f));
+    let rejected: Vec<String> = errors.0.iter().filter(|e| is_generated(&e.file)).map(ToString::to_string).collect();
+    if rejected.is_empty() {
+        return (result, named, generated.len(), rejected);
+    }
+    let bad: HashSet<&PathBuf> = errors.0.iter().filter_map(|e| e.file.as_ref()).collect();
+    let kept: Vec<(PathBuf, String)> = generated.iter().filter(|(p, _)| !bad.contains(p)).cloned().collect();
+    for error in &rejected {
+        tracing::warn!("discovery: derived target dropped: {error}");
+    }
+    let (result, named) = config::load_watched_with(dir, env, &kept);
+    (result, named, kept.len(), rejected)
 }
 
 /// Swaps a compiled plan in (the prober reads its `ca_file`s again), or records why the reload

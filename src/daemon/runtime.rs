@@ -15,13 +15,14 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Plan, View};
+use crate::config::{KubernetesDiscovery, Plan, View};
 use crate::diff::attribution::{attribute_with, HYBRID_CONCURRENCY};
 use crate::export::Sink;
 use crate::probe::Prober;
 use crate::schedule::{Command, Finished, InFlight, ProbeFuture, ProbeRunner, Scheduler, WallClock};
 use crate::status::StatusDoc;
 
+use super::discover::{self, Discovery, Generated};
 use super::engine::{Action, Engine};
 use super::target::AttributionJob;
 use super::{reload, Options, FLUSH_DEADLINE};
@@ -39,6 +40,8 @@ pub struct Daemon {
     /// The files the plan's `${file:..}` substitutions and `ca_file`s name, watched with the
     /// configuration directory.
     read_files: Vec<PathBuf>,
+    /// `[discovery.kubernetes]` and the derived files' channel to the reloader, when configured.
+    discovery: Option<(KubernetesDiscovery, watch::Receiver<Generated>)>,
 }
 
 impl fmt::Debug for Daemon {
@@ -86,6 +89,14 @@ impl Daemon {
         let mut engine = Engine::new(&plan, clock);
         let now = Instant::now();
         let read_files = plan.read_files.clone();
+        let discovery_settings = plan.discovery.clone();
+        let (discovery, generated) = match &discovery_settings {
+            Some(settings) => {
+                let (discovery, generated) = Discovery::new(settings.mode);
+                (Some(discovery), Some(generated))
+            }
+            None => (None, None),
+        };
         let actions = engine.load(plan, now, &*telemetry);
         scheduler.replace(engine.scheduled());
         let shared = Arc::new(Shared {
@@ -100,9 +111,11 @@ impl Daemon {
             reload: reload_tx,
             commands: commands_tx,
             stop,
+            discovery,
         });
         shared.act(actions);
-        Daemon { shared, scheduler, commands, reloads, options, read_files }
+        let discovery = discovery_settings.zip(generated);
+        Daemon { shared, scheduler, commands, reloads, options, read_files, discovery }
     }
 
     /// A handle on the daemon's state, usable while it runs.
@@ -114,7 +127,7 @@ impl Daemon {
     /// server on that listener. Then stops scheduling, lets probes in flight finish (up to the
     /// scheduler's grace), flushes the exporters and stops the admin server.
     pub async fn run(self, admin: Option<TcpListener>, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let Daemon { shared, scheduler, commands, reloads, options, read_files } = self;
+        let Daemon { shared, scheduler, commands, reloads, options, read_files, discovery } = self;
         let admin_task = admin.map(|listener| {
             let state: Arc<dyn AdminState> = shared.clone();
             let mut stop = shared.stop.subscribe();
@@ -127,7 +140,14 @@ impl Daemon {
                 }
             })
         });
-        let reloader = tokio::spawn(reload::reloader(shared.clone(), reloads, options, read_files));
+        let generated = discovery.map(|(settings, generated)| {
+            if let Some(state) = &shared.discovery {
+                let env = options.env.clone();
+                tokio::spawn(discover::run(shared.clone(), state.clone(), settings, env));
+            }
+            generated
+        });
+        let reloader = tokio::spawn(reload::reloader(shared.clone(), reloads, options, read_files, generated));
         let runner = Arc::new(Runner { shared: shared.clone() });
         let stopped = scheduler.run(runner, commands, shutdown).await;
         if stopped.cancelled > 0 {
@@ -179,6 +199,10 @@ impl AdminState for Handle {
     fn metrics(&self) -> String {
         self.shared.metrics()
     }
+
+    fn readiness_detail(&self) -> Option<String> {
+        self.shared.readiness_detail()
+    }
 }
 
 /// What the daemon's tasks share: the engine behind its lock, the telemetry, the probe and the
@@ -199,21 +223,30 @@ pub(super) struct Shared {
     commands: mpsc::Sender<Command>,
     /// Set once scheduling has stopped: timers and the reloader end, the admin server stops.
     pub(super) stop: watch::Sender<bool>,
+    /// Kubernetes discovery's state, when configured.
+    pub(super) discovery: Option<Arc<Discovery>>,
 }
 
 impl AdminState for Shared {
     fn ready(&self) -> bool {
-        // The engine always holds a plan: the daemon is built from one.
-        self.running.load(Ordering::SeqCst)
+        // The engine always holds a plan: the daemon is built from one. With discovery, the
+        // cluster must have been listed once: until then the plan lacks its targets.
+        self.running.load(Ordering::SeqCst) && self.discovery.as_ref().is_none_or(|d| d.status().synced)
     }
 
     fn status(&self) -> StatusDoc {
         let ready = self.ready();
-        self.engine().status(ready, Instant::now())
+        let mut doc = self.engine().status(ready, Instant::now());
+        doc.discovery = self.discovery.as_ref().map(|d| d.status());
+        doc
     }
 
     fn metrics(&self) -> String {
         self.telemetry.encode_metrics()
+    }
+
+    fn readiness_detail(&self) -> Option<String> {
+        self.discovery.as_ref().map(|d| d.status().readiness_detail())
     }
 }
 

@@ -104,6 +104,23 @@ struct ResultLabels {
     result: String,
 }
 
+/// A kind Kubernetes discovery watches.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: String,
+}
+
+/// `parallax_discovery_*`: per-kind series appear once discovery reports; without
+/// `[discovery.kubernetes]` only the two target gauges show, at 0.
+#[derive(Debug, Default)]
+struct DiscoveryFamilies {
+    up: Family<ResourceLabels, Gauge>,
+    errors: Family<ResourceLabels, Counter>,
+    objects: Family<ResourceLabels, Gauge>,
+    targets: Gauge,
+    rejected: Gauge,
+}
+
 /// The exemplar label set: the exported probe span.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TraceExemplar {
@@ -198,6 +215,7 @@ pub(crate) struct Metrics {
     failures: Family<SignalLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     last_reload: Gauge<f64, AtomicU64>,
+    discovery: DiscoveryFamilies,
     series: Mutex<Series>,
     otel: Option<OtelHistograms>,
 }
@@ -221,6 +239,7 @@ impl Metrics {
             failures: Family::default(),
             reloads: Family::default(),
             last_reload: Gauge::default(),
+            discovery: DiscoveryFamilies::default(),
             series: Mutex::new(Series::default()),
             otel,
         };
@@ -228,6 +247,7 @@ impl Metrics {
         let mut registry = Registry::default();
         metrics.register_probe_families(&mut registry);
         metrics.register_health_families(&mut registry);
+        metrics.register_discovery_families(&mut registry);
         metrics.registry = registry;
         metrics
     }
@@ -307,6 +327,50 @@ impl Metrics {
             Unit::Seconds,
             self.last_reload.clone(),
         );
+    }
+
+    /// Kubernetes discovery: per kind watched, whether its watch is up, its errors and objects;
+    /// the targets derived and rejected. Series appear once discovery reports.
+    fn register_discovery_families(&self, registry: &mut Registry) {
+        let d = &self.discovery;
+        registry.register(
+            "parallax_discovery_up",
+            "1 while the watch of the kind is listed and not failing (Kubernetes discovery)",
+            d.up.clone(),
+        );
+        registry.register(
+            "parallax_discovery_errors",
+            "Failed list or watch requests to the API server, by kind",
+            d.errors.clone(),
+        );
+        registry.register("parallax_discovery_objects", "Selected objects held, by kind", d.objects.clone());
+        registry.register(
+            "parallax_discovery_targets",
+            "Targets derived from the cluster and compiled into the running plan",
+            d.targets.clone(),
+        );
+        registry.register(
+            "parallax_discovery_rejected_targets",
+            "Derived targets that did not compile (dropped; see /api/v1/status)",
+            d.rejected.clone(),
+        );
+    }
+
+    /// Discovery's health now.
+    pub(crate) fn discovery(&self, report: &crate::export::DiscoveryReport) {
+        let d = &self.discovery;
+        for r in &report.resources {
+            let labels = ResourceLabels { resource: r.resource.to_owned() };
+            d.up.get_or_create(&labels).set(i64::from(r.up));
+            d.objects.get_or_create(&labels).set(i64::try_from(r.objects).unwrap_or(i64::MAX));
+            let counter = d.errors.get_or_create(&labels);
+            let seen = counter.get();
+            if r.errors > seen {
+                counter.inc_by(r.errors - seen);
+            }
+        }
+        d.targets.set(i64::try_from(report.targets).unwrap_or(i64::MAX));
+        d.rejected.set(i64::try_from(report.rejected).unwrap_or(i64::MAX));
     }
 
     fn series(&self) -> MutexGuard<'_, Series> {

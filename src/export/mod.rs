@@ -95,6 +95,35 @@ pub trait Sink: Send + Sync + 'static {
     fn encode_metrics(&self) -> String;
     /// Flushes spans and metrics, waiting at most `deadline`.
     fn shutdown(&self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// How Kubernetes discovery is doing: `parallax_discovery_*`. Sinks that do not export
+    /// metrics ignore it.
+    fn discovery(&self, report: &DiscoveryReport) {
+        let _ = report;
+    }
+}
+
+/// Kubernetes discovery's health, as metrics export it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscoveryReport {
+    /// Every kind the cluster serves.
+    pub resources: Vec<ResourceHealth>,
+    /// Derived targets compiled into the plan.
+    pub targets: usize,
+    /// Derived targets rejected by the compiler.
+    pub rejected: usize,
+}
+
+/// The watch of one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceHealth {
+    /// `services`, `endpointslices`...
+    pub resource: &'static str,
+    /// Listed and not failing.
+    pub up: bool,
+    /// Errors since start.
+    pub errors: u64,
+    /// Objects held.
+    pub objects: u64,
 }
 
 /// One outcome of a finished probe, as telemetry receives it: built once where the probe ends
@@ -366,6 +395,10 @@ impl Sink for Telemetry {
 
     fn encode_metrics(&self) -> String {
         self.metrics.encode()
+    }
+
+    fn discovery(&self, report: &DiscoveryReport) {
+        self.metrics.discovery(report);
     }
 
     fn shutdown(&self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {

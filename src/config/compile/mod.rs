@@ -30,14 +30,22 @@ use super::{ConfigError, ConfigErrors, Env};
 
 /// Loads and compiles every configuration file of `dir`; the plan or every error, and either way
 /// the files `${file:..}` and `ca_file` named.
-pub(super) fn compile_dir(dir: &Path, env: &dyn Env) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
-    let paths = match load::list_files(dir) {
+pub(super) fn compile_dir(
+    dir: &Path,
+    env: &dyn Env,
+    generated: &[(PathBuf, String)],
+) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
+    let mut paths = match load::list_files(dir) {
         Ok(paths) => paths,
         Err(e) => return (Err(ConfigErrors(vec![e])), Vec::new()),
     };
     let mut compiler = Compiler::new(env, dir);
-    let files: Vec<SourceFile> =
+    let mut files: Vec<SourceFile> =
         paths.iter().filter_map(|p| SourceFile::read(p, &mut compiler.errors)).collect();
+    for (path, text) in generated {
+        files.extend(SourceFile::parse(path, Cow::Borrowed(text.as_str()), &mut compiler.errors));
+        paths.push(path.clone());
+    }
     compiler.compile(files, paths)
 }
 

@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod derive;
+pub mod discover;
 pub mod render;
 pub mod source;
 

@@ -3,6 +3,7 @@
 //! objects derive the same targets.
 
 pub mod files;
+pub mod watch;
 
 use std::collections::BTreeSet;
 

@@ -94,18 +94,22 @@ pub struct KindHealth {
     pub objects: usize,
 }
 
-/// Every kind's store and health; shared by the watcher tasks and the consumer.
+/// Every kind's stores and health; shared by the watcher tasks and the consumer. A kind has one
+/// store per watcher (one per watched namespace), so that one namespace's relist replaces only
+/// its own objects.
 #[derive(Debug, Default)]
 struct Stores {
-    services: BTreeMap<String, Service>,
-    endpoint_slices: BTreeMap<String, EndpointSlice>,
-    ingresses: BTreeMap<String, Ingress>,
-    ingress_classes: BTreeMap<String, IngressClass>,
-    gateways: BTreeMap<String, Gateway>,
-    http_routes: BTreeMap<String, HttpRoute>,
-    backend_configs: BTreeMap<String, BackendConfig>,
+    services: Vec<BTreeMap<String, Service>>,
+    endpoint_slices: Vec<BTreeMap<String, EndpointSlice>>,
+    ingresses: Vec<BTreeMap<String, Ingress>>,
+    ingress_classes: Vec<BTreeMap<String, IngressClass>>,
+    gateways: Vec<BTreeMap<String, Gateway>>,
+    http_routes: Vec<BTreeMap<String, HttpRoute>>,
+    backend_configs: Vec<BTreeMap<String, BackendConfig>>,
     node: Option<Node>,
     health: BTreeMap<Kind, KindHealth>,
+    /// Per kind, the watchers (by store index) that have listed once.
+    synced: BTreeMap<Kind, BTreeSet<usize>>,
 }
 
 /// The running watch: snapshots of the cluster and the health of every kind.
@@ -124,15 +128,18 @@ impl Watch {
 
     /// The objects now, as a [`Cluster`] (before selection: [`super::select`] is the caller's).
     pub fn snapshot(&self) -> Cluster {
+        fn all<K: Clone>(parts: &[BTreeMap<String, K>]) -> Vec<K> {
+            parts.iter().flat_map(|p| p.values().cloned()).collect()
+        }
         let stores = lock(&self.stores);
         Cluster {
-            services: stores.services.values().cloned().collect(),
-            endpoint_slices: stores.endpoint_slices.values().cloned().collect(),
-            ingresses: stores.ingresses.values().cloned().collect(),
-            ingress_classes: stores.ingress_classes.values().cloned().collect(),
-            gateways: stores.gateways.values().cloned().collect(),
-            http_routes: stores.http_routes.values().cloned().collect(),
-            backend_configs: stores.backend_configs.values().cloned().collect(),
+            services: all(&stores.services),
+            endpoint_slices: all(&stores.endpoint_slices),
+            ingresses: all(&stores.ingresses),
+            ingress_classes: all(&stores.ingress_classes),
+            gateways: all(&stores.gateways),
+            http_routes: all(&stores.http_routes),
+            backend_configs: all(&stores.backend_configs),
             pods: Vec::new(),
             node: stores.node.clone(),
         }
@@ -172,8 +179,8 @@ pub async fn client(settings: &KubernetesDiscovery) -> Result<Client, String> {
     Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))
 }
 
-/// Starts watching what `settings` select, on the tasks of the current runtime; `node_name`
-/// (node mode) is read every minute. The watchers stop when `stop` turns true.
+/// Starts watching what `settings` select, on tasks of the current runtime; `node_name` (node
+/// mode) is read every minute. The watchers stop when `stop` turns true.
 pub fn start(
     client: Client,
     settings: &KubernetesDiscovery,
@@ -182,21 +189,38 @@ pub fn start(
 ) -> Watch {
     let stores = Arc::new(Mutex::new(Stores::default()));
     let (tx, changes) = watch::channel(0u64);
-    let tx = Arc::new(tx);
-    let ctx = Spawner { client, settings: settings.clone(), stores: stores.clone(), tx, stop };
-    ctx.kind::<Service>(Kind::Services, None, |s| &mut s.services, true);
-    ctx.kind::<Ingress>(Kind::Ingresses, None, |s| &mut s.ingresses, true);
-    ctx.kind::<IngressClass>(Kind::IngressClasses, None, |s| &mut s.ingress_classes, false);
-    ctx.kind::<Gateway>(Kind::Gateways, Some(gateway_api("Gateway", "gateways")), |s| &mut s.gateways, true);
-    ctx.kind::<HttpRoute>(Kind::HttpRoutes, Some(gateway_api("HTTPRoute", "httproutes")), |s| &mut s.http_routes, true);
-    let backend_config = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("cloud.google.com", "v1", "BackendConfig"),
-        "backendconfigs",
-    );
-    ctx.kind::<BackendConfig>(Kind::BackendConfigs, Some(backend_config), |s| &mut s.backend_configs, false);
-    ctx.endpoint_slices();
+    let spawner = Spawner { client, stores: stores.clone(), tx: Arc::new(tx), stop };
+    let namespaces: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    let labels = Some(settings.selector.to_string()).filter(|s| !s.is_empty());
+    for (i, ns) in namespaces.iter().enumerate() {
+        let c = spawner.client.clone();
+        let services: Api<Service> = ns.as_deref().map_or_else(|| Api::all(c.clone()), |n| Api::namespaced(c.clone(), n));
+        let ingresses: Api<Ingress> = ns.as_deref().map_or_else(|| Api::all(c.clone()), |n| Api::namespaced(c.clone(), n));
+        let gw = gateway_api("Gateway", "gateways");
+        let routes = gateway_api("HTTPRoute", "httproutes");
+        let bc = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("cloud.google.com", "v1", "BackendConfig"),
+            "backendconfigs",
+        );
+        let gateways: Api<Gateway> = dynamic(&c, ns.as_deref(), &gw);
+        let http_routes: Api<HttpRoute> = dynamic(&c, ns.as_deref(), &routes);
+        let backend_configs: Api<BackendConfig> = dynamic(&c, ns.as_deref(), &bc);
+        spawner.kind(Kind::Services, i, services, labels.clone(), |s| &mut s.services);
+        spawner.kind(Kind::Ingresses, i, ingresses, labels.clone(), |s| &mut s.ingresses);
+        spawner.kind(Kind::Gateways, i, gateways, labels.clone(), |s| &mut s.gateways);
+        spawner.kind(Kind::HttpRoutes, i, http_routes, labels.clone(), |s| &mut s.http_routes);
+        spawner.kind(Kind::BackendConfigs, i, backend_configs, None, |s| &mut s.backend_configs);
+    }
+    spawner.kind(Kind::IngressClasses, 0, Api::<IngressClass>::all(spawner.client.clone()), None, |s| {
+        &mut s.ingress_classes
+    });
+    tokio::spawn(spawner.clone().endpoint_slices());
     if let Some(name) = node_name {
-        ctx.node(name);
+        tokio::spawn(spawner.node(name));
     }
     Watch { stores, changes }
 }
@@ -205,36 +229,215 @@ fn gateway_api(kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind), plural)
 }
 
+/// The Api of a custom resource, in `namespace` or in all.
+fn dynamic<K>(client: &Client, namespace: Option<&str>, resource: &ApiResource) -> Api<K>
+where
+    K: Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
+    }
+}
+
 /// What every watcher task needs.
 #[derive(Clone)]
 struct Spawner {
     client: Client,
-    settings: KubernetesDiscovery,
     stores: Arc<Mutex<Stores>>,
     tx: Arc<watch::Sender<u64>>,
     stop: watch::Receiver<bool>,
 }
 
-/// A store of one kind inside [`Stores`].
-type StoreOf<K> = fn(&mut Stores) -> &mut BTreeMap<String, K>;
+/// A kind's stores inside [`Stores`].
+type StoreOf<K> = fn(&mut Stores) -> &mut Vec<BTreeMap<String, K>>;
 
 impl Spawner {
-    /// Watches kind `K` (a custom resource when `resource` is given), labelled with the
-    /// selector when `selected`, in every watched namespace.
-    fn kind<K>(&self, kind: Kind, resource: Option<ApiResource>, store: StoreOf<K>, selected: bool)
+    /// Watches `api` into store `part` of `store`, with `labels` as the label selector.
+    fn kind<K>(&self, kind: Kind, part: usize, api: Api<K>, labels: Option<String>, store: StoreOf<K>)
     where
         K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-        K::DynamicType: Default + Clone + Eq + std::hash::Hash,
-        K: Resource<DynamicType = <K as Resource>::DynamicType>,
     {
-        let _ = (kind, resource, store, selected);
+        {
+            let mut stores = lock(&self.stores);
+            let parts = store(&mut stores);
+            if parts.len() <= part {
+                parts.resize_with(part + 1, BTreeMap::new);
+            }
+            stores.health.entry(kind).or_default();
+        }
+        let mut config = watcher::Config::default();
+        if let Some(labels) = &labels {
+            config = config.labels(labels);
+        }
+        tokio::spawn(self.clone().watch(kind, part, api, config, store));
     }
 
-    fn endpoint_slices(&self) {}
-
-    fn node(&self, name: String) {
-        let _ = name;
+    /// The watch loop of one kind in one namespace, until the stop.
+    async fn watch<K>(self, kind: Kind, part: usize, api: Api<K>, config: watcher::Config, store: StoreOf<K>)
+    where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let mut stop = self.stop.clone();
+        loop {
+            let mut stream = watcher::watcher(api.clone(), config.clone()).default_backoff().boxed();
+            let mut buffer = None;
+            let absent = loop {
+                let next = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    next = stream.next() => next,
+                };
+                match next {
+                    Some(Ok(event)) => self.event(kind, part, store, &mut buffer, event),
+                    Some(Err(e)) if not_served(&e) => break true,
+                    Some(Err(e)) => self.failed(kind, &e.to_string()),
+                    None => break false,
+                }
+            };
+            if absent {
+                self.update(|stores| {
+                    store(stores)[part].clear();
+                    let health = stores.health.entry(kind).or_default();
+                    health.absent = true;
+                    health.failing = false;
+                });
+                let retry = tokio::time::sleep(ABSENT_RETRY);
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    () = retry => {}
+                }
+            }
+        }
     }
+
+    /// One event into the store; health and the change signal updated.
+    fn event<K: Resource + Clone>(
+        &self,
+        kind: Kind,
+        part: usize,
+        store: StoreOf<K>,
+        buffer: &mut Option<BTreeMap<String, K>>,
+        event: Event<K>,
+    ) {
+        let done = matches!(event, Event::InitDone);
+        let mut stores = lock(&self.stores);
+        let changed = apply(&mut store(&mut stores)[part], buffer, event);
+        if done {
+            stores.synced.entry(kind).or_default().insert(part);
+        }
+        let synced_parts = stores.synced.get(&kind).map_or(0, BTreeSet::len);
+        let objects: usize = store(&mut stores).iter().map(BTreeMap::len).sum();
+        let parts = store(&mut stores).len();
+        let health = stores.health.entry(kind).or_default();
+        let was = health.clone();
+        health.synced = synced_parts >= parts;
+        health.absent = false;
+        health.failing = false;
+        health.last_success = Some(SystemTime::now());
+        health.objects = objects;
+        let notify = changed || health.synced != was.synced || was.failing || was.absent;
+        drop(stores);
+        if notify {
+            self.tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Records a failed request of `kind`.
+    fn failed(&self, kind: Kind, error: &str) {
+        self.update(|stores| {
+            let health = stores.health.entry(kind).or_default();
+            health.failing = true;
+            health.errors += 1;
+            health.last_error = Some(one_line(error));
+        });
+    }
+
+    /// Changes the stores under the lock, then wakes the consumer.
+    fn update(&self, f: impl FnOnce(&mut Stores)) {
+        f(&mut lock(&self.stores));
+        self.tx.send_modify(|n| *n += 1);
+    }
+
+    /// The EndpointSlices of the selected Services: a watch restarted whenever the set of their
+    /// names changes (none selected: no watch at all).
+    async fn endpoint_slices(self) {
+        let mut stop = self.stop.clone();
+        let mut changes = self.tx.subscribe();
+        let mut watching: Option<(BTreeSet<String>, tokio::task::JoinHandle<()>)> = None;
+        lock(&self.stores).health.entry(Kind::EndpointSlices).or_default();
+        loop {
+            let names: BTreeSet<String> = {
+                let stores = lock(&self.stores);
+                stores.services.iter().flat_map(|p| p.values()).filter_map(|s| s.metadata.name.clone()).collect()
+            };
+            if watching.as_ref().map(|(n, _)| n) != Some(&names) {
+                if let Some((_, task)) = watching.take() {
+                    task.abort();
+                }
+                self.update(|stores| {
+                    stores.endpoint_slices = vec![BTreeMap::new()];
+                    stores.synced.remove(&Kind::EndpointSlices);
+                    let health = stores.health.entry(Kind::EndpointSlices).or_default();
+                    health.synced = names.is_empty();
+                    health.objects = 0;
+                });
+                if !names.is_empty() {
+                    let api: Api<EndpointSlice> = Api::all(self.client.clone());
+                    let config = watcher::Config::default().labels(&endpoint_slice_selector(&names));
+                    let task = tokio::spawn(self.clone().watch(Kind::EndpointSlices, 0, api, config, |s| {
+                        &mut s.endpoint_slices
+                    }));
+                    watching = Some((names, task));
+                } else {
+                    watching = Some((names, tokio::spawn(async {})));
+                }
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                changed = changes.changed() => if changed.is_err() { break },
+            }
+        }
+        if let Some((_, task)) = watching {
+            task.abort();
+        }
+    }
+
+    /// This node, read now and every minute.
+    async fn node(self, name: String) {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let mut stop = self.stop.clone();
+        lock(&self.stores).health.entry(Kind::Node).or_default();
+        loop {
+            match api.get(&name).await {
+                Ok(node) => {
+                    let changed = lock(&self.stores).node.as_ref() != Some(&node);
+                    self.update(|stores| {
+                        stores.node = Some(node);
+                        let health = stores.health.entry(Kind::Node).or_default();
+                        health.synced = true;
+                        health.failing = false;
+                        health.objects = 1;
+                        health.last_success = Some(SystemTime::now());
+                    });
+                    let _ = changed;
+                }
+                Err(e) => self.failed(Kind::Node, &format!("node {name}: {e}")),
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(NODE_REFRESH) => {}
+            }
+        }
+    }
+}
+
+/// Whether `e` says the cluster does not serve the kind (404 on the list: a CRD not installed).
+fn not_served(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.code == 404)
+}
+
+fn one_line(s: &str) -> String {
+    s.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// The key of an object in its store: `namespace/name`.
@@ -272,6 +475,3 @@ fn endpoint_slice_selector(services: &BTreeSet<String>) -> String {
     let names: Vec<&str> = services.iter().map(String::as_str).collect();
     format!("{SERVICE_NAME_LABEL} in ({})", names.join(","))
 }
-
-#[allow(dead_code)]
-fn unused(_: watcher::Config) {}
