@@ -351,6 +351,7 @@ fn status_doc(plan: &Plan) -> StatusDoc {
                 mismatches: Vec::new(),
             },
         ],
+        discovery: None,
     }
 }
 

@@ -374,7 +374,7 @@ mod tests {
         write("20-b.toml", "[defaults]\ninterval = \"soon\"\n[[target]]\nname = \"b b\"\n");
         write("30-c.toml", "[[target]\n");
         let env: HashMap<String, String> = HashMap::new();
-        let errors = match compile_dir(dir.path(), &env).0 {
+        let errors = match compile_dir(dir.path(), &env, &[]).0 {
             Ok(_) => panic!("compiled"),
             Err(e) => e.0,
         };
@@ -399,7 +399,7 @@ mod tests {
         write("20-b.toml", "[defaults]\ninterval = \"7s\"\n");
         write("30-c.toml", "[[target]]\nname = \"c\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n");
         write("10-a.toml", "[[target]]\nname = \"a\"\n[target.client]\nurl = \"http://127.0.0.1/\"\n");
-        let plan = match compile_dir(dir.path(), &env).0 {
+        let plan = match compile_dir(dir.path(), &env, &[]).0 {
             Ok(plan) => plan,
             Err(e) => panic!("{e}"),
         };
