@@ -244,7 +244,7 @@ fn verdicts_and_diff(c: &mut Criterion) {
             n += 1;
             let at = start + Duration::from_millis(n);
             let a = diff.observe("client", true, at);
-            let b = diff.observe("nlb", (n / 16) % 2 == 0, at);
+            let b = diff.observe("nlb", (n / 16).is_multiple_of(2), at);
             let c = diff.poll(at);
             (a, b, c)
         })

@@ -361,7 +361,10 @@ struct DiscoverFlags {
 
 /// `[discovery.kubernetes]` of `dir` (defaults without one), overridden by `flags`; exit code 2
 /// on a configuration or usage error.
-fn discover_settings(dir: Option<&std::path::Path>, flags: DiscoverFlags) -> Result<config::KubernetesDiscovery, ExitCode> {
+fn discover_settings(
+    dir: Option<&std::path::Path>,
+    flags: DiscoverFlags,
+) -> Result<config::KubernetesDiscovery, ExitCode> {
     let mut settings = match dir {
         Some(dir) => load(dir)?.discovery.unwrap_or_else(config::KubernetesDiscovery::defaults),
         None => config::KubernetesDiscovery::defaults(),
@@ -380,7 +383,8 @@ fn discover_settings(dir: Option<&std::path::Path>, flags: DiscoverFlags) -> Res
         };
     }
     if let Some(selector) = flags.selector {
-        settings.selector = config::Selector::parse(&selector).map_err(|e| usage(format!("--selector: {e}")))?;
+        settings.selector =
+            config::Selector::parse(&selector).map_err(|e| usage(format!("--selector: {e}")))?;
     }
     if !flags.namespaces.is_empty() {
         settings.namespaces = flags.namespaces;

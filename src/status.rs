@@ -86,7 +86,9 @@ impl DiscoveryStatus {
         let state = match (&self.client_error, self.synced, self.healthy) {
             (Some(e), _, _) => format!("discovery: no Kubernetes client: {e}"),
             (None, false, _) => "discovery: waiting for the first list of the cluster".to_owned(),
-            (None, true, true) => format!("discovery: {} mode, {} targets derived, watching", self.mode, self.targets),
+            (None, true, true) => {
+                format!("discovery: {} mode, {} targets derived, watching", self.mode, self.targets)
+            }
             (None, true, false) => format!(
                 "discovery: failing since {}: probing the last good objects ({} targets)",
                 self.failing_since.as_deref().unwrap_or("?"),
@@ -103,7 +105,10 @@ impl DiscoveryStatus {
             }
         }
         if !self.rejected.is_empty() {
-            out.push_str(&format!("\n  {} derived targets rejected (see /api/v1/status)", self.rejected.len()));
+            out.push_str(&format!(
+                "\n  {} derived targets rejected (see /api/v1/status)",
+                self.rejected.len()
+            ));
         }
         out
     }

@@ -33,7 +33,8 @@ use parallax::config::{self, Plan, View};
 use parallax::diff::{Attribute, Attribution, Basis, Diagnosis, Direction, HybridResult, Mismatch, Side};
 use parallax::probe::{ErrorCode, Outcome, RequestSummary, Timings, TlsSummary};
 use parallax::status::{
-    OpenMismatchStatus, RecentProbe, ReloadStatus, StatusDoc, TargetStatus, VerdictStatus, ViewStatus,
+    DiscoveryResource, DiscoveryStatus, OpenMismatchStatus, RecentProbe, ReloadStatus, StatusDoc,
+    TargetStatus, VerdictStatus, ViewStatus,
 };
 
 use browser::{assert_has, chromium_dom, element, start_tag};
@@ -351,7 +352,27 @@ fn status_doc(plan: &Plan) -> StatusDoc {
                 mismatches: Vec::new(),
             },
         ],
-        discovery: None,
+        discovery: Some(DiscoveryStatus {
+            mode: "node",
+            synced: true,
+            healthy: false,
+            failing_since: Some(rfc3339(Duration::from_secs(60))),
+            targets: 2,
+            rejected: vec![format!(
+                "kubernetes/svc.shop.web.443.toml: target[0].checker[0].timeout: bad {HOSTILE}"
+            )],
+            notes: vec![format!("Ingress shop/re: a regex path cannot become a URL {HOSTILE}")],
+            resources: vec![DiscoveryResource {
+                resource: "services",
+                synced: true,
+                failing: true,
+                errors: 4,
+                objects: 3,
+                last_error: Some("connection refused".to_owned()),
+                ..DiscoveryResource::default()
+            }],
+            ..DiscoveryStatus::default()
+        }),
     }
 }
 
@@ -818,6 +839,17 @@ async fn dashboard_renders_views_verdicts_and_mismatches_in_chromium() {
     assert!(!start_tag(&dom, "id=\"reload-errors\"").contains("hidden"), "reload errors are shown");
     assert_has(reload_errors, "target[0].client.timeout: must be below interval", "reload error");
 
+    // Discovery: failing, the last good objects kept; what failed, was rejected and skipped.
+    assert_has(start_tag(&dom, "id=\"discovery\""), "data-ok=\"false\"", "discovery state");
+    assert_has(element(&dom, "id=\"discovery\"", "</dd>"), "failing since", "discovery text");
+    let discovery = element(&dom, "id=\"discovery-detail\"", "</section>");
+    assert!(!start_tag(&dom, "id=\"discovery-detail\"").contains("hidden"), "discovery detail shown");
+    assert_has(discovery, "services: failing (4 errors)", "the failing kind");
+    assert_has(discovery, "connection refused", "its error");
+    assert_has(discovery, "rejected: <code>kubernetes/svc.shop.web.443.toml", "the rejected target");
+    assert_has(discovery, "skipped: Ingress shop/re: a regex path", "the note");
+    assert_has(discovery, "&lt;img src=x", "hostile discovery text, as text");
+
     // One block per target, in order.
     let shop = element(&dom, "data-target=\"shop\"", "</section>");
     let payments = element(&dom, "data-target=\"payments\"", "</section>");
@@ -898,6 +930,7 @@ async fn dashboard_renders_a_daemon_not_ready_without_targets_in_chromium() {
     );
     assert_has(start_tag(&dom, "id=\"readiness\""), "data-ready=\"false\"", "readiness");
     assert_has(element(&dom, "id=\"readiness\"", "</dd>"), "Not ready", "readiness text");
+    assert_has(start_tag(&dom, "id=\"discovery-fact\""), "hidden", "no discovery configured: no fact");
     assert_has(element(&dom, "id=\"reload\"", "</dd>"), "none since start", "no reload yet");
     assert_has(start_tag(&dom, "id=\"reload-errors\""), "hidden", "no reload errors shown");
     assert_has(start_tag(&dom, "id=\"mismatch-index\""), "hidden", "no mismatch index");

@@ -204,7 +204,9 @@ fn label_key(k: &str) -> Result<String, String> {
         Some((prefix, name)) => {
             let prefix_ok = !prefix.is_empty()
                 && prefix.len() <= 253
-                && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+                && prefix
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
             if !prefix_ok {
                 return Err(format!("`{k}`: the prefix before `/` must be a DNS subdomain"));
             }
@@ -245,7 +247,8 @@ mod tests {
 
     #[test]
     fn selectors_match_as_kubectl_l_does_and_print_as_the_api_takes_them() {
-        let s = Selector::parse("parallax.io/probe=true, tier!=batch,team,!skip").unwrap_or_else(|e| panic!("{e}"));
+        let s = Selector::parse("parallax.io/probe=true, tier!=batch,team,!skip")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.to_string(), "parallax.io/probe=true,tier!=batch,team,!skip");
         assert!(s.matches(&labels(&[("parallax.io/probe", "true"), ("team", "web")])));
         assert!(!s.matches(&labels(&[("parallax.io/probe", "true")])), "team missing");

@@ -85,7 +85,12 @@ pub(super) async fn run(
     if settings.mode == Mode::Node && node_name.is_none() {
         tracing::warn!("discovery in node mode without NODE_NAME: no endpoint counts as local to this node");
     }
-    let options = DeriveOptions { mode: settings.mode, node_name: node_name.clone(), node_ip, provider: settings.provider };
+    let options = DeriveOptions {
+        mode: settings.mode,
+        node_name: node_name.clone(),
+        node_ip,
+        provider: settings.provider,
+    };
     let watch_node = if settings.mode == Mode::Node { node_name } else { None };
     let mut watch = kwatch::start(client, &settings, watch_node, stop.clone());
     loop {

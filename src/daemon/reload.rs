@@ -176,8 +176,10 @@ fn compile_isolating(
 ) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>, usize, Vec<String>) {
     let (result, named) = config::load_watched_with(dir, env, generated);
     let Err(errors) = &result else { return (result, named, generated.len(), Vec::new()) };
-    let is_generated = |file: &Option<PathBuf>| file.as_ref().is_some_and(|f| generated.iter().any(|(p, _)| p == f));
-    let rejected: Vec<String> = errors.0.iter().filter(|e| is_generated(&e.file)).map(ToString::to_string).collect();
+    let is_generated =
+        |file: &Option<PathBuf>| file.as_ref().is_some_and(|f| generated.iter().any(|(p, _)| p == f));
+    let rejected: Vec<String> =
+        errors.0.iter().filter(|e| is_generated(&e.file)).map(ToString::to_string).collect();
     if rejected.is_empty() {
         return (result, named, generated.len(), rejected);
     }

@@ -147,7 +147,8 @@ impl Daemon {
             }
             generated
         });
-        let reloader = tokio::spawn(reload::reloader(shared.clone(), reloads, options, read_files, generated));
+        let reloader =
+            tokio::spawn(reload::reloader(shared.clone(), reloads, options, read_files, generated));
         let runner = Arc::new(Runner { shared: shared.clone() });
         let stopped = scheduler.run(runner, commands, shutdown).await;
         if stopped.cancelled > 0 {

@@ -195,6 +195,36 @@
     }
   }
 
+  // Kubernetes discovery: one fact (state, targets derived) and, when something is wrong or was
+  // skipped, one line per failing kind, rejected target and note.
+  function renderDiscovery(doc) {
+    const d = doc.discovery;
+    const fact = byId('discovery-fact');
+    const box = byId('discovery-detail');
+    if (!d) {
+      fact.hidden = true;
+      box.hidden = true;
+      return;
+    }
+    fact.hidden = false;
+    const state = byId('discovery');
+    let ok = d.healthy && d.synced && !d.client_error;
+    if (d.client_error) state.replaceChildren('\u2716 no client');
+    else if (!d.synced) state.replaceChildren('\u2026 listing the cluster');
+    else if (!d.healthy) state.replaceChildren('\u2716 failing since ', timeEl(d.failing_since), ' (last good objects kept)');
+    else state.replaceChildren('\u2714 ' + d.mode + ' mode, ' + plural(d.targets, 'target', 'targets'));
+    state.setAttribute('data-ok', ok ? 'true' : 'false');
+    const lines = [];
+    if (d.client_error) lines.push(el('li', null, el('code', null, d.client_error)));
+    (d.resources || []).filter((r) => r.failing).forEach((r) => {
+      lines.push(el('li', null, r.resource + ': failing (' + r.errors + ' errors) ', el('code', null, r.last_error || '')));
+    });
+    (d.rejected || []).forEach((e) => lines.push(el('li', null, 'rejected: ', el('code', null, e))));
+    (d.notes || []).forEach((n) => lines.push(el('li', null, 'skipped: ', n)));
+    box.hidden = lines.length === 0;
+    box.querySelector('ul').replaceChildren(...lines);
+  }
+
   function renderOverview(doc) {
     const targets = doc.targets || [];
     let views = 0, open = 0, unhealthy = 0;
@@ -451,6 +481,7 @@
 
   function render(doc) {
     renderHeader(doc);
+    renderDiscovery(doc);
     renderOverview(doc);
     if (!selectingInTargets()) renderTargets(doc);
   }

@@ -9,10 +9,10 @@ use serde::de::DeserializeOwned;
 
 use super::values::human;
 use super::Compiler;
+use crate::config::discovery::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
 use crate::config::key_path::{deserialize, KeySegment, Location};
 use crate::config::load::{self, SettingsTree, SourceFile};
 use crate::config::plan::*;
-use crate::config::discovery::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
 use crate::config::raw::{RawAdmin, RawDefaults, RawDiscovery, RawExport, RawKubernetesDiscovery};
 use crate::config::view::IpVersion;
 use crate::config::DEFAULT_SUCCESS_SAMPLE_RATIO;
@@ -343,7 +343,11 @@ impl Compiler<'_> {
                 namespaces.push(ns);
             } else {
                 let (loc, key) = at("namespaces");
-                self.error(&loc, &format!("{key}[{i}]"), format!("`{ns}` is not a namespace name (lowercase letters, digits, -)"));
+                self.error(
+                    &loc,
+                    &format!("{key}[{i}]"),
+                    format!("`{ns}` is not a namespace name (lowercase letters, digits, -)"),
+                );
                 ok = false;
             }
         }

@@ -62,14 +62,19 @@ pub async fn discover(request: &Request) -> Result<String, String> {
         let ip = request.node_ip.map_or("(the Node's InternalIP)".to_owned(), |ip| ip.to_string());
         lines.push(format!("node: {node}, IP {ip}"));
     }
-    let selector = if settings.selector.is_empty() { "(everything)".to_owned() } else { settings.selector.to_string() };
-    let namespaces = if settings.namespaces.is_empty() { "all".to_owned() } else { settings.namespaces.join(", ") };
+    let selector =
+        if settings.selector.is_empty() { "(everything)".to_owned() } else { settings.selector.to_string() };
+    let namespaces =
+        if settings.namespaces.is_empty() { "all".to_owned() } else { settings.namespaces.join(", ") };
     lines.push(format!("selector: {selector}; namespaces: {namespaces}"));
     Ok(render::toml(&derivation, &Header { lines }))
 }
 
 /// The node named `name` among `nodes`; the only one when no name is given.
-fn pick_node(nodes: Vec<k8s_openapi::api::core::v1::Node>, name: Option<&str>) -> Result<Option<k8s_openapi::api::core::v1::Node>, String> {
+fn pick_node(
+    nodes: Vec<k8s_openapi::api::core::v1::Node>,
+    name: Option<&str>,
+) -> Result<Option<k8s_openapi::api::core::v1::Node>, String> {
     match name {
         Some(name) => Ok(nodes.into_iter().find(|n| n.metadata.name.as_deref() == Some(name))),
         None if nodes.len() <= 1 => Ok(nodes.into_iter().next()),

@@ -16,4 +16,6 @@ pub mod source;
 
 pub use crate::config::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
 pub use cluster::{Cluster, ObjectRef};
-pub use derive::{derive, DeriveOptions, Derivation, DerivedTarget, DerivedView, Note, Origin, Provider, Value};
+pub use derive::{
+    derive, Derivation, DeriveOptions, DerivedTarget, DerivedView, Note, Origin, Provider, Value,
+};

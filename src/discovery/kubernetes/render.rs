@@ -145,13 +145,20 @@ mod tests {
     use crate::discovery::kubernetes::derive::{Note, Origin};
 
     fn shop() -> Derivation {
-        let mut client = DerivedView::new("client", "the users' request, as the NLB delivers it to this node");
-        client
-            .set("url", "https://shop.example.com/cart", Origin::Route("Ingress shop/web".to_owned()))
-            .set("connect_to", "10.0.1.5:31443", Origin::Field("spec.ports[https].nodePort".to_owned()));
+        let mut client =
+            DerivedView::new("client", "the users' request, as the NLB delivers it to this node");
+        client.set("url", "https://shop.example.com/cart", Origin::Route("Ingress shop/web".to_owned())).set(
+            "connect_to",
+            "10.0.1.5:31443",
+            Origin::Field("spec.ports[https].nodePort".to_owned()),
+        );
         let mut nlb = DerivedView::new("aws-nlb", "the NLB's health check of this node");
         nlb.set("profile", "aws-nlb", Origin::Parallax("provider aws".to_owned()))
-            .set("url", "http://10.0.1.5:31999/${file:/var/run/secrets/token}", Origin::Annotation("x".to_owned()))
+            .set(
+                "url",
+                "http://10.0.1.5:31999/${file:/var/run/secrets/token}",
+                Origin::Annotation("x".to_owned()),
+            )
             .set("rise", 3u64, Origin::ProviderDefault("aws-load-balancer-controller default".to_owned()))
             .set("expect.status", "200-399", Origin::ProviderDefault("default".to_owned()));
         Derivation {

@@ -269,14 +269,17 @@ fn derive_node(ctx: &Context<'_>, derivation: &mut Derivation) {
     let Some((node_ip, _)) = &ctx.node_ip else { return };
     let _ = node_ip;
     let mut services: Vec<&Service> = ctx.cluster.services.iter().collect();
-    services.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
+    services.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
     for service in services {
         let ports: &[ServicePort] = service.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
         for port in ports {
             let Some(checkers) = checkers::checker_views(ctx, service, port, &mut derivation.notes) else {
                 continue;
             };
-            let Some(client) = routes::forwarded_client_view(ctx, service, port, &mut derivation.notes) else {
+            let Some(client) = routes::forwarded_client_view(ctx, service, port, &mut derivation.notes)
+            else {
                 continue;
             };
             derivation.targets.push(DerivedTarget {
@@ -311,7 +314,10 @@ pub(super) fn port_label(port: &ServicePort) -> String {
 /// `parts` joined with `.`, every character a target name may not hold replaced by `_`.
 pub(super) fn target_name(parts: &[&str]) -> String {
     let joined = parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(".");
-    joined.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
+    joined
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect()
 }
 
 /// The checker views of one Service port, and what to say about them.

@@ -27,7 +27,9 @@ pub fn select(cluster: Cluster, settings: &KubernetesDiscovery) -> Cluster {
     let services: Vec<_> = cluster.services.into_iter().filter(|s| selected(&s.metadata)).collect();
     let service_keys: BTreeSet<(String, String)> = services
         .iter()
-        .map(|s| (s.metadata.namespace.clone().unwrap_or_default(), s.metadata.name.clone().unwrap_or_default()))
+        .map(|s| {
+            (s.metadata.namespace.clone().unwrap_or_default(), s.metadata.name.clone().unwrap_or_default())
+        })
         .collect();
     let namespaces: BTreeSet<&str> = service_keys.iter().map(|(ns, _)| ns.as_str()).collect();
     let in_service_namespace =

@@ -198,8 +198,10 @@ pub fn start(
     let labels = Some(settings.selector.to_string()).filter(|s| !s.is_empty());
     for (i, ns) in namespaces.iter().enumerate() {
         let c = spawner.client.clone();
-        let services: Api<Service> = ns.as_deref().map_or_else(|| Api::all(c.clone()), |n| Api::namespaced(c.clone(), n));
-        let ingresses: Api<Ingress> = ns.as_deref().map_or_else(|| Api::all(c.clone()), |n| Api::namespaced(c.clone(), n));
+        let services: Api<Service> =
+            ns.as_deref().map_or_else(|| Api::all(c.clone()), |n| Api::namespaced(c.clone(), n));
+        let ingresses: Api<Ingress> =
+            ns.as_deref().map_or_else(|| Api::all(c.clone()), |n| Api::namespaced(c.clone(), n));
         let gw = gateway_api("Gateway", "gateways");
         let routes = gateway_api("HTTPRoute", "httproutes");
         let bc = ApiResource::from_gvk_with_plural(
@@ -368,7 +370,12 @@ impl Spawner {
         loop {
             let names: BTreeSet<String> = {
                 let stores = lock(&self.stores);
-                stores.services.iter().flat_map(|p| p.values()).filter_map(|s| s.metadata.name.clone()).collect()
+                stores
+                    .services
+                    .iter()
+                    .flat_map(|p| p.values())
+                    .filter_map(|s| s.metadata.name.clone())
+                    .collect()
             };
             if watching.as_ref().map(|(n, _)| n) != Some(&names) {
                 if let Some((_, task)) = watching.take() {
@@ -384,9 +391,9 @@ impl Spawner {
                 if !names.is_empty() {
                     let api: Api<EndpointSlice> = Api::all(self.client.clone());
                     let config = watcher::Config::default().labels(&endpoint_slice_selector(&names));
-                    let task = tokio::spawn(self.clone().watch(Kind::EndpointSlices, 0, api, config, |s| {
-                        &mut s.endpoint_slices
-                    }));
+                    let task = tokio::spawn(
+                        self.clone().watch(Kind::EndpointSlices, 0, api, config, |s| &mut s.endpoint_slices),
+                    );
                     watching = Some((names, task));
                 } else {
                     watching = Some((names, tokio::spawn(async {})));
@@ -447,7 +454,11 @@ fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Str
 
 /// Applies one watcher event to `store`, with `buffer` holding a relist until it is complete.
 /// Returns whether the store changed.
-fn apply<K: Resource>(store: &mut BTreeMap<String, K>, buffer: &mut Option<BTreeMap<String, K>>, event: Event<K>) -> bool {
+fn apply<K: Resource>(
+    store: &mut BTreeMap<String, K>,
+    buffer: &mut Option<BTreeMap<String, K>>,
+    event: Event<K>,
+) -> bool {
     match event {
         Event::Init => {
             *buffer = Some(BTreeMap::new());
