@@ -92,6 +92,18 @@ impl ProviderChoice {
     /// Every name `provider` accepts.
     pub const NAMES: &'static [&'static str] = &["auto", "aws", "gcp", "azure", "metallb", "generic"];
 
+    /// The name users write.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderChoice::Auto => "auto",
+            ProviderChoice::Aws => "aws",
+            ProviderChoice::Gcp => "gcp",
+            ProviderChoice::Azure => "azure",
+            ProviderChoice::Metallb => "metallb",
+            ProviderChoice::Generic => "generic",
+        }
+    }
+
     /// The choice named `s`.
     pub fn parse(s: &str) -> Option<ProviderChoice> {
         Some(match s {

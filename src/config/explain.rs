@@ -42,6 +42,18 @@ pub fn explain(plan: &Plan) -> String {
         ),
     };
     line(&mut out, 0, "export.otlp", &otlp);
+    if let Some(d) = &plan.discovery {
+        let kubeconfig = d.kubeconfig.as_ref().map_or("in-cluster".to_owned(), |p| p.display().to_string());
+        let namespaces = if d.namespaces.is_empty() { "all".to_owned() } else { d.namespaces.join(", ") };
+        let text = format!(
+            "{} mode, selector {}, namespaces {namespaces}, provider {}, credentials {kubeconfig}; \
+             its targets are derived at run time (`parallax discover` prints them)",
+            d.mode.as_str(),
+            if d.selector.is_empty() { "(everything)".to_owned() } else { d.selector.to_string() },
+            d.provider.as_str(),
+        );
+        line(&mut out, 0, "discovery.kubernetes", &text);
+    }
     for target in &plan.targets {
         out.push('\n');
         let _ = writeln!(out, "target {}", target.name);

@@ -325,14 +325,14 @@ fn env_overrides(env: &dyn Env, errors: &mut Vec<ConfigError>) -> config::Enviro
     for (name, value) in env.vars_with_prefix(ENV_PREFIX) {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
         let section = rest.split("__").next().unwrap_or_default();
-        if ["DEFAULTS", "ADMIN", "EXPORT"].contains(&section) && rest.len() > section.len() {
+        if ["DEFAULTS", "ADMIN", "EXPORT", "DISCOVERY"].contains(&section) && rest.len() > section.len() {
             vars.insert(name, value);
         } else if section.starts_with("TARGET") {
             errors.push(ConfigError {
                 file: None,
                 key: name,
-                message: "environment variables override [defaults], [admin] and [export] only; \
-                          targets come from files"
+                message: "environment variables override [defaults], [admin], [export] and [discovery] \
+                          only; targets come from files"
                     .to_owned(),
             });
         }

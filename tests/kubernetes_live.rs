@@ -1,0 +1,190 @@
+//! Kubernetes discovery live, against a real kube-apiserver and etcd on loopback
+//! (`support::kube`): the running daemon's plan follows Services created, annotated, scaled
+//! (EndpointSlices) and deleted within seconds through the normal reload path, keeping the state
+//! of the views that did not change; an API server that is stopped leaves the last good plan
+//! probing, says so on `/readyz`, the status document and `/metrics`, and the plan resyncs when
+//! it is back. Probes go to 127.0.0.x only (the Services' node ports on a loopback "node").
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parallax::admin::AdminState;
+use parallax::daemon::{Daemon, Handle, Options};
+use parallax::export::{ResourceInfo, Telemetry};
+use parallax::status::StatusDoc;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use support::kube::KubeServer;
+use support::probes::{toml_str, ProbesDir};
+use support::wait_for;
+
+/// The loopback address standing for this node.
+const NODE_IP: &str = "127.0.0.61";
+
+/// A daemon in node mode on `server`, its configuration directory, and its stop.
+struct Running {
+    handle: Handle,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: ProbesDir,
+}
+
+impl Running {
+    fn start(server: &KubeServer, namespace: &str) -> Running {
+        let dir = ProbesDir::new();
+        dir.file(
+            "00-daemon.toml",
+            &format!(
+                "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n[discovery.kubernetes]\nkubeconfig = {}\n\
+                 mode = \"node\"\nnamespaces = [{}]\nprovider = \"generic\"\n",
+                toml_str(&server.parallax_kubeconfig().display().to_string()),
+                toml_str(namespace),
+            ),
+        );
+        let plan = dir.load();
+        let env: HashMap<String, String> =
+            [("NODE_NAME", "node-live"), ("NODE_IP", NODE_IP)].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        let options = Options {
+            config_dir: Some(dir.path().to_path_buf()),
+            env: Arc::new(env),
+            watch_interval: Some(Duration::from_millis(200)),
+            ..Options::default()
+        };
+        let telemetry = Arc::new(Telemetry::new(&plan.export, ResourceInfo::default()));
+        let daemon = Daemon::new(plan, telemetry, options);
+        let handle = daemon.handle();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(daemon.run(None, async move {
+            let _ = stopped.await;
+        }));
+        Running { handle, stop: Some(stop), task, _dir: dir }
+    }
+
+    fn status(&self) -> StatusDoc {
+        self.handle.status()
+    }
+
+    /// Waits up to `within` for `check` to hold on the status document.
+    async fn until<T>(&self, within: Duration, check: impl Fn(&StatusDoc) -> Option<T>) -> Option<T> {
+        wait_for(within, || check(&self.status())).await
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+/// The names of the running targets.
+fn targets(doc: &StatusDoc) -> Vec<String> {
+    doc.targets.iter().map(|t| t.name.clone()).collect()
+}
+
+/// Probes finished so far by `view` of `target`.
+fn probes(doc: &StatusDoc, target: &str, view: &str) -> Option<u64> {
+    let t = doc.targets.iter().find(|t| t.name == target)?;
+    Some(t.views.iter().find(|v| v.name == view)?.probes)
+}
+
+/// The checker views of `target`, by name.
+fn checkers(doc: &StatusDoc, target: &str) -> Vec<String> {
+    doc.targets
+        .iter()
+        .filter(|t| t.name == target)
+        .flat_map(|t| t.views.iter().filter(|v| v.name != "client").map(|v| v.name.clone()))
+        .collect()
+}
+
+fn service(name: &str, annotations: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "labels": {"parallax.io/probe": "true"}, "annotations": annotations},
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_follows_the_cluster_and_survives_an_api_server_outage() {
+    let server = KubeServer::start().await;
+    let ns = server.namespace("live").await;
+    // Selected, and not: only the labelled Service becomes a target.
+    server.create(&ns, service("web", json!({}))).await;
+    let mut unlabelled = service("hidden", json!({}));
+    unlabelled["metadata"]["labels"] = json!({});
+    server.create(&ns, unlabelled).await;
+
+    let running = Running::start(&server, &ns);
+    let web = format!("svc.{ns}.web.http");
+    let found = running.until(Duration::from_secs(20), |s| targets(s).contains(&web).then_some(())).await;
+    assert!(found.is_some(), "the labelled Service became a target: {:?}", targets(&running.status()));
+    let doc = running.status();
+    assert!(doc.ready, "ready once the cluster is listed");
+    assert_eq!(targets(&doc).iter().filter(|t| t.contains("hidden")).count(), 0, "{:?}", targets(&doc));
+    assert!(checkers(&doc, &web).contains(&"kube-proxy".to_owned()), "ETP Local: kube-proxy's view: {doc:?}");
+    let discovery = doc.discovery.clone().unwrap_or_default();
+    assert!(discovery.synced && discovery.healthy, "{discovery:?}");
+    assert_eq!(discovery.targets, 1, "{discovery:?}");
+
+    // A second Service: added within seconds, the first keeps its views' state.
+    let before = running
+        .until(Duration::from_secs(10), |s| probes(s, &web, "client").filter(|&n| n >= 2))
+        .await
+        .unwrap_or_else(|| panic!("the client view probes: {:?}", running.status()));
+    server.create(&ns, service("api", json!({}))).await;
+    let api = format!("svc.{ns}.api.http");
+    let added = running.until(Duration::from_secs(10), |s| targets(s).contains(&api).then_some(())).await;
+    assert!(added.is_some(), "a new Service joins the plan: {:?}", targets(&running.status()));
+    let after = probes(&running.status(), &web, "client").unwrap_or(0);
+    assert!(after >= before, "the unchanged target kept its counters ({before} -> {after})");
+
+    // An annotation changes a checker: the plan follows.
+    let patch = json!({"metadata": {"annotations": {"parallax.io/check-path": "/ready"}}});
+    server.patch(&ns, "v1", "Service", "api", patch).await;
+    let generation = running.status().generation;
+    let followed = running.until(Duration::from_secs(10), |s| (s.generation > generation).then_some(())).await;
+    assert!(followed.is_some(), "an annotation brings a reload");
+
+    // The API server stops: probing goes on with the last good objects; readiness stays, and
+    // says so; the metrics count the failures.
+    server.stop();
+    let failing = running
+        .until(Duration::from_secs(30), |s| s.discovery.as_ref().filter(|d| !d.healthy).map(|d| d.clone()))
+        .await
+        .unwrap_or_else(|| panic!("the outage is seen: {:?}", running.status().discovery));
+    assert!(failing.failing_since.is_some(), "{failing:?}");
+    let doc = running.status();
+    assert!(targets(&doc).contains(&web) && targets(&doc).contains(&api), "last good plan kept: {:?}", targets(&doc));
+    assert!(running.handle.ready(), "an outage does not make the daemon unready");
+    let detail = running.handle.readiness_detail().unwrap_or_default();
+    assert!(detail.contains("failing since") && detail.contains("last good objects"), "{detail}");
+    let metrics = running.handle.metrics();
+    assert!(metrics.contains("parallax_discovery_up{resource=\"services\"} 0"), "{metrics}");
+    assert!(!metrics.contains("parallax_discovery_errors_total{resource=\"services\"} 0\n"), "{metrics}");
+
+    // Back: the watch resyncs, and what changed meanwhile (a deletion, made in etcd through the
+    // restarted server before the watch reconnects) reaches the plan.
+    server.restart().await;
+    server.delete(&ns, "v1", "Service", "web").await;
+    let resynced = running
+        .until(Duration::from_secs(60), |s| {
+            let healthy = s.discovery.as_ref().is_some_and(|d| d.healthy);
+            (healthy && !targets(s).contains(&web)).then_some(())
+        })
+        .await;
+    assert!(resynced.is_some(), "resynced after the outage: {:?}", running.status().discovery);
+    assert!(targets(&running.status()).contains(&api), "the remaining Service stays");
+    let metrics = running.handle.metrics();
+    assert!(metrics.contains("parallax_discovery_up{resource=\"services\"} 1"), "{metrics}");
+    running.stop().await;
+}
