@@ -1012,17 +1012,24 @@ fn false_from_the_environment_means_none() {
 
 #[test]
 fn discovery_settings_compile_with_defaults_and_the_environment_overrides_them() {
-    let p = plan("[discovery.kubernetes]\nkubeconfig = \"kc/config\"\nnamespaces = [\"shop\", \"pay\"]\n", &[]);
+    let p =
+        plan("[discovery.kubernetes]\nkubeconfig = \"kc/config\"\nnamespaces = [\"shop\", \"pay\"]\n", &[]);
     let d = p.discovery.expect("[discovery.kubernetes] compiled");
     assert_eq!(d.mode, config::Mode::Node, "node mode by default");
     assert_eq!(d.provider, config::ProviderChoice::Auto);
     assert_eq!(d.selector.to_string(), "parallax.io/probe=true", "the opt-in label by default");
     assert_eq!(d.namespaces, ["shop", "pay"]);
-    assert!(d.kubeconfig.is_some_and(|k| k.ends_with("kc/config") && k.is_absolute()), "relative to the directory");
+    assert!(
+        d.kubeconfig.is_some_and(|k| k.ends_with("kc/config") && k.is_absolute()),
+        "relative to the directory"
+    );
 
     let p = plan(
         "[discovery.kubernetes]\nmode = \"node\"\n",
-        &[("PARALLAX_DISCOVERY__KUBERNETES__MODE", "external"), ("PARALLAX_DISCOVERY__KUBERNETES__SELECTOR", "")],
+        &[
+            ("PARALLAX_DISCOVERY__KUBERNETES__MODE", "external"),
+            ("PARALLAX_DISCOVERY__KUBERNETES__SELECTOR", ""),
+        ],
     );
     let d = p.discovery.expect("compiled");
     assert_eq!(d.mode, config::Mode::External, "the environment overrides the file");
@@ -1037,9 +1044,19 @@ fn every_bad_discovery_key_is_named_with_what_would_be_right() {
          namespaces = [\"Bad_NS\"]\n",
         &[],
     );
-    assert_error(&found, "probes.toml", "discovery.kubernetes.mode", "use \"node\" (a DaemonSet) or \"external\"");
+    assert_error(
+        &found,
+        "probes.toml",
+        "discovery.kubernetes.mode",
+        "use \"node\" (a DaemonSet) or \"external\"",
+    );
     assert_error(&found, "probes.toml", "discovery.kubernetes.selector", "only equality-based terms");
-    assert_error(&found, "probes.toml", "discovery.kubernetes.provider", "auto, aws, gcp, azure, metallb, generic");
+    assert_error(
+        &found,
+        "probes.toml",
+        "discovery.kubernetes.provider",
+        "auto, aws, gcp, azure, metallb, generic",
+    );
     assert_error(&found, "probes.toml", "discovery.kubernetes.namespaces[0]", "not a namespace name");
     let unknown = errors("[discovery.kubernetes]\nwatch_secrets = true\n", &[]);
     assert_error(&unknown, "probes.toml", "discovery.kubernetes.watch_secrets", "unknown key");

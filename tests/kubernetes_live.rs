@@ -46,8 +46,9 @@ impl Running {
             ),
         );
         let plan = dir.load();
-        let env: HashMap<String, String> =
-            [("NODE_NAME", "node-live"), ("NODE_IP", NODE_IP)].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+        let env: HashMap<String, String> = [("NODE_NAME", "node-live"), ("NODE_IP", NODE_IP)]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
         let options = Options {
             config_dir: Some(dir.path().to_path_buf()),
             env: Arc::new(env),
@@ -152,7 +153,8 @@ async fn the_plan_follows_the_cluster_and_survives_an_api_server_outage() {
     let patch = json!({"metadata": {"annotations": {"parallax.io/check-path": "/ready"}}});
     server.patch(&ns, "v1", "Service", "api", patch).await;
     let generation = running.status().generation;
-    let followed = running.until(Duration::from_secs(10), |s| (s.generation > generation).then_some(())).await;
+    let followed =
+        running.until(Duration::from_secs(10), |s| (s.generation > generation).then_some(())).await;
     assert!(followed.is_some(), "an annotation brings a reload");
 
     // The API server stops: probing goes on with the last good objects; readiness stays, and
@@ -164,7 +166,11 @@ async fn the_plan_follows_the_cluster_and_survives_an_api_server_outage() {
         .unwrap_or_else(|| panic!("the outage is seen: {:?}", running.status().discovery));
     assert!(failing.failing_since.is_some(), "{failing:?}");
     let doc = running.status();
-    assert!(targets(&doc).contains(&web) && targets(&doc).contains(&api), "last good plan kept: {:?}", targets(&doc));
+    assert!(
+        targets(&doc).contains(&web) && targets(&doc).contains(&api),
+        "last good plan kept: {:?}",
+        targets(&doc)
+    );
     assert!(running.handle.ready(), "an outage does not make the daemon unready");
     let detail = running.handle.readiness_detail().unwrap_or_default();
     assert!(detail.contains("failing since") && detail.contains("last good objects"), "{detail}");

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, ApiResource, GroupVersionKind};
@@ -54,6 +54,9 @@ pub enum Kind {
     HttpRoutes,
     /// GKE BackendConfigs.
     BackendConfigs,
+    /// Pods of the selected Services' namespaces (provider gcp only: GKE Ingress derives its
+    /// health check from their readiness probes).
+    Pods,
     /// This node.
     Node,
 }
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Gateways => "gateways",
             Kind::HttpRoutes => "httproutes",
             Kind::BackendConfigs => "backendconfigs",
+            Kind::Pods => "pods",
             Kind::Node => "node",
         }
     }
@@ -106,6 +110,7 @@ struct Stores {
     gateways: Vec<BTreeMap<String, Gateway>>,
     http_routes: Vec<BTreeMap<String, HttpRoute>>,
     backend_configs: Vec<BTreeMap<String, BackendConfig>>,
+    pods: Vec<BTreeMap<String, Pod>>,
     node: Option<Node>,
     health: BTreeMap<Kind, KindHealth>,
     /// Per kind, the watchers (by store index) that have listed once.
@@ -140,7 +145,7 @@ impl Watch {
             gateways: all(&stores.gateways),
             http_routes: all(&stores.http_routes),
             backend_configs: all(&stores.backend_configs),
-            pods: Vec::new(),
+            pods: all(&stores.pods),
             node: stores.node.clone(),
         }
     }
@@ -221,6 +226,9 @@ pub fn start(
         &mut s.ingress_classes
     });
     tokio::spawn(spawner.clone().endpoint_slices());
+    if settings.provider == crate::config::ProviderChoice::Gcp {
+        tokio::spawn(spawner.clone().pods());
+    }
     if let Some(name) = node_name {
         tokio::spawn(spawner.node(name));
     }
@@ -405,6 +413,55 @@ impl Spawner {
             }
         }
         if let Some((_, task)) = watching {
+            task.abort();
+        }
+    }
+
+    /// The Pods of the namespaces of the selected Services (GKE only): one watch per namespace,
+    /// the set restarted when the namespaces change.
+    async fn pods(self) {
+        let mut stop = self.stop.clone();
+        let mut changes = self.tx.subscribe();
+        let mut watching: Option<(BTreeSet<String>, Vec<tokio::task::JoinHandle<()>>)> = None;
+        lock(&self.stores).health.entry(Kind::Pods).or_default();
+        loop {
+            let namespaces: BTreeSet<String> = {
+                let stores = lock(&self.stores);
+                stores
+                    .services
+                    .iter()
+                    .flat_map(|p| p.values())
+                    .filter_map(|s| s.metadata.namespace.clone())
+                    .collect()
+            };
+            if watching.as_ref().map(|(n, _)| n) != Some(&namespaces) {
+                for task in watching.take().map(|(_, tasks)| tasks).unwrap_or_default() {
+                    task.abort();
+                }
+                self.update(|stores| {
+                    stores.pods = vec![BTreeMap::new(); namespaces.len()];
+                    stores.synced.remove(&Kind::Pods);
+                    let health = stores.health.entry(Kind::Pods).or_default();
+                    health.synced = namespaces.is_empty();
+                    health.objects = 0;
+                });
+                let tasks = namespaces
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ns)| {
+                        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+                        let config = watcher::Config::default();
+                        tokio::spawn(self.clone().watch(Kind::Pods, i, api, config, |s| &mut s.pods))
+                    })
+                    .collect();
+                watching = Some((namespaces, tasks));
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                changed = changes.changed() => if changed.is_err() { break },
+            }
+        }
+        for task in watching.map(|(_, tasks)| tasks).unwrap_or_default() {
             task.abort();
         }
     }
