@@ -153,6 +153,7 @@ pub(super) fn forwarded_client_view(
         push_note(notes, Note { object: ObjectRef::of("Service", &service.metadata), message });
         return None;
     };
+    // Read again for each port: the derivation is pure and the routes are few.
     let routes = Routes::of(ctx);
     for skipped in routes.skipped.iter().filter(|s| s.backends.iter().any(|b| b.is(service, port))) {
         push_note(notes, skipped.note.clone());
@@ -219,9 +220,8 @@ pub(super) fn external_targets(ctx: &Context<'_>, derivation: &mut Derivation) {
     }
     for request in &routes.requests {
         let Some(client) = view::external(request, &mut derivation.notes) else { continue };
-        let parts = [request.prefix, &request.source.namespace, &request.source.name];
-        let host = request.host.as_deref().unwrap_or("");
-        let base = target_name(&[parts[0], parts[1], parts[2], host, &request.path]);
+        let (source, host) = (&request.source, request.host.as_deref().unwrap_or(""));
+        let base = target_name(&[request.prefix, &source.namespace, &source.name, host, &request.path]);
         let mut comments = vec![NO_CHECKERS.to_owned()];
         comments.extend(view::dns_comment(request.host.as_deref(), &request.addresses));
         comments.extend(request.comments.iter().cloned());
