@@ -92,12 +92,21 @@ fn attached<'c>(
         .iter()
         .filter(|l| parent.section_name.as_ref().is_none_or(|s| *s == l.name))
         .filter(|l| parent.port.is_none_or(|p| p == l.port))
-        .filter(|l| matches!(l.protocol.as_str(), "HTTP" | "HTTPS"))
+        .filter(|l| takes_http_routes(l))
         .collect();
     if listeners.is_empty() {
-        return Err(format!("{shown} has no HTTP or HTTPS listener this parentRef names: not probed there"));
+        return Err(format!(
+            "{shown} has no HTTP or terminating HTTPS listener this parentRef names: not probed there"
+        ));
     }
     Ok((gateway, listeners))
+}
+
+/// Whether an HTTPRoute can attach to `listener`: `HTTP`, or `HTTPS` terminating TLS (a
+/// `Passthrough` listener takes TLSRoutes only, `apis/v1/gateway_types.go`).
+fn takes_http_routes(listener: &Listener) -> bool {
+    let passthrough = listener.tls.as_ref().and_then(|t| t.mode.as_deref()) == Some("Passthrough");
+    listener.protocol == "HTTP" || (listener.protocol == "HTTPS" && !passthrough)
 }
 
 /// `None` when `conditions` hold `type_` with status `True`; else what they say instead.

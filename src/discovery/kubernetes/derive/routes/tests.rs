@@ -284,7 +284,8 @@ fn gateway(name: &str, programmed: &str) -> serde_json::Value {
         "spec": {"gatewayClassName": "gke-l7-global-external-managed", "listeners": [
             {"name": "http", "protocol": "HTTP", "port": 80, "hostname": "*.example.com"},
             {"name": "https", "protocol": "HTTPS", "port": 8443, "hostname": "shop.example.com",
-             "tls": {"mode": "Terminate", "certificateRefs": [{"name": "shop-tls"}]}}
+             "tls": {"mode": "Terminate", "certificateRefs": [{"name": "shop-tls"}]}},
+            {"name": "tls-pass", "protocol": "HTTPS", "port": 9443, "tls": {"mode": "Passthrough"}}
         ]},
         "status": {
             "addresses": [{"type": "IPAddress", "value": "198.51.100.7"}, {"type": "IPAddress", "value": "198.51.100.8"}],
@@ -412,15 +413,23 @@ fn a_route_not_accepted_or_on_a_gateway_not_programmed_is_noted_with_the_reason(
         json!({"parentRefs": [{"name": "gw", "namespace": "infra", "sectionName": "http"}], "rules": [rule("PathPrefix", "/")]}),
         "True",
     );
+    let passthrough = http_route(
+        "passthrough",
+        json!({}),
+        json!({"parentRefs": [{"name": "gw", "namespace": "infra", "sectionName": "tls-pass"}], "rules": [rule("PathPrefix", "/")]}),
+        "True",
+    );
     let cluster = Cluster {
         gateways: vec![obj(gateway("gw", "True")), obj(gateway("broken", "False"))],
-        http_routes: vec![obj(wildcard), obj(stalled), obj(refused)],
+        http_routes: vec![obj(wildcard), obj(stalled), obj(refused), obj(passthrough)],
         ..Cluster::default()
     };
     let derivation = external(&cluster);
     assert_eq!(
         messages(&derivation.notes),
         [
+            "HTTPRoute shop/passthrough: Gateway infra/gw has no HTTP or terminating HTTPS listener this parentRef \
+             names: not probed there",
             "HTTPRoute shop/refused: not Accepted by Gateway infra/gw (Accepted=False, reason NoMatchingListenerHostname): \
              the route carries no traffic there, so it is not probed",
             "HTTPRoute shop/stalled: Gateway infra/broken is not Programmed (Programmed=False, reason Invalid): it \
@@ -713,4 +722,49 @@ fn the_external_targets_render_to_a_file_the_compiler_accepts() {
         ]
     );
     assert!(plan.targets.iter().all(|t| t.checkers.is_empty()));
+}
+
+#[test]
+fn forwarded_view_tells_only_the_skipped_routes_that_lead_to_its_port_and_falls_back_to_the_port() {
+    let to_web =
+        json!({"parentRefs": [{"name": "broken", "namespace": "infra"}], "rules": [rule("PathPrefix", "/")]});
+    let unselected = json!({"parentRefs": [{"name": "elsewhere"}], "rules": [rule("PathPrefix", "/")]});
+    let other_spec = json!({"rules": [{"host": "*.example.com", "http": {"paths": [path("/", "Prefix", "other", json!({"number": 8080}))]}}]});
+    let cluster = Cluster {
+        services: vec![obj(web_service(
+            "LoadBalancer",
+            json!({}),
+            json!({"ingress": [{"ip": "203.0.113.30"}]}),
+        ))],
+        gateways: vec![obj(gateway("broken", "False"))],
+        http_routes: vec![
+            obj(http_route("stalled", json!({}), to_web, "True")),
+            obj(http_route("lost", json!({}), unselected, "True")),
+        ],
+        ingresses: vec![obj(ingress("other", json!({}), other_spec, json!({})))],
+        ..Cluster::default()
+    };
+    let (view, notes) = forwarded(&cluster, 0, 0);
+    assert_eq!(
+        view.map(|v| v.settings),
+        Some(vec![
+            s(
+                "url",
+                "http://203.0.113.30:8080/",
+                field("spec.ports[http].name; host status.loadBalancer.ingress[0]")
+            ),
+            s("connect_to", "10.0.1.5:31080", field(NODE_HTTP)),
+        ])
+    );
+    assert_eq!(
+        messages(&notes),
+        [
+            "HTTPRoute shop/lost: its parent Gateway shop/elsewhere is not selected (give it the selector's label) or \
+             does not exist: not probed there",
+            "HTTPRoute shop/stalled: Gateway infra/broken is not Programmed (Programmed=False, reason Invalid): it \
+             carries no traffic yet, so the route is not probed",
+        ]
+    );
+    let (_, notes) = forwarded(&cluster, 0, 1);
+    assert_eq!(messages(&notes), Vec::<String>::new(), "no route leads to port https");
 }
