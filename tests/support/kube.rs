@@ -55,6 +55,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
 /// The pause between two polls of a condition.
 const POLL: Duration = Duration::from_millis(100);
+/// The end of one certificate in a PEM file.
+const PEM_END: &str = "-----END CERTIFICATE-----";
 /// A server's directory in the temporary directory: this prefix, the test binary's PID, `-`.
 const DIR_PREFIX: &str = "parallax-kube-";
 /// Lines of a process's log quoted when it fails.
@@ -119,7 +121,7 @@ impl KubeServer {
         let server = KubeServer { layout: Layout::new(), supervisor: Supervisor::start() };
         server.spawn(Process::Etcd);
         server.spawn(Process::ApiServer);
-        server.write_kubeconfigs();
+        server.write_kubeconfigs().await;
         server.wait_ready().await;
         server.apply_crds().await;
         server.apply_rbac().await;
@@ -238,22 +240,31 @@ impl KubeServer {
 
     /// Writes both kubeconfigs, once the API server has written its self-signed certificate
     /// (`--cert-dir`), which is their CA.
-    fn write_kubeconfigs(&self) {
-        let cert = self.layout.dir.path().join("certs/apiserver.crt");
-        // Bounded: the certificate is written before the server listens, within a second or two.
-        let mut ca = None;
-        for _ in 0..(READY_TIMEOUT.as_millis() / POLL.as_millis()) {
-            ca = std::fs::read(&cert).ok().filter(|pem| !pem.is_empty());
-            if ca.is_some() || self.supervisor.exited(Process::ApiServer).is_some() {
-                break;
+    async fn write_kubeconfigs(&self) {
+        let cert = self.layout.path("certs/apiserver.crt");
+        // The certificate is written before the server listens, within a second or two.
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        let ca = loop {
+            // The file holds the serving certificate, then its CA (client-go's
+            // GenerateSelfSignedCertKey), written in place: complete once both are there.
+            if let Some(pem) =
+                std::fs::read_to_string(&cert).ok().filter(|pem| pem.matches(PEM_END).count() >= 2)
+            {
+                break pem;
             }
-            std::thread::sleep(POLL);
-        }
-        let Some(ca) = ca else {
-            self.fail(Process::ApiServer, &format!("wrote no serving certificate at {}", cert.display()))
+            if let Some(status) = self.supervisor.exited(Process::ApiServer) {
+                self.fail(
+                    Process::ApiServer,
+                    &format!("exited ({status}) before writing {}", cert.display()),
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(Process::ApiServer, &format!("wrote no serving certificate at {}", cert.display()));
+            }
+            tokio::time::sleep(POLL).await;
         };
         for identity in [Identity::Admin, Identity::Parallax] {
-            let text = self.layout.kubeconfig_text(identity, &ca);
+            let text = self.layout.kubeconfig_text(identity, ca.as_bytes());
             std::fs::write(self.layout.kubeconfig(identity), text).expect("write a kubeconfig");
         }
     }
@@ -318,7 +329,7 @@ impl KubeServer {
     }
 }
 
-/// What a test needs of the Gateway API and discovery objects: the `apiVersion` and `kind`.
+/// An object's `apiVersion` and `kind`: which API of the server stores it.
 struct ObjectKind {
     api_version: String,
     kind: String,
