@@ -130,6 +130,65 @@ async fn the_load_balancer_status_of_a_service_can_be_patched() {
     assert_eq!(api_code(api.patch_status("shop", &kube::api::PatchParams::default(), &patch).await), 422);
 }
 
+/// The other objects discovery reads exist without their controllers: a Pod with no
+/// ServiceAccount to be found (the admission plugin is off) and no scheduler, an EndpointSlice
+/// written by hand, an IngressClass, and an Ingress whose status a test writes.
+#[tokio::test]
+async fn pods_endpoint_slices_and_ingresses_are_written_without_controllers() {
+    let server = KubeServer::shared();
+    let ns = server.namespace("objects").await;
+    let probe = json!({"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 5});
+    server
+        .create(
+            &ns,
+            json!({
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shop-0", "labels": {"app": "shop"}},
+                "spec": {"containers": [{"name": "shop", "image": "shop:1", "readinessProbe": probe}]}
+            }),
+        )
+        .await;
+    let slice = server
+        .create(&ns, json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "shop-abc", "labels": {"kubernetes.io/service-name": "shop"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.1.5"], "nodeName": "node-a", "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+        }))
+        .await;
+    assert_eq!(slice.data["endpoints"][0]["nodeName"], "node-a");
+    let class = format!("nginx-{ns}");
+    server
+        .create(
+            "",
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": class},
+                           "spec": {"controller": "k8s.io/ingress-nginx"}}),
+        )
+        .await;
+    server
+        .create(
+            &ns,
+            json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "shop"},
+                "spec": {"ingressClassName": class, "tls": [{"hosts": ["shop.example.com"]}],
+                         "rules": [{"host": "shop.example.com", "http": {"paths": [{
+                             "path": "/cart", "pathType": "Prefix",
+                             "backend": {"service": {"name": "shop", "port": {"number": 80}}}}]}}]}
+            }),
+        )
+        .await;
+    let status = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.60"}]}});
+    let ingress = server.patch_status(&ns, "networking.k8s.io/v1", "Ingress", "shop", status).await;
+    assert_eq!(ingress.data["status"]["loadBalancer"]["ingress"][0]["ip"], "192.0.2.60");
+
+    let client = server.parallax_client().await;
+    let pod = Api::<Pod>::namespaced(client.clone(), &ns).get("shop-0").await.expect("parallax gets the Pod");
+    let readiness = pod.spec.expect("spec").containers[0].readiness_probe.clone().expect("readiness probe");
+    assert_eq!(readiness.http_get.expect("httpGet").path.as_deref(), Some("/ready"));
+    let classes = Api::<IngressClass>::all(client).get(&class).await.expect("parallax gets the IngressClass");
+    assert_eq!(classes.spec.and_then(|s| s.controller).as_deref(), Some("k8s.io/ingress-nginx"));
+}
+
 #[tokio::test]
 async fn gateways_and_http_routes_are_served_and_their_status_can_be_patched() {
     let server = KubeServer::shared();
@@ -204,7 +263,8 @@ async fn a_gateway_the_crd_schema_rejects_is_refused() {
         Api::namespaced_with(server.admin_client().await, &ns, &gateway_api("Gateway", "gateways"));
     let object: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "bad"},
-        "spec": {"gatewayClassName": "example", "listeners": [{"name": "http", "protocol": "HTTP", "port": 0}]}
+        "spec": {"gatewayClassName": "example",
+                 "listeners": [{"name": "http", "protocol": "HTTP", "port": 0}]}
     }))
     .expect("object");
     assert_eq!(api_code(api.create(&PostParams::default(), &object).await), 422);
@@ -378,12 +438,16 @@ async fn the_external_vm_kubeconfig_template_with_a_requested_token_reads_but_no
         .create(&ns, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}}))
         .await;
     server
-        .create("", json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": format!("{account}-{ns}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "parallax-discovery"},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
-        }))
+        .create(
+            "",
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": format!("{account}-{ns}")},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "parallax-discovery"},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
+            }),
+        )
         .await;
     let request = TokenRequest {
         spec: TokenRequestSpec { expiration_seconds: Some(3600), ..TokenRequestSpec::default() },

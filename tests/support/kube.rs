@@ -22,7 +22,6 @@
 //! which fires when the spawning *thread* exits, so they are spawned by a supervisor thread that
 //! lives as long as its server (forever, for the shared one).
 
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::TcpListener;
@@ -533,10 +532,11 @@ impl Layout {
             admin_token: format!("admin-{}", unique_suffix()),
             parallax_token: format!("parallax-{}", unique_suffix()),
         };
-        // token,user,uid,"groups"
+        // token,user,uid,"group,group"
+        let (admin, parallax) = (&layout.admin_token, &layout.parallax_token);
+        let groups = "system:serviceaccounts,system:serviceaccounts:parallax";
         let tokens = format!(
-            "{},admin,admin,\"system:masters\"\n{},{PARALLAX_USER},parallax,\"system:serviceaccounts,system:serviceaccounts:parallax\"\n",
-            layout.admin_token, layout.parallax_token
+            "{admin},admin,admin,\"system:masters\"\n{parallax},{PARALLAX_USER},parallax,\"{groups}\"\n"
         );
         std::fs::write(layout.path("tokens.csv"), tokens).expect("write tokens.csv");
         layout
@@ -563,15 +563,27 @@ impl Layout {
             Identity::Parallax => ("parallax", &self.parallax_token),
         };
         let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-        let mut text = String::new();
-        let _ = write!(
-            text,
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{}\n    \
-             certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: test\n  \
-             context:\n    cluster: test\n    user: {user}\ncurrent-context: test\n",
-            self.api_port
-        );
-        text
+        let port = self.api_port;
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: https://127.0.0.1:{port}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: test
+  context:
+    cluster: test
+    user: {user}
+current-context: test
+"
+        )
     }
 
     fn etcd(&self) -> Command {
