@@ -361,20 +361,18 @@ impl std::fmt::Display for ObjectKind {
     }
 }
 
-/// POSTs `body` (of `content_type`) to `path` as a create; an object that already exists is
-/// fine. Returns the object's name.
+/// POSTs `body` (of `content_type`) to `path` as a create (every server starts empty: nothing
+/// exists yet). Returns the created object's name.
 async fn post(client: &Client, path: &str, content_type: &str, body: &str) -> String {
     let request = http::Request::post(path)
         .header(http::header::CONTENT_TYPE, content_type)
         .body(body.as_bytes().to_vec())
         .expect("a POST request");
-    match client.request::<Value>(request).await {
-        Ok(created) => created["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
-        Err(::kube::Error::Api(status)) if status.code == 409 => {
-            yaml_name(body).unwrap_or_else(|| panic!("POST {path}: exists, and the document has no name"))
-        }
-        Err(e) => panic!("POST {path}: {e}"),
-    }
+    let created: Value = client.request(request).await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    created["metadata"]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("POST {path}: no name in {created}"))
+        .to_owned()
 }
 
 /// Waits until CRD `name` has condition Established=True.
@@ -419,16 +417,6 @@ fn line_offsets(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-/// `metadata.name` of a YAML document: the first `  name:` line under `metadata:`.
-fn yaml_name(yaml: &str) -> Option<String> {
-    let metadata = yaml.split("\nmetadata:").nth(1)?;
-    metadata
-        .lines()
-        .take_while(|l| l.is_empty() || l.starts_with(' '))
-        .find_map(|l| l.strip_prefix("  name:"))
-        .map(|n| n.trim().trim_matches('"').to_owned())
-}
-
 async fn client_from(kubeconfig: &Path) -> Client {
     let config =
         Kubeconfig::read_from(kubeconfig).unwrap_or_else(|e| panic!("{}: {e}", kubeconfig.display()));
@@ -442,13 +430,12 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
 }
 
-/// Hex digits unique within this process and unlikely to repeat across processes.
+/// Hex digits unique within this process (a counter) and unlikely to repeat across processes
+/// (random).
 fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u32(std::process::id());
-    format!("{:010x}", hasher.finish() & 0xff_ffff_ffff)
+    let random = std::hash::RandomState::new().build_hasher().finish();
+    format!("{:06x}{:04x}", random & 0xff_ffff, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The last [`LOG_TAIL_LINES`] lines of `path`.
