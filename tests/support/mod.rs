@@ -21,6 +21,9 @@
 //! - [`grpc`]: a `grpc.health.v1` server with hand-made frames and prost messages.
 //! - [`probes`]: `probes.d` writing, loading, probing and outcome assertions.
 //! - [`otlp`]: an OTLP receiver (gRPC and HTTP/protobuf on one port) that records what it gets.
+//! - [`kube`]: a real etcd + kube-apiserver on loopback (`scripts/kube-test-infra` builds them)
+//!   with the Gateway API CRDs and parallax's RBAC applied: shared per test binary, or a test's
+//!   own to stop and restart.
 //! - [`browser`]: headless Chromium's rendered DOM of a URL, and helpers to search it (tests that
 //!   need only this include the file by path).
 
@@ -33,6 +36,7 @@ pub mod dns;
 pub mod gate;
 pub mod grpc;
 pub mod http;
+pub mod kube;
 pub mod otlp;
 pub mod probes;
 pub mod raw;
