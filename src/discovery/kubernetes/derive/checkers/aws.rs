@@ -389,7 +389,7 @@ fn build(
 }
 
 /// HTTP status codes as AWS matchers take them: `200`, `200-399`, `200,202`.
-pub(super) fn status_codes(raw: &str) -> Option<String> {
+fn status_codes(raw: &str) -> Option<String> {
     let ok = !raw.is_empty()
         && raw.split(',').all(|item| {
             let item = item.trim();

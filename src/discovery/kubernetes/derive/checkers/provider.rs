@@ -1,6 +1,6 @@
 //! Which cloud's rules a Service's load balancer follows, and why: the `provider` setting when
-//! not `auto`; else the node's `spec.providerID`, the Service's own annotations, its
-//! `loadBalancerClass`; else generic.
+//! not `auto`; else the Service's `loadBalancerClass` (a class not the cloud's own means another
+//! controller), the node's `spec.providerID`, the Service's own annotations; else generic.
 
 use super::super::super::ProviderChoice;
 use super::super::Provider;
@@ -58,7 +58,7 @@ fn cloud(scope: &Scope<'_>) -> Option<(Cloud, String)> {
         ProviderChoice::Generic => return Some((Cloud::Generic, "set by provider = generic".to_owned())),
         ProviderChoice::Auto => {}
     }
-    from_provider_id(scope).or_else(|| from_annotations(scope)).or_else(|| from_class(scope))
+    from_class(scope).or_else(|| from_provider_id(scope)).or_else(|| from_annotations(scope))
 }
 
 fn from_provider_id(scope: &Scope<'_>) -> Option<(Cloud, String)> {
@@ -83,7 +83,21 @@ fn from_annotations(scope: &Scope<'_>) -> Option<(Cloud, String)> {
     Some((cloud, format!("the Service has {prefix}* annotations")))
 }
 
+/// A `loadBalancerClass` decides first: the cloud controllers skip a Service that names a class
+/// (k8s.io/cloud-provider `controllers/service`), except the classes their own controllers serve.
 fn from_class(scope: &Scope<'_>) -> Option<(Cloud, String)> {
     let class = scope.load_balancer_class()?;
-    (class == aws::LBC_CLASS).then(|| (Cloud::Aws, format!("spec.loadBalancerClass is {class}")))
+    let why = format!("spec.loadBalancerClass is {class}");
+    Some(if class == aws::LBC_CLASS {
+        (Cloud::Aws, why)
+    } else if class.starts_with("networking.gke.io/") {
+        (Cloud::Gcp, why)
+    } else if let Some((Cloud::Metallb, _)) = from_annotations(scope) {
+        (Cloud::Metallb, format!("{why}, with metallb annotations"))
+    } else {
+        (
+            Cloud::Generic,
+            format!("{why}: the cloud provider skips Services of another class, whose controller is unknown"),
+        )
+    })
 }

@@ -8,9 +8,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::{json, Value as Json};
 
-use super::super::super::cluster::{BackendConfig, Cluster};
-use super::super::super::{Mode, ProviderChoice};
-use super::super::{CheckerViews, Context, DeriveOptions, DerivedView, Note, Origin, Value};
+use super::super::super::cluster::{BackendConfig, Cluster, ObjectRef};
+use super::super::super::{render, Mode, ProviderChoice};
+use super::super::{
+    CheckerViews, Context, Derivation, DeriveOptions, DerivedTarget, DerivedView, Note, Origin, Value,
+};
 use super::checker_views;
 
 const NODE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 5));
@@ -603,10 +605,64 @@ fn a_cluster_ip_service_gets_no_target_and_no_note() {
 }
 
 #[test]
+fn a_foreign_load_balancer_class_is_not_the_clouds() {
+    let mut c = cluster(service(json!({"spec": {"loadBalancerClass": "io.cilium/bgp-control-plane"}})));
+    c.node = Some(node("aws:///eu-west-1a/i-0abc"));
+    let views = run(&c, ProviderChoice::Auto);
+    assert!(views.views.is_empty());
+    assert_eq!(
+        views.comments[0],
+        "provider generic: spec.loadBalancerClass is io.cilium/bgp-control-plane: the cloud provider skips \
+         Services of another class, whose controller is unknown"
+    );
+}
+
+#[test]
 fn the_provider_setting_wins_over_detection() {
     let mut c = cluster(annotated(json!({format!("{AWS}type"): "external"})));
     c.node = Some(node("aws:///eu-west-1a/i-0abc"));
     let views = run(&c, ProviderChoice::Azure);
     assert_eq!(names(&views), ["azure-lb"]);
     assert_eq!(views.comments[0], "provider azure (cloud-provider-azure): set by provider = azure");
+}
+
+// --- the views are valid probes.d views ---
+
+/// The views of `cluster`'s first port, rendered as a probes.d file with a client view and
+/// compiled: every key, value and timeout/interval pair must be one the compiler accepts.
+fn compile(cluster: &Cluster, provider: ProviderChoice) -> crate::config::Plan {
+    let views = run(cluster, provider);
+    let mut client = DerivedView::new("client", "the users' request");
+    client.set("url", "http://10.0.1.5:31080/", Origin::Parallax("test".to_owned()));
+    let target = DerivedTarget {
+        name: "svc.shop.web.http".to_owned(),
+        source: ObjectRef { kind: "Service", namespace: "shop".to_owned(), name: "web".to_owned() },
+        comments: views.comments,
+        client,
+        checkers: views.views,
+    };
+    let text =
+        render::toml(&Derivation { targets: vec![target], notes: Vec::new() }, &render::Header::default());
+    let env = std::collections::HashMap::new();
+    crate::config::load_str(std::path::Path::new("discovered.toml"), &text, &env)
+        .unwrap_or_else(|e| panic!("the derived views compile: {e}\n{text}"))
+}
+
+#[test]
+fn derived_views_compile_as_probes_d_views() {
+    let ssl = cluster(annotated(json!({format!("{AWS}backend-protocol"): "ssl"})));
+    let plan = compile(&ssl, ProviderChoice::Aws);
+    assert_eq!(plan.targets[0].checkers[0].timeout, std::time::Duration::from_secs(5));
+    let lbc = cluster(local(json!({format!("{AWS}type"): "external"})));
+    let plan = compile(&lbc, ProviderChoice::Aws);
+    let names: Vec<&str> = plan.targets[0].checkers.iter().map(|c| &*c.name).collect();
+    assert_eq!(names, ["aws-nlb", "kube-proxy"]);
+    assert_eq!(plan.targets[0].checkers[0].timeout, std::time::Duration::from_secs(6));
+    let https = cluster(annotated(
+        json!({format!("{AZ_PORT}protocol"): "https", format!("{AZ_PORT}interval"): "10"}),
+    ));
+    let plan = compile(&https, ProviderChoice::Azure);
+    assert_eq!(plan.targets[0].checkers[0].timeout, std::time::Duration::from_millis(9900));
+    let tcp_default = cluster(service(json!({"spec": {"loadBalancerClass": "service.k8s.aws/nlb"}})));
+    assert_eq!(compile(&tcp_default, ProviderChoice::Auto).targets[0].checkers[0].fall, 3);
 }
