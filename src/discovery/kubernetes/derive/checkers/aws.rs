@@ -269,7 +269,11 @@ pub(super) fn alb(
     let ann = Annotations::merged(scope.service, ingress);
     let about = format!("Ingress {}", ingress.metadata.name.as_deref().unwrap_or(""));
     if ann.get(ALB_PROTOCOL_VERSION).is_some_and(|v| v.eq_ignore_ascii_case("GRPC")) {
-        comments.push(format!("{about}: gRPC target group (health check /AWS.ALB/healthcheck, gRPC code 12) not emulated: add a grpc:// view"));
+        notes.push(scope.note(format!(
+            "{about} routes to port {} as a gRPC target group (health check /AWS.ALB/healthcheck, gRPC code 12): \
+             not emulated; add a grpc:// checker view by hand",
+            scope.label
+        )));
         return Vec::new();
     }
     let https = ann.get(ALB_BACKEND_PROTOCOL).is_some_and(|p| p.eq_ignore_ascii_case("HTTPS"));

@@ -65,13 +65,17 @@ pub(super) fn checker_views(
         checks.extend(load_balancer_checks(&scope, &mut out.comments, notes)?);
     }
     checks.extend(ingress::checks(&scope, &ingresses, &mut out.comments, notes));
+    if !scope.is_load_balancer() && checks.is_empty() {
+        // Only an Ingress's checks made this port a target here, and none reaches this node.
+        return None;
+    }
     overrides::apply(&scope, &mut checks, &mut out.comments, notes);
     finish(&scope, checks, &mut out);
     Some(out)
 }
 
-/// The checks of the Service's own load balancer; `None` (said in `notes`) when it cannot send
-/// to this node at all.
+/// The checks of the Service's own load balancer; `None` when it sends nothing to this node (no
+/// node port for instance targets: said in `notes`; ip targets without a local pod).
 fn load_balancer_checks(
     scope: &Scope<'_>,
     comments: &mut Vec<String>,
@@ -91,7 +95,7 @@ fn load_balancer_checks(
         notes.push(scope.note(format!("port {}: {reason}", scope.label)));
         return None;
     }
-    Some(match provider {
+    let checks = match provider {
         Provider::AwsLbc => aws::lbc_nlb(scope, comments, notes),
         Provider::AwsLegacy => aws::legacy(scope, comments, notes),
         Provider::Azure => azure::probe(scope, comments, notes),
@@ -113,7 +117,9 @@ fn load_balancer_checks(
             );
             Vec::new()
         }
-    })
+    };
+    // ip targets with no pod here: the load balancer sends nothing to this node.
+    (!pod_targets || !checks.is_empty()).then_some(checks)
 }
 
 /// The views, in order (the load balancer's, then the Ingresses', then kube-proxy's), with unique

@@ -246,6 +246,17 @@ fn aws_lbc_nlb_ip_targets_check_each_ready_local_pod() {
     assert!(views.comments.iter().any(|c| c.contains("checks each pod directly")), "{:?}", views.comments);
 }
 
+#[test]
+fn aws_lbc_nlb_ip_targets_without_a_local_pod_give_no_target_here() {
+    let mut c = cluster(annotated(json!({format!("{AWS}type"): "nlb-ip"})));
+    let mut elsewhere = slice();
+    elsewhere.endpoints.retain(|e| e.node_name.as_deref() == Some("node-b"));
+    c.endpoint_slices.push(elsewhere);
+    let (views, notes) = run_port(&c, ProviderChoice::Auto, 0);
+    assert!(views.is_none());
+    assert!(notes.is_empty(), "{notes:?}");
+}
+
 // --- legacy in-tree AWS provider ---
 
 #[test]
@@ -501,6 +512,23 @@ fn gke_ingress_defaults_to_slash_every_60s() {
         http("gcp", "http://10.0.1.5:31080/", "60s", "59900ms", 1, 10, "200")
     );
     assert!(views.comments.iter().any(|c| c.contains("the default /")), "{:?}", views.comments);
+}
+
+#[test]
+fn gke_ingress_with_negs_checks_each_local_pod_every_15s() {
+    let svc = service(json!({
+        "metadata": {"annotations": {"cloud.google.com/neg": "{\"ingress\": true}"}},
+        "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    }));
+    let mut c = gke_cluster(svc);
+    c.endpoint_slices.push(slice());
+    let views = run(&c, ProviderChoice::Gcp);
+    assert_eq!(names(&views), ["gke-ingress-10.244.1.7", "gke-ingress-10.244.1.10"]);
+    assert_eq!(
+        values(&views.views[0]),
+        http("gcp", "http://10.244.1.7:8080/", "15s", "14900ms", 1, 2, "200")
+    );
+    assert_eq!(origin(&views.views[0], "url"), field("EndpointSlice shop/web-abc"));
 }
 
 // --- MetalLB, generic ---
