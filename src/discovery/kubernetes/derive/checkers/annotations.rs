@@ -26,6 +26,8 @@ pub(super) enum Reader {
 pub(super) struct Annotations<'a> {
     /// Each map, the object it belongs to, and whether that object is not the Service itself.
     maps: Vec<(&'a BTreeMap<String, String>, ObjectRef, bool)>,
+    /// Who reads them: values' origins and bad values' notes say so.
+    reader: Reader,
 }
 
 impl<'a> Annotations<'a> {
@@ -33,6 +35,7 @@ impl<'a> Annotations<'a> {
     pub(super) fn of_service(service: &'a Service) -> Annotations<'a> {
         Annotations {
             maps: vec![(annotations(&service.metadata), ObjectRef::of("Service", &service.metadata), false)],
+            reader: Reader::Controller,
         }
     }
 
@@ -41,6 +44,12 @@ impl<'a> Annotations<'a> {
         let mut merged = Annotations::of_service(service);
         merged.maps.push((annotations(&ingress.metadata), ObjectRef::of("Ingress", &ingress.metadata), true));
         merged
+    }
+
+    /// The same annotations, read by `reader` (a controller by default).
+    pub(super) fn read_by(mut self, reader: Reader) -> Annotations<'a> {
+        self.reader = reader;
+        self
     }
 
     /// The value of `key`, trimmed.
@@ -57,61 +66,49 @@ impl<'a> Annotations<'a> {
     }
 
     /// The value of `key` as a string, its origin the annotation (or the override), else `default`.
-    pub(super) fn string(&self, key: &str, default: Part<String>, reader: Reader) -> Part<String> {
+    pub(super) fn string(&self, key: &str, default: Part<String>) -> Part<String> {
         match self.find(key) {
-            Some((value, origin)) if !value.is_empty() => Part::new(value.to_owned(), retag(origin, reader)),
+            Some((value, origin)) if !value.is_empty() => {
+                Part::new(value.to_owned(), retag(origin, self.reader))
+            }
             _ => default,
         }
     }
 
     /// A whole number of seconds from `key` (as milliseconds), else `default`.
-    pub(super) fn seconds(
-        &self,
-        key: &str,
-        default: Part<u64>,
-        reader: Reader,
-        notes: &mut Vec<Note>,
-    ) -> Part<u64> {
+    pub(super) fn seconds(&self, key: &str, default: Part<u64>, notes: &mut Vec<Note>) -> Part<u64> {
         let shown = duration(default.value);
         let expected = "a whole number of seconds (e.g. 10)";
-        self.parsed(key, default, expected, &shown, reader, notes, |raw| {
+        self.parsed(key, default, expected, &shown, notes, |raw| {
             raw.parse::<u64>().ok().filter(|s| *s > 0).map(|s| s * 1000)
         })
     }
 
     /// A count of 1 or more from `key`, else `default`.
-    pub(super) fn count(
-        &self,
-        key: &str,
-        default: Part<u64>,
-        reader: Reader,
-        notes: &mut Vec<Note>,
-    ) -> Part<u64> {
+    pub(super) fn count(&self, key: &str, default: Part<u64>, notes: &mut Vec<Note>) -> Part<u64> {
         let shown = default.value.to_string();
-        self.parsed(key, default, "a whole number of 1 or more", &shown, reader, notes, |raw| {
+        self.parsed(key, default, "a whole number of 1 or more", &shown, notes, |raw| {
             raw.parse::<u64>().ok().filter(|n| *n > 0)
         })
     }
 
     /// `key` parsed by `parse`, its origin the annotation; `default` when absent, and when bad
     /// with a note naming the annotation, the bad value and the default used.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn parsed<T>(
         &self,
         key: &str,
         default: Part<T>,
         expected: &str,
         shown_default: &str,
-        reader: Reader,
         notes: &mut Vec<Note>,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Part<T> {
         let Some((raw, origin)) = self.find(key) else { return default };
         if let Some(value) = parse(raw) {
-            return Part::new(value, retag(origin, reader));
+            return Part::new(value, retag(origin, self.reader));
         }
         let object = self.object_with(key);
-        notes.push(Note { object, message: bad_value(key, raw, expected, shown_default, reader) });
+        notes.push(Note { object, message: bad_value(key, raw, expected, shown_default, self.reader) });
         default
     }
 

@@ -371,18 +371,17 @@ fn build(
         scheme,
         address,
         port,
-        path: ann.string(keys.path, Part::new(rules.path.to_owned(), default()), Reader::Controller),
-        interval_ms: ann.seconds(keys.interval, secs(rules.interval_s), Reader::Controller, notes),
-        timeout_ms: ann.seconds(keys.timeout, secs(rules.timeout_s), Reader::Controller, notes),
-        rise: ann.count(keys.healthy, Part::new(rules.rise, default()), Reader::Controller, notes),
-        fall: ann.count(keys.unhealthy, Part::new(rules.fall, default()), Reader::Controller, notes),
+        path: ann.string(keys.path, Part::new(rules.path.to_owned(), default())),
+        interval_ms: ann.seconds(keys.interval, secs(rules.interval_s), notes),
+        timeout_ms: ann.seconds(keys.timeout, secs(rules.timeout_s), notes),
+        rise: ann.count(keys.healthy, Part::new(rules.rise, default()), notes),
+        fall: ann.count(keys.unhealthy, Part::new(rules.fall, default()), notes),
         status: match keys.success {
             Some(key) => ann.parsed(
                 key,
                 status,
                 "HTTP codes (200, 200-399, 200,202)",
                 rules.status,
-                Reader::Controller,
                 notes,
                 status_codes,
             ),
@@ -417,7 +416,7 @@ fn read_scheme(
         .collect();
     let shown = default.value.as_str().to_ascii_uppercase();
     let expected = names.join(", ");
-    ann.parsed(key, default, &expected, &shown, Reader::Controller, notes, |raw| {
+    ann.parsed(key, default, &expected, &shown, notes, |raw| {
         Scheme::parse(raw).filter(|s| allowed.contains(s))
     })
 }

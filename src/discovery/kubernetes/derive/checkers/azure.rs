@@ -75,11 +75,8 @@ fn custom(scope: &Scope<'_>, comments: &mut Vec<String>, notes: &mut Vec<Note>) 
     let scheme = protocol(scope, comments);
     let path_key = per_port(n, "request-path");
     let path_key = if scope.ann(&path_key).is_some() { path_key } else { format!("{GLOBAL}request-path") };
-    let path = scope.ann.string(
-        &path_key,
-        Part::new("/".to_owned(), default("HealthProbeDefaultRequestPath")),
-        Reader::Controller,
-    );
+    let path =
+        scope.ann.string(&path_key, Part::new("/".to_owned(), default("HealthProbeDefaultRequestPath")));
     let (interval_ms, fall) = timing(scope, n, notes);
     let about = "the Azure Load Balancer's probe of this node";
     Some(azure_check(scope, about, scheme, port, path, interval_ms, fall))
@@ -174,9 +171,9 @@ fn first_of(
     let key = if scope.ann(&key).is_some() { key } else { format!("{GLOBAL}{param}") };
     let expected = format!("a whole number of at least {min}");
     let shown = default.value.to_string();
-    scope.ann.parsed(&key, default, &expected, &shown, Reader::Controller, notes, |raw| {
-        raw.parse::<u64>().ok().filter(|v| *v >= min)
-    })
+    scope
+        .ann
+        .parsed(&key, default, &expected, &shown, notes, |raw| raw.parse::<u64>().ok().filter(|v| *v >= min))
 }
 
 fn azure_check(

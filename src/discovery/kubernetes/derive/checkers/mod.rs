@@ -45,9 +45,9 @@ pub(super) fn checker_views(
         if scope.is_node_port_type() {
             scope.note_once(
                 notes,
-                "type NodePort and no selected Ingress of a known controller (AWS ALB, GKE) routes to it: \
-                 no load balancer health check is known; select the Ingress, or set parallax.io/check-* on a \
-                 LoadBalancer Service",
+                "type NodePort and no selected Ingress of a known controller (AWS ALB, GKE) routes to it: which load \
+                 balancer checks it, and how, is unknown, so no target; select the Ingress too, or write the \
+                 target by hand",
             );
         }
         return None;

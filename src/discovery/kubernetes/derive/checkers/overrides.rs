@@ -37,50 +37,41 @@ fn key(suffix: &str) -> String {
 }
 
 fn apply_one(scope: &Scope<'_>, check: &mut Check, notes: &mut Vec<Note>) {
-    let ann = &scope.ann;
-    let r = Reader::Parallax;
+    let ann = scope.ann.clone().read_by(Reader::Parallax);
     let shown = check.profile.value.clone();
-    check.profile = ann.parsed(
-        &key("profile"),
-        check.profile.clone(),
-        "a parallax profile name",
-        &shown,
-        r,
-        notes,
-        |raw| ProfileName::from_name(raw).map(|p| p.as_str().to_owned()),
-    );
+    check.profile =
+        ann.parsed(&key("profile"), check.profile.clone(), "a parallax profile name", &shown, notes, |raw| {
+            ProfileName::from_name(raw).map(|p| p.as_str().to_owned())
+        });
     let shown = check.scheme.value.as_str().to_owned();
     check.scheme = ann.parsed(
         &key("protocol"),
         check.scheme.clone(),
         "http, https, tcp or tls",
         &shown,
-        r,
         notes,
         Scheme::parse,
     );
     check.port = port(scope, check, notes);
     let shown = check.path.value.clone();
     check.path =
-        ann.parsed(&key("path"), check.path.clone(), "a path starting with /", &shown, r, notes, |raw| {
+        ann.parsed(&key("path"), check.path.clone(), "a path starting with /", &shown, notes, |raw| {
             raw.starts_with('/').then(|| raw.to_owned())
         });
     let expected = "a duration (10s, 500ms) or whole seconds";
     let shown = duration(check.interval_ms.value);
     check.interval_ms =
-        ann.parsed(&key("interval"), check.interval_ms.clone(), expected, &shown, r, notes, millis);
+        ann.parsed(&key("interval"), check.interval_ms.clone(), expected, &shown, notes, millis);
     let shown = duration(check.timeout_ms.value);
-    check.timeout_ms =
-        ann.parsed(&key("timeout"), check.timeout_ms.clone(), expected, &shown, r, notes, millis);
-    check.rise = ann.count(&key("rise"), check.rise.clone(), r, notes);
-    check.fall = ann.count(&key("fall"), check.fall.clone(), r, notes);
+    check.timeout_ms = ann.parsed(&key("timeout"), check.timeout_ms.clone(), expected, &shown, notes, millis);
+    check.rise = ann.count(&key("rise"), check.rise.clone(), notes);
+    check.fall = ann.count(&key("fall"), check.fall.clone(), notes);
     let shown = check.status.value.clone();
     check.status = ann.parsed(
         &key("status"),
         check.status.clone(),
         "statuses (200, 200-399, 2xx, 200,204)",
         &shown,
-        r,
         notes,
         statuses,
     );
@@ -92,17 +83,24 @@ fn port(scope: &Scope<'_>, check: &Check, notes: &mut Vec<Note>) -> Part<u16> {
     let of_pod = check.address.value != scope.node_ip.value;
     let shown = check.port.value.to_string();
     let expected = "a port number or the name of a port of the Service";
-    scope.ann.parsed(&key("port"), check.port.clone(), expected, &shown, Reader::Parallax, notes, |raw| {
-        if let Ok(n) = raw.parse::<u16>() {
-            return (n != 0).then_some(n);
-        }
-        let named = scope.service_port(raw)?;
-        if of_pod {
-            Scope::numeric_target_port(named)
-        } else {
-            named.node_port.and_then(|n| u16::try_from(n).ok())
-        }
-    })
+    scope.ann.clone().read_by(Reader::Parallax).parsed(
+        &key("port"),
+        check.port.clone(),
+        expected,
+        &shown,
+        notes,
+        |raw| {
+            if let Ok(n) = raw.parse::<u16>() {
+                return (n != 0).then_some(n);
+            }
+            let named = scope.service_port(raw)?;
+            if of_pod {
+                Scope::numeric_target_port(named)
+            } else {
+                named.node_port.and_then(|n| u16::try_from(n).ok())
+            }
+        },
+    )
 }
 
 /// A positive duration in milliseconds: `10s`, `1500ms`, `1m`, or whole seconds (`10`).
