@@ -189,16 +189,24 @@ fn azure_check(
     Check {
         name: "azure-lb".to_owned(),
         about: about.to_owned(),
-        profile: Part::new("azure-lb".to_owned(), Origin::Parallax("the azure-lb profile emulates this checker".to_owned())),
+        profile: Part::new(
+            "azure-lb".to_owned(),
+            Origin::Parallax("the azure-lb profile emulates this checker".to_owned()),
+        ),
         scheme,
         address: scope.node_ip.clone(),
         port,
         path,
         interval_ms,
         timeout_ms: timeout,
-        rise: Part::new(1, Origin::ProviderDefault("Azure Load Balancer: one successful probe marks a backend up (load-balancer-custom-probe-overview.md)".to_owned())),
+        // The probe threshold counts both ways: that many failures take a node out, that many
+        // successes bring it back (ARM ProbePropertiesFormat.probeThreshold).
+        rise: fall.clone(),
         fall,
-        status: Part::new("200".to_owned(), Origin::ProviderDefault("Azure Load Balancer: HTTP probes pass on 200 only".to_owned())),
+        status: Part::new(
+            "200".to_owned(),
+            Origin::ProviderDefault("Azure Load Balancer: HTTP probes pass on 200 only".to_owned()),
+        ),
         host: None,
     }
 }

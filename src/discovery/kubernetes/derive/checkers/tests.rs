@@ -368,7 +368,7 @@ fn azure_defaults_to_tcp_on_the_node_port_every_5s() {
     c.node = Some(node("azure:///subscriptions/x/virtualMachines/node-a"));
     let views = run(&c, ProviderChoice::Auto);
     assert_eq!(names(&views), ["azure-lb"]);
-    assert_eq!(values(&views.views[0]), tcp("azure-lb", "tcp://10.0.1.5:31080", "5s", "4900ms", 1, 2));
+    assert_eq!(values(&views.views[0]), tcp("azure-lb", "tcp://10.0.1.5:31080", "5s", "4900ms", 2, 2));
     assert!(views.comments[0].starts_with("provider azure"), "{:?}", views.comments);
 }
 
@@ -380,7 +380,7 @@ fn azure_app_protocol_http_probes_slash_before_the_global_annotation() {
     }));
     let views = run(&cluster(svc), ProviderChoice::Azure);
     let probe = &views.views[0];
-    assert_eq!(values(probe), http("azure-lb", "http://10.0.1.5:31080/", "5s", "4900ms", 1, 2, "200"));
+    assert_eq!(values(probe), http("azure-lb", "http://10.0.1.5:31080/", "5s", "4900ms", 2, 2, "200"));
     assert_eq!(origin(probe, "url"), field("spec.ports[http].appProtocol"));
     assert!(views.comments.iter().any(|c| c.contains("AKS#3210")), "{:?}", views.comments);
 }
@@ -396,11 +396,12 @@ fn azure_per_port_annotations_win_over_global_ones() {
     }));
     let views = run(&cluster(svc), ProviderChoice::Azure);
     let probe = &views.views[0];
-    let mut expected = http("azure-lb", "https://10.0.1.5:31080/healthz", "10s", "9900ms", 1, 3, "200");
+    let mut expected = http("azure-lb", "https://10.0.1.5:31080/healthz", "10s", "9900ms", 3, 3, "200");
     expected.splice(2..2, [("sni", v(false)), ("verify", v(false))]);
     assert_eq!(values(probe), expected);
     assert_eq!(origin(probe, "url"), ann(&format!("{AZ_PORT}request-path")));
     assert_eq!(origin(probe, "interval"), ann(&format!("{AZ_PORT}interval")));
+    assert_eq!(origin(probe, "rise"), ann(&format!("{AZ_PORT}num-of-probe")));
     assert_eq!(origin(probe, "fall"), ann(&format!("{AZ_PORT}num-of-probe")));
 }
 
@@ -410,7 +411,7 @@ fn azure_etp_local_probes_the_health_check_node_port() {
     assert_eq!(names(&views), ["azure-lb", "kube-proxy"]);
     assert_eq!(
         values(&views.views[0]),
-        http("azure-lb", "http://10.0.1.5:32000/healthz", "5s", "4900ms", 1, 2, "200")
+        http("azure-lb", "http://10.0.1.5:32000/healthz", "5s", "4900ms", 2, 2, "200")
     );
 }
 
