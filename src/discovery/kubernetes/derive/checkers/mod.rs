@@ -38,17 +38,37 @@ pub(super) fn checker_views(
     port: &ServicePort,
     notes: &mut Vec<Note>,
 ) -> Option<CheckerViews> {
+    let start = notes.len();
+    let views = port_views(ctx, service, port, notes);
+    // A bad annotation read for each pod, or for each port of the Service, is said once.
+    let mut i = start;
+    while i < notes.len() {
+        if notes[..i].contains(&notes[i]) {
+            notes.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    views
+}
+
+/// [`checker_views`] before its notes are made unique.
+fn port_views(
+    ctx: &Context<'_>,
+    service: &Service,
+    port: &ServicePort,
+    notes: &mut Vec<Note>,
+) -> Option<CheckerViews> {
     let (node_ip, node_ip_origin) = ctx.node_ip.clone()?;
     let scope = Scope::new(ctx, service, port, node_ip, node_ip_origin);
     let ingresses = ingress::backing(&scope);
     if !scope.is_load_balancer() && ingresses.is_empty() {
         if scope.is_node_port_type() {
-            scope.note_once(
-                notes,
+            notes.push(scope.note(
                 "type NodePort and no selected Ingress of a known controller (AWS ALB, GKE) routes to it: which load \
                  balancer checks it, and how, is unknown, so no target; select the Ingress too, or write the \
                  target by hand",
-            );
+            ));
         }
         return None;
     }

@@ -169,14 +169,6 @@ impl<'a> Scope<'a> {
         Note { object: self.object.clone(), message: message.into() }
     }
 
-    /// A note about this Service, unless the same one is already there (one per Service, not per port).
-    pub(super) fn note_once(&self, notes: &mut Vec<Note>, message: &str) {
-        let note = self.note(message);
-        if !notes.contains(&note) {
-            notes.push(note);
-        }
-    }
-
     /// The Service's ready endpoints on this node (EndpointSlices labelled with its name whose
     /// endpoints name this node), with this port's number on them.
     pub(super) fn local_endpoints(&self) -> Vec<Endpoint> {

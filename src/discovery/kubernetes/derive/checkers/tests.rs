@@ -605,6 +605,22 @@ fn bad_annotation_values_are_notes_naming_the_value_and_the_default() {
 }
 
 #[test]
+fn a_bad_annotation_read_for_each_local_pod_is_said_once() {
+    let mut c = cluster(annotated(
+        json!({format!("{AWS}type"): "nlb-ip", format!("{AWS}healthcheck-timeout"): "-1"}),
+    ));
+    c.endpoint_slices.push(slice());
+    let (views, notes) = run_port(&c, ProviderChoice::Aws, 0);
+    assert_eq!(views.expect("a target").views.len(), 2);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].message.starts_with(&format!("annotation {AWS}healthcheck-timeout = \"-1\"")),
+        "{}",
+        notes[0].message
+    );
+}
+
+#[test]
 fn udp_ports_are_skipped_with_a_note() {
     let svc = service(
         json!({"spec": {"ports": [{"name": "dns", "port": 53, "nodePort": 31053, "protocol": "UDP"}]}}),
