@@ -37,7 +37,7 @@ impl Running {
     fn start(server: &KubeServer, namespace: &str) -> Running {
         let dir = ProbesDir::new();
         dir.file(
-            "00-daemon.toml",
+            "10-daemon.toml",
             &format!(
                 "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n[discovery.kubernetes]\nkubeconfig = {}\n\
                  mode = \"node\"\nnamespaces = [{}]\nprovider = \"generic\"\n",
@@ -128,7 +128,7 @@ async fn the_plan_follows_the_cluster_and_survives_an_api_server_outage() {
     let running = Running::start(&server, &ns);
     let web = format!("svc.{ns}.web.http");
     let found = running.until(Duration::from_secs(20), |s| targets(s).contains(&web).then_some(())).await;
-    assert!(found.is_some(), "the labelled Service became a target: {:?}", targets(&running.status()));
+    assert!(found.is_some(), "the labelled Service became a target: {:?}", running.status().discovery);
     let doc = running.status();
     assert!(doc.ready, "ready once the cluster is listed");
     assert_eq!(targets(&doc).iter().filter(|t| t.contains("hidden")).count(), 0, "{:?}", targets(&doc));
@@ -161,7 +161,7 @@ async fn the_plan_follows_the_cluster_and_survives_an_api_server_outage() {
     // says so; the metrics count the failures.
     server.stop();
     let failing = running
-        .until(Duration::from_secs(30), |s| s.discovery.as_ref().filter(|d| !d.healthy).map(|d| d.clone()))
+        .until(Duration::from_secs(30), |s| s.discovery.as_ref().filter(|d| !d.healthy).cloned())
         .await
         .unwrap_or_else(|| panic!("the outage is seen: {:?}", running.status().discovery));
     assert!(failing.failing_since.is_some(), "{failing:?}");

@@ -193,3 +193,20 @@ mod tests {
         assert!(errors.contains("demo.conf: not a *.toml"), "{errors}");
     }
 }
+#[cfg(test)]
+mod generated_tests {
+    use super::*;
+
+    #[test]
+    fn generated_files_take_the_directorys_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("00.toml"), "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\n")
+            .unwrap();
+        let generated = vec![(
+            PathBuf::from("kubernetes/t.toml"),
+            "[[target]]\nname = \"t\"\n[target.client]\nurl = \"http://127.0.0.1:1/\"\n".to_owned(),
+        )];
+        let plan = load_watched_with(dir.path(), &HashMap::new(), &generated).0.unwrap();
+        assert_eq!(plan.targets[0].client.interval, std::time::Duration::from_secs(1));
+    }
+}

@@ -212,6 +212,24 @@ impl KubeServer {
             .unwrap_or_else(|e| panic!("patch the status of {kind} {ns}/{name}: {e}"))
     }
 
+    /// Merges `patch` into object `name` of `api_version`/`kind` in `ns` (a JSON merge patch:
+    /// `{"metadata": {"annotations": {...}}}`), and returns the object.
+    pub async fn patch(
+        &self,
+        ns: &str,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        patch: Value,
+    ) -> DynamicObject {
+        let kind = ObjectKind::new(api_version, kind);
+        self.api(ns, &kind)
+            .await
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_or_else(|e| panic!("patch {kind} {ns}/{name}: {e}"))
+    }
+
     /// Deletes object `name` of `api_version`/`kind` in `ns`. Objects with finalizers stay
     /// (no controller removes them).
     pub async fn delete(&self, ns: &str, api_version: &str, kind: &str, name: &str) {

@@ -300,7 +300,7 @@ impl Spawner {
                 match next {
                     Some(Ok(event)) => self.event(kind, part, store, &mut buffer, event),
                     Some(Err(e)) if not_served(&e) => break true,
-                    Some(Err(e)) => self.failed(kind, &e.to_string()),
+                    Some(Err(e)) => self.failed(kind, &describe_watch(&e)),
                     None => break false,
                 }
             };
@@ -485,7 +485,21 @@ impl Spawner {
                     });
                     let _ = changed;
                 }
-                Err(e) => self.failed(Kind::Node, &format!("node {name}: {e}")),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    // A wrong NODE_NAME must not stop discovery: derive without the Node (the
+                    // provider from each Service's annotations, the IP from NODE_IP) and say why.
+                    self.update(|stores| {
+                        stores.node = None;
+                        let health = stores.health.entry(Kind::Node).or_default();
+                        health.synced = true;
+                        health.failing = false;
+                        health.objects = 0;
+                        health.last_error = Some(format!(
+                            "no Node named {name}: NODE_NAME should be spec.nodeName from the downward API"
+                        ));
+                    });
+                }
+                Err(e) => self.failed(Kind::Node, &format!("node {name}: {}", describe(&e))),
             }
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -498,6 +512,24 @@ impl Spawner {
 /// Whether `e` says the cluster does not serve the kind (404 on the list: a CRD not installed).
 fn not_served(e: &watcher::Error) -> bool {
     matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.code == 404)
+}
+
+/// A kube error in one short line: the API's own message for an API error (not the whole Status).
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({} {})", status.message, status.code, status.reason),
+        other => other.to_string(),
+    }
+}
+
+/// A watcher error in one short line.
+fn describe_watch(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(e) => format!("list: {}", describe(e)),
+        watcher::Error::WatchStartFailed(e) => format!("watch: {}", describe(e)),
+        watcher::Error::WatchFailed(e) => format!("watch: {}", describe(e)),
+        other => other.to_string(),
+    }
 }
 
 fn one_line(s: &str) -> String {
