@@ -1,7 +1,8 @@
 //! Kubernetes discovery live, against a real kube-apiserver and etcd on loopback
-//! (`support::kube`): the running daemon's plan follows Services created, annotated, scaled
-//! (EndpointSlices) and deleted within seconds through the normal reload path, keeping the state
-//! of the views that did not change; an API server that is stopped leaves the last good plan
+//! (`support::kube`): the running daemon's plan follows Services created, annotated and deleted
+//! within seconds through the normal reload path, keeping the state of the views that did not
+//! change; the live watch follows EndpointSlices scaled up and down (an NLB's checks of each
+//! local pod); an API server that is stopped leaves the last good plan
 //! probing, says so on `/readyz`, the status document and `/metrics`, and the plan resyncs when
 //! it is back. Probes go to 127.0.0.x only (the Services' node ports on a loopback "node").
 
@@ -12,7 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parallax::admin::AdminState;
+use parallax::config;
 use parallax::daemon::{Daemon, Handle, Options};
+use parallax::discovery::kubernetes::source::{self, watch as kwatch};
+use parallax::discovery::kubernetes::{derive, Derivation, DeriveOptions};
 use parallax::export::{ResourceInfo, Telemetry};
 use parallax::status::StatusDoc;
 use serde_json::json;
@@ -193,4 +197,100 @@ async fn the_plan_follows_the_cluster_and_survives_an_api_server_outage() {
     let metrics = running.handle.metrics();
     assert!(metrics.contains("parallax_discovery_up{resource=\"services\"} 1"), "{metrics}");
     running.stop().await;
+}
+
+/// An EndpointSlice of Service `service` with one ready endpoint per address, all on `node`.
+fn slice(service: &str, addresses: &[&str], node: &str) -> serde_json::Value {
+    let endpoints: Vec<serde_json::Value> = addresses
+        .iter()
+        .map(|a| json!({"addresses": [a], "conditions": {"ready": true}, "nodeName": node}))
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-a"), "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    })
+}
+
+/// The derivation from the live watch now (the watch's own health says it has listed).
+async fn derive_now(
+    watch: &mut kwatch::Watch,
+    settings: &config::KubernetesDiscovery,
+    within: Duration,
+    until: impl Fn(&Derivation) -> bool,
+) -> Option<Derivation> {
+    let options = DeriveOptions {
+        mode: config::Mode::Node,
+        node_name: Some("node-live".to_owned()),
+        node_ip: Some(NODE_IP.parse().ok()?),
+        provider: settings.provider,
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if watch.synced() {
+            let derivation = derive(&source::select(watch.snapshot(), settings), &options);
+            if until(&derivation) {
+                return Some(derivation);
+            }
+        }
+        if tokio::time::timeout_at(deadline, watch.changed()).await.is_err() {
+            return None;
+        }
+    }
+}
+
+/// The checker views of the only target.
+fn pod_checks(d: &Derivation) -> Vec<String> {
+    d.targets.iter().flat_map(|t| t.checkers.iter().map(|c| c.name.clone())).collect()
+}
+
+/// An NLB with ip targets checks each pod: scaling the Service's EndpointSlice on this node adds
+/// and removes checker views, through the live watch (EndpointSlices are watched only for the
+/// selected Services). The API server refuses loopback pod addresses, so nothing is probed here:
+/// the daemon's part, the reload of a changed derivation, is the test above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_endpoint_slices_adds_and_removes_the_checks_of_local_pods() {
+    let server = KubeServer::shared();
+    let ns = server.namespace("scale").await;
+    let annotations = json!({"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip"});
+    let mut nlb = service("pods", annotations);
+    nlb["spec"]["loadBalancerClass"] = json!("service.k8s.aws/nlb");
+    nlb["spec"]["externalTrafficPolicy"] = json!("Cluster");
+    server.create(&ns, nlb).await;
+    server.create(&ns, slice("pods", &["10.244.1.7"], "node-live")).await;
+    // A slice of a Service that is not selected is not even watched.
+    server.create(&ns, slice("other", &["10.244.1.9"], "node-live")).await;
+
+    let mut settings = config::KubernetesDiscovery::defaults();
+    settings.kubeconfig = Some(server.parallax_kubeconfig());
+    settings.namespaces = vec![ns.clone()];
+    settings.provider = config::ProviderChoice::Aws;
+    let client = kwatch::client(&settings).await.unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut watch = kwatch::start(client, &settings, Some("node-live".to_owned()), stopped);
+    let within = Duration::from_secs(15);
+
+    let one = derive_now(&mut watch, &settings, within, |d| pod_checks(d).len() == 1).await;
+    let one = one.unwrap_or_else(|| panic!("one local pod, one check: {:?}", watch.health()));
+    assert_eq!(pod_checks(&one), ["aws-nlb-10.244.1.7"], "the pod's check is named after it");
+    let slices = watch.health().get(&kwatch::Kind::EndpointSlices).map(|h| h.objects);
+    assert_eq!(slices, Some(1), "only the selected Service's slice is held");
+
+    let patch = json!({"endpoints": [
+        {"addresses": ["10.244.1.7"], "conditions": {"ready": true}, "nodeName": "node-live"},
+        {"addresses": ["10.244.1.8"], "conditions": {"ready": true}, "nodeName": "node-live"},
+        {"addresses": ["10.244.2.4"], "conditions": {"ready": true}, "nodeName": "node-other"},
+        {"addresses": ["10.244.1.6"], "conditions": {"ready": false}, "nodeName": "node-live"}
+    ]});
+    server.patch(&ns, "discovery.k8s.io/v1", "EndpointSlice", "pods-a", patch).await;
+    let two = derive_now(&mut watch, &settings, within, |d| pod_checks(d).len() == 2).await;
+    let two = two.unwrap_or_else(|| panic!("scaled up: {:?}", watch.health()));
+    assert_eq!(pod_checks(&two), ["aws-nlb-10.244.1.7", "aws-nlb-10.244.1.8"], "this node's ready pods");
+
+    server.delete(&ns, "discovery.k8s.io/v1", "EndpointSlice", "pods-a").await;
+    let none = derive_now(&mut watch, &settings, within, |d| d.targets.is_empty()).await;
+    assert!(none.is_some(), "no local pod: no target here ({:?})", watch.health());
+    let _ = stop.send(true);
 }
