@@ -124,6 +124,27 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     load::list_files(dir)
 }
 
+/// `s` as a TOML basic string (quoted; `"`, `\` and control characters escaped), for programs
+/// that write configuration text: `parallax demo`, Kubernetes discovery. `${` is left as it is:
+/// text from outside must escape it first (`$${`).
+pub fn toml_string(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Loads and compiles every `*.toml`/`*.yaml`/`*.yml` file of `dir` with the process environment.
 pub fn load(dir: &Path) -> Result<Plan, ConfigErrors> {
     load_with(dir, &ProcessEnv)
@@ -164,6 +185,13 @@ pub fn load_str(path: &Path, text: &str, env: &dyn Env) -> Result<Plan, ConfigEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(toml_string("a\"b\\c\nd"), "\"a\\\"b\\\\c\\u000Ad\"");
+        assert_eq!(toml_string("/tmp/parallax-demo-x/demo-ca.pem"), "\"/tmp/parallax-demo-x/demo-ca.pem\"");
+        assert_eq!(toml_string("$${x}"), "\"$${x}\"", "substitution syntax is the caller's");
+    }
 
     #[test]
     fn load_str_compiles_text_and_names_its_path_in_errors() {

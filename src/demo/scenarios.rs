@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 
+pub(super) use crate::config::toml_string;
 use crate::diff::{Diagnosis, Direction};
 
 /// Every demo target, in the order the plan, the dashboard and the table show them.
@@ -284,33 +285,9 @@ fn target(name: &str, extra: &str, client: String, checkers: &[String]) -> Strin
     )
 }
 
-/// `s` as a TOML basic string.
-pub(super) fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn toml_strings_escape_quotes_backslashes_and_controls() {
-        assert_eq!(toml_string("a\"b\\c\nd"), "\"a\\\"b\\\\c\\u000Ad\"");
-        assert_eq!(toml_string("/tmp/parallax-demo-x/demo-ca.pem"), "\"/tmp/parallax-demo-x/demo-ca.pem\"");
-    }
 
     #[test]
     fn help_names_every_target_and_its_diagnosis() {

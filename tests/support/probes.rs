@@ -65,18 +65,7 @@ impl ProbesDir {
 
 /// A TOML basic string (quoted, escaped).
 pub fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    parallax::config::toml_string(s)
 }
 
 /// A target named `name` whose client view is `client` (TOML key lines) and with one checker

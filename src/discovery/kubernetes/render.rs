@@ -116,21 +116,7 @@ fn value(v: &Value) -> String {
 
 /// A TOML basic string of `s`, with `${` escaped so that no substitution happens.
 fn quote(s: &str) -> String {
-    let s = s.replace("${", "$${");
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::config::toml_string(&s.replace("${", "$${"))
 }
 
 /// `s` on one line (a comment cannot span lines).
