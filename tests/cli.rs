@@ -254,3 +254,53 @@ fn probe_help_explains_every_diagnosis() {
         assert!(line.trim().len() > d.as_str().len() + 10, "{d} is explained in --help:\n{help}");
     }
 }
+
+/// `parallax discover --from`: saved `kubectl get -o json` output becomes a probes.d file that
+/// `parallax check` accepts; bad flags are usage errors (2), unreadable input 1.
+#[test]
+fn discover_from_saved_objects_prints_a_file_check_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = dir.path().join("objects.json");
+    std::fs::write(
+        &objects,
+        r#"{"apiVersion":"v1","kind":"List","items":[
+          {"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"shop","labels":{"parallax.io/probe":"true"}},
+           "spec":{"type":"LoadBalancer","externalTrafficPolicy":"Local","healthCheckNodePort":32001,
+                   "ports":[{"name":"http","port":80,"targetPort":8080,"nodePort":31080,"protocol":"TCP"}]},
+           "status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.10"}]}}}]}"#,
+    )
+    .expect("write objects");
+    let from = objects.to_str().expect("utf-8 path");
+    let out = parallax(
+        &["discover", "--from", from, "--node", "n1", "--node-ip", "192.0.2.11", "--provider", "gcp"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let file = text(&out.stdout);
+    assert!(file.contains("name = \"svc.shop.web.http\""), "{file}");
+    assert!(file.contains("url = \"http://192.0.2.11:32001/healthz\""), "GKE L4, ETP Local: {file}");
+    assert!(file.contains("connect_to = \"192.0.2.11:31080\""), "the traffic port: {file}");
+    let config = dir.path().join("probes.d");
+    std::fs::create_dir(&config).expect("mkdir");
+    std::fs::write(config.join("50-discovered.toml"), &file).expect("write the discovered file");
+    let check = parallax(&["check", "-c", config.to_str().expect("utf-8 path")], &[]);
+    assert_eq!(check.status.code(), Some(0), "the printed file compiles: {}", text(&check.stderr));
+    assert!(text(&check.stdout).contains("view kube-proxy (checker)"), "{}", text(&check.stdout));
+
+    let json = parallax(&["discover", "--from", from, "--mode", "external", "--format", "json"], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(doc["targets"][0]["name"], "svc.shop.web.http", "{doc}");
+
+    let bad = parallax(&["discover", "--from", from, "--provider", "ibm"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("use one of auto, aws, gcp, azure, metallb, generic"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let missing = parallax(&["discover", "--from", "/nonexistent/objects.json"], &[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("/nonexistent/objects.json"), "{}", text(&missing.stderr));
+    let both = parallax(&["discover", "--from", from, "--kubeconfig", from], &[]);
+    assert_eq!(both.status.code(), Some(2), "--from and --kubeconfig exclude each other");
+}

@@ -342,6 +342,38 @@ mod tests {
     use super::*;
     use crate::testkit::{target, view, view_url};
 
+    /// A derived target that does not compile is dropped and reported; the directory's targets
+    /// and the other derived ones run.
+    #[test]
+    fn a_derived_target_with_an_error_is_dropped_and_the_rest_compiled() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let hand = "[[target]]\nname = \"hand\"\n[target.client]\nurl = \"http://127.0.0.1:1/\"\n";
+        std::fs::write(dir.path().join("10-hand.toml"), hand).unwrap_or_else(|e| panic!("{e}"));
+        let derived = |name: &str, timeout: &str| {
+            let text = format!(
+                "[[target]]\nname = \"{name}\"\n[target.client]\nurl = \"http://127.0.0.1:2/\"\ntimeout = \"{timeout}\"\n"
+            );
+            (PathBuf::from(format!("kubernetes/{name}.toml")), text)
+        };
+        let env = HashMap::new();
+        let generated = vec![derived("svc.a", "1s"), derived("svc.bad", "ten"), derived("svc.c", "1s")];
+        let (result, _, accepted, rejected) = compile_isolating(dir.path(), &env, &generated);
+        let plan = result.unwrap_or_else(|e| panic!("the rest compiles: {e}"));
+        let names: Vec<&str> = plan.targets.iter().map(|t| &*t.name).collect();
+        assert_eq!(names, ["hand", "svc.a", "svc.c"]);
+        assert_eq!(accepted, 2);
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(
+            rejected[0].starts_with("kubernetes/svc.bad.toml: target[svc.bad].client.timeout"),
+            "{rejected:?}"
+        );
+
+        // An error of the directory's own fails the reload as before, derived targets or not.
+        std::fs::write(dir.path().join("20-broken.toml"), "bogus = 1\n").unwrap_or_else(|e| panic!("{e}"));
+        let (result, _, _, rejected) = compile_isolating(dir.path(), &env, &generated);
+        assert!(result.is_err() && rejected.len() == 1, "{rejected:?}");
+    }
+
     fn changed(mut v: View) -> View {
         v.path = "/other".into();
         v

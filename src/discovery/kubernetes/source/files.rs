@@ -82,3 +82,58 @@ fn add(loaded: &mut Loaded, item: Json) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    }
+
+    #[test]
+    fn lists_and_single_objects_are_read_by_kind_and_other_kinds_counted() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let list = write(
+            dir.path(),
+            "list.json",
+            r#"{"apiVersion":"v1","kind":"List","items":[
+                {"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"shop"}},
+                {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm","namespace":"shop"}},
+                {"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute","metadata":{"name":"r","namespace":"shop"},
+                 "spec":{"hostnames":["shop.example.com"]}}]}"#,
+        );
+        let node =
+            write(dir.path(), "node.json", r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n1"}}"#);
+        let loaded = read(&[list, node]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.cluster.services.len(), 1);
+        assert_eq!(loaded.cluster.http_routes[0].spec.hostnames, ["shop.example.com"]);
+        assert_eq!(loaded.nodes.len(), 1);
+        assert_eq!(loaded.ignored, ["ConfigMap cm"]);
+    }
+
+    #[test]
+    fn unreadable_files_and_bad_objects_are_errors_naming_the_file_and_the_object() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let yaml = write(dir.path(), "objects.yaml", "kind: List\nitems: []\n");
+        let bad = write(
+            dir.path(),
+            "bad.json",
+            r#"{"kind":"Service","metadata":{"name":"web"},"spec":{"ports":"all of them"}}"#,
+        );
+        let kindless = write(dir.path(), "kindless.json", r#"{"items":[]}"#);
+        for (path, says) in [
+            (yaml, "not JSON"),
+            (bad, "Service web: "),
+            (kindless, "not a Kubernetes object or List"),
+            (dir.path().join("missing.json"), "missing.json"),
+        ] {
+            match read(&[&path]) {
+                Ok(_) => panic!("{} was read", path.display()),
+                Err(e) => assert!(e.contains(says) && e.contains(&*path.to_string_lossy()), "{e}"),
+            }
+        }
+    }
+}

@@ -59,3 +59,54 @@ pub fn select(cluster: Cluster, settings: &KubernetesDiscovery) -> Cluster {
         backend_configs,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn service(ns: &str, name: &str, labelled: bool) -> k8s_openapi::api::core::v1::Service {
+        let labels = if labelled { json!({"parallax.io/probe": "true"}) } else { json!({}) };
+        object(json!({"metadata": {"namespace": ns, "name": name, "labels": labels}}))
+    }
+
+    fn slice(ns: &str, name: &str, service: &str) -> k8s_openapi::api::discovery::v1::EndpointSlice {
+        object(json!({"metadata": {"namespace": ns, "name": name, "labels": {SERVICE_NAME_LABEL: service}},
+                      "addressType": "IPv4", "endpoints": []}))
+    }
+
+    #[test]
+    fn the_selection_keeps_labelled_objects_of_the_namespaces_and_their_services_slices() {
+        let cluster = Cluster {
+            services: vec![
+                service("shop", "web", true),
+                service("shop", "db", false),
+                service("pay", "web", true),
+            ],
+            endpoint_slices: vec![
+                slice("shop", "web-1", "web"),
+                slice("shop", "db-1", "db"),
+                slice("pay", "web-1", "web"),
+            ],
+            ..Cluster::default()
+        };
+        let mut settings = KubernetesDiscovery::defaults();
+        settings.namespaces = vec!["shop".to_owned()];
+        let selected = select(cluster.clone(), &settings);
+        let names: Vec<_> =
+            selected.services.iter().map(|s| s.metadata.name.clone().unwrap_or_default()).collect();
+        assert_eq!(names, ["web"], "labelled and in a watched namespace");
+        let slices: Vec<_> =
+            selected.endpoint_slices.iter().map(|s| s.metadata.name.clone().unwrap_or_default()).collect();
+        assert_eq!(slices, ["web-1"], "the slices of shop/web only, not of pay/web nor of shop/db");
+
+        settings.namespaces.clear();
+        settings.selector = crate::config::Selector::parse("").unwrap_or_else(|e| panic!("{e}"));
+        let everything = select(cluster, &settings);
+        assert_eq!((everything.services.len(), everything.endpoint_slices.len()), (3, 3));
+    }
+}

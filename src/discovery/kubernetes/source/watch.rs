@@ -575,3 +575,50 @@ fn endpoint_slice_selector(services: &BTreeSet<String>) -> String {
     let names: Vec<&str> = services.iter().map(String::as_str).collect();
     format!("{SERVICE_NAME_LABEL} in ({})", names.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> Service {
+        let mut s = Service::default();
+        s.metadata.namespace = Some("shop".to_owned());
+        s.metadata.name = Some(name.to_owned());
+        s
+    }
+
+    fn names(store: &BTreeMap<String, Service>) -> Vec<&str> {
+        store.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_relist_replaces_the_store_only_when_complete_and_events_apply_in_between() {
+        let mut store = BTreeMap::new();
+        let mut buffer = None;
+        for event in [Event::Init, Event::InitApply(service("a")), Event::InitApply(service("b"))] {
+            assert!(!apply(&mut store, &mut buffer, event), "nothing changes before the list is complete");
+        }
+        assert!(store.is_empty());
+        assert!(apply(&mut store, &mut buffer, Event::InitDone));
+        assert_eq!(names(&store), ["shop/a", "shop/b"]);
+        assert!(apply(&mut store, &mut buffer, Event::Apply(service("c"))));
+        assert!(apply(&mut store, &mut buffer, Event::Delete(service("a"))));
+        assert!(
+            !apply(&mut store, &mut buffer, Event::Delete(service("zz"))),
+            "an unknown deletion changes nothing"
+        );
+        // A relist after an outage (or a 410 Gone): what was deleted meanwhile disappears, and
+        // the old objects stay in use until the new list is complete.
+        assert!(!apply(&mut store, &mut buffer, Event::Init));
+        assert!(!apply(&mut store, &mut buffer, Event::InitApply(service("c"))));
+        assert_eq!(names(&store), ["shop/b", "shop/c"], "the last good objects while relisting");
+        assert!(apply(&mut store, &mut buffer, Event::InitDone));
+        assert_eq!(names(&store), ["shop/c"]);
+    }
+
+    #[test]
+    fn the_endpoint_slice_selector_names_the_selected_services() {
+        let names: BTreeSet<String> = ["web", "api"].map(str::to_owned).into();
+        assert_eq!(endpoint_slice_selector(&names), "kubernetes.io/service-name in (api,web)");
+    }
+}
