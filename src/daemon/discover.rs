@@ -34,16 +34,23 @@ pub(super) type Generated = Arc<Vec<(PathBuf, String)>>;
 
 /// What discovery shares with the daemon: its status, and the files it derived.
 pub(super) struct Discovery {
+    /// The settings it runs with (those of the plan at start).
+    settings: KubernetesDiscovery,
     status: Mutex<DiscoveryStatus>,
     files: watch::Sender<Generated>,
 }
 
 impl Discovery {
-    /// Discovery in `mode`, nothing derived yet.
-    pub(super) fn new(mode: Mode) -> (Arc<Discovery>, watch::Receiver<Generated>) {
+    /// Discovery with `settings`, nothing derived yet.
+    pub(super) fn new(settings: KubernetesDiscovery) -> (Arc<Discovery>, watch::Receiver<Generated>) {
         let (files, receiver) = watch::channel(Generated::default());
-        let status = DiscoveryStatus { mode: mode.as_str(), ..DiscoveryStatus::default() };
-        (Arc::new(Discovery { status: Mutex::new(status), files }), receiver)
+        let status = DiscoveryStatus { mode: settings.mode.as_str(), ..DiscoveryStatus::default() };
+        (Arc::new(Discovery { settings, status: Mutex::new(status), files }), receiver)
+    }
+
+    /// Whether a reloaded plan's `[discovery.kubernetes]` differs from the running one's.
+    pub(super) fn differs(&self, reloaded: Option<&KubernetesDiscovery>) -> bool {
+        reloaded != Some(&self.settings)
     }
 
     /// The status now.

@@ -200,6 +200,15 @@ async fn install(shared: &Arc<Shared>, loaded: Result<Plan, ConfigErrors>, now: 
             if let Some(prober) = &shared.prober {
                 prober.forget_tls();
             }
+            let discovery_changed = match &shared.discovery {
+                Some(running) => running.differs(plan.discovery.as_ref()),
+                None => plan.discovery.is_some(),
+            };
+            if discovery_changed {
+                tracing::warn!(
+                    "[discovery.kubernetes] changed: the new settings take effect at restart; discovery goes on as it started"
+                );
+            }
             shared.swap(plan, now).await
         }
         Err(errors) => {

@@ -92,7 +92,7 @@ impl Daemon {
         let discovery_settings = plan.discovery.clone();
         let (discovery, generated) = match &discovery_settings {
             Some(settings) => {
-                let (discovery, generated) = Discovery::new(settings.mode);
+                let (discovery, generated) = Discovery::new(settings.clone());
                 (Some(discovery), Some(generated))
             }
             None => (None, None),
