@@ -233,14 +233,48 @@ impl Lab {
     /// Starts `parallax run` inside `ns` on a fresh probes.d holding `defaults` and `toml`; it
     /// runs until the lab drops. Returns its log file.
     pub fn start_daemon(&mut self, ns: Ns, defaults: &str, toml: &str) -> PathBuf {
-        let dir = self.dir.path().join("daemon");
+        self.launch_daemon(ns, ("daemon", "parallax run"), defaults, toml, &[])
+    }
+
+    /// [`Lab::start_daemon`] with the environment variables `env` set for the daemon (`NODE_NAME`
+    /// and `NODE_IP`, as the DaemonSet's downward API sets them). Its directory and process are
+    /// named after the namespace (`daemon-node1`, `parallax run node1`: see [`Lab::log_of`]), so
+    /// each namespace may run one.
+    pub fn start_daemon_with_env(
+        &mut self,
+        ns: Ns,
+        defaults: &str,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> PathBuf {
+        let role = ns.role();
+        let names = (format!("daemon-{role}"), format!("parallax run {role}"));
+        self.launch_daemon(ns, (&names.0, &names.1), defaults, toml, env)
+    }
+
+    /// Writes the daemon's probes.d under the lab's directory `names.0` and starts it as process
+    /// `names.1`, through `env(1)` (which execs the daemon: the lab still kills it by its pid).
+    fn launch_daemon(
+        &mut self,
+        ns: Ns,
+        names: (&str, &str),
+        defaults: &str,
+        toml: &str,
+        env: &[(&str, &str)],
+    ) -> PathBuf {
+        let dir = self.dir.path().join(names.0);
         let config = dir.join("probes.d");
         std::fs::create_dir_all(&config).expect("create the daemon's probes.d");
         std::fs::write(config.join("00-lab.toml"), defaults).expect("write the daemon's defaults");
         std::fs::write(config.join("10-scenario.toml"), toml).expect("write the daemon's targets");
         let log = dir.join("parallax-run.log");
-        let args = [env!("CARGO_BIN_EXE_parallax"), "run", "-c", &path_str(&config)];
-        self.spawn(ns, "parallax run", &args, &log);
+        let env_binary = binary("env");
+        let assignments: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let config = path_str(&config);
+        let mut args = vec![env_binary.as_str()];
+        args.extend(assignments.iter().map(String::as_str));
+        args.extend([env!("CARGO_BIN_EXE_parallax"), "run", "-c", &config]);
+        self.spawn(ns, names.1, &args, &log);
         log
     }
 
