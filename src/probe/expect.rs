@@ -20,12 +20,17 @@ pub struct Judged {
 ///
 /// Order: kube-proxy's `localEndpoints: 0` first (it explains the 503 that comes with it better
 /// than the status does), then the status ranges, then `body_contains`, then `body_regex`.
+///
+/// A body of kube-proxy's exact shape is recorded (`local_endpoints`) whatever the view: a cloud
+/// checker probing `healthCheckNodePort` reads the same answer, and the diagnosis needs to know
+/// why it failed. Only a view judging kube-proxy's count (`kube_proxy_endpoints`) fails on it.
 pub fn judge(expect: &Expect, status: u16, body: &[u8]) -> (Judged, Result<(), Failure>) {
     let mut judged = Judged::default();
     let mut proxy_unhealthy = false;
+    let health = KubeProxyHealth::parse(body);
+    judged.local_endpoints = health.as_ref().map(|h| h.local_endpoints);
     if expect.kube_proxy_endpoints {
-        if let Some(health) = KubeProxyHealth::parse(body) {
-            judged.local_endpoints = Some(health.local_endpoints);
+        if let Some(health) = health {
             if health.local_endpoints == 0 {
                 let detail = format!("localEndpoints: 0 (status {status})");
                 return (judged, Err(Failure::new(ErrorCode::NoLocalEndpoints, detail)));
@@ -72,6 +77,12 @@ struct KubeProxyHealth {
 
 impl KubeProxyHealth {
     fn parse(body: &[u8]) -> Option<KubeProxyHealth> {
+        // Most bodies are not kube-proxy's: skip the JSON parser for them.
+        if !body.trim_ascii_start().starts_with(b"{")
+            || memchr::memmem::find(body, b"localEndpoints").is_none()
+        {
+            return None;
+        }
         serde_json::from_slice(body).ok()
     }
 }
@@ -185,10 +196,13 @@ mod tests {
     }
 
     #[test]
-    fn kube_proxy_off_ignores_the_body() {
+    fn kube_proxy_off_records_the_count_but_judges_the_status() {
+        // A cloud checker on healthCheckNodePort: the count explains its 503, the matcher is its own.
         let (judged, verdict) = judge(&expect(vec![200..=299]), 503, KUBE_EMPTY.as_bytes());
-        assert_eq!(judged.local_endpoints, None);
+        assert_eq!(judged.local_endpoints, Some(0));
         assert_eq!(verdict.unwrap_err().code, ErrorCode::HttpStatus);
+        let (judged, verdict) = judge(&expect(vec![200..=299]), 200, KUBE_TWO.as_bytes());
+        assert_eq!((judged.local_endpoints, verdict), (Some(2), Ok(())));
     }
 
     #[test]

@@ -495,7 +495,9 @@ pub(super) fn no_local_endpoints(case: &Case<'_>) -> String {
     let k = case.checker;
     format!(
         "kube-proxy on {} reports localEndpoints=0 ({}) while clients are served: \
-         this node has no ready local endpoint, so the LB drains it",
+         this node has no ready local endpoint, so the LB drains it; right while this node's \
+         pods terminate, otherwise check their readiness on this node (kubectl get pods -o wide \
+         --field-selector spec.nodeName=<node>)",
         address(k, case.checker_view),
         k.status.map_or_else(|| "no_local_endpoints".to_owned(), |s| s.to_string())
     )

@@ -562,8 +562,11 @@ fn same_failure(o: &Outcome, reference: &Outcome) -> bool {
 /// (the LB drains a node that works), or some while the node's traffic is not served.
 fn kube_proxy(case: &Case<'_>) -> Option<Finding> {
     let k = case.checker;
+    // A cloud checker probing healthCheckNodePort reads kube-proxy's answer too: its count says
+    // why it failed.
     let is_kube_proxy = case.checker_view.expect.kube_proxy_endpoints
-        || case.checker_view.profile == Some(ProfileName::KubeProxy);
+        || case.checker_view.profile == Some(ProfileName::KubeProxy)
+        || k.local_endpoints.is_some();
     if !is_kube_proxy {
         return None;
     }

@@ -720,6 +720,30 @@ fn kube_proxy_no_local_endpoints_both_directions() {
     assert_ne!(f.diagnosis, Diagnosis::NoLocalEndpoints);
 }
 
+/// A cloud checker on healthCheckNodePort (GKE L4, an NLB with ETP Local) reads kube-proxy's
+/// answer: its 503 is no local endpoint, not a node port that fails where the proxy serves.
+#[test]
+fn a_cloud_checker_reading_kube_proxys_zero_is_no_local_endpoints() {
+    let c = view_url("shop", "client", "http://10.0.0.5:30080/cart");
+    let mut gcp = view_url("shop", "gcp-l4", "http://10.0.0.5:32456/healthz");
+    gcp.profile = Some(ProfileName::Gcp);
+    gcp.expect.status = vec![200..=200];
+    let co = ok_outcome(&c);
+    let mut go = failed(&gcp, ErrorCode::HttpStatus, Some(503));
+    go.local_endpoints = Some(0);
+    let f = case(Direction::FalseDrain, &c, &gcp, &co, &go, None);
+    assert_eq!(f.diagnosis, Diagnosis::NoLocalEndpoints, "{}", f.evidence);
+    assert!(
+        f.evidence.contains("localEndpoints=0 (503)") && f.evidence.contains("10.0.0.5:32456"),
+        "{}",
+        f.evidence
+    );
+    // Without kube-proxy's body the same 503 says nothing of endpoints.
+    go.local_endpoints = None;
+    let f = case(Direction::FalseDrain, &c, &gcp, &co, &go, None);
+    assert_ne!(f.diagnosis, Diagnosis::NoLocalEndpoints, "{}", f.evidence);
+}
+
 #[test]
 fn dns_wrong_address_from_the_client_outcome() {
     let mut c = client();
