@@ -94,22 +94,6 @@ impl Stored {
     }
 }
 
-/// Creates the Service `object` in `ns` and returns what the server allocated.
-async fn create_service(server: &KubeServer, ns: &str, object: Value) -> Stored {
-    let stored = server.create(ns, object).await;
-    let spec = &stored.data["spec"];
-    let node_ports = spec["ports"]
-        .as_array()
-        .map(|ports| {
-            ports
-                .iter()
-                .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["nodePort"].as_u64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    Stored { node_ports, hcnp: spec["healthCheckNodePort"].as_u64() }
-}
-
 // ---- running discover ------------------------------------------------------------------------
 
 /// `parallax discover` against the shared server as the DaemonSet's ServiceAccount, in `ns`,
@@ -286,7 +270,14 @@ impl Case {
 
     /// Creates the Service `object` and returns what the server allocated.
     async fn service(&self, object: Value) -> Stored {
-        create_service(self.server, &self.ns, object).await
+        let stored = self.server.create(&self.ns, object).await;
+        let spec = &stored.data["spec"];
+        let ports = spec["ports"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let node_ports = ports
+            .iter()
+            .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["nodePort"].as_u64()?)))
+            .collect();
+        Stored { node_ports, hcnp: spec["healthCheckNodePort"].as_u64() }
     }
 
     /// Creates this case's Node with `spec.providerID` `provider_id`.
@@ -515,6 +506,19 @@ async fn aws_legacy_clb_etp_local_checks_http_health_check_node_port() {
     assert_eq!(derived.values(&target, "kube-proxy"), kube_proxy(stored.hcnp()));
 }
 
+#[tokio::test]
+async fn aws_legacy_nlb_checks_tcp_traffic_port_every_30s() {
+    let case = Case::new("aws-legacy-nlb").await;
+    let stored = case.service(annotated("web", json!({format!("{AWS}type"): "nlb"}))).await;
+    let derived = case.node_mode("aws", &[]);
+    let target = case.target("web", "http");
+    assert_eq!(derived.checkers(&target), ["aws-nlb"]);
+    let url = format!("tcp://{NODE_IP}:{}", stored.node_port("http"));
+    assert_eq!(derived.values(&target, "aws-nlb"), tcp("aws-nlb", &url, ["30s", "10s", "3", "3"]));
+    let comments = derived.comments(&target);
+    assert!(comments[0].starts_with("provider aws-legacy"), "{comments:?}");
+}
+
 // ---- Azure -----------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -662,6 +666,61 @@ async fn gke_ingress_uses_the_backend_config_health_check() {
         derived.values(&target, "client"),
         kv(&[("url", "http://shop.example.com/"), ("connect_to", &connect)])
     );
+}
+
+#[tokio::test]
+async fn gke_ingress_uses_the_readiness_probe_plus_60s_for_instance_groups() {
+    let case = Case::new("gke-probe").await;
+    let svc = service(
+        "web",
+        json!({"spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}]}}),
+    );
+    let stored = case.service(svc).await;
+    // No periodSeconds or timeoutSeconds: the API server defaults them (10 s, 1 s).
+    let pod = case
+        .server
+        .create(
+            &case.ns,
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-1", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "example.com/web:1",
+                    "ports": [{"name": "web", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/ready", "port": "web"}}}]}
+            }),
+        )
+        .await;
+    let probe = &pod.data["spec"]["containers"][0]["readinessProbe"];
+    assert_eq!((&probe["periodSeconds"], &probe["timeoutSeconds"]), (&json!(10), &json!(1)), "{probe}");
+    case.create(ingress("web", "gce", "shop.example.com")).await;
+    let derived = case.node_mode("gcp", &[]);
+    let target = case.target("web", "http");
+    let url = format!("http://{NODE_IP}:{}/ready", stored.node_port("http"));
+    assert_eq!(derived.values(&target, "gke-ingress"), http("gcp", &url, ["70s", "1s", "1", "10"], "200"));
+    let from_pod = |f: &str| field(&format!("Pod web-1 container app readinessProbe.{f}"));
+    assert_eq!(derived.origin(&target, "gke-ingress", "url"), from_pod("httpGet.path"));
+    let interval = from_pod("periodSeconds + 60 s (instance groups)");
+    assert_eq!(derived.origin(&target, "gke-ingress", "interval"), interval);
+}
+
+#[tokio::test]
+async fn gke_ingress_with_negs_checks_each_local_pod_every_15s() {
+    let case = Case::new("gke-neg").await;
+    // NodePort: a ClusterIP Service (as common with NEGs) gets no node target, the forwarded
+    // client view needing a node port (docs/kubernetes.md, "Node mode").
+    let svc = annotated("web", json!({"cloud.google.com/neg": "{\"ingress\": true}"}));
+    case.service(merge(svc, json!({"spec": {"type": "NodePort"}}))).await;
+    case.create(endpoint_slice(
+        "web",
+        &[("10.244.1.7", case.node.as_str(), true), ("10.244.2.9", "another-node", true)],
+    ))
+    .await;
+    case.create(ingress("web", "gce", "shop.example.com")).await;
+    let derived = case.node_mode("gcp", &[]);
+    let target = case.target("web", "http");
+    assert_eq!(derived.checkers(&target), ["gke-ingress-10.244.1.7"]);
+    let view = derived.values(&target, "gke-ingress-10.244.1.7");
+    assert_eq!(view, http("gcp", "http://10.244.1.7:8080/", ["15s", "14900ms", "1", "2"], "200"));
 }
 
 // ---- MetalLB, generic ------------------------------------------------------------------------
@@ -839,18 +898,41 @@ async fn programmed_gateway(case: &Case) {
     case.server.patch_status(&case.ns, "gateway.networking.k8s.io/v1", "Gateway", "gw", status).await;
 }
 
-/// Creates HTTPRoute `name` on listener `section` of `gw` for `hostnames`, path prefix `/cart`,
-/// and writes its parent status `Accepted` = `accepted` (`reason`).
-async fn http_route(case: &Case, name: &str, section: &str, hostnames: &[&str], accepted: (&str, &str)) {
+/// An HTTPRoute rule to Service `web` port 80 matching `path` as a prefix; without a path, no
+/// `matches` at all (the CRD defaults them to `PathPrefix /`).
+fn route_rule(path: Option<&str>) -> Value {
+    let mut rule = json!({"backendRefs": [{"name": "web", "port": 80}]});
+    if let Some(path) = path {
+        rule["matches"] = json!([{"path": {"type": "PathPrefix", "value": path}}]);
+    }
+    rule
+}
+
+/// Creates HTTPRoute `name` on listener `section` of `gw` for `hostnames` with one `rule`, and
+/// writes its parent status `Accepted` = `accepted` (`reason`).
+async fn http_route(
+    case: &Case,
+    name: &str,
+    section: &str,
+    hostnames: &[&str],
+    rule: Value,
+    accepted: (&str, &str),
+) {
     let parent = json!({"name": "gw", "sectionName": section});
-    case.create(json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": name, "labels": {"parallax.io/probe": "true"}},
-        "spec": {"parentRefs": [parent], "hostnames": hostnames, "rules": [
-            {"matches": [{"path": {"type": "PathPrefix", "value": "/cart"}}], "backendRefs": [{"name": "web", "port": 80}]}
-        ]}
-    }))
-    .await;
+    let created = case
+        .server
+        .create(
+            &case.ns,
+            json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": name, "labels": {"parallax.io/probe": "true"}},
+                "spec": {"parentRefs": [parent], "hostnames": hostnames, "rules": [rule]}
+            }),
+        )
+        .await;
+    // What the controller sees and echoes in the status: the parentRef as the CRD defaulted it.
+    let parent = created.data["spec"]["parentRefs"][0].clone();
+    assert_eq!(parent["kind"], "Gateway", "the CRD defaults parentRefs[].kind: {parent}");
     let (status, reason) = accepted;
     let parents = json!({"parents": [{"parentRef": parent, "controllerName": "example.com/gateway",
                                       "conditions": [condition("Accepted", status, reason)]}]});
@@ -861,10 +943,20 @@ async fn http_route(case: &Case, name: &str, section: &str, hostnames: &[&str], 
 async fn external_an_accepted_route_on_a_programmed_gateway_serves_the_listeners_hostnames() {
     let case = Case::new("ext-gateway").await;
     programmed_gateway(&case).await;
-    http_route(&case, "shop", "https", &["shop.example.com", "shop.example.net"], ("True", "Accepted")).await;
+    let hostnames = ["shop.example.com", "shop.example.net"];
+    http_route(&case, "shop", "https", &hostnames, route_rule(Some("/cart")), ("True", "Accepted")).await;
+    // No matches: the CRD's default, PathPrefix /; a plain name under the listener's wildcard.
+    http_route(&case, "api", "http", &["api.example.com"], route_rule(None), ("True", "Accepted")).await;
     let derived = case.external();
     let target = format!("route.{}.shop.shop.example.com._cart", case.ns);
-    assert_eq!(derived.names(), [target.as_str()]);
+    let api = format!("route.{}.api.api.example.com._", case.ns);
+    assert_eq!(derived.names(), [api.as_str(), target.as_str()]);
+    let api_view = kv(&[
+        ("url", "http://api.example.com/"),
+        ("connect_to", "198.51.100.7:80"),
+        ("expect_addresses", r#"["198.51.100.7","198.51.100.8"]"#),
+    ]);
+    assert_eq!(derived.values(&api, "client"), api_view);
     let expected = kv(&[
         ("url", "https://shop.example.com:8443/cart"),
         ("connect_to", "198.51.100.7:8443"),
@@ -885,8 +977,8 @@ async fn external_an_accepted_route_on_a_programmed_gateway_serves_the_listeners
 async fn external_a_route_not_accepted_is_a_note() {
     let case = Case::new("ext-refused").await;
     programmed_gateway(&case).await;
-    http_route(&case, "refused", "https", &["shop.example.org"], ("False", "NoMatchingListenerHostname"))
-        .await;
+    let refused = ("False", "NoMatchingListenerHostname");
+    http_route(&case, "refused", "https", &["shop.example.org"], route_rule(Some("/")), refused).await;
     let derived = case.external();
     assert_eq!(derived.names(), Vec::<&str>::new());
     let note = format!(
@@ -1009,7 +1101,15 @@ async fn from_a_kubectl_list_equals_the_live_cluster() {
     case.lb_status("networking.k8s.io/v1", "Ingress", "web", &["203.0.113.10"]).await;
     case.lb_status("v1", "Service", "web", &["203.0.113.20"]).await;
     programmed_gateway(&case).await;
-    http_route(&case, "shop", "https", &["shop.example.com"], ("True", "Accepted")).await;
+    http_route(
+        &case,
+        "shop",
+        "https",
+        &["shop.example.com"],
+        route_rule(Some("/cart")),
+        ("True", "Accepted"),
+    )
+    .await;
 
     let list = kubectl_list(case.server, &case.ns).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
