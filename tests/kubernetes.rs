@@ -752,6 +752,30 @@ async fn generic_etp_cluster_has_no_checker_view() {
     assert_eq!(derived.values(&api, "kube-proxy"), kube_proxy(stored.hcnp()));
 }
 
+#[tokio::test]
+async fn skipped_ports_udp_and_without_node_port_are_notes_and_a_cluster_ip_service_is_silent() {
+    let case = Case::new("skipped").await;
+    let ports = json!({"spec": {"allocateLoadBalancerNodePorts": false, "ports": [
+        {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+        {"name": "dns", "port": 53, "targetPort": 53, "protocol": "UDP"}
+    ]}});
+    let stored = case.service(service("web", ports)).await;
+    assert_eq!(stored.node_ports, [], "allocateLoadBalancerNodePorts false: no node port");
+    case.service(merge(
+        service("internal", json!({})),
+        json!({"spec": {"type": "ClusterIP", "externalTrafficPolicy": null}}),
+    ))
+    .await;
+    let derived = case.node_mode("azure", &[]);
+    assert_eq!(derived.names(), Vec::<&str>::new());
+    let notes = derived.notes();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("port dns is UDP")), "{notes:?}");
+    let no_node_port = "port http: allocateLoadBalancerNodePorts is false, so the load balancer's instance targets \
+                        have no node port to reach: no target on this node (use ip targets, or allocate node ports)";
+    assert!(notes.contains(&no_node_port), "{notes:?}");
+}
+
 // ---- the provider from the Node --------------------------------------------------------------
 
 #[tokio::test]
