@@ -138,6 +138,7 @@ impl Derived {
         Derived(serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
     }
 
+    /// The targets, as JSON.
     fn targets(&self) -> &[Value] {
         self.0["targets"].as_array().map(Vec::as_slice).unwrap_or_default()
     }
@@ -147,6 +148,7 @@ impl Derived {
         self.targets().iter().filter_map(|t| t["name"].as_str()).collect()
     }
 
+    /// Target `name`, as JSON; panics naming the targets there are.
     fn target(&self, name: &str) -> &Value {
         self.targets()
             .iter()
@@ -171,6 +173,7 @@ impl Derived {
         found.unwrap_or_else(|| panic!("no view {view} in {target}: {t:#}"))
     }
 
+    /// The settings of `view` of `target`, as JSON.
     fn settings(&self, target: &str, view: &str) -> &[Value] {
         self.raw_view(target, view)["settings"].as_array().map(Vec::as_slice).unwrap_or_default()
     }
@@ -203,6 +206,20 @@ impl Derived {
     fn notes(&self) -> Vec<&str> {
         let notes = self.0["notes"].as_array().map(Vec::as_slice).unwrap_or_default();
         notes.iter().filter_map(|n| n["message"].as_str()).collect()
+    }
+
+    /// The objects the notes are about, each as `Kind ns/name`.
+    fn note_objects(&self) -> Vec<String> {
+        let notes = self.0["notes"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let object = |o: &Value| {
+            format!(
+                "{} {}/{}",
+                o["kind"].as_str().unwrap_or("?"),
+                o["namespace"].as_str().unwrap_or("?"),
+                o["name"].as_str().unwrap_or("?")
+            )
+        };
+        notes.iter().map(|n| object(&n["object"])).collect()
     }
 }
 
@@ -256,6 +273,7 @@ struct Case {
 }
 
 impl Case {
+    /// A fresh namespace `PREFIX-<random>` on the shared server.
     async fn new(prefix: &str) -> Case {
         let server = KubeServer::shared();
         let ns = server.namespace(prefix).await;
@@ -519,6 +537,43 @@ async fn aws_legacy_nlb_checks_tcp_traffic_port_every_30s() {
     assert!(comments[0].starts_with("provider aws-legacy"), "{comments:?}");
 }
 
+// ---- AWS ALB through the default IngressClass ------------------------------------------------
+
+#[tokio::test]
+async fn aws_alb_ingress_through_the_default_ingress_class_checks_http_on_the_traffic_port() {
+    let case = Case::new("alb-default").await;
+    // Cluster-scoped: named after the namespace. The API server's DefaultIngressClass admission
+    // writes its name into an Ingress created without a class.
+    let class = format!("{}-alb", case.ns);
+    let ingress_class = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": class, "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+        "spec": {"controller": "ingress.k8s.aws/alb"}
+    });
+    case.server.create("", ingress_class).await;
+    let alb = "alb.ingress.kubernetes.io/";
+    let svc = service(
+        "web",
+        json!({"metadata": {"annotations": {format!("{alb}healthcheck-path"): "/svc"}}, "spec": {"type": "NodePort"}}),
+    );
+    let stored = case.service(svc).await;
+    let mut classless = ingress("shop", "", "shop.example.com");
+    classless["spec"]["ingressClassName"] = Value::Null;
+    classless["metadata"]["annotations"] = json!({format!("{alb}success-codes"): "200,302"});
+    let created = case.server.create(&case.ns, classless).await;
+    assert_eq!(created.data["spec"]["ingressClassName"], class.as_str(), "the default class was admitted");
+    let derived = case.node_mode("aws", &[]);
+    let target = case.target("web", "http");
+    assert_eq!(derived.checkers(&target), ["aws-alb"]);
+    let url = format!("http://{NODE_IP}:{}/svc", stored.node_port("http"));
+    let mut expected = http("aws-alb", &url, ["15s", "5s", "2", "2"], "");
+    expected[6].1 = r#"["200","302"]"#.to_owned();
+    assert_eq!(derived.values(&target, "aws-alb"), expected);
+    assert_eq!(derived.origin(&target, "aws-alb", "url"), annotation(&format!("{alb}healthcheck-path")));
+    let codes = annotation(&format!("{alb}success-codes on Ingress {}/shop", case.ns));
+    assert_eq!(derived.origin(&target, "aws-alb", "expect.status"), codes);
+}
+
 // ---- Azure -----------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -770,6 +825,8 @@ async fn skipped_ports_udp_and_without_node_port_are_notes_and_a_cluster_ip_serv
     assert_eq!(derived.names(), Vec::<&str>::new());
     let notes = derived.notes();
     assert_eq!(notes.len(), 2, "{notes:?}");
+    let web = format!("Service {}/web", case.ns);
+    assert_eq!(derived.note_objects(), [web.clone(), web]);
     assert!(notes.iter().any(|n| n.starts_with("port dns is UDP")), "{notes:?}");
     let no_node_port = "port http: allocateLoadBalancerNodePorts is false, so the load balancer's instance targets \
                         have no node port to reach: no target on this node (use ip targets, or allocate node ports)";
@@ -848,6 +905,8 @@ async fn bad_annotation_values_are_notes_naming_the_value_and_the_default() {
     assert_eq!(derived.values(&target, "aws-nlb"), tcp("aws-nlb", &url, ["10s", "9900ms", "3", "3"]));
     let notes = derived.notes();
     assert_eq!(notes.len(), 2, "{notes:?}");
+    let web = format!("Service {}/web", case.ns);
+    assert_eq!(derived.note_objects(), [web.clone(), web]);
     let interval = format!("annotation {AWS}healthcheck-interval = \"ten\" is not a whole number of seconds");
     assert!(
         notes[0].starts_with(&interval) && notes[0].contains("parallax assumes the default 10s"),
@@ -1011,6 +1070,7 @@ async fn external_a_route_not_accepted_is_a_note() {
         case.ns
     );
     assert_eq!(derived.notes(), [note.as_str()]);
+    assert_eq!(derived.note_objects(), [format!("HTTPRoute {}/refused", case.ns)]);
 }
 
 // ---- selection -------------------------------------------------------------------------------
@@ -1029,43 +1089,6 @@ async fn an_unlabelled_service_gives_nothing_and_an_empty_selector_selects_it() 
     assert_eq!(everything.names(), [target.as_str()]);
     let url = format!("tcp://{NODE_IP}:{}", stored.node_port("http"));
     assert_eq!(everything.values(&target, "aws-clb"), tcp("aws-clb", &url, ["10s", "5s", "2", "6"]));
-}
-
-// ---- AWS ALB through the default IngressClass ------------------------------------------------
-
-#[tokio::test]
-async fn aws_alb_ingress_through_the_default_ingress_class_checks_http_on_the_traffic_port() {
-    let case = Case::new("alb-default").await;
-    // Cluster-scoped: named after the namespace. The API server's DefaultIngressClass admission
-    // writes its name into an Ingress created without a class.
-    let class = format!("{}-alb", case.ns);
-    let ingress_class = json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-        "metadata": {"name": class, "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
-        "spec": {"controller": "ingress.k8s.aws/alb"}
-    });
-    case.server.create("", ingress_class).await;
-    let alb = "alb.ingress.kubernetes.io/";
-    let svc = service(
-        "web",
-        json!({"metadata": {"annotations": {format!("{alb}healthcheck-path"): "/svc"}}, "spec": {"type": "NodePort"}}),
-    );
-    let stored = case.service(svc).await;
-    let mut classless = ingress("shop", "", "shop.example.com");
-    classless["spec"]["ingressClassName"] = Value::Null;
-    classless["metadata"]["annotations"] = json!({format!("{alb}success-codes"): "200,302"});
-    let created = case.server.create(&case.ns, classless).await;
-    assert_eq!(created.data["spec"]["ingressClassName"], class.as_str(), "the default class was admitted");
-    let derived = case.node_mode("aws", &[]);
-    let target = case.target("web", "http");
-    assert_eq!(derived.checkers(&target), ["aws-alb"]);
-    let url = format!("http://{NODE_IP}:{}/svc", stored.node_port("http"));
-    let mut expected = http("aws-alb", &url, ["15s", "5s", "2", "2"], "");
-    expected[6].1 = r#"["200","302"]"#.to_owned();
-    assert_eq!(derived.values(&target, "aws-alb"), expected);
-    assert_eq!(derived.origin(&target, "aws-alb", "url"), annotation(&format!("{alb}healthcheck-path")));
-    let codes = annotation(&format!("{alb}success-codes on Ingress {}/shop", case.ns));
-    assert_eq!(derived.origin(&target, "aws-alb", "expect.status"), codes);
 }
 
 // ---- --from equals live ----------------------------------------------------------------------
