@@ -115,6 +115,32 @@ struct Stores {
     health: BTreeMap<Kind, KindHealth>,
     /// Per kind, the watchers (by store index) that have listed once.
     synced: BTreeMap<Kind, BTreeSet<usize>>,
+    /// The Service names the EndpointSlice watch was started for (none before it starts).
+    slices_for: Option<BTreeSet<String>>,
+    /// The namespaces the Pod watch was started for; none before it starts, or when it does not
+    /// run ([`Stores::watch_pods`]).
+    pods_for: Option<BTreeSet<String>>,
+    /// Whether Pods are watched (provider `gcp`).
+    watch_pods: bool,
+}
+
+impl Stores {
+    /// The names of the Services seen.
+    fn service_names(&self) -> BTreeSet<String> {
+        self.services.iter().flat_map(|p| p.values()).filter_map(|s| s.metadata.name.clone()).collect()
+    }
+
+    /// The namespaces of the Services seen.
+    fn service_namespaces(&self) -> BTreeSet<String> {
+        self.services.iter().flat_map(|p| p.values()).filter_map(|s| s.metadata.namespace.clone()).collect()
+    }
+
+    /// Whether the EndpointSlice (and Pod) watches follow the Services seen now: right after a
+    /// Services list, before their task restarts them, their stores are another set's.
+    fn follows_services(&self) -> bool {
+        self.slices_for.as_ref() == Some(&self.service_names())
+            && (!self.watch_pods || self.pods_for.as_ref() == Some(&self.service_namespaces()))
+    }
 }
 
 /// The running watch: snapshots of the cluster and the health of every kind.
@@ -155,9 +181,11 @@ impl Watch {
         lock(&self.stores).health.clone()
     }
 
-    /// Whether every kind that the cluster serves has been listed once.
+    /// Whether every kind that the cluster serves has been listed once, the EndpointSlices and
+    /// Pods for the Services listed.
     pub fn synced(&self) -> bool {
-        lock(&self.stores).health.values().all(|h| h.synced || h.absent)
+        let stores = lock(&self.stores);
+        stores.follows_services() && stores.health.values().all(|h| h.synced || h.absent)
     }
 }
 
@@ -192,7 +220,8 @@ pub fn start(
     node_name: Option<String>,
     stop: watch::Receiver<bool>,
 ) -> Watch {
-    let stores = Arc::new(Mutex::new(Stores::default()));
+    let watch_pods = settings.provider == crate::config::ProviderChoice::Gcp;
+    let stores = Arc::new(Mutex::new(Stores { watch_pods, ..Stores::default() }));
     let (tx, changes) = watch::channel(0u64);
     let spawner = Spawner { client, stores: stores.clone(), tx: Arc::new(tx), stop };
     let namespaces: Vec<Option<String>> = if settings.namespaces.is_empty() {
@@ -226,7 +255,7 @@ pub fn start(
         &mut s.ingress_classes
     });
     tokio::spawn(spawner.clone().endpoint_slices());
-    if settings.provider == crate::config::ProviderChoice::Gcp {
+    if watch_pods {
         tokio::spawn(spawner.clone().pods());
     }
     if let Some(name) = node_name {
@@ -376,21 +405,14 @@ impl Spawner {
         let mut watching: Option<(BTreeSet<String>, tokio::task::JoinHandle<()>)> = None;
         lock(&self.stores).health.entry(Kind::EndpointSlices).or_default();
         loop {
-            let names: BTreeSet<String> = {
-                let stores = lock(&self.stores);
-                stores
-                    .services
-                    .iter()
-                    .flat_map(|p| p.values())
-                    .filter_map(|s| s.metadata.name.clone())
-                    .collect()
-            };
+            let names = lock(&self.stores).service_names();
             if watching.as_ref().map(|(n, _)| n) != Some(&names) {
                 if let Some((_, task)) = watching.take() {
                     task.abort();
                 }
                 self.update(|stores| {
                     stores.endpoint_slices = vec![BTreeMap::new()];
+                    stores.slices_for = Some(names.clone());
                     stores.synced.remove(&Kind::EndpointSlices);
                     let health = stores.health.entry(Kind::EndpointSlices).or_default();
                     health.synced = names.is_empty();
@@ -425,21 +447,14 @@ impl Spawner {
         let mut watching: Option<(BTreeSet<String>, Vec<tokio::task::JoinHandle<()>>)> = None;
         lock(&self.stores).health.entry(Kind::Pods).or_default();
         loop {
-            let namespaces: BTreeSet<String> = {
-                let stores = lock(&self.stores);
-                stores
-                    .services
-                    .iter()
-                    .flat_map(|p| p.values())
-                    .filter_map(|s| s.metadata.namespace.clone())
-                    .collect()
-            };
+            let namespaces = lock(&self.stores).service_namespaces();
             if watching.as_ref().map(|(n, _)| n) != Some(&namespaces) {
                 for task in watching.take().map(|(_, tasks)| tasks).unwrap_or_default() {
                     task.abort();
                 }
                 self.update(|stores| {
                     stores.pods = vec![BTreeMap::new(); namespaces.len()];
+                    stores.pods_for = Some(namespaces.clone());
                     stores.synced.remove(&Kind::Pods);
                     let health = stores.health.entry(Kind::Pods).or_default();
                     health.synced = namespaces.is_empty();
@@ -580,7 +595,7 @@ fn endpoint_slice_selector(services: &BTreeSet<String>) -> String {
 mod tests {
     use super::*;
 
-    fn service(name: &str) -> Service {
+    fn named(name: &str) -> Service {
         let mut s = Service::default();
         s.metadata.namespace = Some("shop".to_owned());
         s.metadata.name = Some(name.to_owned());
@@ -595,22 +610,22 @@ mod tests {
     fn a_relist_replaces_the_store_only_when_complete_and_events_apply_in_between() {
         let mut store = BTreeMap::new();
         let mut buffer = None;
-        for event in [Event::Init, Event::InitApply(service("a")), Event::InitApply(service("b"))] {
+        for event in [Event::Init, Event::InitApply(named("a")), Event::InitApply(named("b"))] {
             assert!(!apply(&mut store, &mut buffer, event), "nothing changes before the list is complete");
         }
         assert!(store.is_empty());
         assert!(apply(&mut store, &mut buffer, Event::InitDone));
         assert_eq!(names(&store), ["shop/a", "shop/b"]);
-        assert!(apply(&mut store, &mut buffer, Event::Apply(service("c"))));
-        assert!(apply(&mut store, &mut buffer, Event::Delete(service("a"))));
+        assert!(apply(&mut store, &mut buffer, Event::Apply(named("c"))));
+        assert!(apply(&mut store, &mut buffer, Event::Delete(named("a"))));
         assert!(
-            !apply(&mut store, &mut buffer, Event::Delete(service("zz"))),
+            !apply(&mut store, &mut buffer, Event::Delete(named("zz"))),
             "an unknown deletion changes nothing"
         );
         // A relist after an outage (or a 410 Gone): what was deleted meanwhile disappears, and
         // the old objects stay in use until the new list is complete.
         assert!(!apply(&mut store, &mut buffer, Event::Init));
-        assert!(!apply(&mut store, &mut buffer, Event::InitApply(service("c"))));
+        assert!(!apply(&mut store, &mut buffer, Event::InitApply(named("c"))));
         assert_eq!(names(&store), ["shop/b", "shop/c"], "the last good objects while relisting");
         assert!(apply(&mut store, &mut buffer, Event::InitDone));
         assert_eq!(names(&store), ["shop/c"]);
@@ -620,5 +635,34 @@ mod tests {
     fn the_endpoint_slice_selector_names_the_selected_services() {
         let names: BTreeSet<String> = ["web", "api"].map(str::to_owned).into();
         assert_eq!(endpoint_slice_selector(&names), "kubernetes.io/service-name in (api,web)");
+    }
+
+    fn service(namespace: &str, name: &str) -> (String, Service) {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": namespace}
+        }))
+        .expect("a Service");
+        (format!("{namespace}/{name}"), service)
+    }
+
+    fn set(items: &[&str]) -> Option<BTreeSet<String>> {
+        Some(items.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_snapshot_is_complete_only_once_the_endpoint_slice_and_pod_watches_follow_the_services() {
+        let mut stores = Stores { services: vec![[service("shop", "web")].into()], ..Stores::default() };
+        // Services just listed; the EndpointSlice task has not restarted its watch yet.
+        assert!(!stores.follows_services());
+        stores.slices_for = set(&[]);
+        assert!(!stores.follows_services(), "the slices of no Service are not those of shop/web");
+        stores.slices_for = set(&["web"]);
+        assert!(stores.follows_services());
+        stores.watch_pods = true;
+        assert!(!stores.follows_services(), "provider gcp: the Pod watch has not started");
+        stores.pods_for = set(&["shop"]);
+        assert!(stores.follows_services());
+        stores.services[0].extend([service("shop", "api")]);
+        assert!(!stores.follows_services(), "a new Service: its slices are not watched yet");
     }
 }
