@@ -45,12 +45,14 @@ pub(super) fn l4(scope: &Scope<'_>) -> Vec<Check> {
         timeout_ms: Part::new(1000, default()),
         rise: Part::new(1, default()),
         fall: Part::new(fall, default()),
-        status: Part::new(
-            "200".to_owned(),
-            Origin::ProviderDefault("GCP health checks pass on 200 only".to_owned()),
-        ),
+        status: only_200(),
         host: None,
     }]
+}
+
+/// GCP health checks pass on 200 only, whatever the kind of check.
+fn only_200() -> Part<String> {
+    Part::new("200".to_owned(), Origin::ProviderDefault("GCP health checks pass on 200 only".to_owned()))
 }
 
 fn profile() -> Part<String> {
@@ -127,10 +129,7 @@ fn l7_default(scope: &Scope<'_>, neg: bool) -> Check {
         timeout_ms: Part::new(interval * 1000, default()),
         rise: Part::new(1, default()),
         fall: Part::new(fall, default()),
-        status: Part::new(
-            "200".to_owned(),
-            Origin::ProviderDefault("GCP health checks pass on 200 only".to_owned()),
-        ),
+        status: only_200(),
         host: None,
     }
 }
