@@ -17,12 +17,14 @@ mod view;
 mod tests;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
-    name, ns, port_label, target_name, Context, Derivation, DerivedTarget, DerivedView, Note, Origin, Value,
+    name, ns, port_label, target_name, CheckerViews, Context, Derivation, DerivedTarget, DerivedView, Note,
+    Origin, Value,
 };
 use crate::discovery::kubernetes::cluster::{annotations, ObjectRef};
 
@@ -133,33 +135,23 @@ impl Routes {
     }
 }
 
-/// The LB-forwarded client view of `port` of `service`: the users' request (from
-/// `parallax.io/client-url`, else the routes that lead to this Service, else the port's protocol)
-/// dialed at `NODE_IP:nodePort`. `None` (said in `notes`) when there is no node port.
-pub(super) fn forwarded_client_view(
+/// The users' request to `port` of `service`, as node mode sends it (from
+/// `parallax.io/client-url`, else the routes that lead to this Service, else the port's
+/// protocol), not yet given where the load balancer delivers it: [`deliver_to_node`],
+/// [`deliver_to_pod`].
+pub(super) fn users_request(
     ctx: &Context<'_>,
     service: &Service,
     port: &ServicePort,
     notes: &mut Vec<Note>,
-) -> Option<DerivedView> {
-    let (node_ip, _) = ctx.node_ip.as_ref()?;
+) -> DerivedView {
     let label = port_label(port);
-    let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
-        let message = format!(
-            "port {label} has no nodePort, so no load balancer delivers users' requests to this node's traffic \
-             port (type ClusterIP, or allocateLoadBalancerNodePorts: false with IP targets): no node target; \
-             probe it from outside the cluster (mode external)"
-        );
-        push_note(notes, Note { object: ObjectRef::of("Service", &service.metadata), message });
-        return None;
-    };
     // Read again for each port: the derivation is pure and the routes are few.
     let routes = Routes::of(ctx);
     for skipped in routes.skipped.iter().filter(|s| s.backends.iter().any(|b| b.is(service, port))) {
         push_note(notes, skipped.note.clone());
     }
-    let mut view =
-        DerivedView::new("client", "the users' request as the load balancer delivers it to this node");
+    let mut view = DerivedView::new("client", "the users' request as the load balancer delivers it");
     if let Some(url) = annotations(&service.metadata).get(CLIENT_URL) {
         view.set("url", url.as_str(), Origin::Override(CLIENT_URL.to_owned()));
     } else {
@@ -172,12 +164,52 @@ pub(super) fn forwarded_client_view(
             None => view::port_request(&mut view, service, port),
         }
     }
+    view
+}
+
+/// Sends the users' request `view` to this node's traffic port (`NODE_IP:nodePort`), where the
+/// load balancer delivers it with instance targets. `false` (said in `notes`) when the port has no
+/// node port: no load balancer delivers users' requests to this node then, and the checks of the
+/// node in `checkers` (kube-proxy's) have nothing to be compared with.
+pub(super) fn deliver_to_node(
+    ctx: &Context<'_>,
+    service: &Service,
+    port: &ServicePort,
+    checkers: &CheckerViews,
+    view: &mut DerivedView,
+    notes: &mut Vec<Note>,
+) -> bool {
+    let Some((node_ip, _)) = ctx.node_ip.as_ref() else { return false };
+    let label = port_label(port);
+    let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
+        let unprobed = if checkers.node.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = checkers.node.iter().map(|v| v.name.as_str()).collect();
+            format!(" (the checks of this node, {}, are not probed)", names.join(", "))
+        };
+        let message = format!(
+            "port {label} has no nodePort, so no load balancer delivers users' requests to this node's traffic \
+             port (type ClusterIP, or allocateLoadBalancerNodePorts: false with IP targets): no node target{unprobed}; \
+             probe it from outside the cluster (mode external)"
+        );
+        push_note(notes, Note { object: ObjectRef::of("Service", &service.metadata), message });
+        return false;
+    };
+    view.about = "the users' request as the load balancer delivers it to this node".to_owned();
     view.set(
         "connect_to",
         view::endpoint(&node_ip.to_string(), node_port),
         Origin::Field(format!("spec.ports[{label}].nodePort")),
     );
-    Some(view)
+    true
+}
+
+/// Sends the users' request `view` to the local pod at `ip:port` (`origin` says where the port
+/// came from), where a load balancer with ip targets (or NEGs) delivers it.
+pub(super) fn deliver_to_pod(view: &mut DerivedView, ip: IpAddr, port: u16, origin: Origin) {
+    view.about = format!("the users' request as the load balancer delivers it to pod {ip} (ip targets)");
+    view.set("connect_to", view::endpoint(&ip.to_string(), port), origin);
 }
 
 /// Says which route the forwarded view follows when several lead to the port, and what the

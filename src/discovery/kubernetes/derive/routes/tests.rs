@@ -2,8 +2,10 @@
 
 use serde_json::json;
 
-use super::super::{derive, Context, Derivation, DeriveOptions, DerivedView, Note, Origin, Setting, Value};
-use super::forwarded_client_view;
+use super::super::{
+    derive, CheckerViews, Context, Derivation, DeriveOptions, DerivedView, Note, Origin, Setting, Value,
+};
+use super::{deliver_to_node, users_request};
 use crate::discovery::kubernetes::cluster::{Cluster, ObjectRef};
 use crate::discovery::kubernetes::{Mode, ProviderChoice};
 
@@ -33,8 +35,9 @@ fn forwarded(cluster: &Cluster, service: usize, port: usize) -> (Option<DerivedV
     let ctx = Context::new(cluster, &options, &mut notes);
     let svc = &cluster.services[service];
     let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).unwrap_or_else(|| panic!("ports"));
-    let view = forwarded_client_view(&ctx, svc, &ports[port], &mut notes);
-    (view, notes)
+    let mut view = users_request(&ctx, svc, &ports[port], &mut notes);
+    let delivered = deliver_to_node(&ctx, svc, &ports[port], &CheckerViews::default(), &mut view, &mut notes);
+    (delivered.then_some(view), notes)
 }
 
 fn s(key: &'static str, value: impl Into<Value>, origin: Origin) -> Setting {
