@@ -10,6 +10,7 @@
 //!   with the rules derived from it (SNI, Host header, displayed path); `secret`: [`Secret`].
 //! - [`profiles`]: what each checker profile supplies; `explain`: `parallax check`'s output.
 
+pub mod cluster;
 mod compile;
 pub mod discovery;
 mod explain;
@@ -26,6 +27,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use cluster::{ClusterFacts, Condition, ConditionKind, TlsEntry};
 pub use discovery::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
 pub use explain::explain;
 pub use plan::*;

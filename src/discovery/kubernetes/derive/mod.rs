@@ -19,6 +19,7 @@
 //! status.
 
 mod checkers;
+mod facts;
 mod routes;
 
 use std::net::IpAddr;
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 use super::cluster::{Cluster, ObjectRef};
 use super::{Mode, ProviderChoice};
+use crate::config::{ClusterFacts, Condition};
 
 /// What the derivation needs besides the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,9 @@ pub struct Derivation {
     pub targets: Vec<DerivedTarget>,
     /// Objects (or parts of them) skipped, and findings, each with the reason.
     pub notes: Vec<Note>,
+    /// Findings about the cluster that need no probe (`[[condition]]`), some naming the target
+    /// whose users they concern.
+    pub conditions: Vec<Condition>,
 }
 
 /// One derived target: a client view and its checker views.
@@ -67,6 +72,8 @@ pub struct DerivedTarget {
     pub client: DerivedView,
     /// The checker views; none when the LB has no health check (say so in `comments`).
     pub checkers: Vec<DerivedView>,
+    /// What the API says about the objects behind it (`[target.cluster]`).
+    pub cluster: Option<ClusterFacts>,
 }
 
 /// One derived view: its settings, each with its origin, in the order they are printed.
@@ -284,9 +291,13 @@ fn derive_node(ctx: &Context<'_>, derivation: &mut Derivation) {
             let Some(checkers) = checkers::checker_views(ctx, service, port, &mut derivation.notes) else {
                 continue;
             };
-            let request = routes::users_request(ctx, service, port, &mut derivation.notes);
+            let (request, leading) = routes::users_request(ctx, service, port, &mut derivation.notes);
             let base = ["svc", ns(service), name(service), &port_label(port)];
             let source = ObjectRef::of("Service", &service.metadata);
+            let node = ctx.options.node_name.as_deref();
+            let facts = facts::service_facts(ctx.cluster, node, service, &leading.iter().collect::<Vec<_>>());
+            let metallb = checkers.provider == Some(Provider::Metallb);
+            let addresses = routes::service_addresses(service);
             // A port whose load balancer checks only pods has no target for the node (unless
             // nothing checks at all: the client view is then the only judge, as for MetalLB).
             if !checkers.node.is_empty() || checkers.pods.is_empty() {
@@ -295,12 +306,15 @@ fn derive_node(ctx: &Context<'_>, derivation: &mut Derivation) {
                 {
                     let mut comments = checkers.comments.clone();
                     comments.extend(checkers.node_comments.iter().cloned());
+                    let name = target_name(&base);
+                    node_conditions(derivation, &facts, &name, metallb, &addresses);
                     derivation.targets.push(DerivedTarget {
-                        name: target_name(&base),
+                        name,
                         source: source.clone(),
                         comments,
                         client,
                         checkers: checkers.node.clone(),
+                        cluster: Some(facts.clone()),
                     });
                 }
             }
@@ -322,15 +336,37 @@ fn derive_node(ctx: &Context<'_>, derivation: &mut Derivation) {
                 let mut comments = checkers.comments.clone();
                 comments.extend(pod.comments.iter().cloned());
                 let ip = pod.ip.to_string();
+                let name = target_name(&[base[0], base[1], base[2], base[3], &ip]);
+                node_conditions(derivation, &facts, &name, metallb, &addresses);
                 derivation.targets.push(DerivedTarget {
-                    name: target_name(&[base[0], base[1], base[2], base[3], &ip]),
+                    name,
                     source: source.clone(),
                     comments,
                     client,
                     checkers: pod.views.clone(),
+                    cluster: Some(facts.clone()),
                 });
             }
         }
+    }
+}
+
+/// The conditions of a node-mode target named `name` with `facts`.
+fn node_conditions(
+    derivation: &mut Derivation,
+    facts: &ClusterFacts,
+    name: &str,
+    metallb: bool,
+    addresses: &[String],
+) {
+    let found = if metallb {
+        facts::vip_without_health_check(facts, name, addresses)
+            .or_else(|| facts::no_ready_endpoints(facts, name))
+    } else {
+        facts::no_ready_endpoints(facts, name)
+    };
+    if let Some(c) = found {
+        facts::push_condition(&mut derivation.conditions, c);
     }
 }
 
@@ -373,6 +409,9 @@ pub(super) struct CheckerViews {
     pub(super) pods: Vec<PodChecks>,
     /// The provider chosen and why; findings such as "MetalLB: no health check".
     pub(super) comments: Vec<String>,
+    /// The provider whose rules the Service's own load balancer follows (none for a Service
+    /// reached only through an Ingress).
+    pub(super) provider: Option<Provider>,
 }
 
 /// The health checks of one local pod.

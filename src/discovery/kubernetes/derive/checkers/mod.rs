@@ -84,7 +84,7 @@ fn port_views(
     // Whether the Service's own load balancer sends its checks (and users) to this node.
     let mut lb_checks_node = false;
     if scope.is_load_balancer() {
-        let (lb_checks, pods) = load_balancer_checks(&scope, &mut out.comments, notes)?;
+        let (lb_checks, pods) = load_balancer_checks(&scope, &mut out.comments, &mut out.provider, notes)?;
         checks.extend(lb_checks);
         lb_checks_node = !pods;
         if pods && scope.health_check_node_port().is_some() {
@@ -111,10 +111,12 @@ fn port_views(
 fn load_balancer_checks(
     scope: &Scope<'_>,
     comments: &mut Vec<String>,
+    provider_out: &mut Option<Provider>,
     notes: &mut Vec<Note>,
 ) -> Option<(Vec<Check>, bool)> {
     let (provider, why) = provider::detect(scope);
     comments.push(why);
+    *provider_out = Some(provider);
     let pod_targets = provider == Provider::AwsLbc && aws::lbc_targets_pods(scope);
     if !pod_targets && scope.node_port.is_none() {
         let reason = if scope.allocate_node_ports_off() {

@@ -783,9 +783,12 @@ fn compile(cluster: &Cluster, provider: ProviderChoice) -> crate::config::Plan {
         comments: views.comments.into_iter().chain(views.node_comments).collect(),
         client,
         checkers: views.node,
+        cluster: None,
     };
-    let text =
-        render::toml(&Derivation { targets: vec![target], notes: Vec::new() }, &render::Header::default());
+    let text = render::toml(
+        &Derivation { targets: vec![target], ..Derivation::default() },
+        &render::Header::default(),
+    );
     let env = std::collections::HashMap::new();
     crate::config::load_str(std::path::Path::new("discovered.toml"), &text, &env)
         .unwrap_or_else(|e| panic!("the derived views compile: {e}\n{text}"))
