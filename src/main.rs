@@ -71,6 +71,18 @@ Diagnoses (the mismatch's `diagnosis`; docs/errors.md explains each, with what t
   redirect_masks_outage       the checker passes on a 3xx while users fail behind it
                               (HAProxy accepts a 301 while the app answers 503)
   unattributed                no switch, nor a combination within the budget, explains it
+With Kubernetes discovery, what the API says joins what the probes saw (docs/kubernetes.md):
+  kube_proxy_endpoints_disagree  kube-proxy's localEndpoints is not the EndpointSlices' count
+                              (kube-proxy's --hostname-override is not the Node's name)
+  health_port_not_served      nothing answers healthCheckNodePort on this node (ETP Local)
+  draining_endpoints          this node's pods are terminating: an expected drain, or a
+                              health endpoint still passing while its pods go away
+  no_ready_endpoints          users fail: the backend Service has no ready endpoint anywhere
+  route_not_accepted          users fail: the Gateway did not accept the HTTPRoute
+  backend_ref_unresolved      users fail: the HTTPRoute's backendRefs are not resolved
+  gateway_not_programmed      users fail at a Gateway that is not Programmed
+  ingress_class_unclaimed     users fail: the Ingress's class names no IngressClass
+  vip_without_health_check    users fail at a MetalLB VIP announced with no ready endpoint
 When two fixes are needed, `causes` lists each (diagnosis, attributes, evidence); the status
 API says `pending` while a mismatch's first attribution run is still probing.";
 
@@ -549,10 +561,11 @@ fn probe(
         let mismatches = report::diff_round(&prober, &targets, &outcomes, attribution).await;
         (outcomes, mismatches)
     });
-    let summary = report::Summary::of(&targets, &outcomes, mismatches.len());
+    let cluster = report::ClusterFindings::of(&plan, &targets, &outcomes);
+    let summary = report::Summary::of(&targets, &outcomes, mismatches.len(), cluster.conditions.len());
     match format {
-        Format::Json => print!("{}", report::json_lines(&outcomes, &mismatches, &summary)),
-        Format::Table => print!("{}", report::table(&plan, &outcomes, &mismatches, &summary)),
+        Format::Json => print!("{}", report::json_lines(&outcomes, &mismatches, &cluster, &summary)),
+        Format::Table => print!("{}", report::table(&plan, &outcomes, &mismatches, &cluster, &summary)),
     }
     Ok(ExitCode::from(summary.exit_code() as u8))
 }

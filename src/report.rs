@@ -1,13 +1,14 @@
 //! `parallax probe` output: JSON lines in their contract's order (outcomes, then mismatches, then
-//! one summary) and a human table.
+//! conditions and explained failures, then one summary) and a human table.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{Plan, Target, View};
-use crate::diff::{AttributionSettings, Mismatch};
+use crate::config::{Condition, Plan, Role, Target, View};
+use crate::diff::diagnosis::cluster::explain_failure;
+use crate::diff::{AttributionSettings, Diagnosis, Mismatch};
 use crate::probe::{Outcome, Prober};
 
 /// Probes every view of `targets` once, at most `concurrency` at a time, and returns the outcomes
@@ -56,6 +57,54 @@ pub async fn diff_round(
     mismatches
 }
 
+/// What the Kubernetes API says that a round reports beside its mismatches: the plan's
+/// conditions (findings that need no probe), and the client failures a condition of their target
+/// explains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterFindings {
+    /// The plan's `[[condition]]`s.
+    pub conditions: Vec<Condition>,
+    /// The client failures a condition explains, one per target and view.
+    pub explained: Vec<Explained>,
+}
+
+/// A client view's failure that a condition of its target explains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explained {
+    /// The target.
+    pub target: Arc<str>,
+    /// The client view.
+    pub view: Arc<str>,
+    /// The diagnosis the condition names.
+    pub diagnosis: Diagnosis,
+    /// The outcome and what the API says.
+    pub evidence: String,
+}
+
+impl ClusterFindings {
+    /// The conditions of `plan` and the failures of `targets`' client views in `outcomes` that a
+    /// condition explains.
+    pub fn of(plan: &Plan, targets: &[&Target], outcomes: &[Outcome]) -> ClusterFindings {
+        let mut explained = Vec::new();
+        for target in targets {
+            let Some(facts) = target.cluster.as_deref() else { continue };
+            let failed = outcomes
+                .iter()
+                .filter(|o| *o.target == *target.name && o.role == Role::Client && !o.ok)
+                .find_map(|o| explain_failure(&target.client, o, facts));
+            if let Some(f) = failed {
+                explained.push(Explained {
+                    target: target.name.clone(),
+                    view: target.client.name.clone(),
+                    diagnosis: f.diagnosis,
+                    evidence: f.evidence,
+                });
+            }
+        }
+        ClusterFindings { conditions: plan.conditions.clone(), explained }
+    }
+}
+
 /// The closing record of a round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -69,24 +118,27 @@ pub struct Summary {
     pub client_failed: usize,
     /// Mismatches found.
     pub mismatches: usize,
+    /// Conditions the cluster reports (`[[condition]]`).
+    pub conditions: usize,
 }
 
 impl Summary {
     /// Counts a round's outcomes.
-    pub fn of(targets: &[&Target], outcomes: &[Outcome], mismatches: usize) -> Summary {
+    pub fn of(targets: &[&Target], outcomes: &[Outcome], mismatches: usize, conditions: usize) -> Summary {
         Summary {
             targets: targets.len(),
             views: targets.iter().map(|t| 1 + t.checkers.len()).sum(),
             outcomes_failed: outcomes.iter().filter(|o| !o.ok).count(),
             client_failed: outcomes.iter().filter(|o| !o.ok && o.role == crate::config::Role::Client).count(),
             mismatches,
+            conditions,
         }
     }
 
-    /// `parallax probe`'s exit code: 0 all client views succeeded and no mismatch,
-    /// 1 otherwise.
+    /// `parallax probe`'s exit code: 0 all client views succeeded, no mismatch and no
+    /// condition, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
-        if self.client_failed > 0 || self.mismatches > 0 {
+        if self.client_failed > 0 || self.mismatches > 0 || self.conditions > 0 {
             1
         } else {
             0
@@ -104,13 +156,24 @@ struct Tagged<'a, T: Serialize> {
 
 /// One JSON object per line: every `outcome`, then every `mismatch`, then the `summary`
 /// (docs/architecture.md#contracts).
-pub fn json_lines(outcomes: &[Outcome], mismatches: &[Mismatch], summary: &Summary) -> String {
+pub fn json_lines(
+    outcomes: &[Outcome],
+    mismatches: &[Mismatch],
+    cluster: &ClusterFindings,
+    summary: &Summary,
+) -> String {
     let mut out = String::new();
     for o in outcomes {
         push_json(&mut out, "outcome", o);
     }
     for m in mismatches {
         push_json(&mut out, "mismatch", m);
+    }
+    for c in &cluster.conditions {
+        push_json(&mut out, "condition", c);
+    }
+    for e in &cluster.explained {
+        push_json(&mut out, "explained", e);
     }
     push_json(&mut out, "summary", summary);
     out
@@ -131,7 +194,13 @@ const CHECKERS_PER_BLOCK: usize = 2;
 /// A readable report: per target, the client view and its checker views side by side (one column
 /// each: result, error, status, timings, what was dialed and sent), each failure's detail, and
 /// under them every mismatch with its direction, diagnosis, flipped attributes and evidence.
-pub fn table(plan: &Plan, outcomes: &[Outcome], mismatches: &[Mismatch], summary: &Summary) -> String {
+pub fn table(
+    plan: &Plan,
+    outcomes: &[Outcome],
+    mismatches: &[Mismatch],
+    cluster: &ClusterFindings,
+    summary: &Summary,
+) -> String {
     let mut out = String::new();
     for target in &plan.targets {
         let mine: Vec<&Outcome> = outcomes.iter().filter(|o| *o.target == *target.name).collect();
@@ -166,11 +235,29 @@ pub fn table(plan: &Plan, outcomes: &[Outcome], mismatches: &[Mismatch], summary
             );
             let _ = writeln!(out, "    {}", m.evidence);
         }
+        for e in cluster.explained.iter().filter(|e| *e.target == *target.name) {
+            let _ = writeln!(out, "  FAILURE {} explained by the cluster: {}", e.view, e.diagnosis.as_str());
+            let _ = writeln!(out, "    {}", e.evidence);
+        }
         out.push('\n');
     }
+    for c in &cluster.conditions {
+        let reason = c.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+        let target = c.target.as_ref().map(|t| format!(" [target {t}]")).unwrap_or_default();
+        let _ = writeln!(out, "CONDITION {} {}{reason}{target}", c.kind, c.object);
+        let _ = writeln!(out, "  {}", c.message);
+    }
+    if !cluster.conditions.is_empty() {
+        out.push('\n');
+    }
+    let conditions = if summary.conditions == 0 {
+        String::new()
+    } else {
+        format!(", {} condition(s)", summary.conditions)
+    };
     let _ = writeln!(
         out,
-        "{} target(s), {} view(s), {} outcome(s) failed ({} client), {} mismatch(es)",
+        "{} target(s), {} view(s), {} outcome(s) failed ({} client), {} mismatch(es){conditions}",
         summary.targets, summary.views, summary.outcomes_failed, summary.client_failed, summary.mismatches
     );
     out

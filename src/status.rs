@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::config::{ProfileName, Role};
-use crate::diff::Mismatch;
+use crate::config::{ClusterFacts, Condition, ProfileName, Role};
+use crate::diff::{Diagnosis, Mismatch};
 use crate::probe::Outcome;
 
 /// How many recent probes each view keeps for the latency trend.
@@ -28,6 +28,9 @@ pub struct StatusDoc {
     pub last_reload: Option<ReloadStatus>,
     /// Every target, in configuration order.
     pub targets: Vec<TargetStatus>,
+    /// What the Kubernetes API says that needs no probe (`[[condition]]`), from the running plan.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
     /// Kubernetes discovery, when `[discovery.kubernetes]` is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery: Option<DiscoveryStatus>,
@@ -134,6 +137,23 @@ pub struct TargetStatus {
     pub views: Vec<ViewStatus>,
     /// Mismatches open right now.
     pub mismatches: Vec<OpenMismatchStatus>,
+    /// What the Kubernetes API said behind it (`[target.cluster]`), when discovery derived it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterFacts>,
+    /// The client view's last failure, when a condition of the target explains it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explained: Option<ExplainedStatus>,
+}
+
+/// A client failure a condition of its target explains.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainedStatus {
+    /// The client view.
+    pub view: String,
+    /// The diagnosis the condition names.
+    pub diagnosis: Diagnosis,
+    /// The outcome and what the API says.
+    pub evidence: String,
 }
 
 /// One view.

@@ -29,12 +29,12 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
 use parallax::admin::{self, AdminState, Limits};
-use parallax::config::{self, Plan, View};
+use parallax::config::{self, Condition, ConditionKind, Plan, View};
 use parallax::diff::{Attribute, Attribution, Basis, Diagnosis, Direction, HybridResult, Mismatch, Side};
 use parallax::probe::{ErrorCode, Outcome, RequestSummary, Timings, TlsSummary};
 use parallax::status::{
-    DiscoveryResource, DiscoveryStatus, OpenMismatchStatus, RecentProbe, ReloadStatus, StatusDoc,
-    TargetStatus, VerdictStatus, ViewStatus,
+    DiscoveryResource, DiscoveryStatus, ExplainedStatus, OpenMismatchStatus, RecentProbe, ReloadStatus,
+    StatusDoc, TargetStatus, VerdictStatus, ViewStatus,
 };
 
 use browser::{assert_has, chromium_dom, element, start_tag};
@@ -328,6 +328,12 @@ fn status_doc(plan: &Plan) -> StatusDoc {
                     opened_at: rfc3339(Duration::from_secs(8)),
                     open_for_s: 8.0,
                 }],
+                cluster: None,
+                explained: Some(ExplainedStatus {
+                    view: "client".to_owned(),
+                    diagnosis: Diagnosis::NoReadyEndpoints,
+                    evidence: format!("Service shop/web has no ready endpoint {HOSTILE}"),
+                }),
             },
             TargetStatus {
                 name: "payments".to_owned(),
@@ -350,8 +356,17 @@ fn status_doc(plan: &Plan) -> StatusDoc {
                     ),
                 ],
                 mismatches: Vec::new(),
+                cluster: None,
+                explained: None,
             },
         ],
+        conditions: vec![Condition {
+            kind: ConditionKind::IngressClassUnclaimed,
+            object: "Ingress shop/web".to_owned(),
+            target: Some("shop".into()),
+            reason: None,
+            message: format!("spec.ingressClassName nginx names no IngressClass {HOSTILE}"),
+        }],
         discovery: Some(DiscoveryStatus {
             mode: "node",
             synced: true,
@@ -890,6 +905,20 @@ async fn dashboard_renders_views_verdicts_and_mismatches_in_chromium() {
     assert_has(element(mismatch, "class=\"flipped\"", "</dd>"), "<code>path</code>", "flipped attributes");
     assert_has(mismatch, "nlb~path", "attribution hybrids");
     assert!(shop.find("data-mismatch=\"nlb\"") < shop.find("data-view=\"client\""), "mismatches come first");
+
+    // What the cluster says: the target's explained failure, the plan's conditions.
+    let explained = element(shop, "class=\"explained\"", "</p>");
+    assert_has(
+        start_tag(explained, "class=\"explained\""),
+        "data-diagnosis=\"no_ready_endpoints\"",
+        "explained",
+    );
+    assert_has(explained, "Service shop/web has no ready endpoint &lt;img", "explained evidence, as text");
+    let conditions = element(&dom, "id=\"conditions\"", "</section>");
+    assert!(!start_tag(conditions, "id=\"conditions\"").contains("hidden"), "conditions shown: {conditions}");
+    assert_has(conditions, "data-condition=\"ingress_class_unclaimed\"", "the condition");
+    assert_has(conditions, "Ingress shop/web", "its object");
+    assert_has(conditions, "names no IngressClass &lt;img", "its message, as text");
 
     // The agreeing target.
     assert!(!payments.contains("data-mismatch="), "payments has no mismatch");

@@ -55,8 +55,14 @@ impl Round {
     /// `parallax probe`'s table output for the round.
     fn table(&self) -> String {
         let targets: Vec<&Target> = self.plan.targets.iter().collect();
-        let summary = report::Summary::of(&targets, &self.outcomes, self.mismatches.len());
-        report::table(&self.plan, &self.outcomes, &self.mismatches, &summary)
+        let summary = report::Summary::of(&targets, &self.outcomes, self.mismatches.len(), 0);
+        report::table(
+            &self.plan,
+            &self.outcomes,
+            &self.mismatches,
+            &report::ClusterFindings::default(),
+            &summary,
+        )
     }
 
     /// The only mismatch of `target`.

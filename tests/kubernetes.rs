@@ -1075,20 +1075,25 @@ async fn external_an_accepted_route_on_a_programmed_gateway_serves_the_listeners
 }
 
 #[tokio::test]
-async fn external_a_route_not_accepted_is_a_note() {
+async fn external_a_route_not_accepted_is_a_condition_with_its_reason() {
     let case = Case::new("ext-refused").await;
     programmed_gateway(&case).await;
     let refused = ("False", "NoMatchingListenerHostname");
     http_route(&case, "refused", "https", &["shop.example.org"], route_rule(Some("/")), refused).await;
     let derived = case.external();
     assert_eq!(derived.names(), Vec::<&str>::new());
+    // The hostname matches no listener, so nothing is probed; the API's verdict is a condition.
     let note = format!(
-        "not Accepted by Gateway {}/gw (Accepted=False, reason NoMatchingListenerHostname): the route carries no \
-         traffic there, so it is not probed",
+        "no hostname of the route (shop.example.org) is one Gateway {}/gw listener https takes (shop.example.com): \
+         not probed there (NoMatchingListenerHostname)",
         case.ns
     );
     assert_eq!(derived.notes(), [note.as_str()]);
-    assert_eq!(derived.note_objects(), [format!("HTTPRoute {}/refused", case.ns)]);
+    let conditions = derived.0["conditions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(conditions.len(), 1, "{conditions:?}");
+    assert_eq!(conditions[0]["kind"], "route_not_accepted");
+    assert_eq!(conditions[0]["object"], format!("HTTPRoute {}/refused", case.ns));
+    assert_eq!(conditions[0]["reason"], "NoMatchingListenerHostname");
 }
 
 // ---- selection -------------------------------------------------------------------------------

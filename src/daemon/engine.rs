@@ -44,6 +44,8 @@ pub(super) struct Engine {
     targets: Vec<TargetState>,
     by_name: HashMap<Arc<str>, usize>,
     ids: Ids,
+    /// The running plan's `[[condition]]`s.
+    conditions: Vec<config::Condition>,
 }
 
 /// Counters for recipe identities and mismatch identities.
@@ -85,6 +87,7 @@ impl Engine {
             targets: Vec::new(),
             by_name: HashMap::new(),
             ids: Ids::default(),
+            conditions: Vec::new(),
         }
     }
 
@@ -167,6 +170,8 @@ impl Engine {
         self.plan_loaded_at = self.clock.wall(now);
         self.admin = plan.admin;
         self.export = plan.export;
+        telemetry.conditions(&plan.conditions);
+        self.conditions = plan.conditions;
         actions
     }
 
@@ -191,12 +196,12 @@ impl Engine {
         let settings = attribution_settings(&target);
         let pairs = target.checkers.iter().map(|_| PairState::new(settings)).collect();
         let audit = self.reaudit(&target, Vec::new(), now, telemetry);
-        let Target { name, client, checkers, .. } = target;
+        let Target { name, client, checkers, cluster, .. } = target;
         let views = std::iter::once(client)
             .chain(checkers)
             .map(|view| ViewState::new(Arc::new(view), self.ids.epoch()))
             .collect();
-        TargetState { name, diff, views, pairs, audit, poll_armed: None }
+        TargetState { name, diff, views, pairs, audit, cluster, poll_armed: None }
     }
 
     /// The state of `target` in a new plan, keeping what `prev` (the same target in the old
@@ -236,7 +241,7 @@ impl Engine {
             .collect();
         let audit = self.reaudit(&target, std::mem::take(&mut prev.audit), now, telemetry);
         let mut old_views: Vec<Option<ViewState>> = prev.views.into_iter().map(Some).collect();
-        let Target { name, client, checkers, .. } = target;
+        let Target { name, client, checkers, cluster, .. } = target;
         let views = std::iter::once(client)
             .chain(checkers)
             .zip(&changes.views)
@@ -245,7 +250,7 @@ impl Engine {
                 None => ViewState::new(Arc::new(view), self.ids.epoch()),
             })
             .collect();
-        TargetState { name, diff, views, pairs, audit, poll_armed: None }
+        TargetState { name, diff, views, pairs, audit, cluster, poll_armed: None }
     }
 
     /// The `allow_sources` audit of `target`: gaps found before stay open, new ones open now,
@@ -431,6 +436,7 @@ impl Engine {
         let Some(&ti) = self.by_name.get(&job.target) else { return Vec::new() };
         let t = &mut self.targets[ti];
         let Some(k) = t.checker_index(&job.checker) else { return Vec::new() };
+        let cluster = t.cluster.clone();
         let pair = &mut t.pairs[k];
         if pair.attributing == Some(job.mismatch_id) {
             pair.attributing = None;
@@ -446,6 +452,7 @@ impl Engine {
             client: &job.client_outcome,
             checker: &job.checker_outcome,
             attribution: Some(&attribution),
+            cluster: cluster.as_deref(),
         });
         tracing::info!(
             target = %job.target, checker = %job.checker, diagnosis = %mismatch.diagnosis,
@@ -490,6 +497,7 @@ impl Engine {
             plan_loaded_at: rfc3339(self.plan_loaded_at),
             last_reload: self.last_reload.clone(),
             targets: self.targets.iter().map(|t| t.status(&self.clock, now)).collect(),
+            conditions: self.conditions.clone(),
             discovery: None,
         }
     }

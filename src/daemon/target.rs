@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::{Role, Target, View};
+use crate::config::{ClusterFacts, Role, Target, View};
+use crate::diff::diagnosis::cluster::explain_failure;
 use crate::diff::{
     pair_outcomes, worst_outcome, AttributionBudget, AttributionSettings, Case, Diagnosis, Direction,
     HoldTime, Mismatch, OpenMismatch, Resolution, TargetDiff,
@@ -17,7 +18,7 @@ use crate::probe::timestamp::rfc3339;
 use crate::probe::{ErrorCode, Outcome};
 use crate::schedule::WallClock;
 use crate::status::{
-    OpenMismatchStatus, RecentProbe, TargetStatus, VerdictStatus, ViewStatus, RECENT_PROBES,
+    ExplainedStatus, OpenMismatchStatus, RecentProbe, TargetStatus, VerdictStatus, ViewStatus, RECENT_PROBES,
 };
 use crate::verdict::Verdict;
 
@@ -36,6 +37,8 @@ pub(super) struct TargetState {
     pub(super) pairs: Vec<PairState>,
     /// `allow_sources` gaps, open since the plan that found them was loaded.
     pub(super) audit: Vec<AuditRecord>,
+    /// What the Kubernetes API says about the target (`[target.cluster]`), from the running plan.
+    pub(super) cluster: Option<Arc<ClusterFacts>>,
     /// When the poll timer of this target wakes next, and which timer it is (`None`: no timer).
     /// Other timers of the target that wake end without re-arming.
     pub(super) poll_armed: Option<(Instant, u64)>,
@@ -386,6 +389,7 @@ impl TargetState {
             client,
             checker: checker_outcome,
             attribution: None,
+            cluster: self.cluster.as_deref(),
         });
         let links = [client_state.last_span, checker_state.last_span];
         let pair = &mut self.pairs[k];
@@ -476,7 +480,23 @@ impl TargetState {
         let views = self.views.iter().map(|state| state.status(self.verdict(&state.view), clock)).collect();
         let probed = self.pairs.iter().filter_map(|p| p.open.as_ref()).map(|r| r.status(now));
         let audited = self.audit.iter().map(|r| r.status(now));
-        TargetStatus { name: self.name.to_string(), views, mismatches: probed.chain(audited).collect() }
+        let explained = self.cluster.as_deref().and_then(|facts| {
+            let client = self.views.first()?;
+            let failed = client.last.iter().find(|o| !o.ok)?;
+            let f = explain_failure(&client.view, failed, facts)?;
+            Some(ExplainedStatus {
+                view: client.view.name.to_string(),
+                diagnosis: f.diagnosis,
+                evidence: f.evidence,
+            })
+        });
+        TargetStatus {
+            name: self.name.to_string(),
+            views,
+            mismatches: probed.chain(audited).collect(),
+            cluster: self.cluster.as_deref().cloned(),
+            explained,
+        }
     }
 }
 

@@ -422,6 +422,8 @@ mod tests {
                     opened_at: String::new(),
                     open_for_s: 1.0,
                 }],
+                cluster: None,
+                explained: None,
             }],
             ..StatusDoc::default()
         }

@@ -104,6 +104,7 @@ where
                 client: co,
                 checker: ko,
                 attribution: attribution.as_ref(),
+                cluster: target.cluster.as_deref(),
             };
             mismatches.push(Mismatch::diagnose(&case));
         }

@@ -110,6 +110,14 @@ struct ResourceLabels {
     resource: String,
 }
 
+/// A condition the cluster reports: `parallax_condition`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    kind: String,
+    object: String,
+    target: String,
+}
+
 /// `parallax_discovery_*`: per-kind series appear once discovery reports; without
 /// `[discovery.kubernetes]` only the two target gauges show, at 0.
 #[derive(Debug, Default)]
@@ -119,6 +127,7 @@ struct DiscoveryFamilies {
     objects: Family<ResourceLabels, Gauge>,
     targets: Gauge,
     rejected: Gauge,
+    conditions: Family<ConditionLabels, Gauge>,
 }
 
 /// The exemplar label set: the exported probe span.
@@ -354,6 +363,26 @@ impl Metrics {
             "Derived targets that did not compile (dropped; see /api/v1/status)",
             d.rejected.clone(),
         );
+        registry.register(
+            "parallax_condition",
+            "1 for each finding about the cluster that needs no probe ([[condition]]: kind, object, the target \
+             it concerns or empty); gone when the API no longer says it",
+            d.conditions.clone(),
+        );
+    }
+
+    /// The running plan's conditions: exactly these series, the others removed.
+    pub(crate) fn conditions(&self, conditions: &[crate::config::Condition]) {
+        let family = &self.discovery.conditions;
+        family.clear();
+        for c in conditions {
+            let labels = ConditionLabels {
+                kind: c.kind.as_str().to_owned(),
+                object: c.object.clone(),
+                target: c.target.as_deref().unwrap_or("").to_owned(),
+            };
+            family.get_or_create(&labels).set(1);
+        }
     }
 
     /// Discovery's health now.

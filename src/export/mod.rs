@@ -100,6 +100,11 @@ pub trait Sink: Send + Sync + 'static {
     fn discovery(&self, report: &DiscoveryReport) {
         let _ = report;
     }
+    /// The running plan's `[[condition]]`s (`parallax_condition`), each time a plan is loaded.
+    /// Sinks that do not export metrics ignore them.
+    fn conditions(&self, conditions: &[crate::config::Condition]) {
+        let _ = conditions;
+    }
 }
 
 /// Kubernetes discovery's health, as metrics export it.
@@ -399,6 +404,10 @@ impl Sink for Telemetry {
 
     fn discovery(&self, report: &DiscoveryReport) {
         self.metrics.discovery(report);
+    }
+
+    fn conditions(&self, conditions: &[crate::config::Condition]) {
+        self.metrics.conditions(conditions);
     }
 
     fn shutdown(&self, deadline: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {

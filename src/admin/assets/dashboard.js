@@ -44,6 +44,15 @@
     pending: 'Attribution is probing hybrids; the diagnosis follows within seconds.',
     checker_redirected: 'The check is answered with a redirect (3xx) its matcher rejects: exempt the health path from the redirect, or check the scheme and port it points to.',
     redirect_masks_outage: 'The checker passes on a redirect (3xx) while users fail behind it: check what the redirect points to, or accept 2xx only.',
+    kube_proxy_endpoints_disagree: 'kube-proxy\u2019s localEndpoints on this node differs from the ready endpoints the EndpointSlices place here: kube-proxy\u2019s node name is not the Node\u2019s.',
+    health_port_not_served: 'Nothing answers healthCheckNodePort on this node although the Service is externalTrafficPolicy Local: the service proxy does not serve it.',
+    draining_endpoints: 'This node\u2019s endpoints are terminating: the check follows a drain (expected during a rollout), or keeps passing while the pods go away.',
+    no_ready_endpoints: 'Users fail because the backend Service has no ready endpoint on any node.',
+    route_not_accepted: 'Users fail because the Gateway did not accept the HTTPRoute (Accepted: False).',
+    backend_ref_unresolved: 'Users fail because the HTTPRoute\u2019s backend refs are not resolved (ResolvedRefs: False).',
+    gateway_not_programmed: 'Users fail at a Gateway that is not Programmed.',
+    ingress_class_unclaimed: 'Users fail at an Ingress whose ingressClassName names no IngressClass.',
+    vip_without_health_check: 'Users fail at a MetalLB VIP announced while its Service has no ready endpoint: no checker withdraws it.',
   };
 
   const DIRECTIONS = {
@@ -225,6 +234,19 @@
     box.querySelector('ul').replaceChildren(...lines);
   }
 
+  // The plan's conditions: findings about the cluster that need no probe.
+  function renderConditions(doc) {
+    const box = byId('conditions');
+    const conditions = doc.conditions || [];
+    box.hidden = conditions.length === 0;
+    box.querySelector('ul').replaceChildren(...conditions.map((c) =>
+      el('li', { 'data-condition': c.kind },
+        el('code', null, c.kind), ' ', c.object,
+        c.reason ? ' (' + c.reason + ')' : '',
+        c.target ? ' \u2014 target ' + c.target : '',
+        ': ', c.message)));
+  }
+
   function renderOverview(doc) {
     const targets = doc.targets || [];
     let views = 0, open = 0, unhealthy = 0;
@@ -286,6 +308,11 @@
             : '\u2714 no open mismatch')),
       mismatches.length
         ? el('div', { class: 'mismatches' }, ...mismatches.map((m, j) => mismatchBlock(t, m, id + '-m' + j)))
+        : null,
+      t.explained
+        ? el('p', { class: 'explained', 'data-diagnosis': t.explained.diagnosis },
+          '\u2716 ' + t.explained.view + ' fails, and the cluster says why: ',
+          el('code', null, t.explained.diagnosis), ' \u2014 ', t.explained.evidence)
         : null,
       el('div', { class: 'views' }, ...(t.views || []).map((v) => viewBlock(t, v, mismatches))),
     ]);
@@ -482,6 +509,7 @@
   function render(doc) {
     renderHeader(doc);
     renderDiscovery(doc);
+    renderConditions(doc);
     renderOverview(doc);
     if (!selectingInTargets()) renderTargets(doc);
   }

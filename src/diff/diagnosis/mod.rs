@@ -7,7 +7,10 @@
 //! Order of decision, most conclusive first:
 //! 1. the client's DNS answered the wrong address (`dns_wrong_address`);
 //! 2. parallax could not bind the checker's source here (`unattributed`, says so);
-//! 3. the kube-proxy view's `localEndpoints` (`no_local_endpoints`);
+//! 3. what the Kubernetes API says about the target joined with the outcomes (`cluster.rs`:
+//!    `kube_proxy_endpoints_disagree`, `draining_endpoints`, `health_port_not_served`, and a
+//!    users' failure a condition explains); then the kube-proxy view's `localEndpoints`
+//!    (`no_local_endpoints`);
 //!    then a redirect: the check answered with a 3xx its matcher rejects (`checker_redirected`,
 //!    unless switching the User-Agent heals it, or switching the headers does and the Location
 //!    looks like a login page: then `user_agent_dependent` / `auth_required`), or the checker
@@ -27,6 +30,9 @@
 //!
 //! Evidence never contains header values (they may be secrets): only header names.
 
+pub mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 pub(super) mod evidence;
 #[cfg(test)]
 mod tests;
@@ -39,7 +45,7 @@ use super::attribute::{differences, effective_sni, Attribute};
 use super::attribution::Attribution;
 use super::hybrid::{HybridResult, Side};
 use super::Direction;
-use crate::config::{ProfileName, View};
+use crate::config::{ClusterFacts, ProfileName, View};
 use crate::probe::outcome::location_parts;
 use crate::probe::{ErrorCode, Outcome, Phase};
 
@@ -90,6 +96,28 @@ pub enum Diagnosis {
     /// The checker passes on a redirect (3xx) while users fail behind it: the check never
     /// reaches what the redirect points to.
     RedirectMasksOutage,
+    /// kube-proxy's `localEndpoints` on this node differs from the ready endpoints the
+    /// EndpointSlices give this node (a node-name mismatch: `--hostname-override`).
+    KubeProxyEndpointsDisagree,
+    /// `healthCheckNodePort` refuses or times out on this node while the Service is ETP Local:
+    /// the node's service proxy does not serve it.
+    HealthPortNotServed,
+    /// This node's endpoints are terminating: the check follows a drain (expected during a
+    /// rollout), or keeps passing while the pods go away.
+    DrainingEndpoints,
+    /// Users fail because the backend Service has no ready endpoint on any node.
+    NoReadyEndpoints,
+    /// Users fail because the Gateway did not accept the HTTPRoute (`Accepted: False`).
+    RouteNotAccepted,
+    /// Users fail because the HTTPRoute's backend refs are not resolved (`ResolvedRefs: False`).
+    BackendRefUnresolved,
+    /// Users fail at a Gateway that is not `Programmed`.
+    GatewayNotProgrammed,
+    /// Users fail at an Ingress whose class no IngressClass claims.
+    IngressClassUnclaimed,
+    /// Users fail at a MetalLB VIP announced while its Service has no ready endpoint (no
+    /// health checker withdraws it).
+    VipWithoutHealthCheck,
     /// No single switch explains the disagreement.
     Unattributed,
     /// Not a diagnosis: the daemon's status while the first attribution run of a mismatch is
@@ -100,7 +128,7 @@ pub enum Diagnosis {
 
 impl Diagnosis {
     /// Every diagnosis, in the order of docs/errors.md.
-    pub const ALL: [Diagnosis; 18] = [
+    pub const ALL: [Diagnosis; 27] = [
         Diagnosis::ShallowHealthPath,
         Diagnosis::AuthRequired,
         Diagnosis::CheckerProtocolMismatch,
@@ -118,6 +146,15 @@ impl Diagnosis {
         Diagnosis::DnsWrongAddress,
         Diagnosis::CheckerRedirected,
         Diagnosis::RedirectMasksOutage,
+        Diagnosis::KubeProxyEndpointsDisagree,
+        Diagnosis::HealthPortNotServed,
+        Diagnosis::DrainingEndpoints,
+        Diagnosis::NoReadyEndpoints,
+        Diagnosis::RouteNotAccepted,
+        Diagnosis::BackendRefUnresolved,
+        Diagnosis::GatewayNotProgrammed,
+        Diagnosis::IngressClassUnclaimed,
+        Diagnosis::VipWithoutHealthCheck,
         Diagnosis::Unattributed,
     ];
 
@@ -141,6 +178,15 @@ impl Diagnosis {
             Diagnosis::DnsWrongAddress => "dns_wrong_address",
             Diagnosis::CheckerRedirected => "checker_redirected",
             Diagnosis::RedirectMasksOutage => "redirect_masks_outage",
+            Diagnosis::KubeProxyEndpointsDisagree => "kube_proxy_endpoints_disagree",
+            Diagnosis::HealthPortNotServed => "health_port_not_served",
+            Diagnosis::DrainingEndpoints => "draining_endpoints",
+            Diagnosis::NoReadyEndpoints => "no_ready_endpoints",
+            Diagnosis::RouteNotAccepted => "route_not_accepted",
+            Diagnosis::BackendRefUnresolved => "backend_ref_unresolved",
+            Diagnosis::GatewayNotProgrammed => "gateway_not_programmed",
+            Diagnosis::IngressClassUnclaimed => "ingress_class_unclaimed",
+            Diagnosis::VipWithoutHealthCheck => "vip_without_health_check",
             Diagnosis::Unattributed => "unattributed",
             Diagnosis::Pending => "pending",
         }
@@ -190,6 +236,9 @@ pub struct Case<'a> {
     pub checker: &'a Outcome,
     /// The attribution run, or `None` when none ran (turned off, or its budget spent).
     pub attribution: Option<&'a Attribution>,
+    /// What the Kubernetes API says about the target (`[target.cluster]`), when discovery
+    /// derived it.
+    pub cluster: Option<&'a ClusterFacts>,
 }
 
 impl<'a> Case<'a> {
@@ -257,7 +306,10 @@ impl<'a> Case<'a> {
 /// does not replace what the rules name: its evidence is appended (that the users' failure
 /// needs all of its attributes together), and it names the failure when the rules find nothing.
 pub fn diagnose(case: &Case<'_>) -> Finding {
-    let f = diagnose_rules(case);
+    let mut f = diagnose_rules(case);
+    if let Some(tail) = cluster::context(case, f.diagnosis) {
+        f.evidence = format!("{}; {tail}", f.evidence);
+    }
     match compound_set(case) {
         Some(c) if case.direction == Direction::Blackhole => {
             if f.diagnosis == Diagnosis::Unattributed {
@@ -284,6 +336,9 @@ fn diagnose_rules(case: &Case<'_>) -> Finding {
             diagnosis: Diagnosis::Unattributed,
             evidence: evidence::source_unavailable(failing_view, failing_side),
         };
+    }
+    if let Some(f) = cluster::diagnose(case) {
+        return f;
     }
     if let Some(f) = kube_proxy(case) {
         return f;

@@ -95,6 +95,7 @@ fn check(scenarios: Vec<Scenario>) -> BTreeSet<Diagnosis> {
             client: &co,
             checker: &ko,
             attribution: Some(&a),
+            cluster: None,
         };
         let f = diagnose(&case);
         assert_eq!(f.diagnosis, s.diagnosis, "{}: {}", s.name, f.evidence);
@@ -590,7 +591,15 @@ fn case<'a>(
     ko: &'a Outcome,
     a: Option<&'a Attribution>,
 ) -> Finding {
-    diagnose(&Case { direction, client_view: cv, checker_view: kv, client: co, checker: ko, attribution: a })
+    diagnose(&Case {
+        direction,
+        client_view: cv,
+        checker_view: kv,
+        client: co,
+        checker: ko,
+        attribution: a,
+        cluster: None,
+    })
 }
 
 #[test]
@@ -1029,6 +1038,15 @@ fn diagnosis_names_are_the_design_codes() {
             "dns_wrong_address",
             "checker_redirected",
             "redirect_masks_outage",
+            "kube_proxy_endpoints_disagree",
+            "health_port_not_served",
+            "draining_endpoints",
+            "no_ready_endpoints",
+            "route_not_accepted",
+            "backend_ref_unresolved",
+            "gateway_not_programmed",
+            "ingress_class_unclaimed",
+            "vip_without_health_check",
             "unattributed"
         ]
     );
@@ -1055,6 +1073,7 @@ fn false_drain<'a>(
         client: co,
         checker: ko,
         attribution: Some(a),
+        cluster: None,
     }
 }
 

@@ -125,12 +125,15 @@ fn tls_entries(source: &ObjectRef, spec: &IngressSpec, host: &str) -> Vec<TlsEnt
 }
 
 /// `ingress_class_unclaimed`: `spec.ingressClassName` names no IngressClass, so no controller
-/// that follows IngressClasses serves the Ingress. (An Ingress without a class, or with the old
+/// that follows IngressClasses serves the Ingress (GKE's `gce` classes excepted: ingress-gce
+/// claims them by name). (An Ingress without a class, or with the old
 /// `kubernetes.io/ingress.class` annotation, may be served by a controller configured so; no
 /// claim is made about it.)
 fn class_unclaimed(ctx: &Context<'_>, ingress: &Ingress, source: &ObjectRef) -> Option<Condition> {
     let class = ingress.spec.as_ref()?.ingress_class_name.as_deref()?;
-    if !ctx.cluster.ingress_classes_complete
+    // GKE's controller serves `gce` and `gce-internal` by name, with or without an IngressClass.
+    if matches!(class, "gce" | "gce-internal")
+        || !ctx.cluster.ingress_classes_complete
         || ctx.cluster.ingress_classes.iter().any(|c| c.metadata.name.as_deref() == Some(class))
     {
         return None;
