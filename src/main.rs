@@ -119,8 +119,7 @@ enum Command {
     /// probes.d file would be (same defaults, validation and errors; `${env:NAME}` is read):
     ///
     ///   # What does the ALB's check see, next to what users get?
-    ///   parallax probe https://shop.example.com/ --as aws-alb \
-    ///       --check-url http://10.0.1.5:31080/healthz
+    ///   parallax probe https://shop.example.com/ --as aws-alb --check-url http://10.0.1.5:31080/healthz
     ///
     ///   # Every phase of one request (DNS, address, TLS and certificate, request and response
     ///   # heads, timings): a curl -v for TLS, SNI and Host questions
@@ -144,7 +143,11 @@ enum Command {
     /// `allow_sources` audit, which needs no traffic), 1 otherwise, 2 on a usage or
     /// configuration error. JSON output is one object per line: every `outcome`, then every
     /// `mismatch`, then one `summary`.
+    // Verbatim keeps the examples' lines; `about` is the one line of the commands' list.
     #[command(after_long_help = DIAGNOSES_HELP, verbatim_doc_comment)]
+    #[command(about = "Probe every selected view once (or a URL, ad hoc, `--as` its checkers), \
+                       diff each checker against the client view, print outcomes, mismatches \
+                       and a summary, exit")]
     Probe {
         /// Probe this URL ad hoc, as its users reach it, instead of the configured targets.
         #[arg(value_name = "URL")]
@@ -263,6 +266,8 @@ enum Command {
     ///
     /// Exit 0, or 2 for a name that is no profile (with the closest one and the list).
     #[command(verbatim_doc_comment)]
+    #[command(about = "List the checker profiles, or show what one sends (byte for byte), how it \
+                       judges and the sources it rests on")]
     Profiles {
         /// The profile to show (default: list them all).
         #[arg(value_name = "NAME")]
@@ -277,6 +282,7 @@ enum Command {
     ///   parallax completions zsh > "${fpath[1]}/_parallax"
     ///   parallax completions fish > ~/.config/fish/completions/parallax.fish
     #[command(verbatim_doc_comment)]
+    #[command(about = "Print a shell completion script (bash, zsh, fish...)")]
     Completions {
         /// The shell.
         #[arg(value_enum)]
@@ -286,6 +292,7 @@ enum Command {
     ///
     ///   parallax man > /usr/local/share/man/man1/parallax.1
     #[command(verbatim_doc_comment)]
+    #[command(about = "Print the manual page (roff)")]
     Man,
     /// Try parallax in one command: start, inside this process, backends on 127.0.0.x that
     /// reproduce real load-balancer failures next to a healthy service, watch them with the

@@ -20,7 +20,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::view::ProfileName;
 use super::{profiles, toml_string, ConfigError, ConfigErrors, Env, Plan};
 
 /// A target described by command-line flags.
@@ -258,17 +257,12 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Every profile name, for messages.
-pub fn profile_names() -> Vec<&'static str> {
-    ProfileName::ALL.iter().map(|p| p.as_str()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::config::{HostHeader, Role, Sni};
+    use crate::config::{HostHeader, ProfileName, Role, Sni};
 
     fn compile(adhoc: &AdHoc) -> Result<Plan, String> {
         adhoc.compile(&HashMap::<String, String>::new()).map_err(|e| e.to_string())
