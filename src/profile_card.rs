@@ -157,17 +157,7 @@ pub async fn card(profile: ProfileName) -> Result<Card, String> {
         sends: sends(&d),
         example,
         judges: Judges {
-            status: d
-                .status
-                .iter()
-                .map(|r| {
-                    if r.start() == r.end() {
-                        r.start().to_string()
-                    } else {
-                        format!("{}-{}", r.start(), r.end())
-                    }
-                })
-                .collect(),
+            status: d.status.iter().map(crate::config::status_range_text).collect(),
             local_endpoints: d.kube_proxy_endpoints,
             interval_ms: d.interval.as_millis(),
             timeout_ms: d.timeout.as_millis(),

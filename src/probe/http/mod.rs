@@ -106,14 +106,8 @@ where
     // ALPN `h2` wins over the configured version (the server now expects HTTP/2). A view that
     // asks for HTTP/2 only speaks it even when ALPN did not select it: falling back to HTTP/1.1
     // would probe something the view did not ask for.
-    let use_h2 = h2 || view.http.version == HttpVersion::Http2;
-    let version = if use_h2 {
-        Version::HTTP_2
-    } else if view.http.version == HttpVersion::Http10 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
+    let version = wire_version(view, h2);
+    let use_h2 = version == Version::HTTP_2;
     let host = if use_h2 {
         // HTTP/2 has no request without `:authority`; "no Host" falls back to the URL's.
         Some(host.unwrap_or_else(|| view.url_authority()))
@@ -146,6 +140,18 @@ where
         sent.received = exchange.received();
     }
     (sent, result)
+}
+
+/// The version `view` speaks when ALPN selected `h2` (`alpn_h2`) or not: HTTP/2 then, or when
+/// the view asks for it; else its HTTP/1 version.
+fn wire_version(view: &View, alpn_h2: bool) -> Version {
+    if alpn_h2 || view.http.version == HttpVersion::Http2 {
+        Version::HTTP_2
+    } else if view.http.version == HttpVersion::Http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    }
 }
 
 fn version_name(version: Version) -> &'static str {
@@ -222,13 +228,8 @@ fn build_request(view: &View, version: Version, host: Option<&str>) -> Result<Re
 /// are `<redacted>`: the path as [`View::path_display`] shows it, and every secret header's value
 /// (an `Authorization` header, the URL's user info, `${env:..}` values). The body is not shown.
 pub async fn shown_request_head(view: &View, h2: bool, host: Option<&str>) -> Result<Vec<String>, Failure> {
-    let version = if h2 {
-        Version::HTTP_2
-    } else if view.http.version == HttpVersion::Http10 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
+    let version = wire_version(view, h2);
+    let h2 = version == Version::HTTP_2;
     let h2_host = h2.then(|| host.map_or_else(|| view.url_authority(), str::to_owned));
     let request = build_request(view, version, h2_host.as_deref().or(host))?;
     let secret = |name: &str| {
