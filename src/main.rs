@@ -291,9 +291,18 @@ enum Command {
     /// Print the manual page (roff), generated from this command line's definitions.
     ///
     ///   parallax man > /usr/local/share/man/man1/parallax.1
+    ///   parallax man probe                                 # parallax-probe(1) alone
+    ///   parallax man --dir /usr/local/share/man/man1       # every page
     #[command(verbatim_doc_comment)]
-    #[command(about = "Print the manual page (roff)")]
-    Man,
+    #[command(about = "Print the manual page (roff), or write every page into a directory")]
+    Man {
+        /// Print this command's page instead (`parallax man probe`: parallax-probe(1)).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+        /// Write every page (parallax.1 and a parallax-COMMAND.1 per command) into this directory.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
     /// Try parallax in one command: start, inside this process, backends on 127.0.0.x that
     /// reproduce real load-balancer failures next to a healthy service, watch them with the
     /// daemon, serve the dashboard, and show a live table (views, verdicts, open mismatches with
@@ -455,16 +464,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut command, "parallax", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Man => {
-            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-            match man.render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("parallax man: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Command::Man { command, dir } => man(command.as_deref(), dir.as_deref()),
         Command::Discover {
             config,
             kubeconfig,
@@ -767,6 +767,33 @@ fn probe_plan(plan: &Plan, targets: &[&Target], round: Round) -> anyhow::Result<
         Format::Table => print!("{}", report::table(plan, &outcomes, &mismatches, &summary)),
     }
     Ok(ExitCode::from(summary.exit_code() as u8))
+}
+
+/// `parallax man [COMMAND] [--dir DIR]`: the top page, one command's, or every page written to
+/// `dir`; exit 2 for a command that does not exist, 1 when a page cannot be written.
+fn man(command: Option<&str>, dir: Option<&std::path::Path>) -> ExitCode {
+    let mut cli = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    // Built, so that each command's page is named `parallax-COMMAND` as the top page cites it.
+    cli.build();
+    let written = match (command, dir) {
+        (_, Some(dir)) => clap_mangen::generate_to(cli, dir),
+        (None, None) => clap_mangen::Man::new(cli).render(&mut std::io::stdout()),
+        (Some(name), None) => match cli.find_subcommand(name) {
+            Some(sub) => clap_mangen::Man::new(sub.clone()).render(&mut std::io::stdout()),
+            None => {
+                let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                eprintln!("parallax man: no command `{name}`; commands: {}", names.join(", "));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parallax man: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `parallax profiles [NAME]`: the list, or one profile's card; exit 2 for an unknown name.

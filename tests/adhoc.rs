@@ -280,9 +280,15 @@ async fn completions_and_the_man_page_come_from_the_command_line_definitions() {
     let man = parallax(&["man"]).await;
     assert_eq!(man.status.code(), Some(0));
     let man = text(&man.stdout);
-    assert!(
-        man.starts_with(".ie") || man.starts_with(".TH") || man.contains("\n.TH parallax"),
-        "roff: {man}"
-    );
-    assert!(man.contains(".SH NAME") && man.contains("profiles"), "{man}");
+    assert!(man.contains("\n.TH parallax 1 ") && man.contains("\n.SH SYNOPSIS"), "roff: {man}");
+    assert!(man.contains(".SH NAME") && man.contains("parallax\\-probe(1)"), "{man}");
+    let probe = text(&parallax(&["man", "probe"]).await.stdout);
+    assert!(probe.contains(".TH parallax-probe") && probe.contains("check\\-url"), "{probe}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = parallax(&["man", "--dir", dir.path().to_str().expect("utf-8")]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for page in ["parallax.1", "parallax-probe.1", "parallax-profiles.1"] {
+        assert!(dir.path().join(page).is_file(), "{page} written");
+    }
+    assert_eq!(parallax(&["man", "nope"]).await.status.code(), Some(2));
 }
