@@ -8,7 +8,8 @@
 //! Which view each flag shapes: the URL, `--host`, `--sni`/`--no-sni`, `-H` and `--insecure`
 //! are the client's (the checkers send what their profile sends: that is the point of the
 //! comparison); `--connect-to` is the client's and, when there is no `--check-url`, the
-//! checkers' ("the same URL and address"); `--ca-file` and `--source` are every view's (they
+//! checkers' ("the same URL and address", without the URL's user info: a checker sends no
+//! credentials); `--ca-file` and `--source` are every view's (they
 //! are about the prober, not the request); `--proxy-protocol` is the checkers' (the health
 //! checker is what sends a PROXY header: the NLB's v2, HAProxy's `send-proxy`), or the client's
 //! when there is no `--as` (a backend port probed directly).
@@ -94,7 +95,8 @@ impl AdHoc {
             match &self.check_url {
                 Some(url) => key(&mut t, "url", Some(url)),
                 None => {
-                    key(&mut t, "url", Some(&self.url));
+                    // The users' credentials are theirs: a health checker sends none.
+                    key(&mut t, "url", Some(&without_user_info(&self.url)));
                     key(&mut t, "connect_to", self.connect_to.as_deref());
                 }
             }
@@ -242,6 +244,16 @@ fn target_name(url: &str) -> String {
     }
 }
 
+/// `url` without its user info (`https://user:pw@host/` -> `https://host/`).
+fn without_user_info(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 /// A checker's name: its profile's, when that is a valid name (an unknown profile is the
 /// compiler's error to report), else `checker-N`.
 fn checker_name(profile: &str, i: usize) -> String {
@@ -324,6 +336,16 @@ mod tests {
         assert_eq!(t.client.tls.sni, Sni::None);
         assert!(t.client.proxy_protocol.is_none(), "the checker sends the PROXY header");
         assert!(t.checkers[0].proxy_protocol.is_some());
+
+        let with_user =
+            AdHoc { url: "https://u:pw@shop.example.com/".into(), profiles: vec!["gcp".into()], ..shop() };
+        let plan = compile(&with_user).expect("compiles");
+        let t = &plan.targets[0];
+        let authorization =
+            |v: &crate::config::View| v.http.headers.iter().any(|(n, _)| n == http::header::AUTHORIZATION);
+        assert!(authorization(&t.client), "the users' Basic credentials");
+        assert!(!authorization(&t.checkers[0]), "the checker sends none");
+        assert_eq!(t.checkers[0].url_display, "https://shop.example.com/");
     }
 
     #[test]
@@ -359,5 +381,7 @@ mod tests {
         assert_eq!(target_name("http://[2001:db8::1]:80/"), "2001-db8--1");
         assert_eq!(target_name("http://${NODE_IP}:80/"), "adhoc");
         assert_eq!(checker_name("aws alb", 1), "checker-2");
+        assert_eq!(without_user_info("https://u:p@shop.test:8443/a@b?c"), "https://shop.test:8443/a@b?c");
+        assert_eq!(without_user_info("http://shop.test/x"), "http://shop.test/x");
     }
 }
