@@ -101,6 +101,7 @@ pub(crate) fn target(client: View, checkers: Vec<View>) -> Target {
         client,
         checkers,
         diff: crate::config::DiffSettings::default(),
+        cluster: None,
     }
 }
 

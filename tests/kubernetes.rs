@@ -452,14 +452,23 @@ async fn aws_lbc_nlb_ip_targets_check_each_ready_local_pod() {
     ];
     case.create(endpoint_slice("web", &endpoints)).await;
     let derived = case.node_mode("aws", &[]);
-    let target = case.target("web", "http");
-    assert_eq!(derived.checkers(&target), ["aws-nlb-10.244.1.7", "aws-nlb-10.244.1.10"]);
-    let first = derived.values(&target, "aws-nlb-10.244.1.7");
-    assert_eq!(first, tcp("aws-nlb", "tcp://10.244.1.7:8080", ["10s", "9900ms", "3", "3"]));
-    let second = derived.values(&target, "aws-nlb-10.244.1.10");
-    assert_eq!(second, tcp("aws-nlb", "tcp://10.244.1.10:8080", ["10s", "9900ms", "3", "3"]));
+    // One target per ready local pod: the NLB sends users' requests to the pod, not the node.
+    let pods = ["10.244.1.7", "10.244.1.10"].map(|ip| format!("{}.{ip}", case.target("web", "http")));
+    assert_eq!(derived.names(), pods.iter().map(String::as_str).collect::<Vec<_>>());
     let slice = format!("EndpointSlice {}/web-abc", case.ns);
-    assert_eq!(derived.origin(&target, "aws-nlb-10.244.1.7", "url"), field(&slice));
+    for (target, ip) in pods.iter().zip(["10.244.1.7", "10.244.1.10"]) {
+        assert_eq!(derived.checkers(target), ["aws-nlb"]);
+        let url = format!("tcp://{ip}:8080");
+        assert_eq!(derived.values(target, "aws-nlb"), tcp("aws-nlb", &url, ["10s", "9900ms", "3", "3"]));
+        assert_eq!(derived.origin(target, "aws-nlb", "url"), field(&slice));
+        let client = derived.values(target, "client");
+        let connect_to = client.iter().find(|(k, _)| k == "connect_to").map(|(_, v)| v.as_str());
+        assert_eq!(connect_to, Some(format!("{ip}:8080").as_str()), "{client:?}");
+        assert_eq!(
+            derived.origin(target, "client", "connect_to"),
+            field(&format!("{slice} ports[http].port"))
+        );
+    }
 }
 
 #[tokio::test]
@@ -483,10 +492,12 @@ async fn aws_lbc_nlb_ip_targets_of_an_unnamed_port_find_the_slices_unnamed_port(
     slice["ports"] = json!([{"name": "", "port": 8080, "protocol": "TCP"}]);
     case.create(slice).await;
     let derived = case.node_mode("aws", &[]);
-    let target = case.target("web", "80");
+    let target = format!("{}.10.244.1.7", case.target("web", "80"));
     assert_eq!(derived.names(), [target.as_str()]);
-    let view = derived.values(&target, "aws-nlb-10.244.1.7");
+    let view = derived.values(&target, "aws-nlb");
     assert_eq!(view, tcp("aws-nlb", "tcp://10.244.1.7:8080", ["10s", "9900ms", "3", "3"]));
+    let client = derived.values(&target, "client");
+    assert!(client.contains(&("connect_to".to_owned(), "10.244.1.7:8080".to_owned())), "{client:?}");
 }
 
 // ---- legacy AWS (Classic ELB) ----------------------------------------------------------------
@@ -761,10 +772,9 @@ async fn gke_ingress_uses_the_readiness_probe_plus_60s_for_instance_groups() {
 #[tokio::test]
 async fn gke_ingress_with_negs_checks_each_local_pod_every_15s() {
     let case = Case::new("gke-neg").await;
-    // NodePort: a ClusterIP Service (as common with NEGs) gets no node target, the forwarded
-    // client view needing a node port (docs/kubernetes.md, "Node mode").
+    // ClusterIP, as common with NEGs: the load balancer reaches pods directly, no node port needed.
     let svc = annotated("web", json!({"cloud.google.com/neg": "{\"ingress\": true}"}));
-    case.service(merge(svc, json!({"spec": {"type": "NodePort"}}))).await;
+    case.service(merge(svc, json!({"spec": {"type": "ClusterIP", "externalTrafficPolicy": null}}))).await;
     case.create(endpoint_slice(
         "web",
         &[("10.244.1.7", case.node.as_str(), true), ("10.244.2.9", "another-node", true)],
@@ -772,10 +782,18 @@ async fn gke_ingress_with_negs_checks_each_local_pod_every_15s() {
     .await;
     case.create(ingress("web", "gce", "shop.example.com")).await;
     let derived = case.node_mode("gcp", &[]);
-    let target = case.target("web", "http");
-    assert_eq!(derived.checkers(&target), ["gke-ingress-10.244.1.7"]);
-    let view = derived.values(&target, "gke-ingress-10.244.1.7");
+    let target = format!("{}.10.244.1.7", case.target("web", "http"));
+    assert_eq!(derived.names(), [target.as_str()]);
+    assert_eq!(derived.checkers(&target), ["gke-ingress"]);
+    let view = derived.values(&target, "gke-ingress");
     assert_eq!(view, http("gcp", "http://10.244.1.7:8080/", ["15s", "14900ms", "1", "2"], "200"));
+    // The users' request the Ingress defines, delivered to the pod.
+    let client = derived.values(&target, "client");
+    assert_eq!(
+        client,
+        kv(&[("url", "http://shop.example.com/"), ("connect_to", "10.244.1.7:8080")]),
+        "{client:?}"
+    );
 }
 
 // ---- MetalLB, generic ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use parallax::admin::AdminState;
 use parallax::config;
 use parallax::daemon::{Daemon, Handle, Options};
 use parallax::discovery::kubernetes::source::{self, watch as kwatch};
-use parallax::discovery::kubernetes::{derive, Derivation, DeriveOptions};
+use parallax::discovery::kubernetes::{derive, Derivation, DeriveOptions, DerivedTarget};
 use parallax::export::{ResourceInfo, Telemetry};
 use parallax::status::StatusDoc;
 use serde_json::json;
@@ -242,12 +242,14 @@ async fn derive_now(
 }
 
 /// The checker views of the only target.
+/// Each target's name and its checker views' names, as `target: view, view`.
 fn pod_checks(d: &Derivation) -> Vec<String> {
-    d.targets.iter().flat_map(|t| t.checkers.iter().map(|c| c.name.clone())).collect()
+    let views = |t: &DerivedTarget| t.checkers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    d.targets.iter().map(|t| format!("{}: {}", t.name, views(t))).collect()
 }
 
 /// An NLB with ip targets checks each pod: scaling the Service's EndpointSlice on this node adds
-/// and removes checker views, through the live watch (EndpointSlices are watched only for the
+/// and removes the targets of local pods, through the live watch (EndpointSlices are watched only for the
 /// selected Services). The API server refuses loopback pod addresses, so nothing is probed here:
 /// the daemon's part, the reload of a changed derivation, is the test above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +276,8 @@ async fn scaling_endpoint_slices_adds_and_removes_the_checks_of_local_pods() {
 
     let one = derive_now(&mut watch, &settings, within, |d| pod_checks(d).len() == 1).await;
     let one = one.unwrap_or_else(|| panic!("one local pod, one check: {:?}", watch.health()));
-    assert_eq!(pod_checks(&one), ["aws-nlb-10.244.1.7"], "the pod's check is named after it");
+    let target = |ip: &str| format!("svc.{ns}.pods.http.{ip}: aws-nlb");
+    assert_eq!(pod_checks(&one), [target("10.244.1.7")], "a target per local pod");
     let slices = watch.health().get(&kwatch::Kind::EndpointSlices).map(|h| h.objects);
     assert_eq!(slices, Some(1), "only the selected Service's slice is held");
 
@@ -287,7 +290,7 @@ async fn scaling_endpoint_slices_adds_and_removes_the_checks_of_local_pods() {
     server.patch(&ns, "discovery.k8s.io/v1", "EndpointSlice", "pods-a", patch).await;
     let two = derive_now(&mut watch, &settings, within, |d| pod_checks(d).len() == 2).await;
     let two = two.unwrap_or_else(|| panic!("scaled up: {:?}", watch.health()));
-    assert_eq!(pod_checks(&two), ["aws-nlb-10.244.1.7", "aws-nlb-10.244.1.8"], "this node's ready pods");
+    assert_eq!(pod_checks(&two), [target("10.244.1.7"), target("10.244.1.8")], "this node's ready pods");
 
     server.delete(&ns, "discovery.k8s.io/v1", "EndpointSlice", "pods-a").await;
     let none = derive_now(&mut watch, &settings, within, |d| d.targets.is_empty()).await;

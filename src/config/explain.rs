@@ -54,6 +54,9 @@ pub fn explain(plan: &Plan) -> String {
         );
         line(&mut out, 0, "discovery.kubernetes", &text);
     }
+    for c in &plan.conditions {
+        line(&mut out, 0, "condition", &condition(c));
+    }
     for target in &plan.targets {
         out.push('\n');
         let _ = writeln!(out, "target {}", target.name);
@@ -79,6 +82,9 @@ pub fn explain(plan: &Plan) -> String {
             None => "two checker intervals".to_owned(),
         };
         line(&mut out, 2, "hold", &hold);
+        if let Some(facts) = &target.cluster {
+            line(&mut out, 2, "cluster", &cluster(facts));
+        }
         for view in target.views() {
             out.push('\n');
             explain_view(&mut out, view);
@@ -192,6 +198,44 @@ fn explain_request(out: &mut String, v: &View) {
         );
         line(out, 4, "connection", &connection);
     }
+}
+
+/// `kind object (reason): message`, and the target it concerns.
+fn condition(c: &super::Condition) -> String {
+    let reason = c.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let target = c.target.as_ref().map(|t| format!(" [target {t}]")).unwrap_or_default();
+    format!("{} {}{reason}: {}{target}", c.kind, c.object, c.message)
+}
+
+/// One line of `[target.cluster]`'s facts, the absent ones left out.
+fn cluster(f: &super::ClusterFacts) -> String {
+    let mut parts = vec![f.object.clone()];
+    let mut add = |label: &str, value: Option<String>| {
+        if let Some(v) = value {
+            parts.push(format!("{label} {v}"));
+        }
+    };
+    add("node", f.node.clone());
+    add("backends", (!f.backends.is_empty()).then(|| f.backends.join(", ")));
+    add("externalTrafficPolicy", f.traffic_policy.clone());
+    add("healthCheckNodePort", f.health_check_node_port.map(|p| p.to_string()));
+    add("ready endpoints", f.ready_endpoints.map(|n| n.to_string()));
+    add("on this node", f.local_ready_endpoints.map(|n| n.to_string()));
+    add("terminating here", f.local_terminating_endpoints.map(|n| n.to_string()));
+    add("by node", (!f.endpoint_nodes.is_empty()).then(|| f.endpoint_nodes.join(", ")));
+    add("route hosts", (!f.route_hosts.is_empty()).then(|| f.route_hosts.join(", ")));
+    let tls: Vec<String> = f
+        .tls
+        .iter()
+        .map(|t| format!("{} secret {} for {}", t.source, t.secret, t.hosts.join(", ")))
+        .collect();
+    add("tls", (!tls.is_empty()).then(|| tls.join("; ")));
+    add(
+        "conditions",
+        (!f.conditions.is_empty())
+            .then(|| f.conditions.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>().join(", ")),
+    );
+    parts.join("; ")
 }
 
 fn line(out: &mut String, indent: usize, label: &str, value: &str) {

@@ -21,7 +21,7 @@ pub(super) const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// Prefix of environment overrides.
 const ENV_PREFIX: &str = "PARALLAX_";
 /// Valid top-level keys of a file.
-const TOP_LEVEL_KEYS: [&str; 5] = ["defaults", "admin", "export", "discovery", "target"];
+const TOP_LEVEL_KEYS: [&str; 6] = ["defaults", "admin", "export", "discovery", "target", "condition"];
 
 /// The configuration files of `dir`, in file-name order. Hidden files are skipped: Kubernetes
 /// ConfigMap volumes hold `..data` links next to the real files.
@@ -76,6 +76,9 @@ pub(super) struct SourceFile<'t> {
     settings: config::Map<String, Value>,
     /// The text, if the file has a `target` key; taken by [`SourceFile::take_targets`].
     targets_text: Option<Cow<'t, str>>,
+    /// The `[[condition]]` items (few, and written by discovery): not layered like settings,
+    /// every file's are kept.
+    pub(super) conditions: Option<Value>,
 }
 
 /// A parsed file as a `config` layer.
@@ -239,9 +242,10 @@ impl<'t> SourceFile<'t> {
         }
         let mut settings = root;
         let targets_text = settings.shift_remove("target").map(|_| text);
+        let conditions = settings.shift_remove("condition");
         settings.retain(|k, _| TOP_LEVEL_KEYS.contains(&k.as_str()));
         let settings = settings.into_iter().map(|(k, v)| (k, with_origin(v, &uri))).collect();
-        Some(SourceFile { path: path.to_path_buf(), uri, format, settings, targets_text })
+        Some(SourceFile { path: path.to_path_buf(), uri, format, settings, targets_text, conditions })
     }
 
     /// The file's `[[target]]` items, each value tagged with the file as origin, parsed again

@@ -13,6 +13,7 @@
 //!   text compiled like a file.
 
 pub mod adhoc;
+pub mod cluster;
 mod compile;
 pub mod discovery;
 mod explain;
@@ -30,6 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use adhoc::AdHoc;
+pub use cluster::{ClusterFacts, Condition, ConditionKind, TlsEntry};
 pub use discovery::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
 pub use explain::explain;
 pub use plan::*;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::cluster::{ClusterFacts, Condition};
 use super::discovery::KubernetesDiscovery;
 use super::view::View;
 
@@ -29,6 +30,8 @@ pub struct Plan {
     /// `[discovery.kubernetes]`, when configured: targets derived from the cluster are compiled
     /// into the plan beside the files' (see `crate::discovery`).
     pub discovery: Option<KubernetesDiscovery>,
+    /// `[[condition]]`s: findings about the cluster that need no probe, in file order.
+    pub conditions: Vec<Condition>,
     /// The files the plan was compiled from, in merge order.
     pub files: Vec<PathBuf>,
     /// The files `${file:..}` substitutions (tokens, passwords) and `ca_file`s name, sorted: the
@@ -96,6 +99,9 @@ pub struct Target {
     pub checkers: Vec<View>,
     /// How its views are compared.
     pub diff: DiffSettings,
+    /// `[target.cluster]`: the Kubernetes objects behind it and the conditions naming it, when
+    /// discovery derived it.
+    pub cluster: Option<Arc<ClusterFacts>>,
 }
 
 impl Target {

@@ -80,6 +80,44 @@ pub(super) struct RawTarget {
     pub hold: Option<String>,
     pub client: Option<config::Value>,
     pub checker: Option<Vec<config::Value>>,
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[target.cluster]` (docs/kubernetes.md): what the Kubernetes API said, as discovery writes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub object: Option<String>,
+    pub node: Option<String>,
+    pub backends: Option<Vec<String>>,
+    pub traffic_policy: Option<String>,
+    pub health_check_node_port: Option<u64>,
+    pub ready_endpoints: Option<u64>,
+    pub local_ready_endpoints: Option<u64>,
+    pub local_terminating_endpoints: Option<u64>,
+    pub endpoint_nodes: Option<Vec<String>>,
+    pub route_hosts: Option<Vec<String>>,
+    pub tls: Option<Vec<RawTlsEntry>>,
+}
+
+/// One `tls` entry of `[target.cluster]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTlsEntry {
+    pub source: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub secret: Option<String>,
+}
+
+/// One `[[condition]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCondition {
+    pub kind: Option<String>,
+    pub object: Option<String>,
+    pub target: Option<String>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
 }
 
 /// `[target.client]` or one `[[target.checker]]`. `name` and `profile` are checker keys; the

@@ -114,6 +114,7 @@ fn plan(targets: Vec<Target>) -> Plan {
         admin: AdminSettings { listen: "127.0.0.1:0".parse().unwrap() },
         export: ExportSettings { otlp: None },
         discovery: None,
+        conditions: Vec::new(),
         files: Vec::new(),
         read_files: Vec::new(),
     }

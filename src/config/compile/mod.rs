@@ -6,6 +6,7 @@
 //! every error, so one run reports everything wrong. Messages say what would be right, name the
 //! key path (`target[shop].checker[nlb].timeout`), and never quote a substituted secret.
 
+mod cluster;
 mod settings;
 mod url;
 mod values;
@@ -90,7 +91,9 @@ impl<'a> Compiler<'a> {
         paths: Vec<PathBuf>,
     ) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>) {
         let settings = self.settings(&files);
-        let targets = self.targets(&mut files, &settings.defaults);
+        let conditions = self.conditions(&mut files);
+        let mut targets = self.targets(&mut files, &settings.defaults);
+        cluster::attach(&mut targets, &conditions);
         let read_files: Vec<PathBuf> = self.read_files.into_iter().collect();
         if self.errors.is_empty() {
             let plan = Plan {
@@ -98,6 +101,7 @@ impl<'a> Compiler<'a> {
                 admin: settings.admin,
                 export: settings.export,
                 discovery: settings.discovery,
+                conditions,
                 files: paths,
                 read_files: read_files.clone(),
             };
@@ -220,10 +224,11 @@ impl Compiler<'_> {
         let diff = self.diff_settings(diff_keys, defaults.diff, |key| (at.clone(), key.to_owned()));
         let client = self.client_view(at, raw.client, &name, defaults);
         let checkers = self.checker_views(at, raw.checker.unwrap_or_default(), &name, defaults);
+        let cluster = raw.cluster.and_then(|c| self.cluster(at, c)).map(Arc::new);
         if self.errors.len() > before {
             return None;
         }
-        Some(Target { name, allow_sources, client: client?, checkers, diff })
+        Some(Target { name, allow_sources, client: client?, checkers, diff, cluster })
     }
 
     /// The target's name, checked and claimed for `file` (empty when it has none valid: its

@@ -27,6 +27,9 @@ pub struct Cluster {
     pub ingresses: Vec<Ingress>,
     /// Every IngressClass (cluster-scoped, few): which controller serves an Ingress.
     pub ingress_classes: Vec<IngressClass>,
+    /// Whether `ingress_classes` is the cluster's complete list (the watch has listed them; a
+    /// `--from` file held at least one): only then is "no IngressClass of that name" a finding.
+    pub ingress_classes_complete: bool,
     /// Gateways carrying the opt-in label.
     pub gateways: Vec<Gateway>,
     /// HTTPRoutes carrying the opt-in label.
@@ -78,13 +81,30 @@ pub struct Listener {
     pub tls: Option<ListenerTls>,
 }
 
-/// A listener's TLS settings (only the mode matters to discovery).
+/// A listener's TLS settings: the mode, and the certificates (their names: Secrets are never read).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListenerTls {
     /// `Terminate` or `Passthrough`.
     #[serde(default)]
     pub mode: Option<String>,
+    /// `certificateRefs`: the Secrets (by default) that hold the listener's certificates.
+    #[serde(default)]
+    pub certificate_refs: Vec<SecretObjectRef>,
+}
+
+/// A `SecretObjectReference`: kind (default `Secret`), name, namespace (default the Gateway's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretObjectRef {
+    /// `Secret` when unset.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The object's name.
+    pub name: String,
+    /// Its namespace; the Gateway's when unset.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// `Gateway.status`: addresses and conditions (`Programmed`).

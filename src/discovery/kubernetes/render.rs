@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::derive::{Derivation, DerivedTarget, DerivedView, Setting, Value};
+use crate::config::{ClusterFacts, Condition};
 
 /// The prefix of the virtual paths of derived files, as errors and `check` name them.
 pub const VIRTUAL_DIR: &str = "kubernetes";
@@ -44,12 +45,17 @@ pub fn toml(derivation: &Derivation, header: &Header) -> String {
         out.push('\n');
         target_toml(&mut out, target);
     }
+    conditions_toml(&mut out, &derivation.conditions);
     out
 }
 
+/// The virtual file of the derivation's conditions (a name no target file can take).
+pub const CONDITIONS_FILE: &str = "_conditions.toml";
+
 /// One virtual file per target, named `kubernetes/<target>.toml`: what the daemon compiles.
+/// The conditions go to `kubernetes/_conditions.toml`, when there are any.
 pub fn files(derivation: &Derivation) -> Vec<(PathBuf, String)> {
-    derivation
+    let mut files: Vec<(PathBuf, String)> = derivation
         .targets
         .iter()
         .map(|t| {
@@ -57,7 +63,83 @@ pub fn files(derivation: &Derivation) -> Vec<(PathBuf, String)> {
             target_toml(&mut text, t);
             (PathBuf::from(VIRTUAL_DIR).join(format!("{}.toml", t.name)), text)
         })
-        .collect()
+        .collect();
+    if !derivation.conditions.is_empty() {
+        let mut text = String::new();
+        conditions_toml(&mut text, &derivation.conditions);
+        files.push((PathBuf::from(VIRTUAL_DIR).join(CONDITIONS_FILE), text));
+    }
+    files
+}
+
+/// `[[condition]]` tables: what the API says that needs no probe.
+fn conditions_toml(out: &mut String, conditions: &[Condition]) {
+    for c in conditions {
+        out.push('\n');
+        let _ = writeln!(out, "# {}: what the API says (needs no probe)", c.kind);
+        out.push_str("[[condition]]\n");
+        let _ = writeln!(out, "kind = {}", quote(c.kind.as_str()));
+        let _ = writeln!(out, "object = {}", quote(&c.object));
+        if let Some(t) = &c.target {
+            let _ = writeln!(out, "target = {}", quote(t));
+        }
+        if let Some(r) = &c.reason {
+            let _ = writeln!(out, "reason = {}", quote(r));
+        }
+        let _ = writeln!(out, "message = {}", quote(&one_line(&c.message)));
+    }
+}
+
+/// `[target.cluster]`: the objects behind the target, as the API gave them.
+fn cluster_toml(out: &mut String, f: &ClusterFacts) {
+    out.push('\n');
+    out.push_str("[target.cluster]  # what the Kubernetes API said when this was derived\n");
+    let _ = writeln!(out, "object = {}", quote(&f.object));
+    if let Some(node) = &f.node {
+        let _ = writeln!(out, "node = {}", quote(node));
+    }
+    let list =
+        |items: &[String]| format!("[{}]", items.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "));
+    if !f.backends.is_empty() {
+        let _ = writeln!(out, "backends = {}", list(&f.backends));
+    }
+    if let Some(p) = &f.traffic_policy {
+        let _ = writeln!(out, "traffic_policy = {}", quote(p));
+    }
+    if let Some(p) = f.health_check_node_port {
+        let _ = writeln!(out, "health_check_node_port = {p}");
+    }
+    let counts = [
+        ("ready_endpoints", f.ready_endpoints),
+        ("local_ready_endpoints", f.local_ready_endpoints),
+        ("local_terminating_endpoints", f.local_terminating_endpoints),
+    ];
+    for (key, n) in counts {
+        if let Some(n) = n {
+            let _ = writeln!(out, "{key} = {n}");
+        }
+    }
+    if !f.endpoint_nodes.is_empty() {
+        let _ = writeln!(out, "endpoint_nodes = {}", list(&f.endpoint_nodes));
+    }
+    if !f.route_hosts.is_empty() {
+        let _ = writeln!(out, "route_hosts = {}", list(&f.route_hosts));
+    }
+    if !f.tls.is_empty() {
+        let entries: Vec<String> = f
+            .tls
+            .iter()
+            .map(|t| {
+                format!(
+                    "{{ source = {}, hosts = {}, secret = {} }}",
+                    quote(&t.source),
+                    list(&t.hosts),
+                    quote(&t.secret)
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "tls = [{}]", entries.join(", "));
+    }
 }
 
 /// The derivation as JSON (targets, views, settings with origins, notes).
@@ -75,6 +157,9 @@ fn target_toml(out: &mut String, target: &DerivedTarget) {
     view_toml(out, "[target.client]", "[target.client.expect]", &target.client, false);
     for checker in &target.checkers {
         view_toml(out, "[[target.checker]]", "[target.checker.expect]", checker, true);
+    }
+    if let Some(facts) = &target.cluster {
+        cluster_toml(out, facts);
     }
 }
 
@@ -154,12 +239,65 @@ mod tests {
                 comments: vec!["provider aws\n(node spec.providerID)".to_owned()],
                 client,
                 checkers: vec![nlb],
+                cluster: Some(ClusterFacts {
+                    object: "Service shop/web".to_owned(),
+                    node: Some("node-a".to_owned()),
+                    backends: vec!["shop/web".to_owned()],
+                    traffic_policy: Some("Local".to_owned()),
+                    health_check_node_port: Some(31999),
+                    ready_endpoints: Some(3),
+                    local_ready_endpoints: Some(1),
+                    local_terminating_endpoints: Some(0),
+                    endpoint_nodes: vec!["node-a: 1".to_owned(), "node-b: 2".to_owned()],
+                    route_hosts: vec!["shop.example.com".to_owned()],
+                    tls: vec![crate::config::TlsEntry {
+                        source: "Ingress shop/web tls[0]".to_owned(),
+                        hosts: vec!["shop.example.com".to_owned()],
+                        secret: "shop/web-${tls}".to_owned(),
+                    }],
+                    conditions: Vec::new(),
+                }),
             }],
             notes: vec![Note {
                 object: ObjectRef { kind: "Ingress", namespace: "shop".to_owned(), name: "re".to_owned() },
                 message: "a regex path \"a\\b\" cannot become a URL".to_owned(),
             }],
+            conditions: vec![
+                Condition {
+                    kind: crate::config::ConditionKind::RouteNotAccepted,
+                    object: "HTTPRoute shop/web".to_owned(),
+                    target: Some("svc.shop.web.https".into()),
+                    reason: Some("NotAllowedByListeners".to_owned()),
+                    message: "not accepted\nat all".to_owned(),
+                },
+                Condition {
+                    kind: crate::config::ConditionKind::LbAddressPending,
+                    object: "Ingress shop/new".to_owned(),
+                    target: None,
+                    reason: None,
+                    message: "no address".to_owned(),
+                },
+            ],
         }
+    }
+
+    #[test]
+    fn cluster_facts_and_conditions_compile_back_to_what_was_derived() {
+        let derivation = shop();
+        let text = toml(&derivation, &Header::default());
+        let env = std::collections::HashMap::new();
+        let plan = crate::config::load_str(std::path::Path::new("discovered.toml"), &text, &env)
+            .unwrap_or_else(|e| panic!("the rendered file compiles: {e}\n{text}"));
+        let mut expected = derivation.targets[0].cluster.clone().unwrap_or_default();
+        let mut conditions = derivation.conditions.clone();
+        conditions[0].message = "not accepted at all".to_owned();
+        expected.conditions = vec![conditions[0].clone()];
+        assert_eq!(plan.targets[0].cluster.as_deref(), Some(&expected));
+        assert_eq!(plan.conditions, conditions);
+        // The daemon's files: one per target, one for the conditions.
+        let files = files(&derivation);
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[1].0, PathBuf::from("kubernetes/_conditions.toml"));
     }
 
     #[test]
@@ -184,7 +322,7 @@ mod tests {
     #[test]
     fn the_daemon_gets_one_virtual_file_per_target_and_json_keeps_the_origins() {
         let files = files(&shop());
-        assert_eq!(files.len(), 1);
+        assert_eq!(files.len(), 2);
         assert_eq!(files[0].0, PathBuf::from("kubernetes/svc.shop.web.https.toml"));
         assert!(files[0].1.starts_with("# Service shop/web\n# provider aws"), "{}", files[0].1);
         let json: serde_json::Value = serde_json::from_str(&json(&shop())).unwrap_or_default();

@@ -8,15 +8,18 @@
 //! - `routes`: Ingress rules and Gateway listeners × HTTPRoutes -> the users' requests (host,
 //!   TLS, path) and the addresses users reach them at.
 //!
-//! Node mode: one target per selected Service port that a load balancer sends traffic to this
-//! node for, its client view the users' request sent to this node's traffic port
+//! Node mode: per selected Service port that a load balancer sends traffic to, one target for
+//! this node, its client view the users' request sent to this node's traffic port
 //! (`NODE_IP:nodePort`: what the LB delivers when it sends a user here), its checker views the
-//! LB's health checks of this node. External mode: one target per users' request (an Ingress
+//! LB's (and kube-proxy's) health checks of this node; and, when the LB targets pods directly
+//! (AWS ip targets, GKE NEGs), one target per ready local pod, its client view the users' request
+//! sent to `podIP:podPort`, its checker views the LB's checks of that pod. External mode: one target per users' request (an Ingress
 //! rule's host × path, a Gateway listener × route hostname × path, a LoadBalancer Service port),
 //! dialed at the LB address its object's status gives, with `expect_addresses` from the same
 //! status.
 
 mod checkers;
+mod facts;
 mod routes;
 
 use std::net::IpAddr;
@@ -26,6 +29,7 @@ use serde::Serialize;
 
 use super::cluster::{Cluster, ObjectRef};
 use super::{Mode, ProviderChoice};
+use crate::config::{ClusterFacts, Condition};
 
 /// What the derivation needs besides the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +52,16 @@ pub struct Derivation {
     pub targets: Vec<DerivedTarget>,
     /// Objects (or parts of them) skipped, and findings, each with the reason.
     pub notes: Vec<Note>,
+    /// Findings about the cluster that need no probe (`[[condition]]`), some naming the target
+    /// whose users they concern.
+    pub conditions: Vec<Condition>,
 }
 
 /// One derived target: a client view and its checker views.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DerivedTarget {
     /// A valid, unique target name: `svc.<ns>.<name>.<port>` (node mode and LoadBalancer
-    /// Services), `ingress.<ns>.<name>.<host>.<path>` and `route.<ns>.<name>.<host>.<path>`
+    /// Services), `svc.<ns>.<name>.<port>.<podIP>` (node mode, a local pod the LB targets), `ingress.<ns>.<name>.<host>.<path>` and `route.<ns>.<name>.<host>.<path>`
     /// (external mode); characters outside letters, digits, `.`, `_`, `-` become `_`.
     pub name: String,
     /// The object the target stands for.
@@ -65,6 +72,8 @@ pub struct DerivedTarget {
     pub client: DerivedView,
     /// The checker views; none when the LB has no health check (say so in `comments`).
     pub checkers: Vec<DerivedView>,
+    /// What the API says about the objects behind it (`[target.cluster]`).
+    pub cluster: Option<ClusterFacts>,
 }
 
 /// One derived view: its settings, each with its origin, in the order they are printed.
@@ -263,11 +272,15 @@ impl<'a> Context<'a> {
     }
 }
 
-/// Node mode: for each selected Service port a load balancer forwards to this node, the
-/// LB-forwarded client view and the checker views.
+/// Node mode: for each selected Service port a load balancer sends users to, one target for
+/// this node (the users' request at `NODE_IP:nodePort` beside the checks of this node) and one for
+/// each local pod the load balancer targets directly (ip targets, NEGs: the users' request at
+/// `podIP:podPort` beside the checks of that pod), so that every diff compares a check with the
+/// requests the same load balancer decision sends to the same place.
 fn derive_node(ctx: &Context<'_>, derivation: &mut Derivation) {
-    let Some((node_ip, _)) = &ctx.node_ip else { return };
-    let _ = node_ip;
+    if ctx.node_ip.is_none() {
+        return;
+    }
     let mut services: Vec<&Service> = ctx.cluster.services.iter().collect();
     services.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
@@ -278,18 +291,82 @@ fn derive_node(ctx: &Context<'_>, derivation: &mut Derivation) {
             let Some(checkers) = checkers::checker_views(ctx, service, port, &mut derivation.notes) else {
                 continue;
             };
-            let Some(client) = routes::forwarded_client_view(ctx, service, port, &mut derivation.notes)
-            else {
-                continue;
-            };
-            derivation.targets.push(DerivedTarget {
-                name: target_name(&["svc", ns(service), name(service), &port_label(port)]),
-                source: ObjectRef::of("Service", &service.metadata),
-                comments: checkers.comments,
-                client,
-                checkers: checkers.views,
-            });
+            let (request, leading) = routes::users_request(ctx, service, port, &mut derivation.notes);
+            let base = ["svc", ns(service), name(service), &port_label(port)];
+            let source = ObjectRef::of("Service", &service.metadata);
+            let node = ctx.options.node_name.as_deref();
+            let facts = facts::service_facts(ctx.cluster, node, service, &leading.iter().collect::<Vec<_>>());
+            let metallb = checkers.provider == Some(Provider::Metallb);
+            let addresses = routes::service_addresses(service);
+            // A port whose load balancer checks only pods has no target for the node (unless
+            // nothing checks at all: the client view is then the only judge, as for MetalLB).
+            if !checkers.node.is_empty() || checkers.pods.is_empty() {
+                let mut client = request.clone();
+                if routes::deliver_to_node(ctx, service, port, &checkers, &mut client, &mut derivation.notes)
+                {
+                    let mut comments = checkers.comments.clone();
+                    comments.extend(checkers.node_comments.iter().cloned());
+                    let name = target_name(&base);
+                    node_conditions(derivation, &facts, &name, metallb, &addresses);
+                    derivation.targets.push(DerivedTarget {
+                        name,
+                        source: source.clone(),
+                        comments,
+                        client,
+                        checkers: checkers.node.clone(),
+                        cluster: Some(facts.clone()),
+                    });
+                }
+            }
+            for pod in &checkers.pods {
+                let Some((pod_port, origin)) = &pod.port else {
+                    derivation.notes.push(Note {
+                        object: source.clone(),
+                        message: format!(
+                            "port {}: the EndpointSlices of pod {} name no port {}, so where the load balancer sends                              users' requests to it is unknown: no target for that pod",
+                            port_label(port),
+                            pod.ip,
+                            port_label(port)
+                        ),
+                    });
+                    continue;
+                };
+                let mut client = request.clone();
+                routes::deliver_to_pod(&mut client, pod.ip, *pod_port, origin.clone());
+                let mut comments = checkers.comments.clone();
+                comments.extend(pod.comments.iter().cloned());
+                let ip = pod.ip.to_string();
+                let name = target_name(&[base[0], base[1], base[2], base[3], &ip]);
+                node_conditions(derivation, &facts, &name, metallb, &addresses);
+                derivation.targets.push(DerivedTarget {
+                    name,
+                    source: source.clone(),
+                    comments,
+                    client,
+                    checkers: pod.views.clone(),
+                    cluster: Some(facts.clone()),
+                });
+            }
         }
+    }
+}
+
+/// The conditions of a node-mode target named `name` with `facts`.
+fn node_conditions(
+    derivation: &mut Derivation,
+    facts: &ClusterFacts,
+    name: &str,
+    metallb: bool,
+    addresses: &[String],
+) {
+    let found = if metallb {
+        facts::vip_without_health_check(facts, name, addresses)
+            .or_else(|| facts::no_ready_endpoints(facts, name))
+    } else {
+        facts::no_ready_endpoints(facts, name)
+    };
+    if let Some(c) = found {
+        facts::push_condition(&mut derivation.conditions, c);
     }
 }
 
@@ -323,8 +400,30 @@ pub(super) fn target_name(parts: &[&str]) -> String {
 /// The checker views of one Service port, and what to say about them.
 #[derive(Debug, Default)]
 pub(super) struct CheckerViews {
-    /// Every health check the LB (and kube-proxy) makes of this node for this port.
-    pub(super) views: Vec<DerivedView>,
+    /// The health checks of this node for this port (instance targets, kube-proxy's).
+    pub(super) node: Vec<DerivedView>,
+    /// Where each part of the URL of each view of `node` came from.
+    pub(super) node_comments: Vec<String>,
+    /// The health checks of each local pod (ip targets, NEGs): a target of its own each, the
+    /// load balancer sending users' requests to the pod, not to the node.
+    pub(super) pods: Vec<PodChecks>,
     /// The provider chosen and why; findings such as "MetalLB: no health check".
+    pub(super) comments: Vec<String>,
+    /// The provider whose rules the Service's own load balancer follows (none for a Service
+    /// reached only through an Ingress).
+    pub(super) provider: Option<Provider>,
+}
+
+/// The health checks of one local pod.
+#[derive(Debug)]
+pub(super) struct PodChecks {
+    /// The pod's IP.
+    pub(super) ip: IpAddr,
+    /// The pod's port for the Service port (its EndpointSlice's), with its origin: where the load
+    /// balancer sends users' requests. `None` when the slice does not name it.
+    pub(super) port: Option<(u16, Origin)>,
+    /// Its checks, in order, with unique names.
+    pub(super) views: Vec<DerivedView>,
+    /// Where each part of the URL of each view came from.
     pub(super) comments: Vec<String>,
 }

@@ -72,7 +72,11 @@ fn add(loaded: &mut Loaded, item: Json) -> Result<(), String> {
         "Service" => cluster.services.push(serde_json::from_value(item).map_err(bad)?),
         "EndpointSlice" => cluster.endpoint_slices.push(serde_json::from_value(item).map_err(bad)?),
         "Ingress" => cluster.ingresses.push(serde_json::from_value(item).map_err(bad)?),
-        "IngressClass" => cluster.ingress_classes.push(serde_json::from_value(item).map_err(bad)?),
+        "IngressClass" => {
+            cluster.ingress_classes.push(serde_json::from_value(item).map_err(bad)?);
+            // `kubectl get ingressclasses` lists them all: one present means they were saved.
+            cluster.ingress_classes_complete = true;
+        }
         "Gateway" => cluster.gateways.push(serde_json::from_value(item).map_err(bad)?),
         "HTTPRoute" => cluster.http_routes.push(serde_json::from_value(item).map_err(bad)?),
         "BackendConfig" => cluster.backend_configs.push(serde_json::from_value(item).map_err(bad)?),

@@ -52,6 +52,7 @@ pub fn select(cluster: Cluster, settings: &KubernetesDiscovery) -> Cluster {
         gateways: cluster.gateways.into_iter().filter(|g| selected(&g.metadata)).collect(),
         http_routes: cluster.http_routes.into_iter().filter(|r| selected(&r.metadata)).collect(),
         ingress_classes: cluster.ingress_classes,
+        ingress_classes_complete: cluster.ingress_classes_complete,
         node: cluster.node,
         services,
         endpoint_slices,

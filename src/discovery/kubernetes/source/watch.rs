@@ -168,6 +168,7 @@ impl Watch {
             endpoint_slices: all(&stores.endpoint_slices),
             ingresses: all(&stores.ingresses),
             ingress_classes: all(&stores.ingress_classes),
+            ingress_classes_complete: stores.health.get(&Kind::IngressClasses).is_some_and(|h| h.synced),
             gateways: all(&stores.gateways),
             http_routes: all(&stores.http_routes),
             backend_configs: all(&stores.backend_configs),

@@ -354,15 +354,15 @@ fn build(
     let keys = &rules.keys;
     let scheme = scheme.unwrap_or_else(|| Part::new(rules.scheme, default()));
     let scheme = read_scheme(ann, keys.protocol, scheme, rules.allowed, notes);
-    let (name, address) = match dest {
-        Dest::Node => (rules.view.to_owned(), scope.node_ip.clone()),
-        Dest::Pod(e) => (format!("{}-{}", rules.view, e.ip), Part::new(e.ip, Origin::Field(e.slice.clone()))),
+    let (address, pod) = match dest {
+        Dest::Node => (scope.node_ip.clone(), None),
+        Dest::Pod(e) => (Part::new(e.ip, Origin::Field(e.slice.clone())), Some(e.clone())),
     };
     let port = read_port(scope, ann, rules, dest, notes)?;
     let secs = |s: u64| Part::new(s * 1000, default());
     let status = Part::new(rules.status.to_owned(), default());
     Some(Check {
-        name,
+        name: rules.view.to_owned(),
         about: rules.about.to_owned(),
         profile: Part::new(
             rules.profile.to_owned(),
@@ -388,6 +388,7 @@ fn build(
             None => status,
         },
         host: None,
+        pod,
     })
 }
 

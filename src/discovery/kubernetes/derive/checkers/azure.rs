@@ -208,5 +208,6 @@ fn azure_check(
             Origin::ProviderDefault("Azure Load Balancer: HTTP probes pass on 200 only".to_owned()),
         ),
         host: None,
+        pod: None,
     }
 }

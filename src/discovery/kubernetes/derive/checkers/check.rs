@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::super::{DerivedView, Origin, Value};
+use super::scope::Endpoint;
 
 /// A value and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +72,7 @@ impl Scheme {
 /// One health check of one address, every part with its origin.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Check {
-    /// The view's name, unique within the target (`aws-nlb`, `aws-nlb-10.0.1.7`).
+    /// The view's name, unique within the target (`aws-nlb`, `gke-ingress`).
     pub(super) name: String,
     /// What the view stands for.
     pub(super) about: String,
@@ -97,6 +98,8 @@ pub(super) struct Check {
     pub(super) status: Part<String>,
     /// The Host header, when the provider sets one (GKE Ingress from a readiness probe).
     pub(super) host: Option<Part<String>>,
+    /// The local pod checked (ip targets, NEGs); `None`: this node.
+    pub(super) pod: Option<Endpoint>,
 }
 
 impl Check {

@@ -47,6 +47,7 @@ pub(super) fn l4(scope: &Scope<'_>) -> Vec<Check> {
         fall: Part::new(fall, default()),
         status: only_200(),
         host: None,
+        pod: None,
     }]
 }
 
@@ -97,8 +98,8 @@ pub(super) fn ingress(
 
 fn pod_check(check: &Check, endpoint: &Endpoint) -> Option<Check> {
     let mut pod = check.clone();
-    pod.name = format!("gke-ingress-{}", endpoint.ip);
     pod.address = Part::new(endpoint.ip, Origin::Field(endpoint.slice.clone()));
+    pod.pod = Some(endpoint.clone());
     let fixed = matches!(&check.port.origin, Origin::Field(f) if f.starts_with("BackendConfig"));
     if !fixed {
         pod.port = Part::new(endpoint.port?, Origin::Field(format!("{} port", endpoint.slice)));
@@ -131,6 +132,7 @@ fn l7_default(scope: &Scope<'_>, neg: bool) -> Check {
         fall: Part::new(fall, default()),
         status: only_200(),
         host: None,
+        pod: None,
     }
 }
 

@@ -25,7 +25,7 @@ mod tests;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 
-use super::{CheckerViews, Context, DerivedView, Note, Origin, Provider};
+use super::{CheckerViews, Context, DerivedView, Note, Origin, PodChecks, Provider};
 use check::Check;
 use scope::Scope;
 
@@ -81,8 +81,19 @@ fn port_views(
     }
     let mut out = CheckerViews::default();
     let mut checks = Vec::new();
+    // Whether the Service's own load balancer sends its checks (and users) to this node.
+    let mut lb_checks_node = false;
     if scope.is_load_balancer() {
-        checks.extend(load_balancer_checks(&scope, &mut out.comments, notes)?);
+        let (lb_checks, pods) = load_balancer_checks(&scope, &mut out.comments, &mut out.provider, notes)?;
+        checks.extend(lb_checks);
+        lb_checks_node = !pods;
+        if pods && scope.health_check_node_port().is_some() {
+            out.comments.push(
+                "kube-proxy's healthCheckNodePort is not a checker view here: with ip targets the load balancer \
+                 checks the pods, never this node's health port"
+                    .to_owned(),
+            );
+        }
     }
     checks.extend(ingress::checks(&scope, &ingresses, &mut out.comments, notes));
     if !scope.is_load_balancer() && checks.is_empty() {
@@ -90,19 +101,22 @@ fn port_views(
         return None;
     }
     overrides::apply(&scope, &mut checks, &mut out.comments, notes);
-    finish(&scope, checks, &mut out);
+    finish(&scope, checks, lb_checks_node, &mut out);
     Some(out)
 }
 
-/// The checks of the Service's own load balancer; `None` when it sends nothing to this node (no
-/// node port for instance targets: said in `notes`; ip targets without a local pod).
+/// The checks of the Service's own load balancer, and whether it targets pods (ip targets);
+/// `None` when it sends nothing to this node (no node port for instance targets: said in
+/// `notes`; ip targets without a local pod).
 fn load_balancer_checks(
     scope: &Scope<'_>,
     comments: &mut Vec<String>,
+    provider_out: &mut Option<Provider>,
     notes: &mut Vec<Note>,
-) -> Option<Vec<Check>> {
+) -> Option<(Vec<Check>, bool)> {
     let (provider, why) = provider::detect(scope);
     comments.push(why);
+    *provider_out = Some(provider);
     let pod_targets = provider == Provider::AwsLbc && aws::lbc_targets_pods(scope);
     if !pod_targets && scope.node_port.is_none() {
         let reason = if scope.allocate_node_ports_off() {
@@ -139,22 +153,53 @@ fn load_balancer_checks(
         }
     };
     // ip targets with no pod here: the load balancer sends nothing to this node.
-    (!pod_targets || !checks.is_empty()).then_some(checks)
+    (!pod_targets || !checks.is_empty()).then_some((checks, pod_targets))
 }
 
-/// The views, in order (the load balancer's, then the Ingresses', then kube-proxy's), with unique
-/// names and a comment per view saying where each part of its URL came from.
-fn finish(scope: &Scope<'_>, checks: Vec<Check>, out: &mut CheckerViews) {
+/// The views, in order (the load balancer's, then the Ingresses', then kube-proxy's when the
+/// Service's load balancer checks this node), with unique names and a comment per view saying
+/// where each part of its URL came from: the checks of this node in `out.node`, those of each
+/// local pod (ip targets, NEGs) in `out.pods`, in the order the pods are first checked.
+fn finish(scope: &Scope<'_>, checks: Vec<Check>, lb_checks_node: bool, out: &mut CheckerViews) {
     for check in checks {
-        out.comments.push(check.url_parts());
-        out.views.push(check.into_view());
-    }
-    if scope.is_load_balancer() {
-        if let Some(view) = kube_proxy_view(scope) {
-            out.views.push(view);
+        let url_parts = check.url_parts();
+        match check.pod.clone() {
+            None => {
+                out.node_comments.push(url_parts);
+                out.node.push(check.into_view());
+            }
+            Some(endpoint) => {
+                let at = match out.pods.iter().position(|p| p.ip == endpoint.ip) {
+                    Some(at) => at,
+                    None => {
+                        out.pods.push(PodChecks {
+                            ip: endpoint.ip,
+                            port: endpoint.port.map(|p| (p, pod_port_origin(scope, &endpoint))),
+                            views: Vec::new(),
+                            comments: Vec::new(),
+                        });
+                        out.pods.len() - 1
+                    }
+                };
+                out.pods[at].comments.push(url_parts);
+                out.pods[at].views.push(check.into_view());
+            }
         }
     }
-    unique_names(&mut out.views);
+    if lb_checks_node {
+        if let Some(view) = kube_proxy_view(scope) {
+            out.node.push(view);
+        }
+    }
+    unique_names(&mut out.node);
+    for pod in &mut out.pods {
+        unique_names(&mut pod.views);
+    }
+}
+
+/// Where a pod's port for this Service port comes from: its EndpointSlice's port of the same name.
+fn pod_port_origin(scope: &Scope<'_>, endpoint: &scope::Endpoint) -> Origin {
+    Origin::Field(format!("{} ports[{}].port", endpoint.slice, scope.label))
 }
 
 /// kube-proxy's answer on `healthCheckNodePort` (ETP Local): what the cloud checks of this node

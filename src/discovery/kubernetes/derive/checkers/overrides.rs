@@ -80,7 +80,7 @@ fn apply_one(scope: &Scope<'_>, check: &mut Check, notes: &mut Vec<Note>) {
 /// `parallax.io/check-port`: a number, or a Service port's name (its nodePort for a check of the
 /// node, its numeric targetPort for a check of a pod).
 fn port(scope: &Scope<'_>, check: &Check, notes: &mut Vec<Note>) -> Part<u16> {
-    let of_pod = check.address.value != scope.node_ip.value;
+    let of_pod = check.pod.is_some();
     let shown = check.port.value.to_string();
     let expected = "a port number or the name of a port of the Service";
     scope.ann.clone().read_by(Reader::Parallax).parsed(

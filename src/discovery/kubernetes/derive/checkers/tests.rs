@@ -106,7 +106,19 @@ fn origin(view: &DerivedView, key: &str) -> Origin {
 }
 
 fn names(views: &CheckerViews) -> Vec<&str> {
-    views.views.iter().map(|v| v.name.as_str()).collect()
+    views.node.iter().map(|v| v.name.as_str()).collect()
+}
+
+/// Each local pod's IP, port (from its EndpointSlice) and view names.
+fn pods(views: &CheckerViews) -> Vec<(String, Option<u16>, Vec<&str>)> {
+    views
+        .pods
+        .iter()
+        .map(|p| {
+            let names = p.views.iter().map(|v| v.name.as_str()).collect();
+            (p.ip.to_string(), p.port.as_ref().map(|(n, _)| *n), names)
+        })
+        .collect()
 }
 
 fn ann(key: &str) -> Origin {
@@ -168,7 +180,7 @@ fn aws_lbc_nlb_defaults_to_tcp_on_the_traffic_port() {
         ProviderChoice::Auto,
     );
     assert_eq!(names(&views), ["aws-nlb"]);
-    let nlb = &views.views[0];
+    let nlb = &views.node[0];
     assert_eq!(values(nlb), tcp("aws-nlb", "tcp://10.0.1.5:31080", "10s", "9900ms", 3, 3));
     assert_eq!(origin(nlb, "url"), field("spec.ports[http].nodePort"));
     assert!(matches!(origin(nlb, "timeout"), Origin::Parallax(why) if why.contains("10s")));
@@ -179,11 +191,11 @@ fn aws_lbc_nlb_defaults_to_tcp_on_the_traffic_port() {
 fn aws_lbc_nlb_etp_local_instance_checks_the_health_check_node_port() {
     let views = run(&cluster(local(json!({format!("{AWS}type"): "external"}))), ProviderChoice::Aws);
     assert_eq!(names(&views), ["aws-nlb", "kube-proxy"]);
-    let nlb = &views.views[0];
+    let nlb = &views.node[0];
     assert_eq!(values(nlb), http("aws-nlb", "http://10.0.1.5:32000/healthz", "10s", "6s", 2, 2, "200-399"));
     assert_eq!(origin(nlb, "url"), field("spec.healthCheckNodePort"));
-    assert_eq!(values(&views.views[1]), kube_proxy());
-    assert_eq!(origin(&views.views[1], "url"), field("spec.healthCheckNodePort"));
+    assert_eq!(values(&views.node[1]), kube_proxy());
+    assert_eq!(origin(&views.node[1], "url"), field("spec.healthCheckNodePort"));
 }
 
 #[test]
@@ -206,7 +218,7 @@ fn aws_lbc_nlb_annotations_set_protocol_named_port_path_timing_and_codes() {
         ]}
     }));
     let views = run(&cluster(svc), ProviderChoice::Auto);
-    let nlb = &views.views[0];
+    let nlb = &views.node[0];
     assert_eq!(values(nlb), http("aws-nlb", "http://10.0.1.5:31900/ready", "5s", "3s", 2, 4, "200-299"));
     assert_eq!(origin(nlb, "url"), ann(&format!("{AWS}healthcheck-path")));
     assert_eq!(origin(nlb, "interval"), ann(&format!("{AWS}healthcheck-interval")));
@@ -214,7 +226,7 @@ fn aws_lbc_nlb_annotations_set_protocol_named_port_path_timing_and_codes() {
     assert_eq!(origin(nlb, "rise"), ann(&format!("{AWS}healthcheck-healthy-threshold")));
     assert_eq!(origin(nlb, "fall"), ann(&format!("{AWS}healthcheck-unhealthy-threshold")));
     assert_eq!(origin(nlb, "expect.status"), ann(&format!("{AWS}healthcheck-success-codes")));
-    let parts = views.comments.iter().find(|c| c.starts_with("aws-nlb url")).expect("url parts");
+    let parts = views.node_comments.iter().find(|c| c.starts_with("aws-nlb url")).expect("url parts");
     assert!(parts.contains(&format!("port 31900 from annotation {AWS}healthcheck-port")), "{parts}");
     assert!(parts.contains(&format!("path /ready from annotation {AWS}healthcheck-path")), "{parts}");
 }
@@ -240,10 +252,98 @@ fn aws_lbc_nlb_ip_targets_check_each_ready_local_pod() {
         cluster(annotated(json!({format!("{AWS}type"): "external", format!("{AWS}nlb-target-type"): "ip"})));
     c.endpoint_slices.push(slice());
     let views = run(&c, ProviderChoice::Auto);
-    assert_eq!(names(&views), ["aws-nlb-10.244.1.7", "aws-nlb-10.244.1.10"]);
-    assert_eq!(values(&views.views[0]), tcp("aws-nlb", "tcp://10.244.1.7:8080", "10s", "9900ms", 3, 3));
-    assert_eq!(origin(&views.views[0], "url"), field("EndpointSlice shop/web-abc"));
+    // The NLB checks pods, not this node: no check of the node (no kube-proxy: ETP Cluster).
+    assert!(views.node.is_empty(), "{:?}", views.node);
+    assert_eq!(
+        pods(&views),
+        [
+            ("10.244.1.7".to_owned(), Some(8080), vec!["aws-nlb"]),
+            ("10.244.1.10".to_owned(), Some(8080), vec!["aws-nlb"])
+        ]
+    );
+    let first = &views.pods[0];
+    assert_eq!(values(&first.views[0]), tcp("aws-nlb", "tcp://10.244.1.7:8080", "10s", "9900ms", 3, 3));
+    assert_eq!(origin(&first.views[0], "url"), field("EndpointSlice shop/web-abc"));
+    assert_eq!(
+        first.port.as_ref().map(|(_, o)| o.clone()),
+        Some(field("EndpointSlice shop/web-abc ports[http].port"))
+    );
+    assert!(first.comments[0].starts_with("aws-nlb url tcp://10.244.1.7:8080"), "{:?}", first.comments);
     assert!(views.comments.iter().any(|c| c.contains("checks each pod directly")), "{:?}", views.comments);
+}
+
+/// The whole node-mode derivation of `cluster` on node-a at 10.0.1.5.
+fn derive_node(cluster: &Cluster, provider: ProviderChoice) -> Derivation {
+    let options = DeriveOptions {
+        mode: Mode::Node,
+        node_name: Some("node-a".to_owned()),
+        node_ip: Some(NODE),
+        provider,
+    };
+    super::super::derive(cluster, &options)
+}
+
+fn connect_to(view: &DerivedView) -> Option<(Value, Origin)> {
+    view.settings.iter().find(|s| s.key == "connect_to").map(|s| (s.value.clone(), s.origin.clone()))
+}
+
+#[test]
+fn ip_targets_give_a_target_per_ready_local_pod_with_the_users_request_sent_to_that_pod() {
+    // Two ready pods on this node (10.244.1.7, 10.244.1.10), one not ready, one on node-b. ETP
+    // Local: kube-proxy answers on this node's healthCheckNodePort, but the NLB never asks it.
+    let mut c =
+        cluster(local(json!({format!("{AWS}type"): "external", format!("{AWS}nlb-target-type"): "ip"})));
+    c.endpoint_slices.push(slice());
+    let derivation = derive_node(&c, ProviderChoice::Auto);
+    assert!(derivation.notes.is_empty(), "{:?}", derivation.notes);
+    let names: Vec<&str> = derivation.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["svc.shop.web.http.10.244.1.7", "svc.shop.web.http.10.244.1.10"]);
+    // Each pod's target: the NLB's check of the pod, beside the users' request at the pod's port.
+    for (target, ip) in derivation.targets.iter().zip(["10.244.1.7", "10.244.1.10"]) {
+        assert_eq!(target.checkers.len(), 1);
+        assert_eq!(target.checkers[0].name, "aws-nlb");
+        assert_eq!(target.checkers[0].get("url"), Some(&v(format!("tcp://{ip}:8080"))));
+        assert_eq!(
+            connect_to(&target.client),
+            Some((v(format!("{ip}:8080")), field("EndpointSlice shop/web-abc ports[http].port")))
+        );
+        assert_eq!(target.client.get("url"), Some(&v("http://web.shop.svc.cluster.local/")));
+        assert!(target.client.about.contains(&format!("pod {ip}")), "{}", target.client.about);
+        assert!(target.comments.iter().any(|c| c.starts_with(&format!("aws-nlb url tcp://{ip}:8080"))));
+        assert!(
+            target
+                .comments
+                .iter()
+                .any(|c| c.starts_with("kube-proxy's healthCheckNodePort is not a checker view")),
+            "{:?}",
+            target.comments
+        );
+    }
+    // ETP Cluster: the same.
+    let mut c = cluster(annotated(json!({format!("{AWS}type"): "nlb-ip"})));
+    c.endpoint_slices.push(slice());
+    let names: Vec<String> =
+        derive_node(&c, ProviderChoice::Auto).targets.into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["svc.shop.web.http.10.244.1.7", "svc.shop.web.http.10.244.1.10"]);
+}
+
+#[test]
+fn a_cluster_ip_service_behind_a_neg_ingress_gets_pod_targets_without_a_node_port() {
+    let svc = service(json!({
+        "metadata": {"annotations": {"cloud.google.com/neg": "{\"ingress\": true}"}},
+        "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    }));
+    let mut c = gke_cluster(svc);
+    c.endpoint_slices.push(slice());
+    let derivation = derive_node(&c, ProviderChoice::Gcp);
+    let names: Vec<&str> = derivation.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["svc.shop.web.http.10.244.1.7", "svc.shop.web.http.10.244.1.10"]);
+    assert_eq!(connect_to(&derivation.targets[0].client).map(|c| c.0), Some(v("10.244.1.7:8080")));
+    assert!(
+        !derivation.notes.iter().any(|n| n.message.contains("no nodePort")),
+        "pods need no node port: {:?}",
+        derivation.notes
+    );
 }
 
 #[test]
@@ -271,8 +371,8 @@ fn aws_legacy_clb_checks_tcp_on_the_first_node_port_for_every_port() {
     assert!(notes.is_empty(), "{notes:?}");
     let views = views.expect("a target");
     assert_eq!(names(&views), ["aws-clb"]);
-    assert_eq!(values(&views.views[0]), tcp("aws-clb", "tcp://10.0.1.5:31080", "10s", "5s", 2, 6));
-    assert_eq!(origin(&views.views[0], "url"), field("spec.ports[0].nodePort (the first listener)"));
+    assert_eq!(values(&views.node[0]), tcp("aws-clb", "tcp://10.0.1.5:31080", "10s", "5s", 2, 6));
+    assert_eq!(origin(&views.node[0], "url"), field("spec.ports[0].nodePort (the first listener)"));
     assert!(
         views.comments[0].contains("spec.providerID is aws:///eu-west-1a/i-0abc"),
         "{:?}",
@@ -289,7 +389,7 @@ fn aws_legacy_clb_checks_tcp_on_the_first_node_port_for_every_port() {
 fn aws_legacy_clb_checks_ssl_when_the_backend_is_https() {
     let views =
         run(&cluster(annotated(json!({format!("{AWS}backend-protocol"): "https"}))), ProviderChoice::Aws);
-    let clb = &views.views[0];
+    let clb = &views.node[0];
     let mut expected = tcp("aws-clb", "tls://10.0.1.5:31080", "10s", "5s", 2, 6);
     expected.splice(2..2, [("sni", v(false)), ("verify", v(false))]);
     assert_eq!(values(clb), expected);
@@ -301,7 +401,7 @@ fn aws_legacy_clb_etp_local_checks_http_health_check_node_port() {
     let views = run(&cluster(local(json!({}))), ProviderChoice::Aws);
     assert_eq!(names(&views), ["aws-clb", "kube-proxy"]);
     assert_eq!(
-        values(&views.views[0]),
+        values(&views.node[0]),
         http("aws-clb", "http://10.0.1.5:32000/healthz", "10s", "5s", 2, 6, "200")
     );
 }
@@ -310,7 +410,7 @@ fn aws_legacy_clb_etp_local_checks_http_health_check_node_port() {
 fn aws_legacy_nlb_checks_tcp_traffic_port_every_30s() {
     let views = run(&cluster(annotated(json!({format!("{AWS}type"): "nlb"}))), ProviderChoice::Aws);
     assert_eq!(names(&views), ["aws-nlb"]);
-    assert_eq!(values(&views.views[0]), tcp("aws-nlb", "tcp://10.0.1.5:31080", "30s", "10s", 3, 3));
+    assert_eq!(values(&views.node[0]), tcp("aws-nlb", "tcp://10.0.1.5:31080", "30s", "10s", 3, 3));
     assert!(views.comments[0].starts_with("provider aws-legacy"), "{:?}", views.comments);
 }
 
@@ -318,7 +418,7 @@ fn aws_legacy_nlb_checks_tcp_traffic_port_every_30s() {
 fn aws_legacy_nlb_etp_local_checks_http_health_check_node_port() {
     let views = run(&cluster(local(json!({format!("{AWS}type"): "nlb"}))), ProviderChoice::Aws);
     assert_eq!(
-        values(&views.views[0]),
+        values(&views.node[0]),
         http("aws-nlb", "http://10.0.1.5:32000/healthz", "10s", "9900ms", 2, 2, "200-399")
     );
 }
@@ -350,7 +450,7 @@ fn aws_alb_ingress_checks_http_traffic_port_the_service_annotation_winning() {
     ));
     let views = run(&c, ProviderChoice::Auto);
     assert_eq!(names(&views), ["aws-alb"]);
-    let view = &views.views[0];
+    let view = &views.node[0];
     let mut expected = http("aws-alb", "http://10.0.1.5:31080/svc", "15s", "5s", 2, 2, "");
     expected[6] = ("expect.status", Value::List(vec!["200".to_owned(), "302".to_owned()]));
     assert_eq!(values(view), expected);
@@ -368,7 +468,7 @@ fn azure_defaults_to_tcp_on_the_node_port_every_5s() {
     c.node = Some(node("azure:///subscriptions/x/virtualMachines/node-a"));
     let views = run(&c, ProviderChoice::Auto);
     assert_eq!(names(&views), ["azure-lb"]);
-    assert_eq!(values(&views.views[0]), tcp("azure-lb", "tcp://10.0.1.5:31080", "5s", "4900ms", 2, 2));
+    assert_eq!(values(&views.node[0]), tcp("azure-lb", "tcp://10.0.1.5:31080", "5s", "4900ms", 2, 2));
     assert!(views.comments[0].starts_with("provider azure"), "{:?}", views.comments);
 }
 
@@ -379,7 +479,7 @@ fn azure_app_protocol_http_probes_slash_before_the_global_annotation() {
         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 31080, "appProtocol": "http"}]}
     }));
     let views = run(&cluster(svc), ProviderChoice::Azure);
-    let probe = &views.views[0];
+    let probe = &views.node[0];
     assert_eq!(values(probe), http("azure-lb", "http://10.0.1.5:31080/", "5s", "4900ms", 2, 2, "200"));
     assert_eq!(origin(probe, "url"), field("spec.ports[http].appProtocol"));
     assert!(views.comments.iter().any(|c| c.contains("AKS#3210")), "{:?}", views.comments);
@@ -395,7 +495,7 @@ fn azure_per_port_annotations_win_over_global_ones() {
         "service.beta.kubernetes.io/azure-load-balancer-health-probe-interval": "20"
     }));
     let views = run(&cluster(svc), ProviderChoice::Azure);
-    let probe = &views.views[0];
+    let probe = &views.node[0];
     let mut expected = http("azure-lb", "https://10.0.1.5:31080/healthz", "10s", "9900ms", 3, 3, "200");
     expected.splice(2..2, [("sni", v(false)), ("verify", v(false))]);
     assert_eq!(values(probe), expected);
@@ -410,7 +510,7 @@ fn azure_etp_local_probes_the_health_check_node_port() {
     let views = run(&cluster(local(json!({}))), ProviderChoice::Azure);
     assert_eq!(names(&views), ["azure-lb", "kube-proxy"]);
     assert_eq!(
-        values(&views.views[0]),
+        values(&views.node[0]),
         http("azure-lb", "http://10.0.1.5:32000/healthz", "5s", "4900ms", 2, 2, "200")
     );
 }
@@ -421,7 +521,7 @@ fn azure_no_probe_rule_leaves_no_probe_to_emulate() {
         &cluster(annotated(json!({"service.beta.kubernetes.io/port_80_no_probe_rule": "true"}))),
         ProviderChoice::Azure,
     );
-    assert!(views.views.is_empty());
+    assert!(views.node.is_empty());
     assert!(views.comments.iter().any(|c| c.contains("port_80_no_probe_rule")), "{:?}", views.comments);
 }
 
@@ -433,21 +533,15 @@ fn gcp_l4_etp_local_checks_health_check_node_port_3s() {
     c.node = Some(node("gce://project/europe-west1-b/node-a"));
     let views = run(&c, ProviderChoice::Auto);
     assert_eq!(names(&views), ["gcp-l4", "kube-proxy"]);
-    assert_eq!(
-        values(&views.views[0]),
-        http("gcp", "http://10.0.1.5:32000/healthz", "3s", "1s", 1, 2, "200")
-    );
-    assert_eq!(origin(&views.views[0], "url"), field("spec.healthCheckNodePort"));
+    assert_eq!(values(&views.node[0]), http("gcp", "http://10.0.1.5:32000/healthz", "3s", "1s", 1, 2, "200"));
+    assert_eq!(origin(&views.node[0], "url"), field("spec.healthCheckNodePort"));
 }
 
 #[test]
 fn gcp_l4_etp_cluster_checks_kube_proxy_10256() {
     let views = run(&cluster(service(json!({}))), ProviderChoice::Gcp);
     assert_eq!(names(&views), ["gcp-l4"]);
-    assert_eq!(
-        values(&views.views[0]),
-        http("gcp", "http://10.0.1.5:10256/healthz", "8s", "1s", 1, 3, "200")
-    );
+    assert_eq!(values(&views.node[0]), http("gcp", "http://10.0.1.5:10256/healthz", "8s", "1s", 1, 3, "200"));
 }
 
 fn gke_cluster(svc: Service) -> Cluster {
@@ -471,7 +565,7 @@ fn gke_ingress_uses_the_backend_config_health_check() {
     .expect("a BackendConfig");
     c.backend_configs.push(bc);
     let views = run(&c, ProviderChoice::Gcp);
-    let view = &views.views[0];
+    let view = &views.node[0];
     assert_eq!(values(view), http("gcp", "http://10.0.1.5:31080/bc", "20s", "5s", 2, 3, "200"));
     assert_eq!(origin(view, "url"), field("BackendConfig web-bc spec.healthCheck.requestPath"));
     assert_eq!(origin(view, "interval"), field("BackendConfig web-bc spec.healthCheck.checkIntervalSec"));
@@ -493,7 +587,7 @@ fn gke_ingress_uses_the_readiness_probe_plus_60s_for_instance_groups() {
     .expect("a Pod");
     c.pods.push(pod);
     let views = run(&c, ProviderChoice::Gcp);
-    let view = &views.views[0];
+    let view = &views.node[0];
     let mut expected = http("gcp", "http://10.0.1.5:31080/ready", "65s", "2s", 1, 10, "200");
     expected.insert(2, ("host", v("shop.example.com")));
     assert_eq!(values(view), expected);
@@ -508,10 +602,7 @@ fn gke_ingress_uses_the_readiness_probe_plus_60s_for_instance_groups() {
 fn gke_ingress_defaults_to_slash_every_60s() {
     let views = run(&gke_cluster(service(json!({"spec": {"type": "NodePort"}}))), ProviderChoice::Gcp);
     assert_eq!(names(&views), ["gke-ingress"]);
-    assert_eq!(
-        values(&views.views[0]),
-        http("gcp", "http://10.0.1.5:31080/", "60s", "59900ms", 1, 10, "200")
-    );
+    assert_eq!(values(&views.node[0]), http("gcp", "http://10.0.1.5:31080/", "60s", "59900ms", 1, 10, "200"));
     assert!(views.comments.iter().any(|c| c.contains("the default /")), "{:?}", views.comments);
 }
 
@@ -524,12 +615,19 @@ fn gke_ingress_with_negs_checks_each_local_pod_every_15s() {
     let mut c = gke_cluster(svc);
     c.endpoint_slices.push(slice());
     let views = run(&c, ProviderChoice::Gcp);
-    assert_eq!(names(&views), ["gke-ingress-10.244.1.7", "gke-ingress-10.244.1.10"]);
+    assert!(views.node.is_empty(), "{:?}", views.node);
     assert_eq!(
-        values(&views.views[0]),
+        pods(&views),
+        [
+            ("10.244.1.7".to_owned(), Some(8080), vec!["gke-ingress"]),
+            ("10.244.1.10".to_owned(), Some(8080), vec!["gke-ingress"])
+        ]
+    );
+    assert_eq!(
+        values(&views.pods[0].views[0]),
         http("gcp", "http://10.244.1.7:8080/", "15s", "14900ms", 1, 2, "200")
     );
-    assert_eq!(origin(&views.views[0], "url"), field("EndpointSlice shop/web-abc"));
+    assert_eq!(origin(&views.pods[0].views[0], "url"), field("EndpointSlice shop/web-abc"));
 }
 
 // --- MetalLB, generic ---
@@ -539,7 +637,7 @@ fn metallb_sends_no_health_check_only_kube_proxy_for_etp_local() {
     let views =
         run(&cluster(local(json!({"metallb.universe.tf/address-pool": "public"}))), ProviderChoice::Auto);
     assert_eq!(names(&views), ["kube-proxy"]);
-    assert_eq!(values(&views.views[0]), kube_proxy());
+    assert_eq!(values(&views.node[0]), kube_proxy());
     assert!(
         views.comments.iter().any(|c| c.starts_with("MetalLB sends no health check")),
         "{:?}",
@@ -550,7 +648,7 @@ fn metallb_sends_no_health_check_only_kube_proxy_for_etp_local() {
 #[test]
 fn generic_etp_cluster_has_no_checker_view() {
     let views = run(&cluster(service(json!({}))), ProviderChoice::Auto);
-    assert!(views.views.is_empty());
+    assert!(views.node.is_empty());
     assert!(views.comments[0].starts_with("provider generic"), "{:?}", views.comments);
 }
 
@@ -567,7 +665,7 @@ fn parallax_overrides_replace_the_cloud_values_not_kube_proxys() {
         "parallax.io/check-profile": "generic"
     }));
     let views = run(&cluster(svc), ProviderChoice::Gcp);
-    let gcp = &views.views[0];
+    let gcp = &views.node[0];
     assert_eq!(values(gcp), http("generic", "http://10.0.1.5:32000/deep", "2s", "1500ms", 1, 2, "200"));
     let over = |k: &str| Origin::Override(format!("parallax.io/check-{k}"));
     assert_eq!(origin(gcp, "profile"), over("profile"));
@@ -576,7 +674,7 @@ fn parallax_overrides_replace_the_cloud_values_not_kube_proxys() {
     assert_eq!(origin(gcp, "timeout"), over("timeout"));
     assert_eq!(origin(gcp, "rise"), over("rise"));
     assert_eq!(origin(gcp, "expect.status"), over("status"));
-    assert_eq!(values(&views.views[1]), kube_proxy());
+    assert_eq!(values(&views.node[1]), kube_proxy());
 }
 
 #[test]
@@ -588,7 +686,7 @@ fn bad_annotation_values_are_notes_naming_the_value_and_the_default() {
     }));
     let (views, notes) = run_port(&cluster(svc), ProviderChoice::Aws, 0);
     let views = views.expect("a target");
-    assert_eq!(values(&views.views[0]), tcp("aws-nlb", "tcp://10.0.1.5:31080", "10s", "9900ms", 3, 3));
+    assert_eq!(values(&views.node[0]), tcp("aws-nlb", "tcp://10.0.1.5:31080", "10s", "9900ms", 3, 3));
     let messages: Vec<&str> = notes.iter().map(|n| n.message.as_str()).collect();
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert!(
@@ -611,7 +709,7 @@ fn a_bad_annotation_read_for_each_local_pod_is_said_once() {
     ));
     c.endpoint_slices.push(slice());
     let (views, notes) = run_port(&c, ProviderChoice::Aws, 0);
-    assert_eq!(views.expect("a target").views.len(), 2);
+    assert_eq!(views.expect("a target").pods.len(), 2);
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].message.starts_with(&format!("annotation {AWS}healthcheck-timeout = \"-1\"")),
@@ -654,7 +752,7 @@ fn a_foreign_load_balancer_class_is_not_the_clouds() {
     let mut c = cluster(service(json!({"spec": {"loadBalancerClass": "io.cilium/bgp-control-plane"}})));
     c.node = Some(node("aws:///eu-west-1a/i-0abc"));
     let views = run(&c, ProviderChoice::Auto);
-    assert!(views.views.is_empty());
+    assert!(views.node.is_empty());
     assert_eq!(
         views.comments[0],
         "provider generic: spec.loadBalancerClass is io.cilium/bgp-control-plane: the cloud provider skips \
@@ -682,12 +780,15 @@ fn compile(cluster: &Cluster, provider: ProviderChoice) -> crate::config::Plan {
     let target = DerivedTarget {
         name: "svc.shop.web.http".to_owned(),
         source: ObjectRef { kind: "Service", namespace: "shop".to_owned(), name: "web".to_owned() },
-        comments: views.comments,
+        comments: views.comments.into_iter().chain(views.node_comments).collect(),
         client,
-        checkers: views.views,
+        checkers: views.node,
+        cluster: None,
     };
-    let text =
-        render::toml(&Derivation { targets: vec![target], notes: Vec::new() }, &render::Header::default());
+    let text = render::toml(
+        &Derivation { targets: vec![target], ..Derivation::default() },
+        &render::Header::default(),
+    );
     let env = std::collections::HashMap::new();
     crate::config::load_str(std::path::Path::new("discovered.toml"), &text, &env)
         .unwrap_or_else(|e| panic!("the derived views compile: {e}\n{text}"))

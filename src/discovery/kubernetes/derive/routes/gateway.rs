@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use super::{
     regex_like, sorted, Backend, BackendPort, Context, ObjectRef, Request, Routes, CLIENT_HOST, CLIENT_URL,
 };
+use crate::config::{Condition as Finding, ConditionKind};
 use crate::discovery::kubernetes::cluster::{
     annotations, Gateway, HttpRoute, Listener, ParentRef, RouteMatch,
 };
@@ -32,25 +33,38 @@ pub(super) fn requests(ctx: &Context<'_>, routes: &mut Routes) {
             {
                 continue;
             }
-            match attached(ctx, route, &source, parent) {
+            let mut findings = Vec::new();
+            match attached(ctx, route, &source, parent, &mut findings) {
                 Ok((gateway, listeners)) => {
+                    let before = routes.requests.len();
                     for listener in listeners {
-                        listener_requests(route, &source, gateway, listener, routes);
+                        listener_requests(route, &source, gateway, listener, &findings, routes);
+                    }
+                    if routes.requests.len() == before {
+                        // No request carries them to a target: said on their own.
+                        routes.conditions.extend(findings);
                     }
                 }
-                Err(message) => routes.skip(&source, backends.clone(), message),
+                Err(message) => {
+                    routes.skip(&source, backends.clone(), message);
+                    // Said even with no target to carry them: the API's own verdict.
+                    routes.conditions.extend(findings);
+                }
             }
         }
     }
 }
 
 /// The Gateway `parent` names and its listeners the route is attached to, or why it carries no
-/// traffic there.
+/// traffic there. What the API says against the route carrying traffic (the Gateway not
+/// Programmed, the route not Accepted, its refs not resolved) goes to `findings`: when the
+/// Gateway has an address the route is probed all the same, for users request its hosts there.
 fn attached<'c>(
     ctx: &'c Context<'_>,
     route: &HttpRoute,
     source: &ObjectRef,
     parent: &ParentRef,
+    findings: &mut Vec<Finding>,
 ) -> Result<(&'c Gateway, Vec<&'c Listener>), String> {
     let gateway_ns = parent.namespace.as_deref().unwrap_or(&source.namespace);
     let shown = format!("Gateway {gateway_ns}/{}", parent.name);
@@ -63,10 +77,28 @@ fn attached<'c>(
             format!("its parent {shown} is not selected (give it the selector's label) or does not exist: not probed there")
         })?;
     let conditions = gateway.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+    let has_address = gateway.status.as_ref().is_some_and(|s| !s.addresses.is_empty());
     if let Some(why) = not_true(conditions, "Programmed") {
-        return Err(format!(
-            "{shown} is not Programmed ({why}): it carries no traffic yet, so the route is not probed"
-        ));
+        if let Some(c) = is_false(conditions, "Programmed") {
+            findings.push(Finding {
+                kind: ConditionKind::GatewayNotProgrammed,
+                object: shown.clone(),
+                target: None,
+                reason: Some(c.reason.clone()),
+                message: format!(
+                    "{shown} says Programmed=False ({}{}): its data plane is not (or no longer) configured as \
+                     the spec says, so its listeners may refuse connections, serve no TLS or an old configuration; \
+                     look at the Gateway's status and the controller's logs",
+                    c.reason,
+                    if c.message.is_empty() { String::new() } else { format!(": {}", c.message) }
+                ),
+            });
+        }
+        if !has_address || findings.is_empty() {
+            return Err(format!(
+                "{shown} is not Programmed ({why}): it carries no traffic yet, so the route is not probed"
+            ));
+        }
     }
     let status = route.status.as_ref().map_or(&[][..], |s| &s.parents[..]);
     let entry = status.iter().find(|p| {
@@ -81,10 +113,41 @@ fn attached<'c>(
             "not yet accepted by {shown}: no status.parents entry for it; not probed there yet"
         ));
     };
-    if let Some(why) = not_true(&entry.conditions, "Accepted") {
-        return Err(format!(
-            "not Accepted by {shown} ({why}): the route carries no traffic there, so it is not probed"
-        ));
+    if not_true(&entry.conditions, "Accepted").is_some() {
+        let Some(c) = is_false(&entry.conditions, "Accepted") else {
+            return Err(format!("not yet accepted by {shown}: no Accepted condition; not probed there yet"));
+        };
+        findings.push(Finding {
+            kind: ConditionKind::RouteNotAccepted,
+            object: source.to_string(),
+            target: None,
+            reason: Some(c.reason.clone()),
+            message: format!(
+                "{source} is not Accepted by {shown} (reason {}{}): the Gateway does not route its hostnames, so \
+                 users get 404 or another route; fix what the reason names (the listener's allowedRoutes \
+                 namespaces or kinds, a hostname no listener takes, the sectionName or port of the parentRef)",
+                c.reason,
+                if c.message.is_empty() { String::new() } else { format!(": {}", c.message) }
+            ),
+        });
+    }
+    if let Some(c) = is_false(&entry.conditions, "ResolvedRefs") {
+        findings.push(Finding {
+            kind: ConditionKind::BackendRefUnresolved,
+            object: source.to_string(),
+            target: None,
+            reason: Some(c.reason.clone()),
+            message: format!(
+                "{source} says ResolvedRefs=False on {shown} (reason {}{}): a backendRef names a Service that does not \
+                 exist, or one in another namespace without a ReferenceGrant, so its requests get 500 (or 503); fix \
+                 the backendRef or add the ReferenceGrant",
+                c.reason,
+                if c.message.is_empty() { String::new() } else { format!(": {}", c.message) }
+            ),
+        });
+    }
+    if !has_address && !findings.is_empty() {
+        return Err(format!("{shown} has no address in its status: the route is not probed"));
     }
     let listeners: Vec<&Listener> = gateway
         .spec
@@ -109,6 +172,11 @@ fn takes_http_routes(listener: &Listener) -> bool {
     listener.protocol == "HTTP" || (listener.protocol == "HTTPS" && !passthrough)
 }
 
+/// The condition `type_` when its status is `False`.
+fn is_false<'c>(conditions: &'c [Condition], type_: &str) -> Option<&'c Condition> {
+    conditions.iter().find(|c| c.type_ == type_ && c.status == "False")
+}
+
 /// `None` when `conditions` hold `type_` with status `True`; else what they say instead.
 fn not_true(conditions: &[Condition], type_: &str) -> Option<String> {
     match conditions.iter().find(|c| c.type_ == type_) {
@@ -125,6 +193,7 @@ fn listener_requests(
     source: &ObjectRef,
     gateway: &Gateway,
     listener: &Listener,
+    findings: &[Finding],
     routes: &mut Routes,
 ) {
     let backends = backends(route, &source.namespace);
@@ -164,9 +233,26 @@ fn listener_requests(
             backends: Vec::new(),
             route: on,
             comments: Vec::new(),
+            tls_entries: listener_tls(&gateway_ref, listener),
+            conditions: findings.to_vec(),
         };
         rule_requests(route, &base, routes);
     }
+}
+
+/// The TLS entries of an HTTPS listener: its `certificateRefs` (Secrets), for its hostname.
+fn listener_tls(gateway: &ObjectRef, listener: &Listener) -> Vec<crate::config::TlsEntry> {
+    let Some(tls) = listener.tls.as_ref().filter(|_| listener.protocol == "HTTPS") else { return Vec::new() };
+    let hosts = vec![listener.hostname.clone().unwrap_or_else(|| "*".to_owned())];
+    tls.certificate_refs
+        .iter()
+        .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Secret"))
+        .map(|r| {
+            let namespace = r.namespace.as_deref().unwrap_or(&gateway.namespace);
+            let source = format!("{gateway} listener {}", listener.name);
+            super::super::facts::tls_entry(source, hosts.clone(), namespace, &r.name)
+        })
+        .collect()
 }
 
 /// The requests of every rule × match of `route`, each `base` with its path and backends.

@@ -8,9 +8,11 @@
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressSpec};
 
+use super::super::facts;
 use super::{
     regex_like, sorted, Backend, BackendPort, Context, ObjectRef, Request, Routes, CLIENT_HOST, CLIENT_URL,
 };
+use crate::config::{Condition, ConditionKind, TlsEntry};
 use crate::discovery::kubernetes::cluster::annotations;
 
 /// The field the addresses of an Ingress come from.
@@ -22,6 +24,7 @@ pub(super) fn requests(ctx: &Context<'_>, routes: &mut Routes) {
         let Some(spec) = &ingress.spec else { continue };
         let source = ObjectRef::of("Ingress", &ingress.metadata);
         let addresses = addresses(ingress);
+        let conditions: Vec<Condition> = class_unclaimed(ctx, ingress, &source).into_iter().collect();
         for rule in spec.rules.iter().flatten() {
             let paths: &[HTTPIngressPath] = rule.http.as_ref().map_or(&[], |h| &h.paths);
             let backends: Vec<Backend> = paths.iter().filter_map(|p| backend(&source, p)).collect();
@@ -54,6 +57,8 @@ pub(super) fn requests(ctx: &Context<'_>, routes: &mut Routes) {
                     backends: vec![backend],
                     route,
                     comments: Vec::new(),
+                    tls_entries: host.as_deref().map(|h| tls_entries(&source, spec, h)).unwrap_or_default(),
+                    conditions: conditions.clone(),
                 });
             }
         }
@@ -94,6 +99,55 @@ fn in_tls(spec: &IngressSpec, host: &str) -> bool {
             Some(suffix) => one_label_under(host, suffix),
             None => tls_host == host,
         }
+    })
+}
+
+/// The `tls[]` entries of `spec` whose hosts take `host`, with their Secrets.
+fn tls_entries(source: &ObjectRef, spec: &IngressSpec, host: &str) -> Vec<TlsEntry> {
+    let takes = |tls_host: &String| {
+        let tls_host = tls_host.to_ascii_lowercase();
+        match tls_host.strip_prefix("*.") {
+            Some(suffix) => one_label_under(host, suffix),
+            None => tls_host == host,
+        }
+    };
+    let mut out = Vec::new();
+    for (i, tls) in spec.tls.iter().flatten().enumerate() {
+        let hosts = tls.hosts.clone().unwrap_or_default();
+        if !hosts.iter().any(takes) {
+            continue;
+        }
+        // No secretName: the controller serves its default certificate (said as such).
+        let secret = tls.secret_name.as_deref().unwrap_or("(none: the controller's default certificate)");
+        out.push(facts::tls_entry(format!("{source} tls[{i}]"), hosts, &source.namespace, secret));
+    }
+    out
+}
+
+/// `ingress_class_unclaimed`: `spec.ingressClassName` names no IngressClass, so no controller
+/// that follows IngressClasses serves the Ingress. (An Ingress without a class, or with the old
+/// `kubernetes.io/ingress.class` annotation, may be served by a controller configured so; no
+/// claim is made about it.)
+fn class_unclaimed(ctx: &Context<'_>, ingress: &Ingress, source: &ObjectRef) -> Option<Condition> {
+    let class = ingress.spec.as_ref()?.ingress_class_name.as_deref()?;
+    if !ctx.cluster.ingress_classes_complete
+        || ctx.cluster.ingress_classes.iter().any(|c| c.metadata.name.as_deref() == Some(class))
+    {
+        return None;
+    }
+    let known: Vec<&str> =
+        ctx.cluster.ingress_classes.iter().filter_map(|c| c.metadata.name.as_deref()).collect();
+    let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+    Some(Condition {
+        kind: ConditionKind::IngressClassUnclaimed,
+        object: source.to_string(),
+        target: None,
+        reason: None,
+        message: format!(
+            "spec.ingressClassName {class} names no IngressClass (the cluster has: {known}), so no controller serves \
+             {source}: its hosts get another controller's default backend or nothing; set ingressClassName to the \
+             class of the controller that should serve it, or install that controller"
+        ),
     })
 }
 

@@ -17,13 +17,17 @@ mod view;
 mod tests;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::facts;
 use super::{
-    name, ns, port_label, target_name, Context, Derivation, DerivedTarget, DerivedView, Note, Origin, Value,
+    name, ns, port_label, target_name, CheckerViews, Context, Derivation, DerivedTarget, DerivedView, Note,
+    Origin, Value,
 };
+use crate::config::{ClusterFacts, Condition, TlsEntry};
 use crate::discovery::kubernetes::cluster::{annotations, ObjectRef};
 
 /// The annotation (on a Service) that says the URL users request, overriding every route.
@@ -60,6 +64,12 @@ pub(super) struct Request {
     pub(super) route: String,
     /// What the probe cannot carry (header or query matches...), said beside the target.
     pub(super) comments: Vec<String>,
+    /// The TLS entries that serve the host (`Ingress shop/web tls[0]`, Secret `shop/web-tls`).
+    pub(super) tls_entries: Vec<TlsEntry>,
+    /// What the API says against this request reaching its backends (the route not accepted,
+    /// its backend refs unresolved, its Gateway not programmed, its Ingress class unclaimed),
+    /// without a target yet: the target that carries the request is named when it is made.
+    pub(super) conditions: Vec<Condition>,
 }
 
 /// A Service port a route sends requests to.
@@ -102,6 +112,9 @@ pub(super) struct Routes {
     pub(super) requests: Vec<Request>,
     /// The parts skipped: the backends they lead to, and why.
     pub(super) skipped: Vec<Skipped>,
+    /// Conditions of routes that give no request (a route not accepted by a Gateway with no
+    /// address...).
+    pub(super) conditions: Vec<Condition>,
 }
 
 /// A part of a route that gives no request, and why.
@@ -133,37 +146,36 @@ impl Routes {
     }
 }
 
-/// The LB-forwarded client view of `port` of `service`: the users' request (from
-/// `parallax.io/client-url`, else the routes that lead to this Service, else the port's protocol)
-/// dialed at `NODE_IP:nodePort`. `None` (said in `notes`) when there is no node port.
-pub(super) fn forwarded_client_view(
+/// The users' request to `port` of `service`, as node mode sends it (from
+/// `parallax.io/client-url`, else the routes that lead to this Service, else the port's
+/// protocol), not yet given where the load balancer delivers it: [`deliver_to_node`],
+/// [`deliver_to_pod`]; and the routes' requests that lead to the port.
+pub(super) fn users_request(
     ctx: &Context<'_>,
     service: &Service,
     port: &ServicePort,
     notes: &mut Vec<Note>,
-) -> Option<DerivedView> {
-    let (node_ip, _) = ctx.node_ip.as_ref()?;
+) -> (DerivedView, Vec<Request>) {
     let label = port_label(port);
-    let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
-        let message = format!(
-            "port {label} has no nodePort, so no load balancer delivers users' requests to this node's traffic \
-             port (type ClusterIP, or allocateLoadBalancerNodePorts: false with IP targets): no node target; \
-             probe it from outside the cluster (mode external)"
-        );
-        push_note(notes, Note { object: ObjectRef::of("Service", &service.metadata), message });
-        return None;
-    };
     // Read again for each port: the derivation is pure and the routes are few.
     let routes = Routes::of(ctx);
     for skipped in routes.skipped.iter().filter(|s| s.backends.iter().any(|b| b.is(service, port))) {
         push_note(notes, skipped.note.clone());
     }
-    let mut view =
-        DerivedView::new("client", "the users' request as the load balancer delivers it to this node");
+    let mut view = DerivedView::new("client", "the users' request as the load balancer delivers it");
+    let mut leading = routes.leading_to(service, port);
+    // A route the API says carries no traffic as written (not accepted, not programmed...) is
+    // not what users' requests follow to this node.
+    for request in leading.iter().filter(|r| !r.conditions.is_empty()) {
+        for c in &request.conditions {
+            let message = format!("{}; the node view does not follow {}", c.message, request.route);
+            push_note(notes, Note { object: request.source.clone(), message });
+        }
+    }
+    leading.retain(|r| r.conditions.is_empty());
     if let Some(url) = annotations(&service.metadata).get(CLIENT_URL) {
         view.set("url", url.as_str(), Origin::Override(CLIENT_URL.to_owned()));
     } else {
-        let leading = routes.leading_to(service, port);
         match leading.split_first() {
             Some((first, others)) => {
                 view::forwarded(&mut view, first, service, port);
@@ -172,12 +184,52 @@ pub(super) fn forwarded_client_view(
             None => view::port_request(&mut view, service, port),
         }
     }
+    (view, leading.into_iter().cloned().collect())
+}
+
+/// Sends the users' request `view` to this node's traffic port (`NODE_IP:nodePort`), where the
+/// load balancer delivers it with instance targets. `false` (said in `notes`) when the port has no
+/// node port: no load balancer delivers users' requests to this node then, and the checks of the
+/// node in `checkers` (kube-proxy's) have nothing to be compared with.
+pub(super) fn deliver_to_node(
+    ctx: &Context<'_>,
+    service: &Service,
+    port: &ServicePort,
+    checkers: &CheckerViews,
+    view: &mut DerivedView,
+    notes: &mut Vec<Note>,
+) -> bool {
+    let Some((node_ip, _)) = ctx.node_ip.as_ref() else { return false };
+    let label = port_label(port);
+    let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
+        let unprobed = if checkers.node.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = checkers.node.iter().map(|v| v.name.as_str()).collect();
+            format!(" (the checks of this node, {}, are not probed)", names.join(", "))
+        };
+        let message = format!(
+            "port {label} has no nodePort, so no load balancer delivers users' requests to this node's traffic \
+             port (type ClusterIP, or allocateLoadBalancerNodePorts: false with IP targets): no node target{unprobed}; \
+             probe it from outside the cluster (mode external)"
+        );
+        push_note(notes, Note { object: ObjectRef::of("Service", &service.metadata), message });
+        return false;
+    };
+    view.about = "the users' request as the load balancer delivers it to this node".to_owned();
     view.set(
         "connect_to",
         view::endpoint(&node_ip.to_string(), node_port),
         Origin::Field(format!("spec.ports[{label}].nodePort")),
     );
-    Some(view)
+    true
+}
+
+/// Sends the users' request `view` to the local pod at `ip:port` (`origin` says where the port
+/// came from), where a load balancer with ip targets (or NEGs) delivers it.
+pub(super) fn deliver_to_pod(view: &mut DerivedView, ip: IpAddr, port: u16, origin: Origin) {
+    view.about = format!("the users' request as the load balancer delivers it to pod {ip} (ip targets)");
+    view.set("connect_to", view::endpoint(&ip.to_string(), port), origin);
 }
 
 /// Says which route the forwarded view follows when several lead to the port, and what the
@@ -218,17 +270,41 @@ pub(super) fn external_targets(ctx: &Context<'_>, derivation: &mut Derivation) {
     for skipped in &routes.skipped {
         push_note(&mut derivation.notes, skipped.note.clone());
     }
+    for condition in &routes.conditions {
+        facts::push_condition(&mut derivation.conditions, condition.clone());
+    }
     for request in &routes.requests {
-        let Some(client) = view::external(request, &mut derivation.notes) else { continue };
+        if request.addresses.is_empty() {
+            let object = request.source.to_string();
+            facts::push_condition(
+                &mut derivation.conditions,
+                facts::lb_address_pending(object, &request.addresses_field),
+            );
+        }
+        let Some(client) = view::external(request, &mut derivation.notes) else {
+            for condition in &request.conditions {
+                facts::push_condition(&mut derivation.conditions, condition.clone());
+            }
+            continue;
+        };
         let (source, host) = (&request.source, request.host.as_deref().unwrap_or(""));
         let base = target_name(&[request.prefix, &source.namespace, &source.name, host, &request.path]);
         let mut comments = vec![NO_CHECKERS.to_owned()];
         comments.extend(view::dns_comment(request.host.as_deref(), &request.addresses));
         comments.extend(request.comments.iter().cloned());
-        push_target(derivation, &mut names, base, request.source.clone(), comments, client);
+        let facts = facts::request_facts(ctx.cluster, request);
+        let name = push_target(derivation, &mut names, base, request.source.clone(), comments, client, facts);
+        for condition in &request.conditions {
+            let condition = Condition { target: Some(name.as_str().into()), ..condition.clone() };
+            facts::push_condition(&mut derivation.conditions, condition);
+        }
+        let facts = derivation.targets.last().and_then(|t| t.cluster.as_ref());
+        if let Some(c) = facts.and_then(|f| facts::no_ready_endpoints(f, &name)) {
+            facts::push_condition(&mut derivation.conditions, c);
+        }
     }
     for service in sorted(&ctx.cluster.services, |s| &s.metadata) {
-        service_targets(service, &routes, &mut names, derivation);
+        service_targets(ctx, service, &routes, &mut names, derivation);
     }
 }
 
@@ -238,6 +314,7 @@ const NO_CHECKERS: &str = "external target: the users' view only; the load balan
 
 /// The targets of a selected LoadBalancer Service's ports that no route leads to.
 fn service_targets(
+    ctx: &Context<'_>,
     service: &Service,
     routes: &Routes,
     names: &mut BTreeSet<String>,
@@ -249,6 +326,10 @@ fn service_targets(
     }
     let object = ObjectRef::of("Service", &service.metadata);
     let addresses = service_addresses(service);
+    if addresses.is_empty() {
+        let c = facts::lb_address_pending(object.to_string(), "status.loadBalancer.ingress");
+        facts::push_condition(&mut derivation.conditions, c);
+    }
     for port in spec.ports.iter().flatten() {
         if !routes.leading_to(service, port).is_empty() {
             continue;
@@ -272,11 +353,16 @@ fn service_targets(
         };
         let mut comments = vec![NO_CHECKERS.to_owned()];
         comments.extend(view::dns_comment(host.as_deref(), &addresses));
-        push_target(derivation, names, base, object.clone(), comments, client);
+        let facts = facts::service_facts(ctx.cluster, None, service, &[]);
+        let name = push_target(derivation, names, base, object.clone(), comments, client, facts);
+        let facts = derivation.targets.last().and_then(|t| t.cluster.as_ref());
+        if let Some(c) = facts.and_then(|f| facts::no_ready_endpoints(f, &name)) {
+            facts::push_condition(&mut derivation.conditions, c);
+        }
     }
 }
 
-/// Adds a target named `base`, or `base-2`, `base-3`... when the name is taken (noted).
+/// Adds a target named `base`, or `base-2`, `base-3`... when the name is taken (noted); its name.
 fn push_target(
     derivation: &mut Derivation,
     names: &mut BTreeSet<String>,
@@ -284,7 +370,8 @@ fn push_target(
     source: ObjectRef,
     comments: Vec<String>,
     client: DerivedView,
-) {
+    facts: ClusterFacts,
+) -> String {
     let mut name = base.clone();
     let mut n = 2;
     while names.contains(&name) {
@@ -296,7 +383,16 @@ fn push_target(
         push_note(&mut derivation.notes, Note { object: source.clone(), message });
     }
     names.insert(name.clone());
-    derivation.targets.push(DerivedTarget { name, source, comments, client, checkers: Vec::new() });
+    let target = DerivedTarget {
+        name: name.clone(),
+        source,
+        comments,
+        client,
+        checkers: Vec::new(),
+        cluster: Some(facts),
+    };
+    derivation.targets.push(target);
+    name
 }
 
 /// The addresses of a Service's `status.loadBalancer.ingress`, IP or hostname each, in order.

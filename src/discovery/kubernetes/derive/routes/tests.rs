@@ -2,8 +2,10 @@
 
 use serde_json::json;
 
-use super::super::{derive, Context, Derivation, DeriveOptions, DerivedView, Note, Origin, Setting, Value};
-use super::forwarded_client_view;
+use super::super::{
+    derive, CheckerViews, Context, Derivation, DeriveOptions, DerivedView, Note, Origin, Setting, Value,
+};
+use super::{deliver_to_node, users_request};
 use crate::discovery::kubernetes::cluster::{Cluster, ObjectRef};
 use crate::discovery::kubernetes::{Mode, ProviderChoice};
 
@@ -33,8 +35,9 @@ fn forwarded(cluster: &Cluster, service: usize, port: usize) -> (Option<DerivedV
     let ctx = Context::new(cluster, &options, &mut notes);
     let svc = &cluster.services[service];
     let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).unwrap_or_else(|| panic!("ports"));
-    let view = forwarded_client_view(&ctx, svc, &ports[port], &mut notes);
-    (view, notes)
+    let (mut view, _) = users_request(&ctx, svc, &ports[port], &mut notes);
+    let delivered = deliver_to_node(&ctx, svc, &ports[port], &CheckerViews::default(), &mut view, &mut notes);
+    (delivered.then_some(view), notes)
 }
 
 fn s(key: &'static str, value: impl Into<Value>, origin: Origin) -> Setting {
@@ -394,7 +397,7 @@ fn a_route_on_two_listeners_serves_the_intersection_of_hostnames_and_inherits_th
 }
 
 #[test]
-fn a_route_not_accepted_or_on_a_gateway_not_programmed_is_noted_with_the_reason() {
+fn a_route_not_accepted_or_on_a_gateway_not_programmed_is_a_condition_with_the_reason() {
     let refused = http_route(
         "refused",
         json!({}),
@@ -430,15 +433,43 @@ fn a_route_not_accepted_or_on_a_gateway_not_programmed_is_noted_with_the_reason(
         [
             "HTTPRoute shop/passthrough: Gateway infra/gw has no HTTP or terminating HTTPS listener this parentRef \
              names: not probed there",
-            "HTTPRoute shop/refused: not Accepted by Gateway infra/gw (Accepted=False, reason NoMatchingListenerHostname): \
-             the route carries no traffic there, so it is not probed",
-            "HTTPRoute shop/stalled: Gateway infra/broken is not Programmed (Programmed=False, reason Invalid): it \
-             carries no traffic yet, so the route is not probed",
+            "HTTPRoute shop/refused: no hostname of the route (shop.example.org) is one Gateway infra/gw listener \
+             http takes (*.example.com): not probed there (NoMatchingListenerHostname)",
+            "HTTPRoute shop/refused: no hostname of the route (shop.example.org) is one Gateway infra/gw listener \
+             https takes (shop.example.com): not probed there (NoMatchingListenerHostname)",
+            "HTTPRoute shop/stalled: the hostname *.example.com is a wildcard, which no probe can request: set \
+             parallax.io/client-host on the HTTPRoute to the name users request (e.g. shop.example.com)",
             "HTTPRoute shop/wildcard: the hostname *.example.com is a wildcard, which no probe can request: set \
              parallax.io/client-host on the HTTPRoute to the name users request (e.g. shop.example.com)",
         ]
     );
-    assert!(derivation.targets.is_empty());
+    // A Gateway that is not Programmed but has an address is probed: users request its hosts.
+    let names: Vec<&str> = derivation.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["route.shop.stalled.shop.example.com._"]);
+    let found: Vec<(String, &str, Option<&str>, Option<&str>)> = derivation
+        .conditions
+        .iter()
+        .map(|c| (c.kind.to_string(), c.object.as_str(), c.target.as_deref(), c.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "route_not_accepted".to_owned(),
+                "HTTPRoute shop/refused",
+                None,
+                Some("NoMatchingListenerHostname")
+            ),
+            (
+                "gateway_not_programmed".to_owned(),
+                "Gateway infra/broken",
+                Some("route.shop.stalled.shop.example.com._"),
+                Some("Invalid")
+            ),
+        ]
+    );
+    let stalled = &derivation.conditions[1].message;
+    assert!(stalled.starts_with("Gateway infra/broken says Programmed=False (Invalid)"), "{stalled}");
 }
 
 #[test]
@@ -761,8 +792,12 @@ fn forwarded_view_tells_only_the_skipped_routes_that_lead_to_its_port_and_falls_
         [
             "HTTPRoute shop/lost: its parent Gateway shop/elsewhere is not selected (give it the selector's label) or \
              does not exist: not probed there",
-            "HTTPRoute shop/stalled: Gateway infra/broken is not Programmed (Programmed=False, reason Invalid): it \
-             carries no traffic yet, so the route is not probed",
+            "HTTPRoute shop/stalled: the hostname *.example.com is a wildcard, which no probe can request: set \
+             parallax.io/client-host on the HTTPRoute to the name users request (e.g. shop.example.com)",
+            "HTTPRoute shop/stalled: Gateway infra/broken says Programmed=False (Invalid): its data plane is not (or \
+             no longer) configured as the spec says, so its listeners may refuse connections, serve no TLS or an old \
+             configuration; look at the Gateway's status and the controller's logs; the node view does not follow \
+             HTTPRoute shop/stalled on Gateway infra/broken listener https hostname shop.example.com PathPrefix /",
         ]
     );
     let (_, notes) = forwarded(&cluster, 0, 1);
