@@ -174,7 +174,8 @@ enum Command {
         /// The client sends no SNI.
         #[arg(long, requires = "url")]
         no_sni: bool,
-        /// An extra header of the client's request, `'Name: value'` (repeatable).
+        /// An extra header of the client's request, `'Name: value'` (repeatable); `Host:` and
+        /// `User-Agent:` replace its Host and User-Agent, as in curl.
         #[arg(short = 'H', long = "header", value_name = "HEADER", requires = "url")]
         headers: Vec<String>,
         /// Trust only the roots of this PEM file (every TLS view).

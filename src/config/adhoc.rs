@@ -14,7 +14,8 @@
 //! checker is what sends a PROXY header: the NLB's v2, HAProxy's `send-proxy`), or the client's
 //! when there is no `--as` (a backend port probed directly).
 //!
-//! Values are read as a file's are: `${env:NAME}`, `${file:PATH}` and `${NODE_IP}` are
+//! `-H 'Host: ..'` and `-H 'User-Agent: ..'` are the client's `host` and `user_agent` keys, as
+//! curl users expect. Values are read as a file's are: `${env:NAME}`, `${file:PATH}` and `${NODE_IP}` are
 //! substituted (an `-H 'Authorization: Bearer ${env:TOKEN}'` keeps the token out of the shell's
 //! history and the process list), `$${` is a literal `${`.
 
@@ -57,8 +58,18 @@ impl AdHoc {
     /// The probes.d text of this target, or the flags that cannot be written as one (a header
     /// without a colon, a profile given twice).
     pub fn to_toml(&self) -> Result<String, ConfigErrors> {
-        let headers = self.parsed_headers()?;
+        let mut headers = self.parsed_headers()?;
         let mut errors = Vec::new();
+        // `-H 'Host: ..'` and `-H 'User-Agent: ..'` are what curl users write: they are the
+        // view's `host` and `user_agent` keys (a file would reject them as headers).
+        let mut take = |name: &str| {
+            let i = headers.iter().position(|(n, _)| n.eq_ignore_ascii_case(name))?;
+            Some(headers.remove(i).1)
+        };
+        let (host_header, user_agent) = (take("host"), take("user-agent"));
+        if host_header.is_some() && self.host.is_some() {
+            errors.push(flag_error("-H Host", "--host sets the Host header already: give one of the two"));
+        }
         for (i, p) in self.profiles.iter().enumerate() {
             if self.profiles[..i].contains(p) {
                 errors.push(flag_error(format!("--as {p}"), "given twice: each profile is one checker view"));
@@ -71,7 +82,8 @@ impl AdHoc {
         let _ = writeln!(t, "[[target]]\nname = {}\n\n[target.client]", toml_string(&target_name(&self.url)));
         let _ = writeln!(t, "url = {}", toml_string(&self.url));
         key(&mut t, "connect_to", self.connect_to.as_deref());
-        key(&mut t, "host", self.host.as_deref());
+        key(&mut t, "host", self.host.as_deref().or(host_header.as_deref()));
+        key(&mut t, "user_agent", user_agent.as_deref());
         match &self.sni {
             Some(Some(name)) => key(&mut t, "sni", Some(name)),
             Some(None) => t.push_str("sni = false\n"),
@@ -185,6 +197,7 @@ impl AdHoc {
             "url" => "URL".to_owned(),
             "connect_to" => "--connect-to".to_owned(),
             "host" => "--host".to_owned(),
+            "user_agent" => "-H User-Agent".to_owned(),
             "sni" => "--sni".to_owned(),
             "verify" => "--insecure".to_owned(),
             "ca_file" => "--ca-file".to_owned(),
@@ -302,7 +315,11 @@ mod tests {
             profiles: vec!["aws-alb".into(), "kube-proxy".into()],
             check_url: Some("http://10.0.1.5:31080/healthz".into()),
             host: Some("www.example.com".into()),
-            headers: vec!["Authorization: Bearer s3cret".into(), "X-Trace:1".into()],
+            headers: vec![
+                "Authorization: Bearer s3cret".into(),
+                "X-Trace:1".into(),
+                "User-Agent: Mozilla/5.0".into(),
+            ],
             ..shop()
         };
         let plan = compile(&adhoc).expect("compiles");
@@ -318,6 +335,11 @@ mod tests {
         let headers: Vec<(String, bool)> =
             t.client.http.headers.iter().map(|(n, v)| (n.to_string(), v.is_secret())).collect();
         assert_eq!(headers, [("authorization".to_owned(), true), ("x-trace".to_owned(), false)]);
+        assert_eq!(t.client.http.user_agent.as_deref(), Some("Mozilla/5.0"), "-H User-Agent is the agent");
+        assert_eq!(alb.http.user_agent.as_deref(), Some("ELB-HealthChecker/2.0"));
+        let via_header = AdHoc { headers: vec!["HOST: www.example.com".into()], ..shop() };
+        let plan = compile(&via_header).expect("compiles");
+        assert_eq!(plan.targets[0].client.http.host, HostHeader::Value("www.example.com".into()));
     }
 
     #[test]
@@ -369,6 +391,9 @@ mod tests {
         assert!(errors.contains("-H authorization") || errors.contains("-H Authorization"), "{errors}");
         assert!(!errors.contains("s3cret"), "{errors}");
         assert!(!errors.contains("command-line.toml"), "{errors}");
+
+        let both = AdHoc { host: Some("a".into()), headers: vec!["host: b".into()], ..shop() };
+        assert!(compile(&both).expect_err("two Hosts").contains("-H Host: --host sets"));
 
         let twice = AdHoc { profiles: vec!["gcp".into(), "gcp".into()], ..shop() };
         assert!(compile(&twice).expect_err("twice").contains("--as gcp: given twice"));
