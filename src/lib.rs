@@ -9,7 +9,8 @@
 //!
 //! - [`config`]: `probes.d/` loaded (`load`), compiled (`compile`) into an immutable
 //!   [`config::Plan`] of [`config::Target`]s, each a client [`config::View`] and its checker
-//!   views (`view`); checker profiles (`profiles`); `${..}` substitution and secrets.
+//!   views (`view`); checker profiles (`profiles`); `${..}` substitution and secrets; a target
+//!   given on the command line (`adhoc`), compiled as a file would be.
 //! - [`probe`]: one execution of a view — dns, tcp (source bind), PROXY header, tls, http, grpc —
 //!   and the [`probe::Outcome`] record with its closed error taxonomy (`outcome`).
 //! - [`pki`]: certificates made at run time (a CA, leaves with chosen names and validity,
@@ -18,7 +19,10 @@
 //! - [`diff`]: per target, client verdict against each checker verdict (`lifecycle`); request
 //!   attributes (`attribute`), hybrids (`hybrid`), attribution (`attribution`), the diagnosis
 //!   (`diagnosis`), the mismatch record (`mismatch`), the `allow_sources` audit (`audit`).
-//! - [`report`]: `parallax probe` output (JSON lines and the table).
+//! - [`report`]: `parallax probe` output (JSON lines, the table, and `probe URL`'s account of
+//!   every phase).
+//! - [`profile_card`]: `parallax profiles` — each profile in a line, and one profile's card
+//!   (what it sends, rendered by the probe engine; how it judges; its sources).
 //! - [`schedule`]: timers — per-view intervals spread by a stable hash, jitter, skip-when-busy,
 //!   the cap on probes in flight, lateness.
 //! - [`status`]: the status document the daemon keeps and the admin server serves.
@@ -43,6 +47,7 @@ pub mod discovery;
 pub mod export;
 pub mod pki;
 pub mod probe;
+pub mod profile_card;
 pub mod report;
 pub mod schedule;
 pub mod status;

@@ -122,7 +122,30 @@ enum Command {
     },
     /// Probe every selected view once, concurrently, diff each checker against the client view,
     /// print the outcomes, the mismatches (direction, diagnosis, flipped attributes, evidence)
-    /// and a summary, exit.
+    /// and a summary, exit. Or, given a URL, probe it ad hoc: no configuration needed.
+    ///
+    /// Ad hoc, the URL is the client view (the target as its users reach it) and each `--as
+    /// PROFILE` adds that checker's view (`parallax profiles` lists them), probing `--check-url`
+    /// (say the node port and the health path) or else the same URL and address; then one
+    /// round, diff and attribution exactly as with `-c DIR`. The flags are compiled as a
+    /// probes.d file would be (same defaults, validation and errors; `${env:NAME}` is read):
+    ///
+    ///   # What does the ALB's check see, next to what users get?
+    ///   parallax probe https://shop.example.com/ --as aws-alb --check-url http://10.0.1.5:31080/healthz
+    ///
+    ///   # Every phase of one request (DNS, address, TLS and certificate, request and response
+    ///   # heads, timings): a curl -v for TLS, SNI and Host questions
+    ///   parallax probe https://shop.example.com/ --connect-to 10.0.1.5:443
+    ///
+    ///   # Two checkers of an externalTrafficPolicy: Local Service, with a token for the users
+    ///   parallax probe https://api.example.com/v1/ping -H 'Authorization: Bearer ${env:TOKEN}' \
+    ///       --as gcp --as kube-proxy --check-url http://10.0.1.5:32000/healthz
+    ///
+    /// The URL, `--host`, `--sni`/`--no-sni`, `-H` and `--insecure` shape the client view (the
+    /// checkers send what their profile sends); `--connect-to` too, and the checkers' when there
+    /// is no `--check-url`; `--ca-file` and `--source` apply to every view; `--proxy-protocol` to
+    /// the checkers (the client's without `--as`). Secret headers (Authorization, Cookie,
+    /// Proxy-Authorization, values from `${env:..}`) are shown as <redacted>, as in files.
     ///
     /// The table shows, per target, the client view and its checkers side by side (result,
     /// status, total time, address dialed, request, Host, TLS, what else was sent), each
@@ -132,12 +155,55 @@ enum Command {
     /// `allow_sources` audit, which needs no traffic), 1 otherwise, 2 on a usage or
     /// configuration error. JSON output is one object per line: every `outcome`, then every
     /// `mismatch`, then one `summary`.
-    #[command(after_long_help = DIAGNOSES_HELP)]
+    // Verbatim keeps the examples' lines; `about` is the one line of the commands' list.
+    #[command(after_long_help = DIAGNOSES_HELP, verbatim_doc_comment)]
+    #[command(about = "Probe every selected view once (or a URL, ad hoc, `--as` its checkers), \
+                       diff each checker against the client view, print outcomes, mismatches \
+                       and a summary, exit")]
     Probe {
-        #[command(flatten)]
-        config: ConfigDir,
-        /// Probe only this target (repeatable). Default: every target.
-        #[arg(long = "target", value_name = "NAME")]
+        /// Probe this URL ad hoc, as its users reach it, instead of the configured targets.
+        #[arg(value_name = "URL")]
+        url: Option<String>,
+        /// Configuration directory (default: $PARALLAX_CONFIG, else probes.d). Not with a URL.
+        #[arg(short = 'c', long = "config", value_name = "DIR")]
+        config: Option<PathBuf>,
+        /// Add this checker's view (repeatable): aws-alb, gcp, kube-proxy… (`parallax profiles`).
+        #[arg(long = "as", value_name = "PROFILE", requires = "url")]
+        profiles: Vec<String>,
+        /// Where the checkers probe (the node port and health path). Default: the URL (and
+        /// `--connect-to`).
+        #[arg(long, value_name = "URL", requires = "url")]
+        check_url: Option<String>,
+        /// Dial this `host:port` instead of the URL's (the Host header and SNI stay the URL's).
+        #[arg(long, value_name = "ADDR", requires = "url")]
+        connect_to: Option<String>,
+        /// The client's Host header.
+        #[arg(long, value_name = "HOST", requires = "url")]
+        host: Option<String>,
+        /// The client's SNI (default: the URL's host name).
+        #[arg(long, value_name = "NAME", requires = "url", conflicts_with = "no_sni")]
+        sni: Option<String>,
+        /// The client sends no SNI.
+        #[arg(long, requires = "url")]
+        no_sni: bool,
+        /// An extra header of the client's request, `'Name: value'` (repeatable); `Host:` and
+        /// `User-Agent:` replace its Host and User-Agent, as in curl.
+        #[arg(short = 'H', long = "header", value_name = "HEADER", requires = "url")]
+        headers: Vec<String>,
+        /// Trust only the roots of this PEM file (every TLS view).
+        #[arg(long, value_name = "FILE", requires = "url")]
+        ca_file: Option<PathBuf>,
+        /// The client does not verify the certificate (it is still shown).
+        #[arg(long, requires = "url")]
+        insecure: bool,
+        /// Bind this local address (or a local address of this network) for every view.
+        #[arg(long, value_name = "ADDR", requires = "url")]
+        source: Option<String>,
+        /// Send a PROXY protocol header (the checkers'; the client's without `--as`).
+        #[arg(long, value_name = "VERSION", requires = "url", value_parser = ["v1", "v2"])]
+        proxy_protocol: Option<String>,
+        /// Probe only this target (repeatable). Default: every target. Not with a URL.
+        #[arg(long = "target", value_name = "NAME", conflicts_with = "url")]
         targets: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -201,6 +267,54 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = DiscoverFormat::Toml)]
         format: DiscoverFormat,
+    },
+    /// List the checker profiles, or show one: what that checker sends (request line, Host,
+    /// User-Agent, SNI, verification, PROXY header, HTTP version, and the bytes on the wire for
+    /// an example check, rendered by the probe engine), how it judges (statuses, interval,
+    /// timeout, rise/fall, starting state) and the sources it rests on.
+    ///
+    ///   parallax profiles
+    ///   parallax profiles aws-alb
+    ///   parallax profiles gcp --format json
+    ///
+    /// Exit 0, or 2 for a name that is no profile (with the closest one and the list).
+    #[command(verbatim_doc_comment)]
+    #[command(about = "List the checker profiles, or show what one sends (byte for byte), how it \
+                       judges and the sources it rests on")]
+    Profiles {
+        /// The profile to show (default: list them all).
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Print a shell completion script, generated from this command line's definitions.
+    ///
+    ///   parallax completions bash > /etc/bash_completion.d/parallax
+    ///   parallax completions zsh > "${fpath[1]}/_parallax"
+    ///   parallax completions fish > ~/.config/fish/completions/parallax.fish
+    #[command(verbatim_doc_comment)]
+    #[command(about = "Print a shell completion script (bash, zsh, fish...)")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from this command line's definitions.
+    ///
+    ///   parallax man > /usr/local/share/man/man1/parallax.1
+    ///   parallax man probe                                 # parallax-probe(1) alone
+    ///   parallax man --dir /usr/local/share/man/man1       # every page
+    #[command(verbatim_doc_comment)]
+    #[command(about = "Print the manual page (roff), or write every page into a directory")]
+    Man {
+        /// Print this command's page instead (`parallax man probe`: parallax-probe(1)).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+        /// Write every page (parallax.1 and a parallax-COMMAND.1 per command) into this directory.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
     },
     /// Try parallax in one command: start, inside this process, backends on 127.0.0.x that
     /// reproduce real load-balancer failures next to a healthy service, watch them with the
@@ -297,8 +411,59 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config, workers } => run(&config.dir, usize::from(workers)),
         Command::Check { config } => check(&config.dir),
-        Command::Probe { config, targets, format, concurrency, no_attribution } => {
-            match probe(&config.dir, &targets, format, usize::from(concurrency), !no_attribution) {
+        Command::Probe {
+            url,
+            config,
+            profiles,
+            check_url,
+            connect_to,
+            host,
+            sni,
+            no_sni,
+            headers,
+            ca_file,
+            insecure,
+            source,
+            proxy_protocol,
+            targets,
+            format,
+            concurrency,
+            no_attribution,
+        } => {
+            let round = Round { format, concurrency: usize::from(concurrency), attribution: !no_attribution };
+            let result = match (url, config) {
+                (Some(_), Some(_)) => {
+                    eprintln!(
+                        "parallax probe: -c DIR probes the configured targets and a URL probes one \
+                         target ad hoc: give one or the other, not both"
+                    );
+                    return ExitCode::from(2);
+                }
+                (Some(url), None) => {
+                    let sni = if no_sni { Some(None) } else { sni.map(Some) };
+                    let adhoc = config::AdHoc {
+                        url,
+                        profiles,
+                        check_url,
+                        connect_to,
+                        host,
+                        sni,
+                        headers,
+                        ca_file,
+                        insecure,
+                        source,
+                        proxy_protocol,
+                    };
+                    probe_adhoc(&adhoc, round)
+                }
+                (None, dir) => {
+                    let dir = dir
+                        .or_else(|| std::env::var_os("PARALLAX_CONFIG").map(PathBuf::from))
+                        .unwrap_or_else(|| PathBuf::from("probes.d"));
+                    probe(&dir, &targets, round)
+                }
+            };
+            match result {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("parallax: {e:#}");
@@ -306,6 +471,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Profiles { name, format } => profiles(name.as_deref(), format),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "parallax", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { command, dir } => man(command.as_deref(), dir.as_deref()),
         Command::Discover {
             config,
             kubeconfig,
@@ -539,35 +711,149 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-fn probe(
-    dir: &std::path::Path,
-    names: &[String],
+/// How `parallax probe` runs its round and prints it.
+#[derive(Debug, Clone, Copy)]
+struct Round {
     format: Format,
     concurrency: usize,
     attribution: bool,
-) -> anyhow::Result<ExitCode> {
+}
+
+fn probe(dir: &std::path::Path, names: &[String], round: Round) -> anyhow::Result<ExitCode> {
     let plan = match load(dir) {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
     let targets = select(&plan, names)?;
+    probe_plan(&plan, &targets, round)
+}
+
+/// `parallax probe URL [--as PROFILE]...`: the command line's target compiled as a file would
+/// be, then the same round; without `--as` and as a table, every phase of the one probe.
+fn probe_adhoc(adhoc: &config::AdHoc, round: Round) -> anyhow::Result<ExitCode> {
+    let plan = match adhoc.compile(&config::ProcessEnv) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("parallax probe: {} error(s) on the command line", errors.0.len());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let targets: Vec<&Target> = plan.targets.iter().collect();
+    let [target] = targets[..] else {
+        anyhow::bail!("the command line compiled to {} targets", targets.len())
+    };
+    if !target.checkers.is_empty() || round.format == Format::Json {
+        return probe_plan(&plan, &targets, round);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (text, outcomes) = runtime.block_on(async {
+        let probes = Prober::new().probe_with_response_heads(&target.client).await;
+        let text = report::transcript(&target.client, &probes).await;
+        (text, probes.into_iter().map(|(o, _)| o).collect::<Vec<_>>())
+    });
+    let summary = report::Summary::of(&targets, &outcomes, 0, 0);
+    print!("{text}");
+    Ok(ExitCode::from(summary.exit_code() as u8))
+}
+
+/// One round of `targets` of `plan`: probe, diff, print, and the exit code.
+fn probe_plan(plan: &Plan, targets: &[&Target], round: Round) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let prober = Arc::new(Prober::new());
     let (outcomes, mismatches) = runtime.block_on(async {
-        let outcomes = report::probe_round(prober.clone(), &targets, concurrency).await;
-        let mismatches = report::diff_round(&prober, &targets, &outcomes, attribution).await;
+        let outcomes = report::probe_round(prober.clone(), targets, round.concurrency).await;
+        let mismatches = report::diff_round(&prober, targets, &outcomes, round.attribution).await;
         (outcomes, mismatches)
     });
-    let cluster = report::ClusterFindings::of(&plan, &targets, &outcomes);
-    let summary = report::Summary::of(&targets, &outcomes, mismatches.len(), cluster.conditions.len());
-    match format {
+    let cluster = report::ClusterFindings::of(plan, targets, &outcomes);
+    let summary = report::Summary::of(targets, &outcomes, mismatches.len(), cluster.conditions.len());
+    match round.format {
         Format::Json => print!("{}", report::json_lines(&outcomes, &mismatches, &cluster, &summary)),
-        Format::Table => print!("{}", report::table(&plan, &outcomes, &mismatches, &cluster, &summary)),
+        Format::Table => print!("{}", report::table(plan, &outcomes, &mismatches, &cluster, &summary)),
     }
     Ok(ExitCode::from(summary.exit_code() as u8))
+}
+
+/// `parallax man [COMMAND] [--dir DIR]`: the top page, one command's, or every page written to
+/// `dir`; exit 2 for a command that does not exist, 1 when a page cannot be written.
+fn man(command: Option<&str>, dir: Option<&std::path::Path>) -> ExitCode {
+    let mut cli = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    // Built, so that each command's page is named `parallax-COMMAND` as the top page cites it.
+    cli.build();
+    let written = match (command, dir) {
+        (_, Some(dir)) => clap_mangen::generate_to(cli, dir),
+        (None, None) => clap_mangen::Man::new(cli).render(&mut std::io::stdout()),
+        (Some(name), None) => match cli.find_subcommand(name) {
+            Some(sub) => clap_mangen::Man::new(sub.clone()).render(&mut std::io::stdout()),
+            None => {
+                let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                eprintln!("parallax man: no command `{name}`; commands: {}", names.join(", "));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parallax man: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `parallax profiles [NAME]`: the list, or one profile's card; exit 2 for an unknown name.
+fn profiles(name: Option<&str>, format: Format) -> ExitCode {
+    use parallax::config::ProfileName;
+    use parallax::profile_card;
+    let Some(name) = name else {
+        let lines = profile_card::list();
+        match format {
+            Format::Table => print!("{}", profile_card::list_text(&lines)),
+            Format::Json => {
+                for line in &lines {
+                    println!("{}", serde_json::to_string(line).unwrap_or_default());
+                }
+            }
+        }
+        return ExitCode::SUCCESS;
+    };
+    let Some(profile) = ProfileName::from_name(name) else {
+        let suggestion = parallax::config::profiles::closest(name)
+            .map(|p| format!(" Did you mean `{p}`?"))
+            .unwrap_or_default();
+        let all: Vec<&str> = ProfileName::ALL.iter().map(|p| p.as_str()).collect();
+        eprintln!("parallax profiles: no profile named `{name}`.{suggestion}\nProfiles: {}", all.join(", "));
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("parallax: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(profile_card::card(profile)) {
+        Ok(card) => {
+            match format {
+                Format::Table => print!("{}", profile_card::card_text(&card)),
+                Format::Json => println!("{}", serde_json::to_string(&card).unwrap_or_default()),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("parallax profiles {name}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// The targets named on the command line, in configuration order; all when none is named.

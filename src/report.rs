@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::config::{Condition, Plan, Role, Target, View};
 use crate::diff::diagnosis::cluster::explain_failure;
 use crate::diff::{AttributionSettings, Diagnosis, Mismatch};
-use crate::probe::{Outcome, Prober};
+use crate::probe::{Outcome, Prober, ResponseHead};
 
 /// Probes every view of `targets` once, at most `concurrency` at a time, and returns the outcomes
 /// in configuration order (targets in order, client view first).
@@ -368,4 +368,172 @@ fn column(o: &Outcome) -> [String; 9] {
     }
     let sent = if sent.is_empty() { "-".to_owned() } else { sent.join(" ") };
     [title, result, status, total, dialed, request, host, tls, sent]
+}
+
+/// Response headers whose values are never shown: they carry the server's credentials for the
+/// client (a session cookie).
+const SECRET_RESPONSE_HEADERS: [&str; 2] = ["set-cookie", "set-cookie2"];
+
+/// `parallax probe URL`'s account of one view's probe, phase by phase, as `curl -v` would give
+/// it and more: the DNS answer, the address dialed (and from where), the PROXY header, the TLS
+/// handshake (version, cipher, ALPN, the SNI sent, the certificate's subject, SANs, issuer,
+/// validity and fingerprint, and the verification's result), the request head as sent, the
+/// response head, the result and the timings. Secret values are `<redacted>` as everywhere.
+pub async fn transcript(view: &View, probes: &[(Outcome, Option<ResponseHead>)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {} ({})", view.target, view.url_display, view.name);
+    for (outcome, head) in probes {
+        out.push_str(&phases(view, outcome, head.as_ref()).await);
+    }
+    out
+}
+
+/// One outcome's phases (see [`transcript`]).
+async fn phases(view: &View, o: &Outcome, head: Option<&ResponseHead>) -> String {
+    let mut out = String::new();
+    let ms = |d: std::time::Duration| format!("{:.1}ms", d.as_secs_f64() * 1e3);
+    let mut line = |phase: &str, text: String| {
+        let _ = writeln!(out, "  {phase:<9} {text}");
+    };
+    let dial = view.dial_endpoint();
+    let resolved: Vec<String> = o.resolved.iter().map(|ip| ip.to_string()).collect();
+    let dns = match (&dial.host, o.timings.dns) {
+        (crate::config::Host::Ip(ip), _) => format!("{ip} (an address: nothing to resolve)"),
+        (crate::config::Host::Name(name), Some(took)) if !resolved.is_empty() => {
+            format!("{name} -> {} ({})", resolved.join(", "), ms(took))
+        }
+        (crate::config::Host::Name(name), _) => format!("{name} -> no answer"),
+    };
+    line("dns", dns);
+    if view.connect_to.is_some() {
+        line("", format!("dialing {dial} instead of the URL's {}", view.url_endpoint));
+    }
+    if let Some(peer) = o.peer.or(o.request.address) {
+        let from = o.local.map(|l| format!(" from {l}")).unwrap_or_default();
+        let took = o.timings.connect.map(|d| format!(" ({})", ms(d))).unwrap_or_default();
+        let state = if o.timings.connect.is_some() { "connected to" } else { "dialing" };
+        line("connect", format!("{state} {peer}{from}{took}"));
+    }
+    if let Some(p) = view.proxy_protocol {
+        let command = if p.local { "LOCAL (no addresses)" } else { "PROXY (this connection's addresses)" };
+        let version = match p.version {
+            crate::config::ProxyVersion::V1 => "v1",
+            crate::config::ProxyVersion::V2 => "v2",
+        };
+        line("proxy", format!("PROXY protocol {version} header, {command}"));
+    }
+    if view.scheme.uses_tls() {
+        let sni = o.request.sni.as_deref().unwrap_or("none");
+        match &o.tls {
+            Some(t) => {
+                let mut hello = vec![format!("SNI sent: {sni}")];
+                hello.extend(t.version.clone());
+                hello.extend(t.cipher.clone());
+                hello.push(format!("ALPN {}", t.alpn.as_deref().unwrap_or("none")));
+                let took = o.timings.tls.map(|d| format!(" ({})", ms(d))).unwrap_or_default();
+                line("tls", format!("{}{took}", hello.join(", ")));
+                let field = |name: &str, value: Option<&str>| format!("{name:<8} {}", value.unwrap_or("-"));
+                line("", format!("certificate {}", field("subject", t.cert_subject.as_deref())));
+                line("", format!("            {}", field("SANs", Some(&t.cert_sans.join(", ")))));
+                line("", format!("            {}", field("issuer", t.cert_issuer.as_deref())));
+                let validity = match (&t.not_before, &t.not_after) {
+                    (Some(from), Some(to)) => format!("{from} to {to}"),
+                    _ => "-".to_owned(),
+                };
+                line("", format!("            {}", field("valid", Some(&validity))));
+                line("", format!("            {}", field("sha256", t.cert_sha256.as_deref())));
+                line(
+                    "",
+                    format!(
+                        "            {}",
+                        field("chain", Some(&format!("{} certificate(s)", t.chain_len)))
+                    ),
+                );
+            }
+            None => line("tls", format!("SNI sent: {sni}; no handshake completed")),
+        }
+        let verification = match (view.tls.verify, o.phase) {
+            (false, _) => "off: the certificate is recorded, not judged".to_owned(),
+            (true, Some(crate::probe::Phase::Tls)) => {
+                format!("FAILED: {}", o.error.map(|c| c.as_str()).unwrap_or("tls"))
+            }
+            (
+                true,
+                Some(crate::probe::Phase::Dns | crate::probe::Phase::Connect | crate::probe::Phase::Proxy),
+            ) => "not reached".to_owned(),
+            (true, _) => {
+                let roots =
+                    if view.tls.ca_file.is_some() { "the --ca-file roots" } else { "the system's roots" };
+                format!("ok: the chain (against {roots}) and the name")
+            }
+        };
+        line("", format!("verification {verification}"));
+    }
+    if view.scheme.uses_http() {
+        let sent = o.request.http_version.is_some();
+        let h2 = o.request.http_version == Some("HTTP/2");
+        let host = match (&o.request.host, o.peer) {
+            (Some(h), _) => Some(h.clone()),
+            (None, Some(peer)) => {
+                view.host_header(crate::config::Dialed::Address(peer)).map(|h| h.into_owned())
+            }
+            (None, None) => view.host_header(crate::config::Dialed::Endpoint(dial)).map(|h| h.into_owned()),
+        };
+        let label = if sent { "request" } else { "would send" };
+        match crate::probe::http::shown_request_head(view, h2, host.as_deref()).await {
+            Ok(lines) => {
+                for (i, l) in lines.iter().enumerate() {
+                    line(if i == 0 { label } else { "" }, format!("> {l}"));
+                }
+            }
+            Err(e) => line(label, format!("cannot be built: {}", e.detail)),
+        }
+        if let Some(body) = &view.http.body {
+            line(
+                "",
+                format!(
+                    "> ({} body bytes{})",
+                    body.expose().len(),
+                    if body.is_secret() { ", secret" } else { "" }
+                ),
+            );
+        }
+    }
+    if let Some(head) = head {
+        let reason = http::StatusCode::from_u16(head.status).ok().and_then(|s| s.canonical_reason());
+        line(
+            "response",
+            format!(
+                "< {} {}{}",
+                head.version,
+                head.status,
+                reason.map(|r| format!(" {r}")).unwrap_or_default()
+            ),
+        );
+        for (name, value) in &head.headers {
+            let value = if SECRET_RESPONSE_HEADERS.contains(&name.as_str()) { "<redacted>" } else { value };
+            line("", format!("< {name}: {value}"));
+        }
+        if let Some(n) = o.body_bytes {
+            line("", format!("({n} body bytes)"));
+        }
+    } else if let Some(status) = o.grpc_status.as_ref() {
+        line("response", format!("gRPC health: {status}"));
+    }
+    let result = match (o.ok, o.phase, o.error) {
+        (true, _, _) => "ok".to_owned(),
+        (false, Some(phase), Some(code)) => {
+            format!("FAIL {phase}/{code}: {}", o.detail.as_deref().unwrap_or_default())
+        }
+        (false, _, _) => format!("FAIL {}", o.detail.as_deref().unwrap_or_default()),
+    };
+    line("result", result);
+    let t = &o.timings;
+    let mut timings: Vec<String> = [("dns", t.dns), ("connect", t.connect), ("tls", t.tls), ("ttfb", t.ttfb)]
+        .into_iter()
+        .filter_map(|(name, d)| d.map(|d| format!("{name} {}", ms(d))))
+        .collect();
+    timings.push(format!("total {}", ms(t.total)));
+    line("timings", timings.join("  "));
+    out
 }

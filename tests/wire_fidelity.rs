@@ -529,6 +529,73 @@ tls_request_tests! {
     tls_generic_sends_sni_and_offers_no_alpn: Some(ProfileName::Generic), "127.0.0.72";
 }
 
+// ---------------------------------------------------------------------------------------------
+// Ad hoc (`parallax probe URL --as PROFILE`): the same checker as a configured one
+// ---------------------------------------------------------------------------------------------
+
+/// Probes `view` once and returns what `rec` recorded of it.
+async fn record(view: &View, rec: &mut Recorder) -> Recorded {
+    let _ = probe_once(view).await;
+    rec.next(Duration::from_secs(5)).await
+}
+
+/// The checker view `profile` of an ad-hoc target.
+fn adhoc_view(adhoc: &config::AdHoc, profile: ProfileName) -> View {
+    match adhoc.compile(&HashMap::<String, String>::new()) {
+        Ok(plan) => view(&plan, profile.as_str()).clone(),
+        Err(errors) => panic!("{adhoc:?} did not compile:\n{errors}"),
+    }
+}
+
+/// For every profile, the checker `parallax probe URL --as PROFILE` builds puts on the wire
+/// exactly what the configured checker does: over plain HTTP with a PROXY v2 header (its
+/// command and length: the addresses carry each connection's own port), and over TLS through
+/// `--connect-to` (SNI, offered ALPN, the request inside).
+#[tokio::test]
+async fn adhoc_checkers_send_the_bytes_of_configured_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    for &profile in ProfileName::ALL {
+        let mut rec = Recorder::plain("127.0.0.80", answer_for(Some(profile))).await;
+        let addr = rec.addr;
+        let (client_url, check_url) = (format!("http://{addr}/"), format!("http://{addr}/healthz?probe=1"));
+        let toml =
+            target_toml(&client_url, "", Some((profile.as_str(), &check_url, "proxy_protocol = \"v2\"")));
+        let configured = record(view(&load(dir.path(), &toml), "hc"), &mut rec).await;
+        let adhoc = config::AdHoc {
+            url: client_url,
+            profiles: vec![profile.as_str().to_owned()],
+            check_url: Some(check_url),
+            proxy_protocol: Some("v2".to_owned()),
+            ..config::AdHoc::default()
+        };
+        let adhoc = record(&adhoc_view(&adhoc, profile), &mut rec).await;
+        assert_eq!(adhoc.request_text(), configured.request_text(), "{profile} over HTTP");
+        assert!(configured.proxy.len() >= 16, "{profile}: a PROXY v2 header came");
+        assert_eq!(adhoc.proxy.len(), configured.proxy.len(), "{profile}: PROXY header length");
+        assert_eq!(adhoc.proxy[..13], configured.proxy[..13], "{profile}: PROXY v2 command");
+
+        let mut rec = Recorder::tls("127.0.0.81", &pki).await;
+        let addr = rec.addr;
+        let url = format!("https://{TLS_NAME}:{}/healthz", addr.port());
+        let keys = format!("connect_to = \"{addr}\"\nca_file = \"{}\"\n", pki.ca_file.display());
+        let toml = target_toml(&url, &keys, Some((profile.as_str(), &url, &keys)));
+        let configured = record(view(&load(dir.path(), &toml), "hc"), &mut rec).await;
+        let adhoc = config::AdHoc {
+            url,
+            profiles: vec![profile.as_str().to_owned()],
+            connect_to: Some(addr.to_string()),
+            ca_file: Some(pki.ca_file.clone()),
+            ..config::AdHoc::default()
+        };
+        let adhoc = record(&adhoc_view(&adhoc, profile), &mut rec).await;
+        assert!(!configured.request.is_empty(), "{profile}: a request came over TLS");
+        assert_eq!(adhoc.request_text(), configured.request_text(), "{profile} inside TLS");
+        assert_eq!(adhoc.sni, configured.sni, "{profile}: SNI");
+        assert_eq!(adhoc.alpn_offered, configured.alpn_offered, "{profile}: ALPN");
+    }
+}
+
 #[tokio::test]
 async fn tls_kubelet_sends_no_sni_for_an_ip_url() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -317,17 +317,7 @@ fn expect(v: &View) -> String {
     let e = &v.expect;
     let mut parts = Vec::new();
     if v.scheme.uses_http() {
-        let status: Vec<String> = e
-            .status
-            .iter()
-            .map(|r| {
-                if r.start() == r.end() {
-                    r.start().to_string()
-                } else {
-                    format!("{}-{}", r.start(), r.end())
-                }
-            })
-            .collect();
+        let status: Vec<String> = e.status.iter().map(super::view::status_range_text).collect();
         parts.push(format!("status {}", status.join(", ")));
         if let Some(b) = &e.body_contains {
             parts.push(format!("body contains {b:?}"));

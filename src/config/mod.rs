@@ -9,7 +9,10 @@
 //! - [`plan`]: [`Plan`], [`Target`], the settings; [`view`]: [`View`] and what it is made of,
 //!   with the rules derived from it (SNI, Host header, displayed path); `secret`: [`Secret`].
 //! - [`profiles`]: what each checker profile supplies; `explain`: `parallax check`'s output.
+//! - [`adhoc`]: a target given on the command line (`parallax probe URL --as ...`), as probes.d
+//!   text compiled like a file.
 
+pub mod adhoc;
 pub mod cluster;
 mod compile;
 pub mod discovery;
@@ -27,6 +30,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use adhoc::AdHoc;
 pub use cluster::{ClusterFacts, Condition, ConditionKind, TlsEntry};
 pub use discovery::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
 pub use explain::explain;

@@ -138,6 +138,134 @@ pub fn defaults(profile: ProfileName) -> ProfileDefaults {
     }
 }
 
+/// What `profile` emulates, in one line (`parallax profiles`).
+pub fn summary(profile: ProfileName) -> &'static str {
+    match profile {
+        ProfileName::AwsAlb => {
+            "AWS ALB target group: GET HTTP/1.1, Host = target ip:port, ELB-HealthChecker/2.0, 200 only"
+        }
+        ProfileName::AwsNlb => "AWS NLB target group: as aws-alb, 200-399, a PROXY v2 header is LOCAL",
+        ProfileName::AwsClb => "AWS Classic ELB: GET HTTP/1.1 with no Host, ELB-HealthChecker/1.0, 200 only",
+        ProfileName::Gcp => "GCP health checks: GET HTTP/1.1, Host = dialed IP, GoogleHC/1.0, 200 only",
+        ProfileName::GcpLegacy => "GCP legacy HTTP(S) checks (target pools): as gcp, legacy source ranges",
+        ProfileName::AzureLb => {
+            "Azure Load Balancer probe: GET HTTP/1.1, Host = backend ip:port, no User-Agent, 200 only"
+        }
+        ProfileName::AzureAppgw => {
+            "Azure Application Gateway probe: Host 127.0.0.1, verifies certificates, 200-399"
+        }
+        ProfileName::KubeProxy => {
+            "kube-proxy healthCheckNodePort: 200 with localEndpoints > 0 (externalTrafficPolicy: Local)"
+        }
+        ProfileName::Haproxy => {
+            "HAProxy option httpchk: OPTIONS <path> HTTP/1.0 and nothing else, 2xx/3xx pass"
+        }
+        ProfileName::Envoy => {
+            "Envoy active health checking: GET HTTP/1.1, user-agent Envoy/HC, 200 only, fall 1"
+        }
+        ProfileName::Kubelet => "kubelet readiness probe: Go's client, kube-probe/1.31, Accept: */*, 200-399",
+        ProfileName::Generic => {
+            "parallax's own checker defaults: GET HTTP/1.1, the URL's Host and SNI, 200-399"
+        }
+    }
+}
+
+/// The sources `profile` rests on, as URLs and issue references (docs/profiles.md, "Sources",
+/// says the same: a test holds every one of them to that list). `generic` rests on none.
+pub fn sources(profile: ProfileName) -> Vec<&'static str> {
+    let numbers: &[usize] = match profile {
+        ProfileName::AwsAlb => &[1, 2, 5, 6, 8, 9, 34],
+        ProfileName::AwsNlb => &[3, 4, 5, 6],
+        ProfileName::AwsClb => &[7, 8],
+        ProfileName::Gcp => &[11, 12, 13, 14, 15, 16, 17],
+        ProfileName::GcpLegacy => &[12, 13, 15],
+        ProfileName::AzureLb => &[18, 19, 20, 22],
+        ProfileName::AzureAppgw => &[21, 23, 24],
+        ProfileName::KubeProxy => &[17, 25, 26],
+        ProfileName::Haproxy => &[31],
+        ProfileName::Envoy => &[29, 30],
+        ProfileName::Kubelet => &[14, 32, 33],
+        ProfileName::Generic => &[],
+    };
+    numbers.iter().filter_map(|n| SOURCES.get(n - 1).copied()).collect()
+}
+
+/// docs/profiles.md's numbered sources, in order (number `n` is index `n - 1`).
+const SOURCES: [&str; 34] = [
+    "https://docs.aws.amazon.com/elasticloadbalancing/latest/application/target-group-health-checks.html",
+    "awsdocs/elb-application-load-balancers-user-guide `load-balancer-target-groups.md`",
+    "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html",
+    "awsdocs/elb-network-load-balancers-user-guide `load-balancer-target-groups.md`",
+    "https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_Matcher.html",
+    "https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateTargetGroup.html",
+    "awsdocs/elb-classic-load-balancers-user-guide `elb-healthchecks.md`, `ts-elb-healthcheck.md`",
+    "aptible/docker-nginx#114; EasyEngine/easyengine#1457; fnando/browser#275",
+    "apache/apisix-helm-chart#546; gravitational/teleport#14176; istio/istio#31421",
+    "aptible/docker-nginx#75",
+    "https://cloud.google.com/load-balancing/docs/health-check-concepts",
+    "https://cloud.google.com/sdk/gcloud/reference/compute/health-checks/create/ssl",
+    "https://cloud.google.com/compute/docs/reference/rest/v1/healthChecks",
+    "https://metalbear.co/blog/mirrord-dump",
+    "kubernetes/kubernetes#40778; terraform-google-modules/terraform-google-lb-http#2",
+    "kubernetes/ingress-gce#937",
+    "kubernetes/ingress-gce `pkg/healthchecksl4/healthchecksl4.go`; k8s.io/cloud-provider `service/helpers`",
+    "MicrosoftDocs/azure-docs `articles/load-balancer/load-balancer-custom-probe-overview.md`",
+    "MicrosoftDocs/azure-docs#97795",
+    "https://learn.microsoft.com/en-us/javascript/api/@azure-rest/arm-network/probepropertiesformatoutput",
+    "MicrosoftDocs/azure-docs `articles/application-gateway/application-gateway-probe-overview.md`",
+    "cloud-provider-azure \"Custom load balancer health probe\"",
+    "App Gateway `articles/application-gateway/ssl-overview.md` (\"For probe traffic\")",
+    "MicrosoftDocs/azure-docs#69155",
+    "kubernetes/kubernetes `pkg/proxy/healthcheck/service_health.go`, `proxy_health.go`",
+    "kubernetes/enhancements#3837",
+    "metallb/metallb `website/content/usage/_index.md`, `concepts/layer2.md`",
+    "kubernetes/ingress-nginx `rootfs/etc/nginx/template/nginx.tmpl`",
+    "envoyproxy/envoy `api/envoy/config/core/v3/health_check.proto`; `health_checking.rst`",
+    "envoyproxy/envoy `source/common/http/headers.h` (`Envoy/HC`)",
+    "haproxy/haproxy `doc/configuration.txt` (`option httpchk`, `inter`, `rise`, `fall`, `check-sni`, `send-proxy`, `verify`)",
+    "kubernetes/kubernetes `pkg/probe/http/http.go`, `request.go`",
+    "kubernetes-client/go `docs/V1Probe.md`",
+    "awsdocs/elb-application-load-balancers-user-guide `load-balancer-troubleshooting.md`",
+];
+
+/// The profile whose name is closest to `written` (a typo, a missing dash, a prefix), for
+/// "did you mean" in errors; `None` when nothing is close.
+pub fn closest(written: &str) -> Option<ProfileName> {
+    let written = written.trim().to_ascii_lowercase();
+    let squashed: String = written.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    ProfileName::ALL
+        .iter()
+        .copied()
+        .map(|p| {
+            let name = p.as_str();
+            let plain: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let distance = if plain == squashed || (written.len() >= 3 && name.starts_with(&written)) {
+                0
+            } else {
+                edit_distance(&written, name)
+            };
+            (distance, p)
+        })
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, p)| p)
+}
+
+/// Levenshtein distance over bytes (profile names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 /// A checker with parallax's own defaults: `GET`, the URL's Host and SNI, certificates verified,
 /// 200-399, rise 2 / fall 2.
 fn generic() -> ProfileDefaults {
@@ -456,6 +584,34 @@ fn kubelet() -> ProfileDefaults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every source cited is in docs/profiles.md's list, word for word: the two say the same.
+    #[test]
+    fn every_source_is_listed_in_the_profiles_doc() {
+        let doc = include_str!("../../docs/profiles.md");
+        for p in ProfileName::ALL {
+            assert_eq!(sources(*p).is_empty(), *p == ProfileName::Generic, "{p}");
+            assert!(!summary(*p).is_empty(), "{p}");
+        }
+        for (i, source) in SOURCES.iter().enumerate() {
+            // Each list line is `N. what — source`; the source is the line's tail.
+            let line = doc.lines().find(|l| l.starts_with(&format!("{}. ", i + 1)));
+            let line = line.unwrap_or_else(|| panic!("docs/profiles.md lists no source {}", i + 1));
+            let bare = line.replace(['<', '>'], "");
+            assert!(bare.contains(source), "source {}: {source:?} is not in {line:?}", i + 1);
+        }
+    }
+
+    #[test]
+    fn close_names_are_suggested_and_far_ones_are_not() {
+        assert_eq!(closest("aws-abl"), Some(ProfileName::AwsAlb));
+        assert_eq!(closest("awsalb"), Some(ProfileName::AwsAlb));
+        assert_eq!(closest("AWS-NLB"), Some(ProfileName::AwsNlb));
+        assert_eq!(closest("kube"), Some(ProfileName::KubeProxy));
+        assert_eq!(closest("haproxyy"), Some(ProfileName::Haproxy));
+        assert_eq!(closest("nginx"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 
     #[test]
     fn every_profile_name_round_trips() {

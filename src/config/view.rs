@@ -644,6 +644,15 @@ pub struct Expect {
     pub grpc_service: String,
 }
 
+/// An accepted status range as written: `200`, or `200-399`.
+pub fn status_range_text(range: &RangeInclusive<u16>) -> String {
+    if range.start() == range.end() {
+        range.start().to_string()
+    } else {
+        format!("{}-{}", range.start(), range.end())
+    }
+}
+
 impl Expect {
     /// Whether `status` is accepted.
     pub fn status_ok(&self, status: u16) -> bool {

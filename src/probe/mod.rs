@@ -55,26 +55,43 @@ impl Prober {
     /// Probes `view` once, within `view.timeout`. One outcome, or one per DNS answer with
     /// `each_address`.
     pub async fn probe(&self, view: &View) -> Vec<Outcome> {
+        self.probe_keeping(view, false, |(outcome, _)| outcome).await
+    }
+
+    /// [`Prober::probe`], keeping with each outcome the head of the HTTP response it got, if
+    /// any: for `parallax probe URL`'s account of every phase.
+    pub async fn probe_with_response_heads(&self, view: &View) -> Vec<(Outcome, Option<ResponseHead>)> {
+        self.probe_keeping(view, true, |kept| kept).await
+    }
+
+    /// [`Prober::probe`]; the response heads only when `keep_heads` (the daemon never does),
+    /// each result passed through `keep` (which builds the one `Vec` a probe allocates).
+    async fn probe_keeping<T>(
+        &self,
+        view: &View,
+        keep_heads: bool,
+        keep: impl Fn((Outcome, Option<ResponseHead>)) -> T,
+    ) -> Vec<T> {
         let start = Instant::now();
         let deadline = start + view.timeout;
         let mut base = Attempt::new(view, start);
 
         let addresses = match self.addresses(view, deadline, &mut base).await {
             Ok(addresses) => addresses,
-            Err(failure) => return vec![base.fail(failure)],
+            Err(failure) => return vec![keep((base.fail(failure), None))],
         };
         base.outcome.resolved = addresses.clone();
         let port = view.dial_endpoint().port;
         if view.each_address && addresses.len() > 1 {
             let runs = addresses.iter().map(|ip| {
                 let attempt = base.clone();
-                self.probe_address(view, attempt, SocketAddr::new(*ip, port), deadline)
+                self.probe_address(view, attempt, SocketAddr::new(*ip, port), deadline, keep_heads)
             });
-            futures_util::future::join_all(runs).await
+            futures_util::future::join_all(runs).await.into_iter().map(keep).collect()
         } else {
             // `addresses` is never empty: resolution fails with `dns_no_answer` instead.
             let ip = addresses[0];
-            vec![self.probe_address(view, base, SocketAddr::new(ip, port), deadline).await]
+            vec![keep(self.probe_address(view, base, SocketAddr::new(ip, port), deadline, keep_heads).await)]
         }
     }
 
@@ -125,14 +142,15 @@ impl Prober {
         mut attempt: Attempt,
         peer: SocketAddr,
         deadline: Instant,
-    ) -> Outcome {
+        keep_heads: bool,
+    ) -> (Outcome, Option<ResponseHead>) {
         attempt.outcome.request.address = Some(peer);
         if attempt.outcome.request.host.is_none() {
             attempt.outcome.request.host = view.host_header(Dialed::Address(peer)).map(Cow::into_owned);
         }
         let connected = match tcp::connect(peer, view.source.as_ref(), view.freebind, deadline).await {
             Ok(c) => c,
-            Err(f) => return attempt.fail(f),
+            Err(f) => return (attempt.fail(f), None),
         };
         attempt.outcome.timings.connect = Some(connected.elapsed);
         attempt.outcome.peer = Some(connected.peer);
@@ -145,7 +163,7 @@ impl Prober {
         if let Some(header) = view.proxy_protocol {
             let bytes = proxy_protocol::encode(header, connected.local, connected.peer);
             if let Err(f) = proxy_protocol::send(&mut stream, &bytes, deadline).await {
-                return attempt.fail(f);
+                return (attempt.fail(f), None);
             }
         }
 
@@ -153,7 +171,7 @@ impl Prober {
             // Boxed: the HTTP/gRPC state machines are large, and held inline they would make
             // every probe's future (moved and allocated once per probe) several times larger
             // than the path it takes.
-            return Box::pin(self.application(view, attempt, stream, false, deadline)).await;
+            return Box::pin(self.application(view, attempt, stream, false, deadline, keep_heads)).await;
         }
         let sni = view.sni();
         attempt.outcome.request.sni = sni.map(str::to_owned);
@@ -168,11 +186,11 @@ impl Prober {
                 attempt.outcome.timings.tls = Some(tls_start.elapsed());
                 let h2 = done.summary.alpn.as_deref() == Some("h2");
                 attempt.outcome.tls = Some(done.summary);
-                Box::pin(self.application(view, attempt, done.stream, h2, deadline)).await
+                Box::pin(self.application(view, attempt, done.stream, h2, deadline, keep_heads)).await
             }
             Err((failure, summary)) => {
                 attempt.outcome.tls = summary;
-                attempt.fail(failure)
+                (attempt.fail(failure), None)
             }
         }
     }
@@ -185,7 +203,8 @@ impl Prober {
         io: S,
         alpn_h2: bool,
         deadline: Instant,
-    ) -> Outcome
+        keep_heads: bool,
+    ) -> (Outcome, Option<ResponseHead>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -207,21 +226,22 @@ impl Prober {
                     attempt.outcome.location = received.location;
                     attempt.outcome.timings.ttfb = received.ttfb;
                     attempt.outcome.body_bytes = received.body_bytes;
-                    return attempt.fail(f);
+                    return (attempt.fail(f), None);
                 }
             };
+            let head = keep_heads.then(|| ResponseHead::of(&response));
             attempt.outcome.status = Some(response.status);
             attempt.outcome.location = http::redirect_location(response.status, &response.headers);
             attempt.outcome.timings.ttfb = Some(response.ttfb);
             attempt.outcome.body_bytes = Some(response.body.len() as u64);
             if let Some(f) = http::tls_required(&response) {
-                return attempt.fail(f);
+                return (attempt.fail(f), head);
             }
             let (judged, verdict) = expect::judge(&view.expect, response.status, &response.body);
             attempt.outcome.local_endpoints = judged.local_endpoints;
             match verdict {
-                Ok(()) => attempt.succeed(),
-                Err(f) => attempt.fail(f),
+                Ok(()) => (attempt.succeed(), head),
+                Err(f) => (attempt.fail(f), head),
             }
         } else if view.scheme.uses_grpc() {
             let host = attempt.outcome.request.host.take();
@@ -232,14 +252,37 @@ impl Prober {
                 Ok(answer) => {
                     attempt.outcome.grpc_status = Some(answer.status.to_owned());
                     attempt.outcome.timings.ttfb = Some(answer.ttfb);
-                    attempt.succeed()
+                    (attempt.succeed(), None)
                 }
-                Err(f) => attempt.fail(f),
+                Err(f) => (attempt.fail(f), None),
             }
         } else {
             drop(io);
-            attempt.succeed()
+            (attempt.succeed(), None)
         }
+    }
+}
+
+/// The head of an HTTP response as it arrived: version, status and headers in order. Values are
+/// as the server sent them: whoever shows them redacts what may be secret (`set-cookie`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub version: &'static str,
+    /// Status code.
+    pub status: u16,
+    /// Header names (lowercase) and values (lossy UTF-8), in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ResponseHead {
+    fn of(response: &http::Response) -> ResponseHead {
+        let headers = response
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        ResponseHead { version: response.version, status: response.status, headers }
     }
 }
 

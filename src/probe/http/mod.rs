@@ -106,14 +106,8 @@ where
     // ALPN `h2` wins over the configured version (the server now expects HTTP/2). A view that
     // asks for HTTP/2 only speaks it even when ALPN did not select it: falling back to HTTP/1.1
     // would probe something the view did not ask for.
-    let use_h2 = h2 || view.http.version == HttpVersion::Http2;
-    let version = if use_h2 {
-        Version::HTTP_2
-    } else if view.http.version == HttpVersion::Http10 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
+    let version = wire_version(view, h2);
+    let use_h2 = version == Version::HTTP_2;
     let host = if use_h2 {
         // HTTP/2 has no request without `:authority`; "no Host" falls back to the URL's.
         Some(host.unwrap_or_else(|| view.url_authority()))
@@ -146,6 +140,18 @@ where
         sent.received = exchange.received();
     }
     (sent, result)
+}
+
+/// The version `view` speaks when ALPN selected `h2` (`alpn_h2`) or not: HTTP/2 then, or when
+/// the view asks for it; else its HTTP/1 version.
+fn wire_version(view: &View, alpn_h2: bool) -> Version {
+    if alpn_h2 || view.http.version == HttpVersion::Http2 {
+        Version::HTTP_2
+    } else if view.http.version == HttpVersion::Http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    }
 }
 
 fn version_name(version: Version) -> &'static str {
@@ -214,6 +220,97 @@ fn build_request(view: &View, version: Version, host: Option<&str>) -> Result<Re
     }
     Ok(request)
 }
+
+/// The request head `view` sends with `host` as its Host header (what [`View::host_header`]
+/// gives), one line each, as shown to people: over HTTP/1 the very bytes the probe writes (the
+/// same builder and hyper's writer, header case included, run over an in-memory pipe); over
+/// HTTP/2 (`h2`) the pseudo-headers and then the headers, as HPACK would carry them. Secrets
+/// are `<redacted>`: the path as [`View::path_display`] shows it, and every secret header's value
+/// (an `Authorization` header, the URL's user info, `${env:..}` values). The body is not shown.
+pub async fn shown_request_head(view: &View, h2: bool, host: Option<&str>) -> Result<Vec<String>, Failure> {
+    let version = wire_version(view, h2);
+    let h2 = version == Version::HTTP_2;
+    let h2_host = h2.then(|| host.map_or_else(|| view.url_authority(), str::to_owned));
+    let request = build_request(view, version, h2_host.as_deref().or(host))?;
+    let secret = |name: &str| {
+        view.http.headers.iter().any(|(n, v)| v.is_secret() && n.as_str().eq_ignore_ascii_case(name))
+    };
+    let path = view.path_display();
+    let shown = |name: &str, value: &str| {
+        if secret(name) {
+            format!("{name}: <redacted>")
+        } else {
+            format!("{name}: {value}")
+        }
+    };
+    if h2 {
+        let mut lines = vec![
+            format!(":method: {}", request.method()),
+            format!(":scheme: {}", request.uri().scheme_str().unwrap_or("https")),
+            format!(":authority: {}", request.uri().authority().map(|a| a.as_str()).unwrap_or_default()),
+            format!(":path: {path}"),
+        ];
+        for (name, value) in request.headers() {
+            lines.push(shown(name.as_str(), &String::from_utf8_lossy(value.as_bytes())));
+        }
+        return Ok(lines);
+    }
+    let bytes = http1_head(request, view.http.title_case_headers).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines = text.split("\r\n").take_while(|line| !line.is_empty());
+    Ok(lines
+        .enumerate()
+        .map(|(i, line)| match (i, line.split_once(':')) {
+            // `METHOD path VERSION`, the path as shown.
+            (0, _) => match (line.split_once(' '), line.rsplit_once(' ')) {
+                (Some((method, _)), Some((_, version))) => format!("{method} {path} {version}"),
+                _ => line.to_owned(),
+            },
+            (_, Some((name, value))) => shown(name, value.trim_start()),
+            (_, None) => line.to_owned(),
+        })
+        .collect())
+}
+
+/// The bytes hyper writes for `request` as an HTTP/1 client, up to the end of the head.
+async fn http1_head(request: Request<Full<Bytes>>, title_case_headers: bool) -> Result<Vec<u8>, Failure> {
+    use tokio::io::AsyncReadExt as _;
+    let rendering =
+        |e: hyper::Error| Failure::new(ErrorCode::HttpMalformed, format!("rendering the request: {e}"));
+    let (client, mut server) = tokio::io::duplex(MAX_HEADER_BYTES);
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(title_case_headers)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(client))
+        .await
+        .map_err(rendering)?;
+    // No answer ever comes: the connection ends (and drops its end of the pipe, so the read
+    // below sees EOF) only on an error; the read ends once the head is in.
+    let write = async move {
+        let _ = tokio::join!(conn, sender.send_request(request));
+        std::future::pending::<()>().await;
+    };
+    let read = async {
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEADER_BYTES {
+            match server.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+        head
+    };
+    let bounded = tokio::time::timeout(RENDER_LIMIT, async {
+        tokio::select! {
+            head = read => head,
+            () = write => Vec::new(),
+        }
+    });
+    bounded.await.map_err(|_| Failure::new(ErrorCode::HttpTimeout, "rendering the request did not finish"))
+}
+
+/// How long rendering a request head in memory may take (it takes microseconds).
+const RENDER_LIMIT: Duration = Duration::from_secs(2);
 
 /// The `:authority` of an HTTP/2 request whose Host rule gave `host`: that value when it is a
 /// valid authority, else the URL's (HTTP/2 has no request without one).
