@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::{Plan, Target, View};
 use crate::diff::{AttributionSettings, Mismatch};
+use crate::duration::human;
 use crate::probe::{Outcome, Prober};
 
 /// Probes every view of `targets` once, at most `concurrency` at a time, and returns the outcomes
@@ -231,7 +232,7 @@ fn column(o: &Outcome) -> [String; 9] {
         (Some(s), None, None) => s.to_string(),
         (None, None, _) => "-".to_owned(),
     };
-    let total = format!("{:.1}ms", o.timings.total.as_secs_f64() * 1e3);
+    let total = human(o.timings.total);
     let r = &o.request;
     let dialed = match (o.peer.or(r.address), r.source) {
         (Some(p), Some(src)) => format!("{p} from {src}"),

@@ -132,15 +132,32 @@ pub async fn run(
         options.scheduler.seed = node_seed(name);
     }
     let telemetry = Arc::new(Telemetry::new(&plan.export, resource));
+    let plan_summary = (plan.targets.len(), plan.views().count(), dir.to_path_buf());
     options.config_dir = Some(dir.to_path_buf());
+    let startup = startup_line(&plan_summary, addr, &telemetry);
     let daemon = Daemon::new(plan, telemetry, options);
     let hangups = forward_hangups(daemon.handle());
-    tracing::info!(admin = %addr, dir = %dir.display(), "parallax running");
+    // One line at every log level: where to look, what runs, where its results go.
+    eprintln!("{startup}");
     daemon.run(Some(listener), shutdown).await;
     if let Some(task) = hangups {
         task.abort();
     }
     Ok(())
+}
+
+/// `parallax: 2 targets, 5 views from probes.d; dashboard and admin API on http://127.0.0.1:9464/;
+/// events on stdout, no OTLP (...)`.
+fn startup_line(plan: &(usize, usize, PathBuf), admin: SocketAddr, telemetry: &Telemetry) -> String {
+    let (targets, views, dir) = plan;
+    let plural = |n: usize, noun: &str| if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") };
+    format!(
+        "parallax: {}, {} from {}; dashboard and admin API on http://{admin}/; {}",
+        plural(*targets, "target"),
+        plural(*views, "view"),
+        dir.display(),
+        telemetry.exports()
+    )
 }
 
 /// The host's name for the OTLP resource (`host.name`) and, without `NODE_NAME`, the schedule's

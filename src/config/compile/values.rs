@@ -159,10 +159,7 @@ impl Compiler<'_> {
     }
 }
 
-/// A duration as humans write it (`1s`, `800ms`).
-pub(super) fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
+pub(super) use crate::duration::human;
 
 /// A DNS name (LDH labels, `_` allowed for service names) of at most 253 bytes.
 pub(super) fn valid_dns_name(s: &str) -> bool {
