@@ -169,7 +169,10 @@ fn serde_message(e: &config::ConfigError, not_here: &[&str]) -> String {
 /// What serde says a value should be, as people say it.
 fn expected_text(expected: &str) -> String {
     match expected {
-        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" => "a whole number".to_owned(),
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "an integer" => {
+            "a whole number".to_owned()
+        }
+        e if e.starts_with("an unsigned ") => "a whole number, 0 or more".to_owned(),
         "f32" | "f64" => "a number".to_owned(),
         "a boolean" => "true or false".to_owned(),
         "a string" => "a string (in quotes)".to_owned(),

@@ -100,13 +100,14 @@ pub enum RunError {
         /// Every error.
         errors: ConfigErrors,
     },
-    /// The admin listener could not be bound.
-    #[error("cannot listen on {addr} for the admin server: {source}")]
+    /// The admin listener could not be bound. One line with the fix: the OS error is in it,
+    /// and is not also the error's source (printed again after it).
+    #[error("{}", admin_bind_message(*addr, error))]
     Admin {
         /// `[admin] listen`.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -121,7 +122,7 @@ pub async fn run(
     // Startup: nothing else runs yet, so compiling on this thread blocks no one.
     let plan = config::load_with(dir, &*options.env).map_err(|errors| RunError::Config { errors })?;
     let addr = plan.admin.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|source| RunError::Admin { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|error| RunError::Admin { addr, error })?;
     let resource = ResourceInfo {
         host_name: host_name(&*options.env),
         node_name: options.env.var("NODE_NAME").filter(|n| !n.is_empty()),
@@ -134,7 +135,9 @@ pub async fn run(
     let telemetry = Arc::new(Telemetry::new(&plan.export, resource));
     let plan_summary = (plan.targets.len(), plan.views().count(), dir.to_path_buf());
     options.config_dir = Some(dir.to_path_buf());
-    let startup = startup_line(&plan_summary, addr, &telemetry);
+    // The address bound (`[admin] listen` may ask for port 0).
+    let bound = listener.local_addr().unwrap_or(addr);
+    let startup = startup_line(&plan_summary, bound, &telemetry);
     let daemon = Daemon::new(plan, telemetry, options);
     let hangups = forward_hangups(daemon.handle());
     // One line at every log level: where to look, what runs, where its results go.
@@ -144,6 +147,23 @@ pub async fn run(
         task.abort();
     }
     Ok(())
+}
+
+/// Why the admin server cannot listen on `addr`, and how to choose another address.
+fn admin_bind_message(addr: SocketAddr, error: &std::io::Error) -> String {
+    let why = match error.kind() {
+        std::io::ErrorKind::AddrInUse => "it is in use (another parallax?)".to_owned(),
+        std::io::ErrorKind::AddrNotAvailable => "no interface of this host has that address".to_owned(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".to_owned()
+        }
+        _ => error.to_string(),
+    };
+    format!(
+        "the admin server cannot listen on {addr}: {why}; choose another address with `[admin] listen` \
+         or PARALLAX_ADMIN__LISTEN (e.g. PARALLAX_ADMIN__LISTEN={})",
+        SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1))
+    )
 }
 
 /// `parallax: 2 targets, 5 views from probes.d; dashboard and admin API on http://127.0.0.1:9464/;

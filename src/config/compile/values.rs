@@ -80,6 +80,15 @@ impl Compiler<'_> {
                 None
             }
             Ok(d) => Some(d),
+            Err(_) if s.trim().parse::<f64>().is_ok() => {
+                let n = s.trim();
+                self.error(
+                    at,
+                    key,
+                    format!("`{n}` has no unit: write \"{n}s\" or \"{n}ms\" (e.g. 500ms, 2s, 1m)"),
+                );
+                None
+            }
             Err(e) => {
                 self.error(at, key, format!("`{s}` is not a duration (e.g. 500ms, 2s, 1m): {e}"));
                 None
