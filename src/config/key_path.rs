@@ -239,3 +239,51 @@ pub(super) fn label_of(value: &Value, index: usize) -> String {
     }
     index.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_likely_misspelling_gets_its_key_and_a_far_one_none() {
+        let keys = ["url", "connect_to", "source", "sni", "interval", "timeout", "expect_addresses"];
+        assert_eq!(closest("conect_to", &keys), Some("connect_to"));
+        assert_eq!(closest("connnect_to", &keys), Some("connect_to"));
+        assert_eq!(closest("intreval", &keys), Some("interval"), "a swap is one edit");
+        assert_eq!(closest("to_connect", &keys), Some("connect_to"), "the same words reordered");
+        assert_eq!(closest("URL", &keys), Some("url"));
+        assert_eq!(closest("sin", &keys), Some("sni"));
+        assert_eq!(closest("sxx", &keys), None, "short keys get one edit only");
+        assert_eq!(closest("bogus", &keys), None);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn unknown_key_messages_list_the_tables_keys() {
+        assert_eq!(
+            unknown_key("timout", &["interval", "timeout"]),
+            "unknown key `timout` (did you mean `timeout`?); valid keys here: `interval`, `timeout`"
+        );
+        assert_eq!(unknown_key("x", &["interval"]), "unknown key `x`; valid keys here: `interval`");
+        assert_eq!(unknown_key("x", &[]), "unknown key `x`: this table takes no keys");
+    }
+
+    #[test]
+    fn serde_words_become_peoples() {
+        assert_eq!(found_text("64-bit integer `5`"), "the number 5");
+        assert_eq!(found_text("string \"x\""), "the text \"x\"");
+        assert_eq!(found_text("sequence"), "a list");
+        assert_eq!(found_text("boolean `true`"), "true");
+        assert_eq!(expected_text("struct RawView"), "a table");
+        assert_eq!(expected_text("u32"), "a whole number");
+        assert_eq!(
+            message_text("invalid type: map, expected a sequence", &[]),
+            "must be a list ([...]), not a table"
+        );
+        assert_eq!(
+            message_text("unknown field `nme`, expected one of `name`, `url`", &["name"]),
+            "unknown key `nme`; valid keys here: `url`"
+        );
+    }
+}
