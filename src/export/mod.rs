@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::config::{Env, ExportSettings, ProcessEnv, View};
 use crate::diff::Mismatch;
+use crate::duration::Human;
 use crate::probe::Outcome;
 use crate::verdict::VerdictChange;
 
@@ -432,7 +433,7 @@ impl Sink for Telemetry {
             };
             let events = async {
                 if !self.events.flush(deadline).await {
-                    tracing::warn!("event lines not flushed within {deadline:?}");
+                    tracing::warn!("event lines not flushed within {}", Human(deadline));
                 }
             };
             tokio::join!(spans, metrics, events);
