@@ -197,9 +197,9 @@ enum Command {
     /// their diagnosis). Mismatches open within seconds.
     ///
     /// Nothing to prepare and nothing sent beyond loopback: certificates are made at start, the
-    /// configuration is built in. The table is redrawn every second on a terminal; into a pipe
-    /// or a file, a plain snapshot is printed whenever a verdict or a mismatch changes, and once
-    /// at the end. Ctrl-C (or `--for`) stops it, exit 0; 1 when it cannot start, 2 on a usage
+    /// configuration is built in. The table is redrawn every second on a terminal, fitted to its
+    /// width and height (the dashboard's URL always on top); into a pipe or a file, a plain
+    /// snapshot is printed whenever a verdict or a mismatch changes, and once at the end. Ctrl-C (or `--for`) stops it, exit 0; 1 when it cannot start, 2 on a usage
     /// error (a bad `--otlp` endpoint).
     #[command(after_help = demo::help())]
     Demo {
