@@ -357,7 +357,10 @@ fn run_says_in_one_line_where_to_look_what_runs_and_where_results_go() {
     assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "the bound port, not 0: {line}");
     assert_eq!(
         head,
-        format!("parallax: 1 target, 1 view from {}; dashboard and admin API on ", file.display())
+        format!(
+            "parallax: 1 target, 1 view from {}; dashboard, /metrics and /api/v1/status on ",
+            file.display()
+        )
     );
     assert_eq!(tail, "; events on stdout, no OTLP (set [export.otlp] or OTEL_EXPORTER_OTLP_ENDPOINT)");
     assert!(status.success(), "SIGTERM stops it cleanly: {status}");

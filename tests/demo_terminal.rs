@@ -223,6 +223,10 @@ fn the_demo_fits_80_by_24_and_its_final_snapshot_is_complete() {
     let more =
         live.lines().find(|l| l.starts_with("… ")).unwrap_or_else(|| panic!("a 'more lines' line:\n{live}"));
     assert!(more.contains("more lines: see http://127.0.0.1:"), "{more}");
+    // The views that pass and agree are folded, so the first reasons are on the screen too.
+    assert!(live.contains("views that pass and agree folded"), "{live}");
+    assert!(live.lines().any(|l| l.starts_with("healthy ") && l.contains("3 views")), "{live}");
+    assert!(live.contains("\nWhy:\n  shallow-health/alb: shallow_health_path — "), "{live}");
     assert_complete(&last, "80x24, the final snapshot");
     // Wrapped, not cut: some reason takes more than one line of 80.
     assert!(last.lines().any(|l| l.starts_with("    ") && !l.trim().is_empty()), "{last}");
@@ -231,7 +235,8 @@ fn the_demo_fits_80_by_24_and_its_final_snapshot_is_complete() {
 #[test]
 fn the_demo_uses_the_width_of_a_wide_terminal() {
     let (live, last) = live_and_final(200, 50);
-    // Every column, the latencies, and every reason on the screen itself.
+    // Every column, the latencies, and every reason on the screen itself; nothing folded.
+    assert!(!live.contains("folded"), "{live}");
     assert!(live.contains("PROFILE") && live.contains("blackhole: shallow_health_path"), "{live}");
     assert!(live.lines().any(|l| l.contains("200 · ") && l.contains("ms")), "latencies:\n{live}");
     assert!(!live.contains("more lines"), "it all fits in 200x50:\n{live}");

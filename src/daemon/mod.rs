@@ -166,13 +166,13 @@ fn admin_bind_message(addr: SocketAddr, error: &std::io::Error) -> String {
     )
 }
 
-/// `parallax: 2 targets, 5 views from probes.d; dashboard and admin API on http://127.0.0.1:9464/;
-/// events on stdout, no OTLP (...)`.
+/// The start-up line: `parallax: 2 targets, 5 views from probes.d; dashboard, /metrics and
+/// /api/v1/status on http://127.0.0.1:9464/; events on stdout, no OTLP (...)`.
 fn startup_line(plan: &(usize, usize, PathBuf), admin: SocketAddr, telemetry: &Telemetry) -> String {
     let (targets, views, dir) = plan;
     let plural = |n: usize, noun: &str| if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") };
     format!(
-        "parallax: {}, {} from {}; dashboard and admin API on http://{admin}/; {}",
+        "parallax: {}, {} from {}; dashboard, /metrics and /api/v1/status on http://{admin}/; {}",
         plural(*targets, "target"),
         plural(*views, "view"),
         dir.display(),

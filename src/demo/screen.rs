@@ -4,7 +4,8 @@
 //! The table fits the terminal it is drawn on: every line within its width (columns dropped,
 //! then condensed, as it narrows — the profile, then the diagnosis, which the "Why" lines
 //! still give, then the latency; "Why" lines wrapped, never cut), every frame within its
-//! height (cut at the bottom, the header with the dashboard's URL always on top). Live frames
+//! height (the views that pass and agree folded first, then cut at the bottom, the header with
+//! the dashboard's URL always on top). Live frames
 //! are drawn on the terminal's alternate screen, each line overwritten in place, so redraws
 //! leave no copies in the scrollback; at the end the terminal's own screen is back and the final
 //! snapshot is printed on it in full.
@@ -77,7 +78,7 @@ impl Console {
         match self.display {
             Display::Live { color } => {
                 let (width, height) = terminal();
-                let table = table(&doc, &header, width, color);
+                let table = fitted(&doc, &header, width, height, color);
                 screen.show(Frame::Live(live_frame(&table, height, &self.url)));
             }
             Display::Snapshots => {
@@ -194,18 +195,34 @@ const LAYOUTS: [Layout; 4] = [
 /// [`Layout`] whose rows fit is used (in the narrowest, a row too long is cut), and the header
 /// and the "Why" lines are wrapped.
 pub fn table(doc: &StatusDoc, header: &str, width: Option<usize>, color: bool) -> String {
+    render(doc, header, width, color, false)
+}
+
+/// [`table`] for a live frame `height` lines tall at most: when the whole table is taller, the
+/// views that pass and agree are folded into one line per target, so that the "Why" lines of
+/// the disagreements get the room.
+fn fitted(doc: &StatusDoc, header: &str, width: Option<usize>, height: Option<usize>, color: bool) -> String {
+    let whole = render(doc, header, width, color, false);
+    match height {
+        Some(h) if whole.lines().count() >= h => render(doc, header, width, color, true),
+        _ => whole,
+    }
+}
+
+/// [`table`], with the views that pass and agree folded when `fold`.
+fn render(doc: &StatusDoc, header: &str, width: Option<usize>, color: bool, fold: bool) -> String {
     let mismatches: usize = doc.targets.iter().map(|t| t.mismatches.len()).sum();
     let views: usize = doc.targets.iter().map(|t| t.views.len()).sum();
     let (rows, widths) = LAYOUTS
         .iter()
         .map(|layout| {
-            let rows = rows(doc, *layout);
+            let rows = rows(doc, *layout, fold);
             let widths = column_widths(&rows);
             (rows, widths)
         })
         .find(|(_, widths)| width.is_none_or(|w| line_width(widths) <= w))
         .unwrap_or_else(|| {
-            let rows = rows(doc, LAYOUTS[LAYOUTS.len() - 1]);
+            let rows = rows(doc, LAYOUTS[LAYOUTS.len() - 1], fold);
             let widths = column_widths(&rows);
             (rows, widths)
         });
@@ -215,10 +232,11 @@ pub fn table(doc: &StatusDoc, header: &str, width: Option<usize>, color: bool) -
         let _ = writeln!(out, "{line}");
     }
     let counts = format!(
-        "{}, {}, {}",
+        "{}, {}, {}{}",
         plural(doc.targets.len(), "target"),
         plural(views, "view"),
         plural(mismatches, "open mismatch"),
+        if fold { "; views that pass and agree folded" } else { "" },
     );
     for line in wrap(&counts, width, "", "  ") {
         let _ = writeln!(out, "{line}");
@@ -279,14 +297,29 @@ pub fn table(doc: &StatusDoc, header: &str, width: Option<usize>, color: bool) -
 }
 
 /// The column names and cells of the table's header row and of one row per view, as `layout`
-/// shows them.
-fn rows(doc: &StatusDoc, layout: Layout) -> Vec<Vec<(&'static str, String)>> {
+/// shows them; with `fold`, only the views that fail or disagree, and one row for a target
+/// whose views all pass and agree.
+fn rows(doc: &StatusDoc, layout: Layout, fold: bool) -> Vec<Vec<(&'static str, String)>> {
     let columns: Vec<&'static str> =
         COLUMNS.iter().copied().filter(|name| *name != "PROFILE" || layout.profile).collect();
     let mut rows: Vec<Vec<(&'static str, String)>> =
         vec![columns.iter().map(|name| (*name, (*name).to_owned())).collect()];
     for t in &doc.targets {
-        for (i, v) in t.views.iter().enumerate() {
+        let shown: Vec<&ViewStatus> = t
+            .views
+            .iter()
+            .filter(|v| !fold || v.verdict.state != "healthy" || !mismatch_cell(t, v, false).is_empty())
+            .collect();
+        if shown.is_empty() && !t.views.is_empty() {
+            let cell = |name: &str| match name {
+                "TARGET" => t.name.clone(),
+                "VIEW" => plural(t.views.len(), "view"),
+                "VERDICT" => "healthy".to_owned(),
+                _ => String::new(),
+            };
+            rows.push(columns.iter().map(|name| (*name, cell(name))).collect());
+        }
+        for (i, v) in shown.into_iter().enumerate() {
             let cell = |name: &str| match name {
                 "TARGET" if i == 0 => t.name.clone(),
                 "TARGET" => String::new(),
@@ -714,6 +747,28 @@ mod tests {
             colored.contains("\x1b[31munhealthy\x1b[0m") && colored.contains("\x1b[32mhealthy"),
             "{colored}"
         );
+    }
+
+    #[test]
+    fn a_short_terminal_folds_the_views_that_pass_and_agree() {
+        let mut doc = status_doc();
+        let mut healthy = doc.targets[0].clone();
+        healthy.name = "healthy".to_owned();
+        healthy.mismatches.clear();
+        for v in &mut healthy.views {
+            v.verdict.state = "healthy";
+        }
+        doc.targets.insert(0, healthy);
+        let whole = table(&doc, "HEADER", Some(100), false);
+        assert_eq!(fitted(&doc, "HEADER", Some(100), None, false), whole);
+        assert_eq!(fitted(&doc, "HEADER", Some(100), Some(50), false), whole, "room enough");
+        let folded = fitted(&doc, "HEADER", Some(100), Some(10), false);
+        let lines: Vec<&str> = folded.lines().collect();
+        assert_eq!(lines[1], "2 targets, 4 views, 1 open mismatch; views that pass and agree folded");
+        assert_eq!(lines[4], "healthy         2 views           healthy", "{folded}");
+        assert!(lines[5].starts_with("shallow-health  client"), "{folded}");
+        assert!(lines[6].trim_start().starts_with("alb"), "the checker in the mismatch stays:\n{folded}");
+        assert_eq!(lines[7], "", "{folded}");
     }
 
     #[test]
