@@ -407,3 +407,46 @@ fn config_is_a_file_or_a_directory_and_durations_read_as_written() {
         )
     );
 }
+
+#[test]
+fn check_prints_errors_a_person_can_act_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://127.0.0.1:8080/\"\nconect_to = \"127.0.0.1:8080\"\n\
+         [target.checker]\nname = \"alb\"\n\n[[target]]\nname = \"cart\"\n[target.client]\n\
+         url = \"http://${env:CART_HOST}:8080/\"\n",
+    );
+    let out = parallax(&["check", "-c", &dir.path().display().to_string()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let file = dir.path().join("probes.toml");
+    let keys = "`url`, `connect_to`, `source`, `freebind`, `ip_version`, `proxy_protocol`, `sni`, `verify`, \
+                `ca_file`, `alpn`, `method`, `host`, `headers`, `user_agent`, `body`, `expect`, `interval`, \
+                `timeout`, `rise`, `fall`, `max_body_bytes`, `resolver`, `each_address`, `expect_addresses`";
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {f}: target[shop].checker: write [[target.checker]] with double brackets: a target has a list \
+             of checker views, and [target.checker] is a single table\n\
+             error: {f}: target[shop].client.conect_to: unknown key `conect_to` (did you mean `connect_to`?); \
+             valid keys here: {keys}\n\
+             error: {f}: target[cart].client.url: the URL's host and port cannot hold a secret \
+             (${{env:CART_HOST}}): they are shown in every output\n\
+             parallax: 3 configuration error(s) in {d}\n",
+            f = file.display(),
+            d = dir.path().display()
+        )
+    );
+
+    write_config(dir.path(), "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://127.0.0.1:8080/\"\nexpect = { status = [200-299] }\n");
+    let out = parallax(&["check", "-c", &file.display().to_string()], &[]);
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {f}: not valid TOML at line 5: `expect = {{ status = [200-299] }}`: a status range is text and \
+             must be quoted: `expect = {{ status = [\"200-299\"] }}`\n\
+             parallax: 1 configuration error(s) in {f}\n",
+            f = file.display()
+        )
+    );
+}
