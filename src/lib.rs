@@ -7,6 +7,8 @@
 //! touch, where to add a profile, an error code, a diagnosis, an export or a configuration
 //! source). In brief, each module depends only on those listed before it:
 //!
+//! - [`duration`]: durations as people write them (`4.9s`, `1m30s`, `250ms`), for every
+//!   output a person reads.
 //! - [`config`]: `probes.d/` loaded (`load`), compiled (`compile`) into an immutable
 //!   [`config::Plan`] of [`config::Target`]s, each a client [`config::View`] and its checker
 //!   views (`view`); checker profiles (`profiles`); `${..}` substitution and secrets; a target
@@ -44,6 +46,7 @@ pub mod daemon;
 pub mod demo;
 pub mod diff;
 pub mod discovery;
+pub mod duration;
 pub mod export;
 pub mod pki;
 pub mod probe;

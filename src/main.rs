@@ -22,8 +22,8 @@ use parallax::report;
 #[derive(Debug, Parser)]
 #[command(name = "parallax", version, about, long_about = None)]
 #[command(after_help = "Exit codes: 0 success; 1 a client view failed or a mismatch was found \
-(probe); 2 usage or configuration error.\n\nConfiguration: every *.toml / *.yaml / *.yml file of \
-the directory, merged in file-name order. probes.d/ is a commented example of every key; \
+(probe); 2 usage or configuration error.\n\nConfiguration (-c): one file, or every *.toml / *.yaml / \
+*.yml file of a directory, merged in file-name order. probes.d/ is a commented example of every key; \
 docs/configuration.md is the reference, docs/errors.md explains every error code and diagnosis, \
 docs/troubleshooting.md maps the usual debugging flow to views and commands.")]
 struct Cli {
@@ -233,8 +233,9 @@ enum Command {
     /// them. Exit 0 with the file, 2 on a usage or configuration error, 1 when the cluster or a
     /// file cannot be read.
     Discover {
-        /// Configuration directory whose `[discovery.kubernetes]` gives the defaults.
-        #[arg(short = 'c', long = "config", value_name = "DIR")]
+        /// Configuration (a directory or one file) whose `[discovery.kubernetes]` gives the
+        /// defaults.
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
         config: Option<PathBuf>,
         /// A kubeconfig file (default: `[discovery.kubernetes] kubeconfig`, then in-cluster,
         /// `KUBECONFIG`, `~/.kube/config`).
@@ -322,9 +323,9 @@ enum Command {
     /// their diagnosis). Mismatches open within seconds.
     ///
     /// Nothing to prepare and nothing sent beyond loopback: certificates are made at start, the
-    /// configuration is built in. The table is redrawn every second on a terminal; into a pipe
-    /// or a file, a plain snapshot is printed whenever a verdict or a mismatch changes, and once
-    /// at the end. Ctrl-C (or `--for`) stops it, exit 0; 1 when it cannot start, 2 on a usage
+    /// configuration is built in. The table is redrawn every second on a terminal, fitted to its
+    /// width and height (the dashboard's URL always on top); into a pipe or a file, a plain
+    /// snapshot is printed whenever a verdict or a mismatch changes, and once at the end. Ctrl-C (or `--for`) stops it, exit 0; 1 when it cannot start, 2 on a usage
     /// error (a bad `--otlp` endpoint).
     #[command(after_help = demo::help())]
     Demo {
@@ -385,11 +386,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[derive(Debug, clap::Args)]
 struct ConfigDir {
-    /// Configuration directory.
+    /// Configuration: a directory (every *.toml, *.yaml and *.yml file in it, merged in
+    /// file-name order) or one file.
     #[arg(
         short = 'c',
         long = "config",
-        value_name = "DIR",
+        value_name = "PATH",
         env = "PARALLAX_CONFIG",
         default_value = "probes.d"
     )]

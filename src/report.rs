@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::{Condition, Plan, Role, Target, View};
 use crate::diff::diagnosis::cluster::explain_failure;
 use crate::diff::{AttributionSettings, Diagnosis, Mismatch};
+use crate::duration::human;
 use crate::probe::{Outcome, Prober, ResponseHead};
 
 /// Probes every view of `targets` once, at most `concurrency` at a time, and returns the outcomes
@@ -318,7 +319,7 @@ fn column(o: &Outcome) -> [String; 9] {
         (Some(s), None, None) => s.to_string(),
         (None, None, _) => "-".to_owned(),
     };
-    let total = format!("{:.1}ms", o.timings.total.as_secs_f64() * 1e3);
+    let total = human(o.timings.total);
     let r = &o.request;
     let dialed = match (o.peer.or(r.address), r.source) {
         (Some(p), Some(src)) => format!("{p} from {src}"),

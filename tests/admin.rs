@@ -878,7 +878,7 @@ async fn dashboard_renders_views_verdicts_and_mismatches_in_chromium() {
     assert_has(client, "class=\"outcome-phase\">http<", "client phase");
     assert_has(client, "class=\"outcome-error\">http_status<", "client error");
     assert_has(client, "class=\"outcome-status\">503<", "client status");
-    assert_has(client, "class=\"outcome-latency\">41.0 ms<", "client latency");
+    assert_has(client, "class=\"outcome-latency\">41ms<", "client latency");
     assert_has(client, "class=\"sparkline\"", "client trend");
     assert_has(client, "4 of 20 failed", "client trend caption");
     assert_has(client, "&lt;redacted&gt;", "the client URL, redacted");

@@ -304,3 +304,149 @@ fn discover_from_saved_objects_prints_a_file_check_accepts() {
     let both = parallax(&["discover", "--from", from, "--kubeconfig", from], &[]);
     assert_eq!(both.status.code(), Some(2), "--from and --kubeconfig exclude each other");
 }
+
+/// A one-target configuration file whose admin server listens on `listen`; its target is a
+/// closed loopback port (nothing answers, nothing leaves the host).
+fn run_config(dir: &Path, listen: &str) -> std::path::PathBuf {
+    let file = dir.join("probes.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[admin]\nlisten = \"{listen}\"\n\n[[target]]\nname = \"shop\"\n[target.client]\n\
+             url = \"http://127.0.0.1:9/\"\ninterval = \"90s\"\ntimeout = \"1500ms\"\n"
+        ),
+    )
+    .expect("write config");
+    file
+}
+
+/// `parallax run` started with `args`, stderr piped; OTLP variables removed.
+fn spawn_run(args: &[&str]) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parallax"));
+    cmd.arg("run").args(args).env_remove("PARALLAX_CONFIG").env_remove("PARALLAX_LOG");
+    for var in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("run the parallax binary")
+}
+
+#[test]
+fn run_says_in_one_line_where_to_look_what_runs_and_where_results_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = run_config(dir.path(), "127.0.0.1:0");
+    let mut child = spawn_run(&["-c", &file.display().to_string()]);
+    let stderr = child.stderr.take().expect("piped stderr");
+    // The first line, read on a thread so that the wait is bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20));
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().expect("wait for parallax run");
+    let line = line.expect("a start-up line within 20 s");
+    let (head, port) = line.trim_end().split_once("http://127.0.0.1:").expect("the admin URL");
+    let (port, tail) = port.split_once('/').expect("the URL ends with /");
+    assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "the bound port, not 0: {line}");
+    assert_eq!(
+        head,
+        format!(
+            "parallax: 1 target, 1 view from {}; dashboard, /metrics and /api/v1/status on ",
+            file.display()
+        )
+    );
+    assert_eq!(tail, "; events on stdout, no OTLP (set [export.otlp] or OTEL_EXPORTER_OTLP_ENDPOINT)");
+    assert!(status.success(), "SIGTERM stops it cleanly: {status}");
+}
+
+#[test]
+fn run_on_a_taken_admin_port_says_how_to_choose_another_in_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port to take");
+    let addr = taken.local_addr().expect("local addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = run_config(dir.path(), &addr.to_string());
+    let out = parallax(&["run", "-c", &file.display().to_string()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let next = std::net::SocketAddr::new(addr.ip(), addr.port() + 1);
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "parallax: the admin server cannot listen on {addr}: it is in use (another parallax?); choose another \
+             address with `[admin] listen` or PARALLAX_ADMIN__LISTEN (e.g. PARALLAX_ADMIN__LISTEN={next})\n"
+        )
+    );
+    drop(taken);
+}
+
+#[test]
+fn config_is_a_file_or_a_directory_and_durations_read_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = run_config(dir.path(), "127.0.0.1:9464");
+    std::fs::write(dir.path().join("other.toml"), "not = [ valid").expect("write");
+    let out = parallax(&["check", "-c", &file.display().to_string()], &[]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("interval 1m30s, timeout 1.5s,"), "{stdout}");
+
+    let missing = dir.path().join("nope");
+    let out = parallax(&["check", "-c", &missing.display().to_string()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {0}: no such file or directory: -c takes a configuration file or a directory of them\n\
+             parallax: 1 configuration error(s) in {0}\n",
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn check_prints_errors_a_person_can_act_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://127.0.0.1:8080/\"\nconect_to = \"127.0.0.1:8080\"\n\
+         [target.checker]\nname = \"alb\"\n\n[[target]]\nname = \"cart\"\n[target.client]\n\
+         url = \"http://${env:CART_HOST}:8080/\"\n",
+    );
+    let out = parallax(&["check", "-c", &dir.path().display().to_string()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let file = dir.path().join("probes.toml");
+    let keys = "`url`, `connect_to`, `source`, `freebind`, `ip_version`, `proxy_protocol`, `sni`, `verify`, \
+                `ca_file`, `alpn`, `method`, `host`, `headers`, `user_agent`, `body`, `expect`, `interval`, \
+                `timeout`, `rise`, `fall`, `max_body_bytes`, `resolver`, `each_address`, `expect_addresses`";
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {f}: target[shop].checker: write [[target.checker]] with double brackets: a target has a list \
+             of checker views, and [target.checker] is a single table\n\
+             error: {f}: target[shop].client.conect_to: unknown key `conect_to` (did you mean `connect_to`?); \
+             valid keys here: {keys}\n\
+             error: {f}: target[cart].client.url: the URL's host and port cannot hold a secret \
+             (${{env:CART_HOST}}): they are shown in every output\n\
+             parallax: 3 configuration error(s) in {d}\n",
+            f = file.display(),
+            d = dir.path().display()
+        )
+    );
+
+    write_config(dir.path(), "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://127.0.0.1:8080/\"\nexpect = { status = [200-299] }\n");
+    let out = parallax(&["check", "-c", &file.display().to_string()], &[]);
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {f}: not valid TOML at line 5: `expect = {{ status = [200-299] }}`: a status range is text and \
+             must be quoted: `expect = {{ status = [\"200-299\"] }}`\n\
+             parallax: 1 configuration error(s) in {f}\n",
+            f = file.display()
+        )
+    );
+}

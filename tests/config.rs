@@ -252,7 +252,7 @@ fn bad_url_and_unsupported_scheme() {
     let errs = errors(&checker("url = \"not a url\""), &[]);
     assert_error(&errs, "probes.toml", "target[t].checker[c].url", "has no scheme");
     let errs = errors(&checker("url = \"http://bad host.example/\""), &[]);
-    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "is not a valid URL");
+    assert_error(&errs, "probes.toml", "target[t].checker[c].url", "contains a space");
     let errs = errors(&checker("url = \"http://127.0.0.1:99999/\""), &[]);
     assert_error(&errs, "probes.toml", "target[t].checker[c].url", "is not a valid URL");
     let errs = errors(&with_client("", "[[target.checker]]\nname = \"c\""), &[]);
@@ -639,7 +639,168 @@ fn missing_or_empty_directory_is_an_error() {
     let missing = dir.path().join("nope");
     let errs = load(&missing, &[]).expect_err("errors").0;
     assert_eq!(errs[0].file.as_deref(), Some(missing.as_path()));
-    assert!(errs[0].message.contains("cannot read the configuration directory"));
+    assert_eq!(
+        errs[0].message,
+        "no such file or directory: -c takes a configuration file or a directory of them"
+    );
+}
+
+// ---- messages a person can act on, verbatim --------------------------------------------------
+
+/// The one error of `body` as printed (file name, key path, message), the file being
+/// `probes.toml`.
+fn only_error(body: &str, vars: &[(&str, &str)]) -> String {
+    let errs = errors(body, vars);
+    assert_eq!(errs.len(), 1, "one error: {}", ConfigErrors(errs.clone()));
+    let e = &errs[0];
+    format!(
+        "{}: {}",
+        file_name(e),
+        if e.key.is_empty() { e.message.clone() } else { format!("{}: {}", e.key, e.message) }
+    )
+}
+
+const CLIENT: &str = "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://127.0.0.1:8080/\"\n";
+
+#[test]
+fn a_single_bracket_checker_says_to_write_double_brackets() {
+    let body = format!("{CLIENT}[target.checker]\nname = \"alb\"\nurl = \"http://127.0.0.1:8080/healthz\"\n");
+    assert_eq!(
+        only_error(&body, &[]),
+        "probes.toml: target[shop].checker: write [[target.checker]] with double brackets: a target has a list \
+         of checker views, and [target.checker] is a single table"
+    );
+}
+
+#[test]
+fn an_unquoted_status_range_says_to_quote_it() {
+    let body = format!("{CLIENT}expect = {{ status = [200-299] }}\n");
+    assert_eq!(
+        only_error(&body, &[]),
+        "probes.toml: not valid TOML at line 5: `expect = { status = [200-299] }`: a status range is text and \
+         must be quoted: `expect = { status = [\"200-299\"] }`"
+    );
+    let body = format!("{CLIENT}[target.client.expect]\nstatus = 2xx\n");
+    assert_eq!(
+        only_error(&body, &[]),
+        "probes.toml: not valid TOML at line 6: `status = 2xx`: a status range is text and must be quoted: \
+         `status = \"2xx\"`"
+    );
+    // Other TOML errors keep the parser's own words.
+    let errs = errors("[[target]\n", &[]);
+    assert!(errs[0].message.starts_with("not valid TOML: "), "{}", errs[0]);
+}
+
+#[test]
+fn a_misspelled_key_gets_a_suggestion_and_the_keys_of_its_table() {
+    let client_keys = "`url`, `connect_to`, `source`, `freebind`, `ip_version`, `proxy_protocol`, `sni`, \
+                       `verify`, `ca_file`, `alpn`, `method`, `host`, `headers`, `user_agent`, `body`, `expect`, \
+                       `interval`, `timeout`, `rise`, `fall`, `max_body_bytes`, `resolver`, `each_address`, \
+                       `expect_addresses`";
+    assert_eq!(
+        only_error(&format!("{CLIENT}conect_to = \"127.0.0.1:8080\"\n"), &[]),
+        format!(
+            "probes.toml: target[shop].client.conect_to: unknown key `conect_to` (did you mean `connect_to`?); \
+             valid keys here: {client_keys}"
+        )
+    );
+    // A checker takes `name` and `profile` too; a client view does not, so it is not offered them.
+    let checker = format!("{CLIENT}[[target.checker]]\nname = \"alb\"\nprofle = \"aws-alb\"\n");
+    assert_eq!(
+        only_error(&checker, &[]),
+        format!(
+            "probes.toml: target[shop].checker[alb].profle: unknown key `profle` (did you mean `profile`?); \
+             valid keys here: `name`, `profile`, {client_keys}"
+        )
+    );
+    assert_eq!(
+        only_error(&format!("{CLIENT}nmae = \"x\"\n"), &[]),
+        format!("probes.toml: target[shop].client.nmae: unknown key `nmae`; valid keys here: {client_keys}")
+    );
+    assert_eq!(
+        only_error(&format!("{CLIENT}expect = {{ stauts = 200 }}\n"), &[]),
+        "probes.toml: target[shop].client.expect.stauts: unknown key `stauts` (did you mean `status`?); valid \
+         keys here: `status`, `body_contains`, `body_regex`, `grpc_service`"
+    );
+    assert_eq!(
+        only_error(&format!("[default]\ninterval = \"5s\"\n{CLIENT}"), &[]),
+        "probes.toml: default: unknown key `default` (did you mean `defaults`?); valid keys here: `defaults`, \
+         `admin`, `export`, `discovery`, `target`"
+    );
+}
+
+#[test]
+fn wrong_types_are_said_without_serde_words() {
+    assert_eq!(
+        only_error(&format!("{CLIENT}verify = \"maybe\"\n"), &[]),
+        "probes.toml: target[shop].client.verify: must be true or false, not the text \"maybe\""
+    );
+    assert_eq!(
+        only_error(&format!("{CLIENT}rise = \"x\"\n"), &[]),
+        "probes.toml: target[shop].client.rise: must be a whole number, not the text \"x\""
+    );
+    assert_eq!(
+        only_error(&format!("{CLIENT}rise = -1\n"), &[]),
+        "probes.toml: target[shop].client.rise: must be a whole number, 0 or more, not the number -1"
+    );
+    assert_eq!(
+        only_error(&format!("{CLIENT}expect = 5\n"), &[]),
+        "probes.toml: target[shop].client.expect: must be a table, not the number 5"
+    );
+    assert_eq!(
+        only_error(&format!("{CLIENT}alpn = \"h2\"\n"), &[]),
+        "probes.toml: target[shop].client.alpn: must be a list ([...]), not the text \"h2\""
+    );
+    assert_eq!(
+        only_error(&format!("{CLIENT}interval = 5\n"), &[]),
+        "probes.toml: target[shop].client.interval: `5` has no unit: write \"5s\" or \"5ms\" (e.g. 500ms, 2s, 1m)"
+    );
+}
+
+#[test]
+fn a_url_with_a_space_says_so() {
+    let body = "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://127.0.0.1:8080/my cart\"\n";
+    assert_eq!(
+        only_error(body, &[]),
+        "probes.toml: target[shop].client.url: `http://127.0.0.1:8080/my cart` contains a space: a URL has none \
+         (in a path or query, write %20)"
+    );
+}
+
+#[test]
+fn a_secret_where_none_may_go_is_refused_before_the_variable_is_set() {
+    let body = format!("{CLIENT}sni = \"${{env:SHOP_SNI}}\"\n");
+    let want = "probes.toml: target[shop].client.sni: cannot hold a secret (${env:SHOP_SNI}): values of ${env:..} \
+                and ${file:..} are secrets, and this key is shown in outputs; secrets belong in headers, body, or \
+                the URL's user info, path or query";
+    // The first run, the variable not set yet: the same error as once it is.
+    assert_eq!(only_error(&body, &[]), want);
+    assert_eq!(only_error(&body, &[("SHOP_SNI", "shop.example.com")]), want);
+    let body = "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://${env:LB}:8080/\"\n";
+    let want =
+        "probes.toml: target[shop].client.url: the URL's host and port cannot hold a secret (${env:LB}): \
+                they are shown in every output";
+    assert_eq!(only_error(body, &[]), want);
+    assert_eq!(only_error(body, &[("LB", "127.0.0.1")]), want);
+}
+
+#[test]
+fn config_takes_a_file_as_well_as_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("certs")).expect("mkdir");
+    write(dir.path(), "other.toml", "this is not = [ valid");
+    write(dir.path(), "shop.toml", CLIENT);
+    let file = dir.path().join("shop.toml");
+    let plan = load(&file, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.files, vec![file.clone()], "only the file named");
+    assert_eq!(plan.targets.len(), 1);
+    // Relative paths start where the file is.
+    write(dir.path(), "tls.toml", "[[target]]\nname = \"t\"\n[target.client]\nurl = \"https://127.0.0.1/\"\nca_file = \"certs/ca.pem\"\n");
+    let errs = load(&dir.path().join("tls.toml"), &[]).expect_err("no CA there").0;
+    assert!(errs[0].message.contains(&dir.path().join("certs/ca.pem").display().to_string()), "{}", errs[0]);
+    write(dir.path(), "notes.txt", "hello");
+    let errs = load(&dir.path().join("notes.txt"), &[]).expect_err("not a config file").0;
+    assert_eq!(errs[0].message, "not a *.toml, *.yaml or *.yml file");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use super::plan::*;
 use super::secret::*;
 use super::view::*;
+use crate::duration::human;
 
 /// Renders the compiled plan for humans: every view with its effective settings after profile
 /// defaults; secrets as `<redacted>`.
@@ -71,14 +72,14 @@ pub fn explain(plan: &Plan) -> String {
             format!(
                 "on, at most {} hybrid probe(s) per run, a run at most every {}",
                 d.max_hybrids,
-                humantime::format_duration(d.attribution_interval)
+                human(d.attribution_interval)
             )
         } else {
             "off (diagnosis from error codes only)".to_owned()
         };
         line(&mut out, 2, "attribution", &attribution);
         let hold = match d.hold {
-            Some(h) => humantime::format_duration(h).to_string(),
+            Some(h) => human(h),
             None => "two checker intervals".to_owned(),
         };
         line(&mut out, 2, "hold", &hold);
@@ -134,8 +135,8 @@ fn explain_view(out: &mut String, v: &View) {
     line(out, 4, "expect", &expect(v));
     let timing = format!(
         "interval {}, timeout {}, rise {}, fall {}, initial {}",
-        humantime::format_duration(v.interval),
-        humantime::format_duration(v.timeout),
+        human(v.interval),
+        human(v.timeout),
         v.rise,
         v.fall,
         match v.initial {

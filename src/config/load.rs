@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use config::{FileFormat, Format as _, Source as _, Value, ValueKind};
 
-use super::key_path::{render_key_path, KeySegment, Location};
+use super::key_path::{render_key_path, unknown_key, KeySegment, Location};
 use super::{ConfigError, Env};
 
 /// Largest configuration file read.
@@ -23,11 +23,24 @@ const ENV_PREFIX: &str = "PARALLAX_";
 /// Valid top-level keys of a file.
 const TOP_LEVEL_KEYS: [&str; 6] = ["defaults", "admin", "export", "discovery", "target", "condition"];
 
-/// The configuration files of `dir`, in file-name order. Hidden files are skipped: Kubernetes
-/// ConfigMap volumes hold `..data` links next to the real files.
+/// The configuration files of `dir`, in file-name order, or `dir` itself when it is a file
+/// (`-c probes.toml`). Hidden files are skipped: Kubernetes ConfigMap volumes hold `..data`
+/// links next to the real files.
 pub(super) fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let dir_error =
         |message: String| ConfigError { file: Some(dir.to_path_buf()), key: String::new(), message };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_file() && format_of(dir).is_some() => return Ok(vec![dir.to_path_buf()]),
+        Ok(m) if m.is_file() => {
+            return Err(dir_error("not a *.toml, *.yaml or *.yml file".to_owned()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(dir_error(
+                "no such file or directory: -c takes a configuration file or a directory of them".to_owned(),
+            ));
+        }
+        _ => {}
+    }
     let entries = std::fs::read_dir(dir)
         .map_err(|e| dir_error(format!("cannot read the configuration directory: {e}")))?;
     let mut files = Vec::new();
@@ -235,9 +248,7 @@ impl<'t> SourceFile<'t> {
         let root = parse_tree(path, &uri, None, format, &text, errors)?;
         for key in root.keys() {
             if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
-                let message =
-                    format!("unknown key `{key}`; valid top-level keys: {}", TOP_LEVEL_KEYS.join(", "));
-                errors.push(file_error(path, key, message));
+                errors.push(file_error(path, key, unknown_key(key, &TOP_LEVEL_KEYS)));
             }
         }
         let mut settings = root;
@@ -287,6 +298,14 @@ fn parse_tree(
 ) -> Option<config::Map<String, Value>> {
     match format.parse(origin, text) {
         Ok(root) => Some(root),
+        Err(e) if format == FileFormat::Toml && unquoted_status_range(text, &e.to_string()).is_some() => {
+            let (number, line, fixed) = unquoted_status_range(text, &e.to_string())?;
+            let message = format!(
+                "not valid TOML at line {number}: `{line}`: a status range is text and must be quoted: `{fixed}`"
+            );
+            errors.push(file_error(path, "", message));
+            None
+        }
         Err(e) => {
             let kind = if format == FileFormat::Toml { "TOML" } else { "YAML" };
             // The `config` crate appends " in PATH"; the error names the file already.
@@ -295,6 +314,28 @@ fn parse_tree(
             None
         }
     }
+}
+
+/// For a TOML parse error (`message`, which names its line) on a line of `text` holding a
+/// status range without quotes (`status = [200-299]`, `2xx`), which TOML reads as a broken
+/// date or a bare word: the line's number, the line, and the line with the ranges quoted.
+fn unquoted_status_range(text: &str, message: &str) -> Option<(usize, String, String)> {
+    static LINE: std::sync::OnceLock<(regex::Regex, regex::Regex)> = std::sync::OnceLock::new();
+    let (line_of, range) = LINE.get_or_init(|| {
+        let line_of = regex::Regex::new(r"at line (\d+)").expect("a valid regex");
+        // A range not inside quotes: the character before it is none of `"`, `'`, a word's.
+        let range = regex::Regex::new(r#"(^|[^"'\w-])([1-5][0-9]{2}-[1-5][0-9]{2}|[1-5][xX]{2})\b"#)
+            .expect("a valid regex");
+        (line_of, range)
+    });
+    let number: usize = line_of.captures(message)?.get(1)?.as_str().parse().ok()?;
+    let line = text.lines().nth(number.checked_sub(1)?)?.trim();
+    let value = line.split_once('=')?.1;
+    if !line.contains("status") || !range.is_match(value) {
+        return None;
+    }
+    let fixed = range.replace_all(line, "$1\"$2\"").into_owned();
+    Some((number, line.to_owned(), fixed))
 }
 
 /// The settings of `files` layered in order, then the environment's overrides.

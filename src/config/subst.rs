@@ -109,6 +109,30 @@ pub(super) fn substitute(
     }
 }
 
+/// The secret substitutions of `input` as written (`${env:TOKEN}`, `${file:token}`), in order,
+/// without substituting: a key that may not hold a secret rejects them whether or not the
+/// variable or file exists yet.
+pub(super) fn secret_references(input: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            let Some(end) = after.find('}') else { break };
+            let token = &after[..end];
+            if token.starts_with("env:") || token.starts_with("file:") {
+                found.push(format!("${{{token}}}"));
+            }
+            rest = &after[end + 1..];
+        } else {
+            rest = &tail[1..];
+        }
+    }
+    found
+}
+
 enum Resolved {
     Plain(String),
     Secret(String),

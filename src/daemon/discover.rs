@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::config::{Env, KubernetesDiscovery, Mode};
 use crate::discovery::kubernetes::source::{self, watch as kwatch};
 use crate::discovery::kubernetes::{derive, render, DeriveOptions};
+use crate::duration::Human;
 use crate::export::{DiscoveryReport, ResourceHealth};
 use crate::probe::timestamp::rfc3339;
 use crate::status::{DiscoveryResource, DiscoveryStatus};
@@ -146,7 +147,7 @@ async fn client(
                 return Some(client);
             }
             Err(e) => {
-                tracing::warn!("discovery: {e}; retrying in {}s", wait.as_secs());
+                tracing::warn!("discovery: {e}; retrying in {}", Human(wait));
                 discovery.update(|s| {
                     s.client_error = Some(e);
                     s.failing_since.get_or_insert_with(|| rfc3339(SystemTime::now()));

@@ -100,13 +100,14 @@ pub enum RunError {
         /// Every error.
         errors: ConfigErrors,
     },
-    /// The admin listener could not be bound.
-    #[error("cannot listen on {addr} for the admin server: {source}")]
+    /// The admin listener could not be bound. One line with the fix: the OS error is in it,
+    /// and is not also the error's source (printed again after it).
+    #[error("{}", admin_bind_message(*addr, error))]
     Admin {
         /// `[admin] listen`.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -121,7 +122,7 @@ pub async fn run(
     // Startup: nothing else runs yet, so compiling on this thread blocks no one.
     let plan = config::load_with(dir, &*options.env).map_err(|errors| RunError::Config { errors })?;
     let addr = plan.admin.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|source| RunError::Admin { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|error| RunError::Admin { addr, error })?;
     let resource = ResourceInfo {
         host_name: host_name(&*options.env),
         node_name: options.env.var("NODE_NAME").filter(|n| !n.is_empty()),
@@ -132,15 +133,51 @@ pub async fn run(
         options.scheduler.seed = node_seed(name);
     }
     let telemetry = Arc::new(Telemetry::new(&plan.export, resource));
+    let plan_summary = (plan.targets.len(), plan.views().count(), dir.to_path_buf());
     options.config_dir = Some(dir.to_path_buf());
+    // The address bound (`[admin] listen` may ask for port 0).
+    let bound = listener.local_addr().unwrap_or(addr);
+    let startup = startup_line(&plan_summary, bound, &telemetry);
     let daemon = Daemon::new(plan, telemetry, options);
     let hangups = forward_hangups(daemon.handle());
-    tracing::info!(admin = %addr, dir = %dir.display(), "parallax running");
+    // One line at every log level: where to look, what runs, where its results go.
+    eprintln!("{startup}");
     daemon.run(Some(listener), shutdown).await;
     if let Some(task) = hangups {
         task.abort();
     }
     Ok(())
+}
+
+/// Why the admin server cannot listen on `addr`, and how to choose another address.
+fn admin_bind_message(addr: SocketAddr, error: &std::io::Error) -> String {
+    let why = match error.kind() {
+        std::io::ErrorKind::AddrInUse => "it is in use (another parallax?)".to_owned(),
+        std::io::ErrorKind::AddrNotAvailable => "no interface of this host has that address".to_owned(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".to_owned()
+        }
+        _ => error.to_string(),
+    };
+    format!(
+        "the admin server cannot listen on {addr}: {why}; choose another address with `[admin] listen` \
+         or PARALLAX_ADMIN__LISTEN (e.g. PARALLAX_ADMIN__LISTEN={})",
+        SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1))
+    )
+}
+
+/// The start-up line: `parallax: 2 targets, 5 views from probes.d; dashboard, /metrics and
+/// /api/v1/status on http://127.0.0.1:9464/; events on stdout, no OTLP (...)`.
+fn startup_line(plan: &(usize, usize, PathBuf), admin: SocketAddr, telemetry: &Telemetry) -> String {
+    let (targets, views, dir) = plan;
+    let plural = |n: usize, noun: &str| if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") };
+    format!(
+        "parallax: {}, {} from {}; dashboard, /metrics and /api/v1/status on http://{admin}/; {}",
+        plural(*targets, "target"),
+        plural(*views, "view"),
+        dir.display(),
+        telemetry.exports()
+    )
 }
 
 /// The host's name for the OTLP resource (`host.name`) and, without `NODE_NAME`, the schedule's

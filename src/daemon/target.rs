@@ -13,6 +13,7 @@ use crate::diff::{
     pair_outcomes, worst_outcome, AttributionBudget, AttributionSettings, Case, Diagnosis, Direction,
     HoldTime, Mismatch, OpenMismatch, Resolution, TargetDiff,
 };
+use crate::duration::Human;
 use crate::export::{MismatchEvent, Sink, SpanRef};
 use crate::probe::timestamp::rfc3339;
 use crate::probe::{ErrorCode, Outcome};
@@ -459,7 +460,7 @@ impl TargetState {
         tracing::info!(
             target = %self.name, checker = %checker, direction = %record.mismatch.direction,
             resolution = resolution_name(resolution), "mismatch resolved after {}",
-            humantime::format_duration(Duration::from_secs(open_for.as_secs()))
+            Human(open_for)
         );
         record.close(open_for, resolution_name(resolution), links, telemetry);
     }

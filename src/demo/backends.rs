@@ -258,8 +258,7 @@ impl Server {
         route: Route,
     ) -> Result<Server, DemoError> {
         let listener = bind_loopback(host).await?;
-        let addr =
-            listener.local_addr().map_err(|source| DemoError::Backend { ip: addr_of(host), source })?;
+        let addr = listener.local_addr().map_err(|error| DemoError::Backend { ip: addr_of(host), error })?;
         let task = tokio::spawn(accept_loop(listener, tls.map(TlsAcceptor::from), route));
         Ok(Server { addr, task })
     }
@@ -275,9 +274,9 @@ async fn bind_loopback(host: u8) -> Result<TcpListener, DemoError> {
     match TcpListener::bind((ip, 0)).await {
         Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
             let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-            TcpListener::bind((ip, 0)).await.map_err(|source| DemoError::Backend { ip, source })
+            TcpListener::bind((ip, 0)).await.map_err(|error| DemoError::Backend { ip, error })
         }
-        bound => bound.map_err(|source| DemoError::Backend { ip, source }),
+        bound => bound.map_err(|error| DemoError::Backend { ip, error }),
     }
 }
 

@@ -46,12 +46,12 @@ pub const REFRESH: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// A backend could not bind its loopback address.
-    #[error("cannot start a demo backend on {ip}: {source}")]
+    #[error("cannot start a demo backend on {ip}: {error}")]
     Backend {
         /// The address.
         ip: IpAddr,
-        /// Why.
-        source: io::Error,
+        /// Why (in the message, and not its source: printed once).
+        error: io::Error,
     },
     /// rcgen or rustls refused the certificates.
     #[error("cannot make the demo certificates: {0}")]
@@ -63,12 +63,12 @@ pub enum DemoError {
     #[error("the demo configuration does not compile:\n{0}")]
     Config(ConfigErrors),
     /// The admin listener could not be bound, not even on a free port.
-    #[error("cannot listen on {addr} for the dashboard: {source}")]
+    #[error("cannot listen on {addr} for the dashboard: {error}")]
     Admin {
         /// The address asked for.
         addr: SocketAddr,
-        /// Why.
-        source: io::Error,
+        /// Why (in the message, and not its source: printed once).
+        error: io::Error,
     },
 }
 
@@ -123,7 +123,7 @@ pub async fn run(
     let backends = Backends::start().await?;
     let plan = backends.plan(options.otlp.as_ref())?;
     let (listener, fallback) = bind_admin(options.listen).await?;
-    let admin = listener.local_addr().map_err(|source| DemoError::Admin { addr: options.listen, source })?;
+    let admin = listener.local_addr().map_err(|error| DemoError::Admin { addr: options.listen, error })?;
     let url = dashboard_url(admin);
     if fallback {
         eprintln!(
@@ -226,11 +226,10 @@ async fn bind_admin(addr: SocketAddr) -> Result<(TcpListener, bool), DemoError> 
         Ok(listener) => Ok((listener, false)),
         Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr.port() != 0 => {
             let any = SocketAddr::new(addr.ip(), 0);
-            let listener =
-                TcpListener::bind(any).await.map_err(|source| DemoError::Admin { addr, source })?;
+            let listener = TcpListener::bind(any).await.map_err(|error| DemoError::Admin { addr, error })?;
             Ok((listener, true))
         }
-        Err(source) => Err(DemoError::Admin { addr, source }),
+        Err(error) => Err(DemoError::Admin { addr, error }),
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::config::{Env, ExportSettings, ProcessEnv, View};
 use crate::diff::Mismatch;
+use crate::duration::Human;
 use crate::probe::Outcome;
 use crate::verdict::VerdictChange;
 
@@ -252,6 +253,8 @@ pub struct Telemetry {
     success_sample_ratio: f64,
     ids: RandomIdGenerator,
     scope: InstrumentationScope,
+    /// Where OTLP goes, for people (no user info, query or header): `None` when it is off.
+    otlp_destination: Option<String>,
 }
 
 impl fmt::Debug for Telemetry {
@@ -326,6 +329,11 @@ impl Telemetry {
             }
         });
         let events = EventWriter::start(options.events, options.event_queue);
+        let otlp_destination = destination.as_ref().and_then(|d| {
+            let traces = d.traces.as_deref().filter(|_| spans.is_some());
+            let metrics = d.metrics.as_deref().filter(|_| metric_push.is_some());
+            otlp::describe(d.protocol, traces, metrics)
+        });
         Telemetry {
             metrics,
             spans,
@@ -337,6 +345,16 @@ impl Telemetry {
                 .map_or(crate::config::DEFAULT_SUCCESS_SAMPLE_RATIO, |d| d.success_sample_ratio),
             ids: RandomIdGenerator::default(),
             scope,
+            otlp_destination,
+        }
+    }
+
+    /// Where exports go, for the daemon's start-up line: `events on stdout, OTLP traces and
+    /// metrics to http://127.0.0.1:4317 (grpc)`, or `..., no OTLP`. Names no secret.
+    pub fn exports(&self) -> String {
+        match &self.otlp_destination {
+            Some(otlp) => format!("events on stdout, {otlp}"),
+            None => "events on stdout, no OTLP (set [export.otlp] or OTEL_EXPORTER_OTLP_ENDPOINT)".to_owned(),
         }
     }
 
@@ -424,7 +442,7 @@ impl Sink for Telemetry {
             };
             let events = async {
                 if !self.events.flush(deadline).await {
-                    tracing::warn!("event lines not flushed within {deadline:?}");
+                    tracing::warn!("event lines not flushed within {}", Human(deadline));
                 }
             };
             tokio::join!(spans, metrics, events);

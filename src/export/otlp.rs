@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{Env, OtlpProtocol, OtlpSettings, DEFAULT_SUCCESS_SAMPLE_RATIO};
+use crate::duration::Human;
 
 use super::metrics::Metrics;
 use super::{ResourceInfo, TelemetryOptions};
@@ -131,6 +132,38 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where OTLP goes, for people: `OTLP traces and metrics to URL (grpc)`, or each signal's own
+/// URL; `None` when neither is exported. The URLs lose any user info and query (a token may
+/// sit there).
+pub(crate) fn describe(
+    protocol: OtlpProtocol,
+    traces: Option<&str>,
+    metrics: Option<&str>,
+) -> Option<String> {
+    let protocol = match protocol {
+        OtlpProtocol::Grpc => "grpc",
+        OtlpProtocol::HttpProtobuf => "http/protobuf",
+    };
+    let shown = |endpoint: &str| match url::Url::parse(endpoint) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => "an invalid endpoint".to_owned(),
+    };
+    let text = match (traces.map(shown), metrics.map(shown)) {
+        (Some(t), Some(m)) if t == m => format!("OTLP traces and metrics to {t}"),
+        (Some(t), Some(m)) => format!("OTLP traces to {t} and metrics to {m}"),
+        (Some(t), None) => format!("OTLP traces to {t}"),
+        (None, Some(m)) => format!("OTLP metrics to {m}"),
+        (None, None) => return None,
+    };
+    Some(format!("{text} ({protocol})"))
 }
 
 /// Resolves the destination; `None` when OTLP is off.
@@ -298,7 +331,7 @@ impl HttpClient for HyperClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         match tokio::time::timeout(self.timeout, self.send(request)).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer from the collector within {:?}", self.timeout).into()),
+            Err(_) => Err(format!("no answer from the collector within {}", Human(self.timeout)).into()),
         }
     }
 }

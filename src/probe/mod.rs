@@ -28,6 +28,7 @@ pub use outcome::{
 };
 
 use crate::config::{Dialed, Host, View};
+use crate::duration::Human;
 
 /// Runs probes. Holds what is worth building once: resolvers and TLS client configs.
 #[derive(Debug, Default)]
@@ -299,7 +300,7 @@ pub fn cancelled_at_deadline(view: &View, elapsed: std::time::Duration) -> Outco
     } else {
         (Phase::Connect, ErrorCode::ConnectTimeout)
     };
-    let detail = format!("no result within the {} ms timeout: probe cancelled", view.timeout.as_millis());
+    let detail = format!("no result within the {} timeout: probe cancelled", Human(view.timeout));
     let mut outcome = Attempt::new(view, Instant::now()).fail(Failure::in_phase(phase, code, detail));
     outcome.timings.total = elapsed;
     outcome

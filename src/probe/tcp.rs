@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::outcome::{ErrorCode, Failure};
 use crate::config::SourceBind;
+use crate::duration::Human;
 
 /// An established connection and what it took.
 #[derive(Debug)]
@@ -49,7 +50,7 @@ pub async fn connect(
         Err(_) => {
             return Err(Failure::new(
                 ErrorCode::ConnectTimeout,
-                format!("no answer from {peer} within {} ms", elapsed.as_millis()),
+                format!("no answer from {peer} within {}", Human(elapsed)),
             ))
         }
     };

@@ -121,27 +121,39 @@
     return typeof x === 'number' && isFinite(x);
   }
 
+  // Durations as people write them, the rules of src/duration.rs (`0.4ms`, `250ms`, `4.9s`,
+  // `1m30s`): the terminal, the logs and this page print a duration the same way.
+  function trimmed(x, places) {
+    const text = x.toFixed(places);
+    return text.indexOf('.') < 0 ? text : text.replace(/0+$/, '').replace(/\.$/, '');
+  }
+
+  function roundTo(x, places) {
+    const scale = Math.pow(10, places);
+    return Math.round(x * scale) / scale;
+  }
+
   function fmtMs(ms) {
-    if (!isNum(ms)) return '\u2014';
-    if (ms < 10) return ms.toFixed(2) + ' ms';
-    if (ms < 100) return ms.toFixed(1) + ' ms';
-    if (ms < 10000) return Math.round(ms) + ' ms';
-    return (ms / 1000).toFixed(1) + ' s';
+    if (!isNum(ms) || ms < 0) return '\u2014';
+    if (ms === 0) return '0s';
+    if (roundTo(ms, 1) < 10) return trimmed(ms, 1) + 'ms';
+    if (Math.round(ms) < 1000) return Math.round(ms) + 'ms';
+    const s = ms / 1000;
+    if (roundTo(s, 2) < 10) return trimmed(s, 2) + 's';
+    if (roundTo(s, 1) < 60) return trimmed(s, 1) + 's';
+    const total = Math.max(60, Math.round(s));
+    const parts = [[Math.floor(total / 86400), 'd'], [Math.floor((total % 86400) / 3600), 'h'],
+      [Math.floor((total % 3600) / 60), 'm'], [total % 60, 's']];
+    return parts.filter((p) => p[0] > 0).map((p) => p[0] + p[1]).join('');
   }
 
   function fmtDuration(seconds) {
     if (!isNum(seconds) || seconds < 0) seconds = 0;
-    const s = Math.floor(seconds);
-    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
-    if (d > 0) return d + 'd ' + h + 'h';
-    if (h > 0) return h + 'h ' + m + 'm';
-    if (m > 0) return m + 'm ' + (s % 60) + 's';
-    return s + 's';
+    return fmtMs(Math.floor(seconds) * 1000);
   }
 
   function fmtInterval(ms) {
-    if (!isNum(ms)) return '\u2014';
-    return ms % 1000 === 0 ? ms / 1000 + ' s' : ms + ' ms';
+    return fmtMs(ms);
   }
 
   function ago(iso) {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use config::{Value, ValueKind};
 
 use self::settings::{Defaults, RawDiffKeys};
-use super::key_path::{deserialize, label_of, render_key_path, Location};
+use super::key_path::{deserialize_in, label_of, render_key_path, Location};
 use super::load::{self, SourceFile};
 use super::plan::{Plan, Target};
 use super::raw::RawTarget;
@@ -40,7 +40,9 @@ pub(super) fn compile_dir(
         Ok(paths) => paths,
         Err(e) => return (Err(ConfigErrors(vec![e])), Vec::new()),
     };
-    let mut compiler = Compiler::new(env, dir);
+    // Relative `ca_file` and `${file:..}` paths start where the files are.
+    let base = if dir.is_file() { dir.parent().unwrap_or(Path::new("")) } else { dir };
+    let mut compiler = Compiler::new(env, base);
     let mut files: Vec<SourceFile> =
         paths.iter().filter_map(|p| SourceFile::read(p, &mut compiler.errors)).collect();
     for (path, text) in generated {
@@ -124,7 +126,18 @@ impl Compiler<'_> {
 
     /// Deserializes the table `value` at `at`, or reports the key serde failed on.
     fn deserialize<T: serde::de::DeserializeOwned>(&mut self, at: &Location, value: Value) -> Option<T> {
-        match deserialize(value) {
+        self.deserialize_in(at, value, &[])
+    }
+
+    /// [`Compiler::deserialize`] for a table that rejects later some keys its serde type takes
+    /// (`not_here`): an unknown key's message neither lists nor suggests them.
+    fn deserialize_in<T: serde::de::DeserializeOwned>(
+        &mut self,
+        at: &Location,
+        value: Value,
+        not_here: &[&str],
+    ) -> Option<T> {
+        match deserialize_in(value, not_here) {
             Ok(raw) => Some(raw),
             Err((segments, message)) => {
                 self.error(at, &render_key_path(&segments), message);
@@ -150,21 +163,23 @@ impl Compiler<'_> {
     }
 
     /// Substitutes `raw` for a key that is printed in outputs, so may not hold a secret.
+    /// Said from the text as written, before substituting: on the first run, when the variable
+    /// or file may not exist yet, the error is this one and not "not set".
     fn plain(&mut self, at: &Location, key: &str, raw: &str) -> Option<String> {
-        let s = self.text(at, key, raw)?;
-        if s.is_secret() {
+        let secrets = subst::secret_references(raw);
+        if !secrets.is_empty() {
             self.error(
                 at,
                 key,
                 format!(
                     "cannot hold a secret ({}): values of ${{env:..}} and ${{file:..}} are secrets, and \
                      this key is shown in outputs; secrets belong in headers, body, or the URL's user info, path or query",
-                    s.secrets.join(", ")
+                    secrets.join(", ")
                 ),
             );
             return None;
         }
-        Some(s.value)
+        Some(self.text(at, key, raw)?.value)
     }
 
     /// `${NODE_IP}` at the start of a `host:port` needs brackets on an IPv6 node. One ConfigMap
@@ -211,8 +226,9 @@ impl Compiler<'_> {
         file: &Arc<Path>,
         first_definitions: &mut FirstDefinitions,
     ) -> Option<Target> {
-        let raw: RawTarget = self.deserialize(at, value)?;
         let before = self.errors.len();
+        let value = self.single_bracket_checker(at, value);
+        let raw: RawTarget = self.deserialize(at, value)?;
         let name = self.target_name(at, raw.name.as_deref(), file, first_definitions);
         let allow_sources = self.allow_sources(at, raw.allow_sources.as_deref().unwrap_or_default());
         let diff_keys = RawDiffKeys {
@@ -229,6 +245,23 @@ impl Compiler<'_> {
             return None;
         }
         Some(Target { name, allow_sources, client: client?, checkers, diff, cluster })
+    }
+
+    /// `[target.checker]` (one table) where `[[target.checker]]` (a list) is meant: said so,
+    /// and left out, so the rest of the target is still checked.
+    fn single_bracket_checker(&mut self, at: &Location, mut value: Value) -> Value {
+        if let ValueKind::Table(t) = &mut value.kind {
+            if t.get("checker").is_some_and(|c| matches!(c.kind, ValueKind::Table(_))) {
+                t.shift_remove("checker");
+                self.error(
+                    at,
+                    "checker",
+                    "write [[target.checker]] with double brackets: a target has a list of checker \
+                     views, and [target.checker] is a single table",
+                );
+            }
+        }
+        value
     }
 
     /// The target's name, checked and claimed for `file` (empty when it has none valid: its

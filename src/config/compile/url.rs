@@ -31,8 +31,28 @@ impl Compiler<'_> {
     pub(super) fn url(&mut self, at: &Location, raw: &str) -> Option<UrlParts> {
         let raw = raw.trim();
         let (scheme, rest) = self.url_scheme(at, raw)?;
+        if raw.contains(char::is_whitespace) {
+            self.error(
+                at,
+                "url",
+                format!("`{raw}` contains a space: a URL has none (in a path or query, write %20)"),
+            );
+            return None;
+        }
         let scheme_text = scheme.as_str();
         let (userinfo, hostport, tail) = split_authority(rest);
+        let host_secrets = crate::config::subst::secret_references(hostport);
+        if !host_secrets.is_empty() {
+            self.error(
+                at,
+                "url",
+                format!(
+                    "the URL's host and port cannot hold a secret ({}): they are shown in every output",
+                    host_secrets.join(", ")
+                ),
+            );
+            return None;
+        }
         let hostport = self.text(at, "url", &self.bracket_node_ip(hostport));
         let tail = self.text(at, "url", tail);
         let userinfo = match userinfo {
@@ -47,17 +67,6 @@ impl Compiler<'_> {
             None => ("", ""),
         };
         let display = [scheme_text, "://", user_display, at_sign, &hostport.display, &tail.display].concat();
-        if hostport.is_secret() {
-            self.error(
-                at,
-                "url",
-                format!(
-                    "the URL's host and port cannot hold a secret ({}): they are shown in every output",
-                    hostport.secrets.join(", ")
-                ),
-            );
-            return None;
-        }
         if hostport.value.is_empty() || hostport.value.starts_with(':') {
             self.error(at, "url", format!("`{display}` has an empty host"));
             return None;

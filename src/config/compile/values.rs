@@ -80,6 +80,15 @@ impl Compiler<'_> {
                 None
             }
             Ok(d) => Some(d),
+            Err(_) if s.trim().parse::<f64>().is_ok() => {
+                let n = s.trim();
+                self.error(
+                    at,
+                    key,
+                    format!("`{n}` has no unit: write \"{n}s\" or \"{n}ms\" (e.g. 500ms, 2s, 1m)"),
+                );
+                None
+            }
             Err(e) => {
                 self.error(at, key, format!("`{s}` is not a duration (e.g. 500ms, 2s, 1m): {e}"));
                 None
@@ -159,10 +168,7 @@ impl Compiler<'_> {
     }
 }
 
-/// A duration as humans write it (`1s`, `800ms`).
-pub(super) fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
+pub(super) use crate::duration::human;
 
 /// A DNS name (LDH labels, `_` allowed for service names) of at most 253 bytes.
 pub(super) fn valid_dns_name(s: &str) -> bool {

@@ -93,7 +93,9 @@ impl Compiler<'_> {
         target: &Arc<str>,
         defaults: &Defaults,
     ) -> Option<View> {
-        let raw: RawView = self.deserialize(at, value)?;
+        // `name` and `profile` are checker keys: a client view's unknown key is not offered them.
+        let not_here: &[&str] = if role == Role::Client { &["name", "profile"] } else { &[] };
+        let raw: RawView = self.deserialize_in(at, value, not_here)?;
         let before = self.errors.len();
         let identity = self.identity(at, &raw, role);
         let dialing = self.dialing(at, &raw, defaults, &identity.supplied);

@@ -105,8 +105,8 @@ async fn live(request: &Request) -> Result<super::Cluster, String> {
             .map(|(k, h)| format!("{}: {}", k.as_str(), h.last_error.as_deref().unwrap_or("no answer")))
             .collect();
         return Err(format!(
-            "the cluster was not listed within {}s: {}",
-            LIST_TIMEOUT.as_secs(),
+            "the cluster was not listed within {}: {}",
+            crate::duration::Human(LIST_TIMEOUT),
             failing.join("; ")
         ));
     }

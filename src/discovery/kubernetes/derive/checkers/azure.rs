@@ -149,9 +149,12 @@ fn timing(scope: &Scope<'_>, n: i32, notes: &mut Vec<Note>) -> (Part<u64>, Part<
         return (Part::new(interval_s.value * 1000, interval_s.origin), count);
     }
     notes.push(scope.note(format!(
-        "Azure health probe interval {} s ({}) × {} probes ({}) reaches 120 s: the controller rejects the \
-         Service; parallax assumes the defaults 5 s × 2",
-        interval_s.value, interval_s.origin, count.value, count.origin
+        "Azure health probe interval {} ({}) × {} probes ({}) reaches 2m: the controller rejects the \
+         Service; parallax assumes the defaults 5s × 2",
+        crate::duration::Human(std::time::Duration::from_secs(interval_s.value)),
+        interval_s.origin,
+        count.value,
+        count.origin
     )));
     let interval = Part::new(5000, default("HealthProbeDefaultProbeInterval"));
     (interval, Part::new(2, default("HealthProbeDefaultNumOfProbe")))
