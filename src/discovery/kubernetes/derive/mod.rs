@@ -300,54 +300,63 @@ fn derive_node(ctx: &Context<'_>, derivation: &mut Derivation) {
             let addresses = routes::service_addresses(service);
             // A port whose load balancer checks only pods has no target for the node (unless
             // nothing checks at all: the client view is then the only judge, as for MetalLB).
+            let target = Shared { source: &source, facts: &facts, metallb, addresses: &addresses };
             if !checkers.node.is_empty() || checkers.pods.is_empty() {
                 let mut client = request.clone();
                 if routes::deliver_to_node(ctx, service, port, &checkers, &mut client, &mut derivation.notes)
                 {
-                    let mut comments = checkers.comments.clone();
-                    comments.extend(checkers.node_comments.iter().cloned());
-                    let name = target_name(&base);
-                    node_conditions(derivation, &facts, &name, metallb, &addresses);
-                    derivation.targets.push(DerivedTarget {
-                        name,
-                        source: source.clone(),
-                        comments,
-                        client,
-                        checkers: checkers.node.clone(),
-                        cluster: Some(facts.clone()),
-                    });
+                    let comments = [&checkers.comments[..], &checkers.node_comments[..]].concat();
+                    target.push(derivation, target_name(&base), comments, client, checkers.node.clone());
                 }
             }
             for pod in &checkers.pods {
                 let Some((pod_port, origin)) = &pod.port else {
-                    derivation.notes.push(Note {
-                        object: source.clone(),
-                        message: format!(
-                            "port {}: the EndpointSlices of pod {} name no port {}, so where the load balancer sends                              users' requests to it is unknown: no target for that pod",
-                            port_label(port),
-                            pod.ip,
-                            port_label(port)
-                        ),
-                    });
+                    let label = port_label(port);
+                    let message = format!(
+                        "port {label}: the EndpointSlices of pod {} name no port {label}, so where the load balancer \
+                         sends users' requests to it is unknown: no target for that pod",
+                        pod.ip
+                    );
+                    derivation.notes.push(Note { object: source.clone(), message });
                     continue;
                 };
                 let mut client = request.clone();
                 routes::deliver_to_pod(&mut client, pod.ip, *pod_port, origin.clone());
-                let mut comments = checkers.comments.clone();
-                comments.extend(pod.comments.iter().cloned());
-                let ip = pod.ip.to_string();
-                let name = target_name(&[base[0], base[1], base[2], base[3], &ip]);
-                node_conditions(derivation, &facts, &name, metallb, &addresses);
-                derivation.targets.push(DerivedTarget {
-                    name,
-                    source: source.clone(),
-                    comments,
-                    client,
-                    checkers: pod.views.clone(),
-                    cluster: Some(facts.clone()),
-                });
+                let comments = [&checkers.comments[..], &pod.comments[..]].concat();
+                let name = target_name(&[base[0], base[1], base[2], base[3], &pod.ip.to_string()]);
+                target.push(derivation, name, comments, client, pod.views.clone());
             }
         }
+    }
+}
+
+/// What the node target and the pod targets of one Service port share.
+struct Shared<'a> {
+    source: &'a ObjectRef,
+    facts: &'a ClusterFacts,
+    metallb: bool,
+    addresses: &'a [String],
+}
+
+impl Shared<'_> {
+    /// Adds the target `name` (and its conditions) to `derivation`.
+    fn push(
+        &self,
+        derivation: &mut Derivation,
+        name: String,
+        comments: Vec<String>,
+        client: DerivedView,
+        checkers: Vec<DerivedView>,
+    ) {
+        node_conditions(derivation, self.facts, &name, self.metallb, self.addresses);
+        derivation.targets.push(DerivedTarget {
+            name,
+            source: self.source.clone(),
+            comments,
+            client,
+            checkers,
+            cluster: Some(self.facts.clone()),
+        });
     }
 }
 
