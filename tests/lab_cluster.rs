@@ -71,12 +71,9 @@ listen = "127.0.0.1:9464"
 
 #[test]
 fn kube_proxy_endpoints_disagree() {
-    let ports = Ports::slot(0);
-    let mut env = Env::start("kp-disagree");
-    let local = endpoint("10.244.1.7", env.node(0), Ready::Yes);
-    env.create(node_service(&ports, "Local", &[local]));
-    env.serve(Ns::Node(0), &[traffic_port(&ports), kube_proxy(&ports, 0)]);
-    let daemon = env.daemon(Mode::Node(None));
+    let placed = [("10.244.1.7", 0, Ready::Yes)];
+    let wire = [Proxy::TrafficPort, Proxy::HealthPort(0)];
+    let (mut env, daemon, ports) = Env::node_case("kp-disagree", 0, "Local", &placed, &wire, None);
     let names = [format!("Service {}/shop", env.ns), format!("nodeName {}", env.node(0))];
     let expect = Expect::mismatch(&GCE_CHECKERS, "false_drain", "kube_proxy_endpoints_disagree", &names)
         .facts(node_facts(&env, &ports, "Local", (1, 1, 0)));
@@ -85,13 +82,10 @@ fn kube_proxy_endpoints_disagree() {
 
 #[test]
 fn health_port_not_served() {
-    let ports = Ports::slot(1);
-    let mut env = Env::start("hc-not-served");
-    let local = endpoint("10.244.1.8", env.node(0), Ready::Yes);
-    env.create(node_service(&ports, "Local", &[local]));
     // Nothing listens on healthCheckNodePort: the node's proxy does not implement it.
-    env.serve(Ns::Node(0), &[traffic_port(&ports)]);
-    let daemon = env.daemon(Mode::Node(None));
+    let placed = [("10.244.1.8", 0, Ready::Yes)];
+    let (mut env, daemon, ports) =
+        Env::node_case("hc-not-served", 1, "Local", &placed, &[Proxy::TrafficPort], None);
     let names = [format!("Service {}/shop", env.ns), format!("healthCheckNodePort {}", ports.health)];
     let expect = Expect::mismatch(&GCE_CHECKERS, "false_drain", "health_port_not_served", &names)
         .facts(node_facts(&env, &ports, "Local", (1, 1, 0)));
@@ -100,17 +94,11 @@ fn health_port_not_served() {
 
 #[test]
 fn draining_endpoints() {
-    let ports = Ports::slot(2);
-    let mut env = Env::start("draining");
     // A rollout: this node's pod terminates (still serving its connections), its successor is
     // ready on node 2; kube-proxy here counts no local endpoint.
-    let endpoints = [
-        endpoint("10.244.1.9", env.node(0), Ready::Terminating),
-        endpoint("10.244.2.9", env.node(1), Ready::Yes),
-    ];
-    env.create(node_service(&ports, "Local", &endpoints));
-    env.serve(Ns::Node(0), &[traffic_port(&ports), kube_proxy(&ports, 0)]);
-    let daemon = env.daemon(Mode::Node(None));
+    let placed = [("10.244.1.9", 0, Ready::Terminating), ("10.244.2.9", 1, Ready::Yes)];
+    let wire = [Proxy::TrafficPort, Proxy::HealthPort(0)];
+    let (mut env, daemon, ports) = Env::node_case("draining", 2, "Local", &placed, &wire, None);
     let names = [format!("Service {}/shop", env.ns), "1 terminating endpoint(s)".to_owned()];
     let mut facts = node_facts(&env, &ports, "Local", (1, 0, 1));
     facts["endpoint_nodes"] = json!([format!("{}: 1", env.node(1))]);
@@ -122,126 +110,188 @@ fn draining_endpoints() {
 
 #[test]
 fn vip_without_health_check() {
-    let ports = Ports::slot(3);
-    let mut env = Env::start("vip-no-hc");
-    let local = endpoint("10.244.2.10", env.node(1), Ready::No);
-    env.create(node_service(&ports, "Cluster", &[local]));
     // Nothing serves the traffic port: kube-proxy has no endpoint to send users to.
-    let daemon = env.daemon(Mode::Node(Some("metallb")));
-    let target = env.node_target();
-    let object = format!("Service {}/shop", env.ns);
+    let placed = [("10.244.2.10", 1, Ready::No)];
+    let (mut env, daemon, ports) = Env::node_case("vip-no-hc", 3, "Cluster", &placed, &[], Some("metallb"));
+    let (target, object) = (env.node_target(), format!("Service {}/shop", env.ns));
     let condition = Cond::new("vip_without_health_check", &object, Some(&target));
     let names = [object.clone(), VIP.to_string()];
-    let expect = Expect::explained("vip_without_health_check", &names, vec![condition]).facts(node_facts(
-        &env,
-        &ports,
-        "Cluster",
-        (0, 0, 0),
-    ));
-    env.check(&daemon, &target, &expect);
+    let facts = node_facts(&env, &ports, "Cluster", (0, 0, 0));
+    env.check(
+        &daemon,
+        &target,
+        &Expect::explained("vip_without_health_check", &names, vec![condition]).facts(facts),
+    );
 }
 
 #[test]
 fn no_ready_endpoints() {
-    let mut env = Env::start("no-ready");
-    let mut objects = backend("orders", true, &[endpoint("10.244.2.11", env.node(1), Ready::No)]);
-    objects.push(ingress("orders", "orders.lab", None, "orders", true));
-    env.create(objects);
-    env.serve_lb(&[("orders.lab", 503)]);
-    let daemon = env.daemon(Mode::External);
-    let target = ingress_target(&env.ns, "orders", "orders.lab");
-    let object = format!("Service {}/orders", env.ns);
+    let objects = |env: &Env| {
+        let mut objects = backend("orders", true, &[endpoint("10.244.2.11", env.node(1), Ready::No)]);
+        objects.push(ingress("orders", "orders.lab", None, "orders", true));
+        objects
+    };
+    let (mut env, daemon) = Env::external_case("no-ready", objects, &[("orders.lab", 503)]);
+    let (target, object) =
+        (ingress_target(&env.ns, "orders", "orders.lab"), format!("Service {}/orders", env.ns));
     let condition = Cond::new("no_ready_endpoints", &object, Some(&target));
     let facts = json!({"object": format!("Ingress {}/orders", env.ns), "backends": [format!("{}/orders", env.ns)],
                        "ready_endpoints": 0, "route_hosts": ["orders.lab"]});
-    let expect =
-        Expect::explained("no_ready_endpoints", std::slice::from_ref(&object), vec![condition]).facts(facts);
-    env.check(&daemon, &target, &expect);
+    let names = [object.clone()];
+    env.check(
+        &daemon,
+        &target,
+        &Expect::explained("no_ready_endpoints", &names, vec![condition]).facts(facts),
+    );
+}
+
+/// The same in node mode: every view fails (kube-proxy counts no endpoint, the traffic port
+/// refuses), so nothing disagrees and the condition explains the users' failure on its own.
+#[test]
+fn no_ready_endpoints_on_a_node() {
+    let placed = [("10.244.2.13", 1, Ready::No)];
+    let wire = [Proxy::HealthPort(0)];
+    let (mut env, daemon, ports) = Env::node_case("no-ready-node", 5, "Local", &placed, &wire, None);
+    let (target, object) = (env.node_target(), format!("Service {}/shop", env.ns));
+    let condition = Cond::new("no_ready_endpoints", &object, Some(&target));
+    let names = [object.clone()];
+    let facts = node_facts(&env, &ports, "Local", (0, 0, 0));
+    env.check(
+        &daemon,
+        &target,
+        &Expect::explained("no_ready_endpoints", &names, vec![condition]).facts(facts),
+    );
 }
 
 #[test]
 fn route_not_accepted() {
-    let mut env = Env::start("route-rejected");
-    let mut objects = vec![gateway(true)];
-    objects.push(http_route("shop.lab", "web", &[("Accepted", "False", "NotAllowedByListeners")]));
-    env.create(objects);
-    env.serve_lb(&[("shop.lab", 404)]);
-    let daemon = env.daemon(Mode::External);
-    let target = route_target(&env.ns, "shop.lab");
-    let object = format!("HTTPRoute {}/web", env.ns);
-    let condition = Cond::new("route_not_accepted", &object, Some(&target)).reason("NotAllowedByListeners");
-    let names = [object.clone(), format!("Gateway {}/gw", env.ns)];
-    let expect =
-        Expect::explained("route_not_accepted", &names, vec![condition]).facts(route_facts(&env, "web"));
-    env.check(&daemon, &target, &expect);
+    route_case(RouteCase {
+        label: "route-rejected",
+        programmed: true,
+        parent: &[("Accepted", "False", "NotAllowedByListeners")],
+        service: "web",
+        answer: Some(404),
+        kind: "route_not_accepted",
+        object: "HTTPRoute",
+        reason: "NotAllowedByListeners",
+    });
 }
 
 #[test]
 fn backend_ref_unresolved() {
-    let mut env = Env::start("refs-unresolved");
-    let conditions = [("Accepted", "True", "Accepted"), ("ResolvedRefs", "False", "BackendNotFound")];
-    env.create(vec![gateway(true), http_route("shop.lab", "missing", &conditions)]);
-    env.serve_lb(&[("shop.lab", 500)]);
-    let daemon = env.daemon(Mode::External);
-    let target = route_target(&env.ns, "shop.lab");
-    let object = format!("HTTPRoute {}/web", env.ns);
-    let condition = Cond::new("backend_ref_unresolved", &object, Some(&target)).reason("BackendNotFound");
-    let names = [object.clone(), format!("Gateway {}/gw", env.ns)];
-    let expect = Expect::explained("backend_ref_unresolved", &names, vec![condition])
-        .facts(route_facts(&env, "missing"));
-    env.check(&daemon, &target, &expect);
+    route_case(RouteCase {
+        label: "refs-unresolved",
+        programmed: true,
+        parent: &[("Accepted", "True", "Accepted"), ("ResolvedRefs", "False", "BackendNotFound")],
+        service: "missing",
+        answer: Some(500),
+        kind: "backend_ref_unresolved",
+        object: "HTTPRoute",
+        reason: "BackendNotFound",
+    });
 }
 
 #[test]
 fn gateway_not_programmed() {
-    let mut env = Env::start("gw-unprogrammed");
-    let accepted = [("Accepted", "True", "Accepted"), ("ResolvedRefs", "True", "ResolvedRefs")];
-    env.create(vec![gateway(false), http_route("shop.lab", "web", &accepted)]);
     // The data plane was never configured: nothing listens at the Gateway's address (refused).
-    env.serve_lb(&[]);
-    let daemon = env.daemon(Mode::External);
+    let (mut env, daemon, target) = route_case(RouteCase {
+        label: "gw-unprogrammed",
+        programmed: false,
+        parent: &[("Accepted", "True", "Accepted"), ("ResolvedRefs", "True", "ResolvedRefs")],
+        service: "web",
+        answer: None,
+        kind: "gateway_not_programmed",
+        object: "Gateway",
+        reason: "Invalid",
+    });
+    // The controller programs the Gateway (its data plane still refuses): the condition leaves
+    // the status and the metrics, and the failure is no longer explained by it.
+    env.write_status(gateway(true));
+    let doc = env.wait(&daemon, "the condition gone and the failure unexplained", |doc| {
+        conditions_of(doc).is_empty() && find_target(doc, &target).is_some_and(|t| t["explained"].is_null())
+    });
+    let t = find_target(&doc, &target).cloned().unwrap_or_default();
+    let client = &t["views"][0]["last_outcome"];
+    let failing = (&client["ok"], &client["error"]);
+    let context = env.context(&daemon, "still refused", &doc);
+    assert_eq!(failing, (&json!(false), &json!("connect_refused")), "{context}");
+    env.assert_conditions(&daemon, &doc, &[]);
+}
+
+/// A Gateway API case: HTTPRoute `web` for `shop.lab` on Gateway `gw`.
+struct RouteCase {
+    /// The case's name.
+    label: &'static str,
+    /// The Gateway says `Programmed: True` (else False, reason `Invalid`); it has an address.
+    programmed: bool,
+    /// The route's parent status conditions (type, status, reason).
+    parent: &'static [(&'static str, &'static str, &'static str)],
+    /// The Service its rule sends to (not selected).
+    service: &'static str,
+    /// What the LB answers for `shop.lab` (`None`: nothing listens).
+    answer: Option<u16>,
+    /// The condition that explains the users' failure.
+    kind: &'static str,
+    /// The kind of the object it is about (`HTTPRoute` `web` or `Gateway` `gw`).
+    object: &'static str,
+    /// The API's reason it quotes.
+    reason: &'static str,
+}
+
+/// Runs `case` and checks that condition `case.kind` explains the users' failure; returns the
+/// environment, the daemon and the target.
+fn route_case(case: RouteCase) -> (Env, Daemon, String) {
+    let objects = |_: &Env| vec![gateway(case.programmed), http_route("shop.lab", case.service, case.parent)];
+    let hosts: Vec<(&str, u16)> = case.answer.map(|status| ("shop.lab", status)).into_iter().collect();
+    let (mut env, daemon) = Env::external_case(case.label, objects, &hosts);
     let target = route_target(&env.ns, "shop.lab");
-    let object = format!("Gateway {}/gw", env.ns);
-    let condition = Cond::new("gateway_not_programmed", &object, Some(&target)).reason("Invalid");
-    let expect = Expect::explained("gateway_not_programmed", std::slice::from_ref(&object), vec![condition])
-        .facts(route_facts(&env, "web"));
-    env.check(&daemon, &target, &expect);
+    let name = if case.object == "Gateway" { "gw" } else { "web" };
+    let object = format!("{} {}/{name}", case.object, env.ns);
+    let condition = Cond::new(case.kind, &object, Some(&target)).reason(case.reason);
+    let names = [object.clone(), format!("Gateway {}/gw", env.ns)];
+    let facts = route_facts(&env, case.service);
+    env.check(&daemon, &target, &Expect::explained(case.kind, &names, vec![condition]).facts(facts));
+    (env, daemon, target)
 }
 
 #[test]
 fn ingress_class_unclaimed() {
-    let mut env = Env::start("class-unclaimed");
     // The class was retired; the status still holds the address the old controller wrote, where
-    // another controller's default backend answers.
-    let mut objects = backend("legacy", false, &[]);
-    objects.push(ingress("legacy", "legacy.lab", Some("retired-class"), "legacy", true));
-    env.create(objects);
-    env.serve_lb(&[("legacy.lab", 404)]);
-    let daemon = env.daemon(Mode::External);
-    let target = ingress_target(&env.ns, "legacy", "legacy.lab");
-    let object = format!("Ingress {}/legacy", env.ns);
+    // another controller's default backend answers. Its backend is not selected: nothing is
+    // claimed about its endpoints.
+    let objects = |_: &Env| {
+        let mut objects = backend("legacy", false, &[]);
+        objects.push(ingress("legacy", "legacy.lab", Some("retired-class"), "legacy", true));
+        objects
+    };
+    let (mut env, daemon) = Env::external_case("class-unclaimed", objects, &[("legacy.lab", 404)]);
+    let (target, object) =
+        (ingress_target(&env.ns, "legacy", "legacy.lab"), format!("Ingress {}/legacy", env.ns));
     let condition = Cond::new("ingress_class_unclaimed", &object, Some(&target));
     let names = [object.clone(), "retired-class".to_owned()];
-    // Its backend is not selected: nothing is claimed about its endpoints.
     let facts = json!({"object": object, "backends": [format!("{}/legacy", env.ns)], "ready_endpoints": null,
                        "route_hosts": ["legacy.lab"]});
-    let expect = Expect::explained("ingress_class_unclaimed", &names, vec![condition]).facts(facts);
-    env.check(&daemon, &target, &expect);
+    env.check(
+        &daemon,
+        &target,
+        &Expect::explained("ingress_class_unclaimed", &names, vec![condition]).facts(facts),
+    );
 }
 
 // ---- conditions without a target, and a healthy cluster -------------------------------------
 
 #[test]
 fn lb_address_pending() {
-    let mut env = Env::start("lb-pending");
-    let service = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "pending", "labels": {SELECTED: "true"}},
-        "spec": {"type": "LoadBalancer", "selector": {"app": "pending"},
-                 "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
-    });
-    env.create(vec![Object::new(service), ingress("pending", "pending.lab", None, "pending", false)]);
-    let daemon = env.daemon(Mode::External);
+    let objects = |_: &Env| {
+        let service = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "pending", "labels": {SELECTED: "true"}},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "pending"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
+        });
+        vec![Object::new(service), ingress("pending", "pending.lab", None, "pending", false)]
+    };
+    let (mut env, daemon) = Env::external_case("lb-pending", objects, &[]);
     let conditions = vec![
         Cond::new("lb_address_pending", &format!("Ingress {}/pending", env.ns), None),
         Cond::new("lb_address_pending", &format!("Service {}/pending", env.ns), None),
@@ -255,30 +305,27 @@ fn lb_address_pending() {
 
 #[test]
 fn healthy_cluster_state_yields_no_condition_and_no_cluster_diagnosis() {
-    let ports = Ports::slot(4);
     // Node mode: this node's pod is ready and kube-proxy counts it; the traffic port serves.
-    let mut node = Env::start("healthy-node");
-    let local = endpoint("10.244.1.12", node.node(0), Ready::Yes);
-    node.create(node_service(&ports, "Local", &[local]));
-    node.serve(Ns::Node(0), &[traffic_port(&ports), kube_proxy(&ports, 1)]);
-    let node_daemon = node.daemon(Mode::Node(None));
+    let placed = [("10.244.1.12", 0, Ready::Yes)];
+    let wire = [Proxy::TrafficPort, Proxy::HealthPort(1)];
+    let (mut node, node_daemon, _) = Env::node_case("healthy-node", 4, "Local", &placed, &wire, None);
     // External mode: a claimed Ingress and an accepted, resolved route on a Programmed Gateway,
     // both to a Service with a ready endpoint, both served.
-    let mut ext = Env::start("healthy-ext");
-    let class = format!("{}-nginx", ext.ns);
-    let mut objects = vec![Object::new(json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-        "metadata": {"name": class}, "spec": {"controller": "k8s.io/ingress-nginx"}
-    }))
-    .cluster_scoped()];
-    objects.extend(backend("web", true, &[endpoint("10.244.2.12", ext.node(1), Ready::Yes)]));
-    objects.push(ingress("shop", "shop.lab", Some(&class), "web", true));
-    objects.push(gateway(true));
     let resolved = [("Accepted", "True", "Accepted"), ("ResolvedRefs", "True", "ResolvedRefs")];
-    objects.push(http_route("api.lab", "web", &resolved));
-    ext.create(objects);
-    ext.serve_lb(&[("shop.lab", 200), ("api.lab", 200)]);
-    let ext_daemon = ext.daemon(Mode::External);
+    let objects = |env: &Env| {
+        let class = format!("{}-nginx", env.ns);
+        let mut objects = vec![Object::new(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": class}, "spec": {"controller": "k8s.io/ingress-nginx"}
+        }))
+        .cluster_scoped()];
+        objects.extend(backend("web", true, &[endpoint("10.244.2.12", env.node(1), Ready::Yes)]));
+        objects.push(ingress("shop", "shop.lab", Some(&class), "web", true));
+        objects.extend([gateway(true), http_route("api.lab", "web", &resolved)]);
+        objects
+    };
+    let (mut ext, ext_daemon) =
+        Env::external_case("healthy-ext", objects, &[("shop.lab", 200), ("api.lab", 200)]);
 
     node.check_healthy(&node_daemon, &[node.node_target()], 3);
     let targets = [ingress_target(&ext.ns, "shop", "shop.lab"), route_target(&ext.ns, "api.lab")];
@@ -508,6 +555,47 @@ impl Env {
         env
     }
 
+    /// A node-mode case `label` with the ports of `slot`: `shop` with `etp` and its endpoints
+    /// `placed`, node 1's kube-proxy serving `wire`, the daemon on node 1 (with `provider`).
+    fn node_case(
+        label: &'static str,
+        slot: u16,
+        etp: &str,
+        placed: &[Placed],
+        wire: &[Proxy],
+        provider: Option<&'static str>,
+    ) -> (Env, Daemon, Ports) {
+        let ports = Ports::slot(slot);
+        let mut env = Env::start(label);
+        let endpoints: Vec<Value> =
+            placed.iter().map(|(ip, node, ready)| endpoint(ip, env.node(*node), *ready)).collect();
+        env.create(node_service(&ports, etp, &endpoints));
+        let answers: Vec<Answer> = wire
+            .iter()
+            .map(|w| match w {
+                Proxy::TrafficPort => traffic_port(&ports),
+                Proxy::HealthPort(local) => kube_proxy(&ports, *local),
+            })
+            .collect();
+        env.serve(Ns::Node(0), &answers);
+        let daemon = env.daemon(Mode::Node(provider));
+        (env, daemon, ports)
+    }
+
+    /// An external-mode case `label`: the objects `objects` gives, the LB serving `hosts`
+    /// ([`Env::serve_lb`]), the daemon in the client namespace.
+    fn external_case(
+        label: &'static str,
+        objects: impl FnOnce(&Env) -> Vec<Object>,
+        hosts: &[(&str, u16)],
+    ) -> (Env, Daemon) {
+        let mut env = Env::start(label);
+        env.create(objects(&env));
+        env.serve_lb(hosts);
+        let daemon = env.daemon(Mode::External);
+        (env, daemon)
+    }
+
     /// The name of node `i` (0 or 1).
     fn node(&self, i: usize) -> String {
         format!("{}-n{}", self.label, i + 1)
@@ -520,21 +608,22 @@ impl Env {
 
     /// Creates `objects` in order, each followed by its status.
     fn create(&self, objects: Vec<Object>) {
-        self.runtime.block_on(async {
-            for o in objects {
-                let ns = if o.cluster_scoped { "" } else { self.ns.as_str() };
-                let (api_version, kind, name) = (
-                    o.object["apiVersion"].clone(),
-                    o.object["kind"].clone(),
-                    o.object["metadata"]["name"].clone(),
-                );
-                self.server.create(ns, o.object).await;
-                if let Some(status) = o.status {
-                    let (api_version, kind, name) = (text(&api_version), text(&kind), text(&name));
-                    self.server.patch_status(ns, api_version, kind, name, status).await;
-                }
+        for o in objects {
+            let ns = if o.cluster_scoped { "" } else { self.ns.as_str() };
+            self.runtime.block_on(self.server.create(ns, o.object.clone()));
+            if o.status.is_some() {
+                self.write_status(o);
             }
-        });
+        }
+    }
+
+    /// Writes the status of `object`, which exists, as its controller would.
+    fn write_status(&self, object: Object) {
+        let (o, status) = (&object.object, object.status.unwrap_or_default());
+        let ns = if object.cluster_scoped { "" } else { self.ns.as_str() };
+        let (api_version, kind, name) =
+            (text(&o["apiVersion"]), text(&o["kind"]), text(&o["metadata"]["name"]));
+        self.runtime.block_on(self.server.patch_status(ns, api_version, kind, name, status));
     }
 
     /// Starts one nginx in `ns` serving `answers`.
@@ -701,7 +790,8 @@ impl Env {
     }
 
     /// Every target of `targets` has every view (`views` of each) healthy, no mismatch, nothing
-    /// explained, and its `[target.cluster]` facts; the cluster has no condition.
+    /// explained, and its `[target.cluster]` facts; discovery noted nothing and the cluster has no
+    /// condition.
     fn check_healthy(&mut self, daemon: &Daemon, targets: &[String], views: usize) {
         let healthy = |t: &Value| {
             let vs = t["views"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -724,6 +814,7 @@ impl Env {
             let facts = &t["cluster"];
             assert!(facts["ready_endpoints"].as_u64().is_some_and(|n| n > 0), "{}", context(name));
         }
+        assert_eq!(doc["discovery"]["notes"], json!([]), "{}", context("nothing skipped, nothing noted"));
         self.assert_conditions(daemon, &doc, &[]);
     }
 
@@ -745,6 +836,18 @@ impl Env {
 }
 
 // ---- the objects ---------------------------------------------------------------------------
+
+/// Where node mode's `shop` has an endpoint: its address, the node (0 or 1), how ready.
+type Placed = (&'static str, usize, Ready);
+
+/// What node 1's kube-proxy serves for `shop`.
+#[derive(Clone, Copy)]
+enum Proxy {
+    /// The traffic port (nodePort), to the pod: 200.
+    TrafficPort,
+    /// `healthCheckNodePort` counting this many local endpoints.
+    HealthPort(u32),
+}
 
 /// How ready an endpoint is (EndpointSlice `conditions`).
 #[derive(Clone, Copy)]
