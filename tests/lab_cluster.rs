@@ -301,6 +301,18 @@ fn lb_address_pending() {
     });
     env.assert_conditions(&daemon, &doc, &conditions);
     assert_eq!(doc["targets"], json!([]), "{}", env.context(&daemon, "no target to probe", &doc));
+    // The Ingress controller publishes its address: the Ingress's condition leaves, its rule
+    // becomes a target, which the Service's lack of endpoints concerns; the Service (whose port
+    // the Ingress leads to: no target of its own) is still pending.
+    env.write_status(ingress("pending", "pending.lab", None, "pending", true));
+    let target = ingress_target(&env.ns, "pending", "pending.lab");
+    let doc = env.wait(&daemon, "the Ingress's target", |doc| find_target(doc, &target).is_some());
+    let service = format!("Service {}/pending", env.ns);
+    let conditions = [
+        Cond::new("lb_address_pending", &service, None),
+        Cond::new("no_ready_endpoints", &service, Some(&target)),
+    ];
+    env.assert_conditions(&daemon, &doc, &conditions);
 }
 
 #[test]
