@@ -289,7 +289,12 @@ fn lb_address_pending() {
             "spec": {"type": "LoadBalancer", "selector": {"app": "pending"},
                      "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}
         });
-        vec![Object::new(service), ingress("pending", "pending.lab", None, "pending", false)]
+        // No pod yet: the EndpointSlice controller's empty slice.
+        vec![
+            Object::new(service),
+            slice("pending", &[]),
+            ingress("pending", "pending.lab", None, "pending", false),
+        ]
     };
     let (mut env, daemon) = Env::external_case("lb-pending", objects, &[]);
     let conditions = vec![
