@@ -16,12 +16,8 @@
 //! whose failure messages carry the last status, the daemon's log and the lab's logs.
 //!
 //! Reaching the API server: it listens on the host's 127.0.0.1, and node 1's namespace has no
-//! route to the host. A [`Forwarder`] binds 127.0.0.1:P inside node 1's namespace (a short-lived
-//! thread enters it with `setns(2)`, binds, and exits: a socket keeps the namespace it was created
-//! in) and hands each connection to host-namespace threads that connect to the API server and
-//! copy both ways. The daemon's kubeconfig is the ServiceAccount's with the port replaced by P:
-//! the serving certificate is for 127.0.0.1, so TLS is verified as usual. Each node has its own
-//! forwarder; it accepts at most [`MAX_FORWARDED`] connections and is closed with the test.
+//! route to the host; each node has its own [`Forwarder`] (`lab::forward`: 127.0.0.1:P inside
+//! the node, copied to the API server; the daemon's kubeconfig names P), closed with the test.
 //!
 //! The API server is this binary's shared one (`KubeServer::shared`, this is its only test): the
 //! objects live in a fresh namespace, and the cluster-scoped Nodes `node1`/`node2` exist only
@@ -33,17 +29,14 @@
 mod lab;
 mod support;
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd as _;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use lab::forward::Forwarder;
 use lab::{Lab, Ns, NODE_IPS, VIP};
 use support::kube::KubeServer;
 
@@ -52,8 +45,6 @@ use support::kube::KubeServer;
 const FIND_WITHIN: Duration = Duration::from_secs(60);
 /// The pause between two reads of the status document.
 const POLL: Duration = Duration::from_millis(500);
-/// Connections the forwarder accepts at most (the daemon opens one per watch, and reconnects).
-const MAX_FORWARDED: usize = 64;
 /// The Service's `nodePort`, requested explicitly: the lab's nginx serves it on every node.
 const NODE_PORT: u16 = 30080;
 /// The Service's `healthCheckNodePort` (kube-proxy's health server for ETP Local).
@@ -207,12 +198,8 @@ impl NodeDaemon {
         let upstream: SocketAddr =
             server.url().trim_start_matches("https://").parse().expect("the API server's address");
         let forwarder = Forwarder::start(&lab.ns(Ns::Node(node)), upstream);
-        let kubeconfig = lab.dir.path().join(format!("{}.kubeconfig", NODES[node]));
-        let text =
-            std::fs::read_to_string(server.parallax_kubeconfig()).expect("read the parallax kubeconfig");
-        let rewritten = text.replace(&server.url(), &format!("https://127.0.0.1:{}", forwarder.port));
-        assert_ne!(text, rewritten, "the kubeconfig names {}", server.url());
-        std::fs::write(&kubeconfig, rewritten).expect("write the node's kubeconfig");
+        let to = lab.dir.path().join(format!("{}.kubeconfig", NODES[node]));
+        let kubeconfig = forwarder.kubeconfig(&server.parallax_kubeconfig(), &server.url(), to);
         let discovery = format!(
             "[discovery.kubernetes]\nkubeconfig = {:?}\nmode = \"node\"\nnamespaces = [{namespace:?}]\n",
             kubeconfig.display().to_string()
@@ -351,106 +338,4 @@ fn view<'a>(target: &'a Value, name: &str) -> Option<&'a Value> {
 /// The open mismatch of `target` whose checker view is `checker`.
 fn mismatch(target: &Value, checker: &str) -> Option<Value> {
     target["mismatches"].as_array()?.iter().find(|m| m["checker_view"] == checker).cloned()
-}
-
-/// A TCP forwarder from 127.0.0.1:`port` inside a network namespace to `upstream` in the host's.
-/// Dropping it stops the accept loop and closes every forwarded connection.
-struct Forwarder {
-    port: u16,
-    upstream: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    streams: Arc<Mutex<Vec<TcpStream>>>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl Forwarder {
-    /// Binds in `netns` and starts the accept loop. After [`MAX_FORWARDED`] connections the loop
-    /// ends and drops the listener: later connections are refused (the failure messages show the
-    /// count).
-    fn start(netns: &str, upstream: SocketAddr) -> Forwarder {
-        let listener = listen_in(netns);
-        let port = listener.local_addr().expect("the forwarder's address").port();
-        listener.set_nonblocking(true).expect("a non-blocking listener");
-        let (accepted, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-        let streams = Arc::new(Mutex::new(Vec::new()));
-        let (a, s, st) = (accepted.clone(), stop.clone(), streams.clone());
-        let accept = std::thread::spawn(move || accept_loop(&listener, upstream, &a, &s, &st));
-        Forwarder { port, upstream, accepted, stop, streams, accept: Some(accept) }
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-        // Shutting a socket down ends the copies blocked on it.
-        if let Ok(streams) = self.streams.lock() {
-            for stream in streams.iter() {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
-    }
-}
-
-/// A listener on 127.0.0.1 (a free port) inside the network namespace `netns` (`ip netns`'s
-/// `/run/netns/<netns>`), made by a thread that enters the namespace and exits.
-fn listen_in(netns: &str) -> TcpListener {
-    let path = format!("/run/netns/{netns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        // SAFETY: setns(2) with a namespace file descriptor that stays open for the call; it moves
-        // only this thread, which binds one socket and exits, into the namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns({path}): {}", io::Error::last_os_error());
-        TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind 127.0.0.1:0 in {path}: {e}"))
-    })
-    .join()
-    .unwrap_or_else(|_| panic!("the thread binding in {netns} panicked (above)"))
-}
-
-/// Accepts until `stop` or [`MAX_FORWARDED`] connections, each copied both ways to `upstream`.
-fn accept_loop(
-    listener: &TcpListener,
-    upstream: SocketAddr,
-    accepted: &AtomicUsize,
-    stop: &AtomicBool,
-    streams: &Mutex<Vec<TcpStream>>,
-) {
-    while !stop.load(Ordering::Relaxed) && accepted.load(Ordering::Relaxed) < MAX_FORWARDED {
-        let inbound = match listener.accept() {
-            Ok((inbound, _)) => inbound,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-        };
-        accepted.fetch_add(1, Ordering::Relaxed);
-        // A failed upstream connect closes the inbound connection: the daemon sees a reset.
-        let Ok(outbound) = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)) else { continue };
-        let _ = inbound.set_nonblocking(false);
-        let pairs =
-            [(inbound.try_clone(), outbound.try_clone()), (outbound.try_clone(), inbound.try_clone())];
-        if let Ok(mut kept) = streams.lock() {
-            kept.extend([inbound, outbound]);
-        }
-        for pair in pairs {
-            if let (Ok(from), Ok(to)) = pair {
-                std::thread::spawn(move || copy(from, to));
-            }
-        }
-    }
-}
-
-/// Copies `from` to `to` until either ends, then half-closes `to`.
-fn copy(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = [0u8; 16 * 1024];
-    while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
 }

@@ -68,7 +68,7 @@ pub fn config(dir: &Path, pki: &Pki, node: usize) -> String {
         let p = pki.pair(name);
         format!("ssl_certificate {};\n        ssl_certificate_key {};", p.cert.display(), p.key.display())
     };
-    TEMPLATE
+    format!("{HEADER}{TEMPLATE}")
         .replace("@DIR@", &dir.display().to_string())
         .replace("@A@", &NODE_IPS[node].to_string())
         .replace("@HC_STATUS@", &hc_status.to_string())
@@ -89,7 +89,14 @@ pub fn config(dir: &Path, pki: &Pki, node: usize) -> String {
         .replace("@PORTAL_COOKIE@", PORTAL_COOKIE)
 }
 
-const TEMPLATE: &str = r#"
+/// An nginx.conf whose `http` block holds only `servers`, every path under `dir` (the lab's
+/// extra servers: [`super::Lab::start_nginx_servers`]).
+pub fn servers_config(dir: &Path, servers: &str) -> String {
+    format!("{}\n{servers}\n}}\n", HEADER.replace("@DIR@", &dir.display().to_string()))
+}
+
+/// The start of every nginx.conf of the lab, up to the open `http` block.
+const HEADER: &str = r#"
 # One process, in the foreground: the lab kills it by its pid.
 daemon off;
 master_process off;
@@ -106,6 +113,9 @@ http {
     uwsgi_temp_path @DIR@/tmp/uwsgi;
     scgi_temp_path @DIR@/tmp/scgi;
     default_type text/plain;
+"#;
+
+const TEMPLATE: &str = r#"
     ssl_protocols TLSv1.2 TLSv1.3;
     proxy_connect_timeout 1s;
     proxy_read_timeout 2s;

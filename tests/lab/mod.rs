@@ -32,6 +32,7 @@
 
 pub mod certs;
 pub mod collector;
+pub mod forward;
 pub mod haproxy;
 pub mod ingress;
 pub mod probe;
@@ -159,7 +160,6 @@ impl Lab {
             lab.wait_listening(Ns::Node(node), &ports, false);
         }
         lab.wait_listening(Ns::Lb, &haproxy::frontend_addrs(), false);
-        lab.wait_listening(Ns::Lb, &[SocketAddr::V4(DNS)], true);
         lab.wait_haproxy_settled();
         lab
     }
@@ -214,17 +214,7 @@ impl Lab {
         std::fs::create_dir_all(dir.join("tmp")).expect("create the collector's dirs");
         let (collector, conf) = collector::Collector::config(&dir);
         std::fs::write(dir.join("nginx.conf"), conf).expect("write the collector's nginx.conf");
-        let nginx = binary("nginx");
-        let args = [
-            nginx.as_str(),
-            "-p",
-            &path_str(&dir),
-            "-c",
-            &path_str(&dir.join("nginx.conf")),
-            "-e",
-            &path_str(&dir.join("error.log")),
-        ];
-        self.spawn(ns, "otlp collector (nginx)", &args, &dir.join("nginx.out"));
+        self.spawn_nginx(ns, "otlp collector (nginx)", &dir);
         let listen: SocketAddr = collector::LISTEN.parse().expect("collector address");
         self.wait_listening(ns, &[listen], false);
         collector
@@ -431,17 +421,7 @@ impl Lab {
         let conf = ingress::config(&dir, &self.pki, node);
         std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
         std::fs::write(dir.join("htpasswd"), ingress::HTPASSWD).expect("write htpasswd");
-        let nginx = binary("nginx");
-        let args = [
-            nginx.as_str(),
-            "-p",
-            &path_str(&dir),
-            "-c",
-            &path_str(&dir.join("nginx.conf")),
-            "-e",
-            &path_str(&dir.join("error.log")),
-        ];
-        self.spawn(Ns::Node(node), &format!("nginx node{}", node + 1), &args, &dir.join("nginx.out"));
+        self.spawn_nginx(Ns::Node(node), &format!("nginx node{}", node + 1), &dir);
     }
 
     fn start_haproxy(&mut self) {
@@ -456,12 +436,20 @@ impl Lab {
     }
 
     fn start_dnsmasq(&mut self) {
-        let dir = self.dir.path().join("lb");
+        self.start_dns(Ns::Lb, LB_CLIENT_SIDE_IP, &[("shop.lab", DNS_ANSWER_SHOP)]);
+    }
+
+    /// Starts a dnsmasq inside `ns` on `listen:53` (UDP and TCP) that answers each name of
+    /// `answers` with its address (and nothing else), and waits until it listens.
+    pub fn start_dns(&mut self, ns: Ns, listen: Ipv4Addr, answers: &[(&str, Ipv4Addr)]) {
+        let dir = self.dir.path().join(format!("dns-{}", ns.role()));
+        std::fs::create_dir_all(&dir).expect("create the dns dir");
         let dnsmasq = binary("dnsmasq");
-        let listen = format!("--listen-address={LB_CLIENT_SIDE_IP}");
+        let listen_at = format!("--listen-address={listen}");
         let port = format!("--port={}", DNS.port());
-        let answer = format!("--address=/shop.lab/{DNS_ANSWER_SHOP}");
-        let args = [
+        let answers: Vec<String> =
+            answers.iter().map(|(name, ip)| format!("--address=/{name}/{ip}")).collect();
+        let mut args = vec![
             dnsmasq.as_str(),
             "--keep-in-foreground",
             "--conf-file=/dev/null",
@@ -469,15 +457,46 @@ impl Lab {
             "--no-hosts",
             "--no-poll",
             "--bind-interfaces",
-            &listen,
+            &listen_at,
             &port,
-            &answer,
-            "--user=root",
-            "--pid-file",
-            "--log-queries",
-            "--log-facility=-",
         ];
-        self.spawn(Ns::Lb, "dnsmasq", &args, &dir.join("dnsmasq.log"));
+        args.extend(answers.iter().map(String::as_str));
+        args.extend(["--user=root", "--pid-file", "--log-queries", "--log-facility=-"]);
+        self.spawn(ns, &format!("dnsmasq {}", ns.role()), &args, &dir.join("dnsmasq.log"));
+        self.wait_listening(ns, &[SocketAddr::from((listen, DNS.port()))], true);
+    }
+
+    /// Adds `ip/32` to the loopback interface of `ns` (an address servers there may listen on,
+    /// routed to `ns` by the lab's routes: on the LB, beside the VIP).
+    pub fn add_local_address(&self, ns: Ns, ip: Ipv4Addr) {
+        self.ip_in(ns, &["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+    }
+
+    /// Starts an nginx named `name` inside `ns` whose `http` block holds `servers` (nginx
+    /// `server { ... }` blocks), and waits until something listens on each of `listening`.
+    pub fn start_nginx_servers(&mut self, ns: Ns, name: &str, servers: &str, listening: &[SocketAddr]) {
+        let n = self.probes.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.path().join(format!("nginx-{n}"));
+        std::fs::create_dir_all(dir.join("tmp")).expect("create nginx dirs");
+        let conf = ingress::servers_config(&dir, servers);
+        std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+        self.spawn_nginx(ns, name, &dir);
+        self.wait_listening(ns, listening, false);
+    }
+
+    /// Starts nginx as process `name` inside `ns` on `dir/nginx.conf`, its prefix `dir`.
+    fn spawn_nginx(&mut self, ns: Ns, name: &str, dir: &Path) {
+        let nginx = binary("nginx");
+        let args = [
+            nginx.as_str(),
+            "-p",
+            &path_str(dir),
+            "-c",
+            &path_str(&dir.join("nginx.conf")),
+            "-e",
+            &path_str(&dir.join("error.log")),
+        ];
+        self.spawn(ns, name, &args, &dir.join("nginx.out"));
     }
 
     fn spawn(&mut self, ns: Ns, name: &str, args: &[&str], log: &Path) {
