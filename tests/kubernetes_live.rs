@@ -140,6 +140,9 @@ async fn the_plan_follows_the_cluster_and_survives_an_api_server_outage() {
     let discovery = doc.discovery.clone().unwrap_or_default();
     assert!(discovery.synced && discovery.healthy, "{discovery:?}");
     assert_eq!(discovery.targets, 1, "{discovery:?}");
+    // No EndpointSlice of web at all (no controller-manager runs): nothing is claimed about its
+    // endpoints, so no condition.
+    assert!(doc.conditions.is_empty(), "{:?}", doc.conditions);
 
     // A second Service: added within seconds, the first keeps its views' state.
     let before = running

@@ -174,14 +174,18 @@ fn compile_isolating(
     env: &dyn Env,
     generated: &[(PathBuf, String)],
 ) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>, usize, Vec<String>) {
+    // The conditions' file is no target.
+    let targets = |files: &[(PathBuf, String)]| {
+        files.iter().filter(|(p, _)| !p.ends_with(crate::discovery::kubernetes::render::CONDITIONS_FILE)).count()
+    };
     let (result, named) = config::load_watched_with(dir, env, generated);
-    let Err(errors) = &result else { return (result, named, generated.len(), Vec::new()) };
+    let Err(errors) = &result else { return (result, named, targets(generated), Vec::new()) };
     let is_generated =
         |file: &Option<PathBuf>| file.as_ref().is_some_and(|f| generated.iter().any(|(p, _)| p == f));
     let rejected: Vec<String> =
         errors.0.iter().filter(|e| is_generated(&e.file)).map(ToString::to_string).collect();
     if rejected.is_empty() {
-        return (result, named, generated.len(), rejected);
+        return (result, named, targets(generated), rejected);
     }
     let bad: HashSet<&PathBuf> = errors.0.iter().filter_map(|e| e.file.as_ref()).collect();
     let kept: Vec<(PathBuf, String)> = generated.iter().filter(|(p, _)| !bad.contains(p)).cloned().collect();
@@ -189,7 +193,7 @@ fn compile_isolating(
         tracing::warn!("discovery: derived target dropped: {error}");
     }
     let (result, named) = config::load_watched_with(dir, env, &kept);
-    (result, named, kept.len(), rejected)
+    (result, named, targets(&kept), rejected)
 }
 
 /// Swaps a compiled plan in (the prober reads its `ca_file`s again), or records why the reload

@@ -132,6 +132,11 @@ pub(super) fn backends_endpoints(cluster: &Cluster, request: &Request) -> Option
 }
 
 fn set_endpoints(facts: &mut ClusterFacts, e: &Endpoints, node_mode: bool) {
+    if !e.known {
+        // No EndpointSlice of the Service at all (a Service without selector whose slices are
+        // written by hand, or none yet): nothing to count from.
+        return;
+    }
     facts.ready_endpoints = Some(e.ready);
     if node_mode {
         facts.local_ready_endpoints = Some(e.local_ready);
