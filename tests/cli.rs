@@ -450,3 +450,69 @@ fn check_prints_errors_a_person_can_act_on() {
         )
     );
 }
+
+/// A file saved from `parallax discover` carries what the API said: `parallax probe` prints its
+/// conditions, explains the client failure a condition of the target fits, and exits 1; `check`
+/// shows both. Nothing listens on the target's address, as at a Gateway whose data plane is not
+/// programmed.
+#[test]
+fn probe_prints_the_conditions_and_the_failure_a_condition_explains() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        r#"
+[[target]]
+name = "route.shop.web"
+[target.client]
+url = "http://127.0.0.23:9/"
+timeout = "1s"
+[target.cluster]
+object = "HTTPRoute shop/web"
+backends = ["shop/web"]
+route_hosts = ["shop.example.com"]
+
+[[condition]]
+kind = "gateway_not_programmed"
+object = "Gateway infra/gw"
+target = "route.shop.web"
+reason = "Invalid"
+message = "Gateway infra/gw says Programmed=False (Invalid)"
+
+[[condition]]
+kind = "lb_address_pending"
+object = "Ingress shop/new"
+message = "Ingress shop/new has no status.loadBalancer.ingress yet"
+"#,
+    );
+    let path = dir.path().to_str().unwrap_or_default();
+    let out = parallax(&["probe", "-c", path], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("FAILURE client explained by the cluster: gateway_not_programmed"), "{table}");
+    assert!(table.contains("the API says why (Gateway infra/gw, reason Invalid)"), "{table}");
+    assert!(
+        table.contains("CONDITION gateway_not_programmed Gateway infra/gw (Invalid) [target route.shop.web]"),
+        "{table}"
+    );
+    assert!(table.contains("CONDITION lb_address_pending Ingress shop/new"), "{table}");
+    assert!(table.contains("0 mismatch(es), 2 condition(s)"), "{table}");
+
+    let out = parallax(&["probe", "-c", path, "--format", "json"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let kinds: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(kinds, ["outcome", "condition", "condition", "explained", "summary"]);
+    assert_eq!(lines[1]["kind"], "gateway_not_programmed");
+    assert_eq!(lines[1]["target"], "route.shop.web");
+    assert_eq!(lines[2]["kind"], "lb_address_pending");
+    assert_eq!(lines[3]["diagnosis"], "gateway_not_programmed");
+    assert_eq!(lines[3]["view"], "client");
+    assert_eq!(lines[4]["conditions"], 2);
+
+    let out = parallax(&["check", "-c", path], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(plan.contains("condition       gateway_not_programmed Gateway infra/gw (Invalid)"), "{plan}");
+    assert!(plan.contains("cluster         HTTPRoute shop/web; backends shop/web; route hosts shop.example.com; conditions gateway_not_programmed"), "{plan}");
+}

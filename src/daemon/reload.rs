@@ -176,7 +176,10 @@ fn compile_isolating(
 ) -> (Result<Plan, ConfigErrors>, Vec<PathBuf>, usize, Vec<String>) {
     // The conditions' file is no target.
     let targets = |files: &[(PathBuf, String)]| {
-        files.iter().filter(|(p, _)| !p.ends_with(crate::discovery::kubernetes::render::CONDITIONS_FILE)).count()
+        files
+            .iter()
+            .filter(|(p, _)| !p.ends_with(crate::discovery::kubernetes::render::CONDITIONS_FILE))
+            .count()
     };
     let (result, named) = config::load_watched_with(dir, env, generated);
     let Err(errors) = &result else { return (result, named, targets(generated), Vec::new()) };
