@@ -406,6 +406,21 @@ enum Format {
     Json,
 }
 
+/// Writes `text` to stdout. When the reader has gone (`parallax check | head -1`), exits
+/// quietly with 0, as Unix tools do, instead of panicking as `print!` would.
+fn print_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("parallax: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Demo { .. }) { "error" } else { "warn" };
@@ -592,7 +607,7 @@ fn discover(request: &discover::Request) -> ExitCode {
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(text) => {
-            print!("{text}");
+            print_stdout(&text);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -706,7 +721,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + 
 fn check(dir: &std::path::Path) -> ExitCode {
     match load(dir) {
         Ok(plan) => {
-            print!("{}", config::explain(&plan));
+            print_stdout(&config::explain(&plan));
             ExitCode::SUCCESS
         }
         Err(code) => code,
@@ -760,7 +775,7 @@ fn probe_adhoc(adhoc: &config::AdHoc, round: Round) -> anyhow::Result<ExitCode> 
         (text, probes.into_iter().map(|(o, _)| o).collect::<Vec<_>>())
     });
     let summary = report::Summary::of(&targets, &outcomes, 0, 0);
-    print!("{text}");
+    print_stdout(&text);
     Ok(ExitCode::from(summary.exit_code() as u8))
 }
 
@@ -779,8 +794,8 @@ fn probe_plan(plan: &Plan, targets: &[&Target], round: Round) -> anyhow::Result<
     let cluster = report::ClusterFindings::of(plan, targets, &outcomes);
     let summary = report::Summary::of(targets, &outcomes, mismatches.len(), cluster.conditions.len());
     match round.format {
-        Format::Json => print!("{}", report::json_lines(&outcomes, &mismatches, &cluster, &summary)),
-        Format::Table => print!("{}", report::table(plan, &outcomes, &mismatches, &cluster, &summary)),
+        Format::Json => print_stdout(&report::json_lines(&outcomes, &mismatches, &cluster, &summary)),
+        Format::Table => print_stdout(&report::table(plan, &outcomes, &mismatches, &cluster, &summary)),
     }
     Ok(ExitCode::from(summary.exit_code() as u8))
 }
@@ -819,10 +834,10 @@ fn profiles(name: Option<&str>, format: Format) -> ExitCode {
     let Some(name) = name else {
         let lines = profile_card::list();
         match format {
-            Format::Table => print!("{}", profile_card::list_text(&lines)),
+            Format::Table => print_stdout(&profile_card::list_text(&lines)),
             Format::Json => {
                 for line in &lines {
-                    println!("{}", serde_json::to_string(line).unwrap_or_default());
+                    print_stdout(&format!("{}\n", serde_json::to_string(line).unwrap_or_default()));
                 }
             }
         }
@@ -846,8 +861,10 @@ fn profiles(name: Option<&str>, format: Format) -> ExitCode {
     match runtime.block_on(profile_card::card(profile)) {
         Ok(card) => {
             match format {
-                Format::Table => print!("{}", profile_card::card_text(&card)),
-                Format::Json => println!("{}", serde_json::to_string(&card).unwrap_or_default()),
+                Format::Table => print_stdout(&profile_card::card_text(&card)),
+                Format::Json => {
+                    print_stdout(&format!("{}\n", serde_json::to_string(&card).unwrap_or_default()))
+                }
             }
             ExitCode::SUCCESS
         }

@@ -95,7 +95,8 @@ fn rfc3339(ago: Duration) -> String {
 }
 
 /// The plan the document describes: `shop` (client with the secret in its query, checkers `nlb`
-/// and `gcp`, the latter with the secret in a header) and `payments` (client and `kubelet`).
+/// and `gcp`, the latter with the secret in a header) and `payments` (client, whose URL holds a
+/// user and password, and `kubelet`).
 fn plan() -> Plan {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
@@ -119,7 +120,7 @@ headers = { authorization = "Bearer ${env:SHOP_TOKEN}" }
 [[target]]
 name = "payments"
 [target.client]
-url = "http://127.0.0.1:8080/pay"
+url = "http://ops:{USER_PASSWORD}@127.0.0.1:8080/pay"
 [[target.checker]]
 name = "kubelet"
 profile = "kubelet"
@@ -128,6 +129,9 @@ url = "http://127.0.0.1:8080/healthz"
     )
     .expect("write probes.toml");
     let env: HashMap<String, String> = [("SHOP_TOKEN".to_owned(), SECRET.to_owned())].into();
+    let text = std::fs::read_to_string(dir.path().join("probes.toml")).expect("read probes.toml");
+    std::fs::write(dir.path().join("probes.toml"), text.replace("{USER_PASSWORD}", USER_PASSWORD))
+        .expect("write probes.toml");
     match config::load_with(dir.path(), &env) {
         Ok(plan) => plan,
         Err(e) => panic!("the test configuration does not compile:\n{e}"),
@@ -579,6 +583,22 @@ async fn status_is_the_status_document_as_json() {
     assert_eq!(m["flipped"], serde_json::json!(["path"]));
     assert_eq!(m["evidence"], format!("{EVIDENCE} {HOSTILE}"));
     assert_eq!(m["open_for_s"], 8.0);
+}
+
+/// The password of `payments`' client URL (`http://ops:PASSWORD@..`).
+const USER_PASSWORD: &str = "pw-userinfo-5c1e";
+
+/// Issue 18, finding 2: `views[].url` showed `http://user:password@host/..` in clear.
+#[tokio::test]
+async fn url_user_info_is_redacted_in_the_status_api() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let text = get(server.addr, "/api/v1/status").await.text().to_owned();
+    assert!(!text.contains(USER_PASSWORD), "the password leaked: {text}");
+    let served: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let payments = served["targets"].as_array().expect("targets").iter().find(|t| t["name"] == "payments");
+    let url = payments.and_then(|t| t["views"][0]["url"].as_str()).expect("payments' client url");
+    assert_eq!(url, "http://ops:<redacted>@127.0.0.1:8080/pay");
 }
 
 #[tokio::test]

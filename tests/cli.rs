@@ -516,3 +516,65 @@ message = "Ingress shop/new has no status.loadBalancer.ingress yet"
     assert!(plan.contains("condition       gateway_not_programmed Gateway infra/gw (Invalid)"), "{plan}");
     assert!(plan.contains("cluster         HTTPRoute shop/web; backends shop/web; route hosts shop.example.com; conditions gateway_not_programmed"), "{plan}");
 }
+
+/// `n` targets on a closed loopback port (nothing answers, nothing leaves the host).
+fn many_targets(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[target]]\nname = \"t{i}\"\n[target.client]\nurl = \"http://127.0.0.1:9/path/{i}\"\n\
+                 timeout = \"500ms\"\n"
+            )
+        })
+        .collect()
+}
+
+/// Issue 18, finding 12: `parallax probe … | head -1` and `parallax check … | head -1` panicked
+/// with "Broken pipe" (exit 101). The output is larger than a pipe's buffer, so the reader
+/// closing after one line always leaves parallax writing to a closed pipe.
+#[test]
+fn probe_and_check_piped_into_head_exit_quietly_on_a_broken_pipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &many_targets(400));
+    let conf = dir.path().to_str().unwrap_or_default();
+    for args in [vec!["check", "-c", conf], vec!["probe", "-c", conf, "--format", "json"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_parallax"))
+            .args(&args)
+            .env_remove("PARALLAX_CONFIG")
+            .env_remove("PARALLAX_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the parallax binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("one line");
+        assert!(!line.is_empty(), "{args:?} printed something");
+        // The reader (and its end of the pipe) is dropped here, as `head -1` exits.
+        let out = child.wait_with_output().expect("wait for parallax");
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?} exits quietly: {stderr}");
+    }
+}
+
+/// Issue 18, finding 2: `parallax check`'s `url` line showed `http://user:password@host/..` in
+/// clear. The user name stays; the password, or a user info without one (a token), is redacted.
+#[test]
+fn url_user_info_is_redacted_in_check_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(
+        dir.path(),
+        "[[target]]\nname = \"shop\"\n[target.client]\nurl = \"http://ops:pw-check-7d21@127.0.0.1:9/cart\"\n\
+         [[target.checker]]\nname = \"hc\"\nurl = \"https://tok-check-41aa@127.0.0.1:9/healthz\"\n",
+    );
+    let out = parallax(&["check", "-c", dir.path().to_str().unwrap_or_default()], &[]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    for secret in ["pw-check-7d21", "tok-check-41aa"] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
+    }
+    assert!(all.contains("http://ops:<redacted>@127.0.0.1:9/cart"), "{all}");
+    assert!(all.contains("https://<redacted>@127.0.0.1:9/healthz"), "{all}");
+}

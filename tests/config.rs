@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "support/memory.rs"]
+mod memory;
 #[path = "support/tree.rs"]
 mod tree;
 
@@ -1223,4 +1225,156 @@ fn every_bad_discovery_key_is_named_with_what_would_be_right() {
     assert_error(&unknown, "probes.toml", "discovery.kubernetes.watch_secrets", "unknown key");
     let unknown = errors("[discovery.consul]\nurl = \"http://127.0.0.1:8500\"\n", &[]);
     assert_error(&unknown, "probes.toml", "discovery.consul", "unknown");
+}
+
+// ---- issue 18: the red team's findings ---------------------------------------------------------
+
+/// Finding 5: a hold of i64::MAX seconds passed `check`, then overflowed an instant.
+#[test]
+fn hold_9223372036854775807s_is_refused_with_its_bound() {
+    let errs = errors(&format!("[defaults]\nhold = \"9223372036854775807s\"\n{CLIENT}"), &[]);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "defaults.hold",
+        "`9223372036854775807s` is too long: hold is at most 1d",
+    );
+    for (key, cap) in [("interval", "1h"), ("timeout", "10m"), ("attribution_interval", "1d")] {
+        let errs = errors(&format!("[defaults]\n{key} = \"400d\"\n{CLIENT}"), &[]);
+        assert_error(&errs, "probes.toml", &format!("defaults.{key}"), &format!("{key} is at most {cap}"));
+    }
+    let errs = errors(&with_client("interval = \"2h\"", ""), &[]);
+    assert_error(&errs, "probes.toml", "target[t].client.interval", "interval is at most 1h");
+    // At the bound is accepted.
+    plan(&format!("[defaults]\nhold = \"24h\"\nattribution_interval = \"24h\"\n{CLIENT}"), &[]);
+}
+
+/// Finding 15: a dangling or looping symlink named `*.toml` was skipped with exit 0, its
+/// targets silently missing.
+#[test]
+fn dangling_or_looping_toml_symlink_in_the_directory_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "00.toml", CLIENT);
+    std::os::unix::fs::symlink(dir.path().join("gone.toml"), dir.path().join("10-dangling.toml"))
+        .expect("symlink");
+    let errs = load(dir.path(), &[]).expect_err("errors").0;
+    assert_error(&errs, "10-dangling.toml", "", "cannot be read");
+    std::fs::remove_file(dir.path().join("10-dangling.toml")).expect("remove");
+    std::os::unix::fs::symlink("20-loop.toml", dir.path().join("20-loop.toml")).expect("symlink");
+    let errs = load(dir.path(), &[]).expect_err("errors").0;
+    assert_error(&errs, "20-loop.toml", "", "cannot be read");
+}
+
+/// A FIFO at `path` (`mkfifo`); nothing ever writes to it.
+fn fifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo").arg(path).status().expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Finding 4: a FIFO behind `${file:..}`, `ca_file`, `[admin] listen` (through `${file:..}`) or
+/// named `*.toml` hung `check` on its open. Each is refused as "not a regular file" before any
+/// blocking open; the load runs on a thread so that a hang fails the test instead of stalling
+/// it.
+#[test]
+fn fifo_behind_file_substitution_ca_file_or_admin_listen_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).expect("conf dir");
+    fifo(&dir.path().join("fifo"));
+    let fifo_path = dir.path().join("fifo").display().to_string();
+    write(
+        &conf,
+        "probes.toml",
+        &format!(
+            "[admin]\nlisten = \"${{file:{fifo_path}}}\"\n[[target]]\nname = \"t\"\n[target.client]\n\
+             url = \"https://127.0.0.1:8443/\"\nca_file = \"{fifo_path}\"\nbody = \"${{file:{fifo_path}}}\"\n"
+        ),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let load_dir = conf.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(load(&load_dir, &[]));
+    });
+    let errs = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the load returns instead of blocking on the FIFO")
+        .expect_err("errors")
+        .0;
+    let fifo_file = format!("${{file:{fifo_path}}} is not a regular file");
+    // `[admin] listen` takes no `${file:..}` at all (it is shown in outputs): refused before
+    // the file is opened.
+    assert_error(&errs, "probes.toml", "admin.listen", "cannot hold a secret");
+    assert_error(&errs, "probes.toml", "target[t].client.body", &fifo_file);
+    assert_error(
+        &errs,
+        "probes.toml",
+        "target[t].client.ca_file",
+        &format!("{fifo_path} is not a regular file"),
+    );
+
+    // A FIFO named like a configuration file, in the directory or given to -c.
+    fifo(&conf.join("50-fifo.toml"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fifo_toml = conf.join("50-fifo.toml");
+    std::thread::spawn(move || {
+        let _ = tx.send((load(&conf, &[]), load(&fifo_toml, &[])));
+    });
+    let (in_dir, alone) = rx.recv_timeout(Duration::from_secs(10)).expect("the load returns");
+    assert_error(&in_dir.expect_err("errors").0, "50-fifo.toml", "", "is not a regular file");
+    assert_error(&alone.expect_err("errors").0, "50-fifo.toml", "", "is not a regular file");
+}
+
+/// The red team's 342-byte YAML alias bomb: nine levels of nine aliases, 9^9 strings once
+/// expanded.
+fn yaml_alias_bomb() -> String {
+    let mut text =
+        String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+        text += &format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 9].join(","));
+    }
+    text
+}
+
+/// The peak resident memory of this process so far (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    memory::proc_status_kib("VmHWM")
+}
+
+/// Finding 1: a 342-byte `*.yaml` drove `check` to 7 GB. The tree is bounded before it is built
+/// (aliases counted as what they expand to), and the error says so; the peak memory of the
+/// whole test process grows by less than 64 MiB.
+#[test]
+fn yaml_alias_bomb_is_refused_before_it_expands() {
+    let bomb = yaml_alias_bomb();
+    assert_eq!(bomb.len(), 342);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "00.toml", CLIENT);
+    write(dir.path(), "10-bomb.yaml", &bomb);
+    let before = peak_rss_kib();
+    let errs = load(dir.path(), &[]).expect_err("errors").0;
+    let grown = peak_rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "peak memory grew by {grown} KiB");
+    assert_error(&errs, "10-bomb.yaml", "", "too large once its YAML aliases are expanded");
+    assert_error(&errs, "10-bomb.yaml", "", "at most 500000 values, nested at most 32 deep");
+
+    // Deep nesting is bounded too, in YAML and in TOML, and a file within the bounds (aliases
+    // included) still loads.
+    let deep_yaml = format!("x: {}{}\n", "[".repeat(40), "]".repeat(40));
+    let errs = errors_of_file("deep.yaml", &deep_yaml);
+    assert_error(&errs, "deep.yaml", "", "too large once its YAML aliases are expanded");
+    let deep_toml = format!("x = {}{}\n", "[".repeat(40), "]".repeat(40));
+    let errs = errors_of_file("deep.toml", &deep_toml);
+    assert_error(&errs, "deep.toml", "", "nested at most 32 deep");
+    let aliased = "defaults: &d\n  interval: 10s\n  timeout: 1s\ntarget:\n  - name: t\n    client:\n      \
+                   url: http://127.0.0.1:8080/\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "probes.yaml", aliased);
+    load(dir.path(), &[]).unwrap_or_else(|e| panic!("a small YAML file with an anchor loads: {e}"));
+}
+
+/// The errors of a directory holding one file `name` with `body`.
+fn errors_of_file(name: &str, body: &str) -> Vec<ConfigError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), name, body);
+    load(dir.path(), &[]).expect_err("errors").0
 }

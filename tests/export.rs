@@ -799,3 +799,35 @@ async fn a_redirect_span_carries_its_location_redacted_as_the_semconv_response_h
     }
     t.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Issue 18, finding 2: `url.full` showed `http://user:password@host/..` in clear, over both
+/// protocols. The probe sends the user info (as `Authorization: Basic`); no span carries the
+/// password.
+#[tokio::test]
+async fn url_user_info_is_redacted_in_otlp_url_full_over_grpc_and_http_protobuf() {
+    const PASSWORD: &str = "pw-otlp-userinfo-93b";
+    let app = HttpServer::start(lo(134), router(|_| Reply::status(503, "down"))).await;
+    let dir = ProbesDir::new();
+    let client = format!("url = \"http://ops:{PASSWORD}@{}/cart\"", app.addr);
+    let checker = format!("url = \"http://{}/healthz\"", app.addr);
+    dir.file("shop.toml", &target("shop", &client, &[("nlb", &checker)]));
+    let plan = dir.load();
+    let client = view(&plan, "shop", "client");
+    let shown = format!("http://ops:<redacted>@{}/cart", app.addr);
+    assert_eq!(client.url_display, shown);
+    for (n, protocol) in [(135, OtlpProtocol::Grpc), (136, OtlpProtocol::HttpProtobuf)] {
+        let receiver = OtlpReceiver::start(lo(n)).await;
+        let t = telemetry(&settings(&receiver.endpoint(), protocol, 1.0), &Captured::default());
+        let outcome = probe_one(client).await;
+        assert_eq!(outcome.status, Some(503), "{outcome:#?}");
+        let span = t.probe(&report(client, &outcome, None, false)).expect("a failure is exported");
+        let spans = wait_spans(&receiver, 1).await;
+        let root = spans_named(&spans, "parallax.probe")
+            .into_iter()
+            .find(|s| s.span_id() == span.span_id_hex())
+            .expect("the probe span");
+        assert_eq!(root.attr("url.full").as_deref(), Some(shown.as_str()), "{protocol:?}");
+        assert!(!receiver.dump().contains(PASSWORD), "the password reached the collector over {protocol:?}");
+        t.shutdown(Duration::from_secs(5)).await;
+    }
+}

@@ -18,6 +18,15 @@ use super::{ConfigError, Env};
 
 /// Largest configuration file read.
 pub(super) const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+/// Largest `ca_file` read, by `check` and by the prober.
+pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+/// Most values (tables, arrays and scalars, YAML aliases counted as what they expand to) in
+/// one file's tree: a 1 MiB file of targets holds far fewer.
+pub(super) const MAX_TREE_NODES: u64 = 500_000;
+/// Deepest nesting of tables and arrays in one file; the configuration's own is below 10.
+pub(super) const MAX_TREE_DEPTH: usize = 32;
+/// Most bytes of text in one file's values, YAML aliases counted as what they expand to.
+pub(super) const MAX_TREE_TEXT_BYTES: u64 = 4 * MAX_CONFIG_FILE_BYTES;
 /// Prefix of environment overrides.
 const ENV_PREFIX: &str = "PARALLAX_";
 /// Valid top-level keys of a file.
@@ -34,6 +43,14 @@ pub(super) fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         Ok(m) if m.is_file() => {
             return Err(dir_error("not a *.toml, *.yaml or *.yml file".to_owned()));
         }
+        Ok(m) if !m.is_dir() && format_of(dir).is_some() => {
+            return Err(dir_error(
+                "is not a regular file: -c takes a configuration file or a directory of them".to_owned(),
+            ));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(dir_error("not a *.toml, *.yaml or *.yml file".to_owned()));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(dir_error(
                 "no such file or directory: -c takes a configuration file or a directory of them".to_owned(),
@@ -44,6 +61,7 @@ pub(super) fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| dir_error(format!("cannot read the configuration directory: {e}")))?;
     let mut files = Vec::new();
+    let mut unreadable = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| dir_error(format!("cannot read the configuration directory: {e}")))?;
         let path = entry.path();
@@ -51,16 +69,71 @@ pub(super) fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         if name.starts_with('.') || format_of(&path).is_none() {
             continue;
         }
-        // `metadata` follows symlinks, as ConfigMap files are.
-        if std::fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
-            files.push(path);
+        // `metadata` follows symlinks, as ConfigMap files are. A file that cannot be looked at
+        // (a dangling or looping symlink) or is no regular file (a FIFO would block the read)
+        // is an error, not skipped: its targets would silently be missing.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => files.push(path),
+            Ok(_) => unreadable.push(file_error(&path, "", "is not a regular file: remove it or rename it")),
+            Err(e) => unreadable.push(file_error(&path, "", format!("cannot be read: {e}"))),
         }
+    }
+    unreadable.sort_by(|a, b| a.file.cmp(&b.file));
+    if let Some(first) = unreadable.into_iter().next() {
+        return Err(first);
     }
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     if files.is_empty() {
         return Err(dir_error("no *.toml, *.yaml or *.yml configuration file in this directory".to_owned()));
     }
     Ok(files)
+}
+
+/// Why [`read_input`] read nothing.
+#[derive(Debug)]
+pub enum InputError {
+    /// A FIFO, a device, a socket or a directory: opening or reading it could block forever.
+    NotRegular,
+    /// Larger than the bound given.
+    TooLarge,
+    /// The open or the read failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputError::NotRegular => f.write_str("is not a regular file"),
+            InputError::TooLarge => f.write_str("is too large"),
+            InputError::Io(e) => write!(f, "cannot be read: {e}"),
+        }
+    }
+}
+
+/// The bytes of the regular file at `path`, at most `max_bytes` of them: every input of the
+/// configuration (its files, `${file:..}`, `ca_file`) is read here. Anything but a regular file
+/// is refused before it is opened (a FIFO's open blocks until a writer comes), and the open is
+/// non-blocking and checked again on the opened file, in case it was swapped in between.
+pub fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>, InputError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if !std::fs::metadata(path).map_err(InputError::Io)?.is_file() {
+        return Err(InputError::NotRegular);
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(InputError::Io)?;
+    if !f.metadata().map_err(InputError::Io)?.is_file() {
+        return Err(InputError::NotRegular);
+    }
+    let mut bytes = Vec::new();
+    // Bounded even when the size changed since `metadata` (or lies, as /proc files do).
+    f.take(max_bytes + 1).read_to_end(&mut bytes).map_err(InputError::Io)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(InputError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 fn format_of(path: &Path) -> Option<FileFormat> {
@@ -209,11 +282,13 @@ impl SourceFile<'static> {
     /// Reads and parses the file at `path`; what is wrong with it goes to `errors`.
     pub(super) fn read(path: &Path, errors: &mut Vec<ConfigError>) -> Option<SourceFile<'static>> {
         format_of(path)?;
-        let mut text = String::new();
-        let read = std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_CONFIG_FILE_BYTES + 1).read_to_string(&mut text));
-        match read {
-            Ok(n) if n as u64 > MAX_CONFIG_FILE_BYTES => {
+        let text = match read_input(path, MAX_CONFIG_FILE_BYTES).map(String::from_utf8) {
+            Ok(Ok(text)) => text,
+            Ok(Err(_)) => {
+                errors.push(file_error(path, "", "cannot be read: it is not UTF-8 text"));
+                return None;
+            }
+            Err(InputError::TooLarge) => {
                 errors.push(file_error(
                     path,
                     "",
@@ -221,12 +296,11 @@ impl SourceFile<'static> {
                 ));
                 return None;
             }
-            Ok(_) => {}
             Err(e) => {
-                errors.push(file_error(path, "", format!("cannot be read: {e}")));
+                errors.push(file_error(path, "", e.to_string()));
                 return None;
             }
-        }
+        };
         SourceFile::parse(path, Cow::Owned(text), errors)
     }
 }
@@ -296,8 +370,23 @@ fn parse_tree(
     text: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<config::Map<String, Value>> {
+    // The tree is bounded before it is built: YAML aliases expand as they are loaded.
+    let bounded = match format {
+        FileFormat::Yaml => yaml_within_bounds(text),
+        _ => Ok(()),
+    };
+    if let Err(message) = bounded {
+        errors.push(file_error(path, "", message));
+        return None;
+    }
     match format.parse(origin, text) {
-        Ok(root) => Some(root),
+        Ok(root) => match tree_within_bounds(&root) {
+            Ok(()) => Some(root),
+            Err(message) => {
+                errors.push(file_error(path, "", message));
+                None
+            }
+        },
         Err(e) if format == FileFormat::Toml && unquoted_status_range(text, &e.to_string()).is_some() => {
             let (number, line, fixed) = unquoted_status_range(text, &e.to_string())?;
             let message = format!(
@@ -314,6 +403,100 @@ fn parse_tree(
             None
         }
     }
+}
+
+/// What a file whose tree is too large is told.
+fn too_large(what: &str) -> String {
+    format!(
+        "{what}: a file holds at most {MAX_TREE_NODES} values, nested at most {MAX_TREE_DEPTH} deep, \
+         with at most {} MiB of text (YAML aliases counted as what they expand to); split it into \
+         several files",
+        MAX_TREE_TEXT_BYTES / 1024 / 1024
+    )
+}
+
+/// Whether the YAML `text`, its aliases expanded, stays within [`MAX_TREE_NODES`],
+/// [`MAX_TREE_DEPTH`] and [`MAX_TREE_TEXT_BYTES`], read from the parser's events without
+/// building anything. A syntax error ends the count: the parse that follows stops at the same
+/// place and reports it.
+fn yaml_within_bounds(text: &str) -> Result<(), String> {
+    use yaml_rust2::parser::{Event, Parser};
+    /// An open sequence or mapping.
+    struct Open {
+        anchor: usize,
+        nodes_before: u64,
+        bytes_before: u64,
+        /// The depth of its deepest node so far, counted from the root.
+        deepest: usize,
+    }
+    // Of an anchored node: its values, text bytes and depth, as an alias expands it.
+    let mut anchors: HashMap<usize, (u64, u64, usize)> = HashMap::new();
+    let mut open: Vec<Open> = Vec::new();
+    let (mut nodes, mut bytes) = (0u64, 0u64);
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        let Ok((event, _)) = parser.next_token() else { return Ok(()) };
+        // The depth of the node this event starts (or, for an end, of the node it ends).
+        let depth = open.len() + 1;
+        let reached = match event {
+            Event::StreamEnd => return Ok(()),
+            Event::Scalar(value, _, anchor, _) => {
+                nodes += 1;
+                bytes += value.len() as u64;
+                if anchor != 0 {
+                    anchors.insert(anchor, (1, value.len() as u64, 1));
+                }
+                depth
+            }
+            Event::Alias(anchor) => {
+                let (n, b, d) = anchors.get(&anchor).copied().unwrap_or((1, 0, 1));
+                nodes = nodes.saturating_add(n);
+                bytes = bytes.saturating_add(b);
+                depth + d - 1
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                open.push(Open { anchor, nodes_before: nodes, bytes_before: bytes, deepest: depth });
+                nodes += 1;
+                depth
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(done) = open.pop() else { continue };
+                let depth = open.len() + 1;
+                if done.anchor != 0 {
+                    let size =
+                        (nodes - done.nodes_before, bytes - done.bytes_before, done.deepest + 1 - depth);
+                    anchors.insert(done.anchor, size);
+                }
+                done.deepest
+            }
+            _ => continue,
+        };
+        if let Some(parent) = open.last_mut() {
+            parent.deepest = parent.deepest.max(reached);
+        }
+        if nodes > MAX_TREE_NODES || bytes > MAX_TREE_TEXT_BYTES || reached > MAX_TREE_DEPTH {
+            return Err(too_large("too large once its YAML aliases are expanded"));
+        }
+    }
+}
+
+/// Whether a parsed tree stays within [`MAX_TREE_NODES`] and [`MAX_TREE_DEPTH`] (TOML has no
+/// aliases, so its text bounds its tree; this says so in the file's terms).
+fn tree_within_bounds(root: &config::Map<String, Value>) -> Result<(), String> {
+    let mut nodes = 0u64;
+    let mut stack: Vec<(&Value, usize)> = root.values().map(|v| (v, 1)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        nodes += 1;
+        if nodes > MAX_TREE_NODES || depth > MAX_TREE_DEPTH {
+            return Err(too_large("too large"));
+        }
+        match &value.kind {
+            ValueKind::Table(t) => stack.extend(t.values().map(|v| (v, depth + 1))),
+            ValueKind::Array(a) => stack.extend(a.iter().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// For a TOML parse error (`message`, which names its line) on a line of `text` holding a

@@ -34,6 +34,7 @@ pub use adhoc::AdHoc;
 pub use cluster::{ClusterFacts, Condition, ConditionKind, TlsEntry};
 pub use discovery::{KubernetesDiscovery, Mode, ProviderChoice, Selector};
 pub use explain::explain;
+pub use load::{read_input, InputError, MAX_CA_FILE_BYTES};
 pub use plan::*;
 pub use secret::{MaybeSecret, Secret};
 pub use view::*;

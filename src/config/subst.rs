@@ -5,10 +5,10 @@
 //! that made it secret so errors can say "the value of ${env:X}" instead of the value. `$${`
 //! writes a literal `${`. Error messages here name the substitution, never a value read.
 
-use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use super::load::{read_input, InputError};
 use super::Env;
 
 /// Largest `${file:..}` read: these hold tokens and passwords, not documents.
@@ -186,18 +186,13 @@ fn file(path: &str, base_dir: &Path) -> Result<Resolved, String> {
         return Err("`${file:}` names no file".to_owned());
     }
     let full = base_dir.join(path);
-    let unreadable = |e: std::io::Error| format!("${{file:{path}}} cannot be read: {e}");
-    let f = std::fs::File::open(&full).map_err(unreadable)?;
-    let meta = f.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(format!("${{file:{path}}} is not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    // Bounded even when the size changed since `metadata` (or lies, as /proc files do).
-    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("${{file:{path}}} is larger than {} KiB", MAX_FILE_BYTES / 1024));
-    }
+    let bytes = match read_input(&full, MAX_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(InputError::TooLarge) => {
+            return Err(format!("${{file:{path}}} is larger than {} KiB", MAX_FILE_BYTES / 1024))
+        }
+        Err(e) => return Err(format!("${{file:{path}}} {e}")),
+    };
     let mut text = String::from_utf8(bytes).map_err(|_| format!("${{file:{path}}} is not UTF-8 text"))?;
     // Files written by `echo` or editors end in a newline that is not part of the secret.
     while text.ends_with('\n') || text.ends_with('\r') {

@@ -390,6 +390,27 @@ mod tests {
         assert!(result.is_err() && rejected.len() == 1, "{rejected:?}");
     }
 
+    /// Issue 18, finding 1: the alias bomb dropped in the directory of a running daemon drove
+    /// the reload to 3.7 GB. The reload's compile refuses it (the engine then keeps its plan,
+    /// `a_failed_reload_keeps_the_plan_and_readiness`).
+    #[test]
+    fn yaml_alias_bomb_added_on_reload_fails_the_reload() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let hand = "[[target]]\nname = \"hand\"\n[target.client]\nurl = \"http://127.0.0.1:1/\"\n";
+        std::fs::write(dir.path().join("10-hand.toml"), hand).unwrap_or_else(|e| panic!("{e}"));
+        let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            bomb += &format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 9].join(","));
+        }
+        std::fs::write(dir.path().join("20-bomb.yaml"), bomb).unwrap_or_else(|e| panic!("{e}"));
+        let (result, _, _, _) = compile_isolating(dir.path(), &HashMap::new(), &[]);
+        let errors = result.err().unwrap_or_else(|| panic!("the reload fails"));
+        assert!(
+            errors.to_string().contains("20-bomb.yaml: too large once its YAML aliases are expanded"),
+            "{errors}"
+        );
+    }
+
     fn changed(mut v: View) -> View {
         v.path = "/other".into();
         v

@@ -168,7 +168,9 @@ impl Pair {
 
     /// When the pending disagreement would open, if one is pending.
     pub fn deadline(&self, hold: Duration) -> Option<Instant> {
-        self.pending.map(|(_, since)| since + hold)
+        // Saturating: a hold of centuries (the configuration bounds it, a caller may not) is a
+        // deadline in the far future, not an overflow.
+        self.pending.map(|(_, since)| since.checked_add(hold).unwrap_or_else(|| far_future(since)))
     }
 
     /// The open mismatch, if any.
@@ -351,6 +353,14 @@ impl TargetDiff {
     fn verdict_event(&self, view: Arc<str>, change: VerdictChange) -> DiffEvent {
         DiffEvent::Verdict { target: self.target.clone(), view, change }
     }
+}
+
+/// What "never" is for a deadline: 30 years ahead, as tokio's timers take it.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// A deadline that will not come: [`FAR_FUTURE`] after `from`.
+fn far_future(from: Instant) -> Instant {
+    from.checked_add(FAR_FUTURE).unwrap_or(from)
 }
 
 fn mismatch_event(target: &Arc<str>, client: &Arc<str>, side: &CheckerSide, event: PairEvent) -> DiffEvent {
@@ -621,6 +631,24 @@ mod tests {
         let e = diff.observe("alb", true, start + secs(4));
         assert_eq!(e.len(), 1);
         assert_eq!(diff.open().count(), 0);
+    }
+
+    /// Issue 18, finding 5: `hold = "9223372036854775807s"` panicked here with "overflow when
+    /// adding duration to instant".
+    #[tokio::test(start_paused = true)]
+    async fn next_deadline_with_an_overflowing_hold_saturates() {
+        let client = view("shop", "client");
+        let mut c = view("shop", "c");
+        c.rise = 1;
+        c.fall = 1;
+        let t = target(client, vec![c]);
+        let mut diff = TargetDiff::new(&t, HoldTime::Fixed(Duration::from_secs(i64::MAX as u64)));
+        let now = Instant::now();
+        diff.observe("client", true, now);
+        diff.observe("c", false, now);
+        let deadline = diff.next_deadline().expect("a disagreement is pending");
+        assert!(deadline >= now + FAR_FUTURE, "{deadline:?}");
+        assert!(diff.poll(now + secs(3600)).is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,6 +24,8 @@
 //! - [`kube`]: a real etcd + kube-apiserver on loopback (`scripts/kube-test-infra` builds them)
 //!   with the Gateway API CRDs and parallax's RBAC applied: shared per test binary, or a test's
 //!   own to stop and restart.
+//! - [`memory`]: this process's resident memory (now and at its peak) from /proc (tests that
+//!   need only this include the file by path).
 //! - [`browser`]: headless Chromium's rendered DOM of a URL, and helpers to search it (tests that
 //!   need only this include the file by path).
 
@@ -37,6 +39,7 @@ pub mod gate;
 pub mod grpc;
 pub mod http;
 pub mod kube;
+pub mod memory;
 pub mod otlp;
 pub mod probes;
 pub mod raw;

@@ -155,10 +155,5 @@ impl TimeProvider for FixedClock {
 
 /// The resident set size of this process in KiB (`VmRSS` of /proc/self/status).
 pub fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
+    super::memory::proc_status_kib("VmRSS")
 }

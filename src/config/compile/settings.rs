@@ -182,13 +182,8 @@ impl Compiler<'_> {
         }
         if let Some(v) = raw.hold {
             let (at, key) = location_of("hold");
-            if let Some(s) = self.plain(&at, &key, &v) {
-                match humantime::parse_duration(s.trim()) {
-                    Ok(h) => d.hold = Some(h),
-                    Err(e) => {
-                        self.error(&at, &key, format!("`{s}` is not a duration (e.g. 0s, 10s, 1m): {e}"))
-                    }
-                }
+            if let Some(h) = self.bounded_duration(&at, &key, &v) {
+                d.hold = Some(h);
             }
         }
         d

@@ -11,7 +11,7 @@ use super::values::parse_host;
 use super::Compiler;
 use crate::config::key_path::Location;
 use crate::config::secret::Secret;
-use crate::config::subst::Substituted;
+use crate::config::subst::{Substituted, REDACTED};
 use crate::config::view::{Endpoint, Host, Scheme};
 
 /// The parts of a view URL.
@@ -62,11 +62,16 @@ impl Compiler<'_> {
         let (hostport, tail) = (hostport?, tail?);
         // Built at its length: it lives as long as the view (`format!` rounds the capacity up,
         // moving a URL of 17 to 24 bytes from a 32-byte into a 48-byte malloc chunk).
-        let (user_display, at_sign) = match &userinfo {
-            Some(u) => (u.display.as_str(), "@"),
-            None => ("", ""),
+        // The user info is a secret even when written out (`user:password@`): shown redacted,
+        // in every output, as the configuration reference promises.
+        // The user name stays, to tell which account is used; a user info without a password
+        // may be a token (`https://TOKEN@host`), all redacted.
+        let user_display = match userinfo.as_ref().map(|u| u.display.split_once(':')) {
+            Some(Some((user, _))) => format!("{user}:{REDACTED}@"),
+            Some(None) => format!("{REDACTED}@"),
+            None => String::new(),
         };
-        let display = [scheme_text, "://", user_display, at_sign, &hostport.display, &tail.display].concat();
+        let display = [scheme_text, "://", &user_display, &hostport.display, &tail.display].concat();
         if hostport.value.is_empty() || hostport.value.starts_with(':') {
             self.error(at, "url", format!("`{display}` has an empty host"));
             return None;

@@ -2,7 +2,6 @@
 //! User-Agents, source addresses, `ca_file`s, endpoints, statuses and methods. The methods
 //! report errors at a key; the free functions return what is wrong for the caller to place.
 
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -12,13 +11,28 @@ use ipnet::IpNet;
 
 use super::Compiler;
 use crate::config::key_path::Location;
+use crate::config::load::{self, InputError, MAX_CA_FILE_BYTES};
 use crate::config::raw::{RawIpVersion, Toggle};
 use crate::config::view::{Endpoint, Host, IpVersion, Source, SourceBind};
 
 /// Largest `max_body_bytes` accepted: bodies are held in memory, per probe in flight.
 const MAX_BODY_BYTES_CAP: u64 = 16 * 1024 * 1024;
-/// Largest `ca_file` read.
-const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+/// Longest `interval`: the slowest real checker probes every 5 minutes.
+const MAX_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Longest `timeout` (it is also below `interval`).
+const MAX_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Longest `hold` and `attribution_interval`.
+const MAX_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest duration accepted at `key`, as docs/configuration.md's Limits section says.
+pub(super) fn duration_cap(key: &str) -> Duration {
+    match key {
+        "interval" => MAX_INTERVAL,
+        "timeout" => MAX_TIMEOUT,
+        // `hold`, `attribution_interval`.
+        _ => MAX_HOLD,
+    }
+}
 
 impl Compiler<'_> {
     pub(super) fn source(&mut self, at: &Location, raw: &str, freebind: bool) -> Option<SourceBind> {
@@ -52,17 +66,14 @@ impl Compiler<'_> {
         // Watched even when it cannot be read now: it may appear (a Secret volume synced later
         // than the ConfigMap that names it).
         self.read_files.insert(path.clone());
-        let mut text = Vec::new();
-        let read =
-            std::fs::File::open(&path).and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut text));
-        match read {
-            Err(e) => self.error(at, "ca_file", format!("{} cannot be read: {e}", path.display())),
-            Ok(n) if n as u64 > MAX_CA_FILE_BYTES => self.error(
+        match load::read_input(&path, MAX_CA_FILE_BYTES) {
+            Err(InputError::TooLarge) => self.error(
                 at,
                 "ca_file",
                 format!("{} is larger than {} KiB", path.display(), MAX_CA_FILE_BYTES / 1024),
             ),
-            Ok(_) if !text.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => self.error(
+            Err(e) => self.error(at, "ca_file", format!("{} {e}", path.display())),
+            Ok(text) if !text.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => self.error(
                 at,
                 "ca_file",
                 format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()),
@@ -72,11 +83,24 @@ impl Compiler<'_> {
         None
     }
 
+    /// A duration above 0 and at most [`duration_cap`]`(key)`.
     pub(super) fn duration(&mut self, at: &Location, key: &str, raw: &str) -> Option<Duration> {
+        let d = self.bounded_duration(at, key, raw)?;
+        if d.is_zero() {
+            self.error(at, key, "must be above 0 (e.g. 1s)");
+            return None;
+        }
+        Some(d)
+    }
+
+    /// A duration, 0 allowed, at most [`duration_cap`]`(key)`: deadlines are computed by
+    /// adding durations to instants, which a duration of centuries would overflow.
+    pub(super) fn bounded_duration(&mut self, at: &Location, key: &str, raw: &str) -> Option<Duration> {
         let s = self.plain(at, key, raw)?;
         match humantime::parse_duration(s.trim()) {
-            Ok(d) if d.is_zero() => {
-                self.error(at, key, "must be above 0 (e.g. 1s)");
+            Ok(d) if d > duration_cap(key) => {
+                let cap = human(duration_cap(key));
+                self.error(at, key, format!("`{}` is too long: {key} is at most {cap}", s.trim()));
                 None
             }
             Ok(d) => Some(d),

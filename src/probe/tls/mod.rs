@@ -39,7 +39,7 @@ use tokio_rustls::TlsConnector;
 use super::edges::Prefix;
 use super::outcome::{quote_bytes, ErrorCode, Failure, TlsSummary};
 use super::timestamp::{Precision, Timestamp};
-use crate::config::TlsSettings;
+use crate::config::{read_input, InputError, TlsSettings, MAX_CA_FILE_BYTES};
 
 /// `ClientConfig`s built once per distinct (verify, ca_file, alpn, SNI on/off) and shared by all
 /// probes.
@@ -442,9 +442,17 @@ impl ServerCertVerifier for SignaturesOnly {
 /// certificates as they are, for pinning.
 async fn roots_from_file(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), Failure> {
     let shown = path.display();
-    let pem = tokio::fs::read(path)
+    // Bounded as `check` reads it (a FIFO swapped in since would block a thread forever).
+    let owned = path.to_path_buf();
+    let pem = tokio::task::spawn_blocking(move || read_input(&owned, MAX_CA_FILE_BYTES))
         .await
-        .map_err(|e| handshake_failure(format!("cannot read ca_file {shown}: {e}")))?;
+        .map_err(|e| handshake_failure(format!("cannot read ca_file {shown}: {e}")))?
+        .map_err(|e| {
+            handshake_failure(match e {
+                InputError::Io(e) => format!("cannot read ca_file {shown}: {e}"),
+                other => format!("ca_file {shown} {other}"),
+            })
+        })?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| handshake_failure(format!("ca_file {shown} is not valid PEM: {e}")))?;

@@ -50,16 +50,13 @@ pub fn read(paths: &[impl AsRef<Path>]) -> Result<Loaded, String> {
 }
 
 fn read_bounded(path: &Path) -> Result<String, String> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("{}: larger than {} MiB", path.display(), MAX_FILE_BYTES / 1024 / 1024));
+    match crate::config::read_input(path, MAX_FILE_BYTES) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display())),
+        Err(crate::config::InputError::TooLarge) => {
+            Err(format!("{}: larger than {} MiB", path.display(), MAX_FILE_BYTES / 1024 / 1024))
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
-    Ok(text)
 }
 
 /// Adds one object to `cluster` by its kind (kinds discovery does not read go to `ignored`).
