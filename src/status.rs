@@ -2,6 +2,8 @@
 //! Built by the daemon, read by the admin server. Never holds a secret: views are shown through
 //! their redacted `url_display`, outcomes carry no header values.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::config::{ClusterFacts, Condition, ProfileName, Role};
@@ -225,4 +227,121 @@ pub struct OpenMismatchStatus {
     pub opened_at: String,
     /// Seconds open so far.
     pub open_for_s: f64,
+}
+
+/// `/api/v1/status/summary`: the document's counts, without a row per view — what a scraper or
+/// a script needs in a few hundred bytes, whatever the number of views.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusSummary {
+    /// parallax version.
+    pub version: &'static str,
+    /// The plan generation.
+    pub generation: u64,
+    /// Plan loaded and scheduler running.
+    pub ready: bool,
+    /// Daemon start, RFC 3339.
+    pub started_at: String,
+    /// When the running plan was loaded, RFC 3339.
+    pub plan_loaded_at: String,
+    /// The last reload attempt, if any.
+    pub last_reload: Option<ReloadSummary>,
+    /// Targets.
+    pub targets: usize,
+    /// Views, clients and checkers.
+    pub views: usize,
+    /// Views per verdict state: `healthy`, `unhealthy`, `unknown` (all three always present).
+    pub verdicts: BTreeMap<&'static str, usize>,
+    /// Views whose last probe failed.
+    pub failing_views: usize,
+    /// Mismatches open right now.
+    pub mismatches: usize,
+    /// Of which, per direction: `blackhole`, `false_drain` (both always present).
+    pub mismatches_by_direction: BTreeMap<&'static str, usize>,
+    /// Of which, per diagnosis code (only those open).
+    pub mismatches_by_diagnosis: BTreeMap<&'static str, usize>,
+    /// `[[condition]]`s of the running plan.
+    pub conditions: usize,
+    /// Kubernetes discovery, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoverySummary>,
+}
+
+/// The last reload, counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadSummary {
+    /// RFC 3339.
+    pub at: String,
+    /// Whether the new plan was swapped in.
+    pub ok: bool,
+    /// How many configuration errors it had (the full document lists them).
+    pub errors: usize,
+}
+
+/// Discovery, counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscoverySummary {
+    /// `node` or `external`.
+    pub mode: &'static str,
+    /// Listed once.
+    pub synced: bool,
+    /// No watch failing.
+    pub healthy: bool,
+    /// Since when failing, RFC 3339.
+    pub failing_since: Option<String>,
+    /// Targets derived and compiled.
+    pub targets: usize,
+    /// Derived targets rejected.
+    pub rejected: usize,
+}
+
+impl StatusDoc {
+    /// The counts of this document.
+    pub fn summary(&self) -> StatusSummary {
+        let mut verdicts: BTreeMap<&'static str, usize> =
+            ["healthy", "unhealthy", "unknown"].into_iter().map(|s| (s, 0)).collect();
+        let mut by_direction: BTreeMap<&'static str, usize> =
+            ["blackhole", "false_drain"].into_iter().map(|s| (s, 0)).collect();
+        let mut by_diagnosis = BTreeMap::new();
+        let (mut views, mut failing, mut mismatches) = (0, 0, 0);
+        for target in &self.targets {
+            for view in &target.views {
+                views += 1;
+                *verdicts.entry(view.verdict.state).or_insert(0) += 1;
+                failing += usize::from(view.last_outcome.as_ref().is_some_and(|o| !o.ok));
+            }
+            for open in &target.mismatches {
+                mismatches += 1;
+                *by_direction.entry(open.mismatch.direction.as_str()).or_insert(0) += 1;
+                *by_diagnosis.entry(open.mismatch.diagnosis.as_str()).or_insert(0) += 1;
+            }
+        }
+        StatusSummary {
+            version: self.version,
+            generation: self.generation,
+            ready: self.ready,
+            started_at: self.started_at.clone(),
+            plan_loaded_at: self.plan_loaded_at.clone(),
+            last_reload: self.last_reload.as_ref().map(|r| ReloadSummary {
+                at: r.at.clone(),
+                ok: r.ok,
+                errors: r.errors.len(),
+            }),
+            targets: self.targets.len(),
+            views,
+            verdicts,
+            failing_views: failing,
+            mismatches,
+            mismatches_by_direction: by_direction,
+            mismatches_by_diagnosis: by_diagnosis,
+            conditions: self.conditions.len(),
+            discovery: self.discovery.as_ref().map(|d| DiscoverySummary {
+                mode: d.mode,
+                synced: d.synced,
+                healthy: d.healthy,
+                failing_since: d.failing_since.clone(),
+                targets: d.targets,
+                rejected: d.rejected.len(),
+            }),
+        }
+    }
 }

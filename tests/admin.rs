@@ -10,10 +10,12 @@
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/memory.rs"]
+mod support_memory;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -60,15 +62,25 @@ struct TestState {
     doc: Mutex<StatusDoc>,
     /// Makes `/metrics` slow, to catch a response in flight.
     metrics_delay: Duration,
+    /// Calls of `status()`.
+    status_calls: AtomicUsize,
+    /// What `status_version()` says (none: unknown).
+    version: Option<u64>,
 }
 
 impl TestState {
     fn new(doc: StatusDoc, ready: bool) -> Arc<TestState> {
-        Arc::new(TestState {
+        Arc::new(TestState::with(doc, ready, Duration::ZERO, None))
+    }
+
+    fn with(doc: StatusDoc, ready: bool, metrics_delay: Duration, version: Option<u64>) -> TestState {
+        TestState {
             ready: AtomicBool::new(ready),
             doc: Mutex::new(doc),
-            metrics_delay: Duration::ZERO,
-        })
+            metrics_delay,
+            status_calls: AtomicUsize::new(0),
+            version,
+        }
     }
 }
 
@@ -78,9 +90,14 @@ impl AdminState for TestState {
     }
 
     fn status(&self) -> StatusDoc {
+        self.status_calls.fetch_add(1, Ordering::SeqCst);
         let mut doc = self.doc.lock().unwrap_or_else(|e| e.into_inner()).clone();
         doc.ready = self.ready();
         doc
+    }
+
+    fn status_version(&self) -> Option<u64> {
+        self.version
     }
 
     fn metrics(&self) -> String {
@@ -404,6 +421,19 @@ struct Server {
 }
 
 impl Server {
+    /// On 127.0.0.1 with `options`, listening on `listen` (port 0).
+    async fn start_with(state: Arc<TestState>, options: admin::Options, listen: &str) -> Server {
+        let listener = TcpListener::bind(listen).await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let state: Arc<dyn AdminState> = state;
+        let task = tokio::spawn(admin::serve_with(listener, state, shutdown, options));
+        Server { addr, stop: Some(stop), task }
+    }
+
     async fn start(state: Arc<TestState>, limits: Option<Limits>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
@@ -648,7 +678,8 @@ async fn dashboard_is_one_self_contained_page_with_a_strict_policy() {
 async fn head_answers_the_head_without_a_body() {
     let (state, _) = default_server_state();
     let server = Server::start(state, None).await;
-    let response = raw(server.addr, b"HEAD /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    let response =
+        raw(server.addr, b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.to_ascii_lowercase().contains("content-length: 2\r\n"), "{response}");
     assert!(response.ends_with("\r\n\r\n"), "a HEAD response carries no body: {response:?}");
@@ -703,10 +734,17 @@ async fn no_request_makes_the_server_connect_anywhere() {
     let absolute =
         format!("GET http://{bait_addr}/healthz HTTP/1.1\r\nHost: {bait_addr}\r\nConnection: close\r\n\r\n");
     let response = raw(server.addr, absolute.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 421"), "absolute-form to another host is misdirected: {response}");
+    let own = server.addr;
+    let absolute = format!("GET http://{own}/healthz HTTP/1.1\r\nHost: {own}\r\nConnection: close\r\n\r\n");
+    let response = raw(server.addr, absolute.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 200 OK"), "absolute-form is served locally: {response}");
     assert!(response.ends_with("ok"), "{response}");
 
     let connect = format!("CONNECT {bait_addr} HTTP/1.1\r\nHost: {bait_addr}\r\nConnection: close\r\n\r\n");
+    let response = raw(server.addr, connect.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 421"), "CONNECT is no endpoint: {response}");
+    let connect = format!("CONNECT {own} HTTP/1.1\r\nHost: {own}\r\nConnection: close\r\n\r\n");
     let response = raw(server.addr, connect.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 404"), "CONNECT is no endpoint: {response}");
 
@@ -726,12 +764,13 @@ async fn an_oversized_request_head_is_431() {
     let (state, _) = default_server_state();
     let server = Server::start(state, None).await;
     let big = "a".repeat(20 * 1024);
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
     let response = raw(server.addr, request.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 431"), "{}", &response[..response.len().min(200)]);
 
     let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: a\r\n{many}Connection: close\r\n\r\n");
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\n{many}Connection: close\r\n\r\n");
     let response = raw(server.addr, request.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 431"), "100 headers: {response}");
 }
@@ -743,7 +782,7 @@ async fn a_slow_request_head_is_cut_off() {
     let server = Server::start(state, Some(limits)).await;
     let started = Instant::now();
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n").await.expect("write");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n").await.expect("write");
     let mut out = Vec::new();
     let read = timeout(IO_DEADLINE, stream.read_to_end(&mut out)).await;
     assert!(read.is_ok(), "the connection stays open past the header read timeout");
@@ -753,7 +792,7 @@ async fn a_slow_request_head_is_cut_off() {
 
     // An idle keep-alive connection is closed by the same timer.
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let mut out = Vec::new();
     let read = timeout(IO_DEADLINE, stream.read_to_end(&mut out)).await;
     assert!(read.is_ok(), "an idle keep-alive connection stays open past the header read timeout");
@@ -761,48 +800,443 @@ async fn a_slow_request_head_is_cut_off() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+async fn connections_beyond_the_limit_are_answered_503_and_health_is_still_served() {
     let (state, _) = default_server_state();
     let limits = Limits { max_connections: 1, ..Limits::default() };
     let server = Server::start(state, Some(limits)).await;
 
-    // The one slot: a connection that has not sent anything yet.
-    let holder = TcpStream::connect(server.addr).await.expect("connect");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The one general slot: a keep-alive connection that has been served.
+    let mut holder = TcpStream::connect(server.addr).await.expect("connect");
+    holder.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = timeout(IO_DEADLINE, holder.read(&mut buf)).await.expect("answered").expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 OK"));
 
-    let mut waiting = TcpStream::connect(server.addr).await.expect("the backlog takes the connection");
-    waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.expect("write");
-    let mut buf = [0u8; 256];
-    assert!(
-        timeout(Duration::from_millis(400), waiting.read(&mut buf)).await.is_err(),
-        "a second connection was served while the only slot was taken"
-    );
+    let busy = raw(server.addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(busy.to_ascii_lowercase().contains("retry-after: 1"), "{busy}");
+
+    // Health paths have slots of their own, which serve nothing else.
+    let health = TcpStream::connect(server.addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(health)).await.expect("HTTP/1 handshake");
+    tokio::spawn(conn);
+    for path in ["/healthz", "/readyz", "/api/v1/status"] {
+        let request =
+            Request::get(path).header(HOST, "localhost").body(Empty::<Bytes>::new()).expect("request");
+        let response =
+            timeout(IO_DEADLINE, sender.send_request(request)).await.expect("answered").expect("response");
+        let expected =
+            if path == "/api/v1/status" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+        assert_eq!(response.status(), expected, "{path} on a health connection");
+    }
 
     drop(holder);
-    let mut out = Vec::new();
-    timeout(IO_DEADLINE, waiting.read_to_end(&mut out))
-        .await
-        .expect("served once the slot is free")
-        .expect("read");
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 OK"));
+    // The slot is free again once its holder has gone.
+    let mut served = None;
+    for _ in 0..50 {
+        let reply = get(server.addr, "/metrics").await;
+        if reply.status == StatusCode::OK {
+            served = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served.is_some(), "the general slot was not given back");
 }
 
 #[tokio::test]
 async fn a_connection_is_closed_at_the_end_of_its_lifetime() {
     let (state, _) = default_server_state();
-    let limits = Limits { connection_lifetime: Duration::from_millis(300), ..Limits::default() };
+    let limits = Limits {
+        connection_lifetime: Duration::from_millis(300),
+        header_read_timeout: Duration::from_secs(10),
+        health_idle_timeout: Duration::from_secs(10),
+        ..Limits::default()
+    };
     let server = Server::start(state, Some(limits)).await;
     let started = Instant::now();
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let mut out = Vec::new();
-    // The header read timeout is 10 s: an end well before it is the lifetime's.
+    // The idle timeouts are 10 s: an end well before them is the lifetime's.
     timeout(Duration::from_secs(3), stream.read_to_end(&mut out))
         .await
         .expect("the connection is closed after its lifetime")
         .expect("read");
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 OK"), "served before closing");
     assert!(started.elapsed() >= Duration::from_millis(250), "closed before its lifetime ended");
+}
+
+// ---- issue 18: slow clients, memory, Host -------------------------------------------------
+
+/// A document of `views` views, 20 per target, each like `shop`'s `nlb` (last outcome and 3
+/// recent probes): about 1 KB of JSON per view, as the red team's 20,000 views made 19.8 MB.
+fn large_doc(views: usize) -> StatusDoc {
+    let mut doc = status_doc(&plan());
+    let mut template = doc.targets[0].views[1].clone();
+    template.recent.truncate(3);
+    let targets = views.div_ceil(20);
+    doc.targets = (0..targets)
+        .map(|t| TargetStatus {
+            name: format!("target-{t:05}"),
+            views: (0..20.min(views - t * 20))
+                .map(|v| ViewStatus { name: format!("view-{v:02}"), ..template.clone() })
+                .collect(),
+            mismatches: Vec::new(),
+            cluster: None,
+            explained: None,
+        })
+        .collect();
+    doc
+}
+
+/// Raises this process's soft limit of open files to the hard limit; the soft limit after.
+fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read or write only the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// A connection from `source` (a loopback address), with a receive buffer of `rcvbuf` bytes if
+/// given; a connect that does not finish within `within` is an error (a full backlog drops it).
+async fn connect_from(
+    source: [u8; 4],
+    addr: SocketAddr,
+    rcvbuf: Option<u32>,
+    within: Duration,
+) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.bind(SocketAddr::from((source, 0)))?;
+    match timeout(within, socket.connect(addr)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(std::io::Error::other("connect timed out")),
+    }
+}
+
+/// `count` connections from `source(i)`, each with a 4 KiB receive buffer, each writing
+/// `GET path` pipelined (up to 1 MiB, until a write blocks for 200 ms) and never reading. The
+/// streams are returned open.
+async fn pipeline_without_reading(
+    addr: SocketAddr,
+    count: usize,
+    source: impl Fn(usize) -> [u8; 4],
+    path: &str,
+) -> Vec<TcpStream> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let (source, request) = (source(i), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stream = connect_from(source, addr, Some(4096), IO_DEADLINE).await.ok()?;
+            let mut written = 0;
+            while written < 1024 * 1024 {
+                match timeout(Duration::from_millis(200), stream.write_all(request.as_bytes())).await {
+                    Ok(Ok(())) => written += request.len(),
+                    _ => break,
+                }
+            }
+            Some(stream)
+        }));
+    }
+    let mut streams = Vec::new();
+    for task in tasks {
+        if let Ok(Some(stream)) = task.await {
+            streams.push(stream);
+        }
+    }
+    streams
+}
+
+/// One health probe as a kubelet sends it (a fresh connection, `Host: ip:port`): the status
+/// line, or why there was none within 2 s.
+async fn kubelet_probe(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let probe = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.34\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        Ok(text.lines().next().unwrap_or("").to_owned())
+    };
+    match timeout(Duration::from_secs(2), probe).await {
+        Ok(result) => result,
+        Err(_) => Err("no answer within 2 s".to_owned()),
+    }
+}
+
+/// Finding 3: 64 clients pipelining `GET /api/v1/status` and never reading, 2,000 idle
+/// connections and 100 slowloris connections, all from 127.0.0.1 as the kubelet is, took
+/// `/healthz` offline for minutes. Health has slots of its own, general slots are bounded per
+/// client, idle and slow connections are closed (oldest first beyond 512 waiting), and
+/// responses have a write deadline: every probe is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_do_not_take_healthz_offline() {
+    // Each connection is two descriptors in this process (client and server side); the server
+    // keeps at most 512 waiting ones. With a low hard limit, fewer idle connections (the same
+    // attack, scaled down so that the test itself does not run out).
+    let fds = raise_fd_limit();
+    let idle_count = (fds.saturating_sub(1000) as usize).min(2000);
+    assert!(idle_count >= 500, "too few file descriptors for the test: {fds}");
+    let state = TestState::new(large_doc(5_000), true);
+    let server = Server::start(state, None).await;
+    let addr = server.addr;
+
+    let slow = pipeline_without_reading(addr, 64, |_| [127, 0, 0, 1], "/api/v1/status").await;
+    let mut idle = Vec::new();
+    let mut refused = 0;
+    while idle.len() + refused < idle_count && refused < 20 {
+        match connect_from([127, 0, 0, 1], addr, None, Duration::from_millis(300)).await {
+            Ok(stream) => idle.push(stream),
+            Err(_) => refused += 1,
+        }
+    }
+    let mut loris = Vec::new();
+    for _ in 0..100 {
+        if let Ok(mut stream) = connect_from([127, 0, 0, 1], addr, None, Duration::from_millis(300)).await {
+            let _ = stream.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await;
+            loris.push(stream);
+        }
+    }
+    // The slowloris connections send one more byte every 300 ms (for at most a minute).
+    let trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            for stream in &mut loris {
+                let _ = stream.try_write(b"a");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    eprintln!(
+        "{} slow readers, {} idle connections ({refused} connects failed), slowloris running",
+        slow.len(),
+        idle.len()
+    );
+
+    let mut failures = Vec::new();
+    for i in 0..20 {
+        for path in ["/healthz", "/readyz"] {
+            match kubelet_probe(addr, path).await {
+                Ok(line) if line.starts_with("HTTP/1.1 200") => {}
+                Ok(line) => failures.push(format!("probe {i} {path}: {line}")),
+                Err(e) => failures.push(format!("probe {i} {path}: {e}")),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    trickle.abort();
+    assert!(failures.is_empty(), "{} of 40 health probes failed:\n{}", failures.len(), failures.join("\n"));
+    drop((slow, idle));
+}
+
+/// Finding 8: 64 connections requesting a 19.8 MB status document without reading took RSS
+/// from 207 MB to 2.4 GB. The document is serialised once and its bytes shared, and at most 8
+/// large responses are written at once: this process's resident memory grows by less than
+/// 256 MiB (figures printed: `cargo test --test admin -- --nocapture non_reading`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_reading_clients_of_a_large_status_keep_memory_bounded() {
+    let doc = large_doc(20_000);
+    let json_mib = serde_json::to_vec(&doc).expect("serializes").len() as f64 / (1024.0 * 1024.0);
+    let state = TestState::new(doc, true);
+    let server = Server::start(state.clone(), None).await;
+    let addr = server.addr;
+    let kib = |field| support_memory::proc_status_kib(field);
+    let before = kib("VmRSS");
+    // 64 client addresses, so that the per-client bound is not what holds the memory back.
+    let slow = pipeline_without_reading(addr, 64, |i| [127, 0, 1, 1 + i as u8], "/api/v1/status").await;
+    let mut peak = before;
+    for _ in 0..40 {
+        peak = peak.max(kib("VmRSS"));
+        if peak.saturating_sub(before) > 1024 * 1024 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let builds = state.status_calls.load(Ordering::SeqCst);
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = kib("VmRSS");
+    let mib = |k: u64| k as f64 / 1024.0;
+    eprintln!(
+        "status document {json_mib:.1} MiB of JSON; 64 non-reading clients: RSS {:.0} MiB before, \
+         {:.0} MiB at the peak (+{:.0}), {:.0} MiB after they left; {builds} builds",
+        mib(before),
+        mib(peak),
+        mib(peak.saturating_sub(before)),
+        mib(after)
+    );
+    let grown = peak.saturating_sub(before);
+    assert!(grown < 256 * 1024, "resident memory grew by {} MiB", grown / 1024);
+}
+
+/// Finding 8: the document is serialised once for many requests at once and the same bytes
+/// are served to all; the summary comes from the same build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_document_is_serialised_once_and_shared() {
+    let state = Arc::new(TestState::with(large_doc(2_000), true, Duration::ZERO, Some(7)));
+    let limits = Limits {
+        max_connections_per_client: 64,
+        max_large_responses: 64,
+        status_max_age: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let server = Server::start(state.clone(), Some(limits)).await;
+    let addr = server.addr;
+    let replies = futures_util::future::join_all((0..64).map(|_| get(addr, "/api/v1/status"))).await;
+    assert!(replies.iter().all(|r| r.status == StatusCode::OK));
+    assert!(replies.iter().all(|r| r.body == replies[0].body), "different bodies");
+    let summary = get(addr, "/api/v1/status/summary").await;
+    assert_eq!(state.status_calls.load(Ordering::SeqCst), 1, "status() built once for 65 requests");
+
+    assert_eq!(summary.status, StatusCode::OK);
+    assert_eq!(summary.content_type(), "application/json");
+    let summary: serde_json::Value = serde_json::from_slice(&summary.body).expect("JSON");
+    assert_eq!(summary["targets"], 100);
+    assert_eq!(summary["views"], 2000);
+    assert_eq!(summary["verdicts"]["healthy"], 2000);
+    assert_eq!(summary["verdicts"]["unhealthy"], 0);
+    assert_eq!(summary["mismatches"], 0);
+    assert_eq!(summary["last_reload"]["errors"], 1);
+    assert!(summary.get("conditions").is_some() && summary["targets"].is_number());
+    assert!(summary.to_string().len() < 2048, "the summary has no per-view rows");
+
+    // With no version, every request that does not share a build in progress builds anew.
+    let state = TestState::new(large_doc(20), true);
+    let server = Server::start(state.clone(), None).await;
+    get(server.addr, "/api/v1/status").await;
+    get(server.addr, "/api/v1/status").await;
+    assert_eq!(state.status_calls.load(Ordering::SeqCst), 2);
+}
+
+/// Beyond `max_large_responses`, large responses are 503 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_responses_beyond_the_bound_are_503_and_a_stalled_one_is_cut_off() {
+    let state = TestState::new(large_doc(5_000), true);
+    let limits =
+        Limits { max_large_responses: 1, write_timeout: Duration::from_millis(500), ..Limits::default() };
+    let server = Server::start(state, Some(limits)).await;
+    let addr = server.addr;
+    // One client that does not read holds the one permit...
+    let stalled = pipeline_without_reading(addr, 1, |_| [127, 0, 0, 2], "/api/v1/status").await;
+    assert_eq!(stalled.len(), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = get(addr, "/api/v1/status").await;
+    assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE, "{}", busy.text());
+    assert_eq!(busy.headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    // ... until its write deadline closes it: then the next is served.
+    let mut served = false;
+    for _ in 0..100 {
+        if get(addr, "/api/v1/status").await.status == StatusCode::OK {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "the stalled response was never cut off");
+    let mut stalled = stalled;
+    let mut sink = vec![0u8; 1 << 20];
+    let mut closed = false;
+    for _ in 0..200 {
+        match timeout(IO_DEADLINE, stalled[0].read(&mut sink)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(closed, "the stalled connection was not closed");
+}
+
+/// Finding 10: `Host: evil.example` got the status API, `/metrics` and the dashboard (DNS
+/// rebinding). Only the listen address, `localhost` and `[admin] allowed_hosts` are served.
+#[tokio::test]
+async fn a_foreign_host_header_is_answered_421() {
+    let (state, _) = default_server_state();
+    let server = Server::start(state, None).await;
+    let addr = server.addr;
+    for path in ["/", "/metrics", "/api/v1/status", "/readyz", "/nowhere"] {
+        for host in ["evil.example", "evil.example:9464", "127.0.0.1.nip.io"] {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            let response = raw(addr, request.as_bytes()).await;
+            assert!(response.starts_with("HTTP/1.1 421"), "{path} with Host {host}: {response}");
+            assert!(response.contains("add it to [admin] allowed_hosts"), "{response}");
+            assert!(!response.contains("parallax_view_up") && !response.contains("shop"), "{response}");
+        }
+        // An absolute-form target's authority is the host.
+        let request =
+            format!("GET http://evil.example{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let response = raw(addr, request.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 421"), "absolute {path}: {response}");
+    }
+    for host in [
+        addr.to_string(),
+        "127.0.0.1".to_owned(),
+        format!("localhost:{}", addr.port()),
+        "LocalHost".to_owned(),
+    ] {
+        let request = format!("GET /api/v1/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let response = raw(addr, request.as_bytes()).await;
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "Host {host}: {}",
+            &response[..response.len().min(200)]
+        );
+    }
+    // HTTP/1.0 without Host: no browser sends that, so no page can.
+    let response = raw(addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// `[admin] allowed_hosts` names are served; a wildcard listen address takes any IP literal.
+#[tokio::test]
+async fn allowed_hosts_and_ip_literals_on_a_wildcard_address_are_served() {
+    let (state, _) = default_server_state();
+    let options =
+        admin::Options { allowed_hosts: vec!["parallax.internal".to_owned()], ..admin::Options::default() };
+    let server = Server::start_with(state.clone(), options, "127.0.0.1:0").await;
+    for (host, code) in
+        [("parallax.internal:9464", "200"), ("PARALLAX.internal.", "200"), ("other.internal", "421")]
+    {
+        let request = format!("GET /api/v1/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let response = raw(server.addr, request.as_bytes()).await;
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {code}")),
+            "Host {host}: {}",
+            &response[..response.len().min(200)]
+        );
+    }
+    // Listening on 0.0.0.0 (a pod): the kubelet's Host is the pod IP.
+    let server = Server::start_with(state, admin::Options::default(), "0.0.0.0:0").await;
+    let port = server.addr.port();
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    for (host, code) in [
+        (format!("10.244.3.7:{port}"), "200"),
+        ("[fd00::7]".to_owned(), "200"),
+        ("evil.example".to_owned(), "421"),
+    ] {
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let response = raw(local, request.as_bytes()).await;
+        assert!(response.starts_with(&format!("HTTP/1.1 {code}")), "Host {host}: {response}");
+    }
 }
 
 // ---- shutdown ------------------------------------------------------------------------------
@@ -815,7 +1249,7 @@ async fn shutdown_closes_idle_connections_and_returns() {
 
     // A keep-alive connection that has been served and now idles.
     let mut idle = TcpStream::connect(addr).await.expect("connect");
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let mut buf = vec![0u8; 1024];
     let n = timeout(IO_DEADLINE, idle.read(&mut buf)).await.expect("answered").expect("read");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 OK"));
@@ -832,11 +1266,7 @@ async fn shutdown_closes_idle_connections_and_returns() {
 #[tokio::test]
 async fn shutdown_lets_a_response_in_flight_finish() {
     let (_, doc) = default_server_state();
-    let state = Arc::new(TestState {
-        ready: AtomicBool::new(true),
-        doc: Mutex::new(doc),
-        metrics_delay: Duration::from_millis(600),
-    });
+    let state = Arc::new(TestState::with(doc, true, Duration::from_millis(600), None));
     let server = Server::start(state, None).await;
     let addr = server.addr;
     let in_flight = tokio::spawn(async move { get(addr, "/metrics").await });
@@ -986,4 +1416,95 @@ async fn dashboard_renders_a_daemon_not_ready_without_targets_in_chromium() {
     assert_has(element(&dom, "id=\"targets\"", "</main>"), "No targets in the running plan.", "empty plan");
     assert_has(&dom, "id=\"overview\" role=\"status\" aria-live=\"polite\">0 targets, 0 views", "overview");
     assert_has(&dom, "<title>parallax</title>", "document title");
+}
+
+// ---- accept failures ------------------------------------------------------------------------
+
+const FD_CHILD: &str = "PARALLAX_TEST_ADMIN_FD_EXHAUSTION";
+
+/// Finding 9 (part): out of file descriptors, the admin server logged 167 accept failures a
+/// minute. Now it backs off (10 ms doubling to 1 s) and logs once when accepting starts failing
+/// and once when it recovers, with the count. Runs in a child process of this test binary: the
+/// file descriptor limit it lowers is the whole process's.
+#[test]
+fn accept_failures_back_off_and_are_logged_once_per_state_change() {
+    if std::env::var_os(FD_CHILD).is_some() {
+        return fd_exhaustion_in_this_process();
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "accept_failures_back_off_and_are_logged_once_per_state_change", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(FD_CHILD, "1")
+        .output()
+        .expect("run the child");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the child failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
+}
+
+/// The child's side: a server, connections queued while no descriptor is free, then freed.
+fn fd_exhaustion_in_this_process() {
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (state, _) = default_server_state();
+        let server = Server::start(state, None).await;
+        let sockets: Vec<_> = (0..20).map(|_| tokio::net::TcpSocket::new_v4().expect("socket")).collect();
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: the calls read or write only the struct passed, or open and close /dev/null.
+        let lowest_free = unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            assert!(fd >= 0);
+            libc::close(fd);
+            fd as libc::rlim_t
+        };
+        let exhausted = libc::rlimit { rlim_cur: lowest_free, rlim_max: limit.rlim_max };
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &exhausted) }, 0);
+        // Connecting takes no new descriptor on this side; accepting needs one on the server's.
+        let mut clients = Vec::new();
+        for socket in sockets {
+            clients.push(socket.connect(server.addr).await.expect("the backlog takes it"));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let probe = kubelet_probe(server.addr, "/healthz").await;
+        assert!(probe.as_deref().is_ok_and(|l| l.starts_with("HTTP/1.1 200")), "{probe:?}");
+        drop(clients);
+    });
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let failed = text.lines().filter(|l| l.contains("accept failed")).count();
+    let recovered: Vec<&str> = text.lines().filter(|l| l.contains("accepting connections again")).collect();
+    assert_eq!(failed, 1, "one line when accepting starts failing:\n{text}");
+    assert!(text.contains("No file descriptors available") || text.contains("Too many open files"), "{text}");
+    assert_eq!(recovered.len(), 1, "one line when it recovers:\n{text}");
+    // 1.5 s of backoff from 10 ms doubling: about 8 attempts, never the 15 of a fixed 100 ms.
+    let count: u64 = recovered[0]
+        .split("failures=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {}", recovered[0]));
+    assert!((2..=12).contains(&count), "{count} failed accepts in 1.5 s: {text}");
 }

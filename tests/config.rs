@@ -1378,3 +1378,41 @@ fn errors_of_file(name: &str, body: &str) -> Vec<ConfigError> {
     write(dir.path(), name, body);
     load(dir.path(), &[]).expect_err("errors").0
 }
+
+/// `[admin] allowed_hosts` (finding 10): names normalised, IP literals kept, each bad entry an
+/// error at its index, the environment's comma-separated override, and `check` shows them.
+#[test]
+fn admin_allowed_hosts_are_checked_overridable_and_shown() {
+    let body =
+        format!("[admin]\nallowed_hosts = [\"Parallax.Internal.\", \"[fd00::7]\", \"10.0.0.9\"]\n{CLIENT}");
+    let p = plan(&body, &[]);
+    assert_eq!(p.admin.allowed_hosts, ["parallax.internal", "fd00::7", "10.0.0.9"]);
+    let text = explain(&p);
+    assert!(
+        text.contains("allowed_hosts parallax.internal, fd00::7, 10.0.0.9"),
+        "check shows the names:\n{text}"
+    );
+
+    let env = plan(CLIENT, &[("PARALLAX_ADMIN__ALLOWED_HOSTS", "a.example, b.example")]);
+    assert_eq!(env.admin.allowed_hosts, ["a.example", "b.example"]);
+
+    let bad = format!(
+        "[admin]\nallowed_hosts = [\"ok.example\", \"parallax.internal:9464\", \"*.example\", \"http://x/\", \"\", \"bad_label-.x\"]\n{CLIENT}"
+    );
+    let errs = errors(&bad, &[]);
+    assert_error(&errs, "probes.toml", "admin.allowed_hosts[1]", "has a port: write `parallax.internal`");
+    assert_error(&errs, "probes.toml", "admin.allowed_hosts[2]", "is a wildcard");
+    assert_error(&errs, "probes.toml", "admin.allowed_hosts[3]", "without scheme or path");
+    assert_error(&errs, "probes.toml", "admin.allowed_hosts[4]", "an empty name");
+    assert_error(&errs, "probes.toml", "admin.allowed_hosts[5]", "is not a host name");
+    assert_eq!(errs.len(), 5, "{}", ConfigErrors(errs.clone()));
+
+    let errs = errors(CLIENT, &[("PARALLAX_ADMIN__ALLOWED_HOSTS", "good.example,evil:80")]);
+    assert!(
+        errs.iter().any(|e| e.key.contains("allowed_hosts[1]")
+            && e.message.contains("has a port")
+            && e.message.contains("PARALLAX_ADMIN__ALLOWED_HOSTS")),
+        "{}",
+        ConfigErrors(errs.clone())
+    );
+}

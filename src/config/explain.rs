@@ -29,7 +29,11 @@ pub fn explain(plan: &Plan) -> String {
     );
     let files: Vec<String> = plan.files.iter().map(|f| f.display().to_string()).collect();
     line(&mut out, 0, "files", &files.join(", "));
-    line(&mut out, 0, "admin", &format!("listen {}", plan.admin.listen));
+    let admin = match plan.admin.allowed_hosts.as_slice() {
+        [] => format!("listen {}", plan.admin.listen),
+        names => format!("listen {}, allowed_hosts {}", plan.admin.listen, names.join(", ")),
+    };
+    line(&mut out, 0, "admin", &admin);
     let otlp = match &plan.export.otlp {
         None => "off".to_owned(),
         Some(o) => format!(

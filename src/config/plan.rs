@@ -51,6 +51,17 @@ impl Plan {
 pub struct AdminSettings {
     /// Listen address of the admin server (default `127.0.0.1:9464`).
     pub listen: SocketAddr,
+    /// Host names the admin server answers besides its listen address and `localhost`
+    /// (`[admin] allowed_hosts`): lowercase, no port, no trailing dot. Other `Host` headers are
+    /// answered 421 (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl AdminSettings {
+    /// `listen` with no extra allowed host.
+    pub fn listening_on(listen: SocketAddr) -> AdminSettings {
+        AdminSettings { listen, allowed_hosts: Vec::new() }
+    }
 }
 
 /// `[export]`.

@@ -31,6 +31,8 @@ pub(super) struct RawDefaults {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub listen: Option<String>,
+    /// A list, or one string (`PARALLAX_ADMIN__ALLOWED_HOSTS=a,b`): split on commas in compile.
+    pub allowed_hosts: Option<OneOrMany<String>>,
 }
 
 /// `[export]`.

@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -38,6 +39,8 @@ pub(super) struct Discovery {
     /// The settings it runs with (those of the plan at start).
     settings: KubernetesDiscovery,
     status: Mutex<DiscoveryStatus>,
+    /// Updates of `status` so far (part of the status document's version).
+    changes: AtomicU64,
     files: watch::Sender<Generated>,
 }
 
@@ -46,7 +49,10 @@ impl Discovery {
     pub(super) fn new(settings: KubernetesDiscovery) -> (Arc<Discovery>, watch::Receiver<Generated>) {
         let (files, receiver) = watch::channel(Generated::default());
         let status = DiscoveryStatus { mode: settings.mode.as_str(), ..DiscoveryStatus::default() };
-        (Arc::new(Discovery { settings, status: Mutex::new(status), files }), receiver)
+        (
+            Arc::new(Discovery { settings, status: Mutex::new(status), changes: AtomicU64::new(0), files }),
+            receiver,
+        )
     }
 
     /// Whether a reloaded plan's `[discovery.kubernetes]` differs from the running one's.
@@ -61,6 +67,12 @@ impl Discovery {
 
     fn update(&self, f: impl FnOnce(&mut DiscoveryStatus)) {
         f(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times the status has been updated.
+    pub(super) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The report the metrics take.

@@ -488,6 +488,11 @@ impl Engine {
         }
     }
 
+    /// `[admin]` of the plan the daemon started with (changes take effect at restart).
+    pub(super) fn admin(&self) -> &config::AdminSettings {
+        &self.admin
+    }
+
     pub(super) fn status(&self, ready: bool, now: Instant) -> StatusDoc {
         StatusDoc {
             version: env!("CARGO_PKG_VERSION"),

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -101,6 +101,7 @@ impl Daemon {
         scheduler.replace(engine.scheduled());
         let shared = Arc::new(Shared {
             engine: Mutex::new(engine),
+            changes: AtomicU64::new(0),
             telemetry,
             probe,
             prober,
@@ -130,12 +131,16 @@ impl Daemon {
         let Daemon { shared, scheduler, commands, reloads, options, read_files, discovery } = self;
         let admin_task = admin.map(|listener| {
             let state: Arc<dyn AdminState> = shared.clone();
+            let options = admin::Options {
+                allowed_hosts: shared.engine().admin().allowed_hosts.clone(),
+                ..admin::Options::default()
+            };
             let mut stop = shared.stop.subscribe();
             tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                if let Err(e) = admin::serve(listener, state, stopped).await {
+                if let Err(e) = admin::serve_with(listener, state, stopped, options).await {
                     tracing::error!("admin server stopped: {e}");
                 }
             })
@@ -197,6 +202,10 @@ impl AdminState for Handle {
         self.shared.status()
     }
 
+    fn status_version(&self) -> Option<u64> {
+        self.shared.status_version()
+    }
+
     fn metrics(&self) -> String {
         self.shared.metrics()
     }
@@ -210,6 +219,8 @@ impl AdminState for Handle {
 /// channels to the scheduler and the reloader.
 pub(super) struct Shared {
     pub(super) engine: Mutex<Engine>,
+    /// Times the engine was taken to be changed ([`Shared::engine`]): the status version.
+    changes: AtomicU64,
     pub(super) telemetry: Arc<dyn Sink>,
     probe: ProbeFn,
     /// The prober behind `probe` (none with a test's probe function): a reload makes it read
@@ -237,9 +248,19 @@ impl AdminState for Shared {
 
     fn status(&self) -> StatusDoc {
         let ready = self.ready();
-        let mut doc = self.engine().status(ready, Instant::now());
+        // Reading: not a change.
+        let mut doc =
+            self.engine.lock().unwrap_or_else(PoisonError::into_inner).status(ready, Instant::now());
         doc.discovery = self.discovery.as_ref().map(|d| d.status());
         doc
+    }
+
+    fn status_version(&self) -> Option<u64> {
+        // Both counters only grow, so their sum changes whenever either does; the low bit is
+        // readiness.
+        let changes =
+            self.changes.load(Ordering::Acquire) + self.discovery.as_ref().map_or(0, |d| d.changes());
+        Some(changes.wrapping_mul(2) | u64::from(self.ready()))
     }
 
     fn metrics(&self) -> String {
@@ -252,9 +273,13 @@ impl AdminState for Shared {
 }
 
 impl Shared {
+    /// The engine, to change it (counted: the admin server serialises the status again after
+    /// a change).
     pub(super) fn engine(&self) -> MutexGuard<'_, Engine> {
         // A panic while recording one result must not stop the daemon from recording the next.
-        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+        let engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        engine
     }
 
     fn act(self: &Arc<Self>, actions: Vec<Action>) {

@@ -111,7 +111,7 @@ impl Sink for Recorder {
 fn plan(targets: Vec<Target>) -> Plan {
     Plan {
         targets,
-        admin: AdminSettings { listen: "127.0.0.1:0".parse().unwrap() },
+        admin: AdminSettings::listening_on("127.0.0.1:0".parse().unwrap()),
         export: ExportSettings { otlp: None },
         discovery: None,
         conditions: Vec::new(),

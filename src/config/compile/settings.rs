@@ -66,7 +66,7 @@ impl Compiler<'_> {
             .and_then(|r| self.kubernetes_discovery(r, &tree));
         Settings {
             defaults: defaults.unwrap_or_default(),
-            admin: admin.unwrap_or_else(|| AdminSettings { listen: default_admin_listen() }),
+            admin: admin.unwrap_or_else(|| AdminSettings::listening_on(default_admin_listen())),
             export: export.unwrap_or(ExportSettings { otlp: None }),
             discovery,
         }
@@ -205,7 +205,30 @@ impl Compiler<'_> {
                 }
             }
         }
-        AdminSettings { listen }
+        let mut allowed_hosts = Vec::new();
+        if let Some(raw) = raw.allowed_hosts {
+            let (at, key) = tree.location(&[
+                KeySegment::Key("admin".to_owned()),
+                KeySegment::Key("allowed_hosts".to_owned()),
+            ]);
+            // One string holds several names separated by commas (the environment variable's
+            // form); no host name holds a comma.
+            let names: Vec<String> =
+                raw.0.iter().flat_map(|item| item.split(',')).map(|n| n.trim().to_owned()).collect();
+            if names.len() > MAX_ALLOWED_HOSTS {
+                self.error(&at, &key, format!("{} names: at most {MAX_ALLOWED_HOSTS}", names.len()));
+            }
+            for (i, name) in names.iter().take(MAX_ALLOWED_HOSTS).enumerate() {
+                let key = format!("{key}[{i}]");
+                let Some(name) = self.plain(&at, &key, name) else { continue };
+                match allowed_host(&name) {
+                    Ok(host) if !allowed_hosts.contains(&host) => allowed_hosts.push(host),
+                    Ok(_) => {}
+                    Err(why) => self.error(&at, &key, why),
+                }
+            }
+        }
+        AdminSettings { listen, allowed_hosts }
     }
 
     fn export(&mut self, raw: RawExport, tree: &SettingsTree<'_>) -> ExportSettings {
@@ -348,6 +371,47 @@ impl Compiler<'_> {
         }
         ok.then_some(KubernetesDiscovery { kubeconfig, mode, namespaces, selector, provider })
     }
+}
+
+/// The most names `[admin] allowed_hosts` takes.
+const MAX_ALLOWED_HOSTS: usize = 64;
+
+/// One `[admin] allowed_hosts` entry, checked and normalised (lowercase, no trailing dot): a DNS
+/// name or an IP address, without scheme, port, path or wildcard.
+fn allowed_host(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("an empty name: write a host name such as \"parallax.internal\"".to_owned());
+    }
+    let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    if name.contains("://") || name.contains('/') {
+        return Err(format!("`{name}` is not a host name: write the name alone, without scheme or path"));
+    }
+    if name.contains('*') {
+        return Err(format!("`{name}` is a wildcard: list each name the admin server is reached by"));
+    }
+    if let Some((host, _)) = name.rsplit_once(':') {
+        return Err(format!(
+            "`{name}` has a port: write `{host}` (the port of a Host header is not checked)"
+        ));
+    }
+    let host = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "`{name}` is not a host name (labels of letters, digits and -, separated by dots)"
+        ));
+    }
+    Ok(host)
 }
 
 fn default_admin_listen() -> SocketAddr {
