@@ -27,6 +27,8 @@
 //!   (what it sends, rendered by the probe engine; how it judges; its sources).
 //! - [`schedule`]: timers — per-view intervals spread by a stable hash, jitter, skip-when-busy,
 //!   the cap on probes in flight, lateness.
+//! - [`rules`]: `parallax rules` — the Prometheus rules that join several vantages (SLIs,
+//!   alerts; `deploy/prometheus/`).
 //! - [`status`]: the status document the daemon keeps and the admin server serves.
 //! - [`export`]: the [`export::Sink`] the daemon reports typed events to ([`export::ProbeReport`],
 //!   [`export::MismatchEvent`]), implemented by [`export::Telemetry`]: OTLP traces and metrics,
@@ -52,6 +54,7 @@ pub mod pki;
 pub mod probe;
 pub mod profile_card;
 pub mod report;
+pub mod rules;
 pub mod schedule;
 pub mod status;
 #[cfg(test)]

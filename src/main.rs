@@ -290,6 +290,44 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Print parallax's Prometheus rules: client availability SLIs per target across vantages,
+    /// time in mismatch, and the alerts (blackhole, false drain, N of M external vantages
+    /// failing, a check failing on some nodes, certificates, a starved or absent instance,
+    /// exports dropping, and multiwindow multi-burn-rate alerts on the objective), each with its
+    /// runbook in docs/slo.md. deploy/prometheus/parallax-rules.yaml is this with the defaults.
+    ///
+    ///   parallax rules > /etc/prometheus/rules/parallax.yaml
+    ///   parallax rules --slo 99.5 --vantages 3
+    ///   parallax rules --format prometheus-rule | kubectl apply -n monitoring -f -
+    ///
+    /// Check the result with `promtool check rules FILE`. Exit 0, or 2 for a parameter out of
+    /// range (said with its flag).
+    #[command(verbatim_doc_comment)]
+    #[command(about = "Print the Prometheus recording and alerting rules that join parallax's vantages \
+                       into SLIs and alerts")]
+    Rules {
+        /// The client availability objective, in percent: sets the burn-rate thresholds
+        /// (14.4×, 6× and 1× its error budget).
+        #[arg(long, value_name = "PERCENT", default_value_t = 99.9)]
+        slo: f64,
+        /// How many external vantages must see a target's client view unhealthy at once for
+        /// ParallaxClientFailingFromVantages (N of however many probe it).
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        vantages: u32,
+        /// The scrape job of parallax's /metrics, for ParallaxVantageAbsent.
+        #[arg(long, value_name = "JOB", default_value = "parallax")]
+        job: String,
+        /// Where docs/slo.md is published: each alert's runbook_url is this plus its anchor.
+        #[arg(long, value_name = "URL", default_value = "docs/slo.md")]
+        runbook_url: String,
+        /// Every alert's `for:` (e.g. 0s in a lab, to see alerts fire at once). Default: each
+        /// alert's own (2m for a blackhole, 10m for a false drain...).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+        pending: Option<std::time::Duration>,
+        /// A plain rule file, or a Prometheus Operator PrometheusRule.
+        #[arg(long, value_enum, default_value_t = RulesFormat::Prometheus)]
+        format: RulesFormat,
+    },
     /// Print a shell completion script, generated from this command line's definitions.
     ///
     ///   parallax completions bash > /etc/bash_completion.d/parallax
@@ -364,6 +402,20 @@ enum DiscoverFormat {
     Toml,
     /// The derivation as JSON (targets, views, settings with origins, notes).
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RulesFormat {
+    /// A rule file for Prometheus's rule_files.
+    Prometheus,
+    /// A monitoring.coreos.com/v1 PrometheusRule.
+    PrometheusRule,
+}
+
+/// `--pending 30s`: a duration as the configuration writes them.
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration (e.g. 0s, 30s, 2m): {e}"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -489,6 +541,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Profiles { name, format } => profiles(name.as_deref(), format),
+        Command::Rules { slo, vantages, job, runbook_url, pending, format } => {
+            let options = parallax::rules::RuleOptions { slo, vantages, job, runbook_url, pending };
+            if let Err(e) = options.validate() {
+                eprintln!("parallax rules: {e}");
+                return ExitCode::from(2);
+            }
+            print_stdout(&match format {
+                RulesFormat::Prometheus => parallax::rules::rule_file(&options),
+                RulesFormat::PrometheusRule => parallax::rules::prometheus_rule(&options),
+            });
+            ExitCode::SUCCESS
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "parallax", &mut std::io::stdout());

@@ -36,6 +36,9 @@ pub struct StatusDoc {
     /// Kubernetes discovery, when `[discovery.kubernetes]` is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery: Option<DiscoveryStatus>,
+    /// `[vantage]`: where this instance probes from (as its metrics' labels say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vantage: Option<crate::config::Vantage>,
 }
 
 /// How Kubernetes discovery is doing: what `/readyz`'s detail and the dashboard say.
@@ -135,6 +138,8 @@ pub struct ReloadStatus {
 pub struct TargetStatus {
     /// Target name.
     pub name: String,
+    /// The target's `id` (its name unless given): what joins its metrics across vantages.
+    pub id: String,
     /// Client view first, then checkers in configuration order.
     pub views: Vec<ViewStatus>,
     /// Mismatches open right now.

@@ -46,6 +46,7 @@ pub(crate) fn view_url(target: &str, name: &str, url: &str) -> View {
     let path = if path.is_empty() { "/".to_owned() } else { path };
     View {
         target: target.into(),
+        target_id: target.into(),
         name: name.into(),
         role: if name == "client" { Role::Client } else { Role::Checker },
         profile: None,
@@ -97,6 +98,7 @@ pub(crate) fn view(target: &str, name: &str) -> View {
 pub(crate) fn target(client: View, checkers: Vec<View>) -> Target {
     Target {
         name: client.target.clone(),
+        id: client.target_id.clone(),
         allow_sources: Vec::new(),
         client,
         checkers,

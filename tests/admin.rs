@@ -283,6 +283,7 @@ fn status_doc(plan: &Plan) -> StatusDoc {
     let nlb_out = outcome(nlb, 200, None, 2);
     let mismatch = Mismatch {
         target: "shop".into(),
+        target_id: "shop".into(),
         client_view: "client".into(),
         checker_view: "nlb".into(),
         direction: Direction::Blackhole,
@@ -318,6 +319,13 @@ fn status_doc(plan: &Plan) -> StatusDoc {
         ready: true,
         started_at: rfc3339(Duration::from_secs(600)),
         plan_loaded_at: rfc3339(Duration::from_secs(300)),
+        vantage: Some(config::Vantage {
+            name: format!("node-a {HOSTILE}"),
+            kind: config::VantageKind::Node,
+            zone: Some("eu-west-1a".to_owned()),
+            region: None,
+            labels: Vec::new(),
+        }),
         last_reload: Some(ReloadStatus {
             at: rfc3339(Duration::from_secs(30)),
             ok: false,
@@ -328,6 +336,7 @@ fn status_doc(plan: &Plan) -> StatusDoc {
         targets: vec![
             TargetStatus {
                 name: "shop".to_owned(),
+                id: "shop".to_owned(),
                 views: vec![
                     view_status(
                         client,
@@ -358,6 +367,7 @@ fn status_doc(plan: &Plan) -> StatusDoc {
             },
             TargetStatus {
                 name: "payments".to_owned(),
+                id: "payments".to_owned(),
                 views: vec![
                     view_status(
                         pay,
@@ -880,6 +890,7 @@ fn large_doc(views: usize) -> StatusDoc {
     doc.targets = (0..targets)
         .map(|t| TargetStatus {
             name: format!("target-{t:05}"),
+            id: format!("target-{t:05}"),
             views: (0..20.min(views - t * 20))
                 .map(|v| ViewStatus { name: format!("view-{v:02}"), ..template.clone() })
                 .collect(),

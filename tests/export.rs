@@ -125,7 +125,11 @@ fn env() -> HashMap<String, String> {
 }
 
 fn resource() -> ResourceInfo {
-    ResourceInfo { host_name: Some("test-host".to_owned()), node_name: Some("node-7".to_owned()) }
+    ResourceInfo {
+        host_name: Some("test-host".to_owned()),
+        node_name: Some("node-7".to_owned()),
+        vantage: None,
+    }
 }
 
 fn fast_options(events: &Captured) -> TelemetryOptions {
@@ -292,6 +296,7 @@ async fn grpc_probe_spans_carry_semconv_attributes_phases_and_the_resource() {
 fn mismatch(direction: Direction) -> Mismatch {
     Mismatch {
         target: "shop".into(),
+        target_id: "shop".into(),
         client_view: "client".into(),
         checker_view: "nlb".into(),
         direction,

@@ -47,6 +47,7 @@ pub fn explain(plan: &Plan) -> String {
         ),
     };
     line(&mut out, 0, "export.otlp", &otlp);
+    line(&mut out, 0, "vantage", &plan.vantage.describe());
     if let Some(d) = &plan.discovery {
         let kubeconfig = d.kubeconfig.as_ref().map_or("in-cluster".to_owned(), |p| p.display().to_string());
         let namespaces = if d.namespaces.is_empty() { "all".to_owned() } else { d.namespaces.join(", ") };
@@ -65,6 +66,9 @@ pub fn explain(plan: &Plan) -> String {
     for target in &plan.targets {
         out.push('\n');
         let _ = writeln!(out, "target {}", target.name);
+        if target.id != target.name {
+            line(&mut out, 2, "id", &target.id);
+        }
         let allow = if target.allow_sources.is_empty() {
             "none (no audit)".to_owned()
         } else {

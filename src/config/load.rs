@@ -30,7 +30,8 @@ pub(super) const MAX_TREE_TEXT_BYTES: u64 = 4 * MAX_CONFIG_FILE_BYTES;
 /// Prefix of environment overrides.
 const ENV_PREFIX: &str = "PARALLAX_";
 /// Valid top-level keys of a file.
-const TOP_LEVEL_KEYS: [&str; 6] = ["defaults", "admin", "export", "discovery", "target", "condition"];
+const TOP_LEVEL_KEYS: [&str; 7] =
+    ["defaults", "admin", "export", "vantage", "discovery", "target", "condition"];
 
 /// The configuration files of `dir`, in file-name order, or `dir` itself when it is a file
 /// (`-c probes.toml`). Hidden files are skipped: Kubernetes ConfigMap volumes hold `..data`
@@ -546,21 +547,24 @@ pub(super) fn layer_settings<'f>(
     }
 }
 
-/// `PARALLAX_DEFAULTS__...`, `PARALLAX_ADMIN__...` and `PARALLAX_EXPORT__...` as a layer.
+/// `PARALLAX_DEFAULTS__...`, `PARALLAX_ADMIN__...`, `PARALLAX_EXPORT__...`, `PARALLAX_VANTAGE__...`
+/// and `PARALLAX_DISCOVERY__...` as a layer.
 /// Other `PARALLAX_` variables (`PARALLAX_CONFIG`, `PARALLAX_LOG`) are not settings.
 fn env_overrides(env: &dyn Env, errors: &mut Vec<ConfigError>) -> config::Environment {
     let mut vars = config::Map::new();
     for (name, value) in env.vars_with_prefix(ENV_PREFIX) {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
         let section = rest.split("__").next().unwrap_or_default();
-        if ["DEFAULTS", "ADMIN", "EXPORT", "DISCOVERY"].contains(&section) && rest.len() > section.len() {
+        if ["DEFAULTS", "ADMIN", "EXPORT", "VANTAGE", "DISCOVERY"].contains(&section)
+            && rest.len() > section.len()
+        {
             vars.insert(name, value);
         } else if section.starts_with("TARGET") {
             errors.push(ConfigError {
                 file: None,
                 key: name,
-                message: "environment variables override [defaults], [admin], [export] and [discovery] \
-                          only; targets come from files"
+                message: "environment variables override [defaults], [admin], [export], [vantage] and \
+                          [discovery] only; targets come from files"
                     .to_owned(),
             });
         }

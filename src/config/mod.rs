@@ -24,6 +24,7 @@ pub mod profiles;
 mod raw;
 mod secret;
 mod subst;
+pub mod vantage;
 pub mod view;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub use explain::explain;
 pub use load::{read_input, InputError, MAX_CA_FILE_BYTES};
 pub use plan::*;
 pub use secret::{MaybeSecret, Secret};
+pub use vantage::{Vantage, VantageKind};
 pub use view::*;
 
 /// Where substitutions read `${NODE_NAME}`, `${NODE_IP}` and `${env:NAME}` from. Injected so

@@ -27,6 +27,8 @@ pub struct Plan {
     pub admin: AdminSettings,
     /// Export settings.
     pub export: ExportSettings,
+    /// `[vantage]`: where this instance probes from, on everything it exports.
+    pub vantage: super::Vantage,
     /// `[discovery.kubernetes]`, when configured: targets derived from the cluster are compiled
     /// into the plan beside the files' (see `crate::discovery`).
     pub discovery: Option<KubernetesDiscovery>,
@@ -102,6 +104,10 @@ pub enum OtlpProtocol {
 pub struct Target {
     /// Unique target name.
     pub name: Arc<str>,
+    /// `id`: what joins this target's metrics across vantages (default: its name). Unlike the
+    /// name it need not be unique across files of one instance; it must be the same for the same
+    /// target on every instance.
+    pub id: Arc<str>,
     /// The LB's source allowlist, audited against checker sources (empty: no audit).
     pub allow_sources: Vec<IpNet>,
     /// How users reach it.

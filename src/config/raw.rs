@@ -35,6 +35,17 @@ pub(super) struct RawAdmin {
     pub allowed_hosts: Option<OneOrMany<String>>,
 }
 
+/// `[vantage]`: where this instance probes from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVantage {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub zone: Option<String>,
+    pub region: Option<String>,
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// `[export]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +86,7 @@ pub(super) struct RawOtlp {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTarget {
     pub name: Option<String>,
+    pub id: Option<String>,
     pub allow_sources: Option<Vec<String>>,
     pub attribution: Option<bool>,
     pub attribution_interval: Option<String>,

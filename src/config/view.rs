@@ -27,6 +27,9 @@ use super::secret::MaybeSecret;
 pub struct View {
     /// The target this view belongs to.
     pub target: Arc<str>,
+    /// The target's `id`: its name unless given. The same target probed from several vantages
+    /// (a node and an external VM) carries the same id, so their metrics join in PromQL.
+    pub target_id: Arc<str>,
     /// `client` or the checker's name.
     pub name: Arc<str>,
     /// Client or checker.

@@ -41,6 +41,8 @@ pub(super) struct Engine {
     last_reload: Option<ReloadStatus>,
     admin: config::AdminSettings,
     export: config::ExportSettings,
+    /// `[vantage]` of the first plan: the labels of every series, fixed for the process.
+    vantage: config::Vantage,
     targets: Vec<TargetState>,
     by_name: HashMap<Arc<str>, usize>,
     ids: Ids,
@@ -84,6 +86,7 @@ impl Engine {
             last_reload: None,
             admin: plan.admin.clone(),
             export: plan.export.clone(),
+            vantage: plan.vantage.clone(),
             targets: Vec::new(),
             by_name: HashMap::new(),
             ids: Ids::default(),
@@ -170,6 +173,13 @@ impl Engine {
         self.plan_loaded_at = self.clock.wall(now);
         self.admin = plan.admin;
         self.export = plan.export;
+        if plan.vantage != self.vantage {
+            tracing::warn!(
+                running = %self.vantage.describe(),
+                configured = %plan.vantage.describe(),
+                "[vantage] changed: it labels every series, so it takes effect at restart"
+            );
+        }
         telemetry.conditions(&plan.conditions);
         self.conditions = plan.conditions;
         actions
@@ -504,6 +514,7 @@ impl Engine {
             targets: self.targets.iter().map(|t| t.status(&self.clock, now)).collect(),
             conditions: self.conditions.clone(),
             discovery: None,
+            vantage: Some(self.vantage.clone()),
         }
     }
 }

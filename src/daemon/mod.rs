@@ -126,6 +126,7 @@ pub async fn run(
     let resource = ResourceInfo {
         host_name: host_name(&*options.env),
         node_name: options.env.var("NODE_NAME").filter(|n| !n.is_empty()),
+        vantage: Some(plan.vantage.clone()),
     };
     // Every pod of a DaemonSet (or every probe VM) probes the same load balancer: the node's name
     // moves the phases, so their probes do not all arrive at the same instant.

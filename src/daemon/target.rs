@@ -493,6 +493,11 @@ impl TargetState {
         });
         TargetStatus {
             name: self.name.to_string(),
+            id: self
+                .views
+                .first()
+                .map(|v| v.view.target_id.to_string())
+                .unwrap_or_else(|| self.name.to_string()),
             views,
             mismatches: probed.chain(audited).collect(),
             cluster: self.cluster.as_deref().cloned(),
@@ -516,6 +521,7 @@ mod tests {
     fn mismatch(diagnosis: Diagnosis) -> Mismatch {
         Mismatch {
             target: "shop".into(),
+            target_id: "shop".into(),
             client_view: "client".into(),
             checker_view: "nlb".into(),
             direction: Direction::FalseDrain,

@@ -113,6 +113,13 @@ fn plan(targets: Vec<Target>) -> Plan {
         targets,
         admin: AdminSettings::listening_on("127.0.0.1:0".parse().unwrap()),
         export: ExportSettings { otlp: None },
+        vantage: crate::config::Vantage {
+            name: "test".to_owned(),
+            kind: crate::config::VantageKind::External,
+            zone: None,
+            region: None,
+            labels: Vec::new(),
+        },
         discovery: None,
         conditions: Vec::new(),
         files: Vec::new(),

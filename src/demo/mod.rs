@@ -177,7 +177,7 @@ fn telemetry(plan: &Plan, events: Box<dyn Write + Send>, otlp: bool) -> Arc<Tele
     let env = demo_env(otlp);
     Arc::new(Telemetry::with_options(
         &plan.export,
-        ResourceInfo { host_name: daemon::host_name(&*env), node_name: None },
+        ResourceInfo { host_name: daemon::host_name(&*env), node_name: None, vantage: None },
         &*env,
         TelemetryOptions { events, ..TelemetryOptions::default() },
     ))

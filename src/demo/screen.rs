@@ -688,6 +688,7 @@ mod tests {
         };
         let mismatch = Mismatch {
             target: "shallow-health".into(),
+            target_id: "shallow-health".into(),
             client_view: "client".into(),
             checker_view: "alb".into(),
             direction: Direction::Blackhole,
@@ -705,6 +706,7 @@ mod tests {
         StatusDoc {
             targets: vec![TargetStatus {
                 name: "shallow-health".to_owned(),
+                id: "shallow-health".to_owned(),
                 views: vec![
                     view("client", Role::Client, None, "unhealthy", Some(outcome)),
                     view("alb", Role::Checker, Some(ProfileName::AwsAlb), "healthy", None),

@@ -57,6 +57,8 @@ pub enum Basis {
 pub struct Mismatch {
     /// Target name.
     pub target: Arc<str>,
+    /// The target's `id` (its name unless given): what joins vantages.
+    pub target_id: Arc<str>,
     /// The client view's name.
     pub client_view: Arc<str>,
     /// The checker view's name.
@@ -99,6 +101,7 @@ impl Mismatch {
         let causes = causes(case, &finding);
         Mismatch {
             target: case.client_view.target.clone(),
+            target_id: case.client_view.target_id.clone(),
             client_view: case.client_view.name.clone(),
             checker_view: case.checker_view.name.clone(),
             direction: case.direction,
@@ -120,6 +123,7 @@ impl Mismatch {
         let finding = gap.finding(target);
         Mismatch {
             target: target.name.clone(),
+            target_id: target.id.clone(),
             client_view: target.client.name.clone(),
             checker_view: gap.checker.clone(),
             direction: Direction::FalseDrain,

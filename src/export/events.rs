@@ -142,6 +142,8 @@ enum Message {
 pub(crate) struct EventWriter {
     // The thread ends when this sender (the last one) is dropped: no handle needed.
     tx: SyncSender<Message>,
+    /// `[vantage] name`, on every line.
+    vantage: Option<String>,
 }
 
 impl std::fmt::Debug for EventWriter {
@@ -152,7 +154,11 @@ impl std::fmt::Debug for EventWriter {
 
 impl EventWriter {
     /// Starts the writer thread on `sink` with room for `capacity` lines.
-    pub(crate) fn start(sink: Box<dyn Write + Send>, capacity: usize) -> EventWriter {
+    pub(crate) fn start(
+        sink: Box<dyn Write + Send>,
+        capacity: usize,
+        vantage: Option<String>,
+    ) -> EventWriter {
         let (tx, rx) = sync_channel(capacity.max(1));
         if let Err(e) = std::thread::Builder::new()
             .name("parallax-events".to_owned())
@@ -161,12 +167,20 @@ impl EventWriter {
             // Without the thread the queue fills up and every line is counted as dropped.
             tracing::error!("cannot start the event writer thread, events are off: {e}");
         }
-        EventWriter { tx }
+        EventWriter { tx, vantage }
     }
 
     /// Queues one event as a JSON line; drops and counts it when the queue is full.
     pub(crate) fn emit(&self, event: &impl Serialize, metrics: &Metrics) {
-        let line = match serde_json::to_string(event) {
+        /// The event's fields, then `vantage`.
+        #[derive(Serialize)]
+        struct Line<'e, E: Serialize> {
+            #[serde(flatten)]
+            event: &'e E,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            vantage: Option<&'e str>,
+        }
+        let line = match serde_json::to_string(&Line { event, vantage: self.vantage.as_deref() }) {
             Ok(line) => line,
             Err(e) => {
                 tracing::warn!("cannot serialize an event: {e}");

@@ -9,6 +9,7 @@
 //! Labels are bounded: target and view names come from the configuration, codes and phases from
 //! closed enums. Addresses and URLs never become labels; they go into spans and exemplars.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -43,6 +44,7 @@ pub(crate) const SIGNALS: [&str; 3] = ["traces", "metrics", "events"];
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     target: String,
+    target_id: String,
     view: String,
     role: String,
     result: String,
@@ -52,6 +54,7 @@ struct ProbeLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     target: String,
+    target_id: String,
     view: String,
     phase: String,
 }
@@ -59,6 +62,7 @@ struct PhaseLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ViewRoleLabels {
     target: String,
+    target_id: String,
     view: String,
     role: String,
 }
@@ -66,12 +70,14 @@ struct ViewRoleLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetViewLabels {
     target: String,
+    target_id: String,
     view: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MismatchLabels {
     target: String,
+    target_id: String,
     client_view: String,
     checker_view: String,
     direction: String,
@@ -82,6 +88,7 @@ impl MismatchLabels {
     fn of(m: &Mismatch) -> MismatchLabels {
         MismatchLabels {
             target: m.target.to_string(),
+            target_id: m.target_id.to_string(),
             client_view: m.client_view.to_string(),
             checker_view: m.checker_view.to_string(),
             direction: m.direction.as_str().to_owned(),
@@ -137,10 +144,31 @@ struct TraceExemplar {
     span_id: String,
 }
 
-type ViewKey = (String, String);
+/// A view's series: target name, view name and the target's id.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct ViewKey {
+    target: String,
+    view: String,
+    target_id: String,
+}
+
+impl ViewKey {
+    /// `parallax_tls_cert_not_after_seconds` and `parallax_probe_skipped_total`'s labels.
+    fn labels(&self) -> TargetViewLabels {
+        TargetViewLabels {
+            target: self.target.clone(),
+            target_id: self.target_id.clone(),
+            view: self.view.clone(),
+        }
+    }
+}
 
 fn view_key(view: &View) -> ViewKey {
-    (view.target.to_string(), view.name.to_string())
+    ViewKey {
+        target: view.target.to_string(),
+        view: view.name.to_string(),
+        target_id: view.target_id.to_string(),
+    }
 }
 
 /// Which label sets exist per view, so that a view's series can be removed (a family cannot be
@@ -231,7 +259,13 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// The families, registered; `otel` when the histograms also go over OTLP.
+    #[cfg(test)]
     pub(crate) fn new(otel: Option<OtelHistograms>) -> Metrics {
+        Metrics::with_labels(otel, Vec::new())
+    }
+
+    /// [`Metrics::new`] with `labels` on every series (the vantage's, `[vantage]`).
+    pub(crate) fn with_labels(otel: Option<OtelHistograms>, labels: Vec<(String, String)>) -> Metrics {
         let mut metrics = Metrics {
             registry: Registry::default(),
             probe_total: Family::default(),
@@ -253,7 +287,8 @@ impl Metrics {
             otel,
         };
         // Registered in this order, which is the order of `/metrics`.
-        let mut registry = Registry::default();
+        let mut registry =
+            Registry::with_labels(labels.into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))));
         metrics.register_probe_families(&mut registry);
         metrics.register_health_families(&mut registry);
         metrics.register_discovery_families(&mut registry);
@@ -422,9 +457,7 @@ impl Metrics {
             if let Some(not_after) = outcome.tls.as_ref().and_then(|t| t.not_after_unix) {
                 let gauge = handles.cert.get_or_insert_with(|| {
                     cert.insert(view_key(view));
-                    let labels =
-                        TargetViewLabels { target: view.target.to_string(), view: view.name.to_string() };
-                    self.cert_not_after.get_or_create(&labels).clone()
+                    self.cert_not_after.get_or_create(&view_key(view).labels()).clone()
                 });
                 gauge.set(not_after);
             }
@@ -457,6 +490,7 @@ impl Metrics {
         }
         let labels = ProbeLabels {
             target: view.target.to_string(),
+            target_id: view.target_id.to_string(),
             view: view.name.to_string(),
             role: view.role.as_str().to_owned(),
             result: if outcome.ok { "success" } else { "failure" }.to_owned(),
@@ -488,6 +522,7 @@ impl Metrics {
                 phases.entry(view_key(view)).or_default().insert(phase);
                 let labels = PhaseLabels {
                     target: view.target.to_string(),
+                    target_id: view.target_id.to_string(),
                     view: view.name.to_string(),
                     phase: (*phase).to_owned(),
                 };
@@ -499,6 +534,7 @@ impl Metrics {
                     d.as_secs_f64(),
                     &[
                         KeyValue::new("target", view.target.to_string()),
+                        KeyValue::new("target_id", view.target_id.to_string()),
                         KeyValue::new("view", view.name.to_string()),
                         KeyValue::new("phase", *phase),
                     ],
@@ -510,6 +546,7 @@ impl Metrics {
     fn up_labels(&self, view: &View) -> ViewRoleLabels {
         ViewRoleLabels {
             target: view.target.to_string(),
+            target_id: view.target_id.to_string(),
             view: view.name.to_string(),
             role: view.role.as_str().to_owned(),
         }
@@ -519,7 +556,7 @@ impl Metrics {
     pub(crate) fn skipped(&self, view: &View) {
         let key = view_key(view);
         self.series().skipped.insert(key.clone());
-        self.skipped.get_or_create(&TargetViewLabels { target: key.0, view: key.1 }).inc();
+        self.skipped.get_or_create(&key.labels()).inc();
     }
 
     /// A mismatch opened at `now`.
@@ -606,8 +643,9 @@ impl Metrics {
         }
         for phase in series.phases.remove(&key).unwrap_or_default() {
             self.duration.remove(&PhaseLabels {
-                target: key.0.clone(),
-                view: key.1.clone(),
+                target: key.target.clone(),
+                target_id: key.target_id.clone(),
+                view: key.view.clone(),
                 phase: phase.to_owned(),
             });
         }
@@ -617,12 +655,13 @@ impl Metrics {
         // The role may have changed since: remove both spellings.
         for role in ["client", "checker"] {
             self.view_up.remove(&ViewRoleLabels {
-                target: key.0.clone(),
-                view: key.1.clone(),
+                target: key.target.clone(),
+                target_id: key.target_id.clone(),
+                view: key.view.clone(),
                 role: role.to_owned(),
             });
         }
-        let tv = TargetViewLabels { target: key.0.clone(), view: key.1.clone() };
+        let tv = key.labels();
         series.cert.remove(&key);
         self.cert_not_after.remove(&tv);
         series.skipped.remove(&key);
@@ -695,6 +734,7 @@ fn probe_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCounte
                         c.get(),
                         &kv([
                             ("target", &labels.target),
+                            ("target_id", &labels.target_id),
                             ("view", &labels.view),
                             ("role", &labels.role),
                             ("result", &labels.result),
@@ -711,10 +751,12 @@ fn probe_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCounte
         .with_description("Ticks skipped because the view's previous probe was still running.")
         .with_callback(move |obs| {
             let series = m.series();
-            for (target, view) in &series.skipped {
-                let labels = TargetViewLabels { target: target.clone(), view: view.clone() };
-                if let Some(c) = m.skipped.get(&labels) {
-                    obs.observe(c.get(), &kv([("target", target), ("view", view)]));
+            for key in &series.skipped {
+                if let Some(c) = m.skipped.get(&key.labels()) {
+                    obs.observe(
+                        c.get(),
+                        &kv([("target", &key.target), ("target_id", &key.target_id), ("view", &key.view)]),
+                    );
                 }
             }
         })
@@ -804,7 +846,12 @@ fn gauges(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableGauge<i64>> {
                 if let Some(g) = m.view_up.get(labels) {
                     obs.observe(
                         g.get(),
-                        &kv([("target", &labels.target), ("view", &labels.view), ("role", &labels.role)]),
+                        &kv([
+                            ("target", &labels.target),
+                            ("target_id", &labels.target_id),
+                            ("view", &labels.view),
+                            ("role", &labels.role),
+                        ]),
                     );
                 }
             }
@@ -828,10 +875,12 @@ fn gauges(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableGauge<i64>> {
         .with_unit("s")
         .with_callback(move |obs| {
             let series = m.series();
-            for (target, view) in &series.cert {
-                let labels = TargetViewLabels { target: target.clone(), view: view.clone() };
-                if let Some(g) = m.cert_not_after.get(&labels) {
-                    obs.observe(g.get(), &kv([("target", target), ("view", view)]));
+            for key in &series.cert {
+                if let Some(g) = m.cert_not_after.get(&key.labels()) {
+                    obs.observe(
+                        g.get(),
+                        &kv([("target", &key.target), ("target_id", &key.target_id), ("view", &key.view)]),
+                    );
                 }
             }
         })
@@ -854,6 +903,7 @@ fn last_reload_gauge(metrics: &Arc<Metrics>, meter: &Meter) -> ObservableGauge<f
 fn mismatch_kv(labels: &MismatchLabels) -> Vec<KeyValue> {
     kv([
         ("target", &labels.target),
+        ("target_id", &labels.target_id),
         ("client_view", &labels.client_view),
         ("checker_view", &labels.checker_view),
         ("direction", &labels.direction),
@@ -869,6 +919,7 @@ mod tests {
     fn mismatch() -> Mismatch {
         Mismatch {
             target: "shop".into(),
+            target_id: "shop".into(),
             client_view: "client".into(),
             checker_view: "nlb".into(),
             direction: Direction::Blackhole,

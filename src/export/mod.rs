@@ -66,13 +66,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Who is exporting: the OTLP resource (`service.name=parallax`, `service.version`,
-/// `host.name`, `k8s.node.name`).
+/// `host.name`, `k8s.node.name`, the vantage's attributes), and the vantage's labels on every
+/// metric series.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResourceInfo {
     /// `host.name`.
     pub host_name: Option<String>,
     /// `k8s.node.name` (from `NODE_NAME`).
     pub node_name: Option<String>,
+    /// `[vantage]`: its labels on every series, its attributes on the resource.
+    pub vantage: Option<crate::config::Vantage>,
 }
 
 /// Where the daemon's telemetry goes: [`Telemetry`] in production; tests record the calls.
@@ -285,6 +288,8 @@ impl Telemetry {
     ) -> Telemetry {
         let scope = InstrumentationScope::builder("parallax").with_version(env!("CARGO_PKG_VERSION")).build();
         let destination = otlp::resolve(settings.otlp.as_ref(), env);
+        let vantage_labels = resource.vantage.as_ref().map(|v| v.metric_labels()).unwrap_or_default();
+        let vantage_name = resource.vantage.as_ref().map(|v| v.name.clone());
         let resource = otlp::resource(&resource, env);
 
         let metric_exporter = destination.as_ref().and_then(|d| {
@@ -308,7 +313,7 @@ impl Telemetry {
             }
             None => (None, None, None),
         };
-        let metrics = Arc::new(Metrics::new(histograms));
+        let metrics = Arc::new(Metrics::with_labels(histograms, vantage_labels));
         // The plan this exporter starts with was just loaded.
         metrics.loaded(SystemTime::now());
         let (meter_provider, observables, metric_push) = match (meter_provider, reader) {
@@ -328,7 +333,7 @@ impl Telemetry {
                 None
             }
         });
-        let events = EventWriter::start(options.events, options.event_queue);
+        let events = EventWriter::start(options.events, options.event_queue, vantage_name);
         let otlp_destination = destination.as_ref().and_then(|d| {
             let traces = d.traces.as_deref().filter(|_| spans.is_some());
             let metrics = d.metrics.as_deref().filter(|_| metric_push.is_some());

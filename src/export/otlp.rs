@@ -245,6 +245,9 @@ pub(crate) fn resource(info: &ResourceInfo, env: &dyn Env) -> Resource {
     if let Some(node) = &info.node_name {
         set("k8s.node.name", node.clone());
     }
+    for (k, v) in info.vantage.iter().flat_map(|v| v.resource_attributes()) {
+        set(&k, v);
+    }
     if !attrs.iter().any(|(k, _)| k == "service.name") {
         attrs.push(("service.name".to_owned(), "parallax".to_owned()));
     }
@@ -771,7 +774,11 @@ mod tests {
 
     #[test]
     fn resource_has_ours_over_the_environment() {
-        let info = ResourceInfo { host_name: Some("h1".to_owned()), node_name: Some("n1".to_owned()) };
+        let info = ResourceInfo {
+            host_name: Some("h1".to_owned()),
+            node_name: Some("n1".to_owned()),
+            vantage: None,
+        };
         let r = resource(
             &info,
             &env(&[("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,host.name=x,k=a%2Cb")]),

@@ -5,7 +5,7 @@
 // no URL from the document becomes a link. (The page's CSP allows no script but this one.)
 //
 // Stable hooks, for tests and for anyone scripting the page:
-//   #version #generation #readiness[data-ready] #plan-loaded #reload[data-ok] #updated
+//   #version #generation #vantage[data-kind] #readiness[data-ready] #plan-loaded #reload[data-ok] #updated
 //   #overview #fetch-error #reload-errors #mismatch-index
 //   main#targets[data-loaded]
 //     section.target#target-N[data-target][data-mismatches]
@@ -190,6 +190,10 @@
   function renderHeader(doc) {
     setText('version', dash(doc.version));
     setText('generation', dash(doc.generation));
+    const v = doc.vantage;
+    const where = v ? [v.kind, v.zone, v.region].filter(Boolean).join(', ') : '';
+    const vantage = setText('vantage', v ? v.name + ' (' + where + ')' : '—');
+    vantage.setAttribute('data-kind', v ? v.kind : '');
     const ready = setText('readiness', doc.ready ? '\u2714 Ready' : '\u2716 Not ready');
     ready.setAttribute('data-ready', doc.ready ? 'true' : 'false');
 

@@ -10,6 +10,7 @@ mod cluster;
 mod settings;
 mod url;
 mod values;
+mod vantage;
 mod view;
 
 use std::borrow::Cow;
@@ -102,6 +103,7 @@ impl<'a> Compiler<'a> {
                 targets,
                 admin: settings.admin,
                 export: settings.export,
+                vantage: settings.vantage,
                 discovery: settings.discovery,
                 conditions,
                 files: paths,
@@ -230,6 +232,11 @@ impl Compiler<'_> {
         let value = self.single_bracket_checker(at, value);
         let raw: RawTarget = self.deserialize(at, value)?;
         let name = self.target_name(at, raw.name.as_deref(), file, first_definitions);
+        let id = match raw.id {
+            Some(raw) => self.plain(at, "id", &raw).and_then(|id| self.name(at, "id", id.trim().to_owned())),
+            None => Some(name.to_string()),
+        };
+        let id: Arc<str> = id.map(Arc::from).unwrap_or_else(|| name.clone());
         let allow_sources = self.allow_sources(at, raw.allow_sources.as_deref().unwrap_or_default());
         let diff_keys = RawDiffKeys {
             attribution: raw.attribution,
@@ -238,13 +245,16 @@ impl Compiler<'_> {
             hold: raw.hold,
         };
         let diff = self.diff_settings(diff_keys, defaults.diff, |key| (at.clone(), key.to_owned()));
-        let client = self.client_view(at, raw.client, &name, defaults);
-        let checkers = self.checker_views(at, raw.checker.unwrap_or_default(), &name, defaults);
+        let mut client = self.client_view(at, raw.client, &name, defaults);
+        let mut checkers = self.checker_views(at, raw.checker.unwrap_or_default(), &name, defaults);
+        if *id != *name {
+            client.iter_mut().chain(checkers.iter_mut()).for_each(|v| v.target_id = id.clone());
+        }
         let cluster = raw.cluster.and_then(|c| self.cluster(at, c)).map(Arc::new);
         if self.errors.len() > before {
             return None;
         }
-        Some(Target { name, allow_sources, client: client?, checkers, diff, cluster })
+        Some(Target { name, id, allow_sources, client: client?, checkers, diff, cluster })
     }
 
     /// `[target.checker]` (one table) where `[[target.checker]]` (a list) is meant: said so,

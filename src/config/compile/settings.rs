@@ -13,7 +13,9 @@ use crate::config::discovery::{KubernetesDiscovery, Mode, ProviderChoice, Select
 use crate::config::key_path::{deserialize, KeySegment, Location};
 use crate::config::load::{self, SettingsTree, SourceFile};
 use crate::config::plan::*;
-use crate::config::raw::{RawAdmin, RawDefaults, RawDiscovery, RawExport, RawKubernetesDiscovery};
+use crate::config::raw::{
+    RawAdmin, RawDefaults, RawDiscovery, RawExport, RawKubernetesDiscovery, RawVantage,
+};
 use crate::config::view::IpVersion;
 use crate::config::DEFAULT_SUCCESS_SAMPLE_RATIO;
 
@@ -50,6 +52,7 @@ pub(super) struct Settings {
     pub(super) defaults: Defaults,
     pub(super) admin: AdminSettings,
     pub(super) export: ExportSettings,
+    pub(super) vantage: crate::config::Vantage,
     pub(super) discovery: Option<KubernetesDiscovery>,
 }
 
@@ -60,6 +63,8 @@ impl Compiler<'_> {
         let defaults = self.section::<RawDefaults>(&tree, "defaults").map(|r| self.defaults(r, &tree));
         let admin = self.section::<RawAdmin>(&tree, "admin").map(|r| self.admin(r, &tree));
         let export = self.section::<RawExport>(&tree, "export").map(|r| self.export(r, &tree));
+        let vantage = self.section::<RawVantage>(&tree, "vantage").unwrap_or_default();
+        let vantage = self.vantage(vantage, &tree);
         let discovery = self
             .section::<RawDiscovery>(&tree, "discovery")
             .and_then(|r| r.kubernetes)
@@ -68,6 +73,7 @@ impl Compiler<'_> {
             defaults: defaults.unwrap_or_default(),
             admin: admin.unwrap_or_else(|| AdminSettings::listening_on(default_admin_listen())),
             export: export.unwrap_or(ExportSettings { otlp: None }),
+            vantage,
             discovery,
         }
     }

@@ -115,6 +115,8 @@ impl Compiler<'_> {
         let (url, timing, dns) = (dialing.url?, timing?, dns?);
         Some(View {
             target: target.clone(),
+            // `target()` sets the target's `id` once every view is compiled.
+            target_id: target.clone(),
             name,
             role,
             profile: identity.profile,
