@@ -727,7 +727,7 @@ fn a_misspelled_key_gets_a_suggestion_and_the_keys_of_its_table() {
     assert_eq!(
         only_error(&format!("[default]\ninterval = \"5s\"\n{CLIENT}"), &[]),
         "probes.toml: default: unknown key `default` (did you mean `defaults`?); valid keys here: `defaults`, \
-         `admin`, `export`, `discovery`, `target`, `condition`"
+         `admin`, `export`, `vantage`, `discovery`, `target`, `condition`"
     );
 }
 

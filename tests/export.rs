@@ -340,7 +340,7 @@ async fn http_protobuf_mismatch_spans_link_the_probe_spans_and_events_follow() {
         text.contains("# TYPE parallax_mismatch gauge")
             && text.contains("# TYPE parallax_mismatch_seconds counter")
     );
-    let series = "parallax_mismatch{target=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"false_drain\",diagnosis=\"checker_protocol_mismatch\"}";
+    let series = "parallax_mismatch{target=\"shop\",target_id=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"false_drain\",diagnosis=\"checker_protocol_mismatch\"}";
     assert_eq!(sample(&text, series), Some(1.0), "{text}");
     tokio::time::sleep(Duration::from_millis(30)).await;
     t.mismatch(MismatchEvent::Resolved {
@@ -467,21 +467,33 @@ async fn metrics_text_has_every_family_bounded_labels_and_exemplars_of_exported_
         assert!(text.contains(family), "{family} missing:\n{text}");
     }
     assert_eq!(
-        sample(&text, "parallax_probe_total{target=\"shop\",view=\"client\",role=\"client\",result=\"success\",error=\"\"}"),
+        sample(&text, "parallax_probe_total{target=\"shop\",target_id=\"shop\",view=\"client\",role=\"client\",result=\"success\",error=\"\"}"),
         Some(1.0)
     );
     assert_eq!(
-        sample(&text, "parallax_probe_total{target=\"shop\",view=\"nlb\",role=\"checker\",result=\"failure\",error=\"connect_refused\"}"),
+        sample(&text, "parallax_probe_total{target=\"shop\",target_id=\"shop\",view=\"nlb\",role=\"checker\",result=\"failure\",error=\"connect_refused\"}"),
         Some(1.0)
     );
-    assert_eq!(sample(&text, "parallax_view_up{target=\"shop\",view=\"client\",role=\"client\"}"), Some(1.0));
-    assert_eq!(sample(&text, "parallax_view_up{target=\"shop\",view=\"nlb\",role=\"checker\"}"), Some(0.0));
-    let not_after =
-        sample(&text, "parallax_tls_cert_not_after_seconds{target=\"shop\",view=\"client\"}").expect("cert");
+    assert_eq!(
+        sample(&text, "parallax_view_up{target=\"shop\",target_id=\"shop\",view=\"client\",role=\"client\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "parallax_view_up{target=\"shop\",target_id=\"shop\",view=\"nlb\",role=\"checker\"}"),
+        Some(0.0)
+    );
+    let not_after = sample(
+        &text,
+        "parallax_tls_cert_not_after_seconds{target=\"shop\",target_id=\"shop\",view=\"client\"}",
+    )
+    .expect("cert");
     let now =
         SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     assert!(not_after > now, "the test leaf is valid now");
-    assert_eq!(sample(&text, "parallax_probe_skipped_total{target=\"shop\",view=\"nlb\"}"), Some(1.0));
+    assert_eq!(
+        sample(&text, "parallax_probe_skipped_total{target=\"shop\",target_id=\"shop\",view=\"nlb\"}"),
+        Some(1.0)
+    );
     assert_eq!(sample(&text, "parallax_reload_total{result=\"success\"}"), Some(1.0));
     assert_eq!(sample(&text, "parallax_reload_total{result=\"failure\"}"), Some(1.0));
     assert!(sample(&text, "parallax_config_last_reload_success_timestamp_seconds")
@@ -489,7 +501,7 @@ async fn metrics_text_has_every_family_bounded_labels_and_exemplars_of_exported_
     assert_eq!(sample(&text, "parallax_scheduler_lateness_seconds_count"), Some(2.0));
     assert_eq!(sample(&text, "parallax_export_dropped_total{signal=\"traces\"}"), Some(0.0));
     assert_eq!(
-        sample(&text, "parallax_probe_duration_seconds_count{target=\"shop\",view=\"nlb\",phase=\"total\"}"),
+        sample(&text, "parallax_probe_duration_seconds_count{target=\"shop\",target_id=\"shop\",view=\"nlb\",phase=\"total\"}"),
         Some(1.0)
     );
 
@@ -499,7 +511,7 @@ async fn metrics_text_has_every_family_bounded_labels_and_exemplars_of_exported_
         .lines()
         .find(|l| {
             l.starts_with("parallax_probe_duration_seconds_bucket{")
-                && l.contains("target=\"shop\",view=\"nlb\",phase=\"total\"}")
+                && l.contains("target=\"shop\",target_id=\"shop\",view=\"nlb\",phase=\"total\"}")
                 && l.contains(&exemplar)
         })
         .unwrap_or_else(|| panic!("no exemplar {exemplar} in:\n{text}"));
@@ -546,12 +558,16 @@ async fn forget_view_removes_every_series_of_the_view_and_keeps_the_others() {
     assert!(!after.contains("view=\"nlb\""), "nlb series left:\n{after}");
     assert!(!after.contains("checker_view=\"nlb\""), "mismatch series left:\n{after}");
     assert_eq!(
-        sample(&after, "parallax_probe_total{target=\"shop\",view=\"client\",role=\"client\",result=\"success\",error=\"\"}"),
+        sample(&after, "parallax_probe_total{target=\"shop\",target_id=\"shop\",view=\"client\",role=\"client\",result=\"success\",error=\"\"}"),
         Some(1.0)
     );
-    assert!(after.contains("parallax_tls_cert_not_after_seconds{target=\"shop\",view=\"client\"}"));
+    assert!(after
+        .contains("parallax_tls_cert_not_after_seconds{target=\"shop\",target_id=\"shop\",view=\"client\"}"));
     assert_eq!(
-        sample(&after, "parallax_view_up{target=\"shop\",view=\"client\",role=\"client\"}"),
+        sample(
+            &after,
+            "parallax_view_up{target=\"shop\",target_id=\"shop\",view=\"client\",role=\"client\"}"
+        ),
         Some(1.0)
     );
     t.shutdown(Duration::from_secs(2)).await;

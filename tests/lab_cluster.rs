@@ -450,10 +450,11 @@ impl Cond {
     }
 
     /// Its `parallax_condition` series.
-    fn series(&self) -> String {
+    /// Its `parallax_condition` line, after the vantage labels every series carries.
+    fn series(&self, vantage: &str) -> String {
         let target = self.target.as_deref().unwrap_or("");
         format!(
-            "parallax_condition{{kind=\"{}\",object=\"{}\",target=\"{target}\"}} 1",
+            "parallax_condition{{{vantage}kind=\"{}\",object=\"{}\",target=\"{target}\"}} 1",
             self.kind, self.object
         )
     }
@@ -796,7 +797,13 @@ impl Env {
         let mut series: Vec<&str> =
             metrics.lines().filter(|l| l.starts_with("parallax_condition{")).collect();
         series.sort_unstable();
-        let mut expected: Vec<String> = wanted.iter().map(Cond::series).collect();
+        // The daemon's vantage: its host name, `external` (no NODE_NAME in the lab).
+        let vantage = format!(
+            "vantage=\"{}\",vantage_kind=\"{}\",",
+            doc["vantage"]["name"].as_str().expect("the status names its vantage"),
+            doc["vantage"]["kind"].as_str().expect("the status gives the vantage's kind"),
+        );
+        let mut expected: Vec<String> = wanted.iter().map(|c| c.series(&vantage)).collect();
         expected.sort();
         assert_eq!(
             series,

@@ -940,8 +940,8 @@ mod tests {
         text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
     }
 
-    const GAUGE: &str = "parallax_mismatch{target=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"blackhole\",diagnosis=\"shallow_health_path\"}";
-    const SECONDS: &str = "parallax_mismatch_seconds_total{target=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"blackhole\",diagnosis=\"shallow_health_path\"}";
+    const GAUGE: &str = "parallax_mismatch{target=\"shop\",target_id=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"blackhole\",diagnosis=\"shallow_health_path\"}";
+    const SECONDS: &str = "parallax_mismatch_seconds_total{target=\"shop\",target_id=\"shop\",client_view=\"client\",checker_view=\"nlb\",direction=\"blackhole\",diagnosis=\"shallow_health_path\"}";
 
     #[tokio::test(start_paused = true)]
     async fn mismatch_seconds_grow_while_open_and_the_gauge_lasts_until_the_last_record_resolves() {
