@@ -50,6 +50,7 @@ pub mod diff;
 pub mod discovery;
 pub mod duration;
 pub mod export;
+pub mod limits;
 pub mod pki;
 pub mod probe;
 pub mod profile_card;

@@ -725,6 +725,8 @@ fn config_errors(dir: &std::path::Path, errors: &config::ConfigErrors) -> ExitCo
 }
 
 fn run(dir: &std::path::Path, workers: usize) -> ExitCode {
+    // Before the daemon sizes its cap on probes in flight from it.
+    parallax::limits::raise_and_report();
     let runtime = match runtime(Some(workers)) {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -845,6 +847,9 @@ fn probe_adhoc(adhoc: &config::AdHoc, round: Round) -> anyhow::Result<ExitCode> 
 
 /// One round of `targets` of `plan`: probe, diff, print, and the exit code.
 fn probe_plan(plan: &Plan, targets: &[&Target], round: Round) -> anyhow::Result<ExitCode> {
+    // `--concurrency` probes at once need as many descriptors; a failure to raise is no reason
+    // not to probe (a probe that runs out says so: `local_resource_exhausted`).
+    let _ = parallax::limits::raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

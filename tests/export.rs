@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use support::certs::Ca;
 use support::http::{router, HttpServer, Reply, TlsSite};
-use support::otlp::{OtlpReceiver, ReceivedSpan, Transport};
+use support::otlp::{OtlpReceiver, ReceivedSpan, Scripted, Transport};
 use support::probes::{probe_one, target, toml_str, view, ProbesDir};
 use support::{lo, wait_for, ClosedPort};
 
@@ -168,6 +168,18 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l[series.len()..].split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// `parallax_export_dropped_total` of `signal`, every reason; `None` when no series is there.
+fn dropped(text: &str, signal: &str) -> Option<f64> {
+    let reasons = ["queue_full", "retries_exhausted", "rejected", "shutdown"];
+    let values: Vec<f64> = reasons
+        .iter()
+        .filter_map(|r| {
+            sample(text, &format!("parallax_export_dropped_total{{signal=\"{signal}\",reason=\"{r}\"}}"))
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 fn spans_named<'a>(spans: &'a [ReceivedSpan], name: &str) -> Vec<&'a ReceivedSpan> {
@@ -499,7 +511,11 @@ async fn metrics_text_has_every_family_bounded_labels_and_exemplars_of_exported_
     assert!(sample(&text, "parallax_config_last_reload_success_timestamp_seconds")
         .is_some_and(|t| (t - now).abs() < 60.0));
     assert_eq!(sample(&text, "parallax_scheduler_lateness_seconds_count"), Some(2.0));
-    assert_eq!(sample(&text, "parallax_export_dropped_total{signal=\"traces\"}"), Some(0.0));
+    assert_eq!(dropped(&text, "traces"), Some(0.0));
+    assert_eq!(
+        sample(&text, "parallax_export_dropped_total{signal=\"traces\",reason=\"queue_full\"}"),
+        Some(0.0)
+    );
     assert_eq!(
         sample(&text, "parallax_probe_duration_seconds_count{target=\"shop\",target_id=\"shop\",view=\"nlb\",phase=\"total\"}"),
         Some(1.0)
@@ -605,7 +621,7 @@ async fn collector_down_drops_and_counts_without_blocking_and_export_resumes_whe
     );
     let failures = wait_for(WAIT, || {
         let text = t.encode_metrics();
-        let dropped = sample(&text, "parallax_export_dropped_total{signal=\"traces\"}")?;
+        let dropped = dropped(&text, "traces")?;
         let failed = sample(&text, "parallax_export_failures_total{signal=\"traces\"}")?;
         (dropped >= 100.0 && failed >= 1.0).then_some((dropped, failed))
     })
@@ -657,7 +673,7 @@ async fn a_slow_collector_never_blocks_probing_and_timed_out_exports_are_counted
     );
     let counted = wait_for(WAIT, || {
         let text = t.encode_metrics();
-        let dropped = sample(&text, "parallax_export_dropped_total{signal=\"traces\"}")?;
+        let dropped = dropped(&text, "traces")?;
         let failed = sample(&text, "parallax_export_failures_total{signal=\"traces\"}")?;
         (dropped >= 50.0 && failed >= 1.0).then_some(())
     })
@@ -742,7 +758,8 @@ async fn a_blocked_event_output_never_blocks_probing_and_drops_are_counted() {
     }
     assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
     let dropped =
-        sample(&t.encode_metrics(), "parallax_export_dropped_total{signal=\"events\"}").unwrap_or(0.0);
+        sample(&t.encode_metrics(), "parallax_export_dropped_total{signal=\"events\",reason=\"queue_full\"}")
+            .unwrap_or(0.0);
     assert!(dropped >= 17.0, "at most the queue plus the line being written get through: {dropped}");
     *release.lock().unwrap_or_else(PoisonError::into_inner) = true;
     t.shutdown(Duration::from_secs(5)).await;
@@ -851,4 +868,174 @@ async fn url_user_info_is_redacted_in_otlp_url_full_over_grpc_and_http_protobuf(
         assert!(!receiver.dump().contains(PASSWORD), "the password reached the collector over {protocol:?}");
         t.shutdown(Duration::from_secs(5)).await;
     }
+}
+
+/// Log lines of a test, captured from `tracing` (the test runs on one thread, so does every task
+/// it spawns).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Captures this thread's logs, INFO and up (the daemon's lines at their levels).
+    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+
+    /// Lines holding `needle`.
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text().lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
+    }
+}
+
+/// Options for the retry tests: many retries, a short base backoff (so that a pause of
+/// seconds can only be the collector's `Retry-After`), no metric push until shutdown.
+fn retry_options(events: &Captured) -> TelemetryOptions {
+    TelemetryOptions {
+        export_retries: 4,
+        retry_backoff: Duration::from_millis(20),
+        metrics_interval: Duration::from_secs(600),
+        ..fast_options(events)
+    }
+}
+
+/// Issue 18, finding 14: a collector's 429 and 503 with `Retry-After` were ignored (3.8
+/// requests a second went on), and a failing export logged nothing at the default level. Now
+/// no request goes before the `Retry-After` has passed, the batch is retried and delivered
+/// (nothing dropped), and the log has one WARN when exports start failing and one INFO when
+/// they recover, with no collector credential in either.
+#[tokio::test]
+async fn otlp_retry_after_on_429_and_503_is_honoured_and_state_changes_are_logged_once() {
+    let (logs, _guard) = Logs::capture();
+    let shop = Shop::start(140).await;
+    let receiver = OtlpReceiver::start_scripted(
+        lo(142),
+        vec![Scripted::Http(429, Some("2".to_owned())), Scripted::Http(503, Some("2".to_owned()))],
+    )
+    .await;
+    let events = Captured::default();
+    let t = Telemetry::with_options(
+        &settings(&receiver.endpoint(), OtlpProtocol::HttpProtobuf, 1.0),
+        resource(),
+        &env(),
+        retry_options(&events),
+    );
+    let checker = probe_one(shop.checker()).await;
+    let span = t.probe(&report(shop.checker(), &checker, None, false)).expect("a failure is exported");
+    let spans = wait_spans(&receiver, 1).await;
+    assert!(spans.iter().any(|s| s.trace_id() == span.trace_id_hex()), "the throttled batch is delivered");
+
+    let arrivals = receiver.trace_arrivals();
+    let answered: Vec<i32> = arrivals.iter().map(|a| a.answered).collect();
+    assert_eq!(answered, [429, 503, 200], "one batch, retried after each throttle: {arrivals:?}");
+    for pair in arrivals.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_secs(2), "a request {gap:?} after a Retry-After: 2: {arrivals:?}");
+    }
+    let text = t.encode_metrics();
+    assert_eq!(dropped(&text, "traces"), Some(0.0), "nothing dropped:\n{text}");
+    assert_eq!(sample(&text, "parallax_export_failures_total{signal=\"traces\"}"), Some(2.0));
+
+    let failing = logs.lines_with("OTLP traces export failing");
+    assert_eq!(failing.len(), 1, "one failure line:\n{}", logs.text());
+    assert!(
+        failing[0].contains("WARN") && failing[0].contains("HTTP 429 (Retry-After 2s)"),
+        "{}",
+        failing[0]
+    );
+    let recovered = logs.lines_with("OTLP traces export recovered");
+    assert_eq!(recovered.len(), 1, "one recovery line:\n{}", logs.text());
+    assert!(
+        recovered[0].contains("INFO") && recovered[0].contains("0 exports and 0 spans dropped"),
+        "{}",
+        recovered[0]
+    );
+    t.shutdown(Duration::from_secs(5)).await;
+    assert!(!logs.text().contains(COLLECTOR_KEY), "the collector credential is not logged");
+}
+
+/// Issue 18, finding 14 (the OTLP spec's other half): a non-retryable answer (HTTP 400, gRPC
+/// INVALID_ARGUMENT) was retried like any failure. Now it is sent once, dropped and counted
+/// as `rejected`; a retryable gRPC UNAVAILABLE is retried with backoff and delivered; both
+/// protocols log one failure line and one recovery line that counts what was dropped.
+#[tokio::test]
+async fn otlp_non_retryable_answers_are_dropped_once_as_rejected_and_unavailable_is_retried() {
+    let (logs, _guard) = Logs::capture();
+    let shop = Shop::start(143).await;
+    let checker = probe_one(shop.checker()).await;
+    let cases = [
+        (145, OtlpProtocol::HttpProtobuf, Scripted::Http(400, None), Scripted::Http(502, None), 400, 502),
+        (
+            146,
+            OtlpProtocol::Grpc,
+            Scripted::Grpc(tonic::Code::InvalidArgument),
+            Scripted::Grpc(tonic::Code::Unavailable),
+            tonic::Code::InvalidArgument as i32,
+            tonic::Code::Unavailable as i32,
+        ),
+    ];
+    for (n, protocol, refused, unavailable, refused_code, unavailable_code) in cases {
+        let receiver = OtlpReceiver::start_scripted(lo(n), vec![refused, unavailable]).await;
+        let events = Captured::default();
+        let t = Telemetry::with_options(
+            &settings(&receiver.endpoint(), protocol, 1.0),
+            resource(),
+            &env(),
+            retry_options(&events),
+        );
+        let first = t.probe(&report(shop.checker(), &checker, None, false)).expect("exported");
+        let counted = wait_for(WAIT, || {
+            let text = t.encode_metrics();
+            let series = "parallax_export_dropped_total{signal=\"traces\",reason=\"rejected\"}";
+            (sample(&text, series)? >= 1.0).then_some(())
+        })
+        .await;
+        assert!(counted.is_some(), "{protocol:?}: the refused batch is counted:\n{}", t.encode_metrics());
+        let second = t.probe(&report(shop.checker(), &checker, None, false)).expect("exported");
+        let spans = wait_spans(&receiver, 1).await;
+        assert!(spans.iter().any(|s| s.trace_id() == second.trace_id_hex()), "{protocol:?}");
+        assert!(spans.iter().all(|s| s.trace_id() != first.trace_id_hex()), "{protocol:?}");
+        let answered: Vec<i32> = receiver.trace_arrivals().iter().map(|a| a.answered).collect();
+        let accepted = if protocol == OtlpProtocol::Grpc { 0 } else { 200 };
+        assert_eq!(
+            answered,
+            [refused_code, unavailable_code, accepted],
+            "{protocol:?}: sent once, retried once"
+        );
+        let text = t.encode_metrics();
+        let lost = dropped(&text, "traces").unwrap_or(0.0);
+        assert!(lost >= 1.0, "{protocol:?}: the first probe's spans are counted:\n{text}");
+        let recovered = logs.lines_with("OTLP traces export recovered");
+        let line = recovered.last().cloned().unwrap_or_default();
+        assert!(line.contains(&format!("1 exports and {lost} spans dropped")), "{protocol:?}: {line}");
+        t.shutdown(Duration::from_secs(5)).await;
+    }
+    let failing = logs.lines_with("OTLP traces export failing");
+    assert_eq!(failing.len(), 2, "one failure line per exporter:\n{}", logs.text());
+    assert!(failing[0].contains("HTTP 400") && failing[0].contains("not retryable"), "{}", failing[0]);
+    assert!(failing[1].contains("gRPC InvalidArgument"), "{}", failing[1]);
+    let recovered = logs.lines_with("OTLP traces export recovered");
+    assert_eq!(recovered.len(), 2, "one recovery line per exporter:\n{}", logs.text());
+    assert!(!logs.text().contains(COLLECTOR_KEY));
 }

@@ -122,7 +122,7 @@ async fn endless_headers_stop_at_the_header_limit() {
     let server = RawServer::start(lo(122), script).await;
     let (_dir, view) = hostile_view("http", &server, "");
     let (outcome, elapsed) = probe_bounded(&view).await;
-    assert_code(&outcome, ErrorCode::HttpBodyTooLarge, Phase::Http);
+    assert_code(&outcome, ErrorCode::HttpHeadTooLarge, Phase::Http);
     assert!(elapsed < TIMEOUT, "stopped at the header limit, not at the deadline: {elapsed:?}");
     let written = wait_for(Duration::from_secs(5), || {
         let conns = server.connections();
@@ -132,6 +132,81 @@ async fn endless_headers_stop_at_the_header_limit() {
     .expect("the server noticed the client went away");
     let limit = parallax::config::MAX_HEADER_BYTES as u64;
     assert!(written < limit + SOCKET_SLACK, "the client kept reading headers: {written} bytes written");
+}
+
+/// Issue 18, finding 7: hyper skips 1xx responses inside its parser and bounds each head alone,
+/// so `100 Continue` with 60 KB of headers, repeated, read 1.7 GB in one probe. All heads of a
+/// response count against the head bound together, and interim ones in number too.
+#[tokio::test]
+async fn endless_1xx_responses_are_bounded_as_part_of_the_head() {
+    let limit = parallax::config::MAX_HEADER_BYTES as u64;
+    // 60 fields of 1 KB: each interim head alone is within hyper's bounds (64 KiB, 100 fields).
+    let mut big = b"HTTP/1.1 100 Continue\r\n".to_vec();
+    for i in 0..60 {
+        big.extend_from_slice(format!("x-fill-{i:02}: {}\r\n", "a".repeat(990)).as_bytes());
+    }
+    big.extend_from_slice(b"\r\n");
+    let early_hints = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n".to_vec();
+    let cases = [(lo(129), big, "exceed 65536 bytes"), (lo(130), early_hints, "more than 32 interim")];
+    for (ip, interim, says) in cases {
+        let script = vec![Step::ReadHead, Step::Endless { chunk: interim, max_bytes: 4 << 30 }];
+        let server = RawServer::start(ip, script).await;
+        let (_dir, view) = hostile_view("http", &server, "");
+        let (outcome, elapsed) = probe_bounded(&view).await;
+        assert_code(&outcome, ErrorCode::HttpHeadTooLarge, Phase::Http);
+        let detail = outcome.detail.clone().unwrap_or_default();
+        assert!(detail.contains(says), "{detail}");
+        assert!(elapsed < TIMEOUT, "stopped at the head bound, not at the deadline: {elapsed:?}");
+        assert_eq!(outcome.status, None, "no final response came");
+        let written = wait_for(Duration::from_secs(5), || {
+            let conns = server.connections();
+            conns.first().filter(|c| c.finished).map(|c| c.written)
+        })
+        .await
+        .expect("the server noticed the client went away");
+        assert!(written < limit + SOCKET_SLACK, "the client kept reading 1xx heads: {written} bytes written");
+    }
+
+    // Interim responses within the bounds are skipped as before, and the final head is read.
+    let mut answer = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(3);
+    answer.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n");
+    answer.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    let server = RawServer::start(lo(131), vec![Step::ReadHead, Step::Write(answer), Step::Close]).await;
+    let (_dir, view) = hostile_view("http", &server, "");
+    let (outcome, _) = probe_bounded(&view).await;
+    assert!(outcome.ok, "{outcome:#?}");
+    assert_eq!(outcome.status, Some(200));
+}
+
+/// Issue 18, finding 11: 101 response headers in a 1.4 KB head were reported as a head over
+/// 65536 bytes, under the body's code. The code is the head's, and the detail names the bound
+/// that was broken.
+#[tokio::test]
+async fn more_than_100_headers_names_the_header_count_limit() {
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..101 {
+        head.extend_from_slice(format!("x-h{i:03}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"content-length: 0\r\n\r\n");
+    assert!(head.len() < 2048, "a small head: {} bytes", head.len());
+    let server = RawServer::start(lo(132), vec![Step::ReadHead, Step::Write(head), Step::Hang]).await;
+    let (_dir, view) = hostile_view("http", &server, "");
+    let (outcome, _) = probe_bounded(&view).await;
+    assert_code(&outcome, ErrorCode::HttpHeadTooLarge, Phase::Http);
+    let detail = outcome.detail.clone().unwrap_or_default();
+    assert!(detail.contains("more than 100 header fields"), "{detail}");
+    assert!(!detail.contains("65536"), "the byte bound was not the one broken: {detail}");
+
+    // 100 fields are within the bound.
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..99 {
+        head.extend_from_slice(format!("x-h{i:03}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"content-length: 0\r\n\r\n");
+    let server = RawServer::start(lo(132), vec![Step::ReadHead, Step::Write(head), Step::Close]).await;
+    let (_dir, view) = hostile_view("http", &server, "");
+    let (outcome, _) = probe_bounded(&view).await;
+    assert!(outcome.ok, "{outcome:#?}");
 }
 
 #[tokio::test]

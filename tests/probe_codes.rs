@@ -469,6 +469,22 @@ async fn server_slower_than_the_timeout_is_http_timeout() {
 }
 
 #[tokio::test]
+async fn response_head_over_its_bound_is_http_head_too_large() {
+    // 70 fields of 1 KB: a head over 64 KiB, whatever `max_body_bytes` says.
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..70 {
+        head.extend_from_slice(format!("x-fill-{i:02}: {}\r\n", "a".repeat(1000)).as_bytes());
+    }
+    head.extend_from_slice(b"content-length: 0\r\n\r\n");
+    let server = RawServer::start(lo(35), vec![Step::ReadHead, Step::Write(head), Step::Hang]).await;
+    let keys = format!("url = \"http://{}/\"\nmax_body_bytes = 1048576\ntimeout = \"1s\"", server.addr);
+    let (_dir, view) = client_view(&keys);
+    let outcome = probe_one(&view).await;
+    assert_code(&outcome, ErrorCode::HttpHeadTooLarge, Phase::Http);
+    assert_eq!(outcome.detail.as_deref(), Some("the response head exceeds 65536 bytes"));
+}
+
+#[tokio::test]
 async fn body_over_max_body_bytes_is_http_body_too_large() {
     let big = "x".repeat(10_000);
     let server = HttpServer::start(lo(35), router(move |_| Reply::ok(big.clone()))).await;
@@ -905,6 +921,79 @@ async fn aws_nlb_checker_sends_a_proxy_v2_local_header_before_tls() {
     assert_eq!(records[0].proxy_header.as_deref(), Some(&local_header[..]));
     assert!(records[0].tls, "TLS followed the PROXY header");
     assert_eq!(records[0].head_lines()[0], "GET /healthz HTTP/1.1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// this host
+
+/// Set in the child process of [`fd_exhaustion_is_local_resource_exhausted_not_connect_unreachable`].
+const FD_CHILD: &str = "PARALLAX_TEST_FD_EXHAUSTION_CHILD";
+
+/// Issue 18, finding 9: out of file descriptors, 56,003 of 64,248 healthy probes were
+/// `connect_unreachable`, the target blamed for this host's limit. The test binary runs this
+/// test again in a child whose open-files limit `ulimit -S -n 128` lowered (the test process
+/// itself keeps its own); the child opens `/dev/null` until EMFILE, then probes a listener
+/// opened before, by address and by a name its DNS server answers.
+#[tokio::test]
+async fn fd_exhaustion_is_local_resource_exhausted_not_connect_unreachable() {
+    if std::env::var_os(FD_CHILD).is_some() {
+        return fd_exhaustion_child().await;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -n 128 && exec \"$0\" \"$@\"")
+        .arg(exe)
+        .args(["fd_exhaustion_is_local_resource_exhausted_not_connect_unreachable", "--exact", "--nocapture"])
+        .args(["--test-threads=1"])
+        .env(FD_CHILD, "1")
+        .output()
+        .expect("the child runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the child ran the test:\n{stdout}");
+    assert!(stdout.contains("fds exhausted at"), "the child exhausted its fds:\n{stdout}");
+}
+
+async fn fd_exhaustion_child() {
+    let server = HttpServer::start(lo(36), always("ok")).await;
+    let dns = DnsServer::start(lo(10), &[("shop.test", Answer::Addrs(vec![lo(36)]))]).await;
+    let (_dir, by_address) = client_view(&format!("url = \"http://{}/\"\ntimeout = \"2s\"", server.addr));
+    let url = format!("http://shop.test:{}/", server.port());
+    let (_dir2, by_name) = client_view(&resolver_keys(&url, dns.addr));
+    // No probe before the fill: a connection the server closes later would free an fd for the
+    // next probe to take.
+    let prober = parallax::probe::Prober::new();
+
+    let mut held = Vec::new();
+    let exhausted = loop {
+        assert!(held.len() < 4096, "no EMFILE after {} files: the limit was not lowered", held.len());
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => held.push(f),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(exhausted.raw_os_error(), Some(24), "EMFILE: {exhausted}");
+    println!("fds exhausted at {} files held", held.len());
+
+    let outcomes = prober.probe(&by_address).await;
+    assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+    assert_code(&outcomes[0], ErrorCode::LocalResourceExhausted, Phase::Connect);
+    let detail = outcomes[0].detail.clone().unwrap_or_default();
+    assert!(detail.contains("Too many open files"), "{detail}");
+    assert!(ErrorCode::LocalResourceExhausted.is_local());
+
+    // The DNS query's socket cannot be opened either: the same code, in phase dns.
+    let outcomes = prober.probe(&by_name).await;
+    assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+    assert_code(&outcomes[0], ErrorCode::LocalResourceExhausted, Phase::Dns);
+
+    drop(held);
+    for view in [&by_address, &by_name] {
+        let outcomes = prober.probe(view).await;
+        assert!(outcomes.iter().all(|o| o.ok), "with fds back, the probe works: {outcomes:#?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -337,7 +337,8 @@ impl Engine {
             return Vec::new();
         }
         let ok = probe_ok(&probe.outcomes);
-        let mut events = t.diff.observe(&probe.view.name, ok, now);
+        // A probe this host could not run (out of fds) leaves the verdict and the mismatches.
+        let mut events = t.diff.observe_probe(&probe.view.name, &probe.outcomes, now);
         events.extend(t.diff.poll(now));
         let change = events.iter().find_map(|e| match e {
             DiffEvent::Verdict { view, change, .. } if *view == probe.view.name => Some(*change),

@@ -37,7 +37,9 @@ pub(super) async fn reloader(
     let Some(dir) = options.config_dir else {
         return refuse_reloads(stop, requests).await;
     };
-    let mut seen = fingerprint_blocking(&dir, &read_files).await;
+    // Out of descriptors at start: every later listing then counts as a change, once.
+    let mut seen = fingerprint_blocking(&dir, &read_files).await.unwrap_or_default();
+    let mut starved = false;
     let mut poll = options.watch_interval.map(|every| {
         let mut poll = tokio::time::interval_at(Instant::now() + every, every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,14 +52,35 @@ pub(super) async fn reloader(
             Check::Stop => return,
         };
         // Read before compiling: a change made while compiling triggers one more reload.
-        let now_seen = fingerprint_blocking(&dir, &read_files).await;
-        if !forced && now_seen == seen {
+        let changed = match fingerprint_blocking(&dir, &read_files).await {
+            Some(now_seen) => {
+                if std::mem::take(&mut starved) {
+                    tracing::info!(dir = %dir.display(), "the configuration directory can be listed again");
+                }
+                let changed = now_seen != seen;
+                seen = now_seen;
+                changed
+            }
+            // Out of file descriptors: the listing says nothing of a change. A poll waits for
+            // the next one (telling it once); a request goes on and the reload reports why.
+            None => {
+                if !starved {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "cannot list the configuration directory: out of file descriptors; the plan in \
+                         use is kept and changes are picked up once descriptors are free"
+                    );
+                    starved = true;
+                }
+                false
+            }
+        };
+        if !forced && !changed {
             continue;
         }
         if !forced {
             tracing::info!(dir = %dir.display(), "configuration changed: reloading");
         }
-        seen = now_seen;
         let files = generated.as_mut().map(|g| g.borrow_and_update().clone()).unwrap_or_default();
         let (loaded, named) = compile(&dir, &options.env, files, &shared).await;
         // The files named, even by a configuration that failed (a token file not there yet
@@ -231,16 +254,24 @@ async fn install(shared: &Arc<Shared>, loaded: Result<Plan, ConfigErrors>, now: 
 /// equal).
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>, u64)>;
 
-async fn fingerprint_blocking(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
+/// The fingerprint, or `None` when the directory cannot be listed for lack of descriptors.
+async fn fingerprint_blocking(dir: &Path, read_files: &[PathBuf]) -> Option<Fingerprint> {
     let (dir, read_files) = (dir.to_path_buf(), read_files.to_vec());
     tokio::task::spawn_blocking(move || fingerprint(&dir, &read_files)).await.unwrap_or_default()
 }
 
-fn fingerprint(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
+fn fingerprint(dir: &Path, read_files: &[PathBuf]) -> Option<Fingerprint> {
     use std::os::unix::fs::MetadataExt;
+    // Out of file descriptors (issue 18, finding 9): an empty listing would look like every
+    // file removed, and the poller reloaded, and failed, each time descriptors ran out.
+    if let Err(e) = std::fs::read_dir(dir) {
+        if crate::probe::outcome::resource_exhausted(&e) {
+            return None;
+        }
+    }
     // An unreadable or empty directory is a fingerprint too: the reload reports why; so is a
     // named file that is missing (its arrival changes the fingerprint).
-    config::files(dir)
+    let listed = config::files(dir)
         .unwrap_or_default()
         .into_iter()
         .chain(read_files.iter().cloned())
@@ -249,7 +280,8 @@ fn fingerprint(dir: &Path, read_files: &[PathBuf]) -> Fingerprint {
             let (len, modified, ino) = meta.map_or((0, None, 0), |m| (m.len(), m.modified().ok(), m.ino()));
             (path, len, modified, ino)
         })
-        .collect()
+        .collect();
+    Some(listed)
 }
 
 /// A target as the plan diff compares it: its name and its views, the client first, then the
@@ -357,6 +389,57 @@ pub(super) fn target_changes(old: &[&View], new: &[&View]) -> TargetChanges {
 mod tests {
     use super::*;
     use crate::testkit::{target, view, view_url};
+
+    /// Set in the child process of [`fd_exhaustion_is_no_change_of_the_configuration`].
+    const FD_CHILD: &str = "PARALLAX_TEST_RELOAD_FD_CHILD";
+
+    /// Issue 18, finding 9: under `ulimit -n 128` the config poller "reloaded" 5 times with no
+    /// change and logged 8 failures: listing the directory failed with EMFILE, the empty listing
+    /// looked like every file removed, and the next listing like every file back. Out of
+    /// descriptors, the fingerprint is unknown (no change); with descriptors back it is the
+    /// same as before. Runs in a child whose soft limit is lowered, as the probe's test does.
+    #[test]
+    fn fd_exhaustion_is_no_change_of_the_configuration() {
+        if std::env::var_os(FD_CHILD).is_some() {
+            return fd_exhaustion_child();
+        }
+        let exe = std::env::current_exe().expect("the test binary");
+        let name = "daemon::reload::tests::fd_exhaustion_is_no_change_of_the_configuration";
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -S -n 64 && exec \"$0\" \"$@\"")
+            .arg(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(FD_CHILD, "1")
+            .output()
+            .expect("the child runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "the child failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the child ran the test:\n{stdout}");
+        assert!(stdout.contains("fds exhausted at"), "the child exhausted its fds:\n{stdout}");
+    }
+
+    fn fd_exhaustion_child() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("00-daemon.toml"), "[defaults]\n").unwrap();
+        std::fs::write(dir.path().join("10-shop.toml"), "[[target]]\nname = \"shop\"\n").unwrap();
+        let before = fingerprint(dir.path(), &[]).expect("listed");
+        assert_eq!(before.len(), 2, "{before:?}");
+        let mut held = Vec::new();
+        let exhausted = loop {
+            assert!(held.len() < 4096, "no EMFILE after {} files: the limit was not lowered", held.len());
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => held.push(f),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(exhausted.raw_os_error(), Some(libc::EMFILE), "{exhausted}");
+        println!("fds exhausted at {} files held", held.len());
+        assert_eq!(fingerprint(dir.path(), &[]), None, "unknown, not an empty directory");
+        drop(held);
+        assert_eq!(fingerprint(dir.path(), &[]), Some(before), "the same configuration");
+    }
 
     /// A derived target that does not compile is dropped and reported; the directory's targets
     /// and the other derived ones run.

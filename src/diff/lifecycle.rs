@@ -319,6 +319,16 @@ impl TargetDiff {
         events
     }
 
+    /// Records one probe of view `view` at `at` from its outcomes, as [`probe_result`] reads
+    /// them: a probe this host could not run (`local_resource_exhausted`) says nothing about the
+    /// target, so the view's verdict holds its state and no mismatch opens or resolves on it.
+    pub fn observe_probe(&mut self, view: &str, outcomes: &[Outcome], at: Instant) -> Vec<DiffEvent> {
+        match probe_result(outcomes) {
+            Some(ok) => self.observe(view, ok, at),
+            None => Vec::new(),
+        }
+    }
+
     /// Opens every pending disagreement whose hold has elapsed by `now`.
     pub fn poll(&mut self, now: Instant) -> Vec<DiffEvent> {
         let mut events = Vec::new();
@@ -377,6 +387,21 @@ fn mismatch_event(target: &Arc<str>, client: &Arc<str>, side: &CheckerSide, even
 /// the view fail instead of hiding behind a healthy one.
 pub fn probe_ok(outcomes: &[Outcome]) -> bool {
     !outcomes.is_empty() && outcomes.iter().all(|o| o.ok)
+}
+
+/// What one probe of a view says of its target for its verdict: `Some(false)` when an outcome
+/// failed for the target's sake (or there is none), `None` when an outcome failed for this
+/// host's ([`ErrorCode::is_local`](crate::probe::ErrorCode::is_local): out of file descriptors)
+/// and no other failed for the target's, else `Some(true)`.
+pub fn probe_result(outcomes: &[Outcome]) -> Option<bool> {
+    let local = |o: &Outcome| o.error.is_some_and(|e| e.is_local());
+    if outcomes.is_empty() || outcomes.iter().any(|o| !o.ok && !local(o)) {
+        return Some(false);
+    }
+    if outcomes.iter().any(local) {
+        return None;
+    }
+    Some(true)
 }
 
 /// The index of the outcome that stands for a probe of several addresses (`each_address`): the
@@ -742,6 +767,62 @@ mod tests {
         let mut fresh = fresh;
         let e = fresh.observe("client", true, now + secs(1));
         assert_eq!(e.iter().filter(|e| matches!(e, DiffEvent::Mismatch { .. })).count(), 2);
+    }
+
+    /// Issue 18, finding 9: probes that failed for lack of file descriptors were the target's
+    /// failures: verdicts went unhealthy and mismatches opened on this host's limit.
+    #[tokio::test(start_paused = true)]
+    async fn local_resource_exhausted_is_ignored_by_verdicts_and_mismatches() {
+        let mut client = view("shop", "client");
+        client.initial = InitialHealth::FirstProbe;
+        client.fall = 1;
+        let mut nlb = view("shop", "nlb");
+        nlb.role = crate::config::Role::Checker;
+        nlb.interval = secs(1);
+        nlb.timeout = Duration::from_millis(500);
+        nlb.rise = 1;
+        nlb.fall = 1;
+        nlb.initial = InitialHealth::FirstProbe;
+        let t = target(client.clone(), vec![nlb.clone()]);
+        let mut diff = TargetDiff::new(&t, HoldTime::default());
+        let start = Instant::now();
+        let ok = |v: &View| outcome_for(v, true, None, Some(200));
+        let emfile = |v: &View| outcome_for(v, false, Some(ErrorCode::LocalResourceExhausted), None);
+        let refused = |v: &View| outcome_for(v, false, Some(ErrorCode::ConnectRefused), None);
+
+        assert_eq!(probe_result(&[emfile(&client)]), None);
+        assert_eq!(probe_result(&[ok(&client), emfile(&client)]), None);
+        assert_eq!(probe_result(&[refused(&client), emfile(&client)]), Some(false));
+        assert_eq!(probe_result(&[ok(&client)]), Some(true));
+        assert_eq!(probe_result(&[]), Some(false));
+
+        // Nothing is known from local failures alone.
+        assert!(diff.observe_probe("client", &[emfile(&client)], start).is_empty());
+        assert_eq!(diff.client_verdict().known(), None);
+        assert_eq!(diff.client_verdict().failures(), 0);
+
+        // Both healthy; then the client's probes fail locally: no verdict change, nothing opens.
+        assert_eq!(diff.observe_probe("client", &[ok(&client)], start).len(), 1);
+        assert_eq!(diff.observe_probe("nlb", &[ok(&nlb)], start).len(), 1);
+        for i in 1..=5 {
+            assert!(diff.observe_probe("client", &[emfile(&client)], start + secs(i)).is_empty());
+            assert!(diff.observe_probe("nlb", &[ok(&nlb)], start + secs(i)).is_empty());
+            assert!(diff.poll(start + secs(i)).is_empty());
+        }
+        assert_eq!(diff.client_verdict().known(), H);
+        assert_eq!(diff.next_deadline(), None, "no disagreement pending");
+
+        // An open mismatch does not resolve on a local failure either.
+        let e = diff.observe_probe("nlb", &[refused(&nlb)], start + secs(6));
+        assert_eq!(e.len(), 1, "verdict change: {e:?}");
+        assert!(!diff.poll(start + secs(8)).is_empty(), "false drain opened");
+        assert_eq!(diff.open().count(), 1);
+        for i in 9..=12 {
+            assert!(diff.observe_probe("nlb", &[emfile(&nlb)], start + secs(i)).is_empty());
+            assert!(diff.observe_probe("client", &[emfile(&client)], start + secs(i)).is_empty());
+        }
+        assert_eq!(diff.open().count(), 1, "still open");
+        assert_eq!(diff.checker_verdict("nlb").and_then(Verdict::known), U);
     }
 
     #[test]

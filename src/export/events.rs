@@ -17,7 +17,7 @@ use crate::probe::timestamp::rfc3339;
 use crate::probe::ErrorCode;
 use crate::verdict::VerdictChange;
 
-use super::metrics::Metrics;
+use super::metrics::{DropReason, Metrics};
 use super::{hex, MismatchEvent, ProbeReport, SpanRef};
 
 /// A verdict change line.
@@ -184,13 +184,15 @@ impl EventWriter {
             Ok(line) => line,
             Err(e) => {
                 tracing::warn!("cannot serialize an event: {e}");
-                metrics.dropped("events", 1);
+                metrics.dropped("events", DropReason::Rejected, 1);
                 return;
             }
         };
         match self.tx.try_send(Message::Line(line)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => metrics.dropped("events", 1),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                metrics.dropped("events", DropReason::QueueFull, 1)
+            }
         }
     }
 

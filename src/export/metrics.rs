@@ -41,6 +41,37 @@ const LATENESS_BUCKETS: [f64; 11] = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01,
 /// The export signals counted in `parallax_export_*_total{signal}`.
 pub(crate) const SIGNALS: [&str; 3] = ["traces", "metrics", "events"];
 
+/// Why telemetry was dropped: the `reason` of `parallax_export_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    /// The queue was full (the exporter is behind, failing or waiting out a `Retry-After`).
+    QueueFull,
+    /// A retryable failure (network error, 429/502/503/504, gRPC UNAVAILABLE...) was retried
+    /// as many times as allowed.
+    RetriesExhausted,
+    /// The collector refused it for good (a non-retryable answer: 400, 401, gRPC
+    /// INVALID_ARGUMENT...), or it could not be encoded.
+    Rejected,
+    /// Still queued, retrying or throttled when the shutdown deadline came.
+    Shutdown,
+}
+
+impl DropReason {
+    /// Every reason, for the series present from the start.
+    pub(crate) const ALL: [DropReason; 4] =
+        [DropReason::QueueFull, DropReason::RetriesExhausted, DropReason::Rejected, DropReason::Shutdown];
+
+    /// The label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::RetriesExhausted => "retries_exhausted",
+            DropReason::Rejected => "rejected",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     target: String,
@@ -107,6 +138,18 @@ struct SignalLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    signal: String,
+    reason: String,
+}
+
+impl DropLabels {
+    fn new(signal: &str, reason: DropReason) -> DropLabels {
+        DropLabels { signal: signal.to_owned(), reason: reason.as_str().to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: String,
 }
@@ -160,6 +203,17 @@ impl ViewKey {
             target_id: self.target_id.clone(),
             view: self.view.clone(),
         }
+    }
+}
+
+/// The `result` label of `parallax_probe_total`: `success`, `failure` (the target's), or
+/// `local_error` for a probe this host could not run (`local_resource_exhausted`), which says
+/// nothing about the target and no availability ratio should count.
+fn probe_result_label(outcome: &Outcome) -> &'static str {
+    match outcome.error {
+        _ if outcome.ok => "success",
+        Some(code) if code.is_local() => "local_error",
+        _ => "failure",
     }
 }
 
@@ -248,7 +302,7 @@ pub(crate) struct Metrics {
     cert_not_after: Family<TargetViewLabels, Gauge>,
     lateness: Histogram,
     skipped: Family<TargetViewLabels, Counter>,
-    dropped: Family<SignalLabels, Counter>,
+    dropped: Family<DropLabels, Counter>,
     failures: Family<SignalLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     last_reload: Gauge<f64, AtomicU64>,
@@ -349,12 +403,14 @@ impl Metrics {
     fn register_health_families(&self, registry: &mut Registry) {
         registry.register(
             "parallax_export_dropped",
-            "Spans, metric collections and event lines dropped: queue full or export failed after retries",
+            "Spans, metric collections and event lines dropped, by reason: queue full, retries exhausted, rejected by the collector, shutdown",
             self.dropped.clone(),
         );
         registry.register("parallax_export_failures", "Failed export attempts", self.failures.clone());
         for signal in SIGNALS {
-            let _ = self.dropped.get_or_create(&SignalLabels { signal: signal.to_owned() });
+            for reason in DropReason::ALL {
+                let _ = self.dropped.get_or_create(&DropLabels::new(signal, reason));
+            }
             let _ = self.failures.get_or_create(&SignalLabels { signal: signal.to_owned() });
         }
         registry.register(
@@ -493,7 +549,7 @@ impl Metrics {
             target_id: view.target_id.to_string(),
             view: view.name.to_string(),
             role: view.role.as_str().to_owned(),
-            result: if outcome.ok { "success" } else { "failure" }.to_owned(),
+            result: probe_result_label(outcome).to_owned(),
             error: outcome.error.map(|e| e.as_str()).unwrap_or_default().to_owned(),
         };
         let counter = self.probe_total.get_or_create(&labels).clone();
@@ -621,11 +677,19 @@ impl Metrics {
         self.last_reload.set(at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0));
     }
 
-    /// `n` items of `signal` dropped.
-    pub(crate) fn dropped(&self, signal: &str, n: u64) {
+    /// `n` items of `signal` dropped for `reason`.
+    pub(crate) fn dropped(&self, signal: &str, reason: DropReason, n: u64) {
         if n > 0 {
-            self.dropped.get_or_create(&SignalLabels { signal: signal.to_owned() }).inc_by(n);
+            self.dropped.get_or_create(&DropLabels::new(signal, reason)).inc_by(n);
         }
+    }
+
+    /// Items of `signal` dropped so far, every reason.
+    pub(crate) fn dropped_total(&self, signal: &str) -> u64 {
+        DropReason::ALL
+            .into_iter()
+            .filter_map(|reason| self.dropped.get(&DropLabels::new(signal, reason)).map(|c| c.get()))
+            .sum()
     }
 
     /// One failed export attempt of `signal`.
@@ -766,13 +830,22 @@ fn probe_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCounte
 
 /// `parallax_export_dropped_total`, `parallax_export_failures_total` and `parallax_reload_total`.
 fn export_counters(metrics: &Arc<Metrics>, meter: &Meter) -> Vec<ObservableCounter<u64>> {
-    let export_health = signal_counter(
-        metrics,
-        meter,
-        "parallax_export_dropped_total",
-        "Telemetry dropped: queue full or export failed after retries.",
-        |m| &m.dropped,
-    );
+    let m = metrics.clone();
+    let export_health = meter
+        .u64_observable_counter("parallax_export_dropped_total")
+        .with_description(
+            "Telemetry dropped, by reason: queue full, retries exhausted, rejected by the collector, shutdown.",
+        )
+        .with_callback(move |obs| {
+            for signal in SIGNALS {
+                for reason in DropReason::ALL {
+                    if let Some(c) = m.dropped.get(&DropLabels::new(signal, reason)) {
+                        obs.observe(c.get(), &kv([("signal", signal), ("reason", reason.as_str())]));
+                    }
+                }
+            }
+        })
+        .build();
     let export_failures =
         signal_counter(metrics, meter, "parallax_export_failures_total", "Failed export attempts.", |m| {
             &m.failures
@@ -916,6 +989,15 @@ mod tests {
     use super::*;
     use crate::diff::{Attribute, Basis, Diagnosis, Direction};
 
+    #[test]
+    fn a_local_failure_is_counted_as_a_local_error_not_the_targets() {
+        let v = crate::testkit::view("shop", "client");
+        let label = |ok, code| probe_result_label(&crate::testkit::outcome_for(&v, ok, code, None));
+        assert_eq!(label(true, None), "success");
+        assert_eq!(label(false, Some(ErrorCode::ConnectUnreachable)), "failure");
+        assert_eq!(label(false, Some(ErrorCode::LocalResourceExhausted)), "local_error");
+    }
+
     fn mismatch() -> Mismatch {
         Mismatch {
             target: "shop".into(),
@@ -980,10 +1062,15 @@ mod tests {
     fn export_health_series_exist_at_zero_from_the_start() {
         let text = Metrics::new(None).encode();
         for signal in SIGNALS {
-            assert_eq!(
-                value(&text, &format!("parallax_export_dropped_total{{signal=\"{signal}\"}}")),
-                Some(0.0)
-            );
+            for reason in ["queue_full", "retries_exhausted", "rejected", "shutdown"] {
+                assert_eq!(
+                    value(
+                        &text,
+                        &format!("parallax_export_dropped_total{{signal=\"{signal}\",reason=\"{reason}\"}}")
+                    ),
+                    Some(0.0)
+                );
+            }
             assert_eq!(
                 value(&text, &format!("parallax_export_failures_total{{signal=\"{signal}\"}}")),
                 Some(0.0)

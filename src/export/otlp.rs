@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use crate::config::{Env, OtlpProtocol, OtlpSettings, DEFAULT_SUCCESS_SAMPLE_RATIO};
 use crate::duration::Human;
 
-use super::metrics::Metrics;
+use super::metrics::{DropReason, Metrics};
 use super::{ResourceInfo, TelemetryOptions};
 
 /// Largest collector response body read (the OTLP partial-success message is small).
@@ -258,10 +258,14 @@ pub(crate) fn resource(info: &ResourceInfo, env: &dyn Env) -> Resource {
 
 /// A minimal hyper HTTP/1.1 client for OTLP/HTTP: a fresh connection per export (one request a
 /// batch interval at most), TLS by rustls with the webpki roots for `https://` collectors.
+///
+/// It also keeps what the collector last answered ([`Answers`]): the exporter's error keeps
+/// only the status, and the pipeline needs `Retry-After` too.
 #[derive(Clone)]
 pub(crate) struct HyperClient {
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
+    answers: Answers,
 }
 
 impl fmt::Debug for HyperClient {
@@ -279,7 +283,7 @@ impl HyperClient {
                 .with_root_certificates(roots)
                 .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(HyperClient { timeout, tls: Arc::new(tls) })
+        Ok(HyperClient { timeout, tls: Arc::new(tls), answers: Answers::default() })
     }
 
     async fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
@@ -332,10 +336,25 @@ where
 #[async_trait]
 impl HttpClient for HyperClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        match tokio::time::timeout(self.timeout, self.send(request)).await {
+        self.answers.set(None);
+        let result = match tokio::time::timeout(self.timeout, self.send(request)).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer from the collector within {}", Human(self.timeout)).into()),
-        }
+        };
+        let answer = match &result {
+            Ok(response) => Answer::Status {
+                code: response.status().as_u16(),
+                retry_after: response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
+            },
+            // I/O errors and our own messages: no URL, no header in them.
+            Err(e) => Answer::NoAnswer(e.to_string()),
+        };
+        self.answers.set(Some(answer));
+        result
     }
 }
 
@@ -382,67 +401,296 @@ fn over_grpc<B: WithExportConfig + WithTonicConfig>(
 }
 
 /// What every HTTP/protobuf exporter of ours is given: the endpoint, the timeout, the headers,
-/// our own bounded client, no retries.
+/// our own bounded client, no retries (the pipeline retries, see [`Collector`]). Also returns
+/// where the client keeps the collector's answers.
 fn over_http<B: WithExportConfig + WithHttpConfig>(
     builder: B,
     endpoint: &str,
     timeout: Duration,
     headers: &[(String, String)],
-) -> Result<B, String> {
+) -> Result<(B, Classifier), String> {
     let client = HyperClient::new(timeout).map_err(|e| format!("TLS setup failed: {e}"))?;
-    Ok(builder
+    let answers = client.answers.clone();
+    let builder = builder
         .with_protocol(Protocol::HttpBinary)
         .with_endpoint(endpoint)
         .with_timeout(timeout)
         .with_headers(header_map(headers))
         .with_http_client(client)
-        .with_retry_policy(RetryPolicy::disabled()))
+        .with_retry_policy(RetryPolicy::disabled());
+    Ok((builder, Classifier::Http(answers)))
 }
+
+/// An exporter and how its failures are told apart.
+pub(crate) type Built<E> = (E, Classifier);
 
 /// The span exporter for `destination`, or why there is none (never holding a secret).
 pub(crate) fn span_exporter(
     destination: &Destination,
     timeout: Duration,
-) -> Result<Option<opentelemetry_otlp::SpanExporter>, String> {
+) -> Result<Option<Built<opentelemetry_otlp::SpanExporter>>, String> {
     let Some(endpoint) = &destination.traces else { return Ok(None) };
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let headers = &destination.trace_headers;
-    let built = match destination.protocol {
-        OtlpProtocol::Grpc => over_grpc(builder.with_tonic(), endpoint, timeout, headers).build(),
-        OtlpProtocol::HttpProtobuf => over_http(builder.with_http(), endpoint, timeout, headers)?.build(),
+    let (built, classifier) = match destination.protocol {
+        OtlpProtocol::Grpc => {
+            (over_grpc(builder.with_tonic(), endpoint, timeout, headers).build(), Classifier::Grpc)
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let (builder, classifier) = over_http(builder.with_http(), endpoint, timeout, headers)?;
+            (builder.build(), classifier)
+        }
     };
     // The builder's message quotes the endpoint, which may carry credentials: not repeated.
-    built.map(Some).map_err(|_| "invalid traces endpoint or exporter settings".to_owned())
+    built
+        .map(|e| Some((e, classifier)))
+        .map_err(|_| "invalid traces endpoint or exporter settings".to_owned())
 }
 
 /// The metric exporter for `destination`.
 pub(crate) fn metric_exporter(
     destination: &Destination,
     timeout: Duration,
-) -> Result<Option<opentelemetry_otlp::MetricExporter>, String> {
+) -> Result<Option<Built<opentelemetry_otlp::MetricExporter>>, String> {
     let Some(endpoint) = &destination.metrics else { return Ok(None) };
     let builder = opentelemetry_otlp::MetricExporter::builder();
     let headers = &destination.metric_headers;
-    let built = match destination.protocol {
+    let (built, classifier) = match destination.protocol {
         OtlpProtocol::Grpc => {
             let builder = builder.with_tonic().with_temporality(Temporality::Cumulative);
-            over_grpc(builder, endpoint, timeout, headers).build()
+            (over_grpc(builder, endpoint, timeout, headers).build(), Classifier::Grpc)
         }
         OtlpProtocol::HttpProtobuf => {
             let builder = builder.with_http().with_temporality(Temporality::Cumulative);
-            over_http(builder, endpoint, timeout, headers)?.build()
+            let (builder, classifier) = over_http(builder, endpoint, timeout, headers)?;
+            (builder.build(), classifier)
         }
     };
-    built.map(Some).map_err(|_| "invalid metrics endpoint or exporter settings".to_owned())
+    built
+        .map(|e| Some((e, classifier)))
+        .map_err(|_| "invalid metrics endpoint or exporter settings".to_owned())
+}
+
+// ---- failures, backoff and the collector's state -------------------------------------------
+
+/// Longest `Retry-After` honoured: a collector asking for more is waited on this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Longest pause of our own exponential backoff (before jitter).
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What the collector answered an OTLP/HTTP request.
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    /// An HTTP status, with the `Retry-After` it came with (parsed).
+    Status { code: u16, retry_after: Option<Duration> },
+    /// No answer: the connection failed or timed out (the message has no URL or header).
+    NoAnswer(String),
+}
+
+/// The last [`Answer`] of one HTTP client, shared with the pipeline that drives it (one
+/// request at a time).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Answers(Arc<Mutex<Option<Answer>>>);
+
+impl Answers {
+    fn set(&self, answer: Option<Answer>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = answer;
+    }
+
+    fn get(&self) -> Option<Answer> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// `Retry-After`: delay seconds, or an HTTP date (RFC 9110, section 10.2.3) taken from `now`;
+/// at most [`MAX_RETRY_AFTER`]. `None` when it is neither.
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let after = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value).ok()?.duration_since(now).unwrap_or(Duration::ZERO),
+    };
+    Some(after.min(MAX_RETRY_AFTER))
+}
+
+/// One failed export attempt, classified as the OTLP specification says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Failure {
+    /// For the log: a status or code, or the connection error; never a URL or header.
+    reason: String,
+    /// Worth retrying (HTTP 429, 502, 503, 504, no answer; gRPC UNAVAILABLE and co.).
+    retryable: bool,
+    /// How long the collector asked us to wait (`Retry-After`).
+    after: Option<Duration>,
+}
+
+/// How an exporter's failures are classified.
+#[derive(Debug, Clone)]
+pub(crate) enum Classifier {
+    /// OTLP/HTTP: from the status and `Retry-After` our client saw.
+    Http(Answers),
+    /// OTLP/gRPC: from the status code in the exporter's error. opentelemetry-otlp keeps
+    /// neither the `tonic::Status` nor its details, so a `RetryInfo` is not seen: retries back
+    /// off on our own schedule.
+    Grpc,
+}
+
+impl Classifier {
+    /// Classifies a failed export whose error reads `error`.
+    fn classify(&self, error: &str) -> Failure {
+        match self {
+            Classifier::Http(answers) => match answers.get() {
+                Some(Answer::Status { code, retry_after }) => {
+                    let after = retry_after.filter(|_| matches!(code, 429 | 503));
+                    let reason = match after {
+                        Some(after) => format!("HTTP {code} (Retry-After {})", Human(after)),
+                        None => format!("HTTP {code}"),
+                    };
+                    Failure { reason, retryable: matches!(code, 429 | 502 | 503 | 504), after }
+                }
+                Some(Answer::NoAnswer(why)) => Failure { reason: why, retryable: true, after: None },
+                // The exporter failed before sending (it could not encode the batch).
+                None => Failure {
+                    reason: "not sent: the export could not be encoded".to_owned(),
+                    retryable: false,
+                    after: None,
+                },
+            },
+            Classifier::Grpc => grpc_failure(error),
+        }
+    }
+}
+
+/// A gRPC export failure from the exporter's message (`... failed with gRPC code: Unavailable
+/// ...`); the retryable codes are the OTLP specification's. RESOURCE_EXHAUSTED is retried
+/// (with backoff): its `RetryInfo` cannot be seen here, and backing off is the safe reading.
+fn grpc_failure(error: &str) -> Failure {
+    const MARK: &str = "gRPC code: ";
+    let code = error.find(MARK).map(|at| {
+        let rest = &error[at + MARK.len()..];
+        &rest[..rest.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len())]
+    });
+    match code {
+        Some(code) => Failure {
+            reason: format!("gRPC {code}"),
+            retryable: matches!(
+                code,
+                "Cancelled"
+                    | "DeadlineExceeded"
+                    | "Aborted"
+                    | "OutOfRange"
+                    | "Unavailable"
+                    | "DataLoss"
+                    | "ResourceExhausted"
+            ),
+            after: None,
+        },
+        None => Failure { reason: "the gRPC export failed".to_owned(), retryable: true, after: None },
+    }
+}
+
+/// A random duration in `[d/2, d]` (the jitter of the OTLP exporters' backoff).
+fn jittered(d: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    // A fresh std `RandomState` is randomly keyed: enough for spreading retries.
+    let r = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    let half = d / 2;
+    half + Duration::from_nanos(r % (half.as_nanos().min(u64::MAX as u128) as u64).saturating_add(1))
+}
+
+/// What one pipeline knows of its collector: when the next request may go, and whether exports
+/// are failing, for the two log lines (one WARN when they start failing, one INFO when they
+/// recover, with what was dropped meanwhile).
+#[derive(Debug)]
+struct Collector {
+    /// `traces` or `metrics`.
+    signal: &'static str,
+    /// What the drop counter counts for the signal, for the recovery line.
+    unit: &'static str,
+    base: Duration,
+    /// Retryable failures in a row.
+    failures: u32,
+    /// No request before this; `true` when the collector asked for it (`Retry-After`).
+    not_before: Option<(Instant, bool)>,
+    outage: Option<Outage>,
+}
+
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    /// Exports (batches, metric pushes) dropped since.
+    batches: u64,
+    /// The signal's drop counter when it started.
+    dropped_before: u64,
+}
+
+impl Collector {
+    fn new(signal: &'static str, unit: &'static str, base: Duration) -> Collector {
+        Collector { signal, unit, base, failures: 0, not_before: None, outage: None }
+    }
+
+    /// Until when to wait before the next request, and whether the collector asked for it.
+    fn pause(&self) -> Option<(Instant, bool)> {
+        self.not_before.filter(|(at, _)| *at > Instant::now())
+    }
+
+    fn succeeded(&mut self, metrics: &Metrics) {
+        self.failures = 0;
+        self.not_before = None;
+        if let Some(outage) = self.outage.take() {
+            let items = metrics.dropped_total(self.signal).saturating_sub(outage.dropped_before);
+            tracing::info!(
+                "OTLP {} export recovered after {}: {} exports and {items} {} dropped meanwhile",
+                self.signal,
+                Human(outage.since.elapsed()),
+                outage.batches,
+                self.unit,
+            );
+        }
+    }
+
+    fn failed(&mut self, failure: &Failure, metrics: &Metrics) {
+        metrics.failed(self.signal);
+        if self.outage.is_none() {
+            tracing::warn!(
+                "OTLP {} export failing: {}; {} (what is dropped is counted in parallax_export_dropped_total)",
+                self.signal,
+                failure.reason,
+                if failure.retryable { "retrying with backoff" } else { "not retryable, dropped" },
+            );
+            self.outage = Some(Outage {
+                since: Instant::now(),
+                batches: 0,
+                dropped_before: metrics.dropped_total(self.signal),
+            });
+        }
+        if !failure.retryable {
+            return;
+        }
+        let pause = match failure.after {
+            Some(after) => (after, true),
+            None => {
+                let exp = self.base.saturating_mul(1 << self.failures.min(6)).min(MAX_BACKOFF);
+                (jittered(exp), false)
+            }
+        };
+        self.failures = self.failures.saturating_add(1);
+        self.not_before = Some((Instant::now() + pause.0, pause.1));
+    }
+
+    fn dropped_export(&mut self) {
+        if let Some(outage) = &mut self.outage {
+            outage.batches += 1;
+        }
+    }
 }
 
 // ---- the span pipeline --------------------------------------------------------------------
 
-/// Bounded retries with exponential backoff, shared by both pipelines.
+/// Bounded retries, shared by both pipelines (the pauses are the [`Collector`]'s).
 #[derive(Debug, Clone, Copy)]
 struct Retry {
     attempts: u32,
-    backoff: Duration,
     timeout: Duration,
 }
 
@@ -450,7 +698,6 @@ impl Retry {
     fn of(options: &TelemetryOptions) -> Retry {
         Retry {
             attempts: options.export_retries.saturating_add(1),
-            backoff: options.retry_backoff,
             // The exporter has its own timeout; this one also bounds a hung connect.
             timeout: options.export_timeout + Duration::from_secs(1),
         }
@@ -468,7 +715,7 @@ pub(crate) struct SpanPipeline {
 
 impl SpanPipeline {
     pub(crate) fn start(
-        mut exporter: opentelemetry_otlp::SpanExporter,
+        (mut exporter, classifier): Built<opentelemetry_otlp::SpanExporter>,
         resource: &Resource,
         metrics: Arc<Metrics>,
         options: &TelemetryOptions,
@@ -479,6 +726,8 @@ impl SpanPipeline {
         let wake = Arc::new(Notify::new());
         let batcher = Batcher {
             exporter,
+            classifier,
+            collector: Collector::new("traces", "spans", options.retry_backoff),
             rx,
             metrics,
             closing: closing.clone(),
@@ -498,7 +747,7 @@ impl SpanPipeline {
         match self.tx.try_send(spans) {
             Ok(()) => true,
             Err(_) => {
-                metrics.dropped("traces", n);
+                metrics.dropped("traces", DropReason::QueueFull, n);
                 false
             }
         }
@@ -515,13 +764,15 @@ impl SpanPipeline {
             task.abort();
             let left = self.tx.max_capacity() - self.tx.capacity();
             // Items, not spans: a probe's spans count once here (the exact count is gone).
-            metrics.dropped("traces", left as u64);
+            metrics.dropped("traces", DropReason::Shutdown, left as u64);
         }
     }
 }
 
 struct Batcher {
     exporter: opentelemetry_otlp::SpanExporter,
+    classifier: Classifier,
+    collector: Collector,
     rx: mpsc::Receiver<Vec<SpanData>>,
     metrics: Arc<Metrics>,
     closing: Arc<AtomicBool>,
@@ -566,31 +817,52 @@ impl Batcher {
         }
     }
 
+    /// Exports one batch: waits out the backoff or the collector's `Retry-After` before each
+    /// attempt, retries what is retryable a bounded number of times, drops and counts the rest.
     async fn export(&mut self, spans: Vec<SpanData>) {
         let n = spans.len() as u64;
+        let mut reason = DropReason::RetriesExhausted;
         for attempt in 0..self.retry.attempts {
-            let last = attempt + 1 == self.retry.attempts || self.closing.load(Ordering::SeqCst);
-            let ok = matches!(
-                tokio::time::timeout(self.retry.timeout, self.exporter.export(spans.clone())).await,
-                Ok(Ok(()))
-            );
-            if ok {
-                return;
+            if let Some((until, asked)) = self.collector.pause() {
+                let woken = self.closing.load(Ordering::SeqCst)
+                    || tokio::select! {
+                        _ = tokio::time::sleep_until(until) => false,
+                        _ = self.wake.notified() => true,
+                    };
+                // Shutting down: one last try now, unless the collector asked us to wait.
+                if woken && asked {
+                    reason = DropReason::Shutdown;
+                    break;
+                }
             }
-            self.metrics.failed("traces");
+            let last = attempt + 1 == self.retry.attempts || self.closing.load(Ordering::SeqCst);
+            let failure =
+                match tokio::time::timeout(self.retry.timeout, self.exporter.export(spans.clone())).await {
+                    Ok(Ok(())) => {
+                        self.collector.succeeded(&self.metrics);
+                        return;
+                    }
+                    Ok(Err(e)) => self.classifier.classify(&e.to_string()),
+                    Err(_) => timed_out(self.retry.timeout),
+                };
+            self.collector.failed(&failure, &self.metrics);
+            if !failure.retryable {
+                reason = DropReason::Rejected;
+                break;
+            }
             if last {
                 break;
             }
-            let pause = self.retry.backoff.saturating_mul(1 << attempt.min(6));
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                // Shutting down: one last try now instead of waiting.
-                _ = self.wake.notified() => {}
-            }
         }
         tracing::debug!("dropping {n} spans: the collector did not accept them");
-        self.metrics.dropped("traces", n);
+        self.collector.dropped_export();
+        self.metrics.dropped("traces", reason, n);
     }
+}
+
+/// An export that outlived its deadline (a hung connect): retryable.
+fn timed_out(after: Duration) -> Failure {
+    Failure { reason: format!("no answer within {}", Human(after)), retryable: true, after: None }
 }
 
 // ---- the metric pipeline ------------------------------------------------------------------
@@ -630,13 +902,21 @@ pub(crate) struct MetricPipeline {
 
 impl MetricPipeline {
     pub(crate) fn start(
-        exporter: opentelemetry_otlp::MetricExporter,
+        (exporter, classifier): Built<opentelemetry_otlp::MetricExporter>,
         reader: SharedReader,
         metrics: Arc<Metrics>,
         options: &TelemetryOptions,
     ) -> MetricPipeline {
         let stop = Arc::new(Notify::new());
-        let pusher = Pusher { exporter, reader, metrics, retry: Retry::of(options), stop: stop.clone() };
+        let pusher = Pusher {
+            exporter,
+            classifier,
+            collector: Collector::new("metrics", "pushes", options.retry_backoff),
+            reader,
+            metrics,
+            retry: Retry::of(options),
+            stop: stop.clone(),
+        };
         let task = tokio::spawn(pusher.run(options.metrics_interval.max(Duration::from_millis(10))));
         MetricPipeline { stop, task: Mutex::new(Some(task)) }
     }
@@ -648,7 +928,7 @@ impl MetricPipeline {
         let Some(mut task) = task else { return };
         if tokio::time::timeout(deadline, &mut task).await.is_err() {
             task.abort();
-            metrics.dropped("metrics", 1);
+            metrics.dropped("metrics", DropReason::Shutdown, 1);
         }
     }
 }
@@ -664,6 +944,8 @@ impl Drop for MetricPipeline {
 
 struct Pusher {
     exporter: opentelemetry_otlp::MetricExporter,
+    classifier: Classifier,
+    collector: Collector,
     reader: SharedReader,
     metrics: Arc<Metrics>,
     retry: Retry,
@@ -671,40 +953,69 @@ struct Pusher {
 }
 
 impl Pusher {
-    async fn run(self, interval: Duration) {
+    async fn run(mut self, interval: Duration) {
         let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let last = tokio::select! {
+        let mut last = false;
+        while !last {
+            last = tokio::select! {
                 _ = ticks.tick() => false,
                 _ = self.stop.notified() => true,
             };
-            self.push(last).await;
-            if last {
-                let _ = self.exporter.shutdown();
-                return;
-            }
+            last = self.push(last).await;
         }
+        let _ = self.exporter.shutdown();
     }
 
-    async fn push(&self, last: bool) {
-        let mut rm = ResourceMetrics::default();
-        if let Err(e) = self.reader.collect(&mut rm) {
-            tracing::debug!("metric collection failed: {e}");
-            return;
-        }
+    /// Collects and pushes, waiting out the backoff or `Retry-After` before each attempt;
+    /// `last` (stopping) makes one attempt, none if the collector asked us to wait. Returns
+    /// whether the pipeline is stopping (a stop may come while waiting).
+    async fn push(&mut self, mut last: bool) -> bool {
         let attempts = if last { 1 } else { self.retry.attempts };
+        let mut reason = DropReason::RetriesExhausted;
+        let mut rm = ResourceMetrics::default();
+        let mut collected = false;
         for attempt in 0..attempts {
-            if matches!(tokio::time::timeout(self.retry.timeout, self.exporter.export(&rm)).await, Ok(Ok(())))
-            {
-                return;
+            if let Some((until, asked)) = self.collector.pause() {
+                if !last {
+                    last = tokio::select! {
+                        _ = tokio::time::sleep_until(until) => false,
+                        _ = self.stop.notified() => true,
+                    };
+                }
+                if last && asked {
+                    reason = DropReason::Shutdown;
+                    break;
+                }
             }
-            self.metrics.failed("metrics");
-            if attempt + 1 < attempts {
-                tokio::time::sleep(self.retry.backoff.saturating_mul(1 << attempt.min(6))).await;
+            // Collected after any wait, so what goes is fresh (the sums are cumulative).
+            if !collected {
+                if let Err(e) = self.reader.collect(&mut rm) {
+                    tracing::debug!("metric collection failed: {e}");
+                    return last;
+                }
+                collected = true;
+            }
+            let failure = match tokio::time::timeout(self.retry.timeout, self.exporter.export(&rm)).await {
+                Ok(Ok(())) => {
+                    self.collector.succeeded(&self.metrics);
+                    return last;
+                }
+                Ok(Err(e)) => self.classifier.classify(&e.to_string()),
+                Err(_) => timed_out(self.retry.timeout),
+            };
+            self.collector.failed(&failure, &self.metrics);
+            if !failure.retryable {
+                reason = DropReason::Rejected;
+                break;
+            }
+            if last || attempt + 1 == attempts {
+                break;
             }
         }
-        self.metrics.dropped("metrics", 1);
+        self.collector.dropped_export();
+        self.metrics.dropped("metrics", reason, 1);
+        last
     }
 }
 

@@ -16,7 +16,7 @@ use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::{ResolveError, ResolveErrorKind, TokioResolver};
 use tokio::time::Instant;
 
-use super::outcome::{ErrorCode, Failure};
+use super::outcome::{resource_exhausted, ErrorCode, Failure, Phase};
 use crate::config::IpVersion;
 
 /// Resolvers built once per distinct setting (system, or one nameserver) and address family,
@@ -46,7 +46,8 @@ impl Resolvers {
 
     /// Resolves `name` to A/AAAA addresses of `ip_version` (IPv4 first for `Any`), asking
     /// `nameserver` or the system's resolver, before `deadline`. No caching: every call asks.
-    /// Errors: `dns_nxdomain`, `dns_servfail`, `dns_no_answer`, `dns_timeout`.
+    /// Errors: `dns_nxdomain`, `dns_servfail`, `dns_no_answer`, `dns_timeout`, and
+    /// `local_resource_exhausted` (in phase `dns`) when the query's socket cannot be opened.
     pub async fn resolve(
         &self,
         name: &str,
@@ -181,6 +182,8 @@ fn build(nameserver: Option<SocketAddr>, ip_version: IpVersion) -> Result<TokioR
 /// Which failure wins when A and AAAA fail differently: the one that says most about the name.
 fn rank(code: ErrorCode) -> u8 {
     match code {
+        // The other family's answer says nothing of whether this one would have resolved.
+        ErrorCode::LocalResourceExhausted => 5,
         ErrorCode::DnsNxdomain => 4,
         ErrorCode::DnsServfail => 3,
         ErrorCode::DnsTimeout => 2,
@@ -207,6 +210,16 @@ fn classify(name: &str, rtype: RecordType, asking: &str, e: &ResolveError) -> Fa
                 format!("{asking} answered {} for {name} {rtype}", code.to_str()),
             ),
         },
+        // The query's socket could not be opened: this host is out of fds (or buffers), and
+        // the nameserver was never asked.
+        Some(ProtoErrorKind::Io(io)) if resource_exhausted(io) => Failure::in_phase(
+            Phase::Dns,
+            ErrorCode::LocalResourceExhausted,
+            format!(
+                "cannot ask {asking} for {name} {rtype}: {io}: this host is out of resources (raise the \
+                 open-files limit); not the target's failure"
+            ),
+        ),
         Some(ProtoErrorKind::Timeout) => {
             Failure::new(ErrorCode::DnsTimeout, format!("no answer for {name} {rtype} from {asking}"))
         }

@@ -6,6 +6,12 @@
 //! Over HTTP/2 "the request was written" and "the response began" are frame events, not the
 //! first or last write: SETTINGS frames cross the request in both directions.
 //! A small frame scanner follows the frame boundaries of each direction to find them.
+//!
+//! Over HTTP/1 the edge also bounds the response head: hyper skips interim (1xx) responses
+//! inside its parser and applies its head limits to each message alone, so a server repeating
+//! `100 Continue` with 60 KB of headers could make one probe read gigabytes before its deadline.
+//! A [`HeadScanner`] follows the heads as they are read, all of them together counted against
+//! [`MAX_HEADER_BYTES`] and [`MAX_INTERIM_RESPONSES`], and fails the read that breaks a bound.
 
 use std::io;
 use std::pin::Pin;
@@ -15,6 +21,16 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+
+use crate::config::MAX_HEADER_BYTES;
+
+/// The most interim (1xx) responses a probe reads before the final response head. Clients
+/// see one `100 Continue` or a `103 Early Hints` or two; 32 leaves room for `102 Processing`
+/// repeated while a slow request runs.
+pub const MAX_INTERIM_RESPONSES: u32 = 32;
+
+/// The most header fields one HTTP/1 response head may have (hyper's limit, set explicitly).
+pub const MAX_HEADER_FIELDS: usize = 100;
 
 /// How many of the first response bytes are kept for classification.
 const FIRST_BYTES_KEPT: usize = 16;
@@ -62,6 +78,8 @@ pub(crate) struct Edges {
     bytes_read: u64,
     /// HTTP/1: a write happened that no flush has completed yet.
     unflushed: bool,
+    /// HTTP/1: the response heads read so far.
+    heads: HeadScanner,
 }
 
 impl Edges {
@@ -86,6 +104,11 @@ impl Edges {
     /// Bytes read from the peer in all.
     pub(crate) fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+
+    /// HTTP/1: what the response heads looked like so far.
+    pub(crate) fn heads(&self) -> &HeadScanner {
+        &self.heads
     }
 }
 
@@ -174,6 +197,14 @@ impl<S> TimedIo<S> {
         }
         e.first_bytes.keep(new);
         e.bytes_read += new.len() as u64;
+        if !h2 {
+            e.heads.feed(new);
+        }
+    }
+
+    /// Whether the response heads broke a bound ([`HeadScanner::broken`]).
+    fn head_broken(&self) -> bool {
+        self.edges.lock().heads.broken().is_some()
     }
 }
 
@@ -183,12 +214,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.head_broken() {
+            return Poll::Ready(Err(head_limit_error()));
+        }
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll {
             let new = &buf.filled()[before..];
             if !new.is_empty() {
                 self.read(new);
+                if self.head_broken() {
+                    // hyper never sees the bytes past the bound: the exchange ends here, and the
+                    // exchange names the failure from the scanner (`HeadScanner::broken`).
+                    buf.set_filled(before);
+                    return Poll::Ready(Err(head_limit_error()));
+                }
             }
         }
         poll
@@ -245,6 +285,122 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The read error that ends an exchange whose response head broke a bound.
+fn head_limit_error() -> io::Error {
+    io::Error::other("the response head broke its bound")
+}
+
+/// A bound the response heads broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadBound {
+    /// All heads together (interim ones included) passed [`MAX_HEADER_BYTES`].
+    Bytes,
+    /// More than [`MAX_INTERIM_RESPONSES`] interim responses.
+    Interim,
+}
+
+/// Follows HTTP/1 response heads through the bytes read, as hyper's parser (httparse) delimits
+/// them: empty lines before a status line are skipped, a line ends at LF (CR before it
+/// optional), an empty line ends the head. A head whose status is 1xx (but not `101`, which
+/// ends HTTP/1) is interim and another head follows; the scanner stops at the final head, or
+/// at a status line it cannot read (hyper then names it malformed).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeadScanner {
+    /// Bytes of every head so far (skipped empty lines included).
+    bytes: usize,
+    /// Interim responses seen.
+    interim: u32,
+    /// Header fields of the head being read.
+    fields: usize,
+    /// The first bytes of the current head's status line (`HTTP/1.1 100`).
+    status_line: Prefix<12>,
+    /// Bytes of the current line so far (0 at a line start).
+    line_len: usize,
+    /// Whether the current line has a byte other than CR.
+    line_has_text: bool,
+    /// Whether the current head's status line was read.
+    in_head: bool,
+    /// The final head ended: the rest is body, not scanned.
+    done: bool,
+    /// The bound broken, if any.
+    broken: Option<HeadBound>,
+}
+
+impl HeadScanner {
+    /// Follows `bytes`, stopping at the end of the final head or at a broken bound.
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.done || self.broken.is_some() {
+                return;
+            }
+            self.bytes += 1;
+            if self.bytes > MAX_HEADER_BYTES {
+                self.broken = Some(HeadBound::Bytes);
+                return;
+            }
+            if b != b'\n' {
+                if !self.in_head && self.line_len < 12 {
+                    self.status_line.keep(&[b]);
+                }
+                self.line_len += 1;
+                self.line_has_text |= b != b'\r';
+                continue;
+            }
+            let has_text = self.line_has_text;
+            self.line_len = 0;
+            self.line_has_text = false;
+            match (self.in_head, has_text) {
+                // An empty line before the status line: skipped, as httparse does.
+                (false, false) => self.status_line = Prefix::default(),
+                (false, true) => self.in_head = true,
+                (true, true) => self.fields += 1,
+                (true, false) => self.head_ended(),
+            }
+        }
+    }
+
+    /// The empty line after a head: interim, or the final head.
+    fn head_ended(&mut self) {
+        let interim = match self.status_line.as_slice() {
+            [b'H', b'T', b'T', b'P', b'/', _, b'.', _, b' ', b'1', d1, d2] => {
+                d1.is_ascii_digit() && d2.is_ascii_digit() && (*d1, *d2) != (b'0', b'1')
+            }
+            _ => false,
+        };
+        if !interim {
+            self.done = true;
+            return;
+        }
+        self.interim += 1;
+        if self.interim > MAX_INTERIM_RESPONSES {
+            self.broken = Some(HeadBound::Interim);
+        }
+        self.in_head = false;
+        self.fields = 0;
+        self.status_line = Prefix::default();
+    }
+
+    /// The bound the heads broke, if any.
+    pub(crate) fn broken(&self) -> Option<HeadBound> {
+        self.broken
+    }
+
+    /// Bytes of all heads read so far.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Interim responses read so far.
+    pub(crate) fn interim(&self) -> u32 {
+        self.interim
+    }
+
+    /// Header fields of the head being read (or of the final head, once read).
+    pub(crate) fn fields(&self) -> usize {
+        self.fields
     }
 }
 
@@ -331,6 +487,41 @@ impl FrameScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scan(chunks: &[&[u8]]) -> HeadScanner {
+        let mut s = HeadScanner::default();
+        for c in chunks {
+            s.feed(c);
+        }
+        s
+    }
+
+    #[test]
+    fn head_scanner_skips_interim_heads_and_stops_at_the_final_one() {
+        let wire: &[u8] = b"\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\n\nHTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\n\r\n\n\nbody";
+        for size in [1, 3, 7, wire.len()] {
+            let chunks: Vec<&[u8]> = wire.chunks(size).collect();
+            let s = scan(&chunks);
+            assert!(s.done, "chunks of {size}");
+            assert_eq!((s.interim(), s.fields(), s.broken()), (2, 2, None), "chunks of {size}");
+            assert_eq!(s.bytes(), wire.len() - b"\n\nbody".len(), "chunks of {size}");
+        }
+        // 101 ends HTTP/1; an unreadable status line is left to hyper.
+        assert!(scan(&[b"HTTP/1.1 101 Switching Protocols\r\n\r\n"]).done);
+        assert!(scan(&[b"SSH-2.0-x\r\n\r\n"]).done);
+    }
+
+    #[test]
+    fn head_scanner_bounds_interim_heads_in_count_and_bytes() {
+        let s = scan(&[&b"HTTP/1.1 100 Continue\r\n\r\n".repeat(40)]);
+        assert_eq!(s.broken(), Some(HeadBound::Interim));
+        assert_eq!(s.interim(), MAX_INTERIM_RESPONSES + 1);
+        let mut big = b"HTTP/1.1 103 Early Hints\r\n".to_vec();
+        big.extend(format!("link: {}\r\n\r\n", "a".repeat(40_000)).bytes());
+        let s = scan(&[&big, &big]);
+        assert_eq!(s.broken(), Some(HeadBound::Bytes));
+        assert_eq!(s.bytes(), MAX_HEADER_BYTES + 1);
+    }
 
     #[test]
     fn frame_scanner_follows_frames_across_chunks() {

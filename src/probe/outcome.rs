@@ -105,6 +105,10 @@ error_codes! {
     ConnectReset = "connect_reset", Connect;
     /// The configured source address cannot be bound on this host.
     SourceUnavailable = "source_unavailable", Connect;
+    /// This host ran out of a resource a probe needs (file descriptors, socket buffers,
+    /// memory: EMFILE, ENFILE, ENOBUFS, ENOMEM) before anything was sent: no fact about the
+    /// target ([`ErrorCode::is_local`]).
+    LocalResourceExhausted = "local_resource_exhausted", Connect;
     /// A plain-text (HTTP) server answered the TLS ClientHello.
     TlsPlaintextPeer = "tls_plaintext_peer", Tls;
     /// The handshake failed for a reason no other code names.
@@ -133,8 +137,11 @@ error_codes! {
     HttpReset = "http_reset", Http;
     /// No complete response before the deadline.
     HttpTimeout = "http_timeout", Http;
-    /// The body or headers exceeded `max_body_bytes` / the header limit.
+    /// The body exceeded `max_body_bytes`.
     HttpBodyTooLarge = "http_body_too_large", Http;
+    /// The response head broke a fixed bound: 64 KiB for all its heads together (interim 1xx
+    /// responses included), 100 header fields, 32 interim responses.
+    HttpHeadTooLarge = "http_head_too_large", Http;
     /// gRPC health answered NOT_SERVING (or UNKNOWN / SERVICE_UNKNOWN).
     GrpcNotServing = "grpc_not_serving", Grpc;
     /// The server does not implement `grpc.health.v1.Health`.
@@ -145,6 +152,22 @@ error_codes! {
     BodyMismatch = "body_mismatch", Expect;
     /// kube-proxy's health node port reports `localEndpoints: 0`.
     NoLocalEndpoints = "no_local_endpoints", Expect;
+}
+
+impl ErrorCode {
+    /// Whether the failure is this host's, not the target's (`local_resource_exhausted`): the
+    /// probe learned nothing about the target, so verdicts and mismatches ignore it and metrics
+    /// count it as a local error.
+    pub fn is_local(self) -> bool {
+        matches!(self, ErrorCode::LocalResourceExhausted)
+    }
+}
+
+/// Whether `e` says this host ran out of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM): what
+/// `local_resource_exhausted` names, at socket creation, bind or connect.
+pub fn resource_exhausted(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+        || e.kind() == std::io::ErrorKind::OutOfMemory
 }
 
 impl fmt::Display for ErrorCode {

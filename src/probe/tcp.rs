@@ -12,7 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use super::outcome::{ErrorCode, Failure};
+use super::outcome::{resource_exhausted, ErrorCode, Failure};
 use crate::config::SourceBind;
 use crate::duration::Human;
 
@@ -31,7 +31,8 @@ pub struct Connected {
 
 /// Connects to `peer`, binding `source` first (with `IP_FREEBIND` when `freebind`), before
 /// `deadline`. Errors: `connect_refused`, `connect_timeout`, `connect_unreachable`,
-/// `connect_reset`, `source_unavailable`.
+/// `connect_reset`, `source_unavailable`, and `local_resource_exhausted` when this host is out
+/// of file descriptors, socket buffers or memory (at socket, bind or connect).
 pub async fn connect(
     peer: SocketAddr,
     source: Option<&SourceBind>,
@@ -70,7 +71,11 @@ fn open(peer: SocketAddr, source: Option<&SourceBind>, freebind: bool) -> Result
     // Non-blocking from the start (SOCK_NONBLOCK): no fcntl round trip per probe.
     let socket = Socket::new(Domain::for_address(peer), Type::STREAM.nonblocking(), Some(Protocol::TCP))
         .map_err(|e| {
-            Failure::new(ErrorCode::ConnectUnreachable, format!("cannot open a socket for {peer}: {e}"))
+            if resource_exhausted(&e) {
+                local_exhausted(format!("cannot open a socket for {peer}: {e}"))
+            } else {
+                Failure::new(ErrorCode::ConnectUnreachable, format!("cannot open a socket for {peer}: {e}"))
+            }
         })?;
     if let Some(source) = source {
         let unavailable = |why: String| {
@@ -89,7 +94,13 @@ fn open(peer: SocketAddr, source: Option<&SourceBind>, freebind: bool) -> Result
             };
             set.map_err(|e| unavailable(format!("IP_FREEBIND: {e}")))?;
         }
-        socket.bind(&SocketAddr::new(source.addr, 0).into()).map_err(|e| unavailable(e.to_string()))?;
+        socket.bind(&SocketAddr::new(source.addr, 0).into()).map_err(|e| {
+            if resource_exhausted(&e) {
+                local_exhausted(format!("cannot bind source {}: {e}", source.addr))
+            } else {
+                unavailable(e.to_string())
+            }
+        })?;
     }
     // Probes write small requests and wait for the answer: Nagle would only add delay to the
     // latency we report.
@@ -99,7 +110,20 @@ fn open(peer: SocketAddr, source: Option<&SourceBind>, freebind: bool) -> Result
     Ok(socket)
 }
 
+/// `local_resource_exhausted`, with a detail that says whose fault it is.
+fn local_exhausted(what: String) -> Failure {
+    Failure::new(
+        ErrorCode::LocalResourceExhausted,
+        format!(
+            "{what}: this host is out of resources (raise the open-files limit); not the target's failure"
+        ),
+    )
+}
+
 fn classify_connect(peer: SocketAddr, source: Option<&SourceBind>, e: &io::Error) -> Failure {
+    if resource_exhausted(e) {
+        return local_exhausted(format!("connect to {peer}: {e}"));
+    }
     let code = match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => ErrorCode::ConnectRefused,
         // The kernel gave up on SYN retries before our deadline did.

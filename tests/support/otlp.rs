@@ -2,6 +2,10 @@
 //! services, over h2c) and OTLP/HTTP with protobuf bodies (`POST /v1/traces`, `/v1/metrics`),
 //! HTTP/1 and HTTP/2 auto-detected. It records every export request with its headers.
 //!
+//! A scripted receiver ([`OtlpReceiver::start_scripted`]) first answers trace exports with the
+//! failures it is given (an HTTP status with an optional `Retry-After`, or a gRPC code), then
+//! accepts; it records when each trace export arrived and what it answered.
+//!
 //! Dropping the receiver stops the accept loop and every connection task (they live in a
 //! `JoinSet` owned by the loop), so a test can stop the "collector" for real and start a new one
 //! on the same address.
@@ -62,10 +66,31 @@ pub struct Received<T> {
     pub message: T,
 }
 
+/// One scripted answer to a trace export.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// OTLP/HTTP: this status, with `Retry-After: value` when given.
+    Http(u16, Option<String>),
+    /// OTLP/gRPC: this status code.
+    Grpc(tonic::Code),
+}
+
+/// A trace export as it arrived: when, and what it was answered (`200`/`0` when accepted over
+/// HTTP/gRPC, else the scripted status or code).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// When the request reached the receiver.
+    pub at: tokio::time::Instant,
+    /// HTTP status or gRPC code answered.
+    pub answered: i32,
+}
+
 #[derive(Debug, Default)]
 struct Store {
     traces: Mutex<Vec<Received<ExportTraceServiceRequest>>>,
     metrics: Mutex<Vec<Received<ExportMetricsServiceRequest>>>,
+    script: Mutex<std::collections::VecDeque<Scripted>>,
+    arrivals: Mutex<Vec<Arrival>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -199,6 +224,19 @@ impl OtlpReceiver {
         panic!("cannot bind {addr} again");
     }
 
+    /// Starts on `ip`, answering the first trace exports with `script` (in order), then
+    /// accepting.
+    pub async fn start_scripted(ip: IpAddr, script: Vec<Scripted>) -> OtlpReceiver {
+        let receiver = OtlpReceiver::serve(listen(ip, 0).await, Duration::ZERO);
+        lock(&receiver.store.script).extend(script);
+        receiver
+    }
+
+    /// Every trace export that arrived, in order, with what it was answered.
+    pub fn trace_arrivals(&self) -> Vec<Arrival> {
+        lock(&self.store.arrivals).clone()
+    }
+
     fn serve(listener: TcpListener, delay: Duration) -> OtlpReceiver {
         let addr = listener.local_addr().expect("receiver address");
         assert!(addr.ip().is_loopback());
@@ -292,6 +330,31 @@ async fn handle(
     tokio::time::sleep(delay).await;
     let path = req.uri().path().to_owned();
     let sink = Sink(store.clone());
+    let traces =
+        path.starts_with("/opentelemetry.proto.collector.trace.v1.TraceService/") || path == "/v1/traces";
+    if traces {
+        let scripted = lock(&store.script).pop_front();
+        let answered = match &scripted {
+            Some(Scripted::Http(status, _)) => i32::from(*status),
+            Some(Scripted::Grpc(code)) => *code as i32,
+            None if path == "/v1/traces" => 200,
+            None => 0,
+        };
+        lock(&store.arrivals).push(Arrival { at: tokio::time::Instant::now(), answered });
+        match scripted {
+            Some(Scripted::Http(status, retry_after)) => {
+                let mut response = full(status, "text/plain", Bytes::from_static(b"scripted"));
+                if let Some(value) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert("retry-after", http::HeaderValue::from_str(&value).expect("a header value"));
+                }
+                return Ok(response);
+            }
+            Some(Scripted::Grpc(code)) => return Ok(tonic::Status::new(code, "scripted").into_http()),
+            None => {}
+        }
+    }
     if path.starts_with("/opentelemetry.proto.collector.trace.v1.TraceService/") {
         let mut svc = TraceServiceServer::new(sink);
         let response = svc.call(req).await?;

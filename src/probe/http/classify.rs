@@ -10,7 +10,7 @@ use crate::probe::expect::contains;
 use crate::probe::outcome::{quote_bytes, ErrorCode, Failure, Phase};
 
 /// Names a hyper error with the [`ErrorCode`] taxonomy (`http_tls_required`, `http_malformed`,
-/// `http_body_too_large`, `http_reset`, `http_timeout`), from what the I/O edge saw: the first
+/// `http_head_too_large`, `http_reset`, `http_timeout`), from what the I/O edge saw: the first
 /// bytes the peer sent (at most 16 are kept) and how many bytes were read in all. `phase` is
 /// the phase the failure is reported in (`http`, or `grpc` for the gRPC layer).
 pub fn classify(err: &hyper::Error, phase: Phase, first_bytes: &[u8], bytes_read: u64) -> Failure {
@@ -24,7 +24,12 @@ pub fn classify(err: &hyper::Error, phase: Phase, first_bytes: &[u8], bytes_read
     let text = error_chain(err);
     // `hyper::Error::is_parse_too_large` exists only with hyper's server feature.
     if err.is_parse() && text.contains("too large") {
-        return fail(ErrorCode::HttpBodyTooLarge, format!("response head exceeds {MAX_HEADER_BYTES} bytes"));
+        // hyper says "too large" for both of its head bounds (bytes and header fields): the
+        // exchange, which counts the fields at the I/O edge, tells which.
+        return fail(
+            ErrorCode::HttpHeadTooLarge,
+            format!("the response head exceeds {MAX_HEADER_BYTES} bytes"),
+        );
     }
     if err.is_parse() {
         return fail(
@@ -231,8 +236,8 @@ mod tests {
         .await;
         let v = loopback_view(Scheme::Http, addr);
         let f = err(exchange_dialed(connect(addr).await, &v, addr, false, soon()).await.1);
-        assert_eq!(f.code, ErrorCode::HttpBodyTooLarge, "{f}");
-        assert_eq!(f.detail, format!("response head exceeds {MAX_HEADER_BYTES} bytes"));
+        assert_eq!(f.code, ErrorCode::HttpHeadTooLarge, "{f}");
+        assert_eq!(f.detail, format!("the response head exceeds {MAX_HEADER_BYTES} bytes"));
     }
 
     #[tokio::test]

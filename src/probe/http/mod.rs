@@ -41,7 +41,7 @@ pub fn redirect_location(status: u16, headers: &http::HeaderMap) -> Option<Strin
     headers.get(http::header::LOCATION).map(|l| location_display(l.as_bytes()))
 }
 
-use super::edges::{SharedEdges, TimedIo};
+use super::edges::{HeadBound, SharedEdges, TimedIo, MAX_HEADER_FIELDS, MAX_INTERIM_RESPONSES};
 use super::outcome::{location_display, ErrorCode, Failure, Phase};
 use crate::config::MAX_HEADER_BYTES;
 use crate::config::{HttpVersion, View};
@@ -91,7 +91,7 @@ pub struct Received {
 /// Sends `view`'s request over `io` with `host` as its Host header (what [`View::host_header`] gives
 /// for the dialed address) and reads the response within `view.max_body_bytes` and the header
 /// limit, before `deadline`. `h2` is true when ALPN selected `h2`. Errors: `http_tls_required`,
-/// `http_malformed`, `http_reset`, `http_timeout`, `http_body_too_large`. The status is not
+/// `http_malformed`, `http_reset`, `http_timeout`, `http_body_too_large`, `http_head_too_large`. The status is not
 /// judged here: the caller asks [`tls_required`] about a 400, then the matcher.
 pub async fn exchange<S>(
     io: S,
@@ -414,6 +414,7 @@ impl Exchange {
                 // Bounds the response head; the read buffer never grows past it either.
                 .max_buf_size(MAX_HEADER_BYTES.max(MIN_HYPER_BUF_BYTES))
                 .max_header_size(MAX_HEADER_BYTES)
+                .max_headers(MAX_HEADER_FIELDS)
                 .handshake::<_, Full<Bytes>>(io)
                 .await
                 .map_err(|e| self.classify(&e))?;
@@ -481,10 +482,43 @@ impl Exchange {
         self.edges.lock().ttfb()
     }
 
-    /// Names a hyper error with the [`ErrorCode`] taxonomy, from what the I/O edge saw.
+    /// Names a hyper error with the [`ErrorCode`] taxonomy, from what the I/O edge saw: a
+    /// response head past its bounds (which hyper reports as "too large" whichever bound it was,
+    /// or as the read error the edge gave it) is `http_head_too_large` naming the bound.
     pub(crate) fn classify(&self, err: &hyper::Error) -> Failure {
         let edges = self.edges.lock();
-        classify(err, self.phase, edges.first_bytes(), edges.bytes_read())
+        let heads = edges.heads();
+        let head_failure =
+            |detail: String| Failure::in_phase(self.phase, ErrorCode::HttpHeadTooLarge, detail);
+        match heads.broken() {
+            Some(HeadBound::Interim) => {
+                return head_failure(format!(
+                    "more than {MAX_INTERIM_RESPONSES} interim (1xx) responses before the final response head"
+                ))
+            }
+            Some(HeadBound::Bytes) if heads.interim() > 0 => {
+                return head_failure(format!(
+                    "the response heads exceed {MAX_HEADER_BYTES} bytes ({} interim 1xx responses, then the \
+                     final head; the limit counts them together)",
+                    heads.interim()
+                ))
+            }
+            Some(HeadBound::Bytes) => {
+                return head_failure(format!("the response head exceeds {MAX_HEADER_BYTES} bytes"))
+            }
+            None => {}
+        }
+        let failure = classify(err, self.phase, edges.first_bytes(), edges.bytes_read());
+        if failure.code == ErrorCode::HttpHeadTooLarge
+            && heads.fields() >= MAX_HEADER_FIELDS
+            && heads.bytes() < MAX_HEADER_BYTES
+        {
+            return head_failure(format!(
+                "the response head has more than {MAX_HEADER_FIELDS} header fields (the limit; {} bytes read)",
+                heads.bytes()
+            ));
+        }
+        failure
     }
 }
 
