@@ -974,8 +974,9 @@ mod log_limit {
                 move || *clock.lock().expect("lock")
             };
             let capture = Capture::default();
-            let subscriber =
-                tracing_subscriber::registry().with(capture.clone()).with(RateLimit::with_clock(Box::new(now)));
+            let subscriber = tracing_subscriber::registry()
+                .with(capture.clone())
+                .with(RateLimit::with_clock(Box::new(now)));
             tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
             for i in 0..12 {
                 tracing::warn!(target: "hickory_proto::udp::udp_client_stream", "dropped malformed message {i}");
@@ -987,7 +988,9 @@ mod log_limit {
             let library = lines.iter().filter(|l| l.starts_with("hickory_proto")).count();
             assert_eq!(library, 5, "{lines:#?}");
             assert_eq!(lines.iter().filter(|l| l.starts_with("parallax::probe: ours")).count(), 12);
-            let report = lines.iter().position(|l| l.starts_with("parallax: suppressed 7 messages from hickory_proto"));
+            let report = lines
+                .iter()
+                .position(|l| l.starts_with("parallax: suppressed 7 messages from hickory_proto"));
             let later = lines.iter().position(|l| l == "parallax::probe: later");
             assert!(report.is_some() && report < later, "the report, then the event: {lines:#?}");
             assert_eq!(lines.iter().filter(|l| l.contains("suppressed")).count(), 1, "{lines:#?}");

@@ -437,7 +437,8 @@ async fn malformed_dns_answers_are_dns_malformed_not_dns_timeout() {
             |q| {
                 let mut other = q.clone();
                 let asked = other.queries()[0].query_type();
-                other.queries_mut()[0] = Query::query(Name::from_ascii("elsewhere.test.").expect("name"), asked);
+                other.queries_mut()[0] =
+                    Query::query(Name::from_ascii("elsewhere.test.").expect("name"), asked);
                 vec![bytes(&response(&other, &[lo(1)]))]
             },
             "it answered another question: elsewhere.test. A (asked shop.test. A)",
@@ -460,7 +461,17 @@ async fn malformed_dns_answers_are_dns_malformed_not_dns_timeout() {
     let http = RawServer::start(lo(151), http_ok()).await;
     let dns = CraftedDns::start(
         lo(150),
-        |q| vec![garbage(64), { let mut m = response(q, &[lo(1)]); m.set_id(q.id() ^ 1); bytes(&m) }, bytes(&response(q, &[lo(151)]))],
+        |q| {
+            vec![
+                garbage(64),
+                {
+                    let mut m = response(q, &[lo(1)]);
+                    m.set_id(q.id() ^ 1);
+                    bytes(&m)
+                },
+                bytes(&response(q, &[lo(151)])),
+            ]
+        },
         |_| vec![],
     )
     .await;
@@ -475,12 +486,7 @@ async fn malformed_dns_answers_are_dns_malformed_not_dns_timeout() {
 #[tokio::test]
 async fn five_hundred_answers_in_one_datagram_resolve() {
     let http = RawServer::start(lo(151), http_ok()).await;
-    let dns = CraftedDns::start(
-        lo(152),
-        |q| vec![bytes(&response(q, &five_hundred()))],
-        |_| vec![],
-    )
-    .await;
+    let dns = CraftedDns::start(lo(152), |q| vec![bytes(&response(q, &five_hundred()))], |_| vec![]).await;
     let mut asked = Message::new();
     asked.add_query(Query::query(Name::from_ascii("shop.test.").expect("name"), RecordType::A));
     let size = bytes(&response(&asked, &five_hundred())).len();
@@ -527,5 +533,8 @@ async fn truncated_answers_retry_over_tcp() {
     let (outcome, _) = probe_bounded(&view).await;
     assert_code(&outcome, ErrorCode::DnsMalformed, Phase::Dns);
     let detail = outcome.detail.clone().unwrap_or_default();
-    assert!(detail.contains("the TCP answer from nameserver") && detail.contains("did not parse"), "{detail}");
+    assert!(
+        detail.contains("the TCP answer from nameserver") && detail.contains("did not parse"),
+        "{detail}"
+    );
 }

@@ -120,7 +120,12 @@ async fn nameserver_answering_garbage_is_dns_malformed() {
     garbage.abort();
     assert_code(&outcome, ErrorCode::DnsMalformed, Phase::Dns);
     let detail = outcome.detail.clone().unwrap_or_default();
-    assert!(detail.starts_with(&format!("1 answer from nameserver {ns} for junk.test A could not be used: it did not parse")), "{detail}");
+    assert!(
+        detail.starts_with(&format!(
+            "1 answer from nameserver {ns} for junk.test A could not be used: it did not parse"
+        )),
+        "{detail}"
+    );
 }
 
 #[tokio::test]

@@ -200,7 +200,10 @@ pub fn check_expected(answers: &[IpAddr], expected: &[IpAddr]) -> Result<(), Fai
 fn build(ip_version: IpVersion) -> Result<TokioResolver, Failure> {
     let provider = TokioConnectionProvider::default();
     let mut builder = TokioResolver::builder(provider).map_err(|e| {
-        Failure::new(ErrorCode::DnsServfail, format!("cannot use the system resolver (/etc/resolv.conf): {e}"))
+        Failure::new(
+            ErrorCode::DnsServfail,
+            format!("cannot use the system resolver (/etc/resolv.conf): {e}"),
+        )
     })?;
     let opts = builder.options_mut();
     // Every probe asks: a cached answer would hide a record that just changed.

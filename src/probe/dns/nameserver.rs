@@ -187,7 +187,10 @@ impl Unusable {
             ask.who()
         );
         if at_deadline {
-            Ended::deadline(ErrorCode::DnsMalformed, format!("{detail}; no usable answer before the deadline"))
+            Ended::deadline(
+                ErrorCode::DnsMalformed,
+                format!("{detail}; no usable answer before the deadline"),
+            )
         } else {
             Ended::failed(ErrorCode::DnsMalformed, format!("{detail}; stopped reading after {MAX_PACKETS}"))
         }
@@ -198,7 +201,10 @@ impl Unusable {
 async fn exchange(ask: &Asking<'_>, query: &Query, deadline: Instant) -> Result<Message, Ended> {
     let id = random_id();
     let request = request(id, query).map_err(|e| {
-        Ended::failed(ErrorCode::DnsServfail, format!("cannot encode a query for {} {}: {e}", ask.name, ask.rtype))
+        Ended::failed(
+            ErrorCode::DnsServfail,
+            format!("cannot encode a query for {} {}: {e}", ask.name, ask.rtype),
+        )
     })?;
     let ns = ask.nameserver;
     let local: SocketAddr = match ns {
@@ -224,7 +230,9 @@ async fn exchange(ask: &Asking<'_>, query: &Query, deadline: Instant) -> Result<
             Err(_) => return Err(unusable.failure(ask, true)),
         }
         match check(&buffer, id, query) {
-            Ok(response) if response.truncated() => return over_tcp(ask, &request, id, query, deadline).await,
+            Ok(response) if response.truncated() => {
+                return over_tcp(ask, &request, id, query, deadline).await
+            }
             Ok(response) => return Ok(response),
             Err(reason) => unusable.note(reason),
         }
@@ -284,7 +292,10 @@ async fn over_tcp(
         Ended::failed(ErrorCode::DnsServfail, format!("{truncated}, and over TCP {what}: {e}"))
     };
     let Ok(len) = u16::try_from(request.len()) else {
-        return Err(Ended::failed(ErrorCode::DnsServfail, format!("{truncated}, and the query does not fit TCP")));
+        return Err(Ended::failed(
+            ErrorCode::DnsServfail,
+            format!("{truncated}, and the query does not fit TCP"),
+        ));
     };
     let mut framed = Vec::with_capacity(request.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
@@ -327,7 +338,12 @@ async fn over_tcp(
     check(&answer, id, query).map_err(|reason| {
         Ended::failed(
             ErrorCode::DnsMalformed,
-            format!("the TCP answer from {} for {} {} could not be used: it {reason}", ask.who(), ask.name, ask.rtype),
+            format!(
+                "the TCP answer from {} for {} {} could not be used: it {reason}",
+                ask.who(),
+                ask.name,
+                ask.rtype
+            ),
         )
     })
 }
