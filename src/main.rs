@@ -730,7 +730,9 @@ mod log_limit {
     use std::hash::Hash;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Mutex, PoisonError};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
 
     use tracing::{Event, Subscriber};
     use tracing_subscriber::layer::{Context, Layer};
