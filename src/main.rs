@@ -707,7 +707,297 @@ fn init_logs(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Colours only on a terminal: journald, `kubectl logs` and files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // Libraries' events are rate-limited per call site (hickory logged a WARN per unusable DNS
+    // packet: 4,400 lines in 22 s from one view); parallax's own are not.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .finish()
+        .with(log_limit::RateLimit::new())
+        .init();
+}
+
+/// The rate limit on libraries' log events: at most [`PER_WINDOW`](log_limit::PER_WINDOW) events
+/// per call site per [`WINDOW`](log_limit::WINDOW) from targets outside `parallax`; the rest are
+/// dropped and counted, and once the window ends a parallax WARN says how many were dropped
+/// from where.
+mod log_limit {
+    use std::collections::HashMap;
+    use std::fmt;
+    use std::hash::Hash;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, PoisonError};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::layer::{Context, Layer};
+
+    /// Events one library call site may log per window.
+    pub const PER_WINDOW: u32 = 5;
+    /// The window, from a call site's first event in it.
+    pub const WINDOW: Duration = Duration::from_secs(60);
+
+    /// Whether `target` is parallax's own (never limited).
+    fn is_ours(target: &str) -> bool {
+        target == "parallax" || target.starts_with("parallax::")
+    }
+
+    /// Counts per call site (`K`), with the clock passed in.
+    pub struct Limiter<K> {
+        sites: HashMap<K, Site>,
+        /// The earliest end of a window with unreported drops.
+        next_due: Option<Instant>,
+    }
+
+    struct Site {
+        /// Target and place, for the report.
+        label: String,
+        window_start: Instant,
+        passed: u32,
+        /// Dropped in the current window, not yet reported.
+        dropped: u64,
+    }
+
+    /// Drops of one call site in a window that ended.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Report {
+        pub label: String,
+        pub dropped: u64,
+    }
+
+    impl fmt::Display for Report {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "suppressed {} messages from {} (at most {PER_WINDOW} per {}s from one place)",
+                self.dropped,
+                self.label,
+                WINDOW.as_secs()
+            )
+        }
+    }
+
+    impl<K: Hash + Eq> Limiter<K> {
+        pub fn new() -> Limiter<K> {
+            Limiter { sites: HashMap::new(), next_due: None }
+        }
+
+        /// Whether one more event of call site `key` may pass at `now`. Call [`Limiter::due`]
+        /// first: a window that ended is reported before it starts again.
+        pub fn admit(&mut self, key: K, label: impl FnOnce() -> String, now: Instant) -> bool {
+            let site = self.sites.entry(key).or_insert_with(|| Site {
+                label: label(),
+                window_start: now,
+                passed: 0,
+                dropped: 0,
+            });
+            if now.saturating_duration_since(site.window_start) >= WINDOW {
+                site.window_start = now;
+                site.passed = 0;
+            }
+            if site.passed < PER_WINDOW {
+                site.passed += 1;
+                return true;
+            }
+            site.dropped += 1;
+            let end = site.window_start + WINDOW;
+            self.next_due = Some(self.next_due.map_or(end, |due| due.min(end)));
+            false
+        }
+
+        /// Whether any drop is not yet reported.
+        pub fn has_drops(&self) -> bool {
+            self.next_due.is_some()
+        }
+
+        /// The drops of windows that ended by `now`, each reported once.
+        pub fn due(&mut self, now: Instant) -> Vec<Report> {
+            match self.next_due {
+                Some(due) if now >= due => {}
+                _ => return Vec::new(),
+            }
+            let mut reports = Vec::new();
+            let mut next_due: Option<Instant> = None;
+            for site in self.sites.values_mut() {
+                if site.dropped == 0 {
+                    continue;
+                }
+                let end = site.window_start + WINDOW;
+                if now >= end {
+                    reports.push(Report { label: site.label.clone(), dropped: site.dropped });
+                    site.dropped = 0;
+                } else {
+                    next_due = Some(next_due.map_or(end, |due| due.min(end)));
+                }
+            }
+            self.next_due = next_due;
+            reports.sort_by(|a, b| a.label.cmp(&b.label));
+            reports
+        }
+    }
+
+    /// The [`Limiter`] as a layer: it drops events in `event_enabled`, after the level filter
+    /// admitted them, so only events that would be written are counted.
+    pub struct RateLimit {
+        /// Keyed by the address of the call site's metadata (a `static` per call site).
+        limiter: Mutex<Limiter<usize>>,
+        /// `limiter.has_drops()`, read without the lock by parallax's own events.
+        drops: AtomicBool,
+        now: Box<dyn Fn() -> Instant + Send + Sync>,
+    }
+
+    impl RateLimit {
+        pub fn new() -> RateLimit {
+            RateLimit::with_clock(Box::new(Instant::now))
+        }
+
+        pub fn with_clock(now: Box<dyn Fn() -> Instant + Send + Sync>) -> RateLimit {
+            RateLimit { limiter: Mutex::new(Limiter::new()), drops: AtomicBool::new(false), now }
+        }
+    }
+
+    impl<S: Subscriber> Layer<S> for RateLimit {
+        fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
+            let meta = event.metadata();
+            let ours = is_ours(meta.target());
+            if ours && !self.drops.load(Ordering::Relaxed) {
+                return true;
+            }
+            let now = (self.now)();
+            let (admit, reports) = {
+                let mut limiter = self.limiter.lock().unwrap_or_else(PoisonError::into_inner);
+                let reports = limiter.due(now);
+                let admit = ours
+                    || limiter.admit(
+                        std::ptr::from_ref(meta).addr(),
+                        || match (meta.file(), meta.line()) {
+                            (Some(file), Some(line)) => format!("{} ({file}:{line})", meta.target()),
+                            _ => meta.target().to_owned(),
+                        },
+                        now,
+                    );
+                self.drops.store(limiter.has_drops(), Ordering::Relaxed);
+                (admit, reports)
+            };
+            // Outside the lock, and each report taken out of the limiter before it is logged:
+            // the report is an event too, and comes back through this method (as parallax's,
+            // it passes; with nothing left due, it reports nothing).
+            for report in reports {
+                tracing::warn!(target: "parallax", "{report}");
+            }
+            admit
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::sync::{Arc, Mutex};
+
+        use tracing::field::{Field, Visit};
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        use super::*;
+
+        #[test]
+        fn five_per_call_site_per_window_then_one_report() {
+            let t0 = Instant::now();
+            let mut l = Limiter::new();
+            let label = || "hickory_proto::udp (udp_client_stream.rs:330)".to_owned();
+            let passed = (0..20).filter(|i| l.admit(1, label, t0 + Duration::from_secs(*i))).count();
+            assert_eq!(passed, PER_WINDOW as usize);
+            // Another call site has its own budget.
+            assert!(l.admit(2, || "other".to_owned(), t0 + Duration::from_secs(20)));
+            assert!(l.has_drops());
+            assert_eq!(l.due(t0 + Duration::from_secs(59)), vec![], "the window has not ended");
+            let due = l.due(t0 + WINDOW);
+            assert_eq!(due, vec![Report { label: label(), dropped: 15 }]);
+            assert_eq!(
+                due[0].to_string(),
+                "suppressed 15 messages from hickory_proto::udp (udp_client_stream.rs:330) (at most 5 per 60s from one place)"
+            );
+            assert!(!l.has_drops());
+            assert_eq!(l.due(t0 + WINDOW * 3), vec![], "reported once");
+            // A new window, a new budget.
+            assert!(l.admit(1, label, t0 + WINDOW + Duration::from_secs(1)));
+        }
+
+        #[test]
+        fn a_quiet_site_is_reported_by_any_later_event() {
+            let t0 = Instant::now();
+            let mut l = Limiter::new();
+            for _ in 0..7 {
+                l.admit("a", || "a".to_owned(), t0);
+            }
+            for _ in 0..9 {
+                l.admit("b", || "b".to_owned(), t0 + Duration::from_secs(30));
+            }
+            let due = l.due(t0 + Duration::from_secs(61));
+            assert_eq!(due, vec![Report { label: "a".into(), dropped: 2 }]);
+            assert!(l.has_drops(), "b's window is still open");
+            let due = l.due(t0 + Duration::from_secs(91));
+            assert_eq!(due, vec![Report { label: "b".into(), dropped: 4 }]);
+        }
+
+        /// Every event written, as `target: message`.
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<String>>>);
+
+        impl<S: Subscriber> Layer<S> for Capture {
+            fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+                struct Message(String);
+                impl Visit for Message {
+                    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+                        if field.name() == "message" {
+                            self.0 = format!("{value:?}");
+                        }
+                    }
+                }
+                let mut message = Message(String::new());
+                event.record(&mut message);
+                let line = format!("{}: {}", event.metadata().target(), message.0);
+                self.0.lock().expect("lock").push(line);
+            }
+        }
+
+        /// The layer in a real (global) subscriber: libraries' events are limited, parallax's
+        /// are not, and the report is written as parallax's once the window is over. The only
+        /// test in this binary that installs a global subscriber (scoped ones drop the
+        /// report, which is logged while an event is being dispatched).
+        #[test]
+        fn the_layer_limits_library_events_and_reports_the_drops() {
+            let clock = Arc::new(Mutex::new(Instant::now()));
+            let now = {
+                let clock = clock.clone();
+                move || *clock.lock().expect("lock")
+            };
+            let capture = Capture::default();
+            let subscriber = tracing_subscriber::registry()
+                .with(capture.clone())
+                .with(RateLimit::with_clock(Box::new(now)));
+            tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+            for i in 0..12 {
+                tracing::warn!(target: "hickory_proto::udp::udp_client_stream", "dropped malformed message {i}");
+                tracing::warn!(target: "parallax::probe", "ours {i}");
+            }
+            *clock.lock().expect("lock") += WINDOW;
+            tracing::warn!(target: "parallax::probe", "later");
+            let lines = capture.0.lock().expect("lock").clone();
+            let library = lines.iter().filter(|l| l.starts_with("hickory_proto")).count();
+            assert_eq!(library, 5, "{lines:#?}");
+            assert_eq!(lines.iter().filter(|l| l.starts_with("parallax::probe: ours")).count(), 12);
+            let report = lines
+                .iter()
+                .position(|l| l.starts_with("parallax: suppressed 7 messages from hickory_proto"));
+            let later = lines.iter().position(|l| l == "parallax::probe: later");
+            assert!(report.is_some() && report < later, "the report, then the event: {lines:#?}");
+            assert_eq!(lines.iter().filter(|l| l.contains("suppressed")).count(), 1, "{lines:#?}");
+        }
+    }
 }
 
 /// Loads the plan, or prints every error and returns exit code 2.

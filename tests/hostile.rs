@@ -2,14 +2,23 @@
 //! accepts and never answers, a TLS server that sends junk, a server that closes or resets mid
 //! response, a slowloris trickle. Each must end as a classified failure within the view's
 //! timeout (plus a margin), without a panic, with reading stopped at its bounds; and many endless
-//! bodies in a row must not grow memory.
+//! bodies in a row must not grow memory. And nameservers answering garbage, truncated
+//! messages, other ids or questions, pointer loops, 500 records in one datagram, or TC.
 
 mod support;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_server::proto::op::{Message, MessageType, OpCode, Query};
+use hickory_server::proto::rr::rdata::{A, AAAA};
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use parallax::config::View;
 use parallax::probe::{ErrorCode, Outcome, Phase};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 
 use support::probes::{assert_code, client_view, probe, rss_kib};
 use support::raw::{RawServer, Step};
@@ -338,4 +347,269 @@ async fn fifty_endless_bodies_keep_memory_bounded() {
     );
     assert!(start.elapsed() < Duration::from_secs(60), "the probes took {:?}", start.elapsed());
     assert_eq!(server.connections().len(), PROBES + 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// dns: issue 18, finding 13
+
+/// What a crafted nameserver sends for one query it received: raw datagrams (UDP) or one
+/// message (TCP).
+type Craft = fn(&Message) -> Vec<Vec<u8>>;
+
+/// A nameserver that answers with crafted bytes: UDP and TCP on one port of a 127.0.0.x address.
+/// Dropping it stops it.
+struct CraftedDns {
+    addr: SocketAddr,
+    tcp_queries: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl CraftedDns {
+    async fn start(ip: IpAddr, udp: Craft, tcp: Craft) -> CraftedDns {
+        let (socket, listener) = bind_pair(ip).await;
+        let addr = socket.local_addr().expect("addr");
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            // Bounded: enough for every test's queries.
+            for _ in 0..1000 {
+                let Ok((len, peer)) = socket.recv_from(&mut buf).await else { return };
+                let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
+                for datagram in udp(&query) {
+                    let _ = socket.send_to(&datagram, peer).await;
+                }
+            }
+        });
+        let tcp_queries = Arc::new(AtomicUsize::new(0));
+        let counted = tcp_queries.clone();
+        let tcp_task = tokio::spawn(async move {
+            for _ in 0..100 {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut prefix = [0u8; 2];
+                    let read = tokio::time::timeout(Duration::from_secs(5), async {
+                        stream.read_exact(&mut prefix).await?;
+                        let mut query = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+                        stream.read_exact(&mut query).await?;
+                        Ok::<_, std::io::Error>(query)
+                    })
+                    .await;
+                    let Ok(Ok(bytes)) = read else { return };
+                    let Ok(query) = Message::from_vec(&bytes) else { return };
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    for message in tcp(&query) {
+                        let len = u16::try_from(message.len()).expect("fits a TCP message");
+                        let _ = stream.write_all(&len.to_be_bytes()).await;
+                        let _ = stream.write_all(&message).await;
+                    }
+                });
+            }
+        });
+        CraftedDns { addr, tcp_queries, tasks: vec![udp_task, tcp_task] }
+    }
+}
+
+impl Drop for CraftedDns {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A UDP socket and a TCP listener on one free port of `ip`.
+async fn bind_pair(ip: IpAddr) -> (UdpSocket, TcpListener) {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(SocketAddr::new(ip, 0)).await.expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if let Ok(tcp) = TcpListener::bind(SocketAddr::new(ip, port)).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP on {ip}");
+}
+
+/// The response to `query` (same id and question) with `ips` of the asked family as answers.
+fn response(query: &Message, ips: &[IpAddr]) -> Message {
+    let mut m = Message::new();
+    m.set_id(query.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .set_recursion_available(true);
+    m.add_queries(query.queries().to_vec());
+    let Some(q) = query.queries().first() else { return m };
+    for ip in ips {
+        let rdata = match (ip, q.query_type()) {
+            (IpAddr::V4(v4), RecordType::A) => RData::A(A::from(*v4)),
+            (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA::from(*v6)),
+            _ => continue,
+        };
+        m.add_answer(Record::from_rdata(q.name().clone(), 5, rdata));
+    }
+    m
+}
+
+fn bytes(m: &Message) -> Vec<u8> {
+    m.to_vec().expect("encodes")
+}
+
+/// 500 addresses, `lo(151)` first (where the test's HTTP server listens).
+fn five_hundred() -> Vec<IpAddr> {
+    let mut ips = vec![lo(151)];
+    ips.extend((1..500u32).map(|i| IpAddr::V4(Ipv4Addr::new(127, 1, (i / 256) as u8, (i % 256) as u8))));
+    ips
+}
+
+fn dns_view(dns: SocketAddr, http: Option<&RawServer>) -> (support::probes::ProbesDir, View) {
+    let port = http.map_or(80, |s| s.addr.port());
+    client_view(&format!(
+        "url = \"http://shop.test:{port}/\"\nresolver = \"{dns}\"\ntimeout = \"{}ms\"",
+        TIMEOUT.as_millis()
+    ))
+}
+
+fn http_ok() -> Vec<Step> {
+    vec![Step::ReadHead, Step::Write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()), Step::Close]
+}
+
+/// Issue 18, finding 13: garbage, a truncated message, another id, a compression pointer loop
+/// and an answer to another question all ended as `dns_timeout` at the deadline (hickory
+/// dropped each with a WARN line and waited). Each is `dns_malformed`, its detail saying what
+/// came; and a flood of them stops at the bound on datagrams read, before the deadline.
+#[tokio::test]
+async fn malformed_dns_answers_are_dns_malformed_not_dns_timeout() {
+    let cases: [(Craft, &str); 6] = [
+        (|_| vec![garbage(64), garbage(48), garbage(32)], "3 answers from nameserver"),
+        (
+            |q| {
+                let b = bytes(&response(q, &[lo(1), "::1".parse().expect("ip")]));
+                vec![b[..b.len() - 3].to_vec()]
+            },
+            "1 answer from nameserver",
+        ),
+        (
+            |q| {
+                let mut m = response(q, &[lo(1)]);
+                m.set_id(q.id().wrapping_add(1));
+                vec![bytes(&m)]
+            },
+            "it answered with id ",
+        ),
+        (
+            |q| {
+                // One answer whose owner name is a compression pointer to itself.
+                let mut b = bytes(&response(q, &[]));
+                b[6..8].copy_from_slice(&1u16.to_be_bytes());
+                let at = u16::try_from(b.len()).expect("small");
+                b.extend_from_slice(&(0xc000 | at).to_be_bytes());
+                b.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 127, 0, 0, 1]);
+                vec![b]
+            },
+            "points to data not prior to",
+        ),
+        (
+            |q| {
+                let mut other = q.clone();
+                let asked = other.queries()[0].query_type();
+                other.queries_mut()[0] =
+                    Query::query(Name::from_ascii("elsewhere.test.").expect("name"), asked);
+                vec![bytes(&response(&other, &[lo(1)]))]
+            },
+            "it answered another question: elsewhere.test. A (asked shop.test. A)",
+        ),
+        (|_| (0..100).map(|i| garbage(40 + i)).collect(), "stopped reading after 64"),
+    ];
+    let runs = cases.into_iter().map(|(craft, says)| async move {
+        let dns = CraftedDns::start(lo(150), craft, |_| vec![]).await;
+        let (_dir, view) = dns_view(dns.addr, None);
+        let (outcome, _) = probe_bounded(&view).await;
+        assert_code(&outcome, ErrorCode::DnsMalformed, Phase::Dns);
+        let detail = outcome.detail.clone().unwrap_or_default();
+        assert!(detail.contains(says), "{says:?} not in {detail:?}");
+        assert!(detail.contains("could not be used") && detail.contains("shop.test A"), "{detail}");
+        assert!(outcome.peer.is_none(), "nothing was dialed");
+    });
+    futures_util::future::join_all(runs).await;
+
+    // Unusable datagrams before the real answer do not hide it.
+    let http = RawServer::start(lo(151), http_ok()).await;
+    let dns = CraftedDns::start(
+        lo(150),
+        |q| {
+            vec![
+                garbage(64),
+                {
+                    let mut m = response(q, &[lo(1)]);
+                    m.set_id(q.id() ^ 1);
+                    bytes(&m)
+                },
+                bytes(&response(q, &[lo(151)])),
+            ]
+        },
+        |_| vec![],
+    )
+    .await;
+    let (_dir, view) = dns_view(dns.addr, Some(&http));
+    let (outcome, _) = probe_bounded(&view).await;
+    assert!(outcome.ok, "{outcome:#?}");
+    assert_eq!(outcome.resolved, vec![lo(151)]);
+}
+
+/// Issue 18, finding 13: 500 A records in one 8 KB datagram without TC failed in hickory's
+/// 4,096-byte receive buffer. They all resolve.
+#[tokio::test]
+async fn five_hundred_answers_in_one_datagram_resolve() {
+    let http = RawServer::start(lo(151), http_ok()).await;
+    let dns = CraftedDns::start(lo(152), |q| vec![bytes(&response(q, &five_hundred()))], |_| vec![]).await;
+    let mut asked = Message::new();
+    asked.add_query(Query::query(Name::from_ascii("shop.test.").expect("name"), RecordType::A));
+    let size = bytes(&response(&asked, &five_hundred())).len();
+    assert!(size > 8000, "one datagram of {size} bytes, twice hickory's buffer");
+    let (_dir, view) = dns_view(dns.addr, Some(&http));
+    let (outcome, _) = probe_bounded(&view).await;
+    assert!(outcome.ok, "{outcome:#?}");
+    assert_eq!(outcome.resolved, five_hundred());
+    assert_eq!(dns.tcp_queries.load(Ordering::SeqCst), 0, "no TC, no TCP");
+}
+
+/// Issue 18, finding 13: an answer with TC set is asked again over TCP (same deadline), and the
+/// TCP answer is used; an unusable TCP answer is `dns_malformed`.
+#[tokio::test]
+async fn truncated_answers_retry_over_tcp() {
+    let http = RawServer::start(lo(153), http_ok()).await;
+    let dns = CraftedDns::start(
+        lo(153),
+        |q| {
+            let mut m = response(q, &[]);
+            m.set_truncated(true);
+            vec![bytes(&m)]
+        },
+        |q| vec![bytes(&response(q, &[lo(153), lo(154), lo(155)]))],
+    )
+    .await;
+    let (_dir, view) = dns_view(dns.addr, Some(&http));
+    let (outcome, _) = probe_bounded(&view).await;
+    assert!(outcome.ok, "{outcome:#?}");
+    assert_eq!(outcome.resolved, vec![lo(153), lo(154), lo(155)]);
+    assert_eq!(dns.tcp_queries.load(Ordering::SeqCst), 2, "A and AAAA over TCP");
+
+    let dns = CraftedDns::start(
+        lo(153),
+        |q| {
+            let mut m = response(q, &[]);
+            m.set_truncated(true);
+            vec![bytes(&m)]
+        },
+        |_| vec![garbage(100)],
+    )
+    .await;
+    let (_dir, view) = dns_view(dns.addr, None);
+    let (outcome, _) = probe_bounded(&view).await;
+    assert_code(&outcome, ErrorCode::DnsMalformed, Phase::Dns);
+    let detail = outcome.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("the TCP answer from nameserver") && detail.contains("did not parse"),
+        "{detail}"
+    );
 }

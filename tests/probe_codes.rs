@@ -102,6 +102,33 @@ async fn nameserver_that_never_answers_is_dns_timeout() {
 }
 
 #[tokio::test]
+async fn nameserver_answering_garbage_is_dns_malformed() {
+    // Every query is answered with bytes that are not a DNS message (tests/hostile.rs has the
+    // other unusable answers of issue 18, finding 13).
+    let socket = tokio::net::UdpSocket::bind(SocketAddr::new(lo(19), 0)).await.expect("bind");
+    let ns = socket.local_addr().expect("addr");
+    let garbage = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        for _ in 0..100 {
+            let Ok((_, peer)) = socket.recv_from(&mut buf).await else { return };
+            let _ = socket.send_to(b"\x12\x34 this is not DNS", peer).await;
+        }
+    });
+    let keys = format!("url = \"http://junk.test/\"\nresolver = \"{ns}\"\ntimeout = \"600ms\"");
+    let (_dir, view) = client_view(&keys);
+    let outcome = probe_one(&view).await;
+    garbage.abort();
+    assert_code(&outcome, ErrorCode::DnsMalformed, Phase::Dns);
+    let detail = outcome.detail.clone().unwrap_or_default();
+    assert!(
+        detail.starts_with(&format!(
+            "1 answer from nameserver {ns} for junk.test A could not be used: it did not parse"
+        )),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
 async fn dns_pointing_elsewhere_is_dns_unexpected_address() {
     let server = HttpServer::start(lo(13), always("ok")).await;
     let dns = DnsServer::start(lo(10), &[("shop.test", Answer::Addrs(vec![lo(13)]))]).await;

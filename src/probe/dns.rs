@@ -1,14 +1,21 @@
-//! DNS layer: hickory-resolver with its cache off, the system resolver or the view's `resolver`.
+//! DNS layer: the system resolver through hickory-resolver with its cache off, or the view's
+//! `resolver` through parallax's own bounded client ([`nameserver`]).
 //!
 //! A prober asks DNS on every probe (no cache): a record that changed a second ago must show up
 //! in the next outcome, as it does for clients whose resolver TTLs ran out.
+//!
+//! An explicit nameserver is asked by [`nameserver`] rather than hickory: hickory's UDP client
+//! skips an answer it cannot use (garbage, another id, another question) with a WARN line and
+//! waits for the deadline, which hid a broken nameserver behind `dns_timeout`; ours names it
+//! (`dns_malformed`), reads datagrams of any size, and asks over TCP when the answer is truncated.
+//! The system path keeps hickory for resolv.conf's search domains and options and /etc/hosts.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfigGroup, ResolveHosts, ResolverConfig};
+use hickory_resolver::config::{LookupIpStrategy, ResolveHosts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
@@ -19,22 +26,41 @@ use tokio::time::Instant;
 use super::outcome::{resource_exhausted, ErrorCode, Failure, Phase};
 use crate::config::IpVersion;
 
-/// Resolvers built once per distinct setting (system, or one nameserver) and address family,
-/// shared by all probes.
+pub mod nameserver;
+
+/// The system resolver, built once per address family and shared by all probes. An explicit
+/// nameserver needs nothing built: [`nameserver`] opens a socket per query.
 #[derive(Default)]
 pub struct Resolvers {
-    /// Keyed by (nameserver or `None` for the system's, family). Built on first use and kept:
-    /// the resolver holds no cache, only its connection setup.
-    built: Mutex<HashMap<ResolverKey, Arc<TokioResolver>>>,
+    /// The system's resolver per family. Built on first use and kept: the resolver holds no
+    /// cache, only its configuration (resolv.conf, hosts).
+    built: Mutex<HashMap<IpVersion, Arc<TokioResolver>>>,
 }
-
-/// The nameserver asked (`None`: the system's) and the address family.
-type ResolverKey = (Option<SocketAddr>, IpVersion);
 
 impl fmt::Debug for Resolvers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("Resolvers").field("built", &built.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// How one family's lookup ended without addresses.
+#[derive(Debug)]
+pub(crate) struct Ended {
+    failure: Failure,
+    /// The deadline passed: the probe has no time left, whatever the other family answered.
+    at_deadline: bool,
+}
+
+impl Ended {
+    /// A failure before the deadline.
+    fn failed(code: ErrorCode, detail: impl Into<String>) -> Ended {
+        Ended { failure: Failure::new(code, detail), at_deadline: false }
+    }
+
+    /// A failure at the deadline.
+    fn deadline(code: ErrorCode, detail: impl Into<String>) -> Ended {
+        Ended { failure: Failure::new(code, detail), at_deadline: true }
     }
 }
 
@@ -45,8 +71,9 @@ impl Resolvers {
     }
 
     /// Resolves `name` to A/AAAA addresses of `ip_version` (IPv4 first for `Any`), asking
-    /// `nameserver` or the system's resolver, before `deadline`. No caching: every call asks.
-    /// Errors: `dns_nxdomain`, `dns_servfail`, `dns_no_answer`, `dns_timeout`, and
+    /// `nameserver` (through [`nameserver`]) or the system's resolver, before `deadline`. No
+    /// caching: every call asks.
+    /// Errors: `dns_nxdomain`, `dns_servfail`, `dns_no_answer`, `dns_timeout`, `dns_malformed`, and
     /// `local_resource_exhausted` (in phase `dns`) when the query's socket cannot be opened.
     pub async fn resolve(
         &self,
@@ -55,10 +82,9 @@ impl Resolvers {
         ip_version: IpVersion,
         deadline: Instant,
     ) -> Result<Vec<IpAddr>, Failure> {
-        let resolver = self.resolver(nameserver, ip_version)?;
-        let asking = match nameserver {
-            Some(ns) => format!("nameserver {ns}"),
-            None => "the system resolver".to_owned(),
+        let system = match nameserver {
+            Some(_) => None,
+            None => Some(self.resolver(ip_version)?),
         };
         let families: &[RecordType] = match ip_version {
             IpVersion::V4 => &[RecordType::A],
@@ -66,43 +92,49 @@ impl Resolvers {
             IpVersion::Any => &[RecordType::A, RecordType::AAAA],
         };
         // Both families at once, so a slow AAAA does not add to the A answer's time.
-        let resolver = &resolver;
+        let system = &system;
         let results = futures_util::future::join_all(families.iter().map(|&rtype| async move {
-            (rtype, tokio::time::timeout_at(deadline, resolver.lookup(name, rtype)).await)
+            match (nameserver, system) {
+                (Some(ns), _) => nameserver::lookup(ns, name, rtype, deadline).await,
+                (None, Some(resolver)) => system_lookup(resolver, name, rtype, deadline).await,
+                (None, None) => unreachable!("the system resolver is built when no nameserver is given"),
+            }
         }))
         .await;
 
         let mut addresses = Vec::new();
         let mut worst: Option<Failure> = None;
-        for (rtype, result) in results {
-            let failure = match result {
-                Ok(Ok(lookup)) => {
-                    // Answers may carry the CNAME chain too; only addresses of the asked family
-                    // count.
-                    addresses.extend(lookup.iter().filter_map(|rdata| match (rtype, rdata) {
-                        (RecordType::A, RData::A(a)) => Some(IpAddr::V4(a.0)),
-                        (RecordType::AAAA, RData::AAAA(aaaa)) => Some(IpAddr::V6(aaaa.0)),
-                        _ => None,
-                    }));
+        let mut at_deadline: Option<Failure> = None;
+        for result in results {
+            let ended = match result {
+                Ok(found) => {
+                    addresses.extend(found);
                     continue;
                 }
-                Ok(Err(e)) => classify(name, rtype, &asking, &e),
-                // The deadline has passed: whatever the other family answered, the probe has no
-                // time left to use it, and slow DNS is the reason.
-                Err(_) => {
-                    return Err(Failure::new(
-                        ErrorCode::DnsTimeout,
-                        format!("no {rtype} answer for {name} from {asking} before the deadline"),
-                    ))
-                }
+                Err(ended) => ended,
             };
-            if worst.as_ref().is_none_or(|w| rank(failure.code) > rank(w.code)) {
-                worst = Some(failure);
+            // The deadline has passed: whatever the other family answered, the probe has no
+            // time left to use it, and slow (or unusable) DNS is the reason.
+            if ended.at_deadline {
+                if at_deadline.as_ref().is_none_or(|w| rank(ended.failure.code) > rank(w.code)) {
+                    at_deadline = Some(ended.failure);
+                }
+                continue;
             }
+            if worst.as_ref().is_none_or(|w| rank(ended.failure.code) > rank(w.code)) {
+                worst = Some(ended.failure);
+            }
+        }
+        if let Some(failure) = at_deadline {
+            return Err(failure);
         }
         if !addresses.is_empty() {
             return Ok(addresses);
         }
+        let asking = match nameserver {
+            Some(ns) => format!("nameserver {ns}"),
+            None => "the system resolver".to_owned(),
+        };
         Err(worst.unwrap_or_else(|| {
             Failure::new(
                 ErrorCode::DnsNoAnswer,
@@ -111,21 +143,42 @@ impl Resolvers {
         }))
     }
 
-    /// The resolver for this setting, built on first use.
-    fn resolver(
-        &self,
-        nameserver: Option<SocketAddr>,
-        ip_version: IpVersion,
-    ) -> Result<Arc<TokioResolver>, Failure> {
-        let key = (nameserver, ip_version);
-        if let Some(r) = self.built.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+    /// The system resolver for this family, built on first use.
+    fn resolver(&self, ip_version: IpVersion) -> Result<Arc<TokioResolver>, Failure> {
+        if let Some(r) = self.built.lock().unwrap_or_else(PoisonError::into_inner).get(&ip_version) {
             return Ok(r.clone());
         }
         // Built outside the lock: reading resolv.conf and hosts is file I/O. Two probes racing
         // here build twice and keep one, which is harmless.
-        let resolver = Arc::new(build(nameserver, ip_version)?);
+        let resolver = Arc::new(build(ip_version)?);
         let mut built = self.built.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(built.entry(key).or_insert(resolver).clone())
+        Ok(built.entry(ip_version).or_insert(resolver).clone())
+    }
+}
+
+/// One family through the system resolver (hickory), bounded by `deadline`.
+async fn system_lookup(
+    resolver: &TokioResolver,
+    name: &str,
+    rtype: RecordType,
+    deadline: Instant,
+) -> Result<Vec<IpAddr>, Ended> {
+    let asking = "the system resolver";
+    match tokio::time::timeout_at(deadline, resolver.lookup(name, rtype)).await {
+        // Answers may carry the CNAME chain too; only addresses of the asked family count.
+        Ok(Ok(lookup)) => Ok(lookup
+            .iter()
+            .filter_map(|rdata| match (rtype, rdata) {
+                (RecordType::A, RData::A(a)) => Some(IpAddr::V4(a.0)),
+                (RecordType::AAAA, RData::AAAA(aaaa)) => Some(IpAddr::V6(aaaa.0)),
+                _ => None,
+            })
+            .collect()),
+        Ok(Err(e)) => Err(Ended { failure: classify(name, rtype, asking, &e), at_deadline: false }),
+        Err(_) => Err(Ended::deadline(
+            ErrorCode::DnsTimeout,
+            format!("no {rtype} answer for {name} from {asking} before the deadline"),
+        )),
     }
 }
 
@@ -145,22 +198,14 @@ pub fn check_expected(answers: &[IpAddr], expected: &[IpAddr]) -> Result<(), Fai
     ))
 }
 
-fn build(nameserver: Option<SocketAddr>, ip_version: IpVersion) -> Result<TokioResolver, Failure> {
+fn build(ip_version: IpVersion) -> Result<TokioResolver, Failure> {
     let provider = TokioConnectionProvider::default();
-    let mut builder = match nameserver {
-        None => TokioResolver::builder(provider).map_err(|e| {
-            Failure::new(
-                ErrorCode::DnsServfail,
-                format!("cannot use the system resolver (/etc/resolv.conf): {e}"),
-            )
-        })?,
-        Some(ns) => {
-            // UDP first, TCP when the answer is truncated; NXDOMAIN from the one server we ask
-            // is final.
-            let servers = NameServerConfigGroup::from_ips_clear(&[ns.ip()], ns.port(), true);
-            TokioResolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider)
-        }
-    };
+    let mut builder = TokioResolver::builder(provider).map_err(|e| {
+        Failure::new(
+            ErrorCode::DnsServfail,
+            format!("cannot use the system resolver (/etc/resolv.conf): {e}"),
+        )
+    })?;
     let opts = builder.options_mut();
     // Every probe asks: a cached answer would hide a record that just changed.
     opts.cache_size = 0;
@@ -174,8 +219,8 @@ fn build(nameserver: Option<SocketAddr>, ip_version: IpVersion) -> Result<TokioR
         IpVersion::V6 => LookupIpStrategy::Ipv6Only,
     };
     // The system view includes /etc/hosts (read when the resolver is built), as clients'
-    // getaddrinfo does; an explicit nameserver is asked exactly.
-    opts.use_hosts_file = if nameserver.is_none() { ResolveHosts::Always } else { ResolveHosts::Never };
+    // getaddrinfo does.
+    opts.use_hosts_file = ResolveHosts::Always;
     Ok(builder.build())
 }
 
@@ -187,6 +232,8 @@ fn rank(code: ErrorCode) -> u8 {
         ErrorCode::DnsNxdomain => 4,
         ErrorCode::DnsServfail => 3,
         ErrorCode::DnsTimeout => 2,
+        // An answer that cannot be used says as much about the nameserver as SERVFAIL.
+        ErrorCode::DnsMalformed => 3,
         _ => 1,
     }
 }
@@ -223,8 +270,24 @@ fn classify(name: &str, rtype: RecordType, asking: &str, e: &ResolveError) -> Fa
         Some(ProtoErrorKind::Timeout) => {
             Failure::new(ErrorCode::DnsTimeout, format!("no answer for {name} {rtype} from {asking}"))
         }
-        // Anything else (connection refused, malformed answer, no usable nameserver) means we did
-        // not get an answer we can use: the resolver path is failing, as with SERVFAIL.
+        // hickory skips an unusable UDP answer and waits (the deadline ends it as dns_timeout);
+        // what it does report, from TCP answers, is named here.
+        Some(
+            ProtoErrorKind::PointerNotPriorToLabel { .. }
+            | ProtoErrorKind::LabelBytesTooLong(_)
+            | ProtoErrorKind::UnrecognizedLabelCode(_)
+            | ProtoErrorKind::DomainNameTooLong(_)
+            | ProtoErrorKind::LabelOverlapsWithOther { .. }
+            | ProtoErrorKind::CharacterDataTooLong { .. }
+            | ProtoErrorKind::IncorrectRDataLengthRead { .. }
+            | ProtoErrorKind::EdnsNameNotRoot(_)
+            | ProtoErrorKind::BadQueryCount(_),
+        ) => Failure::new(
+            ErrorCode::DnsMalformed,
+            format!("the answer from {asking} for {name} {rtype} could not be used: it did not parse: {e}"),
+        ),
+        // Anything else (connection refused, no usable nameserver) means we did not get an
+        // answer we can use: the resolver path is failing, as with SERVFAIL.
         _ => {
             Failure::new(ErrorCode::DnsServfail, format!("resolving {name} {rtype} via {asking} failed: {e}"))
         }
@@ -361,8 +424,8 @@ mod tests {
         assert!(v4.iter().all(IpAddr::is_ipv4));
         let v6 = r.resolve("dual.test.example", Some(ns), IpVersion::V6, soon()).await.expect("AAAA");
         assert_eq!(v6, vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]);
-        // One resolver per (nameserver, family).
-        assert_eq!(r.built.lock().expect("lock").len(), 3);
+        // An explicit nameserver is asked by our own client: no resolver is built for it.
+        assert!(r.built.lock().expect("lock").is_empty());
     }
 
     #[tokio::test]

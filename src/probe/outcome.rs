@@ -93,6 +93,9 @@ error_codes! {
     DnsNoAnswer = "dns_no_answer", Dns;
     /// No answer before the deadline.
     DnsTimeout = "dns_timeout", Dns;
+    /// The nameserver's answers could not be used: they do not parse (garbage, truncated, a
+    /// compression pointer loop) or answer another question.
+    DnsMalformed = "dns_malformed", Dns;
     /// DNS answered with addresses other than `expect_addresses`.
     DnsUnexpectedAddress = "dns_unexpected_address", Dns;
     /// The peer answered the SYN with RST.
