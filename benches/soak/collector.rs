@@ -112,7 +112,12 @@ pub async fn run(addr: SocketAddr, until: Instant, received: Arc<Received>, heal
     let _ = server.await;
 }
 
-async fn serve(addr: SocketAddr, mut mode: watch::Receiver<Mode>, received: Arc<Received>, healthy: fn(&str) -> bool) {
+async fn serve(
+    addr: SocketAddr,
+    mut mode: watch::Receiver<Mode>,
+    received: Arc<Received>,
+    healthy: fn(&str) -> bool,
+) {
     // Bounded: one round per mode change.
     for _ in 0..10_000u32 {
         let now = *mode.borrow_and_update();
@@ -201,7 +206,11 @@ async fn handle(
             Ok(message) => {
                 received.trace_requests.fetch_add(1, Ordering::Relaxed);
                 record_spans(&message, &received, healthy);
-                Ok(reply(200, "application/x-protobuf", ExportTraceServiceResponse::default().encode_to_vec()))
+                Ok(reply(
+                    200,
+                    "application/x-protobuf",
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                ))
             }
             Err(_) => {
                 received.bad.fetch_add(1, Ordering::Relaxed);
@@ -233,7 +242,9 @@ fn attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
 fn record_spans(message: &ExportTraceServiceRequest, received: &Received, healthy: fn(&str) -> bool) {
     let mut h = Vec::new();
     let mut c = Vec::new();
-    for span in message.resource_spans.iter().flat_map(|rs| rs.scope_spans.iter()).flat_map(|ss| ss.spans.iter()) {
+    for span in
+        message.resource_spans.iter().flat_map(|rs| rs.scope_spans.iter()).flat_map(|ss| ss.spans.iter())
+    {
         received.spans.fetch_add(1, Ordering::Relaxed);
         if span.start_time_unix_nano < received.warm_until_unix_ns.load(Ordering::Relaxed) {
             continue;

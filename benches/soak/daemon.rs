@@ -1,7 +1,7 @@
 //! `parallax run -c DIR` as a child on a generated configuration, and what it says about
 //! itself: `/metrics` (parsed here) and `/api/v1/status` (the fields the soak checks).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -302,7 +302,8 @@ impl Metrics {
             };
             let value = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
             let labels = parse_labels(labels);
-            let label = |key: &str| labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("");
+            let label =
+                |key: &str| labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("");
             match name {
                 "parallax_scheduler_lateness_seconds_bucket" => {
                     let le = label("le");
@@ -312,7 +313,8 @@ impl Metrics {
                 "parallax_scheduler_lateness_seconds_count" => m.lateness_count = value as u64,
                 "parallax_scheduler_lateness_seconds_sum" => m.lateness_sum = value,
                 "parallax_probe_total" => {
-                    let entry = m.probes.entry((label("target").to_owned(), label("view").to_owned())).or_default();
+                    let entry =
+                        m.probes.entry((label("target").to_owned(), label("view").to_owned())).or_default();
                     if label("result") == "success" {
                         entry.0 += value as u64;
                     } else {
@@ -338,11 +340,6 @@ impl Metrics {
         }
         m.lateness.sort_by(|a, b| a.0.total_cmp(&b.0));
         m
-    }
-
-    /// Every view that has a probe series.
-    pub fn views(&self) -> BTreeSet<ViewKey> {
-        self.probes.keys().cloned().collect()
     }
 }
 

@@ -117,7 +117,12 @@ impl Timeline {
 }
 
 /// Drives `tx` through the chaos cycle until `until`; records the timeline.
-pub async fn chaos_controller(tx: watch::Sender<Phase>, start: Instant, until: Instant, timeline: Arc<Timeline>) {
+pub async fn chaos_controller(
+    tx: watch::Sender<Phase>,
+    start: Instant,
+    until: Instant,
+    timeline: Arc<Timeline>,
+) {
     // Bounded: one round per phase, and the run is at most a day of 80 s cycles.
     'cycles: for cycle in 0..2_000u64 {
         for (phase, lasts) in chaos_cycle(cycle) {

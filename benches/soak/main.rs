@@ -113,7 +113,8 @@ fn main() {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         runtime.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
             else {
                 return;
             };
@@ -141,7 +142,9 @@ fn run(duration: Duration, binary: &Path, out_dir: &Path) -> io::Result<()> {
     let load_before = loadavg();
     let dir = tempfile::tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let addr = |v4: Ipv4Addr| -> io::Result<SocketAddr> { Ok(loopback(SocketAddr::new(ip(v4), free_port(ip(v4))?))) };
+    let addr = |v4: Ipv4Addr| -> io::Result<SocketAddr> {
+        Ok(loopback(SocketAddr::new(ip(v4), free_port(ip(v4))?)))
+    };
     let layout = Layout {
         admin: addr(ADMIN_IP)?,
         collector: addr(COLLECTOR_IP)?,
@@ -210,7 +213,8 @@ fn run(duration: Duration, binary: &Path, out_dir: &Path) -> io::Result<()> {
     let mut next_sample = t0;
     let mut next_reload = t0 + RELOAD_EVERY;
     // Bounded: one round per sample or reload, with room for retries.
-    let rounds = 4 * (duration.as_secs() / SAMPLE_EVERY.as_secs() + duration.as_secs() / RELOAD_EVERY.as_secs()) + 16;
+    let rounds =
+        4 * (duration.as_secs() / SAMPLE_EVERY.as_secs() + duration.as_secs() / RELOAD_EVERY.as_secs()) + 16;
     for _ in 0..rounds {
         let now = Instant::now();
         if now >= end {
@@ -314,7 +318,15 @@ fn sample(daemon: &Daemon, pid: u32, t0: Instant) -> io::Result<Sample> {
     let threads = thread_count(pid);
     let asked = Instant::now();
     let (metrics, metrics_bytes) = daemon.metrics()?;
-    Ok(Sample { t, rss_kib: rss, fds, threads, metrics, metrics_bytes, metrics_ms: asked.elapsed().as_secs_f64() * 1e3 })
+    Ok(Sample {
+        t,
+        rss_kib: rss,
+        fds,
+        threads,
+        metrics,
+        metrics_bytes,
+        metrics_ms: asked.elapsed().as_secs_f64() * 1e3,
+    })
 }
 
 /// A view configured through the whole window `prev..now` (and one interval before it) whose
@@ -448,15 +460,21 @@ impl Report<'_> {
         let warm = self.warm_up.as_secs_f64();
         let steady: Vec<&Sample> = samples.iter().filter(|s| s.t >= warm).collect();
         let hours = 3600.0;
-        let series = |f: &dyn Fn(&Sample) -> f64| -> Vec<(f64, f64)> { steady.iter().map(|s| (s.t, f(s))).collect() };
+        let series =
+            |f: &dyn Fn(&Sample) -> f64| -> Vec<(f64, f64)> { steady.iter().map(|s| (s.t, f(s))).collect() };
         let rss_slope = stats::slope(&series(&|s: &Sample| s.rss_kib as f64)) * hours;
         let fd_slope = stats::slope(&series(&|s: &Sample| s.fds as f64)) * hours;
         let first = samples.first();
         let last = samples.last();
         let get = |s: Option<&Sample>, f: fn(&Sample) -> u64| s.map(f).unwrap_or(0);
-        let rss = (get(first, |s| s.rss_kib), get(last, |s| s.rss_kib), samples.iter().map(|s| s.rss_kib).max().unwrap_or(0));
+        let rss = (
+            get(first, |s| s.rss_kib),
+            get(last, |s| s.rss_kib),
+            samples.iter().map(|s| s.rss_kib).max().unwrap_or(0),
+        );
         let rss_steady_first = steady.first().map(|s| s.rss_kib).unwrap_or(0);
-        let fds = (get(first, |s| s.fds), get(last, |s| s.fds), samples.iter().map(|s| s.fds).max().unwrap_or(0));
+        let fds =
+            (get(first, |s| s.fds), get(last, |s| s.fds), samples.iter().map(|s| s.fds).max().unwrap_or(0));
         let fds_steady_min = steady.iter().map(|s| s.fds).min().unwrap_or(0);
 
         // Lateness, every view, from the daemon's histogram: after warm-up, all of it, and the
@@ -467,7 +485,9 @@ impl Report<'_> {
         let mut outside_black_hole = Vec::new();
         for pair in steady.windows(2) {
             let d = stats::delta(&pair[0].metrics.lateness, &pair[1].metrics.lateness);
-            let phases = self.timeline.phases_during(Duration::from_secs_f64(pair[0].t), Duration::from_secs_f64(pair[1].t));
+            let phases = self
+                .timeline
+                .phases_during(Duration::from_secs_f64(pair[0].t), Duration::from_secs_f64(pair[1].t));
             if !phases.is_empty() && phases.iter().all(|p| p.is_black_hole()) {
                 stats::add(&mut during_black_hole, &d);
             } else if phases.iter().all(|p| !p.is_black_hole()) {
@@ -640,8 +660,19 @@ impl Report<'_> {
         let mut row = |k: &str, v: String| {
             let _ = writeln!(t, "| {k} | {v} |");
         };
-        row("views (base / configured at end / in status at end)", format!("{} / {} / {}", daemon::BASE_VIEWS, self.configured, self.final_views.map(|v| v.to_string()).unwrap_or("-".into())));
-        row("RSS first / after warm-up / last / max", format!("{} / {} / {} / {} KiB", rss.0, rss_steady_first, rss.1, rss.2));
+        row(
+            "views (base / configured at end / in status at end)",
+            format!(
+                "{} / {} / {}",
+                daemon::BASE_VIEWS,
+                self.configured,
+                self.final_views.map(|v| v.to_string()).unwrap_or("-".into())
+            ),
+        );
+        row(
+            "RSS first / after warm-up / last / max",
+            format!("{} / {} / {} / {} KiB", rss.0, rss_steady_first, rss.1, rss.2),
+        );
         row("RSS slope after warm-up", format!("{rss_slope:+.0} KiB/hour"));
         row("open fds first / last / max", format!("{} / {} / {}", fds.0, fds.1, fds.2));
         row("fd slope after warm-up", format!("{fd_slope:+.2} /hour"));
@@ -674,12 +705,20 @@ impl Report<'_> {
         );
         row(
             "healthy probes done / planned (total, worst view)",
-            format!("{done_total} / {planned_total:.0} ({:.4}, {:.4}), {healthy_failures} failed", total_ratio, min_ratio),
+            format!(
+                "{done_total} / {planned_total:.0} ({:.4}, {:.4}), {healthy_failures} failed",
+                total_ratio, min_ratio
+            ),
         );
         row("skipped ticks (all views)", skipped.to_string());
         row(
             "lost views (silent > 3 intervals / missing after reload)",
-            format!("{} ({} windows) / {}", self.lost.silent_views.len(), self.lost.silent_windows, self.lost.missing_views.len()),
+            format!(
+                "{} ({} windows) / {}",
+                self.lost.silent_views.len(),
+                self.lost.silent_windows,
+                self.lost.missing_views.len()
+            ),
         );
         row(
             "reloads ok / failed (SIGHUP → status shows the plan, p50 / max)",
@@ -702,7 +741,10 @@ impl Report<'_> {
         row("export failures counted by parallax", format!("{failures:?}"));
         row("export drops counted by parallax", format!("{dropped:?}"));
         row("chaos phases entered", format!("{chaos_phases:?}"));
-        row("samples (errors), /metrics size, slowest scrape", format!("{} ({}), {metrics_kib} KiB, {metrics_ms_max:.0} ms", samples.len(), self.sample_errors));
+        row(
+            "samples (errors), /metrics size, slowest scrape",
+            format!("{} ({}), {metrics_kib} KiB, {metrics_ms_max:.0} ms", samples.len(), self.sample_errors),
+        );
         (t, value)
     }
 }
