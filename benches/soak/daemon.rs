@@ -102,7 +102,7 @@ impl Config {
                  [[target.checker]]\nname = \"hc\"\nurl = \"http://{server}/healthz\"\n"
             );
         }
-        let interval = if self.round % 2 == 0 { "2s" } else { "3s" };
+        let interval = if self.round.is_multiple_of(2) { "2s" } else { "3s" };
         let _ = writeln!(s, "[[target]]\nname = \"cint\"\n[target.client]\nurl = \"http://{server}/cint\"\ninterval = \"{interval}\"");
         let tmp = self.dir.join(".30-churn.toml.tmp");
         std::fs::write(&tmp, s)?;
@@ -133,7 +133,7 @@ impl Config {
         for j in self.round..self.round + CHURN_TARGETS {
             add(format!("c{j:05}"), INTERVAL, true);
         }
-        add("cint".to_owned(), Duration::from_secs(if self.round % 2 == 0 { 2 } else { 3 }), false);
+        add("cint".to_owned(), Duration::from_secs(if self.round.is_multiple_of(2) { 2 } else { 3 }), false);
         out
     }
 }

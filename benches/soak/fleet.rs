@@ -14,7 +14,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -62,7 +64,7 @@ impl Phase {
 
 /// The chaos cycle: each phase and how long it lasts (80 s in all).
 pub fn chaos_cycle(cycle: u64) -> [(Phase, Duration); 4] {
-    let black_hole = if cycle % 2 == 0 { Phase::BlackHoleHang } else { Phase::BlackHoleBacklog };
+    let black_hole = if cycle.is_multiple_of(2) { Phase::BlackHoleHang } else { Phase::BlackHoleBacklog };
     [
         (Phase::Healthy, Duration::from_secs(20)),
         (Phase::Restart, Duration::from_secs(10)),

@@ -6,7 +6,9 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Every child alive, so a signal handler can kill them before the bench exits.
 static CHILDREN: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
