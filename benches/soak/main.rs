@@ -598,6 +598,8 @@ impl Report<'_> {
                 "slope_per_hour": round(fd_slope, 2),
             },
             "threads_last": last.map(|s| s.threads).unwrap_or(0),
+            // Every sample, so slopes can be fitted from any point: [t s, RSS KiB, fds].
+            "series_t_rss_fds": samples.iter().map(|s| [round(s.t, 1), s.rss_kib as f64, s.fds as f64]).collect::<Vec<_>>(),
             "lateness_all_views_histogram": {
                 "after_warm_up": hist(&overall),
                 "windows_in_black_hole": hist(&during_black_hole),
