@@ -29,6 +29,8 @@ mod daemon_child;
 mod floor;
 mod in_process;
 mod nginx;
+// Shared with benches/soak, which uses other parts of it.
+#[allow(dead_code)]
 mod procs;
 
 use std::fmt::Write as _;

@@ -1,5 +1,6 @@
 //! Child processes (killed on drop, on panic and on Ctrl-C) and what `/proc` says about them:
-//! CPU time, resident memory, the machine's load.
+//! CPU time, resident memory, descriptors, the machine's load; loopback-only addressing. Shared
+//! by the macro and the soak benches (`benches/soak` includes this file), so each uses a part.
 
 use std::collections::HashSet;
 use std::io;
@@ -41,6 +42,18 @@ impl Guard {
         match self.child.try_wait()? {
             None => Ok(()),
             Some(status) => Err(io::Error::other(format!("{} exited early: {status}", self.name))),
+        }
+    }
+}
+
+impl Guard {
+    /// Sends SIGHUP (a reload request).
+    pub fn hangup(&self) -> io::Result<()> {
+        let status = Command::new("kill").arg("-HUP").arg(self.pid().to_string()).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill -HUP {}: {status}", self.pid())))
         }
     }
 }
@@ -118,6 +131,16 @@ pub fn rss_and_hwm_kib(pid: u32) -> io::Result<(u64, u64)> {
             .ok_or_else(|| io::Error::other(format!("no {name} in /proc/{pid}/status")))
     };
     Ok((field("VmRSS")?, field("VmHWM")?))
+}
+
+/// Open descriptors of `pid` now (entries of `/proc/PID/fd`).
+pub fn fd_count(pid: u32) -> io::Result<u64> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
+/// Threads of `pid` now.
+pub fn thread_count(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count() as u64).unwrap_or(0)
 }
 
 /// The 1, 5 and 15 minute load averages.

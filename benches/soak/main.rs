@@ -31,6 +31,9 @@
 mod collector;
 mod daemon;
 mod fleet;
+// The macro bench's: one module for children, /proc and loopback-only addressing.
+#[allow(dead_code)]
+#[path = "../macro/procs.rs"]
 mod procs;
 mod stats;
 
@@ -50,7 +53,7 @@ use tokio::sync::watch;
 
 use crate::daemon::{Config, Daemon, Layout, Metrics, ViewKey, INTERVAL};
 use crate::fleet::{Phase, ServerCounters, Timeline};
-use crate::procs::{fd_count, free_port, loadavg, loopback, rss_kib, thread_count};
+use crate::procs::{fd_count, free_port, loadavg, loopback, rss_and_hwm_kib, thread_count};
 
 const ADMIN_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
 const COLLECTOR_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 6);
@@ -315,7 +318,7 @@ fn run(duration: Duration, binary: &Path, out_dir: &Path) -> io::Result<()> {
 
 fn sample(daemon: &Daemon, pid: u32, t0: Instant) -> io::Result<Sample> {
     let t = t0.elapsed().as_secs_f64();
-    let rss = rss_kib(pid)?;
+    let (rss, _) = rss_and_hwm_kib(pid)?;
     let fds = fd_count(pid)?;
     let threads = thread_count(pid);
     let asked = Instant::now();
