@@ -678,6 +678,27 @@ impl Collector {
         self.not_before = Some((Instant::now() + pause.0, pause.1));
     }
 
+    /// Tells one export attempt's result (`timeout` is its deadline): `None` when it was
+    /// delivered, else the failure, classified and recorded.
+    fn settle<E: std::fmt::Display>(
+        &mut self,
+        sent: Result<Result<(), E>, tokio::time::error::Elapsed>,
+        classifier: &Classifier,
+        timeout: Duration,
+        metrics: &Metrics,
+    ) -> Option<Failure> {
+        let failure = match sent {
+            Ok(Ok(())) => {
+                self.succeeded(metrics);
+                return None;
+            }
+            Ok(Err(e)) => classifier.classify(&e.to_string()),
+            Err(_) => timed_out(timeout),
+        };
+        self.failed(&failure, metrics);
+        Some(failure)
+    }
+
     fn dropped_export(&mut self) {
         if let Some(outage) = &mut self.outage {
             outage.batches += 1;
@@ -836,16 +857,12 @@ impl Batcher {
                 }
             }
             let last = attempt + 1 == self.retry.attempts || self.closing.load(Ordering::SeqCst);
-            let failure =
-                match tokio::time::timeout(self.retry.timeout, self.exporter.export(spans.clone())).await {
-                    Ok(Ok(())) => {
-                        self.collector.succeeded(&self.metrics);
-                        return;
-                    }
-                    Ok(Err(e)) => self.classifier.classify(&e.to_string()),
-                    Err(_) => timed_out(self.retry.timeout),
-                };
-            self.collector.failed(&failure, &self.metrics);
+            let sent = tokio::time::timeout(self.retry.timeout, self.exporter.export(spans.clone())).await;
+            let Some(failure) =
+                self.collector.settle(sent, &self.classifier, self.retry.timeout, &self.metrics)
+            else {
+                return;
+            };
             if !failure.retryable {
                 reason = DropReason::Rejected;
                 break;
@@ -996,15 +1013,12 @@ impl Pusher {
                 }
                 collected = true;
             }
-            let failure = match tokio::time::timeout(self.retry.timeout, self.exporter.export(&rm)).await {
-                Ok(Ok(())) => {
-                    self.collector.succeeded(&self.metrics);
-                    return last;
-                }
-                Ok(Err(e)) => self.classifier.classify(&e.to_string()),
-                Err(_) => timed_out(self.retry.timeout),
+            let sent = tokio::time::timeout(self.retry.timeout, self.exporter.export(&rm)).await;
+            let Some(failure) =
+                self.collector.settle(sent, &self.classifier, self.retry.timeout, &self.metrics)
+            else {
+                return last;
             };
-            self.collector.failed(&failure, &self.metrics);
             if !failure.retryable {
                 reason = DropReason::Rejected;
                 break;
