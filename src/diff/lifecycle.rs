@@ -585,10 +585,9 @@ mod tests {
         ));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn target_diff_opens_after_two_checker_intervals_and_resolves() {
-        // Client: first probe decides, rise 2 / fall 2. Checker: 1 s interval, rise 1 / fall 1,
-        // first probe decides: the hold is 2 s.
+    /// A client view (first probe decides, rise 2 / fall 2) and an `nlb` checker (1 s interval,
+    /// rise 1 / fall 1, first probe decides: the hold is 2 s).
+    fn client_and_nlb() -> (View, View) {
         let mut client = view("shop", "client");
         client.initial = InitialHealth::FirstProbe;
         let mut nlb = view("shop", "nlb");
@@ -598,6 +597,12 @@ mod tests {
         nlb.rise = 1;
         nlb.fall = 1;
         nlb.initial = InitialHealth::FirstProbe;
+        (client, nlb)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn target_diff_opens_after_two_checker_intervals_and_resolves() {
+        let (client, nlb) = client_and_nlb();
         let t = target(client, vec![nlb]);
         let mut diff = TargetDiff::new(&t, HoldTime::default());
         let start = Instant::now();
@@ -773,16 +778,8 @@ mod tests {
     /// failures: verdicts went unhealthy and mismatches opened on this host's limit.
     #[tokio::test(start_paused = true)]
     async fn local_resource_exhausted_is_ignored_by_verdicts_and_mismatches() {
-        let mut client = view("shop", "client");
-        client.initial = InitialHealth::FirstProbe;
+        let (mut client, nlb) = client_and_nlb();
         client.fall = 1;
-        let mut nlb = view("shop", "nlb");
-        nlb.role = crate::config::Role::Checker;
-        nlb.interval = secs(1);
-        nlb.timeout = Duration::from_millis(500);
-        nlb.rise = 1;
-        nlb.fall = 1;
-        nlb.initial = InitialHealth::FirstProbe;
         let t = target(client.clone(), vec![nlb.clone()]);
         let mut diff = TargetDiff::new(&t, HoldTime::default());
         let start = Instant::now();
